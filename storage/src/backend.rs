@@ -1,0 +1,179 @@
+//! The narrow file-I/O interface under the log, and its io_uring implementation.
+//!
+//! Everything the log does to disk goes through [`Backend`] and [`StorageFile`]: positional
+//! reads and vectored writes, `fdatasync`, truncation, directory listing, rename and removal.
+//! Tests plug in [`crate::sim::SimBackend`] to inject I/O errors and to simulate crashes that
+//! keep only fsynced bytes; production uses [`CompioBackend`], which submits every data
+//! operation to the calling thread's io_uring through compio.
+//!
+//! Contracts every implementation keeps:
+//! - `write_at` returns only once every byte of every buffer was accepted (short writes are
+//!   retried); the bytes are then visible to `read_at` on any handle of the same file.
+//! - `sync_data` returns once every byte written before the call is on stable storage.
+//! - A file removed or renamed over stays readable through handles opened before (Unix
+//!   semantics), so a reader holding a segment's handle never sees it change under it.
+//! - Names (create, rename, remove) are durable only after `sync_dir` of their directory.
+// `async fn` in these traits is deliberate: a backend lives on one shard thread and its futures
+// are never sent to another thread, so no `Send` bound is wanted.
+#![allow(async_fn_in_trait)]
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use bytes::Bytes;
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::fs::{File, OpenOptions};
+use compio::io::{AsyncReadAt, AsyncWriteAt};
+
+/// Largest number of buffers handed to one `pwritev` (Linux `IOV_MAX`).
+pub const IOVECS_PER_WRITE_MAX: usize = 1024;
+
+/// An open file: cheap to clone (clones share one descriptor).
+pub trait StorageFile: Clone + 'static {
+    /// Reads up to `len` bytes at `pos`; fewer only at end of file.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Writes all `bufs`, back to back, starting at `pos`.
+    async fn write_at(&self, pos: u64, bufs: Vec<Bytes>) -> io::Result<()>;
+    /// `fdatasync`: every byte written before the call is durable when it returns.
+    async fn sync_data(&self) -> io::Result<()>;
+    /// Truncates or extends the file to `len` bytes.
+    async fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current size in bytes.
+    async fn size(&self) -> io::Result<u64>;
+    /// The kernel descriptor, for zero-copy sends (`sendfile`/`splice`); `None` for files that
+    /// live only in memory.
+    fn raw_fd(&self) -> Option<RawFd>;
+}
+
+/// A file system as the log needs it.
+pub trait Backend: Clone + 'static {
+    type File: StorageFile;
+    /// Opens `path` for reading and writing, creating it when `create` is set.
+    async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// File names (not paths) in the directory, in no particular order.
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Atomically replaces `to` with `from`.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    async fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    async fn exists(&self, path: &Path) -> io::Result<bool>;
+}
+
+/// The production backend: compio on io_uring, one ring per shard thread.
+///
+/// Must be used from inside a compio runtime. Directory listing uses `std::fs::read_dir`
+/// (io_uring has no `getdents`); it runs only when a log is opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompioBackend;
+
+/// A segment or index file on disk.
+#[derive(Debug, Clone)]
+pub struct CompioFile {
+    file: File,
+}
+
+impl StorageFile for CompioFile {
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf: Vec<u8> = Vec::with_capacity(len);
+        while buf.len() < len {
+            let filled = buf.len();
+            // The read fills the slice that starts at `filled`; compio then sets `buf.len()`.
+            let BufResult(res, slice) =
+                self.file.read_at(IoBuf::slice(buf, filled..len), pos + filled as u64).await;
+            buf = slice.into_inner();
+            if res? == 0 {
+                break;
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    async fn write_at(&self, mut pos: u64, bufs: Vec<Bytes>) -> io::Result<()> {
+        let mut pending: std::collections::VecDeque<Bytes> =
+            bufs.into_iter().filter(|b| !b.is_empty()).collect();
+        while !pending.is_empty() {
+            let take = pending.len().min(IOVECS_PER_WRITE_MAX);
+            let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
+            let BufResult(res, _) = (&self.file).write_vectored_at(chunk, pos).await;
+            let mut written = res?;
+            if written == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote 0 bytes"));
+            }
+            pos += written as u64;
+            while written > 0 {
+                let Some(front) = pending.front_mut() else { break };
+                if written >= front.len() {
+                    written -= front.len();
+                    pending.pop_front();
+                } else {
+                    *front = Bytes::slice(front, written..);
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data().await
+    }
+
+    async fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len).await
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        Ok(self.file.metadata().await?.len())
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.file.as_raw_fd())
+    }
+}
+
+impl Backend for CompioBackend {
+    type File = CompioFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<CompioFile> {
+        let file = OpenOptions::new().read(true).write(true).create(create).open(path).await?;
+        Ok(CompioFile { file })
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        compio::fs::create_dir_all(path).await
+    }
+
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        compio::fs::remove_file(path).await
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        compio::fs::rename(from, to).await
+    }
+
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path).await?.sync_all().await
+    }
+
+    async fn exists(&self, path: &Path) -> io::Result<bool> {
+        match compio::fs::metadata(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

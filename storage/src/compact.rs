@@ -1,0 +1,330 @@
+//! Log compaction (`cleanup.policy=compact`) and record-level lookups inside batches.
+//!
+//! A pass works on the closed segments only (the active one keeps taking appends meanwhile):
+//! 1. **Map**: walk the closed segments oldest first, decompressing batches, and remember the
+//!    newest offset of every key (keys are kept as 128-bit hashes; at most
+//!    `compaction_keys_max` of them). Segments the map could not cover whole are left for a
+//!    later pass.
+//! 2. **Copy**: rewrite each covered segment into `<base>.log.cleaned`, keeping a record when no
+//!    newer record has its key, and dropping tombstones (null value) whose batch is older than
+//!    `delete.retention.ms`. An untouched batch is copied byte for byte; a thinned one is
+//!    rebuilt with the same base offset, last offset delta, producer fields and codec, so
+//!    offsets never change (gaps are allowed). A batch left with no records is dropped.
+//! 3. **Verify and swap**: the cleaned file is re-read and verified like a recovery scan, then
+//!    the old indexes are removed, the cleaned file is renamed over the segment, the directory is
+//!    synced, and new indexes are written. A crash at any point leaves either the old or the
+//!    new segment, never a mix; leftovers are removed when the log is opened.
+//!
+//! Readers holding the old segment's file keep reading it unchanged (Unix unlink semantics).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tracing::info;
+
+use crate::backend::{Backend, StorageFile};
+use crate::batch::{self, BatchHeader, HEADER_BYTES, TimestampType};
+use crate::builder::{BatchParams, build_batch};
+use crate::compression::{self, Codec};
+use crate::error::{IoFailure, LogError};
+use crate::log::{Log, SegView};
+use crate::records::{self, Record};
+use crate::segment::{self, ScanEnd, Segment};
+
+/// Bound on the decompressed size of one batch.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
+/// Bytes read per I/O while compacting.
+const READ_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes of output buffered before they are written.
+const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Batches processed between cooperative yields, so a pass never holds the shard for long.
+const BATCHES_PER_YIELD: usize = 64;
+
+/// What a compaction pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    pub segments_cleaned: usize,
+    pub records_removed: u64,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Decodes the records of a stored batch (decompressing them).
+pub fn batch_records(batch: &Bytes) -> Result<(BatchHeader, Vec<Record>), String> {
+    let header = BatchHeader::parse(batch).map_err(|e| e.to_string())?;
+    let codec = header.codec().map_err(|e| e.to_string())?;
+    let count =
+        usize::try_from(header.records_count).map_err(|_| "negative record count".to_owned())?;
+    let body = batch.slice(HEADER_BYTES..);
+    let data = if codec == Codec::None {
+        body
+    } else {
+        Bytes::from(
+            compression::decompress(codec, &body, DECOMPRESSED_BATCH_BYTES_MAX)
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let records = records::decode_records(&data, count).map_err(|e| e.to_string())?;
+    Ok((header, records))
+}
+
+/// The first record of `batch` at or after `timestamp` whose offset is at least `min_offset`.
+pub fn first_record_at_or_after(
+    batch: &Bytes,
+    timestamp: i64,
+    min_offset: u64,
+) -> Result<Option<(u64, i64)>, String> {
+    let (h, recs) = batch_records(batch)?;
+    for r in recs {
+        let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
+        let ts = match h.timestamp_type() {
+            TimestampType::LogAppendTime => h.max_timestamp,
+            TimestampType::CreateTime => h.base_timestamp.saturating_add(r.timestamp_delta),
+        };
+        if offset >= min_offset && ts >= timestamp {
+            return Ok(Some((offset, ts)));
+        }
+    }
+    Ok(None)
+}
+
+fn key_hash(key: &[u8]) -> u128 {
+    let mut a = std::hash::DefaultHasher::new();
+    0xA5u8.hash(&mut a);
+    key.hash(&mut a);
+    let mut b = std::hash::DefaultHasher::new();
+    0x5Au8.hash(&mut b);
+    key.hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Yields to the executor once.
+pub(crate) struct YieldNow(bool);
+impl YieldNow {
+    pub(crate) fn new() -> Self {
+        Self(false)
+    }
+}
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// Calls `visit` with every whole batch of a segment, reading it in bounded chunks.
+async fn for_each_batch<F: StorageFile>(
+    seg: &SegView<F>,
+    mut visit: impl FnMut(Bytes) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    let mut pos = 0u64;
+    let mut n = 0usize;
+    while pos < seg.size {
+        let chunk = seg.read(pos, READ_CHUNK_BYTES).await?;
+        let mut spans = Vec::new();
+        let covered = batch::scan_headers(&chunk, |s| {
+            spans.push((s.position, s.header.total_len()));
+            true
+        });
+        if covered == 0 {
+            let whole = seg.read_batch(pos).await?;
+            pos += whole.len() as u64;
+            visit(whole)?;
+        } else {
+            for (p, len) in spans {
+                visit(chunk.slice(p..p + len))?;
+            }
+            pos += covered as u64;
+        }
+        n += 1;
+        if n.is_multiple_of(BATCHES_PER_YIELD) {
+            YieldNow::new().await;
+        }
+    }
+    Ok(())
+}
+
+impl<B: Backend> Log<B> {
+    /// Runs one compaction pass over the closed segments; see the module docs. Does nothing
+    /// unless `cleanup.policy` includes `compact`.
+    pub async fn compact(&self) -> Result<CompactionReport, LogError> {
+        let _m = self.maintenance.lock().await;
+        let cfg = self.config();
+        let mut report = CompactionReport::default();
+        if !cfg.cleanup_policy.compact {
+            return Ok(report);
+        }
+        let closed: Vec<SegView<B::File>> = {
+            let st = self.state.borrow();
+            let n = st.segments.len();
+            st.segments.values().take(n.saturating_sub(1)).map(SegView::of).collect()
+        };
+        // 1. Map: newest offset per key, over as many whole segments as fit.
+        let mut newest: HashMap<u128, u64> = HashMap::new();
+        let mut covered = 0usize;
+        for seg in &closed {
+            let mut segment_keys: Vec<(u128, u64)> = Vec::new();
+            for_each_batch(seg, |b| {
+                let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
+                if h.is_control() {
+                    return Ok(());
+                }
+                for r in recs {
+                    if let Some(k) = &r.key {
+                        segment_keys.push((
+                            key_hash(k),
+                            (h.base_offset + i64::from(r.offset_delta)) as u64,
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            if newest.len() + segment_keys.len() > cfg.compaction_keys_max && covered > 0 {
+                break;
+            }
+            newest.extend(segment_keys);
+            covered += 1;
+        }
+        // 2 and 3. Copy, verify and swap each covered segment.
+        let horizon = (self.clock)().saturating_sub(cfg.delete_retention_ms as i64);
+        for seg in closed.iter().take(covered) {
+            if let Some((removed, after)) = self.clean_segment(seg, &newest, horizon).await? {
+                report.segments_cleaned += 1;
+                report.records_removed += removed;
+                report.bytes_before += seg.size;
+                report.bytes_after += after;
+            }
+        }
+        if report.segments_cleaned > 0 {
+            info!(
+                dir = %self.dir.display(),
+                segments = report.segments_cleaned,
+                records_removed = report.records_removed,
+                bytes_before = report.bytes_before,
+                bytes_after = report.bytes_after,
+                "compaction pass done"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Rewrites one segment; `None` when it had nothing to remove.
+    async fn clean_segment(
+        &self,
+        seg: &SegView<B::File>,
+        newest: &HashMap<u128, u64>,
+        horizon: i64,
+    ) -> Result<Option<(u64, u64)>, LogError> {
+        let mut out: Vec<Bytes> = Vec::new();
+        let mut removed = 0u64;
+        for_each_batch(seg, |b| {
+            let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
+            if h.is_control() {
+                out.push(b);
+                return Ok(());
+            }
+            let before = recs.len();
+            let kept: Vec<Record> = recs
+                .into_iter()
+                .filter(|r| {
+                    let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
+                    let Some(k) = &r.key else { return true };
+                    let is_newest = newest.get(&key_hash(k)).is_none_or(|&o| o <= offset);
+                    let expired_tombstone = r.value.is_none() && h.max_timestamp < horizon;
+                    is_newest && !expired_tombstone
+                })
+                .collect();
+            removed += (before - kept.len()) as u64;
+            if kept.len() == before {
+                out.push(b);
+            } else if !kept.is_empty() {
+                let params = BatchParams {
+                    base_offset: h.base_offset,
+                    partition_leader_epoch: h.partition_leader_epoch,
+                    attributes: h.attributes,
+                    last_offset_delta: h.last_offset_delta,
+                    base_timestamp: h.base_timestamp,
+                    max_timestamp: h.max_timestamp,
+                    producer_id: h.producer_id,
+                    producer_epoch: h.producer_epoch,
+                    base_sequence: h.base_sequence,
+                };
+                let rebuilt =
+                    build_batch(&params, &kept).map_err(|e| seg_corrupt(seg, &e.to_string()))?;
+                out.push(rebuilt);
+            }
+            Ok(())
+        })
+        .await?;
+        if removed == 0 {
+            return Ok(None);
+        }
+        let dir = &self.dir;
+        let cleaned = dir.join(format!("{:020}.log.cleaned", seg.base_offset));
+        let file = self
+            .backend
+            .open(&cleaned, true)
+            .await
+            .map_err(|e| IoFailure::new("create", &cleaned, e))?;
+        file.set_len(0).await.map_err(|e| IoFailure::new("truncate", &cleaned, e))?;
+        let mut pos = 0u64;
+        let mut group: Vec<Bytes> = Vec::new();
+        let mut group_bytes = 0usize;
+        let total = out.len();
+        for (i, b) in out.into_iter().enumerate() {
+            group_bytes += b.len();
+            group.push(b);
+            if group_bytes >= WRITE_CHUNK_BYTES || i + 1 == total {
+                let n = group_bytes as u64;
+                file.write_at(pos, std::mem::take(&mut group))
+                    .await
+                    .map_err(|e| IoFailure::new("write", &cleaned, e))?;
+                pos += n;
+                group_bytes = 0;
+            }
+        }
+        file.sync_data().await.map_err(|e| IoFailure::new("fdatasync", &cleaned, e))?;
+        // Verify what we wrote exactly as recovery would.
+        let interval = self.config.borrow().index_interval_bytes;
+        let mut fresh = Segment::empty(seg.base_offset, seg.path.clone(), file.clone());
+        if let ScanEnd::Torn { valid_bytes, reason } = fresh.rebuild(pos, interval).await? {
+            return Err(LogError::Corrupt { path: cleaned, position: valid_bytes, reason });
+        }
+        fresh.push_time_entry();
+        let index = segment::index_path(dir, seg.base_offset);
+        let tindex = segment::time_index_path(dir, seg.base_offset);
+        for p in [&index, &tindex] {
+            match self.backend.remove_file(p).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IoFailure::new("remove", p, e).into()),
+            }
+        }
+        self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
+        self.backend
+            .rename(&cleaned, &seg.path)
+            .await
+            .map_err(|e| IoFailure::new("rename", &seg.path, e))?;
+        self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
+        segment::write_whole(&self.backend, &index, fresh.offset_index.encode()).await?;
+        segment::write_whole(&self.backend, &tindex, fresh.time_index.encode()).await?;
+        let after = fresh.size;
+        self.state.borrow_mut().segments.insert(seg.base_offset, fresh);
+        Ok(Some((removed, after)))
+    }
+}
+
+fn seg_corrupt<F: StorageFile>(seg: &SegView<F>, reason: &str) -> LogError {
+    LogError::Corrupt { path: seg.path.clone(), position: 0, reason: reason.to_owned() }
+}

@@ -1,0 +1,81 @@
+//! Per-partition log configuration, named and defaulted as Kafka's topic configs are.
+//!
+//! Every limit here is a bound the log enforces; units are in the name.
+
+use crate::batch::TimestampType;
+
+/// `cleanup.policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// `delete`: whole segments are removed by `retention.ms` / `retention.bytes`.
+    pub delete: bool,
+    /// `compact`: closed segments keep only the newest record per key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: Self = Self { delete: true, compact: false };
+    pub const COMPACT: Self = Self { delete: false, compact: true };
+}
+
+/// When the log calls `fdatasync` on its own, in addition to explicit [`crate::Log::sync`] calls
+/// (which the node makes before answering an `acks=all` produce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// `flush.messages`: sync once this many records are unsynced. `None` = never (Kafka's
+    /// default, `Long.MAX_VALUE`).
+    pub messages: Option<u64>,
+    /// `flush.ms`: sync when the oldest unsynced append is this old, checked by
+    /// [`crate::Log::flush_if_due`]. `None` = never.
+    pub ms: Option<u64>,
+}
+
+/// Configuration of one partition's log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll the active segment before it would exceed this size.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll the active segment when its first batch is older than this.
+    pub segment_ms: u64,
+    /// `index.interval.bytes`: add a sparse index entry at most every this many bytes.
+    pub index_interval_bytes: u64,
+    /// `max.message.bytes`: largest batch accepted from a producer.
+    pub max_message_bytes: usize,
+    /// `retention.ms`: delete closed segments whose newest record is older. `None` = forever.
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: delete the oldest closed segments while the log is larger. `None` = no
+    /// size limit.
+    pub retention_bytes: Option<u64>,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long compaction keeps tombstones.
+    pub delete_retention_ms: u64,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// `flush.messages` / `flush.ms`.
+    pub flush: FlushPolicy,
+    /// Bound on the number of segments a partition may hold; an append that would roll past it
+    /// fails with [`crate::AppendError::TooManySegments`] rather than exhaust file descriptors.
+    pub segments_max: usize,
+    /// Bound on the keys compaction holds in memory in one pass (each costs ~40 bytes).
+    pub compaction_keys_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_bytes: None,
+            cleanup_policy: CleanupPolicy::DELETE,
+            delete_retention_ms: 24 * 3600 * 1000,
+            timestamp_type: TimestampType::CreateTime,
+            flush: FlushPolicy { messages: None, ms: None },
+            segments_max: 10_000,
+            compaction_keys_max: 4_000_000,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The partition log of Odradek.
+//!
+//! One [`Log`] keeps one partition: an append-only sequence of Kafka RecordBatch v2 batches in
+//! segment files `<dir>/<base_offset:020>.log`, each with a sparse offset index (`.index`) and a
+//! time index (`.timeindex`) in Kafka's on-disk layout.
+//!
+//! # How the pieces fit
+//! - [`batch`] parses and validates batch headers (CRC-32C, lengths, magic, record count) and
+//!   rewrites base offsets; [`records`], [`compression`] and [`builder`] read and write the
+//!   records inside a batch (used by compaction, timestamp lookups, tests and benchmarks).
+//! - [`backend`] is the narrow file-I/O trait. [`backend::CompioBackend`] drives io_uring through
+//!   compio; [`sim::SimBackend`] keeps files in memory, injects I/O errors and simulates crashes
+//!   that keep only what was fsynced.
+//! - [`index`] and [`segment`] hold the per-segment state; [`log::Log`] ties segments into a
+//!   partition: group-committed appends, zero-copy reads, recovery, retention, truncation and
+//!   ([`compact`]) log compaction.
+//!
+//! # Guarantees
+//! - After [`Log::append`] returns `Ok`, the batches have offsets and are visible to readers;
+//!   after [`Log::sync`] returns `Ok`, every batch appended before the call is on stable storage
+//!   and survives a crash of the process or the machine.
+//! - Recovery after an unclean stop never serves a torn or corrupt batch: the tail is truncated
+//!   at the first batch that fails its checks, and the truncation is logged.
+//!
+//! # What this crate does not know
+//! Kafka requests, sockets, topics-as-metadata and shards. It stores bytes of one partition,
+//! on the thread that calls it (a `Log` is `!Send`; one shard owns it).
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod batch;
+pub mod builder;
+pub mod compact;
+pub mod compression;
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod log;
+pub mod records;
+pub mod segment;
+pub mod sim;
+
+pub use backend::{Backend, CompioBackend, StorageFile};
+pub use config::LogConfig;
+pub use error::{AppendError, LogError, ReadError};
+pub use log::{AppendInfo, FileSlice, Log, ReadResult};

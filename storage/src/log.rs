@@ -1,0 +1,1107 @@
+//! One partition's log: segments, group-committed appends, zero-copy reads, recovery,
+//! retention and truncation.
+//!
+//! # Concurrency
+//! A `Log` lives on one shard thread and is shared by that thread's tasks through `Rc`. Methods
+//! take `&self`; state sits in a `RefCell` that is never borrowed across an `.await`.
+//! - Appends are **group-committed**: each caller queues its validated batches, then takes the
+//!   writer lock; whoever holds it writes *every* queued batch in one vectored write, so all the
+//!   batches that arrive while a write is in flight go out together in the next one.
+//! - [`Log::sync`] likewise: one `fdatasync` covers every append that completed before it
+//!   started, and callers whose appends it covered return without syncing again.
+//! - Retention, truncation and compaction take a maintenance lock and never hold the writer lock
+//!   across I/O of their own except where they must change the active segment.
+//!
+//! # Contracts
+//! - `append` returns `Ok` once the batches are in the page cache, have offsets, and are visible
+//!   to `read`. They are durable once a later `sync` returns `Ok`.
+//! - A failed write is cut off again (`ftruncate` back to the last whole batch); if even that
+//!   fails, or an `fdatasync` fails (its dirty pages may be gone), the log is *fenced*: it
+//!   refuses writes until it is reopened, and reopening runs recovery.
+//! - `read` only ever returns whole batches below the log end offset.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use async_lock::Mutex;
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use crate::backend::{Backend, StorageFile};
+use crate::batch::{self, BatchHeader, IncomingBatch, TimestampType};
+use crate::config::LogConfig;
+use crate::error::{AppendError, IoFailure, LogError, ReadError};
+use crate::segment::{self, SCAN_CHUNK_BYTES, ScanEnd, Segment};
+
+/// Name of the file whose presence says the log was closed cleanly.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Name of the file that persists a log start offset set by `delete_records`.
+pub const LOG_START_FILE: &str = "log-start-offset";
+/// Bound on bytes queued for the writer; an append beyond it waits for the queue to drain.
+pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Milliseconds since the Unix epoch; injectable for tests.
+pub type Clock = Rc<dyn Fn() -> i64>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Rc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// `<data_dir>/<topic>-<partition>`, the directory of one partition's log.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Offset of the last record appended.
+    pub last_offset: u64,
+    /// The broker's timestamp when the topic uses `LogAppendTime`, else `None`.
+    pub log_append_time: Option<i64>,
+    /// The log start offset after the append.
+    pub log_start_offset: u64,
+}
+
+/// A byte range of a segment file holding whole batches: what a fetch sends to the socket
+/// without copying. Holding it keeps the file open, so it stays valid if retention removes the
+/// segment in the meantime.
+#[derive(Debug, Clone)]
+pub struct FileSlice<F> {
+    pub file: F,
+    pub position: u64,
+    pub len: u64,
+    /// Offset of the first batch in the range.
+    pub first_offset: u64,
+}
+
+/// The result of a read.
+#[derive(Debug, Clone)]
+pub struct ReadResult<F> {
+    /// Whole batches starting with the one that holds the requested offset; `None` at the end.
+    pub slice: Option<FileSlice<F>>,
+    pub log_start_offset: u64,
+    /// The offset the next append will get (Kafka's log end offset).
+    pub log_end_offset: u64,
+}
+
+/// What recovery found when the log was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub clean_shutdown: bool,
+    pub segments: usize,
+    /// Bytes cut off the tail, and the offset the log ends at after the cut.
+    pub truncated_bytes: u64,
+    pub truncated_reason: Option<String>,
+    pub indexes_rebuilt: usize,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: u64,
+}
+
+type AppendSlot = Rc<RefCell<Option<Result<AppendInfo, AppendError>>>>;
+
+struct PendingAppend {
+    batches: Vec<IncomingBatch>,
+    bytes: usize,
+    records: u64,
+    slot: AppendSlot,
+}
+
+pub(crate) struct State<F> {
+    pub(crate) segments: BTreeMap<u64, Segment<F>>,
+    pub(crate) log_start_offset: u64,
+    /// Every offset below this is on stable storage.
+    pub(crate) synced_offset: u64,
+    /// Bumped whenever a name in the directory changes; `dir_synced_gen` trails it.
+    pub(crate) dir_gen: u64,
+    pub(crate) dir_synced_gen: u64,
+    pub(crate) records_written: u64,
+    pub(crate) records_synced: u64,
+    pub(crate) oldest_unsynced_ms: Option<i64>,
+    pub(crate) fenced: Option<String>,
+    pub(crate) closed: bool,
+}
+
+impl<F: StorageFile> State<F> {
+    pub(crate) fn active(&self) -> &Segment<F> {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    pub(crate) fn active_mut(&mut self) -> &mut Segment<F> {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+    pub(crate) fn log_end_offset(&self) -> u64 {
+        self.active().next_offset
+    }
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+    fn check_writable(&self) -> Result<(), AppendError> {
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(reason) = &self.fenced {
+            return Err(AppendError::Fenced { reason: reason.clone() });
+        }
+        Ok(())
+    }
+}
+
+/// One partition's log. See the module docs for its contracts.
+pub struct Log<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RefCell<LogConfig>,
+    pub(crate) clock: Clock,
+    pub(crate) state: RefCell<State<B::File>>,
+    pending: RefCell<VecDeque<PendingAppend>>,
+    pending_bytes: Cell<usize>,
+    writer: Mutex<()>,
+    syncer: Mutex<()>,
+    pub(crate) maintenance: Mutex<()>,
+}
+
+impl<B: Backend> std::fmt::Debug for Log<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.state.borrow();
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("segments", &st.segments.len())
+            .field("log_start_offset", &st.log_start_offset)
+            .field("log_end_offset", &st.log_end_offset())
+            .finish()
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> IoFailure + 'a {
+    move |e| IoFailure::new(op, path, e)
+}
+
+impl<B: Backend> Log<B> {
+    /// Opens (creating if needed) the log in `dir`, recovering it if it was not closed cleanly.
+    pub async fn open(backend: B, dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        Self::open_with_clock(backend, dir, config, system_clock()).await.map(|(log, _)| log)
+    }
+
+    /// [`Log::open`] with an injected clock; also returns what recovery found.
+    pub async fn open_with_clock(
+        backend: B,
+        dir: &Path,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        backend.create_dir_all(dir).await.map_err(io("mkdir", dir))?;
+        let names = backend.list_dir(dir).await.map_err(io("list", dir))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
+        let mut report = RecoveryReport { clean_shutdown: clean, ..Default::default() };
+        let mut bases: Vec<u64> = Vec::new();
+        let mut dir_changed = false;
+        for name in &names {
+            if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+                bases.push(base);
+            } else if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+                // Leftovers of an interrupted compaction swap or small-file write.
+                let p = dir.join(name);
+                backend.remove_file(&p).await.map_err(io("remove", &p))?;
+                dir_changed = true;
+            }
+        }
+        bases.sort_unstable();
+        for name in &names {
+            let orphan = [".index", ".timeindex"].iter().any(|ext| {
+                name.strip_suffix(ext)
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|b| bases.binary_search(&b).is_err())
+            });
+            if orphan {
+                let p = dir.join(name);
+                backend.remove_file(&p).await.map_err(io("remove", &p))?;
+                dir_changed = true;
+            }
+        }
+        let cfg = config.clone();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let path = segment::log_path(dir, base);
+            let file = backend.open(&path, false).await.map_err(io("open", &path))?;
+            let len = file.size().await.map_err(io("stat", &path))?;
+            let mut seg = Segment::empty(base, path.clone(), file);
+            let trusted = (clean || !is_last) && seg.load(&backend, dir, len).await?;
+            if !trusted {
+                report.indexes_rebuilt += 1;
+                if let ScanEnd::Torn { valid_bytes, reason } =
+                    seg.rebuild(len, cfg.index_interval_bytes).await?
+                {
+                    warn!(
+                        segment = %path.display(),
+                        valid_bytes,
+                        truncated_bytes = len - valid_bytes,
+                        log_end_offset = seg.next_offset,
+                        %reason,
+                        "recovery truncates a torn or corrupt segment tail"
+                    );
+                    seg.file.set_len(valid_bytes).await.map_err(io("truncate", &path))?;
+                    seg.file.sync_data().await.map_err(io("fdatasync", &path))?;
+                    report.truncated_bytes += len - valid_bytes;
+                    report.truncated_reason = Some(reason);
+                }
+            }
+            if let Some(prev) =
+                segments.values().next_back().map(|s: &Segment<B::File>| s.next_offset)
+                && base < prev
+            {
+                return Err(LogError::Corrupt {
+                    path,
+                    position: 0,
+                    reason: format!(
+                        "segment base {base} overlaps the previous segment ending at {prev}"
+                    ),
+                });
+            }
+            segments.insert(base, seg);
+        }
+        let persisted_start = match segment::read_whole(&backend, &dir.join(LOG_START_FILE)).await?
+        {
+            Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse::<u64>().ok()),
+            None => None,
+        };
+        let first_base = segments.keys().next().copied();
+        let mut log_start = first_base.unwrap_or(0).max(persisted_start.unwrap_or(0));
+        if segments.is_empty() {
+            let base = persisted_start.unwrap_or(0);
+            let path = segment::log_path(dir, base);
+            let file = backend.open(&path, true).await.map_err(io("create", &path))?;
+            segments.insert(base, Segment::empty(base, path, file));
+            dir_changed = true;
+            log_start = base;
+        }
+        if clean {
+            backend.remove_file(&marker).await.map_err(io("remove", &marker))?;
+            dir_changed = true;
+        }
+        if dir_changed {
+            backend.sync_dir(dir).await.map_err(io("fsync dir", dir))?;
+        }
+        let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
+        log_start = log_start.min(end);
+        report.segments = segments.len();
+        info!(
+            dir = %dir.display(),
+            clean_shutdown = clean,
+            segments = segments.len(),
+            log_start_offset = log_start,
+            log_end_offset = end,
+            truncated_bytes = report.truncated_bytes,
+            "partition log opened"
+        );
+        let state = State {
+            segments,
+            log_start_offset: log_start,
+            synced_offset: end,
+            dir_gen: 0,
+            dir_synced_gen: 0,
+            records_written: 0,
+            records_synced: 0,
+            oldest_unsynced_ms: None,
+            fenced: None,
+            closed: false,
+        };
+        let log = Log {
+            backend,
+            dir: dir.to_path_buf(),
+            config: RefCell::new(config),
+            clock,
+            state: RefCell::new(state),
+            pending: RefCell::new(VecDeque::new()),
+            pending_bytes: Cell::new(0),
+            writer: Mutex::new(()),
+            syncer: Mutex::new(()),
+            maintenance: Mutex::new(()),
+        };
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+    /// Replaces the configuration (topic config changes); takes effect for the next append,
+    /// roll, retention or compaction pass.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.borrow_mut() = config;
+    }
+    pub fn log_start_offset(&self) -> u64 {
+        self.state.borrow().log_start_offset
+    }
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> u64 {
+        self.state.borrow().log_end_offset()
+    }
+    /// Every offset below this is on stable storage.
+    pub fn synced_offset(&self) -> u64 {
+        self.state.borrow().synced_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().size_bytes()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+    /// Base offsets of every segment, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.state.borrow().segments.keys().copied().collect()
+    }
+    /// Why the log refuses writes, if it does.
+    pub fn fenced(&self) -> Option<String> {
+        self.state.borrow().fenced.clone()
+    }
+
+    /// Validates a producer's record set (one or more RecordBatch v2) and appends it.
+    ///
+    /// Nothing is written unless every batch passes. Returns once the batches are written (in
+    /// the page cache) and visible to readers; call [`Log::sync`] for durability. Appends that
+    /// arrive while a write is in flight are coalesced into the next vectored write.
+    pub async fn append(&self, records: Bytes) -> Result<AppendInfo, AppendError> {
+        self.state.borrow().check_writable()?;
+        let max = self.config.borrow().max_message_bytes;
+        let batches = batch::split_record_set(&records, max)?;
+        let records_n: u64 = batches.iter().map(|b| b.header.records_count as u64).sum();
+        let bytes = records.len();
+        let slot: AppendSlot = Rc::new(RefCell::new(None));
+        // Bounded queue: while it is full, help drain it instead of queueing more.
+        while self.pending_bytes.get() > 0 && self.pending_bytes.get() + bytes > PENDING_BYTES_MAX {
+            let _w = self.writer.lock().await;
+            self.write_pending().await;
+        }
+        self.pending.borrow_mut().push_back(PendingAppend {
+            batches,
+            bytes,
+            records: records_n,
+            slot: slot.clone(),
+        });
+        self.pending_bytes.set(self.pending_bytes.get() + bytes);
+        {
+            let _w = self.writer.lock().await;
+            if slot.borrow().is_none() {
+                self.write_pending().await;
+            }
+        }
+        let result = slot.borrow_mut().take().unwrap_or(Err(AppendError::Closed));
+        let info = result?;
+        let due = {
+            let st = self.state.borrow();
+            let unsynced = st.records_written - st.records_synced;
+            self.config.borrow().flush.messages.is_some_and(|n| unsynced >= n)
+        };
+        if due {
+            self.sync().await.map_err(|e| AppendError::Fenced { reason: e.to_string() })?;
+        }
+        Ok(info)
+    }
+
+    /// Writes every queued append. Caller holds the writer lock.
+    async fn write_pending(&self) {
+        let entries: Vec<PendingAppend> = self.pending.borrow_mut().drain(..).collect();
+        self.pending_bytes.set(0);
+        let mut i = 0;
+        while i < entries.len() {
+            if let Err(e) = self.state.borrow().check_writable() {
+                for entry in &entries[i..] {
+                    *entry.slot.borrow_mut() = Some(Err(e.clone()));
+                }
+                return;
+            }
+            // Roll before an entry that would overflow the active segment or that arrives after
+            // `segment.ms`, so that one record set always lands in one segment.
+            if let Err(e) = self.maybe_roll(entries[i].bytes as u64).await {
+                for entry in &entries[i..] {
+                    *entry.slot.borrow_mut() = Some(Err(e.clone()));
+                }
+                return;
+            }
+            let end = self.chunk_end(&entries, i);
+            let result = self.write_chunk(&entries[i..end]).await;
+            match result {
+                Ok(infos) => {
+                    for (entry, info) in entries[i..end].iter().zip(infos) {
+                        *entry.slot.borrow_mut() = Some(Ok(info));
+                    }
+                }
+                Err(e) => {
+                    for entry in &entries[i..] {
+                        *entry.slot.borrow_mut() = Some(Err(e.clone()));
+                    }
+                    return;
+                }
+            }
+            i = end;
+        }
+    }
+
+    /// The entries from `start` that fit in the active segment (at least one).
+    fn chunk_end(&self, entries: &[PendingAppend], start: usize) -> usize {
+        let st = self.state.borrow();
+        let limit = self.config.borrow().segment_bytes;
+        let mut size = st.active().size;
+        let mut end = start;
+        while end < entries.len() {
+            let len = entries[end].bytes as u64;
+            if end > start && size + len > limit {
+                break;
+            }
+            size += len;
+            end += 1;
+        }
+        end
+    }
+
+    /// Assigns offsets to a run of entries, writes them with one vectored write, then records
+    /// them in the active segment. On a write error the file is cut back and nothing changes.
+    async fn write_chunk(&self, entries: &[PendingAppend]) -> Result<Vec<AppendInfo>, AppendError> {
+        let now = (self.clock)();
+        let log_append_time =
+            (self.config.borrow().timestamp_type == TimestampType::LogAppendTime).then_some(now);
+        let (file, path, start_pos, mut next) = {
+            let st = self.state.borrow();
+            let seg = st.active();
+            (seg.file.clone(), seg.path.clone(), seg.size, seg.next_offset)
+        };
+        let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
+        let mut headers: Vec<BatchHeader> = Vec::new();
+        let mut infos = Vec::with_capacity(entries.len());
+        let mut records = 0u64;
+        for entry in entries {
+            let base = next;
+            for b in &entry.batches {
+                let raw = batch::stored_header(b, next as i64, log_append_time);
+                let header = BatchHeader::parse(&raw).expect("a validated header still parses");
+                iov.push(Bytes::copy_from_slice(&raw));
+                iov.push(b.bytes.slice(batch::HEADER_BYTES..));
+                next += header.offset_span();
+                headers.push(header);
+            }
+            records += entry.records;
+            infos.push(AppendInfo {
+                base_offset: base,
+                last_offset: next - 1,
+                log_append_time,
+                log_start_offset: 0,
+            });
+        }
+        if let Err(e) = file.write_at(start_pos, iov).await {
+            let failure = IoFailure::new("write", &path, e);
+            warn!(segment = %path.display(), position = start_pos, error = %failure, "append write failed");
+            if let Err(e2) = file.set_len(start_pos).await {
+                let reason = format!("write failed ({failure}) and cutting it back failed ({e2})");
+                warn!(segment = %path.display(), %reason, "log fenced");
+                self.state.borrow_mut().fenced = Some(reason);
+            }
+            return Err(AppendError::Io(failure));
+        }
+        let interval = self.config.borrow().index_interval_bytes;
+        let mut st = self.state.borrow_mut();
+        let seg = st.active_mut();
+        let mut pos = start_pos;
+        for h in &headers {
+            seg.note_batch(pos, h, interval);
+            pos += h.total_len() as u64;
+        }
+        st.records_written += records;
+        st.oldest_unsynced_ms.get_or_insert(now);
+        let start = st.log_start_offset;
+        for info in &mut infos {
+            info.log_start_offset = start;
+        }
+        Ok(infos)
+    }
+
+    /// Rolls the active segment if `incoming` more bytes would overflow it or it is older than
+    /// `segment.ms`. Caller holds the writer lock.
+    async fn maybe_roll(&self, incoming: u64) -> Result<(), AppendError> {
+        let cfg = self.config.borrow().clone();
+        let now = (self.clock)();
+        let roll = {
+            let st = self.state.borrow();
+            let seg = st.active();
+            seg.size > 0
+                && (seg.size + incoming > cfg.segment_bytes
+                    || seg
+                        .first_timestamp
+                        .is_some_and(|t| now.saturating_sub(t) > cfg.segment_ms as i64))
+        };
+        if !roll {
+            return Ok(());
+        }
+        if self.state.borrow().segments.len() >= cfg.segments_max {
+            return Err(AppendError::TooManySegments { max: cfg.segments_max });
+        }
+        self.roll().await.map_err(|e| match e {
+            LogError::Io(f) => AppendError::Io(f),
+            other => AppendError::Fenced { reason: other.to_string() },
+        })
+    }
+
+    /// Closes the active segment (sealing and syncing it with its indexes) and starts a new one
+    /// at the log end offset. Caller holds the writer lock.
+    async fn roll(&self) -> Result<(), LogError> {
+        let (file, path, base, end, index, tindex) = {
+            let mut st = self.state.borrow_mut();
+            let seg = st.active_mut();
+            seg.push_time_entry();
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.base_offset,
+                seg.next_offset,
+                seg.offset_index.encode(),
+                seg.time_index.encode(),
+            )
+        };
+        file.sync_data().await.map_err(io("fdatasync", &path))?;
+        segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
+        segment::write_whole(&self.backend, &segment::time_index_path(&self.dir, base), tindex)
+            .await?;
+        let new_path = segment::log_path(&self.dir, end);
+        let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
+        let mut st = self.state.borrow_mut();
+        // Every earlier segment was synced when it was rolled; this one just was.
+        st.synced_offset = st.synced_offset.max(end);
+        st.dir_gen += 1;
+        st.segments.insert(end, Segment::empty(end, new_path.clone(), new_file));
+        debug!(segment = %new_path.display(), base_offset = end, "rolled segment");
+        Ok(())
+    }
+
+    /// Makes every append that returned before this call durable (`fdatasync`, plus a directory
+    /// sync after a segment roll). Concurrent callers share one `fdatasync` (group commit).
+    pub async fn sync(&self) -> Result<(), LogError> {
+        let target = self.log_end_offset();
+        if self.state.borrow().synced_offset >= target {
+            return Ok(());
+        }
+        let _s = self.syncer.lock().await;
+        let (file, path, upto, records, dir_gen, need_dir) = {
+            let st = self.state.borrow();
+            if let Some(reason) = &st.fenced {
+                return Err(LogError::Fenced { reason: reason.clone() });
+            }
+            if st.synced_offset >= target {
+                return Ok(());
+            }
+            let seg = st.active();
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.next_offset,
+                st.records_written,
+                st.dir_gen,
+                st.dir_gen > st.dir_synced_gen,
+            )
+        };
+        let synced = async {
+            file.sync_data().await.map_err(io("fdatasync", &path))?;
+            if need_dir {
+                self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+            }
+            Ok::<(), IoFailure>(())
+        }
+        .await;
+        let mut st = self.state.borrow_mut();
+        if let Err(failure) = synced {
+            // After a failed fsync the kernel may have dropped the dirty pages: what we wrote
+            // can no longer be trusted to reach the disk. Refuse writes until recovery.
+            let reason = format!("sync failed: {failure}");
+            warn!(dir = %self.dir.display(), %reason, "log fenced");
+            st.fenced = Some(reason);
+            return Err(LogError::Io(failure));
+        }
+        st.synced_offset = st.synced_offset.max(upto);
+        st.dir_synced_gen = st.dir_synced_gen.max(dir_gen);
+        st.records_synced = st.records_synced.max(records);
+        if st.records_synced == st.records_written {
+            st.oldest_unsynced_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Syncs if `flush.ms` says the oldest unsynced append is due. The owner calls this on a
+    /// timer; returns whether it synced.
+    pub async fn flush_if_due(&self) -> Result<bool, LogError> {
+        let due = {
+            let st = self.state.borrow();
+            let ms = self.config.borrow().flush.ms;
+            match (ms, st.oldest_unsynced_ms) {
+                (Some(ms), Some(oldest)) => (self.clock)().saturating_sub(oldest) >= ms as i64,
+                _ => false,
+            }
+        };
+        if due {
+            self.sync().await?;
+        }
+        Ok(due)
+    }
+
+    /// Finds whole batches from `offset` on, up to `max_bytes` (but at least one batch when
+    /// `at_least_one`), within one segment and below `upto` (exclusive; pass
+    /// [`Log::log_end_offset`] to read everything). The bytes are not copied: the result
+    /// names a file range.
+    pub async fn read(
+        &self,
+        offset: u64,
+        max_bytes: u64,
+        upto: u64,
+        at_least_one: bool,
+    ) -> Result<ReadResult<B::File>, ReadError> {
+        let (start, end) = {
+            let st = self.state.borrow();
+            (st.log_start_offset, st.log_end_offset())
+        };
+        if offset < start || offset > end {
+            return Err(ReadError::OffsetOutOfRange {
+                requested: offset,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        let upto = upto.min(end);
+        let empty = ReadResult { slice: None, log_start_offset: start, log_end_offset: end };
+        if offset >= upto {
+            return Ok(empty);
+        }
+        let Some((seg, start_pos)) = self.locate(offset).await? else { return Ok(empty) };
+        let limit_pos = start_pos.saturating_add(max_bytes).min(seg.size);
+        // Scan for the end boundary from the nearest index entry below both bounds.
+        let from = {
+            let st = self.state.borrow();
+            st.segments.get(&seg.base_offset).map_or(start_pos, |s| {
+                let by_pos = u64::from(
+                    s.offset_index
+                        .floor_by_position(limit_pos.min(u64::from(u32::MAX)) as u32)
+                        .position,
+                );
+                let by_off = u64::from(
+                    s.offset_index.floor_by_offset(s.relative(upto.max(s.base_offset))).position,
+                );
+                start_pos.max(by_pos.min(by_off))
+            })
+        };
+        let crosses = |pos: u64, h: &BatchHeader| {
+            pos + h.total_len() as u64 > limit_pos || h.base_offset as u64 >= upto
+        };
+        let mut end_pos = seg.find(from, crosses).await?.unwrap_or(seg.size);
+        let first = seg.header_at(start_pos).await?;
+        if end_pos == start_pos && at_least_one && (first.base_offset as u64) < upto {
+            end_pos = start_pos + first.total_len() as u64;
+        }
+        if end_pos == start_pos {
+            return Ok(empty);
+        }
+        Ok(ReadResult {
+            slice: Some(FileSlice {
+                file: seg.file,
+                position: start_pos,
+                len: end_pos - start_pos,
+                first_offset: first.base_offset as u64,
+            }),
+            log_start_offset: start,
+            log_end_offset: end,
+        })
+    }
+
+    /// A copying read: the bytes of [`Log::read`]'s range.
+    pub async fn read_bytes(&self, offset: u64, max_bytes: u64) -> Result<Bytes, ReadError> {
+        let end = self.log_end_offset();
+        let r = self.read(offset, max_bytes, end, true).await?;
+        match r.slice {
+            None => Ok(Bytes::new()),
+            Some(s) => s
+                .file
+                .read_at(s.position, s.len as usize)
+                .await
+                .map_err(|e| ReadError::Io(IoFailure::new("read", self.dir.clone(), e))),
+        }
+    }
+
+    /// The segment holding `offset` and the position of the batch that contains it. A segment
+    /// may have lost `offset` to compaction; then the first later batch counts.
+    async fn locate(&self, offset: u64) -> Result<Option<(SegView<B::File>, u64)>, ReadError> {
+        let mut probe = Some(offset);
+        while let Some(at) = probe {
+            let (seg, from) = {
+                let st = self.state.borrow();
+                let found = if at == offset {
+                    st.segments.range(..=at).next_back().or_else(|| st.segments.range(at..).next())
+                } else {
+                    st.segments.range(at..).next()
+                };
+                let Some((_, s)) = found else { return Ok(None) };
+                let rel = s.relative(offset.max(s.base_offset));
+                (SegView::of(s), u64::from(s.offset_index.floor_by_offset(rel).position))
+            };
+            if let Some(pos) = seg.find(from, |_, h| h.last_offset() as u64 >= offset).await? {
+                return Ok(Some((seg, pos)));
+            }
+            probe = seg.base_offset.checked_add(1);
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the first record whose timestamp is at or after `timestamp`
+    /// (Kafka's ListOffsets by time), or `None` if every record is older.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(u64, i64)>, ReadError> {
+        let mut after: Option<u64> = None;
+        loop {
+            let (seg, from, start) = {
+                let st = self.state.borrow();
+                let range = match after {
+                    None => st.segments.range(..),
+                    Some(b) => st.segments.range(b + 1..),
+                };
+                let Some(s) = range.map(|(_, s)| s).find(|s| s.max_timestamp >= timestamp) else {
+                    return Ok(None);
+                };
+                let rel = s.time_index.floor_below(timestamp).map_or(0, |e| e.relative_offset);
+                let from = u64::from(s.offset_index.floor_by_offset(rel).position);
+                (SegView::of(s), from, st.log_start_offset)
+            };
+            after = Some(seg.base_offset);
+            let wanted = |_: u64, h: &BatchHeader| {
+                h.max_timestamp >= timestamp && h.last_offset() as u64 >= start
+            };
+            let Some(pos) = seg.find(from, wanted).await? else { continue };
+            let bytes = seg.read_batch(pos).await?;
+            let found = crate::compact::first_record_at_or_after(&bytes, timestamp, start)
+                .map_err(|reason| seg.corrupt(pos, &reason))?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Deletes closed segments by `retention.ms` and `retention.bytes` (never the active one)
+    /// and advances the log start offset past them.
+    pub async fn enforce_retention(&self) -> Result<RetentionReport, LogError> {
+        let _m = self.maintenance.lock().await;
+        let cfg = self.config.borrow().clone();
+        let now = (self.clock)();
+        let doomed: Vec<u64> = {
+            let st = self.state.borrow();
+            if !cfg.cleanup_policy.delete {
+                return Ok(RetentionReport {
+                    log_start_offset: st.log_start_offset,
+                    ..Default::default()
+                });
+            }
+            let mut total = st.size_bytes();
+            let closed: Vec<&Segment<B::File>> = st.segments.values().rev().skip(1).rev().collect();
+            let mut doomed = Vec::new();
+            for seg in closed {
+                let by_time = cfg
+                    .retention_ms
+                    .is_some_and(|ms| seg.max_timestamp < now.saturating_sub(ms as i64));
+                let by_size =
+                    cfg.retention_bytes.is_some_and(|max| total.saturating_sub(seg.size) >= max);
+                let below_start = seg.next_offset <= st.log_start_offset;
+                if !(by_time || by_size || below_start) {
+                    break;
+                }
+                total -= seg.size;
+                doomed.push(seg.base_offset);
+            }
+            doomed
+        };
+        self.delete_segments(&doomed).await
+    }
+
+    /// Removes the given (oldest, closed) segments from the log and from disk.
+    pub(crate) async fn delete_segments(
+        &self,
+        doomed: &[u64],
+    ) -> Result<RetentionReport, LogError> {
+        let mut report = RetentionReport::default();
+        let removed: Vec<Segment<B::File>> = {
+            let mut st = self.state.borrow_mut();
+            let mut out = Vec::new();
+            for base in doomed {
+                if st.segments.len() <= 1 {
+                    break;
+                }
+                if let Some(seg) = st.segments.remove(base) {
+                    out.push(seg);
+                }
+            }
+            let first = st.segments.keys().next().copied().unwrap_or(0);
+            st.log_start_offset = st.log_start_offset.max(first);
+            report.log_start_offset = st.log_start_offset;
+            out
+        };
+        for seg in &removed {
+            for p in [
+                seg.path.clone(),
+                segment::index_path(&self.dir, seg.base_offset),
+                segment::time_index_path(&self.dir, seg.base_offset),
+            ] {
+                match self.backend.remove_file(&p).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(IoFailure::new("remove", p, e).into()),
+                }
+            }
+            report.segments_deleted += 1;
+            report.bytes_deleted += seg.size;
+            info!(segment = %seg.path.display(), bytes = seg.size, next_offset = seg.next_offset, "deleted segment");
+        }
+        if !removed.is_empty() {
+            self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        }
+        Ok(report)
+    }
+
+    /// Kafka's DeleteRecords: moves the log start offset up to `offset` (persisted), deleting
+    /// segments that fall wholly below it. Reads below the new start fail with
+    /// `OffsetOutOfRange`.
+    pub async fn delete_records(&self, offset: u64) -> Result<u64, LogError> {
+        let _m = self.maintenance.lock().await;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        if offset <= start {
+            return Ok(start);
+        }
+        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
+        segment::write_whole(&self.backend, &tmp, offset.to_string().into_bytes()).await?;
+        let dst = self.dir.join(LOG_START_FILE);
+        self.backend.rename(&tmp, &dst).await.map_err(io("rename", &dst))?;
+        self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        let doomed: Vec<u64> = {
+            let mut st = self.state.borrow_mut();
+            st.log_start_offset = offset;
+            let keys: Vec<(u64, u64)> =
+                st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
+            keys[..keys.len() - 1]
+                .iter()
+                .filter(|(_, next)| *next <= offset)
+                .map(|(b, _)| *b)
+                .collect()
+        };
+        self.delete_segments(&doomed).await?;
+        Ok(offset)
+    }
+
+    /// Removes every batch whose last offset is at or after `offset`; the log then ends at the
+    /// base offset of the first batch removed. The cut is synced before this returns.
+    pub async fn truncate_to(&self, offset: u64) -> Result<u64, LogError> {
+        let _m = self.maintenance.lock().await;
+        let _w = self.writer.lock().await;
+        let _s = self.syncer.lock().await;
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange {
+                requested: offset,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        // Drop whole segments that start at or after the cut, but keep the one holding it.
+        let drop: Vec<u64> = {
+            let st = self.state.borrow();
+            let holder = st.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(start);
+            st.segments.keys().filter(|b| **b > holder).copied().collect()
+        };
+        for base in drop.iter().rev() {
+            let seg = self.state.borrow_mut().segments.remove(base);
+            if let Some(seg) = seg {
+                for p in [
+                    seg.path.clone(),
+                    segment::index_path(&self.dir, *base),
+                    segment::time_index_path(&self.dir, *base),
+                ] {
+                    match self.backend.remove_file(&p).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(IoFailure::new("remove", p, e).into()),
+                    }
+                }
+            }
+        }
+        let (view, from) = {
+            let st = self.state.borrow();
+            let a = st.active();
+            let rel = a.relative(offset.max(a.base_offset));
+            (SegView::of(a), u64::from(a.offset_index.floor_by_offset(rel).position))
+        };
+        let cut =
+            view.find(from, |_, h| h.last_offset() as u64 >= offset).await?.unwrap_or(view.size);
+        view.file.set_len(cut).await.map_err(io("truncate", &view.path))?;
+        view.file.sync_data().await.map_err(io("fdatasync", &view.path))?;
+        // Remove stale index files of the segment that is active again; rebuild its state.
+        for p in [
+            segment::index_path(&self.dir, view.base_offset),
+            segment::time_index_path(&self.dir, view.base_offset),
+        ] {
+            match self.backend.remove_file(&p).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IoFailure::new("remove", p, e).into()),
+            }
+        }
+        self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        let interval = self.config.borrow().index_interval_bytes;
+        let mut rebuilt = Segment::empty(view.base_offset, view.path.clone(), view.file.clone());
+        if let ScanEnd::Torn { valid_bytes, reason } = rebuilt.rebuild(cut, interval).await? {
+            return Err(LogError::Corrupt { path: view.path, position: valid_bytes, reason });
+        }
+        let mut st = self.state.borrow_mut();
+        let new_end = rebuilt.next_offset;
+        st.segments.insert(view.base_offset, rebuilt);
+        st.synced_offset = st.synced_offset.min(new_end);
+        st.log_start_offset = st.log_start_offset.min(new_end);
+        info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, "log truncated");
+        Ok(new_end)
+    }
+
+    /// Flushes everything, writes the active segment's indexes and the clean-shutdown marker.
+    /// Further appends fail with [`AppendError::Closed`]. Reopening skips the recovery scan.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let _m = self.maintenance.lock().await;
+        let _w = self.writer.lock().await;
+        let _s = self.syncer.lock().await;
+        let (file, path, base, index, tindex) = {
+            let mut st = self.state.borrow_mut();
+            if let Some(reason) = &st.fenced {
+                return Err(LogError::Fenced { reason: reason.clone() });
+            }
+            st.closed = true;
+            let seg = st.active_mut();
+            seg.push_time_entry();
+            (
+                seg.file.clone(),
+                seg.path.clone(),
+                seg.base_offset,
+                seg.offset_index.encode(),
+                seg.time_index.encode(),
+            )
+        };
+        file.sync_data().await.map_err(io("fdatasync", &path))?;
+        segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
+        segment::write_whole(&self.backend, &segment::time_index_path(&self.dir, base), tindex)
+            .await?;
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        segment::write_whole(&self.backend, &marker, Vec::new()).await?;
+        self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        let mut st = self.state.borrow_mut();
+        st.synced_offset = st.log_end_offset();
+        info!(dir = %self.dir.display(), log_end_offset = st.log_end_offset(), "partition log closed cleanly");
+        Ok(())
+    }
+}
+
+/// What a reader needs of a segment, taken without holding the state borrow across I/O.
+#[derive(Debug, Clone)]
+pub(crate) struct SegView<F> {
+    pub(crate) base_offset: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: F,
+    pub(crate) size: u64,
+}
+
+impl<F: StorageFile> SegView<F> {
+    pub(crate) fn of(s: &Segment<F>) -> Self {
+        Self {
+            base_offset: s.base_offset,
+            path: s.path.clone(),
+            file: s.file.clone(),
+            size: s.size,
+        }
+    }
+
+    pub(crate) fn corrupt(&self, position: u64, reason: &str) -> ReadError {
+        ReadError::Corrupt { path: self.path.clone(), position, reason: reason.to_owned() }
+    }
+
+    pub(crate) async fn read(&self, pos: u64, len: usize) -> Result<Bytes, ReadError> {
+        let len = len.min(self.size.saturating_sub(pos) as usize);
+        self.file
+            .read_at(pos, len)
+            .await
+            .map_err(|e| ReadError::Io(IoFailure::new("read", &self.path, e)))
+    }
+
+    pub(crate) async fn header_at(&self, pos: u64) -> Result<BatchHeader, ReadError> {
+        let head = self.read(pos, batch::HEADER_BYTES).await?;
+        BatchHeader::parse(&head).map_err(|e| self.corrupt(pos, &e.to_string()))
+    }
+
+    pub(crate) async fn read_batch(&self, pos: u64) -> Result<Bytes, ReadError> {
+        let h = self.header_at(pos).await?;
+        let bytes = self.read(pos, h.total_len()).await?;
+        if bytes.len() != h.total_len() {
+            return Err(self.corrupt(pos, "batch runs past the segment end"));
+        }
+        Ok(bytes)
+    }
+
+    /// Position of the first batch at or after `from` (a batch start) that satisfies `pred`.
+    pub(crate) async fn find(
+        &self,
+        from: u64,
+        pred: impl Fn(u64, &BatchHeader) -> bool,
+    ) -> Result<Option<u64>, ReadError> {
+        let mut pos = from;
+        while pos < self.size {
+            let chunk = self.read(pos, SCAN_CHUNK_BYTES).await?;
+            let mut found = None;
+            let covered = batch::scan_headers(&chunk, |s| {
+                if pred(pos + s.position as u64, &s.header) {
+                    found = Some(pos + s.position as u64);
+                    return false;
+                }
+                true
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+            if covered == 0 {
+                // A batch larger than the chunk: judge it by its header and step over it.
+                let h = self.header_at(pos).await?;
+                if pred(pos, &h) {
+                    return Ok(Some(pos));
+                }
+                pos += h.total_len() as u64;
+            } else {
+                pos += covered as u64;
+            }
+        }
+        Ok(None)
+    }
+}

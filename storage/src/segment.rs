@@ -1,0 +1,294 @@
+//! One segment: a `.log` file of whole batches and its in-memory indexes.
+//!
+//! A segment covers offsets `[base_offset, next_offset)` and bytes `[0, size)` of its file;
+//! `size` only ever counts complete, validated batches, so every byte a reader may be given is
+//! part of a whole batch.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::backend::{Backend, StorageFile};
+use crate::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES, Strictness};
+use crate::error::IoFailure;
+use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+/// Bytes read per I/O when walking batch headers.
+pub const SCAN_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest batch recovery will read whole to verify (a longer length field is corruption).
+pub const RECOVERY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.log"))
+}
+pub fn index_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.index"))
+}
+pub fn time_index_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(format!("{base_offset:020}.timeindex"))
+}
+
+/// State of one segment. Lives inside the log's state; only the log's writer mutates it.
+#[derive(Debug)]
+pub struct Segment<F> {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    pub file: F,
+    /// Bytes of whole batches.
+    pub size: u64,
+    /// Offset after the last batch (== `base_offset` when empty).
+    pub next_offset: u64,
+    pub offset_index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// Largest batch `maxTimestamp` in the segment (−1 when empty).
+    pub max_timestamp: i64,
+    /// `maxTimestamp` of the first batch, which `segment.ms` measures from.
+    pub first_timestamp: Option<i64>,
+    /// Offset of the batch that holds `max_timestamp`.
+    pub max_timestamp_offset: u64,
+    /// Bytes appended since the last offset-index entry.
+    pub bytes_since_index: u64,
+}
+
+impl<F: StorageFile> Segment<F> {
+    pub fn empty(base_offset: u64, path: PathBuf, file: F) -> Self {
+        Self {
+            base_offset,
+            path,
+            file,
+            size: 0,
+            next_offset: base_offset,
+            offset_index: OffsetIndex::default(),
+            time_index: TimeIndex::default(),
+            max_timestamp: -1,
+            first_timestamp: None,
+            max_timestamp_offset: base_offset,
+            bytes_since_index: 0,
+        }
+    }
+
+    pub fn relative(&self, offset: u64) -> u32 {
+        debug_assert!(offset >= self.base_offset);
+        u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
+    }
+
+    /// Records a batch that was just written at `position` (indexes, timestamps, sizes).
+    pub fn note_batch(&mut self, position: u64, header: &BatchHeader, index_interval: u64) {
+        assert_eq!(position, self.size, "batches are recorded in file order");
+        assert!(header.base_offset as u64 >= self.next_offset, "offsets grow");
+        let len = header.total_len() as u64;
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.max_timestamp_offset = header.base_offset as u64;
+        }
+        if self.first_timestamp.is_none() {
+            self.first_timestamp = Some(header.max_timestamp);
+        }
+        if self.bytes_since_index >= index_interval && position > 0 {
+            let rel = self.relative(header.base_offset as u64);
+            self.offset_index.push(OffsetEntry { relative_offset: rel, position: position as u32 });
+            self.push_time_entry();
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += len;
+        self.size += len;
+        self.next_offset = header.last_offset() as u64 + 1;
+    }
+
+    /// Adds a time-index entry for the largest timestamp so far (also done when the segment is
+    /// closed, so that its last entry holds the segment's largest timestamp).
+    pub fn push_time_entry(&mut self) {
+        if self.max_timestamp >= 0 {
+            let rel = self.relative(self.max_timestamp_offset);
+            self.time_index
+                .maybe_push(TimeEntry { timestamp: self.max_timestamp, relative_offset: rel });
+        }
+    }
+
+    /// Walks the whole file from the start, verifying every batch (CRC-32C, length, record
+    /// count, growing offsets), and rebuilds the indexes. Stops at the first batch that fails;
+    /// returns the byte length of the valid prefix. Does not modify the file.
+    pub async fn rebuild(
+        &mut self,
+        file_len: u64,
+        index_interval: u64,
+    ) -> Result<ScanEnd, IoFailure> {
+        self.reset();
+        let mut pos = 0u64;
+        let mut buf = Bytes::new();
+        let mut buf_pos = 0u64;
+        loop {
+            if pos == file_len {
+                return Ok(ScanEnd::Clean);
+            }
+            let in_buf = (pos - buf_pos) as usize;
+            let avail = buf.len().saturating_sub(in_buf);
+            if avail < LOG_OVERHEAD_BYTES || peek_len(&buf[in_buf..]).is_some_and(|n| n > avail) {
+                let want = match peek_len(&buf[in_buf.min(buf.len())..]) {
+                    Some(n) if n > SCAN_CHUNK_BYTES => n.min(RECOVERY_BATCH_BYTES_MAX),
+                    _ => SCAN_CHUNK_BYTES,
+                };
+                let want = want.min((file_len - pos) as usize);
+                buf = self
+                    .file
+                    .read_at(pos, want)
+                    .await
+                    .map_err(|e| IoFailure::new("read", &self.path, e))?;
+                buf_pos = pos;
+            }
+            let rest = &buf[(pos - buf_pos) as usize..];
+            let total = match batch::peek_total_len(rest) {
+                None => {
+                    return Ok(ScanEnd::Torn {
+                        valid_bytes: pos,
+                        reason: "incomplete batch header".into(),
+                    });
+                }
+                Some(Err(e)) => {
+                    return Ok(ScanEnd::Torn { valid_bytes: pos, reason: e.to_string() });
+                }
+                Some(Ok(n)) => n,
+            };
+            if total > rest.len() {
+                let reason = if pos + total as u64 > file_len {
+                    format!("batch of {total} bytes runs past the end of the file")
+                } else {
+                    format!("batch length {total} exceeds the recovery bound")
+                };
+                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
+            }
+            let header = match batch::validate(&rest[..total], Strictness::Stored) {
+                Ok(h) => h,
+                Err(e) => return Ok(ScanEnd::Torn { valid_bytes: pos, reason: e.to_string() }),
+            };
+            if (header.base_offset as u64) < self.next_offset || header.base_offset < 0 {
+                let reason = format!(
+                    "batch base offset {} is below the expected {}",
+                    header.base_offset, self.next_offset
+                );
+                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
+            }
+            self.note_batch(pos, &header, index_interval);
+            pos += total as u64;
+        }
+    }
+
+    /// Restores the segment from its index files, trusting them and the data (a clean shutdown
+    /// or a closed segment): checks the indexes, then walks the batch headers after the last
+    /// index entry to find the end. Returns `false` (and leaves the segment reset) when anything
+    /// does not add up, so the caller can [`Self::rebuild`] instead.
+    pub async fn load<B: Backend<File = F>>(
+        &mut self,
+        backend: &B,
+        dir: &Path,
+        file_len: u64,
+    ) -> Result<bool, IoFailure> {
+        self.reset();
+        let ipath = index_path(dir, self.base_offset);
+        let tpath = time_index_path(dir, self.base_offset);
+        let (Some(ibytes), Some(tbytes)) =
+            (read_whole(backend, &ipath).await?, read_whole(backend, &tpath).await?)
+        else {
+            return Ok(false);
+        };
+        let (Ok(offset_index), Ok(time_index)) =
+            (OffsetIndex::decode(&ibytes, file_len), TimeIndex::decode(&tbytes))
+        else {
+            return Ok(false);
+        };
+        let start = offset_index.last().unwrap_or(OffsetEntry { relative_offset: 0, position: 0 });
+        self.size = u64::from(start.position);
+        self.next_offset = self.base_offset + u64::from(start.relative_offset);
+        if let Some(last) = time_index.last() {
+            self.max_timestamp = last.timestamp;
+            self.max_timestamp_offset = self.base_offset + u64::from(last.relative_offset);
+        }
+        self.offset_index = offset_index;
+        self.time_index = time_index;
+        let mut pos = self.size;
+        while pos < file_len {
+            let head = self
+                .file
+                .read_at(pos, HEADER_BYTES)
+                .await
+                .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            let Ok(header) = BatchHeader::parse(&head) else {
+                self.reset();
+                return Ok(false);
+            };
+            if pos + header.total_len() as u64 > file_len
+                || (header.base_offset as u64) < self.next_offset
+            {
+                self.reset();
+                return Ok(false);
+            }
+            // Keep the index entries we loaded; account the tail batch by batch.
+            let len = header.total_len() as u64;
+            if header.max_timestamp > self.max_timestamp {
+                self.max_timestamp = header.max_timestamp;
+                self.max_timestamp_offset = header.base_offset as u64;
+            }
+            self.bytes_since_index += len;
+            self.size += len;
+            self.next_offset = header.last_offset() as u64 + 1;
+            pos += len;
+        }
+        if self.size > 0 {
+            let head = self
+                .file
+                .read_at(0, HEADER_BYTES)
+                .await
+                .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            self.first_timestamp = BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
+        }
+        Ok(true)
+    }
+
+    fn reset(&mut self) {
+        let (base, path, file) = (self.base_offset, self.path.clone(), self.file.clone());
+        *self = Segment::empty(base, path, file);
+    }
+}
+
+/// How a verifying scan of a segment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEnd {
+    /// Every byte of the file is part of a valid batch.
+    Clean,
+    /// The file holds `valid_bytes` of valid batches, then something that is not one.
+    Torn { valid_bytes: u64, reason: String },
+}
+
+fn peek_len(buf: &[u8]) -> Option<usize> {
+    match batch::peek_total_len(buf) {
+        Some(Ok(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// Reads a whole small file (an index); `None` when it does not exist.
+pub async fn read_whole<B: Backend>(backend: &B, path: &Path) -> Result<Option<Bytes>, IoFailure> {
+    if !backend.exists(path).await.map_err(|e| IoFailure::new("stat", path, e))? {
+        return Ok(None);
+    }
+    let file = backend.open(path, false).await.map_err(|e| IoFailure::new("open", path, e))?;
+    let len = file.size().await.map_err(|e| IoFailure::new("stat", path, e))?;
+    let bytes = file.read_at(0, len as usize).await.map_err(|e| IoFailure::new("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+/// Replaces a small file's contents (`tmp` + rename), durably when `sync` is set.
+pub async fn write_whole<B: Backend>(
+    backend: &B,
+    path: &Path,
+    bytes: Vec<u8>,
+) -> Result<(), IoFailure> {
+    let file = backend.open(path, true).await.map_err(|e| IoFailure::new("open", path, e))?;
+    let len = bytes.len() as u64;
+    file.write_at(0, vec![Bytes::from(bytes)])
+        .await
+        .map_err(|e| IoFailure::new("write", path, e))?;
+    file.set_len(len).await.map_err(|e| IoFailure::new("truncate", path, e))?;
+    file.sync_data().await.map_err(|e| IoFailure::new("fdatasync", path, e))?;
+    Ok(())
+}
