@@ -27,7 +27,13 @@
 //! default ceiling, which Java and librdkafka consumers also apply).
 //!
 //! Every decoder also rejects truncated streams and trailing garbage rather
-//! than silently returning a prefix of the data.
+//! than silently returning a prefix of the data, with one exception inherent
+//! to the format: xerial snappy has no end marker, so a stream cut exactly
+//! at a chunk boundary is itself a valid, shorter stream (the batch CRC and
+//! the record count catch that one level up). LZ4 frames are located and
+//! structurally checked before decoding, because the streaming LZ4 decoder
+//! treats input that ends at a block boundary as a clean end and stops after
+//! the first frame.
 
 use std::io::{self, Read, Write};
 
@@ -292,7 +298,11 @@ pub fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressionError> 
 }
 
 /// Reads `reader` to its end into a new buffer; see [`read_bounded_into`].
-fn read_bounded<R: Read>(reader: R, codec: Codec, limit: usize) -> Result<Vec<u8>, CompressionError> {
+fn read_bounded<R: Read>(
+    reader: R,
+    codec: Codec,
+    limit: usize,
+) -> Result<Vec<u8>, CompressionError> {
     let mut out = Vec::new();
     read_bounded_into(reader, codec, limit, &mut out)?;
     Ok(out)
@@ -318,11 +328,7 @@ fn read_bounded_into<R: Read>(
             if out.len() >= cap {
                 return Err(CompressionError::TooLarge { limit });
             }
-            let grown = out
-                .len()
-                .saturating_mul(2)
-                .max(INITIAL_OUTPUT)
-                .min(cap);
+            let grown = out.len().saturating_mul(2).max(INITIAL_OUTPUT).min(cap);
             out.reserve_exact(grown - out.len());
             out.resize(grown, 0);
         }
@@ -508,10 +514,7 @@ fn lz4_frame_end(data: &[u8], start: usize) -> Result<usize, CompressionError> {
 
     let magic = read_u32(start)?;
     if magic != LZ4_MAGIC {
-        return Err(corrupt(
-            codec,
-            format!("bad frame magic {magic:#010x} at offset {start}"),
-        ));
+        return Err(corrupt(codec, format!("bad frame magic {magic:#010x} at offset {start}")));
     }
     let descriptor = start + 4;
     need(descriptor, 2)?;
@@ -524,10 +527,7 @@ fn lz4_frame_end(data: &[u8], start: usize) -> Result<usize, CompressionError> {
         ));
     }
     if flg & 0b10 != 0 || bd & 0b1000_1111 != 0 {
-        return Err(corrupt(
-            codec,
-            format!("reserved descriptor bits set at offset {descriptor}"),
-        ));
+        return Err(corrupt(codec, format!("reserved descriptor bits set at offset {descriptor}")));
     }
     if flg & 0b1 != 0 {
         return Err(corrupt(
@@ -542,10 +542,7 @@ fn lz4_frame_end(data: &[u8], start: usize) -> Result<usize, CompressionError> {
     if !(4..=7).contains(&size_code) {
         return Err(corrupt(
             codec,
-            format!(
-                "unsupported block size code {size_code} at offset {}",
-                descriptor + 1
-            ),
+            format!("unsupported block size code {size_code} at offset {}", descriptor + 1),
         ));
     }
     let max_block = 1usize << (8 + 2 * u32::from(size_code));
@@ -631,6 +628,12 @@ mod tests {
                 let unpacked =
                     decompress(codec, &packed, data.len()).expect("decompress at exact limit");
                 assert_eq!(unpacked, data, "{codec} round trip of {} bytes", data.len());
+                // The output buffer never grew past the limit plus one probe byte.
+                assert!(
+                    unpacked.capacity() <= data.len() + 1,
+                    "{codec}: capacity {}",
+                    unpacked.capacity()
+                );
             }
         }
     }
@@ -797,7 +800,10 @@ mod tests {
             for packed in [packed, packed_large] {
                 let mut trailing = packed.clone();
                 trailing.push(0x00);
-                assert!(decompress(codec, &trailing, BIG).is_err(), "{codec}: trailing byte accepted");
+                assert!(
+                    decompress(codec, &trailing, BIG).is_err(),
+                    "{codec}: trailing byte accepted"
+                );
             }
         }
     }

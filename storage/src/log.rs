@@ -85,6 +85,20 @@ pub struct FileSlice<F> {
     pub first_offset: u64,
 }
 
+/// Durably records a log start offset that segment boundaries alone would not give.
+async fn persist_log_start<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    offset: u64,
+) -> Result<(), LogError> {
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    segment::write_whole(backend, &tmp, offset.to_string().into_bytes()).await?;
+    let dst = dir.join(LOG_START_FILE);
+    backend.rename(&tmp, &dst).await.map_err(io("rename", &dst))?;
+    backend.sync_dir(dir).await.map_err(io("fsync dir", dir))?;
+    Ok(())
+}
+
 /// The result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult<F> {
@@ -300,7 +314,13 @@ impl<B: Backend> Log<B> {
             backend.sync_dir(dir).await.map_err(io("fsync dir", dir))?;
         }
         let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
-        log_start = log_start.min(end);
+        if log_start > end {
+            // A DeleteRecords start was synced but the records below it were not (a crash took
+            // them): the log now starts at its end, and says so durably.
+            warn!(dir = %dir.display(), persisted_start = log_start, log_end_offset = end, "log start beyond recovered end");
+            persist_log_start(&backend, dir, end).await?;
+            log_start = end;
+        }
         report.segments = segments.len();
         info!(
             dir = %dir.display(),
@@ -895,11 +915,7 @@ impl<B: Backend> Log<B> {
         if offset <= start {
             return Ok(start);
         }
-        let tmp = self.dir.join(format!("{LOG_START_FILE}.tmp"));
-        segment::write_whole(&self.backend, &tmp, offset.to_string().into_bytes()).await?;
-        let dst = self.dir.join(LOG_START_FILE);
-        self.backend.rename(&tmp, &dst).await.map_err(io("rename", &dst))?;
-        self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        self.persist_log_start(offset).await?;
         let doomed: Vec<u64> = {
             let mut st = self.state.borrow_mut();
             st.log_start_offset = offset;
@@ -913,6 +929,10 @@ impl<B: Backend> Log<B> {
         };
         self.delete_segments(&doomed).await?;
         Ok(offset)
+    }
+
+    async fn persist_log_start(&self, offset: u64) -> Result<(), LogError> {
+        persist_log_start(&self.backend, &self.dir, offset).await
     }
 
     /// Removes every batch whose last offset is at or after `offset`; the log then ends at the
@@ -981,8 +1001,12 @@ impl<B: Backend> Log<B> {
         if let ScanEnd::Torn { valid_bytes, reason } = rebuilt.rebuild(cut, interval).await? {
             return Err(LogError::Corrupt { path: view.path, position: valid_bytes, reason });
         }
-        let mut st = self.state.borrow_mut();
         let new_end = rebuilt.next_offset;
+        if new_end < start {
+            // The cut went below a DeleteRecords start: the log now starts where it ends.
+            self.persist_log_start(new_end).await?;
+        }
+        let mut st = self.state.borrow_mut();
         st.segments.insert(view.base_offset, rebuilt);
         st.synced_offset = st.synced_offset.min(new_end);
         st.log_start_offset = st.log_start_offset.min(new_end);

@@ -24,6 +24,9 @@
 //! never panics and never allocates in proportion to a declared count or
 //! length before checking it against the input's size.
 //!
+//! [`count_records`] applies the same validation without allocating, to
+//! check a producer's uncompressed records section against its header.
+//!
 //! Header keys are carried as bytes and not validated as UTF-8: Kafka's
 //! own broker does not reject records for that, so neither does this
 //! decoder.
@@ -692,6 +695,29 @@ mod tests {
                 "prefix of {cut} bytes accepted"
             );
         }
+    }
+
+    #[test]
+    fn count_records_validates_like_decode() {
+        let records = sample_records();
+        let wire = encode_all(&records);
+        assert_eq!(count_records(&wire).expect("valid"), records.len());
+        assert_eq!(count_records(&[]).expect("empty"), 0);
+        let mut boundaries = vec![0];
+        for record in &records {
+            boundaries.push(boundaries.last().copied().unwrap_or(0) + encoded_len(record));
+        }
+        for cut in 0..wire.len() {
+            match count_records(&wire[..cut]) {
+                Ok(n) => assert_eq!(boundaries[n], cut, "prefix of {cut} bytes counted {n}"),
+                Err(_) => assert!(!boundaries.contains(&cut), "boundary {cut} rejected"),
+            }
+        }
+        let slack = with_length(7, &[0, 0, 0, 0x01, 0x01, 0x00, 0xEE]);
+        assert_eq!(
+            count_records(&slack),
+            Err(RecordsError::LengthMismatch { declared: 7, actual: 6 })
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ struct Fs {
     unsynced_names: Vec<NameOp>,
     dirs: BTreeSet<PathBuf>,
     calls: u64,
+    writes: u64,
+    syncs: u64,
     fail_from_call: Option<u64>,
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
@@ -176,6 +178,13 @@ impl SimBackend {
     /// Stops failing I/O calls.
     pub fn heal(&self) {
         self.fs.borrow_mut().fail_from_call = None;
+    }
+
+    /// `(write_at, sync_data)` calls that succeeded so far: lets tests see coalescing and
+    /// group commit at work.
+    pub fn write_sync_counts(&self) -> (u64, u64) {
+        let fs = self.fs.borrow();
+        (fs.writes, fs.syncs)
     }
 
     /// I/O calls made so far.
@@ -298,12 +307,15 @@ impl StorageFile for SimFile {
         let op = FileOp::Write { pos, bytes };
         apply(&mut f.data, &op);
         f.unsynced.push(op);
+        fs.writes += 1;
         Ok(())
     }
 
     async fn sync_data(&self) -> io::Result<()> {
         maybe_yield(&self.fs).await;
-        self.fs.borrow_mut().charge()?;
+        let mut fs = self.fs.borrow_mut();
+        fs.charge()?;
+        fs.syncs += 1;
         let mut f = self.file.borrow_mut();
         f.durable = f.data.clone();
         f.unsynced.clear();

@@ -1,0 +1,79 @@
+//! Shared helpers for the storage integration tests.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use odradek_storage::batch::{self, BatchHeader};
+use odradek_storage::builder::{BatchParams, build_batch};
+use odradek_storage::compact::batch_records;
+use odradek_storage::compression::Codec;
+use odradek_storage::records::Record;
+
+/// A producer batch whose records carry `values` (and key `k<value>` when `keyed`).
+pub fn batch_of(values: &[u64], codec: Codec, timestamp: i64, keyed: bool) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            attributes: 0,
+            timestamp_delta: i as i64,
+            offset_delta: i as i32,
+            key: keyed.then(|| Bytes::from(format!("k{v}"))),
+            value: Some(Bytes::from(v.to_be_bytes().to_vec())),
+            headers: vec![],
+        })
+        .collect();
+    build_batch(&BatchParams::simple(codec, timestamp, values.len()), &records)
+        .expect("build batch")
+}
+
+/// A batch of `(key, value)` records; `None` value is a tombstone.
+pub fn keyed_batch(pairs: &[(&str, Option<&str>)], codec: Codec, timestamp: i64) -> Bytes {
+    let records: Vec<Record> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: vec![],
+        })
+        .collect();
+    build_batch(&BatchParams::simple(codec, timestamp, pairs.len()), &records).expect("build batch")
+}
+
+/// Every record in a byte range of whole stored batches: `(offset, key, value)`. Panics on a
+/// batch that fails validation: tests must never be served a bad batch.
+pub fn records_in(bytes: &Bytes) -> Vec<(u64, Option<Bytes>, Option<Bytes>)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = BatchHeader::parse(&bytes[pos..]).expect("batch header");
+        let b = bytes.slice(pos..pos + h.total_len());
+        batch::validate(&b, batch::Strictness::Stored).expect("served batch is valid");
+        let (h, recs) = batch_records(&b).expect("records decode");
+        for r in recs {
+            out.push(((h.base_offset + i64::from(r.offset_delta)) as u64, r.key, r.value));
+        }
+        pos += h.total_len();
+    }
+    out
+}
+
+/// The u64 values of records (as written by [`batch_of`]).
+pub fn values_in(bytes: &Bytes) -> Vec<(u64, u64)> {
+    records_in(bytes)
+        .into_iter()
+        .map(|(o, _, v)| {
+            let v = v.expect("value");
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&v);
+            (o, u64::from_be_bytes(a))
+        })
+        .collect()
+}
+
+pub fn runtime() -> compio::runtime::Runtime {
+    compio::runtime::Runtime::new().expect("compio runtime (io_uring)")
+}
