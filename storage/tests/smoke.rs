@@ -37,6 +37,10 @@ fn append_read_reopen() {
         assert_eq!(log.log_end_offset(), 400);
         let b = log.read_bytes(123, 1).await.expect("read");
         assert_eq!(values_in(&b)[0].0, 122);
-        assert_eq!(log.offset_for_timestamp(1050).await.expect("ts"), Some((100, 1050)));
+        assert_eq!(
+            log.offset_for_timestamp(1050).await.expect("ts"),
+            Some((99, 1050)),
+            "batch 49 holds timestamps 1049 and 1050"
+        );
     });
 }

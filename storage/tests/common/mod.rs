@@ -22,8 +22,9 @@ pub fn batch_of(values: &[u64], codec: Codec, timestamp: i64, keyed: bool) -> By
             headers: vec![],
         })
         .collect();
-    build_batch(&BatchParams::simple(codec, timestamp, values.len()), &records)
-        .expect("build batch")
+    let mut params = BatchParams::simple(codec, timestamp, values.len());
+    params.max_timestamp = timestamp + values.len() as i64 - 1;
+    build_batch(&params, &records).expect("build batch")
 }
 
 /// A batch of `(key, value)` records; `None` value is a tombstone.
