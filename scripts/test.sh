@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite of Odradek: installs what the tests need, then runs the format check,
+# clippy with warnings as errors, and every test. `.ci/run` calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- What the tests need -------------------------------------------------------------------
+# Debian packages the test suite uses (none yet beyond the Rust toolchain; the node issue adds
+# kcat and the Python clients here).
+APT_PACKAGES=()
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        log "installing rustup component $component"
+        rustup component add "$component"
+    fi
+done
+
+# --- Checks --------------------------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --workspace --locked
