@@ -277,6 +277,13 @@ impl<B: Backend> Log<B> {
                     report.truncated_reason = Some(reason);
                 }
             }
+            if !trusted && !is_last {
+                // Save the repaired indexes so the next open does not scan again.
+                seg.push_time_entry();
+                let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
+                segment::write_whole(&backend, &segment::index_path(dir, base), ix).await?;
+                segment::write_whole(&backend, &segment::time_index_path(dir, base), tx).await?;
+            }
             if let Some(prev) =
                 segments.values().next_back().map(|s: &Segment<B::File>| s.next_offset)
                 && base < prev
@@ -452,7 +459,8 @@ impl<B: Backend> Log<B> {
             }
             // Roll before an entry that would overflow the active segment or that arrives after
             // `segment.ms`, so that one record set always lands in one segment.
-            if let Err(e) = self.maybe_roll(entries[i].bytes as u64).await {
+            let span: u64 = entries[i].batches.iter().map(|b| b.header.offset_span()).sum();
+            if let Err(e) = self.maybe_roll(entries[i].bytes as u64, span).await {
                 for entry in &entries[i..] {
                     *entry.slot.borrow_mut() = Some(Err(e.clone()));
                 }
@@ -554,9 +562,10 @@ impl<B: Backend> Log<B> {
         Ok(infos)
     }
 
-    /// Rolls the active segment if `incoming` more bytes would overflow it or it is older than
-    /// `segment.ms`. Caller holds the writer lock.
-    async fn maybe_roll(&self, incoming: u64) -> Result<(), AppendError> {
+    /// Rolls the active segment if `incoming` more bytes (spanning `span` offsets) would overflow
+    /// it or its relative-offset range, or it is older than `segment.ms`. Caller holds the
+    /// writer lock.
+    async fn maybe_roll(&self, incoming: u64, span: u64) -> Result<(), AppendError> {
         let cfg = self.config.borrow().clone();
         let now = (self.clock)();
         let roll = {
@@ -566,7 +575,8 @@ impl<B: Backend> Log<B> {
                 && (seg.size + incoming > cfg.segment_bytes
                     || seg
                         .first_timestamp
-                        .is_some_and(|t| now.saturating_sub(t) > cfg.segment_ms as i64))
+                        .is_some_and(|t| now.saturating_sub(t) > cfg.segment_ms as i64)
+                    || seg.next_offset - seg.base_offset + span > segment::RELATIVE_OFFSET_MAX)
         };
         if !roll {
             return Ok(());

@@ -17,6 +17,10 @@ use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 pub const SCAN_CHUNK_BYTES: usize = 64 * 1024;
 /// Largest batch recovery will read whole to verify (a longer length field is corruption).
 pub const RECOVERY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Largest `offset - base_offset` a segment may hold: index entries store it as 32 bits, and
+/// Kafka caps it at `i32::MAX`. The log rolls before an append would cross it, and recovery
+/// treats a batch beyond it as corrupt (its base offset is not covered by the CRC).
+pub const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
 
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
@@ -67,9 +71,20 @@ impl<F: StorageFile> Segment<F> {
         }
     }
 
+    /// `offset - base_offset`; the log keeps every offset of a segment within
+    /// [`RELATIVE_OFFSET_MAX`] of its base, so this never truncates.
     pub fn relative(&self, offset: u64) -> u32 {
-        debug_assert!(offset >= self.base_offset);
-        u32::try_from(offset - self.base_offset).unwrap_or(u32::MAX)
+        assert!(offset >= self.base_offset, "offset {offset} below segment {}", self.base_offset);
+        let rel = offset - self.base_offset;
+        assert!(rel <= RELATIVE_OFFSET_MAX, "offset {offset} outside segment {}", self.base_offset);
+        rel as u32
+    }
+
+    /// Whether a batch's offsets fit this segment's relative-offset range.
+    pub fn fits(&self, header: &BatchHeader) -> bool {
+        header.base_offset >= 0
+            && header.last_offset() >= header.base_offset
+            && (header.last_offset() as u64).saturating_sub(self.base_offset) <= RELATIVE_OFFSET_MAX
     }
 
     /// Records a batch that was just written at `position` (indexes, timestamps, sizes).
@@ -161,7 +176,16 @@ impl<F: StorageFile> Segment<F> {
                 Ok(h) => h,
                 Err(e) => return Ok(ScanEnd::Torn { valid_bytes: pos, reason: e.to_string() }),
             };
-            if (header.base_offset as u64) < self.next_offset || header.base_offset < 0 {
+            if !self.fits(&header) {
+                let reason = format!(
+                    "batch offsets {}..={} do not fit segment {}",
+                    header.base_offset,
+                    header.last_offset(),
+                    self.base_offset
+                );
+                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
+            }
+            if (header.base_offset as u64) < self.next_offset {
                 let reason = format!(
                     "batch base offset {} is below the expected {}",
                     header.base_offset, self.next_offset
@@ -205,6 +229,20 @@ impl<F: StorageFile> Segment<F> {
         }
         self.offset_index = offset_index;
         self.time_index = time_index;
+        if self.size > 0 {
+            // The last entry must name the batch that really starts there.
+            let head = self
+                .file
+                .read_at(self.size, HEADER_BYTES)
+                .await
+                .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            let agrees =
+                BatchHeader::parse(&head).is_ok_and(|h| h.base_offset as u64 == self.next_offset);
+            if !agrees {
+                self.reset();
+                return Ok(false);
+            }
+        }
         let mut pos = self.size;
         while pos < file_len {
             let head = self
@@ -218,6 +256,7 @@ impl<F: StorageFile> Segment<F> {
             };
             if pos + header.total_len() as u64 > file_len
                 || (header.base_offset as u64) < self.next_offset
+                || !self.fits(&header)
             {
                 self.reset();
                 return Ok(false);
@@ -277,7 +316,10 @@ pub async fn read_whole<B: Backend>(backend: &B, path: &Path) -> Result<Option<B
     Ok(Some(bytes))
 }
 
-/// Replaces a small file's contents (`tmp` + rename), durably when `sync` is set.
+/// Writes a small file's whole contents in place and syncs it. Used for index files, whose
+/// new contents always extend the old (entries are only appended between two writes; a
+/// truncation removes the file first), so a torn write leaves a shorter but still correct
+/// index; files that need all-or-nothing replacement go through a `.tmp` and a rename.
 pub async fn write_whole<B: Backend>(
     backend: &B,
     path: &Path,
