@@ -17,9 +17,12 @@
 // are never sent to another thread, so no `Send` bound is wanted.
 #![allow(async_fn_in_trait)]
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use compio::BufResult;
@@ -175,5 +178,31 @@ impl Backend for CompioBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Yields to the executor once, so long work on a shard lets other tasks run (any executor).
+pub fn yield_now() -> impl Future<Output = ()> {
+    struct YieldNow(bool);
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+    YieldNow(false)
+}
+
+/// Removes a file; a file that is already gone is not an error.
+pub async fn remove_if_exists<B: Backend>(backend: &B, path: &Path) -> io::Result<()> {
+    match backend.remove_file(path).await {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }

@@ -18,15 +18,12 @@
 //! Readers holding the old segment's file keep reading it unchanged (Unix unlink semantics).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tracing::info;
 
-use crate::backend::{Backend, StorageFile};
+use crate::backend::{Backend, StorageFile, remove_if_exists};
 use crate::batch::{self, BatchHeader, HEADER_BYTES, TimestampType};
 use crate::builder::{BatchParams, build_batch};
 use crate::compression::{self, Codec};
@@ -102,26 +99,6 @@ fn key_hash(key: &[u8]) -> u128 {
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
-/// Yields to the executor once.
-pub(crate) struct YieldNow(bool);
-impl YieldNow {
-    pub(crate) fn new() -> Self {
-        Self(false)
-    }
-}
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
 /// Calls `visit` with every whole batch of a segment, reading it in bounded chunks.
 async fn for_each_batch<F: StorageFile>(
     seg: &SegView<F>,
@@ -148,7 +125,7 @@ async fn for_each_batch<F: StorageFile>(
         }
         n += 1;
         if n.is_multiple_of(BATCHES_PER_YIELD) {
-            YieldNow::new().await;
+            crate::backend::yield_now().await;
         }
     }
     Ok(())
@@ -305,11 +282,7 @@ impl<B: Backend> Log<B> {
         let index = segment::index_path(dir, seg.base_offset);
         let tindex = segment::time_index_path(dir, seg.base_offset);
         for p in [&index, &tindex] {
-            match self.backend.remove_file(p).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(IoFailure::new("remove", p, e).into()),
-            }
+            remove_if_exists(&self.backend, p).await.map_err(|e| IoFailure::new("remove", p, e))?;
         }
         self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
         self.backend

@@ -29,7 +29,7 @@ use async_lock::Mutex;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{Backend, StorageFile};
+use crate::backend::{Backend, StorageFile, remove_if_exists};
 use crate::batch::{self, BatchHeader, IncomingBatch, TimestampType};
 use crate::config::LogConfig;
 use crate::error::{AppendError, IoFailure, LogError, ReadError};
@@ -593,23 +593,7 @@ impl<B: Backend> Log<B> {
     /// Closes the active segment (sealing and syncing it with its indexes) and starts a new one
     /// at the log end offset. Caller holds the writer lock.
     async fn roll(&self) -> Result<(), LogError> {
-        let (file, path, base, end, index, tindex) = {
-            let mut st = self.state.borrow_mut();
-            let seg = st.active_mut();
-            seg.push_time_entry();
-            (
-                seg.file.clone(),
-                seg.path.clone(),
-                seg.base_offset,
-                seg.next_offset,
-                seg.offset_index.encode(),
-                seg.time_index.encode(),
-            )
-        };
-        file.sync_data().await.map_err(io("fdatasync", &path))?;
-        segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
-        segment::write_whole(&self.backend, &segment::time_index_path(&self.dir, base), tindex)
-            .await?;
+        let end = self.seal_active().await?;
         let new_path = segment::log_path(&self.dir, end);
         let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
         let mut st = self.state.borrow_mut();
@@ -618,6 +602,39 @@ impl<B: Backend> Log<B> {
         st.dir_gen += 1;
         st.segments.insert(end, Segment::empty(end, new_path.clone(), new_file));
         debug!(segment = %new_path.display(), base_offset = end, "rolled segment");
+        Ok(())
+    }
+
+    /// Syncs the active segment and writes its indexes (with a final time-index entry), as a
+    /// roll or a clean close needs. Returns the segment's end offset. Caller holds the writer
+    /// lock.
+    async fn seal_active(&self) -> Result<u64, LogError> {
+        let (file, path, base, end, index, tindex) = {
+            let mut st = self.state.borrow_mut();
+            let seg = st.active_mut();
+            seg.push_time_entry();
+            let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
+            (seg.file.clone(), seg.path.clone(), seg.base_offset, seg.next_offset, ix, tx)
+        };
+        file.sync_data().await.map_err(io("fdatasync", &path))?;
+        segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
+        let tpath = segment::time_index_path(&self.dir, base);
+        segment::write_whole(&self.backend, &tpath, tindex).await?;
+        Ok(end)
+    }
+
+    /// Removes a segment's index files, and its log file when `with_log` is set.
+    async fn remove_segment_files(&self, base: u64, with_log: bool) -> Result<(), LogError> {
+        let mut paths =
+            vec![segment::index_path(&self.dir, base), segment::time_index_path(&self.dir, base)];
+        if with_log {
+            paths.insert(0, segment::log_path(&self.dir, base));
+        }
+        for p in paths {
+            remove_if_exists(&self.backend, &p)
+                .await
+                .map_err(|e| IoFailure::new("remove", &p, e))?;
+        }
         Ok(())
     }
 
@@ -888,17 +905,7 @@ impl<B: Backend> Log<B> {
             out
         };
         for seg in &removed {
-            for p in [
-                seg.path.clone(),
-                segment::index_path(&self.dir, seg.base_offset),
-                segment::time_index_path(&self.dir, seg.base_offset),
-            ] {
-                match self.backend.remove_file(&p).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(IoFailure::new("remove", p, e).into()),
-                }
-            }
+            self.remove_segment_files(seg.base_offset, true).await?;
             report.segments_deleted += 1;
             report.bytes_deleted += seg.size;
             info!(segment = %seg.path.display(), bytes = seg.size, next_offset = seg.next_offset, "deleted segment");
@@ -970,18 +977,8 @@ impl<B: Backend> Log<B> {
         };
         for base in drop.iter().rev() {
             let seg = self.state.borrow_mut().segments.remove(base);
-            if let Some(seg) = seg {
-                for p in [
-                    seg.path.clone(),
-                    segment::index_path(&self.dir, *base),
-                    segment::time_index_path(&self.dir, *base),
-                ] {
-                    match self.backend.remove_file(&p).await {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(IoFailure::new("remove", p, e).into()),
-                    }
-                }
+            if seg.is_some() {
+                self.remove_segment_files(*base, true).await?;
             }
         }
         let (view, from) = {
@@ -995,16 +992,7 @@ impl<B: Backend> Log<B> {
         view.file.set_len(cut).await.map_err(io("truncate", &view.path))?;
         view.file.sync_data().await.map_err(io("fdatasync", &view.path))?;
         // Remove stale index files of the segment that is active again; rebuild its state.
-        for p in [
-            segment::index_path(&self.dir, view.base_offset),
-            segment::time_index_path(&self.dir, view.base_offset),
-        ] {
-            match self.backend.remove_file(&p).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(IoFailure::new("remove", p, e).into()),
-            }
-        }
+        self.remove_segment_files(view.base_offset, false).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
         let interval = self.config.borrow().index_interval_bytes;
         let mut rebuilt = Segment::empty(view.base_offset, view.path.clone(), view.file.clone());
@@ -1030,26 +1018,14 @@ impl<B: Backend> Log<B> {
         let _m = self.maintenance.lock().await;
         let _w = self.writer.lock().await;
         let _s = self.syncer.lock().await;
-        let (file, path, base, index, tindex) = {
+        {
             let mut st = self.state.borrow_mut();
             if let Some(reason) = &st.fenced {
                 return Err(LogError::Fenced { reason: reason.clone() });
             }
             st.closed = true;
-            let seg = st.active_mut();
-            seg.push_time_entry();
-            (
-                seg.file.clone(),
-                seg.path.clone(),
-                seg.base_offset,
-                seg.offset_index.encode(),
-                seg.time_index.encode(),
-            )
-        };
-        file.sync_data().await.map_err(io("fdatasync", &path))?;
-        segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
-        segment::write_whole(&self.backend, &segment::time_index_path(&self.dir, base), tindex)
-            .await?;
+        }
+        self.seal_active().await?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         segment::write_whole(&self.backend, &marker, Vec::new()).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;

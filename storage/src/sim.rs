@@ -16,13 +16,10 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::io;
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
@@ -102,25 +99,10 @@ pub struct SimFile {
     file: FileRef,
 }
 
-/// Returns `Pending` once so that concurrent tasks interleave at every simulated I/O.
-struct YieldOnce(bool);
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            Poll::Ready(())
-        } else {
-            self.0 = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    }
-}
-
 async fn maybe_yield(fs: &Rc<RefCell<Fs>>) {
     let y = fs.borrow().yield_on_io;
     if y {
-        YieldOnce(false).await;
+        crate::backend::yield_now().await;
     }
 }
 
