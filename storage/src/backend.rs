@@ -45,6 +45,9 @@ pub trait StorageFile: Clone + 'static {
     async fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current size in bytes.
     async fn size(&self) -> io::Result<u64>;
+    /// Asks the kernel to drop clean cached pages of `[pos, pos + len)`
+    /// (`posix_fadvise(DONTNEED)`). Only a hint: dirty pages stay until written back.
+    fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()>;
     /// The kernel descriptor, for zero-copy sends (`sendfile`/`splice`); `None` for files that
     /// live only in memory.
     fn raw_fd(&self) -> Option<RawFd>;
@@ -131,6 +134,12 @@ impl StorageFile for CompioFile {
 
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata().await?.len())
+    }
+
+    fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
+        let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
+        rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::DontNeed)
+            .map_err(io::Error::from)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

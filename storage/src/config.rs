@@ -57,6 +57,12 @@ pub struct LogConfig {
     /// Bound on the number of segments a partition may hold; an append that would roll past it
     /// fails with [`crate::AppendError::TooManySegments`] rather than exhaust file descriptors.
     pub segments_max: usize,
+    /// Page cache kept per partition: once bytes are synced and more than this far behind the
+    /// log end, the log asks the kernel to drop them (`posix_fadvise(DONTNEED)`), so that a
+    /// write-heavy partition recycles a bounded set of cache pages instead of growing the
+    /// cache (on this VM every new page-cache page costs a host page fault). Consumers tailing
+    /// within the window read from memory; older reads go to the disk. `None` = never drop.
+    pub page_cache_window_bytes: Option<u64>,
     /// Bound on the keys compaction holds in memory in one pass (each costs ~40 bytes).
     pub compaction_keys_max: usize,
 }
@@ -76,6 +82,7 @@ impl Default for LogConfig {
             flush: FlushPolicy { messages: None, ms: None },
             segments_max: 10_000,
             compaction_keys_max: 4_000_000,
+            page_cache_window_bytes: Some(64 * 1024 * 1024),
         }
     }
 }

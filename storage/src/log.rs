@@ -593,7 +593,12 @@ impl<B: Backend> Log<B> {
     /// Closes the active segment (sealing and syncing it with its indexes) and starts a new one
     /// at the log end offset. Caller holds the writer lock.
     async fn roll(&self) -> Result<(), LogError> {
+        let (sealed_base, sealed_size) = {
+            let st = self.state.borrow();
+            (st.active().base_offset, st.active().size)
+        };
         let end = self.seal_active().await?;
+        self.drop_behind(sealed_base, sealed_size);
         let new_path = segment::log_path(&self.dir, end);
         let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
         let mut st = self.state.borrow_mut();
@@ -623,6 +628,25 @@ impl<B: Backend> Log<B> {
         Ok(end)
     }
 
+    /// Asks the kernel to drop the cached pages of segment `base` that are synced (below
+    /// `synced_pos`) and more than `page_cache_window_bytes` behind it. A hint: failures are
+    /// logged and ignored.
+    fn drop_behind(&self, base: u64, synced_pos: u64) {
+        const PAGE_BYTES: u64 = 4096;
+        let Some(window) = self.config.borrow().page_cache_window_bytes else { return };
+        let mut st = self.state.borrow_mut();
+        let Some(seg) = st.segments.get_mut(&base) else { return };
+        let to = synced_pos.saturating_sub(window) / PAGE_BYTES * PAGE_BYTES;
+        if to <= seg.cache_dropped_to {
+            return;
+        }
+        let from = seg.cache_dropped_to;
+        if let Err(e) = seg.file.drop_cache(from, to - from) {
+            debug!(segment = %seg.path.display(), error = %e, "page cache drop-behind failed");
+        }
+        seg.cache_dropped_to = to;
+    }
+
     /// Removes a segment's index files, and its log file when `with_log` is set.
     async fn remove_segment_files(&self, base: u64, with_log: bool) -> Result<(), LogError> {
         let mut paths =
@@ -646,7 +670,7 @@ impl<B: Backend> Log<B> {
             return Ok(());
         }
         let _s = self.syncer.lock().await;
-        let (file, path, upto, records, dir_gen, need_dir) = {
+        let (file, path, upto, records, dir_gen, need_dir, (synced_base, synced_pos)) = {
             let st = self.state.borrow();
             if let Some(reason) = &st.fenced {
                 return Err(LogError::Fenced { reason: reason.clone() });
@@ -662,6 +686,7 @@ impl<B: Backend> Log<B> {
                 st.records_written,
                 st.dir_gen,
                 st.dir_gen > st.dir_synced_gen,
+                (seg.base_offset, seg.size),
             )
         };
         let synced = async {
@@ -682,6 +707,9 @@ impl<B: Backend> Log<B> {
             return Err(LogError::Io(failure));
         }
         st.synced_offset = st.synced_offset.max(upto);
+        drop(st);
+        self.drop_behind(synced_base, synced_pos);
+        let mut st = self.state.borrow_mut();
         st.dir_synced_gen = st.dir_synced_gen.max(dir_gen);
         st.records_synced = st.records_synced.max(records);
         if st.records_synced == st.records_written {

@@ -52,6 +52,8 @@ pub struct Segment<F> {
     pub max_timestamp_offset: u64,
     /// Bytes appended since the last offset-index entry.
     pub bytes_since_index: u64,
+    /// Everything below this position was already dropped from the page cache.
+    pub cache_dropped_to: u64,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -68,6 +70,7 @@ impl<F: StorageFile> Segment<F> {
             first_timestamp: None,
             max_timestamp_offset: base_offset,
             bytes_since_index: 0,
+            cache_dropped_to: 0,
         }
     }
 

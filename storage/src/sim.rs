@@ -68,6 +68,7 @@ struct Fs {
     calls: u64,
     writes: u64,
     syncs: u64,
+    dropped_bytes: u64,
     fail_from_call: Option<u64>,
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
@@ -167,6 +168,11 @@ impl SimBackend {
     pub fn write_sync_counts(&self) -> (u64, u64) {
         let fs = self.fs.borrow();
         (fs.writes, fs.syncs)
+    }
+
+    /// Bytes the log asked to drop from the (simulated) page cache so far.
+    pub fn dropped_cache_bytes(&self) -> u64 {
+        self.fs.borrow().dropped_bytes
     }
 
     /// I/O calls made so far.
@@ -317,6 +323,11 @@ impl StorageFile for SimFile {
     async fn size(&self) -> io::Result<u64> {
         self.fs.borrow_mut().charge()?;
         Ok(self.file.borrow().data.len() as u64)
+    }
+
+    fn drop_cache(&self, _pos: u64, len: u64) -> io::Result<()> {
+        self.fs.borrow_mut().dropped_bytes += len;
+        Ok(())
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -278,3 +278,37 @@ fn concurrent_appends_share_writes_and_fsyncs() {
         assert_eq!(log.synced_offset(), TASKS);
     });
 }
+
+#[test]
+fn synced_bytes_beyond_the_page_cache_window_are_dropped() {
+    runtime().block_on(async {
+        for window in [None, Some(8192u64)] {
+            let sim = SimBackend::new();
+            let cfg =
+                LogConfig { segment_bytes: 1 << 30, page_cache_window_bytes: window, ..config() };
+            let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock())
+                .await
+                .expect("open");
+            for s in 0..200 {
+                log.append(batch_of(&[value(0, s); 8], Codec::None, 5_000, false))
+                    .await
+                    .expect("append");
+            }
+            assert_eq!(sim.dropped_cache_bytes(), 0, "unsynced pages are never dropped");
+            log.sync().await.expect("sync");
+            let dropped = sim.dropped_cache_bytes();
+            match window {
+                None => assert_eq!(dropped, 0),
+                Some(w) => {
+                    let expected = (log.size_bytes() - w) / 4096 * 4096;
+                    assert_eq!(
+                        dropped, expected,
+                        "everything synced beyond the window, page-aligned"
+                    );
+                }
+            }
+            // Dropping is a hint: every record still reads back.
+            assert_eq!(read_all(&log).await.len(), 200 * 8);
+        }
+    });
+}
