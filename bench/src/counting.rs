@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use odradek_storage::backend::AlignedBuf;
 use odradek_storage::{Backend, StorageFile};
 
 /// Latency histograms cover 1 µs to one hour, 3 significant digits.
@@ -128,6 +129,21 @@ impl<F: StorageFile> StorageFile for CountingFile<F> {
         self.inner.size().await
     }
 
+    async fn write_direct(&self, pos: u64, buf: AlignedBuf) -> (io::Result<()>, AlignedBuf) {
+        let c = &self.counters;
+        let bytes = buf.len() as u64;
+        let measuring = c.measuring.get();
+        let start = Instant::now();
+        let res = self.inner.write_direct(pos, buf).await;
+        if measuring {
+            record_since(&mut c.write_us.borrow_mut(), start);
+            bump(&c.writes, 1);
+            bump(&c.write_bytes, bytes);
+            bump(&c.write_buffers, 1);
+        }
+        res
+    }
+
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
         let res = self.inner.drop_cache(pos, len);
         if res.is_ok() {
@@ -147,6 +163,11 @@ impl<B: Backend> Backend for CountingBackend<B> {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File> {
         let inner = self.inner.open(path, create).await?;
+        Ok(CountingFile { inner, counters: self.counters.clone() })
+    }
+
+    async fn open_direct(&self, path: &Path) -> io::Result<Self::File> {
+        let inner = self.inner.open_direct(path).await?;
         Ok(CountingFile { inner, counters: self.counters.clone() })
     }
 

@@ -154,6 +154,18 @@ pub struct StorageArgs {
     /// (plain buffered I/O), to measure what the window buys.
     #[arg(long, value_name = "SIZE|none", default_value = "64MiB", value_parser = parse_window)]
     pub page_cache_window: Window,
+
+    /// How the log writes segment data: `direct` (O_DIRECT through aligned staging buffers,
+    /// the engine's default) or `buffered` (through the page cache).
+    #[arg(long, value_enum, default_value = "direct")]
+    pub write_mode: WriteMode,
+}
+
+/// `--write-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteMode {
+    Direct,
+    Buffered,
 }
 
 /// A page-cache window: a size, or `None` for "never drop".
@@ -192,6 +204,8 @@ struct Plan {
     io_counters: bool,
     /// The log's page-cache window in bytes (`None`: never drop).
     page_cache_window_bytes: Option<u64>,
+    /// `direct` or `buffered`.
+    write_mode: &'static str,
 }
 
 impl Plan {
@@ -238,6 +252,10 @@ impl Plan {
             pool_batches: 0,
             io_counters: !args.no_io_counters,
             page_cache_window_bytes: args.page_cache_window.0,
+            write_mode: match args.write_mode {
+                WriteMode::Direct => "direct",
+                WriteMode::Buffered => "buffered",
+            },
         })
     }
 }
@@ -552,6 +570,7 @@ async fn drive<B: Backend>(
         segment_bytes: plan.segment_bytes,
         max_message_bytes: plan.max_message_bytes,
         page_cache_window_bytes: plan.page_cache_window_bytes,
+        direct_writes: plan.write_mode == "direct",
         ..LogConfig::default()
     };
     let log = Rc::new(
@@ -684,7 +703,7 @@ fn render(plan: &Plan, r: &Results) -> String {
     let _ = writeln!(
         out,
         "  config: {} producers, batch {} ({} records x {} B, {} B on disk), codec {}, sync {}, \
-         segment {}",
+         segment {}, {} writes",
         plan.producers,
         format_size(plan.batch_bytes_requested),
         plan.records_per_batch,
@@ -693,6 +712,7 @@ fn render(plan: &Plan, r: &Results) -> String {
         plan.codec,
         plan.sync,
         format_size(plan.segment_bytes),
+        plan.write_mode,
     );
     let _ = writeln!(
         out,

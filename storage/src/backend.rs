@@ -32,6 +32,72 @@ use compio::io::{AsyncReadAt, AsyncWriteAt};
 
 /// Largest number of buffers handed to one `pwritev` (Linux `IOV_MAX`).
 pub const IOVECS_PER_WRITE_MAX: usize = 1024;
+/// Alignment of direct I/O: file position, length and buffer address of every direct write.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A buffer whose contents start at a [`DIRECT_ALIGN`]-aligned address, for direct writes.
+///
+/// It is an ordinary, fully initialised `Vec<u8>` with `DIRECT_ALIGN` bytes of slack; the usable
+/// window starts at the first aligned address inside it. The allocation never moves (the vector
+/// is never grown), so the window stays aligned; allocating it touches every page once, so
+/// reusing it costs no page faults.
+#[derive(Debug)]
+pub struct AlignedBuf {
+    vec: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// A buffer of `capacity` usable bytes, rounded up to a multiple of [`DIRECT_ALIGN`].
+    pub fn with_capacity(capacity: usize) -> Self {
+        let capacity = capacity.div_ceil(DIRECT_ALIGN).max(1) * DIRECT_ALIGN;
+        let vec = vec![0u8; capacity + DIRECT_ALIGN];
+        let start = (DIRECT_ALIGN - (vec.as_ptr() as usize % DIRECT_ALIGN)) % DIRECT_ALIGN;
+        Self { vec, start, len: 0 }
+    }
+    pub fn capacity(&self) -> usize {
+        (self.vec.len() - self.start) / DIRECT_ALIGN * DIRECT_ALIGN
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn room(&self) -> usize {
+        self.capacity() - self.len
+    }
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        &self.vec[self.start..self.start + self.len]
+    }
+    /// Appends as much of `src` as fits; returns how many bytes were taken.
+    pub fn fill_from(&mut self, src: &[u8]) -> usize {
+        let n = src.len().min(self.room());
+        let at = self.start + self.len;
+        self.vec[at..at + n].copy_from_slice(&src[..n]);
+        self.len += n;
+        n
+    }
+    /// Zero-fills up to the next multiple of [`DIRECT_ALIGN`].
+    pub fn pad_to_alignment(&mut self) {
+        let padded = self.len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let at = self.start;
+        self.vec[at + self.len..at + padded].fill(0);
+        self.len = padded;
+    }
+    /// The aligned window `[0, len)` as a compio buffer, and the buffer back afterwards.
+    fn into_io(self) -> (compio::buf::Slice<Vec<u8>>, usize) {
+        let (start, len) = (self.start, self.len);
+        (IoBuf::slice(self.vec, start..start + len), len)
+    }
+    fn from_io(slice: compio::buf::Slice<Vec<u8>>, start: usize) -> Self {
+        Self { vec: slice.into_inner(), start, len: 0 }
+    }
+}
 
 /// An open file: cheap to clone (clones share one descriptor).
 pub trait StorageFile: Clone + 'static {
@@ -45,6 +111,10 @@ pub trait StorageFile: Clone + 'static {
     async fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current size in bytes.
     async fn size(&self) -> io::Result<u64>;
+    /// Writes the whole aligned buffer at `pos` (a multiple of [`DIRECT_ALIGN`]) through a
+    /// handle from [`Backend::open_direct`], bypassing the page cache. Returns the buffer
+    /// (cleared) for reuse whatever the outcome.
+    async fn write_direct(&self, pos: u64, buf: AlignedBuf) -> (io::Result<()>, AlignedBuf);
     /// Asks the kernel to drop clean cached pages of `[pos, pos + len)`
     /// (`posix_fadvise(DONTNEED)`). Only a hint: dirty pages stay until written back.
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()>;
@@ -58,6 +128,10 @@ pub trait Backend: Clone + 'static {
     type File: StorageFile;
     /// Opens `path` for reading and writing, creating it when `create` is set.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+    /// Opens an existing file for direct (page-cache-bypassing) writes with
+    /// [`StorageFile::write_direct`]; fails with `InvalidInput` where the file system has no
+    /// direct I/O (tmpfs), and the caller then writes through the page cache.
+    async fn open_direct(&self, path: &Path) -> io::Result<Self::File>;
     async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// File names (not paths) in the directory, in no particular order.
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
@@ -136,6 +210,36 @@ impl StorageFile for CompioFile {
         Ok(self.file.metadata().await?.len())
     }
 
+    async fn write_direct(&self, pos: u64, buf: AlignedBuf) -> (io::Result<()>, AlignedBuf) {
+        assert_eq!(pos % DIRECT_ALIGN as u64, 0, "direct write position must be aligned");
+        assert_eq!(buf.len() % DIRECT_ALIGN, 0, "direct write length must be aligned");
+        let start = buf.start;
+        let (mut slice, len) = buf.into_io();
+        let mut done = 0usize;
+        let result = loop {
+            if done == len {
+                break Ok(());
+            }
+            let BufResult(res, back) = (&self.file).write_at(slice, pos + done as u64).await;
+            slice = back;
+            match res {
+                Ok(0) => {
+                    break Err(io::Error::new(io::ErrorKind::WriteZero, "direct write of 0 bytes"));
+                }
+                Ok(n) if n % DIRECT_ALIGN != 0 && done + n != len => {
+                    break Err(io::Error::other(format!("short direct write of {n} bytes")));
+                }
+                Ok(n) => {
+                    done += n;
+                    let (begin, end) = (start + done, start + len);
+                    slice = IoBuf::slice(slice.into_inner(), begin..end);
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        (result, AlignedBuf::from_io(slice, start))
+    }
+
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
         let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
         rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::DontNeed)
@@ -152,6 +256,12 @@ impl Backend for CompioBackend {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<CompioFile> {
         let file = OpenOptions::new().read(true).write(true).create(create).open(path).await?;
+        Ok(CompioFile { file })
+    }
+
+    async fn open_direct(&self, path: &Path) -> io::Result<CompioFile> {
+        let direct = rustix::fs::OFlags::DIRECT.bits() as i32;
+        let file = OpenOptions::new().write(true).custom_flags(direct).open(path).await?;
         Ok(CompioFile { file })
     }
 

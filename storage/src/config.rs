@@ -63,6 +63,11 @@ pub struct LogConfig {
     /// cache (on this VM every new page-cache page costs a host page fault). Consumers tailing
     /// within the window read from memory; older reads go to the disk. `None` = never drop.
     pub page_cache_window_bytes: Option<u64>,
+    /// Write segment data with `O_DIRECT` (through a reused, 4 KiB-aligned staging buffer; the
+    /// partial last block is kept in memory and rewritten with the next write) instead of
+    /// through the page cache. Falls back to buffered writes where the file system has no direct
+    /// I/O. Reads always go through the page cache.
+    pub direct_writes: bool,
     /// Bound on the keys compaction holds in memory in one pass (each costs ~40 bytes).
     pub compaction_keys_max: usize,
 }
@@ -83,6 +88,7 @@ impl Default for LogConfig {
             segments_max: 10_000,
             compaction_keys_max: 4_000_000,
             page_cache_window_bytes: Some(64 * 1024 * 1024),
+            direct_writes: true,
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod builder;
 pub mod compact;
 pub mod compression;
 pub mod config;
+mod direct;
 pub mod error;
 pub mod index;
 pub mod log;

@@ -29,11 +29,12 @@ use async_lock::Mutex;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
-use crate::backend::{Backend, StorageFile, remove_if_exists};
+use crate::backend::{Backend, DIRECT_ALIGN, StorageFile, remove_if_exists};
 use crate::batch::{self, BatchHeader, IncomingBatch, TimestampType};
 use crate::config::LogConfig;
+use crate::direct;
 use crate::error::{AppendError, IoFailure, LogError, ReadError};
-use crate::segment::{self, SCAN_CHUNK_BYTES, ScanEnd, Segment};
+use crate::segment::{self, DirectState, SCAN_CHUNK_BYTES, ScanEnd, Segment};
 
 /// Name of the file whose presence says the log was closed cleanly.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -117,6 +118,8 @@ pub struct RecoveryReport {
     /// Bytes cut off the tail, and the offset the log ends at after the cut.
     pub truncated_bytes: u64,
     pub truncated_reason: Option<String>,
+    /// Zero padding of direct writes cut off the tail (not data: nothing was lost).
+    pub padding_bytes: u64,
     pub indexes_rebuilt: usize,
 }
 
@@ -263,18 +266,37 @@ impl<B: Backend> Log<B> {
                 if let ScanEnd::Torn { valid_bytes, reason } =
                     seg.rebuild(len, cfg.index_interval_bytes).await?
                 {
-                    warn!(
-                        segment = %path.display(),
-                        valid_bytes,
-                        truncated_bytes = len - valid_bytes,
-                        log_end_offset = seg.next_offset,
-                        %reason,
-                        "recovery truncates a torn or corrupt segment tail"
-                    );
+                    let cut = len - valid_bytes;
+                    // In direct mode a sub-block zero tail is the padding of the last write; in
+                    // buffered mode zeros mean a write that never reached the disk.
+                    let padding = cfg.direct_writes
+                        && cut < DIRECT_ALIGN as u64
+                        && seg
+                            .file
+                            .read_at(valid_bytes, cut as usize)
+                            .await
+                            .is_ok_and(|b| b.iter().all(|&x| x == 0));
+                    if padding {
+                        info!(segment = %path.display(), cut_bytes = cut, log_end_offset = seg.next_offset,
+                            "recovery cuts the zero padding of a direct write");
+                    } else {
+                        warn!(
+                            segment = %path.display(),
+                            valid_bytes,
+                            truncated_bytes = cut,
+                            log_end_offset = seg.next_offset,
+                            %reason,
+                            "recovery truncates a torn or corrupt segment tail"
+                        );
+                    }
                     seg.file.set_len(valid_bytes).await.map_err(io("truncate", &path))?;
                     seg.file.sync_data().await.map_err(io("fdatasync", &path))?;
-                    report.truncated_bytes += len - valid_bytes;
-                    report.truncated_reason = Some(reason);
+                    if padding {
+                        report.padding_bytes += cut;
+                    } else {
+                        report.truncated_bytes += cut;
+                        report.truncated_reason = Some(reason);
+                    }
                 }
             }
             if !trusted && !is_last {
@@ -535,7 +557,7 @@ impl<B: Backend> Log<B> {
                 log_start_offset: 0,
             });
         }
-        if let Err(e) = file.write_at(start_pos, iov).await {
+        if let Err(e) = self.write_data(&file, &path, start_pos, iov).await {
             let failure = IoFailure::new("write", &path, e);
             warn!(segment = %path.display(), position = start_pos, error = %failure, "append write failed");
             if let Err(e2) = file.set_len(start_pos).await {
@@ -560,6 +582,66 @@ impl<B: Backend> Log<B> {
             info.log_start_offset = start;
         }
         Ok(infos)
+    }
+
+    /// Writes `iov` at `start_pos`, the end of the active segment's data: with `O_DIRECT` when
+    /// `direct_writes` is set and the file system supports it, else through the page cache.
+    /// Caller holds the writer lock (so the active segment cannot change meanwhile).
+    async fn write_data(
+        &self,
+        file: &B::File,
+        path: &Path,
+        start_pos: u64,
+        iov: Vec<Bytes>,
+    ) -> std::io::Result<()> {
+        if !self.config.borrow().direct_writes {
+            return file.write_at(start_pos, iov).await;
+        }
+        let state =
+            std::mem::replace(&mut self.state.borrow_mut().active_mut().direct, DirectState::Off);
+        let (direct, tail) = match state {
+            DirectState::Off => return file.write_at(start_pos, iov).await,
+            DirectState::Open { file, tail } => (file, tail),
+            DirectState::Unopened => match self.open_direct(file, path, start_pos).await {
+                Ok(Some(opened)) => opened,
+                Ok(None) => return file.write_at(start_pos, iov).await,
+                Err(e) => {
+                    self.state.borrow_mut().active_mut().direct = DirectState::Unopened;
+                    return Err(e);
+                }
+            },
+        };
+        let result = direct::write(&direct, &tail, start_pos, &iov).await;
+        let tail = match result {
+            Ok(ref new_tail) => new_tail.clone(),
+            // The caller cuts the file back to `start_pos`, where `tail` is still right.
+            Err(_) => tail,
+        };
+        self.state.borrow_mut().active_mut().direct = DirectState::Open { file: direct, tail };
+        result.map(|_| ())
+    }
+
+    /// Opens the active segment for direct writes and reads back its partial last block.
+    /// `Ok(None)`: the file system has no direct I/O; the segment is written through the cache.
+    async fn open_direct(
+        &self,
+        file: &B::File,
+        path: &Path,
+        size: u64,
+    ) -> std::io::Result<Option<(B::File, Vec<u8>)>> {
+        match self.backend.open_direct(path).await {
+            Ok(direct) => {
+                let aligned = size / DIRECT_ALIGN as u64 * DIRECT_ALIGN as u64;
+                let tail = file.read_at(aligned, (size - aligned) as usize).await?;
+                Ok(Some((direct, tail.to_vec())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                warn!(segment = %path.display(), error = %e, "no direct I/O here; writing through the page cache");
+                self.state.borrow_mut().active_mut().direct = DirectState::Off;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Rolls the active segment if `incoming` more bytes (spanning `span` offsets) would overflow
@@ -614,13 +696,20 @@ impl<B: Backend> Log<B> {
     /// roll or a clean close needs. Returns the segment's end offset. Caller holds the writer
     /// lock.
     async fn seal_active(&self) -> Result<u64, LogError> {
-        let (file, path, base, end, index, tindex) = {
+        let (file, path, base, end, size, padded, index, tindex) = {
             let mut st = self.state.borrow_mut();
             let seg = st.active_mut();
             seg.push_time_entry();
+            // Direct writes leave zero padding up to the next block; a closed segment has none.
+            let padded = matches!(seg.direct, DirectState::Open { .. });
+            seg.direct = DirectState::Off;
             let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
-            (seg.file.clone(), seg.path.clone(), seg.base_offset, seg.next_offset, ix, tx)
+            let (f, p) = (seg.file.clone(), seg.path.clone());
+            (f, p, seg.base_offset, seg.next_offset, seg.size, padded, ix, tx)
         };
+        if padded {
+            file.set_len(size).await.map_err(io("truncate", &path))?;
+        }
         file.sync_data().await.map_err(io("fdatasync", &path))?;
         segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
         let tpath = segment::time_index_path(&self.dir, base);

@@ -54,6 +54,20 @@ pub struct Segment<F> {
     pub bytes_since_index: u64,
     /// Everything below this position was already dropped from the page cache.
     pub cache_dropped_to: u64,
+    /// How the active segment is written directly (see [`DirectState`]).
+    pub direct: DirectState<F>,
+}
+
+/// Direct-write state of a segment.
+#[derive(Debug, Clone)]
+pub enum DirectState<F> {
+    /// No direct handle yet (opened, with the tail read back, on the first direct write).
+    Unopened,
+    /// A direct-write handle, and the bytes of the partial block at the end of the data
+    /// (`size % DIRECT_ALIGN` of them), which the next direct write rewrites.
+    Open { file: F, tail: Vec<u8> },
+    /// The file system has no direct I/O, or the segment is closed: write through the cache.
+    Off,
 }
 
 impl<F: StorageFile> Segment<F> {
@@ -71,6 +85,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp_offset: base_offset,
             bytes_since_index: 0,
             cache_dropped_to: 0,
+            direct: DirectState::Unopened,
         }
     }
 

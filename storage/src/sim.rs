@@ -23,7 +23,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::backend::{Backend, StorageFile};
+use crate::backend::{AlignedBuf, Backend, DIRECT_ALIGN, StorageFile};
 
 const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
@@ -72,6 +72,7 @@ struct Fs {
     fail_from_call: Option<u64>,
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
+    no_direct_io: bool,
 }
 
 impl Fs {
@@ -150,6 +151,11 @@ impl SimBackend {
     /// syncs and reads interleave as they would on a real ring.
     pub fn set_yield_on_io(&self, on: bool) {
         self.fs.borrow_mut().yield_on_io = on;
+    }
+
+    /// Makes `open_direct` fail as on a file system without direct I/O (tmpfs).
+    pub fn set_no_direct_io(&self, on: bool) {
+        self.fs.borrow_mut().no_direct_io = on;
     }
 
     /// Every I/O call after the next `calls` ones fails with `EIO`, until [`Self::heal`].
@@ -325,6 +331,14 @@ impl StorageFile for SimFile {
         Ok(self.file.borrow().data.len() as u64)
     }
 
+    async fn write_direct(&self, pos: u64, mut buf: AlignedBuf) -> (io::Result<()>, AlignedBuf) {
+        assert_eq!(pos % DIRECT_ALIGN as u64, 0, "direct write position must be aligned");
+        assert_eq!(buf.len() % DIRECT_ALIGN, 0, "direct write length must be aligned");
+        let bytes = Bytes::copy_from_slice(buf.as_slice());
+        buf.clear();
+        (self.write_at(pos, vec![bytes]).await, buf)
+    }
+
     fn drop_cache(&self, _pos: u64, len: u64) -> io::Result<()> {
         self.fs.borrow_mut().dropped_bytes += len;
         Ok(())
@@ -337,6 +351,13 @@ impl StorageFile for SimFile {
 
 impl Backend for SimBackend {
     type File = SimFile;
+
+    async fn open_direct(&self, path: &Path) -> io::Result<SimFile> {
+        if self.fs.borrow().no_direct_io {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        self.open(path, false).await
+    }
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<SimFile> {
         maybe_yield(&self.fs).await;

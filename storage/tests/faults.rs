@@ -194,10 +194,11 @@ fn a_full_disk_fails_the_append_cleanly_and_recovers_when_space_returns() {
         let used: u64 =
             sim.paths().iter().filter_map(|p| sim.contents(p)).map(|c| c.len() as u64).sum();
         sim.set_capacity(Some(used + 10));
-        let err = log
-            .append(batch_of(&[value(0, 5)], Codec::None, 5_000, false))
-            .await
-            .expect_err("disk full");
+        // Larger than a block, so it needs new space whether written directly (into the padded
+        // last block and beyond) or through the cache.
+        let big: Vec<u64> = vec![value(0, 99); 600];
+        let err =
+            log.append(batch_of(&big, Codec::None, 5_000, false)).await.expect_err("disk full");
         match &err {
             AppendError::Io(f) => assert!(f.is_disk_full(), "{err}"),
             other => panic!("expected a disk-full I/O error, got {other}"),
@@ -310,5 +311,32 @@ fn synced_bytes_beyond_the_page_cache_window_are_dropped() {
             // Dropping is a hint: every record still reads back.
             assert_eq!(read_all(&log).await.len(), 200 * 8);
         }
+    });
+}
+
+#[test]
+fn without_direct_io_the_log_writes_through_the_page_cache() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        sim.set_no_direct_io(true);
+        let cfg = LogConfig { direct_writes: true, ..config() };
+        let (log, _) =
+            Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock()).await.expect("open");
+        for s in 0..50 {
+            log.append(batch_of(&[value(0, s)], Codec::None, 5_000, false)).await.expect("append");
+        }
+        log.sync().await.expect("sync");
+        let bases = log.segment_bases();
+        let active = Path::new(DIR).join(format!("{:020}.log", bases[bases.len() - 1]));
+        let len = sim.contents(&active).expect("segment").len() as u64;
+        let sealed: u64 = bases[..bases.len() - 1]
+            .iter()
+            .map(|b| {
+                sim.contents(&Path::new(DIR).join(format!("{b:020}.log"))).expect("seg").len()
+                    as u64
+            })
+            .sum();
+        assert_eq!(len, log.size_bytes() - sealed, "buffered writes: no padding");
+        assert_eq!(read_all(&log).await.len(), 50);
     });
 }

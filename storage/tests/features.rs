@@ -370,3 +370,78 @@ fn compaction_keeps_the_newest_record_per_key_for_every_codec() {
         });
     }
 }
+
+#[test]
+fn direct_writes_pad_blocks_and_recovery_cuts_the_padding_without_loss() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(async {
+        let now = Rc::new(Cell::new(0));
+        let cfg = LogConfig { direct_writes: true, segment_bytes: 8 * 1024, ..small() };
+        let log = open(dir.path(), cfg.clone(), &now).await;
+        let mut expected = Vec::new();
+        for i in 0..300u64 {
+            // Odd sizes, so appends almost never end on a block boundary.
+            let values: Vec<u64> = (0..1 + i % 7).map(|k| i * 10 + k).collect();
+            let info = log.append(batch_of(&values, Codec::None, 0, false)).await.expect("append");
+            expected
+                .extend(values.iter().enumerate().map(|(k, v)| (info.base_offset + k as u64, *v)));
+            if i % 3 == 0 {
+                log.sync().await.expect("sync");
+            }
+        }
+        log.sync().await.expect("sync");
+        assert!(log.segment_count() > 1, "rolled");
+        let got = |recs: Vec<(u64, Option<Bytes>, Option<Bytes>)>| -> Vec<(u64, u64)> {
+            recs.into_iter()
+                .map(|(o, _, v)| {
+                    let v = v.expect("value");
+                    (o, u64::from_be_bytes(v[..8].try_into().expect("8 bytes")))
+                })
+                .collect()
+        };
+        assert_eq!(got(all_records(&log).await), expected, "reads between direct writes");
+        let files = |d: &Path| -> Vec<(String, u64)> {
+            let mut v: Vec<(String, u64)> = std::fs::read_dir(d)
+                .expect("ls")
+                .flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().into_string().ok()?;
+                    n.ends_with(".log").then(|| (n, e.metadata().map(|m| m.len()).unwrap_or(0)))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let active_size = log.size_bytes()
+            - files(dir.path())[..files(dir.path()).len() - 1].iter().map(|f| f.1).sum::<u64>();
+        let on_disk = files(dir.path()).last().expect("active").1;
+        assert_eq!(on_disk % 4096, 0, "an unsealed direct-written segment ends on a block");
+        assert!(on_disk > active_size, "zero padding past the data");
+        for (name, len) in &files(dir.path())[..files(dir.path()).len() - 1] {
+            assert_ne!(len % 4096, 0, "sealed segment {name} was cut to its data (odd sizes)");
+        }
+        drop(log); // unclean
+        let (log, report) =
+            Log::open_with_clock(CompioBackend, dir.path(), cfg.clone(), clock_at(&now))
+                .await
+                .expect("recover");
+        assert_eq!(report.truncated_bytes, 0, "padding is not data: {report:?}");
+        assert!(report.padding_bytes > 0 && report.padding_bytes < 4096, "{report:?}");
+        assert_eq!(got(all_records(&log).await), expected, "nothing lost");
+        // Appending after recovery re-reads the partial block and continues exactly there.
+        let info = log.append(batch_of(&[424242], Codec::Lz4, 0, false)).await.expect("append");
+        expected.push((info.base_offset, 424242));
+        log.close().await.expect("close");
+        assert_eq!(
+            files(dir.path()).last().expect("active").1,
+            log.size_bytes()
+                - files(dir.path())[..files(dir.path()).len() - 1].iter().map(|f| f.1).sum::<u64>(),
+            "a clean close leaves no padding"
+        );
+        let (log, report) = Log::open_with_clock(CompioBackend, dir.path(), cfg, clock_at(&now))
+            .await
+            .expect("reopen");
+        assert!(report.clean_shutdown);
+        assert_eq!(got(all_records(&log).await), expected);
+    });
+}
