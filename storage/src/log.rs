@@ -11,6 +11,8 @@
 //!   started, and callers whose appends it covered return without syncing again.
 //! - Retention, truncation and compaction take a maintenance lock and never hold the writer lock
 //!   across I/O of their own except where they must change the active segment.
+//! - Locks are taken in the order maintenance → writer → syncer. With direct writes a sync also
+//!   holds the writer lock, so writes and `fdatasync`s alternate instead of overlapping.
 //!
 //! # Contracts
 //! - `append` returns `Ok` once the batches are in the page cache, have offsets, and are visible
@@ -758,6 +760,11 @@ impl<B: Backend> Log<B> {
         if self.state.borrow().synced_offset >= target {
             return Ok(());
         }
+        // With direct writes an fdatasync waits for in-flight direct writes to the file anyway
+        // (ext4's inode_dio_wait) and both slow down when they overlap, so syncs and writes
+        // alternate: appends queue up while a sync runs and go out as one larger write after.
+        let _w =
+            if self.config.borrow().direct_writes { Some(self.writer.lock().await) } else { None };
         let _s = self.syncer.lock().await;
         let (file, path, upto, records, dir_gen, need_dir, (synced_base, synced_pos)) = {
             let st = self.state.borrow();
