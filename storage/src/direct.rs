@@ -7,6 +7,10 @@
 //! already on disk, so even a torn write (sectors are atomic) cannot damage synced data; the
 //! zero padding past the logical end is cut when the segment is sealed, and by recovery.
 //!
+//! A group is staged in [`STAGING_BYTES`] pieces and up to [`WRITES_IN_FLIGHT_MAX`] pieces are
+//! written concurrently: the pieces never overlap (each but the last is whole blocks), and a
+//! single large write at queue depth one leaves this disk idle between requests.
+//!
 //! Staging buffers come from a small per-thread pool, allocated (and so page-faulted) once and
 //! reused, so the copy into them costs memory bandwidth only.
 
@@ -14,13 +18,16 @@ use std::cell::RefCell;
 use std::io;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 
 use crate::backend::{AlignedBuf, DIRECT_ALIGN, StorageFile};
 
-/// Usable bytes of one staging buffer; larger appends are written in several direct writes.
-pub const STAGING_BYTES: usize = 4 * 1024 * 1024;
+/// Usable bytes of one staging buffer, and the size of one direct write.
+pub const STAGING_BYTES: usize = 1024 * 1024;
+/// Direct writes of one group in flight at once.
+pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 /// Staging buffers kept per thread between writes.
-const STAGING_POOLED_MAX: usize = 2;
+const STAGING_POOLED_MAX: usize = 2 * WRITES_IN_FLIGHT_MAX;
 
 thread_local! {
     static STAGING: RefCell<Vec<AlignedBuf>> = const { RefCell::new(Vec::new()) };
@@ -42,6 +49,24 @@ fn give(mut buf: AlignedBuf) {
     });
 }
 
+/// Writes the staged pieces, the first at `pos`, concurrently; returns the buffers to the pool.
+async fn flush<F: StorageFile>(file: &F, pos: u64, pieces: Vec<AlignedBuf>) -> io::Result<u64> {
+    let mut at = pos;
+    let writes = pieces.into_iter().map(|buf| {
+        let here = at;
+        at += buf.len() as u64;
+        file.write_direct(here, buf)
+    });
+    let mut result = Ok(());
+    for (res, buf) in join_all(writes).await {
+        give(buf);
+        if result.is_ok() {
+            result = res;
+        }
+    }
+    result.map(|()| at)
+}
+
 /// Writes `iov` so that the data ends at `start_pos + len(iov)`, given `tail`, the bytes of the
 /// partial block the data currently ends in (`start_pos % DIRECT_ALIGN` of them). Returns the new
 /// tail. On error the file may hold a partial write past `start_pos`, which the caller cuts.
@@ -54,6 +79,7 @@ pub async fn write<F: StorageFile>(
     let align = DIRECT_ALIGN as u64;
     assert_eq!(tail.len() as u64, start_pos % align, "tail matches the data end");
     let mut pos = start_pos - start_pos % align;
+    let mut pieces: Vec<AlignedBuf> = Vec::with_capacity(WRITES_IN_FLIGHT_MAX);
     let mut buf = take();
     buf.fill_from(tail);
     for chunk in iov {
@@ -62,28 +88,31 @@ pub async fn write<F: StorageFile>(
             let n = buf.fill_from(src);
             src = &src[n..];
             if buf.room() == 0 {
-                let len = buf.len() as u64;
-                let (res, back) = file.write_direct(pos, buf).await;
-                buf = back;
-                if let Err(e) = res {
-                    give(buf);
-                    return Err(e);
+                pieces.push(std::mem::replace(&mut buf, take()));
+                if pieces.len() == WRITES_IN_FLIGHT_MAX {
+                    match flush(file, pos, std::mem::take(&mut pieces)).await {
+                        Ok(next) => pos = next,
+                        Err(e) => {
+                            give(buf);
+                            return Err(e);
+                        }
+                    }
                 }
-                pos += len;
             }
         }
     }
     let data_len = buf.len();
     let new_tail = buf.as_slice()[data_len - data_len % DIRECT_ALIGN..].to_vec();
-    let mut result = Ok(());
     if data_len > 0 {
         buf.pad_to_alignment();
-        let (res, back) = file.write_direct(pos, buf).await;
-        buf = back;
-        result = res;
+        pieces.push(buf);
+    } else {
+        give(buf);
     }
-    give(buf);
-    result.map(|()| new_tail)
+    if !pieces.is_empty() {
+        flush(file, pos, pieces).await?;
+    }
+    Ok(new_tail)
 }
 
 #[cfg(test)]

@@ -154,23 +154,12 @@ impl<F: StorageFile> Segment<F> {
             if pos == file_len {
                 return Ok(ScanEnd::Clean);
             }
-            let in_buf = (pos - buf_pos) as usize;
-            let avail = buf.len().saturating_sub(in_buf);
-            if avail < LOG_OVERHEAD_BYTES || peek_len(&buf[in_buf..]).is_some_and(|n| n > avail) {
-                let want = match peek_len(&buf[in_buf.min(buf.len())..]) {
-                    Some(n) if n > SCAN_CHUNK_BYTES => n.min(RECOVERY_BATCH_BYTES_MAX),
-                    _ => SCAN_CHUNK_BYTES,
-                };
-                let want = want.min((file_len - pos) as usize);
-                buf = self
-                    .file
-                    .read_at(pos, want)
-                    .await
-                    .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            // The batch's 12-byte prefix, then the whole batch, each read only when missing.
+            if (pos - buf_pos) as usize + LOG_OVERHEAD_BYTES > buf.len() {
+                buf = read_upto(&self.file, &self.path, pos, SCAN_CHUNK_BYTES, file_len).await?;
                 buf_pos = pos;
             }
-            let rest = &buf[(pos - buf_pos) as usize..];
-            let total = match batch::peek_total_len(rest) {
+            let total = match batch::peek_total_len(&buf[(pos - buf_pos) as usize..]) {
                 None => {
                     return Ok(ScanEnd::Torn {
                         valid_bytes: pos,
@@ -182,12 +171,22 @@ impl<F: StorageFile> Segment<F> {
                 }
                 Some(Ok(n)) => n,
             };
+            if pos + total as u64 > file_len {
+                let reason = format!("batch of {total} bytes runs past the end of the file");
+                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
+            }
+            if total > RECOVERY_BATCH_BYTES_MAX {
+                let reason = format!("batch length {total} exceeds the recovery bound");
+                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
+            }
+            if (pos - buf_pos) as usize + total > buf.len() {
+                let want = total.max(SCAN_CHUNK_BYTES);
+                buf = read_upto(&self.file, &self.path, pos, want, file_len).await?;
+                buf_pos = pos;
+            }
+            let rest = &buf[(pos - buf_pos) as usize..];
             if total > rest.len() {
-                let reason = if pos + total as u64 > file_len {
-                    format!("batch of {total} bytes runs past the end of the file")
-                } else {
-                    format!("batch length {total} exceeds the recovery bound")
-                };
+                let reason = format!("short read: {} of {total} bytes", rest.len());
                 return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
             }
             let header = match batch::validate(&rest[..total], Strictness::Stored) {
@@ -316,11 +315,16 @@ pub enum ScanEnd {
     Torn { valid_bytes: u64, reason: String },
 }
 
-fn peek_len(buf: &[u8]) -> Option<usize> {
-    match batch::peek_total_len(buf) {
-        Some(Ok(n)) => Some(n),
-        _ => None,
-    }
+/// Reads `len` bytes at `pos`, or fewer where the file (of `file_len` bytes) ends.
+async fn read_upto<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    pos: u64,
+    len: usize,
+    file_len: u64,
+) -> Result<Bytes, IoFailure> {
+    let len = len.min(file_len.saturating_sub(pos) as usize);
+    file.read_at(pos, len).await.map_err(|e| IoFailure::new("read", path, e))
 }
 
 /// Reads a whole small file (an index); `None` when it does not exist.
