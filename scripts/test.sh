@@ -34,4 +34,9 @@ log "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "cargo test"
-cargo test --workspace --locked
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$out"
+
+# One closing line for the whole suite (cargo prints one summary per test binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "\nall tests: %d passed, %d failed\n", p, f }' "$out"

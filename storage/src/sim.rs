@@ -127,6 +127,14 @@ impl SimRng {
     pub fn upto(&mut self, n: usize) -> usize {
         (self.next_u64() % (n as u64 + 1)) as usize
     }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+    /// `n` pseudo-random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
 }
 
 fn apply(data: &mut Vec<u8>, op: &FileOp) {

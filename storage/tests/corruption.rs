@@ -17,6 +17,7 @@
 //!   a flipped payload byte is then served as is, and clients detect it by the batch CRC.
 
 mod common;
+use odradek_storage::sim::SimRng;
 
 use std::path::{Path, PathBuf};
 
@@ -62,22 +63,6 @@ struct BatchAt {
 /// `features.rs`).
 fn config() -> LogConfig {
     LogConfig { index_interval_bytes: 256, direct_writes: false, ..LogConfig::default() }
-}
-
-/// SplitMix64, for deterministic garbage.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
 }
 
 /// The batches of a segment file, parsed from its headers (the file must be intact).
@@ -394,7 +379,7 @@ fn garbage_after_the_last_batch_is_cut_off() {
     let rt = runtime();
     rt.block_on(async {
         let spec = small_batches(10);
-        let mut rng = Rng(0x6A5B_A9E0);
+        let mut rng = SimRng::new(0x6A5B_A9E0);
         let mut cases: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         for n in [1, 11, 12, 61, 4096] {
             cases.push((format!("{n} zero bytes"), Some(vec![0; n])));
@@ -478,7 +463,7 @@ fn decode_pairs(bytes: &[u8], entry: usize) -> Vec<(u64, u32)> {
 }
 
 /// How one case spoils the first (closed) segment's index files.
-type IndexDamage = fn(&Path, &Path, u64, &mut Rng);
+type IndexDamage = fn(&Path, &Path, u64, &mut SimRng);
 
 /// A closed segment's `.index` or `.timeindex` that fails its checks (wrong size, garbage,
 /// entries out of order or past the segment end, an entry off a batch boundary, a missing
@@ -554,7 +539,7 @@ fn corrupt_index_of_a_closed_segment_is_rebuilt() {
                 let entries = decode_pairs(&std::fs::read(&ix).expect("index"), 8);
                 let times = decode_pairs(&std::fs::read(&tx).expect("time index"), 12);
                 assert!(entries.len() >= 2 && times.len() >= 2, "{what}: {entries:?} {times:?}");
-                let mut rng = Rng(0x1DE5 + i as u64);
+                let mut rng = SimRng::new(0x1DE5 + i as u64);
                 damage(&ix, &tx, file_len(&segments[0]), &mut rng);
 
                 let (log, report) = reopen(dir, &cfg).await;

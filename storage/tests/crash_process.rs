@@ -20,6 +20,7 @@
 //! segment rolls, and on top of logs that were recovered (or closed cleanly) before.
 
 mod common;
+use odradek_storage::sim::SimRng;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -83,27 +84,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// SplitMix64: small, deterministic, good enough to pick sizes and delays.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next_u64() % (hi - lo + 1)
-    }
-}
-
 fn env_u64(name: &str) -> u64 {
     let raw = std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent"));
     raw.trim().parse().unwrap_or_else(|e| panic!("{name}={raw:?}: {e}"))
@@ -134,7 +114,7 @@ fn crash_child_writer() {
         let tasks: Vec<_> = (0..PRODUCERS)
             .map(|task| {
                 let log = log.clone();
-                let mut rng = Rng::new(seed ^ (0xA5A5_0000 + task as u64));
+                let mut rng = SimRng::new(seed ^ (0xA5A5_0000 + task as u64));
                 let mut seq = next[task];
                 compio::runtime::spawn(async move {
                     for _ in 0..CHILD_BATCHES_MAX {
@@ -200,7 +180,7 @@ struct ChildRun {
     early: bool,
 }
 
-fn run_child(exe: &Path, dir: &Path, iteration: u64, model: &Model, rng: &mut Rng) -> ChildRun {
+fn run_child(exe: &Path, dir: &Path, iteration: u64, model: &Model, rng: &mut SimRng) -> ChildRun {
     let next: Vec<String> = model.survived.iter().map(u64::to_string).collect();
     let mut child: Child = Command::new(exe)
         .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
@@ -376,7 +356,7 @@ fn sigkill_crash_recovery_keeps_acked_prefixes() {
     let mut recent: VecDeque<String> = VecDeque::new();
     for iteration in 0..ITERATIONS {
         assert!(started.elapsed() < TEST_TIME_MAX, "crash test too slow at iteration {iteration}");
-        let mut rng = Rng::new(0x0D4A_DE4B_0000 + iteration);
+        let mut rng = SimRng::new(0x0D4A_DE4B_0000 + iteration);
         let run = run_child(&exe, dir.path(), iteration, &model, &mut rng);
         let signal = run.status.signal();
         if run.killed {
