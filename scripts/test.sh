@@ -7,9 +7,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- What the tests need -------------------------------------------------------------------
-# Debian packages the test suite uses (none yet beyond the Rust toolchain; the node issue adds
-# kcat and the Python clients here).
-APT_PACKAGES=()
+# Debian packages the test suite uses: kcat (librdkafka's CLI) drives a real node.
+APT_PACKAGES=(kcat)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -18,6 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+# Python Kafka clients, pinned; installed only when missing or at another version.
+if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        -r tests/clients/requirements.txt; then
+    echo "failed to install the Python Kafka clients (tests/clients/requirements.txt)" >&2
+    exit 1
 fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then

@@ -1,0 +1,544 @@
+//! A bounds check of every array count in a request body, run before kafka-protocol decodes it.
+//!
+//! Why: kafka-protocol 0.18 sizes every array it decodes with `Vec::with_capacity(count)`, the
+//! count taken straight from the wire (`Array`/`CompactArray` in its `protocol/types.rs`). A
+//! 20-byte Metadata request claiming 2^31 topics asks for ~150 GB before the first element is
+//! read; the allocation fails and the process *aborts* (not a panic: nothing can catch it).
+//! Upstream fixes are open but unreleased (kafka-protocol-rs PRs #152, #161, #200).
+//!
+//! What: [`check_body`] walks the body with the same layout and the same reading rules as
+//! kafka-protocol's generated decoders (including which tagged fields it decodes in place and
+//! how it reads a varint), skipping every value, and refuses an array whose count times the
+//! smallest encoding of one element exceeds the bytes left. What kafka-protocol then allocates
+//! for an array is therefore at most `size_of::<Element>() / element_bytes_min` times the
+//! request's own size: memory stays proportional to bytes actually received, which
+//! `socket.request.max.bytes` bounds.
+//!
+//! Contract: for every body kafka-protocol would decode, the walk succeeds (it is at least as
+//! permissive, apart from impossible array counts) and ends where kafka-protocol's decode ends
+//! (tests check both for every version of every served API). An API without a walk here is
+//! refused ([`PreflightError::Uncovered`]), so adding an API to the served table without one
+//! fails its tests instead of skipping the check.
+
+use kafka_protocol::messages::ApiKey;
+
+/// Why a body failed the check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreflightError {
+    /// The body ends inside a field.
+    #[error("{field} at byte {at}: needs {needed} bytes, {available} left")]
+    Truncated { field: &'static str, at: usize, needed: usize, available: usize },
+    /// A length or count field holds a value no encoder writes (below -1).
+    #[error("{field} at byte {at}: invalid length {length}")]
+    BadLength { field: &'static str, at: usize, length: i64 },
+    /// An array claims more elements than the bytes left could hold.
+    #[error(
+        "{field} at byte {at}: {count} elements of at least {element_bytes_min} bytes each \
+         cannot fit in the {available} bytes left"
+    )]
+    ArrayTooLong {
+        field: &'static str,
+        at: usize,
+        count: u64,
+        element_bytes_min: usize,
+        available: usize,
+    },
+    /// A tagged field that kafka-protocol refuses at this version.
+    #[error("{field} at byte {at}: tag {tag} is not valid in version {version}")]
+    BadTag { field: &'static str, at: usize, tag: u32, version: i16 },
+    /// No walk exists for this API (a bug: every served API needs one).
+    #[error("no bounds check is defined for {api:?}")]
+    Uncovered { api: ApiKey },
+}
+
+type Result<T> = std::result::Result<T, PreflightError>;
+
+/// Checks the body of a request (the bytes after its header) of `api` at `version`. Returns how
+/// many bytes the body occupies; trailing bytes are not looked at (kafka-protocol, like Kafka,
+/// ignores them).
+pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
+    // For every API walked here the body is flexible exactly when the header is v2.
+    let flexible = api.request_header_version(version) >= 2;
+    let mut r = Reader { buf: body, pos: 0, flexible };
+    match api {
+        ApiKey::ApiVersions => api_versions(&mut r, version)?,
+        ApiKey::Metadata => metadata(&mut r, version)?,
+        ApiKey::Produce => produce(&mut r, version)?,
+        ApiKey::Fetch => fetch(&mut r, version)?,
+        ApiKey::ListOffsets => list_offsets(&mut r, version)?,
+        ApiKey::CreateTopics => create_topics(&mut r, version)?,
+        ApiKey::DeleteTopics => delete_topics(&mut r, version)?,
+        _ => return Err(PreflightError::Uncovered { api }),
+    }
+    Ok(r.pos)
+}
+
+/// A length that is -1 (null) or non-negative; `None` for null.
+fn nullable_len(field: &'static str, at: usize, length: i64) -> Result<Option<usize>> {
+    match length {
+        -1 => Ok(None),
+        n => usize::try_from(n).map(Some).map_err(|_| PreflightError::BadLength {
+            field,
+            at,
+            length,
+        }),
+    }
+}
+
+/// A cursor that reads the way kafka-protocol's decoders read, and checks every length.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Compact strings, bytes and arrays, and tagged-field sections (KIP-482).
+    flexible: bool,
+}
+
+/// Encoded sizes of fixed-width fields.
+const I8: usize = 1;
+const I16: usize = 2;
+const I32: usize = 4;
+const I64: usize = 8;
+const UUID: usize = 16;
+
+impl Reader<'_> {
+    fn available(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8]> {
+        let available = self.available();
+        if n > available {
+            return Err(PreflightError::Truncated { field, at: self.pos, needed: n, available });
+        }
+        let start = self.pos;
+        self.pos += n;
+        Ok(&self.buf[start..self.pos])
+    }
+
+    fn skip(&mut self, field: &'static str, n: usize) -> Result<()> {
+        self.take(field, n).map(|_| ())
+    }
+
+    fn i16(&mut self, field: &'static str) -> Result<i16> {
+        let b = self.take(field, I16)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self, field: &'static str) -> Result<i32> {
+        let b = self.take(field, I32)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// kafka-protocol's `UnsignedVarInt`: at most 5 bytes, bits beyond 32 dropped, and a
+    /// continuation bit on the fifth byte ignored. Reading it any other way would lose step
+    /// with the decoder that runs after this check.
+    fn uvarint(&mut self, field: &'static str) -> Result<u32> {
+        let mut value = 0u32;
+        for i in 0..5 {
+            let b = u32::from(self.take(field, 1)?[0]);
+            value |= (b & 0x7F) << (i * 7);
+            if b < 0x80 {
+                break;
+            }
+        }
+        Ok(value)
+    }
+
+    /// `STRING`/`NULLABLE_STRING` (int16 length) or their compact forms (varint length + 1).
+    fn string(&mut self, field: &'static str) -> Result<()> {
+        let at = self.pos;
+        let len = if self.flexible {
+            usize::try_from(self.uvarint(field)?).ok().and_then(|n| n.checked_sub(1))
+        } else {
+            let n = self.i16(field)?;
+            nullable_len(field, at, i64::from(n))?
+        };
+        self.skip(field, len.unwrap_or(0))
+    }
+
+    /// `BYTES`/`NULLABLE_BYTES` (int32 length) or their compact forms.
+    fn bytes(&mut self, field: &'static str) -> Result<()> {
+        let at = self.pos;
+        let len = if self.flexible {
+            usize::try_from(self.uvarint(field)?).ok().and_then(|n| n.checked_sub(1))
+        } else {
+            let n = self.i32(field)?;
+            nullable_len(field, at, i64::from(n))?
+        };
+        self.skip(field, len.unwrap_or(0))
+    }
+
+    /// An array's element count (0 for a null array), refused when `count` elements of at
+    /// least `element_bytes_min` bytes cannot fit in what is left.
+    fn array(&mut self, field: &'static str, element_bytes_min: usize) -> Result<usize> {
+        debug_assert!(element_bytes_min > 0, "{field}: every element occupies bytes");
+        let at = self.pos;
+        let count: u64 = if self.flexible {
+            u64::from(self.uvarint(field)?).saturating_sub(1)
+        } else {
+            let n = self.i32(field)?;
+            nullable_len(field, at, i64::from(n))?.map_or(0, |n| n as u64)
+        };
+        let available = self.available();
+        let needed = count.saturating_mul(element_bytes_min as u64);
+        if needed > available as u64 {
+            return Err(PreflightError::ArrayTooLong {
+                field,
+                at,
+                count,
+                element_bytes_min,
+                available,
+            });
+        }
+        // `count <= available`, so it fits a usize.
+        Ok(count as usize)
+    }
+
+    /// A tagged-field section (flexible versions only) in which kafka-protocol knows no tag:
+    /// each field is skipped by its size.
+    fn tagged_fields(&mut self, field: &'static str) -> Result<()> {
+        self.tagged_fields_with(field, |_, _| Ok(false))
+    }
+
+    /// A tagged-field section where `known(reader, tag)` reads the fields kafka-protocol decodes
+    /// in place (it ignores their declared size, so this must too) and returns `true`, or
+    /// returns `false` to skip the field by its size.
+    fn tagged_fields_with(
+        &mut self,
+        field: &'static str,
+        mut known: impl FnMut(&mut Self, u32) -> Result<bool>,
+    ) -> Result<()> {
+        if !self.flexible {
+            return Ok(());
+        }
+        let count = self.uvarint(field)?;
+        for _ in 0..count {
+            let tag = self.uvarint(field)?;
+            let size = self.uvarint(field)?;
+            if !known(self, tag)? {
+                self.skip(field, size as usize)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn string_min(&self) -> usize {
+        if self.flexible { 1 } else { I16 }
+    }
+
+    fn bytes_min(&self) -> usize {
+        if self.flexible { 1 } else { I32 }
+    }
+
+    fn array_min(&self) -> usize {
+        if self.flexible { 1 } else { I32 }
+    }
+
+    fn tags_min(&self) -> usize {
+        usize::from(self.flexible)
+    }
+}
+
+fn api_versions(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 3 {
+        r.string("ApiVersions.client_software_name")?;
+        r.string("ApiVersions.client_software_version")?;
+    }
+    r.tagged_fields("ApiVersions")
+}
+
+fn metadata(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    let topics = r.array("Metadata.topics", metadata_topic_min(r, v))?;
+    for _ in 0..topics {
+        if v >= 10 {
+            r.skip("Metadata.topics.topic_id", UUID)?;
+        }
+        r.string("Metadata.topics.name")?;
+        r.tagged_fields("Metadata.topics")?;
+    }
+    if v >= 4 {
+        r.skip("Metadata.allow_auto_topic_creation", I8)?;
+    }
+    if (8..=10).contains(&v) {
+        r.skip("Metadata.include_cluster_authorized_operations", I8)?;
+    }
+    if v >= 8 {
+        r.skip("Metadata.include_topic_authorized_operations", I8)?;
+    }
+    r.tagged_fields("Metadata")
+}
+
+fn metadata_topic_min(r: &Reader<'_>, v: i16) -> usize {
+    (if v >= 10 { UUID } else { 0 }) + r.string_min() + r.tags_min()
+}
+
+fn produce(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("Produce.transactional_id")?;
+    r.skip("Produce.acks", I16)?;
+    r.skip("Produce.timeout_ms", I32)?;
+    let topics = r.array("Produce.topic_data", produce_topic_min(r, v))?;
+    for _ in 0..topics {
+        if v <= 12 {
+            r.string("Produce.topic_data.name")?;
+        } else {
+            r.skip("Produce.topic_data.topic_id", UUID)?;
+        }
+        let partitions = r.array("Produce.partition_data", produce_partition_min(r))?;
+        for _ in 0..partitions {
+            r.skip("Produce.partition_data.index", I32)?;
+            r.bytes("Produce.partition_data.records")?;
+            r.tagged_fields("Produce.partition_data")?;
+        }
+        r.tagged_fields("Produce.topic_data")?;
+    }
+    r.tagged_fields("Produce")
+}
+
+fn produce_topic_min(r: &Reader<'_>, v: i16) -> usize {
+    (if v <= 12 { r.string_min() } else { UUID }) + r.array_min() + r.tags_min()
+}
+
+fn produce_partition_min(r: &Reader<'_>) -> usize {
+    I32 + r.bytes_min() + r.tags_min()
+}
+
+fn fetch(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v <= 14 {
+        r.skip("Fetch.replica_id", I32)?;
+    }
+    r.skip("Fetch.max_wait_ms", I32)?;
+    r.skip("Fetch.min_bytes", I32)?;
+    r.skip("Fetch.max_bytes", I32)?;
+    r.skip("Fetch.isolation_level", I8)?;
+    if v >= 7 {
+        r.skip("Fetch.session_id", I32)?;
+        r.skip("Fetch.session_epoch", I32)?;
+    }
+    let topics = r.array("Fetch.topics", fetch_topic_min(r, v))?;
+    for _ in 0..topics {
+        fetch_topic(r, v)?;
+    }
+    if v >= 7 {
+        let forgotten = r.array("Fetch.forgotten_topics_data", forgotten_topic_min(r, v))?;
+        for _ in 0..forgotten {
+            if v <= 12 {
+                r.string("Fetch.forgotten_topics_data.topic")?;
+            } else {
+                r.skip("Fetch.forgotten_topics_data.topic_id", UUID)?;
+            }
+            let partitions = r.array("Fetch.forgotten_topics_data.partitions", I32)?;
+            r.skip("Fetch.forgotten_topics_data.partitions", partitions * I32)?;
+            r.tagged_fields("Fetch.forgotten_topics_data")?;
+        }
+    }
+    if v >= 11 {
+        r.string("Fetch.rack_id")?;
+    }
+    r.tagged_fields_with("Fetch", |r, tag| match tag {
+        // cluster_id: a compact nullable string, in every flexible version.
+        0 => r.string("Fetch.cluster_id").map(|()| true),
+        // replica_state: `{replica_id int32, replica_epoch int64, tagged fields}` from v15.
+        1 if v >= 15 => {
+            r.skip("Fetch.replica_state.replica_id", I32)?;
+            r.skip("Fetch.replica_state.replica_epoch", I64)?;
+            r.tagged_fields("Fetch.replica_state").map(|()| true)
+        }
+        1 => Err(PreflightError::BadTag { field: "Fetch", at: r.pos, tag, version: v }),
+        _ => Ok(false),
+    })
+}
+
+fn fetch_topic(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v <= 12 {
+        r.string("Fetch.topics.topic")?;
+    } else {
+        r.skip("Fetch.topics.topic_id", UUID)?;
+    }
+    let partitions = r.array("Fetch.topics.partitions", fetch_partition_min(r, v))?;
+    for _ in 0..partitions {
+        r.skip("Fetch.partitions.partition", I32)?;
+        if v >= 9 {
+            r.skip("Fetch.partitions.current_leader_epoch", I32)?;
+        }
+        r.skip("Fetch.partitions.fetch_offset", I64)?;
+        if v >= 12 {
+            r.skip("Fetch.partitions.last_fetched_epoch", I32)?;
+        }
+        if v >= 5 {
+            r.skip("Fetch.partitions.log_start_offset", I64)?;
+        }
+        r.skip("Fetch.partitions.partition_max_bytes", I32)?;
+        r.tagged_fields_with("Fetch.partitions", |r, tag| match tag {
+            0 if v >= 17 => r.skip("Fetch.partitions.replica_directory_id", UUID).map(|()| true),
+            1 if v >= 18 => r.skip("Fetch.partitions.high_watermark", I64).map(|()| true),
+            0 | 1 => Err(PreflightError::BadTag {
+                field: "Fetch.partitions",
+                at: r.pos,
+                tag,
+                version: v,
+            }),
+            _ => Ok(false),
+        })?;
+    }
+    r.tagged_fields("Fetch.topics")
+}
+
+fn fetch_topic_min(r: &Reader<'_>, v: i16) -> usize {
+    (if v <= 12 { r.string_min() } else { UUID }) + r.array_min() + r.tags_min()
+}
+
+fn fetch_partition_min(r: &Reader<'_>, v: i16) -> usize {
+    I32 + (if v >= 9 { I32 } else { 0 })
+        + I64
+        + (if v >= 12 { I32 } else { 0 })
+        + (if v >= 5 { I64 } else { 0 })
+        + I32
+        + r.tags_min()
+}
+
+fn forgotten_topic_min(r: &Reader<'_>, v: i16) -> usize {
+    (if v <= 12 { r.string_min() } else { UUID }) + r.array_min() + r.tags_min()
+}
+
+fn list_offsets(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.skip("ListOffsets.replica_id", I32)?;
+    if v >= 2 {
+        r.skip("ListOffsets.isolation_level", I8)?;
+    }
+    let topics = r.array("ListOffsets.topics", list_offsets_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("ListOffsets.topics.name")?;
+        let partitions =
+            r.array("ListOffsets.topics.partitions", list_offsets_partition_min(r, v))?;
+        for _ in 0..partitions {
+            r.skip("ListOffsets.partitions.partition_index", I32)?;
+            if v >= 4 {
+                r.skip("ListOffsets.partitions.current_leader_epoch", I32)?;
+            }
+            r.skip("ListOffsets.partitions.timestamp", I64)?;
+            r.tagged_fields("ListOffsets.partitions")?;
+        }
+        r.tagged_fields("ListOffsets.topics")?;
+    }
+    if v >= 10 {
+        r.skip("ListOffsets.timeout_ms", I32)?;
+    }
+    r.tagged_fields("ListOffsets")
+}
+
+fn list_offsets_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn list_offsets_partition_min(r: &Reader<'_>, v: i16) -> usize {
+    I32 + (if v >= 4 { I32 } else { 0 }) + I64 + r.tags_min()
+}
+
+fn create_topics(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let topics = r.array("CreateTopics.topics", create_topics_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("CreateTopics.topics.name")?;
+        r.skip("CreateTopics.topics.num_partitions", I32)?;
+        r.skip("CreateTopics.topics.replication_factor", I16)?;
+        let assignments =
+            r.array("CreateTopics.topics.assignments", create_topics_assignment_min(r))?;
+        for _ in 0..assignments {
+            r.skip("CreateTopics.assignments.partition_index", I32)?;
+            let brokers = r.array("CreateTopics.assignments.broker_ids", I32)?;
+            r.skip("CreateTopics.assignments.broker_ids", brokers * I32)?;
+            r.tagged_fields("CreateTopics.assignments")?;
+        }
+        let configs = r.array("CreateTopics.topics.configs", create_topics_config_min(r))?;
+        for _ in 0..configs {
+            r.string("CreateTopics.configs.name")?;
+            r.string("CreateTopics.configs.value")?;
+            r.tagged_fields("CreateTopics.configs")?;
+        }
+        r.tagged_fields("CreateTopics.topics")?;
+    }
+    r.skip("CreateTopics.timeout_ms", I32)?;
+    r.skip("CreateTopics.validate_only", I8)?;
+    r.tagged_fields("CreateTopics")
+}
+
+fn create_topics_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + I32 + I16 + r.array_min() + r.array_min() + r.tags_min()
+}
+
+fn create_topics_assignment_min(r: &Reader<'_>) -> usize {
+    I32 + r.array_min() + r.tags_min()
+}
+
+fn create_topics_config_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.string_min() + r.tags_min()
+}
+
+fn delete_topics(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 6 {
+        let topics = r.array("DeleteTopics.topics", delete_topics_state_min(r))?;
+        for _ in 0..topics {
+            r.string("DeleteTopics.topics.name")?;
+            r.skip("DeleteTopics.topics.topic_id", UUID)?;
+            r.tagged_fields("DeleteTopics.topics")?;
+        }
+    } else {
+        let names = r.array("DeleteTopics.topic_names", r.string_min())?;
+        for _ in 0..names {
+            r.string("DeleteTopics.topic_names")?;
+        }
+    }
+    r.skip("DeleteTopics.timeout_ms", I32)?;
+    r.tagged_fields("DeleteTopics")
+}
+
+fn delete_topics_state_min(r: &Reader<'_>) -> usize {
+    r.string_min() + UUID + r.tags_min()
+}
+
+/// The smallest encoding of one element of each array, for the tests that compare it with
+/// kafka-protocol's encoding of a default element.
+#[cfg(test)]
+pub(crate) mod element_min {
+    use super::*;
+
+    fn reader(api: ApiKey, v: i16) -> Reader<'static> {
+        Reader { buf: &[], pos: 0, flexible: api.request_header_version(v) >= 2 }
+    }
+
+    pub fn metadata_topic(v: i16) -> usize {
+        metadata_topic_min(&reader(ApiKey::Metadata, v), v)
+    }
+    pub fn produce_topic(v: i16) -> usize {
+        produce_topic_min(&reader(ApiKey::Produce, v), v)
+    }
+    pub fn produce_partition(v: i16) -> usize {
+        produce_partition_min(&reader(ApiKey::Produce, v))
+    }
+    pub fn fetch_topic(v: i16) -> usize {
+        fetch_topic_min(&reader(ApiKey::Fetch, v), v)
+    }
+    pub fn fetch_partition(v: i16) -> usize {
+        fetch_partition_min(&reader(ApiKey::Fetch, v), v)
+    }
+    pub fn forgotten_topic(v: i16) -> usize {
+        forgotten_topic_min(&reader(ApiKey::Fetch, v), v)
+    }
+    pub fn list_offsets_topic(v: i16) -> usize {
+        list_offsets_topic_min(&reader(ApiKey::ListOffsets, v))
+    }
+    pub fn list_offsets_partition(v: i16) -> usize {
+        list_offsets_partition_min(&reader(ApiKey::ListOffsets, v), v)
+    }
+    pub fn create_topics_topic(v: i16) -> usize {
+        create_topics_topic_min(&reader(ApiKey::CreateTopics, v))
+    }
+    pub fn create_topics_assignment(v: i16) -> usize {
+        create_topics_assignment_min(&reader(ApiKey::CreateTopics, v))
+    }
+    pub fn create_topics_config(v: i16) -> usize {
+        create_topics_config_min(&reader(ApiKey::CreateTopics, v))
+    }
+    pub fn delete_topics_state(v: i16) -> usize {
+        delete_topics_state_min(&reader(ApiKey::DeleteTopics, v))
+    }
+}

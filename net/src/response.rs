@@ -1,0 +1,109 @@
+//! Response encoding: one response body in, one complete frame (length prefix, response header,
+//! body) appended to the caller's buffer.
+//!
+//! Contracts of [`encode_response`]:
+//! - it appends exactly one frame to `out`, or, on any error, leaves `out` as it was;
+//! - the response header version is the one Kafka pairs with the api version (v1 — with a
+//!   tagged-field section — for flexible versions, v0 otherwise; ApiVersions always v0, because
+//!   a client must read it before it knows what the broker speaks);
+//! - it only encodes APIs and versions listed in [`versions::SUPPORTED`], with a body of the
+//!   same API: anything else is a bug in the caller, returned as an error;
+//! - a frame longer than `i32::MAX` bytes is refused.
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::Encodable;
+
+use crate::frame::{self, FrameError, LENGTH_PREFIX_BYTES};
+use crate::versions;
+
+/// Why a response could not be encoded. Nothing was appended to the output buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The API is not one this broker serves.
+    #[error("{api:?} is not served by this broker")]
+    UnsupportedApi { api: ApiKey },
+    /// The body is the response of another API (`None`: of one this broker does not serve).
+    #[error("a {body:?} response body cannot answer a {api:?} request")]
+    BodyMismatch { api: ApiKey, body: Option<ApiKey> },
+    /// The version is outside the range this broker serves for the API.
+    #[error("{api:?} v{version} is outside the served range v{min} to v{max}")]
+    UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
+    /// kafka-protocol refused to encode the header or body at this version; typically a field
+    /// was set to a non-default value that this version does not have.
+    #[error("encoding the {api:?} v{version} response {part}: {reason}")]
+    Invalid { api: ApiKey, version: i16, part: &'static str, reason: String },
+    /// The encoded response does not fit a frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Appends the response to a request (`correlation_id`, `api_key`, `version` as the request
+/// had them) to `out` as one frame: 4-byte length, response header, body.
+pub fn encode_response(
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    let Some((min, max)) = versions::supported(api_key) else {
+        return Err(EncodeError::UnsupportedApi { api: api_key });
+    };
+    let body_api = response_api(body);
+    if body_api != Some(api_key) {
+        return Err(EncodeError::BodyMismatch { api: api_key, body: body_api });
+    }
+    if !(min..=max).contains(&version) {
+        return Err(EncodeError::UnsupportedVersion { api: api_key, version, min, max });
+    }
+    let start = out.len();
+    let result = encode_frame_at(start, correlation_id, api_key, version, body, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn encode_frame_at(
+    start: usize,
+    correlation_id: i32,
+    api_key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    // `{:#}` prints kafka-protocol's error with its whole context chain.
+    let invalid = |part, e: &dyn std::fmt::Display| EncodeError::Invalid {
+        api: api_key,
+        version,
+        part,
+        reason: format!("{e:#}"),
+    };
+    out.put_slice(&[0; LENGTH_PREFIX_BYTES]);
+    let header_version = api_key.response_header_version(version);
+    debug_assert_eq!(header_version, body.header_version(version));
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(out, header_version)
+        .map_err(|e| invalid("header", &e))?;
+    body.encode(out, version).map_err(|e| invalid("body", &e))?;
+    let len = out.len() - start - LENGTH_PREFIX_BYTES;
+    let prefix = frame::length_prefix(len)?;
+    out[start..start + LENGTH_PREFIX_BYTES].copy_from_slice(&prefix);
+    Ok(())
+}
+
+/// The API a response body answers, among those this broker serves.
+fn response_api(body: &ResponseKind) -> Option<ApiKey> {
+    match body {
+        ResponseKind::ApiVersions(_) => Some(ApiKey::ApiVersions),
+        ResponseKind::Metadata(_) => Some(ApiKey::Metadata),
+        ResponseKind::Produce(_) => Some(ApiKey::Produce),
+        ResponseKind::Fetch(_) => Some(ApiKey::Fetch),
+        ResponseKind::ListOffsets(_) => Some(ApiKey::ListOffsets),
+        ResponseKind::CreateTopics(_) => Some(ApiKey::CreateTopics),
+        ResponseKind::DeleteTopics(_) => Some(ApiKey::DeleteTopics),
+        _ => None,
+    }
+}

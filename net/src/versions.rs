@@ -1,0 +1,251 @@
+//! The APIs and version ranges this broker serves: one table, [`SUPPORTED`], that the decoder
+//! (what is accepted), the encoder (what may be answered) and the ApiVersions response (what is
+//! advertised) all read.
+//!
+//! Contracts:
+//! - [`request::decode_request`](crate::request::decode_request) accepts exactly the
+//!   `(api, version)` pairs in [`SUPPORTED`]; everything else is refused before its body is
+//!   parsed.
+//! - [`api_versions_response`] lists every row of [`SUPPORTED`], with one deliberate exception:
+//!   Produce is advertised from v0 ([`PRODUCE_ADVERTISED_MIN`], what Kafka 4.0 does), though only
+//!   v3 and above are accepted.
+//! - No response built here sets a tagged field to a non-default value, so nothing optional is
+//!   ever written in a tagged-field section (old librdkafka cannot parse one).
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
+
+use crate::error_code;
+use crate::request::DecodeError;
+
+/// Every API this broker serves, with the lowest and highest version it accepts (inclusive).
+///
+/// Why each range ends where it does (kafka-protocol 0.18 knows more versions of all but two):
+///
+/// - **ApiVersions 0–3.** v3 (KIP-511) is the first flexible version and carries the client's
+///   name and version. v4 (Kafka 3.9/4.0) only changes what a `SupportedFeatures.MinVersion` of
+///   0 means; we advertise no features, so it would add nothing.
+/// - **Metadata 0–12.** v10 adds topic ids (which Fetch v13+ uses), v12 the last request
+///   change. v13 (KIP-1102) adds a top-level error code for `REBOOTSTRAP_REQUIRED`, which a
+///   single node never needs to send. Note v0: an *empty* topic list means "all topics" there;
+///   from v1 that is a *null* list.
+/// - **Produce 3–11.** v3 is the first version that carries only RecordBatch v2 (magic 2), the
+///   only format the log stores; Kafka 4.0 dropped v0–v2 as well (KIP-896). v7 allows zstd, v8
+///   adds `record_errors`/`error_message`, v9 is flexible. v10 (KIP-951) adds the tagged
+///   `current_leader`/`node_endpoints`, sent only with `NOT_LEADER_OR_FOLLOWER` and left at
+///   their defaults (so not written) here. v11 only allows the new `TRANSACTION_ABORTABLE` error.
+///   v12 changes what a *transactional* produce means (KIP-890 part 2: the broker adds the
+///   partition to the transaction itself), which needs a transaction coordinator, and v13
+///   (KIP-516) names topics by id only. Both wait for those features.
+/// - **Fetch 4–16.** v4 is the first with RecordBatch v2 and isolation level (Kafka 4.0's floor
+///   too). v7 adds fetch sessions (answering `session_id` 0 keeps a client on full fetches),
+///   v12 is flexible, v13 replaces topic names by topic ids (the node must keep ids, see
+///   Metadata v10), v15 moves the replica id into a tagged `ReplicaState`, v16 (KIP-951) adds
+///   tagged `node_endpoints`. v17 (KIP-853) and v18 add follower-only fields (replica directory
+///   id, follower high watermark) that mean nothing without replication.
+/// - **ListOffsets 1–8.** v1 is Kafka 4.0's floor (v0 returned offset lists). The node must
+///   answer the special timestamps: -1 latest, -2 earliest, -3 max timestamp (v7, KIP-734),
+///   -4 earliest *local* (v8, KIP-405: the same as earliest without tiered storage). v9
+///   (KIP-1005, -5 = last tiered offset) and v10 (a timeout for remote storage) are about tiered
+///   storage, which this broker does not have.
+/// - **CreateTopics 2–7** and **DeleteTopics 1–6**: every version kafka-protocol knows (Kafka
+///   4.0's floors). CreateTopics v5 returns the topic's configs, v7 its topic id; DeleteTopics v6
+///   names topics by name or id.
+///
+/// InitProducerId is absent until idempotent producers are implemented (per-producer sequence
+/// checks). Java producers enable idempotence by default since 3.0, so expect them to need it.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
+///
+/// librdkafka up to 2.8 (so every kcat in Debian and Ubuntu) decides whether the broker supports
+/// gzip, snappy and lz4 by asking whether it supports *Produce v0*; told "3 to 11" it sends every
+/// batch uncompressed ("Broker does not support compression type gzip: not compressing batch",
+/// confluentinc/librdkafka#4956). Kafka 4.0 therefore advertises Produce from v0 and refuses
+/// v0–v2 requests (KAFKA-18659, apache/kafka#18727); so do we. Clients pick the highest common
+/// version, so none of them sends v0–v2 because of this.
+pub const PRODUCE_ADVERTISED_MIN: i16 = 0;
+
+/// The version an ApiVersions response to an ApiVersions request of an unsupported version is
+/// encoded at (KIP-511): v0, the one every client can read, with response header v0.
+pub const API_VERSIONS_FALLBACK_VERSION: i16 = 0;
+
+/// The `(min, max)` versions of `api` this broker accepts, or `None` when it does not serve it.
+pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(key, _, _)| *key == api).map(|&(_, min, max)| (min, max))
+}
+
+/// True when `version` of `api` is accepted.
+pub fn is_supported(api: ApiKey, version: i16) -> bool {
+    supported(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+/// The ApiVersions response to an ApiVersions request of `version`.
+///
+/// For a supported version: error code 0, throttle time 0 and every row of [`SUPPORTED`] (with
+/// Produce from [`PRODUCE_ADVERTISED_MIN`]). For an unsupported one, the same list with
+/// `UNSUPPORTED_VERSION`, so the client can retry with a version from it; that response must be
+/// encoded at [`API_VERSIONS_FALLBACK_VERSION`] (see [`answer_for_decode_error`]).
+///
+/// Supported features, finalized features and their epoch stay at their defaults (empty, empty,
+/// -1), so at v3 the tagged-field section is empty: librdkafka before 2.2 misreads a non-empty
+/// one.
+pub fn api_versions_response(version: i16) -> ApiVersionsResponse {
+    api_versions_response_for(version, &all_supported())
+}
+
+/// [`api_versions_response`] advertising only `served`: the APIs of [`SUPPORTED`] a node
+/// actually answers (the codec may decode more than a node has handlers for; Kafka clients
+/// send only what is advertised, and a node closes the connection on anything else).
+pub fn api_versions_response_for(version: i16, served: &[ApiKey]) -> ApiVersionsResponse {
+    let error_code = if is_supported(ApiKey::ApiVersions, version) {
+        error_code::NONE
+    } else {
+        error_code::UNSUPPORTED_VERSION
+    };
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_throttle_time_ms(0)
+        .with_api_keys(advertised_api_keys(served))
+}
+
+fn all_supported() -> Vec<ApiKey> {
+    SUPPORTED.iter().map(|&(api, _, _)| api).collect()
+}
+
+fn advertised_api_keys(served: &[ApiKey]) -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .filter(|(api, _, _)| served.contains(api))
+        .map(|&(api, min, max)| {
+            let min = if api == ApiKey::Produce { PRODUCE_ADVERTISED_MIN } else { min };
+            ApiVersion::default()
+                .with_api_key(api as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// What Kafka answers to a request that could not be decoded: `Some((correlation_id, api,
+/// version, body))` to encode with [`encode_response`](crate::response::encode_response), or
+/// `None` when the connection must be closed instead.
+///
+/// Only one decode error is answered: an ApiVersions request of a version this broker does not
+/// serve (KIP-511), with [`api_versions_response`] at v0. Kafka closes the connection on every
+/// other one (an unknown or unserved API, an unsupported version of another API, a malformed
+/// header or body): the client cannot be told anything useful in a response it would not
+/// understand.
+pub fn answer_for_decode_error(error: &DecodeError) -> Option<(i32, ApiKey, i16, ResponseKind)> {
+    answer_for_decode_error_for(error, &all_supported())
+}
+
+/// [`answer_for_decode_error`] advertising only `served` (see [`api_versions_response_for`]).
+pub fn answer_for_decode_error_for(
+    error: &DecodeError,
+    served: &[ApiKey],
+) -> Option<(i32, ApiKey, i16, ResponseKind)> {
+    match *error {
+        DecodeError::UnsupportedVersion {
+            api: ApiKey::ApiVersions,
+            version,
+            correlation_id,
+            ..
+        } => Some((
+            correlation_id,
+            ApiKey::ApiVersions,
+            API_VERSIONS_FALLBACK_VERSION,
+            ResponseKind::ApiVersions(api_versions_response_for(version, served)),
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_well_formed() {
+        for (i, &(api, min, max)) in SUPPORTED.iter().enumerate() {
+            assert!(0 <= min && min <= max, "{api:?}: {min}..={max}");
+            let known = api.valid_versions();
+            assert!(
+                known.min <= min && max <= known.max,
+                "{api:?} {min}..={max} is outside what kafka-protocol can decode ({known})"
+            );
+            assert!(
+                SUPPORTED[..i].iter().all(|&(other, _, _)| other != api),
+                "{api:?} is listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn table_pins_the_chosen_ranges() {
+        // Changing a range is a decision: update the reasons on `SUPPORTED` with it.
+        let expected = [
+            (ApiKey::ApiVersions, 0, 3),
+            (ApiKey::Metadata, 0, 12),
+            (ApiKey::Produce, 3, 11),
+            (ApiKey::Fetch, 4, 16),
+            (ApiKey::ListOffsets, 1, 8),
+            (ApiKey::CreateTopics, 2, 7),
+            (ApiKey::DeleteTopics, 1, 6),
+        ];
+        assert_eq!(SUPPORTED.len(), expected.len());
+        for (api, min, max) in expected {
+            assert_eq!(supported(api), Some((min, max)), "{api:?}");
+        }
+        assert_eq!(supported(ApiKey::InitProducerId), None);
+        assert_eq!(supported(ApiKey::JoinGroup), None);
+    }
+
+    #[test]
+    fn is_supported_checks_both_ends() {
+        assert!(!is_supported(ApiKey::Produce, 2));
+        assert!(is_supported(ApiKey::Produce, 3));
+        assert!(is_supported(ApiKey::Produce, 11));
+        assert!(!is_supported(ApiKey::Produce, 12));
+        assert!(!is_supported(ApiKey::ApiVersions, -1));
+        assert!(!is_supported(ApiKey::InitProducerId, 0));
+    }
+
+    #[test]
+    fn api_versions_lists_every_api_and_produce_from_v0() {
+        for version in 0..=3 {
+            let r = api_versions_response(version);
+            assert_eq!(r.error_code, error_code::NONE);
+            assert_eq!(r.throttle_time_ms, 0);
+            assert!(r.supported_features.is_empty());
+            assert!(r.finalized_features.is_empty());
+            assert_eq!(r.finalized_features_epoch, -1);
+            assert!(!r.zk_migration_ready);
+            assert!(r.unknown_tagged_fields.is_empty());
+            assert_eq!(r.api_keys.len(), SUPPORTED.len());
+            for k in &r.api_keys {
+                let api = ApiKey::try_from(k.api_key).expect("a known key");
+                let (min, max) = supported(api).expect("advertised only if supported");
+                let advertised_min = if api == ApiKey::Produce { 0 } else { min };
+                assert_eq!((k.min_version, k.max_version), (advertised_min, max), "{api:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn api_versions_of_an_unsupported_version_says_so() {
+        for version in [-1, 4, 99, i16::MAX] {
+            let r = api_versions_response(version);
+            assert_eq!(r.error_code, error_code::UNSUPPORTED_VERSION);
+            assert_eq!(r.api_keys.len(), SUPPORTED.len());
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Node configuration: embedded defaults, an optional TOML file (`--config`), `ODRADEK_*`
+//! environment variables and command-line flags, in rising order of precedence.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Largest accepted shard count (a bound, not a tuning hint).
+pub const SMP_MAX: usize = 256;
+/// Largest partition count a topic may be created with.
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+/// `odradek serve` flags. Every flag may also come from the environment or the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case, e.g. `data_dir`).
+    #[arg(long, env = "ODRADEK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where partition logs and metadata live [default: ./odradek-data].
+    #[arg(long, env = "ODRADEK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to accept Kafka clients on [default: 0.0.0.0:9092].
+    #[arg(long, env = "ODRADEK_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Address returned to clients in Metadata [default: the listen address, or 127.0.0.1 with
+    /// its port when listening on all interfaces].
+    #[arg(long, env = "ODRADEK_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// Shards: one pinned thread with its own io_uring each [default: one per CPU].
+    #[arg(long, env = "ODRADEK_SMP", value_name = "N")]
+    pub smp: Option<usize>,
+    /// Partitions of a topic created without a count (num.partitions) [default: 1].
+    #[arg(long, env = "ODRADEK_DEFAULT_PARTITIONS", value_name = "N")]
+    pub default_partitions: Option<i32>,
+    /// Create a topic when a client first uses it (auto.create.topics.enable) [default: true].
+    #[arg(long, env = "ODRADEK_AUTO_CREATE_TOPICS", value_name = "BOOL")]
+    pub auto_create_topics: Option<bool>,
+}
+
+/// The settings a config file may hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    smp: Option<usize>,
+    default_partitions: Option<i32>,
+    auto_create_topics: Option<bool>,
+}
+
+/// A resolved node configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Host and port given to clients in Metadata.
+    pub advertise: (String, u16),
+    pub smp: usize,
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    /// This node's broker id (single node: 0).
+    pub node_id: i32,
+    /// `socket.request.max.bytes`.
+    pub request_max_bytes: usize,
+}
+
+/// Why a configuration could not be resolved; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("{what} `{value}` is not a HOST:PORT address ({reason})")]
+    Address { what: &'static str, value: String, reason: String },
+    #[error("{what} must be between {min} and {max}, not {value}")]
+    Range { what: &'static str, value: i64, min: i64, max: i64 },
+}
+
+impl NodeConfig {
+    /// Resolves flags (already merged with the environment by clap) over the config file over
+    /// the embedded defaults.
+    pub fn resolve(args: &ServeArgs, cpus: usize) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./odradek-data"));
+        let listen_raw =
+            args.listen.clone().or(file.listen).unwrap_or_else(|| "0.0.0.0:9092".into());
+        let listen = parse_addr("--listen", &listen_raw)?;
+        let advertise = match args.advertise.clone().or(file.advertise) {
+            Some(raw) => split_host_port("--advertise", &raw)?,
+            None if listen.ip().is_unspecified() => {
+                (IpAddr::V4(Ipv4Addr::LOCALHOST).to_string(), listen.port())
+            }
+            None => (listen.ip().to_string(), listen.port()),
+        };
+        let smp = args.smp.or(file.smp).unwrap_or(cpus.max(1));
+        check_range("--smp", smp as i64, 1, SMP_MAX as i64)?;
+        let default_partitions = args.default_partitions.or(file.default_partitions).unwrap_or(1);
+        check_range(
+            "--default-partitions",
+            i64::from(default_partitions),
+            1,
+            i64::from(PARTITIONS_MAX),
+        )?;
+        Ok(NodeConfig {
+            data_dir,
+            listen,
+            advertise,
+            smp,
+            default_partitions,
+            auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
+            node_id: 0,
+            request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), reason: e.to_string() })
+}
+
+fn parse_addr(what: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    let err = |reason: String| ConfigError::Address { what, value: raw.to_owned(), reason };
+    raw.to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("it resolves to no address".into()))
+}
+
+fn split_host_port(what: &'static str, raw: &str) -> Result<(String, u16), ConfigError> {
+    let err =
+        |reason: &str| ConfigError::Address { what, value: raw.to_owned(), reason: reason.into() };
+    let (host, port) = raw.rsplit_once(':').ok_or_else(|| err("no port"))?;
+    let port: u16 = port.parse().map_err(|_| err("the port is not a number in 0..=65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(err("no host"));
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn check_range(what: &'static str, value: i64, min: i64, max: i64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::Range { what, value, min, max });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_need_no_file() {
+        let c = NodeConfig::resolve(&ServeArgs::default(), 2).expect("defaults");
+        assert_eq!(c.data_dir, PathBuf::from("./odradek-data"));
+        assert_eq!(c.listen, "0.0.0.0:9092".parse().expect("addr"));
+        assert_eq!(c.advertise, ("127.0.0.1".to_owned(), 9092), "0.0.0.0 advertises loopback");
+        assert_eq!((c.smp, c.default_partitions, c.auto_create_topics), (2, 1, true));
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("odradek.toml");
+        std::fs::write(&path, "data_dir = \"/from/file\"\nsmp = 3\nlisten = \"127.0.0.1:9999\"\n")
+            .expect("write");
+        let args = ServeArgs { config: Some(path.clone()), smp: Some(1), ..ServeArgs::default() };
+        let c = NodeConfig::resolve(&args, 8).expect("resolve");
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.smp, 1, "the flag wins");
+        assert_eq!(
+            c.advertise,
+            ("127.0.0.1".to_owned(), 9999),
+            "advertise follows a concrete listen"
+        );
+        std::fs::write(&path, "data_dirr = \"typo\"\n").expect("write");
+        let err = NodeConfig::resolve(&args, 8).expect_err("unknown key");
+        assert!(err.to_string().contains("data_dirr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let bad = |a: ServeArgs| NodeConfig::resolve(&a, 2).expect_err("bad").to_string();
+        assert!(
+            bad(ServeArgs { listen: Some("nonsense".into()), ..Default::default() })
+                .contains("--listen")
+        );
+        assert!(
+            bad(ServeArgs { advertise: Some("host".into()), ..Default::default() })
+                .contains("no port")
+        );
+        assert!(bad(ServeArgs { smp: Some(0), ..Default::default() }).contains("--smp"));
+        assert!(
+            bad(ServeArgs { default_partitions: Some(0), ..Default::default() })
+                .contains("partitions")
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! One client connection on one shard: read a frame, decode it, answer it, in order.
+//!
+//! Kafka clients pipeline requests on a connection and expect responses in request order; this
+//! loop answers one request at a time, so order holds by construction. A frame whose length is
+//! out of bounds, an unknown API key or an undecodable request closes the connection with a log
+//! line saying why (what Kafka does); nothing of such a request is acted on.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use compio::BufResult;
+use compio::buf::{IntoInner, IoBuf};
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::TcpStream;
+use futures_util::future::{Either, select};
+use odradek_net::request::{Request, decode_request};
+use odradek_net::{frame, response};
+use tracing::{debug, info, warn};
+
+use crate::handlers;
+use crate::shard::ShardCtx;
+
+/// Serves one connection until the client closes it, it misbehaves, or the shard stops.
+pub async fn serve(ctx: &Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    debug!(shard = ctx.id, %peer, "connection opened");
+    match serve_requests(ctx, &stream, peer).await {
+        Ok(()) => debug!(shard = ctx.id, %peer, "connection closed"),
+        Err(reason) => info!(shard = ctx.id, %peer, %reason, "closing connection"),
+    }
+}
+
+async fn serve_requests(
+    ctx: &Rc<ShardCtx>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Result<(), String> {
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let Some(prefix) = next_prefix(ctx, stream).await? else { return Ok(()) };
+        let len =
+            frame::frame_len(prefix, ctx.config.request_max_bytes).map_err(|e| e.to_string())?;
+        let mut reader = stream;
+        let buf = IoBuf::slice(Vec::with_capacity(len), 0..len);
+        let BufResult(res, buf) = reader.read_exact(buf).await;
+        res.map_err(|e| format!("reading a {len}-byte request: {e}"))?;
+        let request = match decode_request(Bytes::from(buf.into_inner())) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(shard = ctx.id, %peer, error = %e, "undecodable request");
+                match handlers::answer_decode_error(&e) {
+                    Some((correlation_id, api_key, version, body)) => {
+                        out.clear();
+                        response::encode_response(
+                            correlation_id,
+                            api_key,
+                            version,
+                            &body,
+                            &mut out,
+                        )
+                        .map_err(|e| e.to_string())?;
+                        write(stream, &mut out).await?;
+                        continue;
+                    }
+                    None => return Err(format!("{e}")),
+                }
+            }
+        };
+        respond(ctx, stream, request, &mut out).await?;
+    }
+}
+
+async fn respond(
+    ctx: &Rc<ShardCtx>,
+    stream: &TcpStream,
+    request: Request,
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    let version = request.header.request_api_version;
+    let correlation_id = request.header.correlation_id;
+    let api_key = request.api_key;
+    let Some(body) = handlers::handle(ctx, request).await? else { return Ok(()) };
+    out.clear();
+    response::encode_response(correlation_id, api_key, version, &body, out)
+        .map_err(|e| e.to_string())?;
+    write(stream, out).await
+}
+
+async fn write(stream: &TcpStream, out: &mut BytesMut) -> Result<(), String> {
+    let mut writer = stream;
+    let bytes = std::mem::take(out).freeze();
+    let BufResult(res, _) = writer.write_all(bytes).await;
+    res.map_err(|e| format!("writing a response: {e}"))
+}
+
+/// The next request's 4-byte length prefix; `None` when the client closed the connection
+/// between requests, or the shard is stopping and no request is under way.
+async fn next_prefix(ctx: &ShardCtx, stream: &TcpStream) -> Result<Option<[u8; 4]>, String> {
+    if ctx.stopping.get() {
+        return Ok(None);
+    }
+    let stop = ctx.stop_event.listen();
+    if ctx.stopping.get() {
+        return Ok(None);
+    }
+    let mut reader = stream;
+    let read = std::pin::pin!(reader.read_exact([0u8; 4]));
+    match select(read, stop).await {
+        Either::Right(_) => Ok(None),
+        Either::Left((BufResult(Ok(()), prefix), _)) => Ok(Some(prefix)),
+        Either::Left((BufResult(Err(e), _), _))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(None)
+        }
+        Either::Left((BufResult(Err(e), _), _)) => Err(format!("reading a request: {e}")),
+    }
+}

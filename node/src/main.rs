@@ -1,0 +1,112 @@
+//! `odradek`: a Kafka-compatible streaming storage node.
+//!
+//! `odradek serve` starts a node with embedded defaults (no config file needed): it checks the
+//! host, starts one pinned shard per CPU, prints one line when it is ready, and on SIGTERM or
+//! SIGINT stops accepting, lets in-flight requests finish and exits 0 within 10 seconds. A
+//! start-up problem ends the process with one line saying what is wrong and how to fix it, and a
+//! non-zero exit code.
+#![forbid(unsafe_code)]
+
+mod checks;
+mod config;
+mod conn;
+mod handlers;
+mod shard;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures_util::future::select;
+use tracing::{info, warn};
+
+use crate::config::{NodeConfig, ServeArgs};
+use crate::shard::Shards;
+
+/// Total time a graceful shutdown may take before the process exits anyway.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "odradek",
+    version,
+    about = "A Kafka-compatible streaming storage node, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node. Every flag is optional; settings can also come from ODRADEK_* environment
+    /// variables and a TOML file given by --config.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ODRADEK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => match serve(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("odradek: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let config = Arc::new(NodeConfig::resolve(args, cpus)?);
+    checks::data_dir_writable(&config.data_dir)?;
+    checks::io_uring_available()?;
+    let runtime = compio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
+        // ready line is never met by the default action (which would kill the process).
+        let mut term = std::pin::pin!(compio::signal::unix::signal(SIGTERM));
+        let mut int = std::pin::pin!(compio::signal::unix::signal(SIGINT));
+        let early = std::future::poll_fn(|cx| {
+            let t = term.as_mut().poll(cx).is_ready();
+            let i = int.as_mut().poll(cx).is_ready();
+            Poll::Ready(t || i)
+        })
+        .await;
+        let shards = Shards::start(config.clone())?;
+        println!(
+            "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}",
+            config.listen,
+            config.advertise.0,
+            config.advertise.1,
+            config.smp,
+            if config.smp == 1 { "" } else { "s" },
+            config.data_dir.display()
+        );
+        if !early {
+            let _ = select(term, int).await;
+        }
+        info!("shutting down: no new connections; finishing in-flight requests");
+        if shards.stop(SHUTDOWN_TIMEOUT) {
+            info!("stopped cleanly");
+        } else {
+            warn!(
+                timeout_s = SHUTDOWN_TIMEOUT.as_secs(),
+                "shards did not stop in time; exiting anyway"
+            );
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,215 @@
+//! Shards: one pinned thread per shard, each with its own compio runtime (io_uring), its own
+//! listener on the shared port (`SO_REUSEPORT`: the kernel spreads connections across shards)
+//! and the connections it accepted. Nothing is shared between shards but the immutable config.
+//!
+//! Shutdown: the node sends every shard its stop signal; a shard stops accepting, lets each
+//! connection finish the request it is in (idle connections close at once), waits for them up
+//! to [`DRAIN_TIMEOUT`], and its thread ends.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use compio::net::TcpListener;
+use event_listener::Event;
+use futures_channel::oneshot;
+use futures_util::future::{Either, select};
+use tracing::{info, warn};
+
+use crate::checks::StartupError;
+use crate::config::NodeConfig;
+use crate::conn;
+
+/// How long a stopping shard waits for its connections to finish their requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+/// Pending connections the kernel queues per shard listener.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// What every task of one shard shares (shard-local: `Rc`, never crosses threads).
+#[derive(Debug)]
+pub struct ShardCtx {
+    pub id: usize,
+    pub config: Arc<NodeConfig>,
+    /// Set once the shard is stopping; `stop_event` wakes connections waiting for a request.
+    pub stopping: Cell<bool>,
+    pub stop_event: Event,
+    pub connections: Cell<usize>,
+}
+
+/// The running shards.
+#[derive(Debug)]
+pub struct Shards {
+    threads: Vec<JoinHandle<()>>,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Shards {
+    /// Starts `config.smp` shards and returns once every one listens, or the first failure.
+    pub fn start(config: Arc<NodeConfig>) -> Result<Self, StartupError> {
+        probe_port_free(config.listen)?;
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
+        let mut shards = Shards { threads: Vec::new(), stops: Vec::new() };
+        for id in 0..config.smp {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let (config, ready) = (config.clone(), ready_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || run_shard(id, core, config, stop_rx, ready))
+                .map_err(|e| {
+                    StartupError::new(
+                        format!("cannot start shard thread: {e}"),
+                        "check the process's thread limit (ulimit -u)",
+                    )
+                })?;
+            shards.threads.push(thread);
+            shards.stops.push(stop_tx);
+        }
+        drop(ready_tx);
+        for _ in 0..config.smp {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    shards.stop(Duration::from_secs(1));
+                    return Err(e);
+                }
+                Err(_) => {
+                    shards.stop(Duration::from_secs(1));
+                    return Err(StartupError::new(
+                        "a shard thread died while starting",
+                        "see the log lines above",
+                    ));
+                }
+            }
+        }
+        Ok(shards)
+    }
+
+    /// Stops every shard and waits for their threads, at most `timeout` in all. Returns whether
+    /// all of them ended in time.
+    pub fn stop(self, timeout: Duration) -> bool {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut all = true;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                all = false;
+            }
+        }
+        all
+    }
+}
+
+/// Fails with a clear message if something (another broker, another odradek) holds the port:
+/// shard listeners use `SO_REUSEPORT`, which would otherwise share it silently.
+fn probe_port_free(addr: SocketAddr) -> Result<(), StartupError> {
+    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+        let problem = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use (another broker or odradek is listening there)")
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        };
+        StartupError::new(problem, "stop the other process or pass --listen HOST:PORT")
+    })
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn run_shard(
+    id: usize,
+    core: Option<core_affinity::CoreId>,
+    config: Arc<NodeConfig>,
+    stop: oneshot::Receiver<()>,
+    ready: mpsc::Sender<Result<(), StartupError>>,
+) {
+    if let Some(core) = core
+        && !core_affinity::set_for_current(core)
+    {
+        warn!(shard = id, core = core.id, "could not pin the shard thread to its core");
+    }
+    let runtime = match compio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(StartupError::new(
+                format!("shard {id}: cannot create an io_uring: {e}"),
+                "see `odradek tune` (io_uring checks)",
+            )));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match bind(config.listen) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(StartupError::new(
+                    format!("shard {id}: cannot listen on {}: {e}", config.listen),
+                    "pass --listen HOST:PORT",
+                )));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        let ctx = Rc::new(ShardCtx {
+            id,
+            config,
+            stopping: Cell::new(false),
+            stop_event: Event::new(),
+            connections: Cell::new(0),
+        });
+        accept_loop(&ctx, listener, stop).await;
+        drain(&ctx).await;
+    });
+}
+
+async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let accept = std::pin::pin!(listener.accept());
+        match select(accept, &mut stop).await {
+            Either::Right(_) => break,
+            Either::Left((Ok((stream, peer)), _)) => {
+                let ctx = ctx.clone();
+                ctx.connections.set(ctx.connections.get() + 1);
+                compio::runtime::spawn(async move {
+                    conn::serve(&ctx, stream, peer).await;
+                    ctx.connections.set(ctx.connections.get() - 1);
+                })
+                .detach();
+            }
+            Either::Left((Err(e), _)) => {
+                // Out of descriptors and the like: say so, back off a little, keep serving.
+                warn!(shard = ctx.id, error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn drain(ctx: &Rc<ShardCtx>) {
+    ctx.stopping.set(true);
+    ctx.stop_event.notify(usize::MAX);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while ctx.connections.get() > 0 && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
+    info!(shard = ctx.id, open_connections = ctx.connections.get(), "shard stopped");
+}
