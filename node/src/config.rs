@@ -11,6 +11,10 @@ use serde::Deserialize;
 pub const SMP_MAX: usize = 256;
 /// Largest partition count a topic may be created with.
 pub const PARTITIONS_MAX: i32 = 10_000;
+/// `connections.max.idle.ms`: Kafka's default.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Bound on the connections one shard holds; more are closed as they arrive.
+pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 10_000;
 
 /// `odradek serve` flags. Every flag may also come from the environment or the config file.
 #[derive(Debug, Clone, Default, Args)]
@@ -49,6 +53,8 @@ struct FileConfig {
     smp: Option<usize>,
     default_partitions: Option<i32>,
     auto_create_topics: Option<bool>,
+    connections_max_idle_ms: Option<u64>,
+    connections_per_shard_max: Option<usize>,
 }
 
 /// A resolved node configuration.
@@ -65,6 +71,11 @@ pub struct NodeConfig {
     pub node_id: i32,
     /// `socket.request.max.bytes`.
     pub request_max_bytes: usize,
+    /// `connections.max.idle.ms`: a connection with no complete request for this long is
+    /// closed (also bounds a client that stalls halfway through a request).
+    pub connections_max_idle_ms: u64,
+    /// Connections one shard accepts at most (config file key `connections_per_shard_max`).
+    pub connections_per_shard_max: usize,
 }
 
 /// Why a configuration could not be resolved; each says what to change.
@@ -121,6 +132,14 @@ impl NodeConfig {
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
             node_id: 0,
             request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            connections_max_idle_ms: file
+                .connections_max_idle_ms
+                .unwrap_or(CONNECTIONS_MAX_IDLE_MS_DEFAULT)
+                .max(1),
+            connections_per_shard_max: file
+                .connections_per_shard_max
+                .unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT)
+                .max(1),
         })
     }
 }

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
@@ -43,7 +44,10 @@ async fn serve_requests(
             frame::frame_len(prefix, ctx.config.request_max_bytes).map_err(|e| e.to_string())?;
         let mut reader = stream;
         let buf = IoBuf::slice(Vec::with_capacity(len), 0..len);
-        let BufResult(res, buf) = reader.read_exact(buf).await;
+        let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
+        let BufResult(res, buf) = compio::time::timeout(idle, reader.read_exact(buf))
+            .await
+            .map_err(|_| format!("no complete {len}-byte request within {idle:?}"))?;
         res.map_err(|e| format!("reading a {len}-byte request: {e}"))?;
         let request = match decode_request(Bytes::from(buf.into_inner())) {
             Ok(r) => r,
@@ -105,15 +109,17 @@ async fn next_prefix(ctx: &ShardCtx, stream: &TcpStream) -> Result<Option<[u8; 4
         return Ok(None);
     }
     let mut reader = stream;
-    let read = std::pin::pin!(reader.read_exact([0u8; 4]));
+    let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
+    let read = std::pin::pin!(compio::time::timeout(idle, reader.read_exact([0u8; 4])));
     match select(read, stop).await {
         Either::Right(_) => Ok(None),
-        Either::Left((BufResult(Ok(()), prefix), _)) => Ok(Some(prefix)),
-        Either::Left((BufResult(Err(e), _), _))
+        Either::Left((Err(_), _)) => Err(format!("idle for {idle:?} (connections.max.idle.ms)")),
+        Either::Left((Ok(BufResult(Ok(()), prefix)), _)) => Ok(Some(prefix)),
+        Either::Left((Ok(BufResult(Err(e), _)), _))
             if e.kind() == std::io::ErrorKind::UnexpectedEof =>
         {
             Ok(None)
         }
-        Either::Left((BufResult(Err(e), _), _)) => Err(format!("reading a request: {e}")),
+        Either::Left((Ok(BufResult(Err(e), _)), _)) => Err(format!("reading a request: {e}")),
     }
 }

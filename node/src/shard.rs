@@ -187,6 +187,13 @@ async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: onesho
         match select(accept, &mut stop).await {
             Either::Right(_) => break,
             Either::Left((Ok((stream, peer)), _)) => {
+                let limit = ctx.config.connections_per_shard_max;
+                if ctx.connections.get() >= limit {
+                    // Closing at once is all a client can be told before it sent a request.
+                    warn!(shard = ctx.id, %peer, limit, "connection limit reached; closing the new connection");
+                    drop(stream);
+                    continue;
+                }
                 let ctx = ctx.clone();
                 ctx.connections.set(ctx.connections.get() + 1);
                 compio::runtime::spawn(async move {

@@ -38,12 +38,31 @@ fn spawn(args: &[&str]) -> Child {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(2, "")
+    }
+
+    /// A node with `smp` shards and `config` as its TOML config file.
+    fn start_with(smp: usize, config: &str) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let data = dir.path().join("data");
         let data = data.to_str().expect("utf8 path");
-        let mut child = spawn(&["serve", "--listen", &listen, "--data-dir", data, "--smp", "2"]);
+        let file = dir.path().join("odradek.toml");
+        std::fs::write(&file, config).expect("write config");
+        let file = file.to_str().expect("utf8 path");
+        let smp = smp.to_string();
+        let mut child = spawn(&[
+            "serve",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data,
+            "--smp",
+            &smp,
+            "--config",
+            file,
+        ]);
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -244,4 +263,52 @@ fn api_versions_beyond_what_is_served_gets_the_v0_fallback() {
     let keys: Vec<i16> =
         (0..n as usize).map(|i| i16::from_be_bytes([body[10 + i * 6], body[11 + i * 6]])).collect();
     assert_eq!(keys, vec![3, 18], "Metadata and ApiVersions only");
+}
+
+#[test]
+fn idle_and_stalled_connections_are_closed() {
+    let node = Node::start_with(1, "connections_max_idle_ms = 300\n");
+    let start = Instant::now();
+    assert!(closes_after(&node.addr(), &[]), "an idle connection is closed");
+    // A client that stops halfway through a request is closed too.
+    assert!(closes_after(&node.addr(), &[0, 0, 0, 40, 0, 3]), "a stalled request is closed");
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+}
+
+/// One ApiVersions v0 round trip; `false` if the node closed the connection instead.
+fn api_versions_roundtrip(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    // ApiVersions (18) v0, correlation id 1, client id null.
+    if s.write_all(&[0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff]).is_err() {
+        return false;
+    }
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).is_ok() && body[0..4] == 1i32.to_be_bytes()
+}
+
+#[test]
+fn connections_beyond_the_shard_limit_are_refused_and_the_rest_keep_working() {
+    let node = Node::start_with(1, "connections_per_shard_max = 2\n");
+    // A round trip proves each held connection was accepted (and counted) by the shard.
+    let mut held: Vec<TcpStream> =
+        (0..2).map(|_| TcpStream::connect(node.addr()).expect("connect")).collect();
+    for s in &mut held {
+        assert!(api_versions_roundtrip(s), "a connection within the limit is served");
+    }
+    let mut third = TcpStream::connect(node.addr()).expect("connect");
+    assert!(!api_versions_roundtrip(&mut third), "the third connection is closed unserved");
+    drop(held);
+    // Once the node has seen the two close, new connections are served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = TcpStream::connect(node.addr()).expect("connect");
+        if api_versions_roundtrip(&mut s) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection served after the others closed");
+    }
 }
