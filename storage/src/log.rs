@@ -858,7 +858,9 @@ impl<B: Backend> Log<B> {
         if offset >= upto {
             return Ok(empty);
         }
-        let Some((seg, start_pos)) = self.locate(offset).await? else { return Ok(empty) };
+        let Some((seg, start_pos, first)) = self.locate(offset).await? else {
+            return Ok(empty);
+        };
         let limit_pos = start_pos.saturating_add(max_bytes).min(seg.size);
         // Scan for the end boundary from the nearest index entry below both bounds.
         let from = {
@@ -869,17 +871,14 @@ impl<B: Backend> Log<B> {
                         .floor_by_position(limit_pos.min(u64::from(u32::MAX)) as u32)
                         .position,
                 );
-                let by_off = u64::from(
-                    s.offset_index.floor_by_offset(s.relative(upto.max(s.base_offset))).position,
-                );
+                let by_off = s.index_floor(upto);
                 start_pos.max(by_pos.min(by_off))
             })
         };
         let crosses = |pos: u64, h: &BatchHeader| {
             pos + h.total_len() as u64 > limit_pos || h.base_offset as u64 >= upto
         };
-        let mut end_pos = seg.find(from, crosses).await?.unwrap_or(seg.size);
-        let first = seg.header_at(start_pos).await?;
+        let mut end_pos = seg.find(from, crosses).await?.map_or(seg.size, |(pos, _)| pos);
         if end_pos == start_pos && at_least_one && (first.base_offset as u64) < upto {
             end_pos = start_pos + first.total_len() as u64;
         }
@@ -912,9 +911,12 @@ impl<B: Backend> Log<B> {
         }
     }
 
-    /// The segment holding `offset` and the position of the batch that contains it. A segment
-    /// may have lost `offset` to compaction; then the first later batch counts.
-    async fn locate(&self, offset: u64) -> Result<Option<(SegView<B::File>, u64)>, ReadError> {
+    /// The segment holding `offset`, and the position and header of the batch that contains it.
+    /// A segment may have lost `offset` to compaction; then the first later batch counts.
+    async fn locate(
+        &self,
+        offset: u64,
+    ) -> Result<Option<(SegView<B::File>, u64, BatchHeader)>, ReadError> {
         let mut probe = Some(offset);
         while let Some(at) = probe {
             let (seg, from) = {
@@ -925,11 +927,11 @@ impl<B: Backend> Log<B> {
                     st.segments.range(at..).next()
                 };
                 let Some((_, s)) = found else { return Ok(None) };
-                let rel = s.relative(offset.max(s.base_offset));
-                (SegView::of(s), u64::from(s.offset_index.floor_by_offset(rel).position))
+                (SegView::of(s), s.index_floor(offset))
             };
-            if let Some(pos) = seg.find(from, |_, h| h.last_offset() as u64 >= offset).await? {
-                return Ok(Some((seg, pos)));
+            let holds = |_, h: &BatchHeader| h.last_offset() as u64 >= offset;
+            if let Some((pos, header)) = seg.find(from, holds).await? {
+                return Ok(Some((seg, pos, header)));
             }
             probe = seg.base_offset.checked_add(1);
         }
@@ -961,7 +963,7 @@ impl<B: Backend> Log<B> {
             let wanted = |_: u64, h: &BatchHeader| {
                 h.max_timestamp >= timestamp && h.last_offset() as u64 >= start
             };
-            let Some(pos) = seg.find(from, wanted).await? else { continue };
+            let Some((pos, _)) = seg.find(from, wanted).await? else { continue };
             let bytes = seg.read_batch(pos).await?;
             let found = crate::compact::first_record_at_or_after(&bytes, timestamp, start)
                 .map_err(|reason| seg.corrupt(pos, &reason))?;
@@ -1108,11 +1110,10 @@ impl<B: Backend> Log<B> {
         let (view, from) = {
             let st = self.state.borrow();
             let a = st.active();
-            let rel = a.relative(offset.max(a.base_offset));
-            (SegView::of(a), u64::from(a.offset_index.floor_by_offset(rel).position))
+            (SegView::of(a), a.index_floor(offset))
         };
-        let cut =
-            view.find(from, |_, h| h.last_offset() as u64 >= offset).await?.unwrap_or(view.size);
+        let holds = |_, h: &BatchHeader| h.last_offset() as u64 >= offset;
+        let cut = view.find(from, holds).await?.map_or(view.size, |(pos, _)| pos);
         view.file.set_len(cut).await.map_err(io("truncate", &view.path))?;
         view.file.sync_data().await.map_err(io("fdatasync", &view.path))?;
         // Remove stale index files of the segment that is active again; rebuild its state.
@@ -1205,19 +1206,20 @@ impl<F: StorageFile> SegView<F> {
         Ok(bytes)
     }
 
-    /// Position of the first batch at or after `from` (a batch start) that satisfies `pred`.
+    /// Position and header of the first batch at or after `from` (a batch start) that satisfies
+    /// `pred`.
     pub(crate) async fn find(
         &self,
         from: u64,
         pred: impl Fn(u64, &BatchHeader) -> bool,
-    ) -> Result<Option<u64>, ReadError> {
+    ) -> Result<Option<(u64, BatchHeader)>, ReadError> {
         let mut pos = from;
         while pos < self.size {
             let chunk = self.read(pos, SCAN_CHUNK_BYTES).await?;
             let mut found = None;
             let covered = batch::scan_headers(&chunk, |s| {
                 if pred(pos + s.position as u64, &s.header) {
-                    found = Some(pos + s.position as u64);
+                    found = Some((pos + s.position as u64, s.header));
                     return false;
                 }
                 true
@@ -1229,7 +1231,7 @@ impl<F: StorageFile> SegView<F> {
                 // A batch larger than the chunk: judge it by its header and step over it.
                 let h = self.header_at(pos).await?;
                 if pred(pos, &h) {
-                    return Ok(Some(pos));
+                    return Ok(Some((pos, h)));
                 }
                 pos += h.total_len() as u64;
             } else {

@@ -98,6 +98,13 @@ impl<F: StorageFile> Segment<F> {
         rel as u32
     }
 
+    /// Position of the last index entry at or below `offset` (a batch start from which to scan
+    /// for it). Offsets outside the segment are clamped to it, so any offset is safe to ask.
+    pub fn index_floor(&self, offset: u64) -> u64 {
+        let rel = self.relative(offset.clamp(self.base_offset, self.next_offset));
+        u64::from(self.offset_index.floor_by_offset(rel).position)
+    }
+
     /// Whether a batch's offsets fit this segment's relative-offset range.
     pub fn fits(&self, header: &BatchHeader) -> bool {
         header.base_offset >= 0
