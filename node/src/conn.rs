@@ -93,7 +93,9 @@ async fn respond(
 
 async fn write(stream: &TcpStream, out: &mut BytesMut) -> Result<(), String> {
     let mut writer = stream;
-    let bytes = std::mem::take(out).freeze();
+    // `split` hands over the filled bytes and keeps the buffer's spare capacity for the next
+    // response.
+    let bytes = out.split().freeze();
     let BufResult(res, _) = writer.write_all(bytes).await;
     res.map_err(|e| format!("writing a response: {e}"))
 }

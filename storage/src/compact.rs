@@ -38,8 +38,6 @@ pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes of output buffered before they are written.
 const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
-/// Batches processed between cooperative yields, so a pass never holds the shard for long.
-const BATCHES_PER_YIELD: usize = 64;
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,7 +103,6 @@ async fn for_each_batch<F: StorageFile>(
     mut visit: impl FnMut(Bytes) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
     let mut pos = 0u64;
-    let mut n = 0usize;
     while pos < seg.size {
         let chunk = seg.read(pos, READ_CHUNK_BYTES).await?;
         let mut spans = Vec::new();
@@ -123,10 +120,9 @@ async fn for_each_batch<F: StorageFile>(
             }
             pos += covered as u64;
         }
-        n += 1;
-        if n.is_multiple_of(BATCHES_PER_YIELD) {
-            crate::backend::yield_now().await;
-        }
+        // At most one read chunk (or one batch) of work between cooperative yields, so a pass
+        // never holds the shard for long.
+        crate::backend::yield_now().await;
     }
     Ok(())
 }
