@@ -65,6 +65,22 @@ pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = ResponseError::UnsupportedCompress
 pub const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
 /// No topic has this id (Fetch v13+, Metadata by id).
 pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+/// A topic config key or value the broker does not accept.
+pub const INVALID_CONFIG: i16 = ResponseError::InvalidConfig.code();
+/// The fetch session named by the client does not exist (here: the broker keeps none).
+pub const FETCH_SESSION_ID_NOT_FOUND: i16 = ResponseError::FetchSessionIdNotFound.code();
+/// The fetch session epoch is not the one the broker expects.
+pub const INVALID_FETCH_SESSION_EPOCH: i16 = ResponseError::InvalidFetchSessionEpoch.code();
+/// A partition that exists is not ready to serve yet (retriable).
+pub const LEADER_NOT_AVAILABLE: i16 = ResponseError::LeaderNotAvailable.code();
+/// A transactional batch arrived, but this broker has no transaction coordinator.
+pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = ResponseError::TransactionalIdNotFound.code();
+/// A replica assignment names a broker that does not exist.
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
+/// The leader epoch in a request is newer than the broker's (retriable).
+pub const UNKNOWN_LEADER_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
+/// The leader epoch in a request is older than the broker's.
+pub const FENCED_LEADER_EPOCH: i16 = ResponseError::FencedLeaderEpoch.code();
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
@@ -90,6 +106,14 @@ const _: () = assert!(POLICY_VIOLATION == 44);
 const _: () = assert!(KAFKA_STORAGE_ERROR == 56);
 const _: () = assert!(UNSUPPORTED_COMPRESSION_TYPE == 76);
 const _: () = assert!(INVALID_RECORD == 87);
+const _: () = assert!(INVALID_CONFIG == 40);
+const _: () = assert!(INVALID_REPLICA_ASSIGNMENT == 39);
+const _: () = assert!(UNKNOWN_LEADER_EPOCH == 75);
+const _: () = assert!(FENCED_LEADER_EPOCH == 74);
+const _: () = assert!(FETCH_SESSION_ID_NOT_FOUND == 70);
+const _: () = assert!(INVALID_FETCH_SESSION_EPOCH == 71);
+const _: () = assert!(LEADER_NOT_AVAILABLE == 5);
+const _: () = assert!(TRANSACTIONAL_ID_NOT_FOUND == 105);
 const _: () = assert!(UNKNOWN_TOPIC_ID == 100);
 
 /// The error code for a refused or failed append (a Produce partition response).

@@ -68,6 +68,12 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::ListOffsets => list_offsets(&mut r, version)?,
         ApiKey::CreateTopics => create_topics(&mut r, version)?,
         ApiKey::DeleteTopics => delete_topics(&mut r, version)?,
+        ApiKey::DescribeConfigs => describe_configs(&mut r, version)?,
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs(&mut r, version)?,
+        ApiKey::CreatePartitions => create_partitions(&mut r, version)?,
+        ApiKey::DeleteRecords => delete_records(&mut r, version)?,
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut r, version)?,
+        ApiKey::DescribeCluster => describe_cluster(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -495,6 +501,149 @@ fn delete_topics_state_min(r: &Reader<'_>) -> usize {
     r.string_min() + UUID + r.tags_min()
 }
 
+fn describe_configs(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    let resources = r.array("DescribeConfigs.resources", describe_configs_resource_min(r))?;
+    for _ in 0..resources {
+        r.skip("DescribeConfigs.resources.resource_type", I8)?;
+        r.string("DescribeConfigs.resources.resource_name")?;
+        // Nullable (null: every key); `array` reads null as 0 elements.
+        let keys = r.array("DescribeConfigs.resources.configuration_keys", r.string_min())?;
+        for _ in 0..keys {
+            r.string("DescribeConfigs.resources.configuration_keys")?;
+        }
+        r.tagged_fields("DescribeConfigs.resources")?;
+    }
+    r.skip("DescribeConfigs.include_synonyms", I8)?;
+    if v >= 3 {
+        r.skip("DescribeConfigs.include_documentation", I8)?;
+    }
+    r.tagged_fields("DescribeConfigs")
+}
+
+fn describe_configs_resource_min(r: &Reader<'_>) -> usize {
+    I8 + r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn incremental_alter_configs(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let resources = r.array("IncrementalAlterConfigs.resources", alter_configs_resource_min(r))?;
+    for _ in 0..resources {
+        r.skip("IncrementalAlterConfigs.resources.resource_type", I8)?;
+        r.string("IncrementalAlterConfigs.resources.resource_name")?;
+        let configs =
+            r.array("IncrementalAlterConfigs.resources.configs", alterable_config_min(r))?;
+        for _ in 0..configs {
+            r.string("IncrementalAlterConfigs.configs.name")?;
+            r.skip("IncrementalAlterConfigs.configs.config_operation", I8)?;
+            r.string("IncrementalAlterConfigs.configs.value")?;
+            r.tagged_fields("IncrementalAlterConfigs.configs")?;
+        }
+        r.tagged_fields("IncrementalAlterConfigs.resources")?;
+    }
+    r.skip("IncrementalAlterConfigs.validate_only", I8)?;
+    r.tagged_fields("IncrementalAlterConfigs")
+}
+
+fn alter_configs_resource_min(r: &Reader<'_>) -> usize {
+    I8 + r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn alterable_config_min(r: &Reader<'_>) -> usize {
+    r.string_min() + I8 + r.string_min() + r.tags_min()
+}
+
+fn create_partitions(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let topics = r.array("CreatePartitions.topics", create_partitions_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("CreatePartitions.topics.name")?;
+        r.skip("CreatePartitions.topics.count", I32)?;
+        // Nullable (null: the broker places the new partitions).
+        let assignments =
+            r.array("CreatePartitions.topics.assignments", create_partitions_assignment_min(r))?;
+        for _ in 0..assignments {
+            let brokers = r.array("CreatePartitions.assignments.broker_ids", I32)?;
+            r.skip("CreatePartitions.assignments.broker_ids", brokers * I32)?;
+            r.tagged_fields("CreatePartitions.assignments")?;
+        }
+        r.tagged_fields("CreatePartitions.topics")?;
+    }
+    r.skip("CreatePartitions.timeout_ms", I32)?;
+    r.skip("CreatePartitions.validate_only", I8)?;
+    r.tagged_fields("CreatePartitions")
+}
+
+fn create_partitions_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + I32 + r.array_min() + r.tags_min()
+}
+
+fn create_partitions_assignment_min(r: &Reader<'_>) -> usize {
+    r.array_min() + r.tags_min()
+}
+
+fn delete_records(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let topics = r.array("DeleteRecords.topics", delete_records_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("DeleteRecords.topics.name")?;
+        let partitions =
+            r.array("DeleteRecords.topics.partitions", delete_records_partition_min(r))?;
+        for _ in 0..partitions {
+            r.skip("DeleteRecords.partitions.partition_index", I32)?;
+            r.skip("DeleteRecords.partitions.offset", I64)?;
+            r.tagged_fields("DeleteRecords.partitions")?;
+        }
+        r.tagged_fields("DeleteRecords.topics")?;
+    }
+    r.skip("DeleteRecords.timeout_ms", I32)?;
+    r.tagged_fields("DeleteRecords")
+}
+
+fn delete_records_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn delete_records_partition_min(r: &Reader<'_>) -> usize {
+    I32 + I64 + r.tags_min()
+}
+
+fn offset_for_leader_epoch(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 3 {
+        r.skip("OffsetForLeaderEpoch.replica_id", I32)?;
+    }
+    let topics = r.array("OffsetForLeaderEpoch.topics", offset_for_leader_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("OffsetForLeaderEpoch.topics.topic")?;
+        let partitions =
+            r.array("OffsetForLeaderEpoch.topics.partitions", offset_for_leader_partition_min(r))?;
+        for _ in 0..partitions {
+            r.skip("OffsetForLeaderEpoch.partitions.partition", I32)?;
+            r.skip("OffsetForLeaderEpoch.partitions.current_leader_epoch", I32)?;
+            r.skip("OffsetForLeaderEpoch.partitions.leader_epoch", I32)?;
+            r.tagged_fields("OffsetForLeaderEpoch.partitions")?;
+        }
+        r.tagged_fields("OffsetForLeaderEpoch.topics")?;
+    }
+    r.tagged_fields("OffsetForLeaderEpoch")
+}
+
+fn offset_for_leader_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn offset_for_leader_partition_min(r: &Reader<'_>) -> usize {
+    I32 + I32 + I32 + r.tags_min()
+}
+
+/// Flexible in every version (request header v2 from v0), and no arrays.
+fn describe_cluster(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.skip("DescribeCluster.include_cluster_authorized_operations", I8)?;
+    if v >= 1 {
+        r.skip("DescribeCluster.endpoint_type", I8)?;
+    }
+    if v >= 2 {
+        r.skip("DescribeCluster.include_fenced_brokers", I8)?;
+    }
+    r.tagged_fields("DescribeCluster")
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -540,5 +689,35 @@ pub(crate) mod element_min {
     }
     pub fn delete_topics_state(v: i16) -> usize {
         delete_topics_state_min(&reader(ApiKey::DeleteTopics, v))
+    }
+    pub fn describe_configs_resource(v: i16) -> usize {
+        describe_configs_resource_min(&reader(ApiKey::DescribeConfigs, v))
+    }
+    pub fn describe_configs_key(v: i16) -> usize {
+        reader(ApiKey::DescribeConfigs, v).string_min()
+    }
+    pub fn alter_configs_resource(v: i16) -> usize {
+        alter_configs_resource_min(&reader(ApiKey::IncrementalAlterConfigs, v))
+    }
+    pub fn alterable_config(v: i16) -> usize {
+        alterable_config_min(&reader(ApiKey::IncrementalAlterConfigs, v))
+    }
+    pub fn create_partitions_topic(v: i16) -> usize {
+        create_partitions_topic_min(&reader(ApiKey::CreatePartitions, v))
+    }
+    pub fn create_partitions_assignment(v: i16) -> usize {
+        create_partitions_assignment_min(&reader(ApiKey::CreatePartitions, v))
+    }
+    pub fn delete_records_topic(v: i16) -> usize {
+        delete_records_topic_min(&reader(ApiKey::DeleteRecords, v))
+    }
+    pub fn delete_records_partition(v: i16) -> usize {
+        delete_records_partition_min(&reader(ApiKey::DeleteRecords, v))
+    }
+    pub fn offset_for_leader_topic(v: i16) -> usize {
+        offset_for_leader_topic_min(&reader(ApiKey::OffsetForLeaderEpoch, v))
+    }
+    pub fn offset_for_leader_partition(v: i16) -> usize {
+        offset_for_leader_partition_min(&reader(ApiKey::OffsetForLeaderEpoch, v))
     }
 }

@@ -104,6 +104,12 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::ListOffsets(_) => Some(ApiKey::ListOffsets),
         ResponseKind::CreateTopics(_) => Some(ApiKey::CreateTopics),
         ResponseKind::DeleteTopics(_) => Some(ApiKey::DeleteTopics),
+        ResponseKind::DescribeConfigs(_) => Some(ApiKey::DescribeConfigs),
+        ResponseKind::IncrementalAlterConfigs(_) => Some(ApiKey::IncrementalAlterConfigs),
+        ResponseKind::CreatePartitions(_) => Some(ApiKey::CreatePartitions),
+        ResponseKind::DeleteRecords(_) => Some(ApiKey::DeleteRecords),
+        ResponseKind::OffsetForLeaderEpoch(_) => Some(ApiKey::OffsetForLeaderEpoch),
+        ResponseKind::DescribeCluster(_) => Some(ApiKey::DescribeCluster),
         _ => None,
     }
 }

@@ -20,7 +20,8 @@ use crate::request::DecodeError;
 
 /// Every API this broker serves, with the lowest and highest version it accepts (inclusive).
 ///
-/// Why each range ends where it does (kafka-protocol 0.18 knows more versions of all but two):
+/// Why each range ends where it does (kafka-protocol 0.18 knows more versions of the first five
+/// and of DescribeCluster; every other range is all it knows):
 ///
 /// - **ApiVersions 0–3.** v3 (KIP-511) is the first flexible version and carries the client's
 ///   name and version. v4 (Kafka 3.9/4.0) only changes what a `SupportedFeatures.MinVersion` of
@@ -43,25 +44,51 @@ use crate::request::DecodeError;
 ///   Metadata v10), v15 moves the replica id into a tagged `ReplicaState`, v16 (KIP-951) adds
 ///   tagged `node_endpoints`. v17 (KIP-853) and v18 add follower-only fields (replica directory
 ///   id, follower high watermark) that mean nothing without replication.
-/// - **ListOffsets 1–8.** v1 is Kafka 4.0's floor (v0 returned offset lists). The node must
-///   answer the special timestamps: -1 latest, -2 earliest, -3 max timestamp (v7, KIP-734),
-///   -4 earliest *local* (v8, KIP-405: the same as earliest without tiered storage). v9
+/// - **ListOffsets 1–6.** v1 is Kafka 4.0's floor (v0 returned offset lists). The node answers
+///   the special timestamps -1 (latest) and -2 (earliest). v7 (KIP-734) adds -3, the offset of
+///   the record with the largest timestamp, which needs a per-partition max-timestamp offset the
+///   log does not track yet; v7 and v8 (-4, earliest *local*, KIP-405) wait for it. v9
 ///   (KIP-1005, -5 = last tiered offset) and v10 (a timeout for remote storage) are about tiered
 ///   storage, which this broker does not have.
 /// - **CreateTopics 2–7** and **DeleteTopics 1–6**: every version kafka-protocol knows (Kafka
 ///   4.0's floors). CreateTopics v5 returns the topic's configs, v7 its topic id; DeleteTopics v6
 ///   names topics by name or id.
+/// - **DescribeConfigs 1–4**: every version kafka-protocol knows. v0 was removed in Kafka 4.0
+///   (KIP-896), and kafka-protocol 0.18 no longer decodes it. v1 adds `include_synonyms` (and
+///   each entry's `synonyms` in the response), v2 only changes throttling (KIP-219), v3 adds
+///   `include_documentation` (and `config_type`/`documentation`, KIP-569), v4 is flexible.
+///   `configuration_keys` is a nullable array: null asks for every key.
+/// - **IncrementalAlterConfigs 0–1**: every version (KIP-339); v1 is flexible. A config's
+///   `value` is a nullable string (null for DELETE).
+/// - **CreatePartitions 0–3**: every version (KIP-195). v1 only changes throttling (KIP-219),
+///   v2 is flexible, v3 only allows `THROTTLING_QUOTA_EXCEEDED` (KIP-599). `assignments` is a
+///   nullable array: null lets the broker place the new partitions.
+/// - **DeleteRecords 0–2**: every version (KIP-107). v1 only changes throttling (KIP-219), v2
+///   is flexible.
+/// - **OffsetForLeaderEpoch 2–4**: every version kafka-protocol knows. v2 is Kafka 4.0's floor
+///   (KIP-896: v0–v1 lack `current_leader_epoch`, KIP-320) and kafka-protocol 0.18 does not
+///   decode below it. v3 adds `replica_id` (KIP-392; -1 from consumers), v4 is flexible.
+/// - **DescribeCluster 0–1.** Flexible from v0 (KIP-700). v1 (KIP-919) adds `endpoint_type`,
+///   asking for broker or controller endpoints, in request and response. v2 (KIP-1073) adds
+///   `include_fenced_brokers` and each broker's `is_fenced`; left out until a handler decides
+///   what fencing means here (a single node is never fenced, so likely only `false`).
 ///
 /// InitProducerId is absent until idempotent producers are implemented (per-producer sequence
 /// checks). Java producers enable idempotence by default since 3.0, so expect them to need it.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -197,9 +224,15 @@ mod tests {
             (ApiKey::Metadata, 0, 12),
             (ApiKey::Produce, 3, 11),
             (ApiKey::Fetch, 4, 16),
-            (ApiKey::ListOffsets, 1, 8),
+            (ApiKey::ListOffsets, 1, 6),
             (ApiKey::CreateTopics, 2, 7),
             (ApiKey::DeleteTopics, 1, 6),
+            (ApiKey::DescribeConfigs, 1, 4),
+            (ApiKey::IncrementalAlterConfigs, 0, 1),
+            (ApiKey::CreatePartitions, 0, 3),
+            (ApiKey::DeleteRecords, 0, 2),
+            (ApiKey::OffsetForLeaderEpoch, 2, 4),
+            (ApiKey::DescribeCluster, 0, 1),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

@@ -52,9 +52,11 @@ async fn serve_requests(
         let request = match decode_request(Bytes::from(buf.into_inner())) {
             Ok(r) => r,
             Err(e) => {
-                warn!(shard = ctx.id, %peer, error = %e, "undecodable request");
                 match handlers::answer_decode_error(&e) {
                     Some((correlation_id, api_key, version, body)) => {
+                        // Answerable (an ApiVersions version newer than ours: clients probe
+                        // with their newest and retry with what we list).
+                        debug!(shard = ctx.id, %peer, error = %e, "request answered with an error");
                         out.clear();
                         response::encode_response(
                             correlation_id,
@@ -67,7 +69,10 @@ async fn serve_requests(
                         write(stream, &mut out).await?;
                         continue;
                     }
-                    None => return Err(format!("{e}")),
+                    None => {
+                        warn!(shard = ctx.id, %peer, error = %e, "undecodable request");
+                        return Err(format!("{e}"));
+                    }
                 }
             }
         };

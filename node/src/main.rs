@@ -10,8 +10,13 @@
 mod checks;
 mod config;
 mod conn;
+mod fetch_session;
 mod handlers;
+mod mesh;
+mod metadata;
+mod partitions;
 mod shard;
+mod topic_config;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -73,6 +78,13 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(NodeConfig::resolve(args, cpus)?);
     checks::data_dir_writable(&config.data_dir)?;
     checks::io_uring_available()?;
+    let metadata = Arc::new(metadata::Metadata::open(&config.data_dir).map_err(|e| {
+        checks::StartupError::new(
+            e.to_string(),
+            "restore topics.json from a backup, or move it away to start with no topics",
+        )
+    })?);
+    partitions::remove_deleted_leftovers(&config.data_dir);
     let runtime = compio::runtime::Runtime::new()?;
     runtime.block_on(async {
         // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
@@ -85,7 +97,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             Poll::Ready(t || i)
         })
         .await;
-        let shards = Shards::start(config.clone())?;
+        let shards = Shards::start(config.clone(), metadata)?;
         println!(
             "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}",
             config.listen,

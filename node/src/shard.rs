@@ -1,12 +1,16 @@
 //! Shards: one pinned thread per shard, each with its own compio runtime (io_uring), its own
-//! listener on the shared port (`SO_REUSEPORT`: the kernel spreads connections across shards)
-//! and the connections it accepted. Nothing is shared between shards but the immutable config.
+//! listener on the shared port (`SO_REUSEPORT`: the kernel spreads connections across shards),
+//! the connections it accepted and the partitions it owns. Shards share only the immutable
+//! config, the topic catalogue (read through lock-free snapshots) and the mesh of inboxes
+//! through which they send each other work.
 //!
+//! Start-up: a shard opens (and recovers) every partition it owns before it reports ready.
 //! Shutdown: the node sends every shard its stop signal; a shard stops accepting, lets each
 //! connection finish the request it is in (idle connections close at once), waits for them up
-//! to [`DRAIN_TIMEOUT`], and its thread ends.
+//! to [`DRAIN_TIMEOUT`], closes its partitions cleanly (flush and clean-shutdown marker), and
+//! its thread ends.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -23,6 +27,10 @@ use tracing::{info, warn};
 use crate::checks::StartupError;
 use crate::config::NodeConfig;
 use crate::conn;
+use crate::fetch_session::Sessions;
+use crate::mesh::{self, Mesh, Task};
+use crate::metadata::Metadata;
+use crate::partitions::Partitions;
 
 /// How long a stopping shard waits for its connections to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -34,6 +42,11 @@ const LISTEN_BACKLOG: i32 = 1024;
 pub struct ShardCtx {
     pub id: usize,
     pub config: Arc<NodeConfig>,
+    pub metadata: Arc<Metadata>,
+    pub mesh: Arc<Mesh>,
+    pub partitions: Partitions,
+    /// Incremental fetch sessions of this shard's connections.
+    pub fetch_sessions: RefCell<Sessions>,
     /// Set once the shard is stopping; `stop_event` wakes connections waiting for a request.
     pub stopping: Cell<bool>,
     pub stop_event: Event,
@@ -49,18 +62,22 @@ pub struct Shards {
 
 impl Shards {
     /// Starts `config.smp` shards and returns once every one listens, or the first failure.
-    pub fn start(config: Arc<NodeConfig>) -> Result<Self, StartupError> {
+    pub fn start(config: Arc<NodeConfig>, metadata: Arc<Metadata>) -> Result<Self, StartupError> {
         probe_port_free(config.listen)?;
+        let (mesh, inboxes) = Mesh::new(config.smp);
+        let mesh = Arc::new(mesh);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartupError>>();
         let mut shards = Shards { threads: Vec::new(), stops: Vec::new() };
-        for id in 0..config.smp {
+        for (id, inbox) in inboxes.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            let (config, ready) = (config.clone(), ready_tx.clone());
+            let shared =
+                Shared { config: config.clone(), metadata: metadata.clone(), mesh: mesh.clone() };
+            let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || run_shard(id, core, config, stop_rx, ready))
+                .spawn(move || run_shard(id, core, shared, inbox, stop_rx, ready))
                 .map_err(|e| {
                     StartupError::new(
                         format!("cannot start shard thread: {e}"),
@@ -135,10 +152,18 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// What every shard thread is handed.
+struct Shared {
+    config: Arc<NodeConfig>,
+    metadata: Arc<Metadata>,
+    mesh: Arc<Mesh>,
+}
+
 fn run_shard(
     id: usize,
     core: Option<core_affinity::CoreId>,
-    config: Arc<NodeConfig>,
+    shared: Shared,
+    inbox: async_channel::Receiver<Task>,
     stop: oneshot::Receiver<()>,
     ready: mpsc::Sender<Result<(), StartupError>>,
 ) {
@@ -157,6 +182,7 @@ fn run_shard(
             return;
         }
     };
+    let Shared { config, metadata, mesh } = shared;
     runtime.block_on(async move {
         let listener = match bind(config.listen) {
             Ok(l) => l,
@@ -168,17 +194,59 @@ fn run_shard(
                 return;
             }
         };
-        let _ = ready.send(Ok(()));
+        let partitions = Partitions::new(&config.data_dir, Default::default());
+        let smp = config.smp;
         let ctx = Rc::new(ShardCtx {
             id,
             config,
+            metadata,
+            mesh,
+            partitions,
+            fetch_sessions: RefCell::new(Sessions::new(id, smp)),
             stopping: Cell::new(false),
             stop_event: Event::new(),
             connections: Cell::new(0),
         });
+        compio::runtime::spawn(mesh::serve_inbox(ctx.clone(), inbox)).detach();
+        if let Err(e) = open_owned(&ctx).await {
+            let _ = ready.send(Err(e));
+            return;
+        }
+        let _ = ready.send(Ok(()));
+        let maintenance = {
+            let ctx = ctx.clone();
+            compio::runtime::spawn(async move {
+                let stopping = || ctx.stopping.get();
+                ctx.partitions.maintain(stopping).await;
+            })
+        };
         accept_loop(&ctx, listener, stop).await;
         drain(&ctx).await;
+        let _ = maintenance.await;
+        ctx.partitions.close_all().await;
+        info!(shard = ctx.id, "partitions closed");
     });
+}
+
+/// Opens every partition this shard owns, so that recovery happens before the node says it is
+/// ready. A partition that cannot be opened stops the node: serving without it would answer
+/// its clients as if its data did not exist.
+async fn open_owned(ctx: &Rc<ShardCtx>) -> Result<(), StartupError> {
+    let snapshot = ctx.metadata.snapshot();
+    for topic in snapshot.topics.values() {
+        for p in 0..topic.partitions() {
+            if topic.owner(p, ctx.config.smp) != Some(ctx.id) {
+                continue;
+            }
+            ctx.partitions.get(topic, p).await.map_err(|e| {
+                StartupError::new(
+                    format!("shard {}: cannot open partition {}-{p}: {e}", ctx.id, topic.name),
+                    "check the data directory's disk and permissions; the log line above says what recovery found",
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {

@@ -1,0 +1,326 @@
+//! DescribeConfigs and IncrementalAlterConfigs for topics (and a read-only view of the broker).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use odradek_net::error_code as ec;
+use tracing::{info, warn};
+
+use super::{by_owner, str_bytes};
+use crate::mesh::on_shard;
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+use crate::topic_config::{self, Kind, TOPIC_CONFIGS};
+
+/// Kafka's `ConfigResource.Type`.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's `ConfigSource`.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's `ConfigType`.
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+/// Kafka's `AlterConfigOp.OpType`.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+fn entry(
+    name: &str,
+    value: &str,
+    source: i8,
+    read_only: bool,
+    config_type: i8,
+    doc: &str,
+    with_doc: bool,
+) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(read_only)
+        .with_config_source(source)
+        .with_config_type(config_type)
+        .with_documentation(with_doc.then(|| str_bytes(doc)))
+}
+
+fn topic_entries(
+    topic: &Topic,
+    keys: Option<&[String]>,
+    with_doc: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    TOPIC_CONFIGS
+        .iter()
+        .filter(|d| keys.is_none_or(|k| k.iter().any(|k| k == d.name)))
+        .map(|d| {
+            let set = topic.configs.get(d.name);
+            let kind = match d.kind {
+                Kind::Long { .. } => TYPE_LONG,
+                Kind::Choice(_) => TYPE_STRING,
+                Kind::List(_) => TYPE_LIST,
+            };
+            let source = if set.is_some() { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+            entry(
+                d.name,
+                set.map_or(d.default, String::as_str),
+                source,
+                false,
+                kind,
+                d.doc,
+                with_doc,
+            )
+        })
+        .collect()
+}
+
+/// The broker settings a client may want to see; all read-only (set at start-up).
+fn broker_entries(
+    ctx: &ShardCtx,
+    keys: Option<&[String]>,
+    with_doc: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let c = &ctx.config;
+    let rows: [(&str, String, i8, &str); 6] = [
+        ("log.dirs", c.data_dir.display().to_string(), TYPE_STRING, "where partition logs live"),
+        (
+            "num.partitions",
+            c.default_partitions.to_string(),
+            TYPE_INT,
+            "partitions of an auto-created topic",
+        ),
+        (
+            "auto.create.topics.enable",
+            c.auto_create_topics.to_string(),
+            TYPE_STRING,
+            "create topics on first use",
+        ),
+        (
+            "socket.request.max.bytes",
+            c.request_max_bytes.to_string(),
+            TYPE_INT,
+            "largest request accepted",
+        ),
+        (
+            "connections.max.idle.ms",
+            c.connections_max_idle_ms.to_string(),
+            TYPE_LONG,
+            "idle connections are closed after this",
+        ),
+        ("default.replication.factor", "1".to_owned(), TYPE_INT, "a single node keeps one replica"),
+    ];
+    rows.iter()
+        .filter(|(n, ..)| keys.is_none_or(|k| k.iter().any(|k| k == n)))
+        .map(|(n, v, t, d)| entry(n, v, SOURCE_STATIC_BROKER, true, *t, d, with_doc))
+        .collect()
+}
+
+pub fn describe_configs(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let snapshot = ctx.metadata.snapshot();
+    let with_doc = version >= 3 && req.include_documentation;
+    let results = req
+        .resources
+        .iter()
+        .map(|r| {
+            let name = r.resource_name.to_string();
+            let keys: Option<Vec<String>> =
+                r.configuration_keys.as_ref().map(|k| k.iter().map(|s| s.to_string()).collect());
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let fail = |code, msg: String| {
+                result.clone().with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+            };
+            match r.resource_type {
+                RESOURCE_TOPIC => match snapshot.topic(&name) {
+                    Some(t) => {
+                        result.clone().with_configs(topic_entries(t, keys.as_deref(), with_doc))
+                    }
+                    None => fail(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`")),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == ctx.config.node_id.to_string() => {
+                    result.clone().with_configs(broker_entries(ctx, keys.as_deref(), with_doc))
+                }
+                RESOURCE_BROKER => fail(ec::INVALID_REQUEST, format!("no broker `{name}`")),
+                other => {
+                    fail(ec::INVALID_REQUEST, format!("resource type {other} is not supported"))
+                }
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Applies one resource's operations to `current`, or says why not (`INVALID_CONFIG`).
+fn apply_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut next = current.clone();
+    for (name, op, value) in ops {
+        let def = topic_config::def(name)
+            .ok_or_else(|| format!("unknown or unsupported topic config `{name}`"))?;
+        let list = matches!(def.kind, Kind::List(_));
+        let now = topic_config::value(&next, name).unwrap_or(def.default).to_owned();
+        let items = |s: &str| -> Vec<String> {
+            s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        };
+        match (*op, value) {
+            (OP_DELETE, _) => {
+                next.remove(name);
+            }
+            (OP_SET, Some(v)) => {
+                topic_config::validate(name, v)?;
+                next.insert(name.clone(), v.clone());
+            }
+            (OP_APPEND, Some(v)) if list => {
+                let mut all = items(&now);
+                for i in items(v) {
+                    if !all.contains(&i) {
+                        all.push(i);
+                    }
+                }
+                let joined = all.join(",");
+                topic_config::validate(name, &joined)?;
+                next.insert(name.clone(), joined);
+            }
+            (OP_SUBTRACT, Some(v)) if list => {
+                let drop = items(v);
+                let joined = items(&now)
+                    .into_iter()
+                    .filter(|i| !drop.contains(i))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                topic_config::validate(name, &joined)?;
+                next.insert(name.clone(), joined);
+            }
+            (OP_APPEND | OP_SUBTRACT, Some(_)) => return Err(format!("{name} is not a list")),
+            (OP_SET | OP_APPEND | OP_SUBTRACT, None) => {
+                return Err(format!("{name} needs a value"));
+            }
+            (other, _) => return Err(format!("unknown config operation {other}")),
+        }
+    }
+    Ok(next)
+}
+
+pub async fn incremental_alter_configs(
+    ctx: &Rc<ShardCtx>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let name = r.resource_name.to_string();
+        let ops: Vec<(String, i8, Option<String>)> = r
+            .configs
+            .iter()
+            .map(|c| {
+                (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))
+            })
+            .collect();
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => alter_topic(ctx, &name, &ops, req.validate_only).await,
+            RESOURCE_BROKER => Err((
+                ec::INVALID_REQUEST,
+                "broker settings are set at start-up (flags or config file)".to_owned(),
+            )),
+            other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+        };
+        let resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err((code, msg)) => {
+                info!(resource = %name, code, %msg, "configs not altered");
+                resp.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+            }
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn alter_topic(
+    ctx: &Rc<ShardCtx>,
+    name: &str,
+    ops: &[(String, i8, Option<String>)],
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let _admin = ctx.metadata.admin.lock().await;
+    let snapshot = ctx.metadata.snapshot();
+    let topic = snapshot
+        .topic(name)
+        .ok_or_else(|| (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`")))?;
+    let configs = apply_ops(&topic.configs, ops).map_err(|m| (ec::INVALID_CONFIG, m))?;
+    if validate_only || configs == topic.configs {
+        return Ok(());
+    }
+    let updated = Arc::new(Topic { configs, ..(**topic).clone() });
+    let mut next = (*snapshot).clone();
+    next.topics.insert(name.to_owned(), updated.clone());
+    ctx.metadata.publish(next).map_err(|e| {
+        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    })?;
+    info!(topic = name, configs = ?updated.configs, "topic configs altered");
+    let smp = ctx.config.smp;
+    let owners =
+        by_owner((0..updated.partitions()).filter_map(|p| updated.owner(p, smp).map(|o| (o, ()))));
+    let applied = owners.into_iter().map(|(owner, _)| {
+        let topic = updated.clone();
+        on_shard(ctx, owner, move |there| async move { there.partitions.reconfigure(&topic) })
+    });
+    for r in join_all(applied).await {
+        if let Err(e) = r {
+            warn!(topic = name, error = %e, "cannot reach a shard to apply new configs");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_follow_kafka() {
+        let none = BTreeMap::new();
+        let set = |n: &str, v: &str| (n.to_owned(), OP_SET, Some(v.to_owned()));
+        let next = apply_ops(&none, &[set("retention.ms", "1000")]).expect("set");
+        assert_eq!(next.get("retention.ms").map(String::as_str), Some("1000"));
+        let next = apply_ops(&next, &[("retention.ms".into(), OP_DELETE, None)]).expect("delete");
+        assert!(next.is_empty());
+        let both =
+            apply_ops(&none, &[("cleanup.policy".into(), OP_APPEND, Some("compact".into()))])
+                .expect("append");
+        assert_eq!(both.get("cleanup.policy").map(String::as_str), Some("delete,compact"));
+        let compact =
+            apply_ops(&both, &[("cleanup.policy".into(), OP_SUBTRACT, Some("delete".into()))])
+                .expect("subtract");
+        assert_eq!(compact.get("cleanup.policy").map(String::as_str), Some("compact"));
+        assert!(apply_ops(&none, &[set("retention.ms", "x")]).is_err());
+        assert!(apply_ops(&none, &[("retention.ms".into(), OP_APPEND, Some("1".into()))]).is_err());
+        assert!(apply_ops(&none, &[set("no.such.key", "1")]).is_err());
+        assert!(
+            apply_ops(&compact, &[("cleanup.policy".into(), OP_SUBTRACT, Some("compact".into()))])
+                .is_err(),
+            "an empty policy list is refused"
+        );
+    }
+}

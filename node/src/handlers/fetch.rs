@@ -1,0 +1,421 @@
+//! Fetch: whole stored batches from the owner shards, with Kafka's byte limits and long poll.
+//!
+//! Limits (KIP-74): at most `partition_max_bytes` per partition and `max_bytes` in all, except
+//! that the first batch of the first partition with data is returned whole even when larger,
+//! so a consumer never stalls on a big batch. Partitions are read in request order.
+//!
+//! Long poll: when the first pass finds fewer than `min_bytes`, the request waits (up to
+//! `max_wait_ms`) on the owner shards until one of its partitions grows, then reads again.
+//! Errors answer at once.
+//!
+//! Fetch sessions (KIP-227): a consumer that asks for one gets an incremental session, kept on
+//! the shard of its connection (see [`crate::fetch_session`]); later requests name only the
+//! partitions that changed, and responses only the partitions with something new. A session
+//! unknown to this shard (another connection, evicted, or a restart) answers
+//! `FETCH_SESSION_ID_NOT_FOUND`, and the client starts a new one with a full request.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use futures_util::future::{Either, join_all, select, select_all};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use odradek_net::error_code as ec;
+use odradek_storage::ReadError;
+use odradek_storage::StorageFile;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::by_owner;
+use crate::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
+use crate::mesh::on_shard;
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+
+/// Longest long poll honoured, whatever the client asks.
+pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+/// `fetch.max.bytes`: the broker's cap on one response (Kafka's default, 55 MiB).
+pub const FETCH_MAX_BYTES: u64 = 55 * 1024 * 1024;
+
+/// One partition to read, resolved on the connection's shard.
+#[derive(Debug, Clone)]
+struct Want {
+    slot: usize,
+    topic: Arc<Topic>,
+    partition: i32,
+    offset: i64,
+    max_bytes: u64,
+}
+
+/// One partition's answer.
+#[derive(Debug, Clone)]
+struct Got {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+impl Got {
+    fn error(error: i16) -> Self {
+        Self { error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
+    }
+}
+
+/// One partition of a fetch: from the request (sessionless, or a new session) or from the
+/// session the request continues.
+#[derive(Debug, Clone)]
+struct Part {
+    key: PartKey,
+    offset: i64,
+    max_bytes: i32,
+}
+
+/// What a fetch request asks of the session cache.
+enum Mode {
+    /// No session: read the request's partitions, answer them all.
+    Sessionless,
+    /// Start a session with the request's partitions (answered in full).
+    Create,
+    /// Continue session `id`: answer only partitions with something new.
+    Incremental(i32),
+}
+
+pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> FetchResponse {
+    let by_id = version >= 13;
+    let request_parts: Vec<Part> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Part {
+                key: PartKey {
+                    topic: if by_id { String::new() } else { t.topic.0.to_string() },
+                    topic_id: if by_id { t.topic_id } else { Uuid::nil() },
+                    partition: p.partition,
+                },
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            })
+        })
+        .collect();
+    let now = Instant::now();
+    // KIP-227: (session id, epoch) = (0, -1) sessionless, (0, 0) new session, (S, -1) close S
+    // and fetch sessionless, (S, E > 0) continue S.
+    let mode = if version < 7 || req.session_epoch == FINAL_EPOCH {
+        if req.session_id != 0 {
+            ctx.fetch_sessions.borrow_mut().remove(req.session_id);
+        }
+        Mode::Sessionless
+    } else if req.session_id == 0 {
+        if req.session_epoch != 0 {
+            return session_error(ec::INVALID_FETCH_SESSION_EPOCH);
+        }
+        Mode::Create
+    } else {
+        Mode::Incremental(req.session_id)
+    };
+    let parts: Vec<Part> = match mode {
+        Mode::Sessionless | Mode::Create => request_parts,
+        Mode::Incremental(id) => {
+            let mut sessions = ctx.fetch_sessions.borrow_mut();
+            let Some(session) = sessions.get_mut(id, now) else {
+                return session_error(ec::FETCH_SESSION_ID_NOT_FOUND);
+            };
+            if session.next_epoch != req.session_epoch {
+                return session_error(ec::INVALID_FETCH_SESSION_EPOCH);
+            }
+            let forgotten: Vec<PartKey> = req
+                .forgotten_topics_data
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|&partition| PartKey {
+                        topic: if by_id { String::new() } else { t.topic.0.to_string() },
+                        topic_id: if by_id { t.topic_id } else { Uuid::nil() },
+                        partition,
+                    })
+                })
+                .collect();
+            session.update(
+                request_parts.iter().map(|p| (p.key.clone(), p.offset, p.max_bytes)),
+                &forgotten,
+            );
+            session
+                .parts
+                .iter()
+                .map(|(key, c)| Part { key: key.clone(), offset: c.offset, max_bytes: c.max_bytes })
+                .collect()
+        }
+    };
+    let got = read_parts(ctx, &req, &parts).await;
+    // Session bookkeeping, then which partitions the response names.
+    let (session_id, include): (i32, Vec<bool>) = match mode {
+        Mode::Sessionless => (0, vec![true; parts.len()]),
+        Mode::Create => {
+            let seen = parts.iter().zip(&got).map(|(p, g)| {
+                (p.key.clone(), p.offset, p.max_bytes, g.high_watermark, g.log_start_offset)
+            });
+            let id = ctx.fetch_sessions.borrow_mut().create(seen, now);
+            (id, vec![true; parts.len()])
+        }
+        Mode::Incremental(id) => {
+            let mut sessions = ctx.fetch_sessions.borrow_mut();
+            let include = match sessions.get_mut(id, now) {
+                Some(session) => {
+                    session.next_epoch = next_epoch(session.next_epoch);
+                    parts
+                        .iter()
+                        .zip(&got)
+                        .map(|(p, g)| {
+                            session.changed(&p.key, g.high_watermark, g.log_start_offset)
+                                || !g.records.is_empty()
+                                || g.error != ec::NONE
+                        })
+                        .collect()
+                }
+                None => vec![true; parts.len()],
+            };
+            (id, include)
+        }
+    };
+    // Consecutive partitions of one topic share a topic entry, as Kafka lays them out.
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    for ((part, g), _) in parts.iter().zip(got).zip(&include).filter(|(_, inc)| **inc) {
+        let mut d = PartitionData::default()
+            .with_partition_index(part.key.partition)
+            .with_error_code(g.error)
+            .with_high_watermark(g.high_watermark)
+            .with_last_stable_offset(g.high_watermark)
+            .with_records(Some(g.records));
+        if version >= 5 {
+            d = d.with_log_start_offset(g.log_start_offset);
+        }
+        // No transactions: nothing is ever aborted (an empty list for read_committed).
+        d = d.with_aborted_transactions((req.isolation_level == 1).then(Vec::new));
+        let same = responses.last().is_some_and(|r| {
+            if by_id { r.topic_id == part.key.topic_id } else { *r.topic.0 == *part.key.topic }
+        });
+        if !same {
+            let r = FetchableTopicResponse::default();
+            responses.push(if by_id {
+                r.with_topic_id(part.key.topic_id)
+            } else {
+                r.with_topic(super::topic_name(&part.key.topic))
+            });
+        }
+        if let Some(r) = responses.last_mut() {
+            r.partitions.push(d);
+        }
+    }
+    let resp = FetchResponse::default().with_responses(responses);
+    if version >= 7 { resp.with_session_id(session_id) } else { resp }
+}
+
+fn session_error(code: i16) -> FetchResponse {
+    FetchResponse::default().with_error_code(code).with_session_id(0)
+}
+
+/// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
+async fn read_parts(ctx: &Rc<ShardCtx>, req: &FetchRequest, parts: &[Part]) -> Vec<Got> {
+    let snapshot = ctx.metadata.snapshot();
+    let smp = ctx.config.smp;
+    let mut got: Vec<Option<Got>> = vec![None; parts.len()];
+    let mut wants = Vec::new();
+    for (slot, part) in parts.iter().enumerate() {
+        let by_id = !part.key.topic_id.is_nil();
+        let topic = if by_id {
+            snapshot.topic_by_id(part.key.topic_id)
+        } else {
+            snapshot.topic(&part.key.topic)
+        };
+        match topic.and_then(|tp| tp.owner(part.key.partition, smp).map(|o| (tp.clone(), o))) {
+            Some((topic, owner)) => wants.push((
+                owner,
+                Want {
+                    slot,
+                    topic,
+                    partition: part.key.partition,
+                    offset: part.offset,
+                    max_bytes: u64::try_from(part.max_bytes).unwrap_or(0),
+                },
+            )),
+            None => {
+                got[slot] = Some(Got::error(if by_id && topic.is_none() {
+                    ec::UNKNOWN_TOPIC_ID
+                } else {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                }))
+            }
+        }
+    }
+    let groups = by_owner(wants);
+    let max_bytes = u64::try_from(req.max_bytes).unwrap_or(0).min(FETCH_MAX_BYTES);
+    let min_bytes = u64::try_from(req.min_bytes).unwrap_or(0);
+    let max_wait =
+        Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + max_wait;
+    loop {
+        let (results, total, errors) = read_all(ctx, &groups, max_bytes).await;
+        let now = Instant::now();
+        if total >= min_bytes
+            || errors
+            || now >= deadline
+            || groups.is_empty()
+            || ctx.stopping.get()
+        {
+            for (slot, g) in results {
+                got[slot] = Some(g);
+            }
+            break;
+        }
+        wait_for_data(ctx, &groups, deadline).await;
+    }
+    got.into_iter().map(|g| g.unwrap_or_else(|| Got::error(ec::KAFKA_STORAGE_ERROR))).collect()
+}
+
+/// One pass over every wanted partition, owner by owner in request order, within `max_bytes`.
+/// Returns the answers, the bytes found, and whether any partition had an error.
+async fn read_all(
+    ctx: &Rc<ShardCtx>,
+    groups: &[(usize, Vec<Want>)],
+    max_bytes: u64,
+) -> (Vec<(usize, Got)>, u64, bool) {
+    let mut out = Vec::new();
+    let mut budget = max_bytes;
+    let mut first = true;
+    for (owner, wants) in groups {
+        let wants = wants.clone();
+        let read = on_shard(ctx, *owner, move |there| async move {
+            read_group(&there, wants, budget, first).await
+        })
+        .await;
+        match read {
+            Ok((answers, used)) => {
+                budget = budget.saturating_sub(used);
+                first &= used == 0;
+                out.extend(answers);
+            }
+            Err(e) => warn!(owner, error = %e, "fetch: owner shard unreachable"),
+        }
+    }
+    let errors = out.iter().any(|(_, g)| g.error != ec::NONE);
+    (out, max_bytes - budget, errors)
+}
+
+/// Runs on the owner: reads each partition in turn.
+async fn read_group(
+    ctx: &Rc<ShardCtx>,
+    wants: Vec<Want>,
+    mut budget: u64,
+    mut first: bool,
+) -> (Vec<(usize, Got)>, u64) {
+    let mut used = 0;
+    let mut out = Vec::with_capacity(wants.len());
+    for w in wants {
+        let got = read_one(ctx, &w, budget, first).await;
+        let n = got.records.len() as u64;
+        used += n;
+        budget = budget.saturating_sub(n);
+        first &= n == 0;
+        out.push((w.slot, got));
+    }
+    (out, used)
+}
+
+async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got {
+    let p = match ctx.partitions.get(&w.topic, w.partition).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(topic = %w.topic.name, partition = w.partition, error = %e, "cannot open partition");
+            return Got::error(ec::KAFKA_STORAGE_ERROR);
+        }
+    };
+    let hw = p.log.log_end_offset();
+    let start = p.log.log_start_offset();
+    let answer = |error, records| Got {
+        error,
+        high_watermark: hw as i64,
+        log_start_offset: start as i64,
+        records,
+    };
+    let Ok(offset) = u64::try_from(w.offset) else {
+        return answer(ec::OFFSET_OUT_OF_RANGE, Bytes::new());
+    };
+    let limit = w.max_bytes.min(budget);
+    if limit == 0 && !first {
+        return answer(ec::NONE, Bytes::new());
+    }
+    match p.log.read(offset, limit, hw, first).await {
+        Ok(r) => match r.slice {
+            None => answer(ec::NONE, Bytes::new()),
+            Some(s) => match s.file.read_at(s.position, s.len as usize).await {
+                Ok(bytes) => answer(ec::NONE, bytes),
+                Err(e) => {
+                    warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
+                    answer(ec::KAFKA_STORAGE_ERROR, Bytes::new())
+                }
+            },
+        },
+        Err(e @ ReadError::OffsetOutOfRange { .. }) => {
+            answer(ec::from_read_error(&e), Bytes::new())
+        }
+        Err(e) => {
+            warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
+            answer(ec::from_read_error(&e), Bytes::new())
+        }
+    }
+}
+
+/// Waits until a wanted partition on any owner grows past its fetch offset, or `deadline`.
+async fn wait_for_data(ctx: &Rc<ShardCtx>, groups: &[(usize, Vec<Want>)], deadline: Instant) {
+    let cancel = Arc::new((AtomicBool::new(false), Event::new()));
+    let waits: Vec<_> = groups
+        .iter()
+        .map(|(owner, wants)| {
+            let watch: Vec<(Uuid, i32, i64)> =
+                wants.iter().map(|w| (w.topic.id, w.partition, w.offset)).collect();
+            let cancel = cancel.clone();
+            Box::pin(on_shard(ctx, *owner, move |there| async move {
+                wait_on_owner(&there, &watch, deadline, &cancel).await
+            }))
+        })
+        .collect();
+    let (_, _, rest) = select_all(waits).await;
+    cancel.0.store(true, Ordering::Release);
+    cancel.1.notify(usize::MAX);
+    join_all(rest).await;
+}
+
+/// Runs on the owner: returns when one of `watch` has data past its offset, the deadline
+/// passes, or the request stops waiting.
+async fn wait_on_owner(
+    ctx: &Rc<ShardCtx>,
+    watch: &[(Uuid, i32, i64)],
+    deadline: Instant,
+    cancel: &(AtomicBool, Event),
+) {
+    let grown = || {
+        watch.iter().any(|&(id, p, offset)| {
+            ctx.partitions.get_open(id, p).is_some_and(|p| p.log.log_end_offset() as i64 > offset)
+        })
+    };
+    loop {
+        let appended = ctx.partitions.appended.listen();
+        let cancelled = cancel.1.listen();
+        if grown() || cancel.0.load(Ordering::Acquire) || ctx.stopping.get() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let timer = std::pin::pin!(compio::time::sleep(left));
+        match select(select(appended, cancelled), timer).await {
+            Either::Left(_) => continue,
+            Either::Right(_) => return,
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Per-API request handlers. Each returns the response body, or `None` when Kafka sends no
+//! response (a Produce with acks=0).
+//!
+//! Handlers run on the shard that read the request. Partition work goes to the owning shard
+//! through [`crate::mesh::on_shard`], grouped so that one request makes at most one hop per
+//! other shard, and none when all its partitions are local.
+
+mod admin;
+mod configs;
+mod fetch;
+mod offsets;
+mod produce;
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeClusterResponse, MetadataRequest, MetadataResponse, RequestKind,
+    ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use odradek_net::error_code;
+use odradek_net::request::{DecodeError, Request};
+use odradek_net::versions;
+
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+
+pub use admin::create_topic;
+
+/// The cluster id this node reports (single node).
+pub const CLUSTER_ID: &str = "odradek";
+/// The leader epoch of every partition: a single node never changes leaders.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// The APIs this node answers, and so advertises in ApiVersions (versions from
+/// `odradek_net::versions::SUPPORTED`). Any other API closes the connection, as Kafka does.
+pub const SERVED: &[ApiKey] = &[
+    ApiKey::ApiVersions,
+    ApiKey::Metadata,
+    ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::CreatePartitions,
+    ApiKey::DescribeConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::DeleteRecords,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::DescribeCluster,
+];
+
+/// Answers one decoded request. `Err` closes the connection with the reason logged: the
+/// decoder admits only the APIs in `versions::SUPPORTED`, so it means the table and this
+/// dispatcher disagree.
+pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Option<ResponseKind>, String> {
+    let version = request.header.request_api_version;
+    Ok(Some(match request.body {
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(versions::api_versions_response_for(version, SERVED))
+        }
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata(ctx, version, req).await),
+        RequestKind::CreateTopics(req) => {
+            ResponseKind::CreateTopics(admin::create_topics(ctx, version, req).await)
+        }
+        RequestKind::DeleteTopics(req) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(ctx, version, req).await)
+        }
+        RequestKind::Produce(req) => match produce::produce(ctx, version, req).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(ctx, version, req).await),
+        RequestKind::ListOffsets(req) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(ctx, version, req).await)
+        }
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, req).await)
+        }
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(configs::describe_configs(ctx, version, req))
+        }
+        RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(ctx, req).await,
+        ),
+        RequestKind::DeleteRecords(req) => {
+            ResponseKind::DeleteRecords(offsets::delete_records(ctx, req).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, req).await)
+        }
+        RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
+        _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
+    }))
+}
+
+/// What to send back for a request that could not be decoded, if anything; `None` closes the
+/// connection (Kafka's answer to an unknown API or a malformed frame).
+pub fn answer_decode_error(e: &DecodeError) -> Option<(i32, ApiKey, i16, ResponseKind)> {
+    versions::answer_for_decode_error_for(e, SERVED)
+}
+
+/// Groups work items by the shard that owns them, keeping first-seen order.
+pub(crate) fn by_owner<T>(items: impl IntoIterator<Item = (usize, T)>) -> Vec<(usize, Vec<T>)> {
+    let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
+    for (owner, item) in items {
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, g)) => g.push(item),
+            None => groups.push((owner, vec![item])),
+        }
+    }
+    groups
+}
+
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+fn metadata_topic(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
+    let partitions = (0..topic.partitions())
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(node)
+                .with_leader_epoch(LEADER_EPOCH)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&topic.name)))
+        .with_topic_id(topic.id)
+        .with_partitions(partitions)
+}
+
+async fn metadata(ctx: &Rc<ShardCtx>, version: i16, req: MetadataRequest) -> MetadataResponse {
+    let node = BrokerId(ctx.config.node_id);
+    let (host, port) = &ctx.config.advertise;
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(node)
+        .with_host(str_bytes(host))
+        .with_port(i32::from(*port));
+    // v0: an empty list means every topic; v1+: a null list does.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    // Kafka before v4 always auto-creates; from v4 the client says whether it wants that.
+    let may_create =
+        ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let mut topics = Vec::new();
+    if all {
+        let snapshot = ctx.metadata.snapshot();
+        topics.extend(snapshot.topics.values().map(|t| metadata_topic(t, node)));
+    } else {
+        for wanted in req.topics.iter().flatten() {
+            let snapshot = ctx.metadata.snapshot();
+            let found: Result<Arc<Topic>, (i16, String)> = match &wanted.name {
+                Some(name) => match snapshot.topic(name) {
+                    Some(t) => Ok(t.clone()),
+                    None if may_create => {
+                        create_topic(ctx, name, ctx.config.default_partitions, Default::default())
+                            .await
+                            .or_else(|(code, msg)| {
+                                // Another client created it first: fine.
+                                match ctx.metadata.snapshot().topic(name) {
+                                    Some(t) if code == error_code::TOPIC_ALREADY_EXISTS => {
+                                        Ok(t.clone())
+                                    }
+                                    _ => Err((code, msg)),
+                                }
+                            })
+                    }
+                    None => Err((error_code::UNKNOWN_TOPIC_OR_PARTITION, String::new())),
+                },
+                None => snapshot
+                    .topic_by_id(wanted.topic_id)
+                    .cloned()
+                    .ok_or((error_code::UNKNOWN_TOPIC_ID, String::new())),
+            };
+            topics.push(match found {
+                Ok(t) => metadata_topic(&t, node),
+                Err((code, _)) => MetadataResponseTopic::default()
+                    .with_name(wanted.name.clone())
+                    .with_topic_id(wanted.topic_id)
+                    .with_error_code(code),
+            });
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_controller_id(node)
+        .with_topics(topics)
+}
+
+fn describe_cluster(ctx: &ShardCtx) -> DescribeClusterResponse {
+    let node = BrokerId(ctx.config.node_id);
+    let (host, port) = &ctx.config.advertise;
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
+        .with_controller_id(node)
+        .with_brokers(vec![
+            DescribeClusterBroker::default()
+                .with_broker_id(node)
+                .with_host(str_bytes(host))
+                .with_port(i32::from(*port)),
+        ])
+}

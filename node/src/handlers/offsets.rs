@@ -1,0 +1,312 @@
+//! ListOffsets: the earliest and latest offsets, and the first offset at or after a timestamp.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+use odradek_net::error_code as ec;
+use odradek_storage::LogError;
+use tracing::{info, warn};
+
+use super::{LEADER_EPOCH, by_owner};
+use crate::mesh::on_shard;
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+use crate::topic_config;
+
+/// Kafka's special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+/// KIP-405: the earliest offset kept locally; without tiered storage, the earliest.
+const EARLIEST_LOCAL: i64 = -4;
+
+/// `(error, timestamp, offset)` of one partition.
+type Answer = (i16, i64, i64);
+/// One partition's lookup on its owner: response slot, topic, partition, and the request's
+/// timestamp or offset.
+type Lookup = ((usize, usize), Arc<Topic>, i32, i64);
+
+pub async fn list_offsets(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let snapshot = ctx.metadata.snapshot();
+    let smp = ctx.config.smp;
+    let mut answers: Vec<Vec<Answer>> = req
+        .topics
+        .iter()
+        .map(|t| vec![(ec::UNKNOWN_TOPIC_OR_PARTITION, -1, -1); t.partitions.len()])
+        .collect();
+    let mut work: Vec<(usize, Lookup)> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let Some(topic) = snapshot.topic(&t.name.0) else { continue };
+        for (pi, p) in t.partitions.iter().enumerate() {
+            if let Some(owner) = topic.owner(p.partition_index, smp) {
+                work.push((owner, ((ti, pi), topic.clone(), p.partition_index, p.timestamp)));
+            }
+        }
+    }
+    let groups = by_owner(work).into_iter().map(|(owner, items)| {
+        on_shard(ctx, owner, move |there| async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (slot, topic, partition, timestamp) in items {
+                out.push((slot, lookup(&there, &topic, partition, timestamp).await));
+            }
+            out
+        })
+    });
+    for r in join_all(groups).await {
+        match r {
+            Ok(done) => {
+                for ((ti, pi), a) in done {
+                    answers[ti][pi] = a;
+                }
+            }
+            Err(e) => warn!(error = %e, "list offsets: owner shard unreachable"),
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .zip(answers)
+        .map(|(t, ans)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(ans)
+                .map(|(p, (error, timestamp, offset))| {
+                    let r = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                        .with_timestamp(timestamp)
+                        .with_offset(offset);
+                    if version >= 4 && error == ec::NONE && offset >= 0 {
+                        r.with_leader_epoch(LEADER_EPOCH)
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn lookup(ctx: &Rc<ShardCtx>, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
+    let p = match ctx.partitions.get(topic, partition).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
+            return (ec::KAFKA_STORAGE_ERROR, -1, -1);
+        }
+    };
+    match timestamp {
+        LATEST => (ec::NONE, -1, p.log.log_end_offset() as i64),
+        EARLIEST | EARLIEST_LOCAL => (ec::NONE, -1, p.log.log_start_offset() as i64),
+        t if t < 0 => (ec::INVALID_REQUEST, -1, -1),
+        t => match p.log.offset_for_timestamp(t).await {
+            Ok(Some((offset, ts))) => (ec::NONE, ts, offset as i64),
+            // Every record is older: Kafka answers no offset (-1), not an error.
+            Ok(None) => (ec::NONE, -1, -1),
+            Err(e) => {
+                warn!(topic = %topic.name, partition, error = %e, "offset lookup failed");
+                (ec::from_read_error(&e), -1, -1)
+            }
+        },
+    }
+}
+
+/// DeleteRecords: moves each partition's log start offset up (`-1`: to the high watermark).
+pub async fn delete_records(
+    ctx: &Rc<ShardCtx>,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let snapshot = ctx.metadata.snapshot();
+    let smp = ctx.config.smp;
+    let mut answers: Vec<Vec<(i16, i64)>> = req
+        .topics
+        .iter()
+        .map(|t| vec![(ec::UNKNOWN_TOPIC_OR_PARTITION, -1); t.partitions.len()])
+        .collect();
+    let mut work: Vec<(usize, Lookup)> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let Some(topic) = snapshot.topic(&t.name.0) else { continue };
+        let compact_only = topic_config::value(&topic.configs, "cleanup.policy") == Some("compact");
+        for (pi, p) in t.partitions.iter().enumerate() {
+            if compact_only {
+                // Kafka refuses to move the start of a compacted-only log.
+                answers[ti][pi] = (ec::POLICY_VIOLATION, -1);
+            } else if let Some(owner) = topic.owner(p.partition_index, smp) {
+                work.push((owner, ((ti, pi), topic.clone(), p.partition_index, p.offset)));
+            }
+        }
+    }
+    let groups = by_owner(work).into_iter().map(|(owner, items)| {
+        on_shard(ctx, owner, move |there| async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (slot, topic, partition, offset) in items {
+                out.push((slot, delete_below(&there, &topic, partition, offset).await));
+            }
+            out
+        })
+    });
+    for r in join_all(groups).await {
+        match r {
+            Ok(done) => {
+                for ((ti, pi), a) in done {
+                    answers[ti][pi] = a;
+                }
+            }
+            Err(e) => warn!(error = %e, "delete records: owner shard unreachable"),
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .zip(answers)
+        .map(|(t, ans)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(ans)
+                .map(|(p, (error, low))| {
+                    DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                        .with_low_watermark(low)
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+async fn delete_below(
+    ctx: &Rc<ShardCtx>,
+    topic: &Topic,
+    partition: i32,
+    offset: i64,
+) -> (i16, i64) {
+    let p = match ctx.partitions.get(topic, partition).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
+            return (ec::KAFKA_STORAGE_ERROR, -1);
+        }
+    };
+    let target = match offset {
+        -1 => p.log.log_end_offset(),
+        o if o < 0 => return (ec::OFFSET_OUT_OF_RANGE, -1),
+        o => o as u64,
+    };
+    match p.log.delete_records(target).await {
+        Ok(start) => {
+            info!(topic = %topic.name, partition, log_start_offset = start, "records deleted");
+            (ec::NONE, start as i64)
+        }
+        Err(LogError::OffsetOutOfRange { .. }) => (ec::OFFSET_OUT_OF_RANGE, -1),
+        Err(e) => {
+            warn!(topic = %topic.name, partition, error = %e, "delete records failed");
+            (ec::KAFKA_STORAGE_ERROR, -1)
+        }
+    }
+}
+
+/// OffsetForLeaderEpoch: the end offset of a leader epoch. A single node has one epoch,
+/// [`LEADER_EPOCH`], that spans the whole log: its end is the log end offset.
+pub async fn offset_for_leader_epoch(
+    ctx: &Rc<ShardCtx>,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let snapshot = ctx.metadata.snapshot();
+    let smp = ctx.config.smp;
+    let mut work: Vec<(usize, Lookup)> = Vec::new();
+    let mut answers: Vec<Vec<EpochEndOffset>> = Vec::with_capacity(req.topics.len());
+    for (ti, t) in req.topics.iter().enumerate() {
+        let topic = snapshot.topic(&t.topic.0);
+        let mut row = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut answer = EpochEndOffset::default()
+                .with_partition(p.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
+            let owner = topic.and_then(|tp| tp.owner(p.partition, smp));
+            match (topic, owner) {
+                (Some(_), Some(_)) if p.current_leader_epoch > LEADER_EPOCH => {
+                    answer = answer.with_error_code(ec::UNKNOWN_LEADER_EPOCH);
+                }
+                (Some(_), Some(_))
+                    if p.current_leader_epoch != -1 && p.current_leader_epoch < LEADER_EPOCH =>
+                {
+                    answer = answer.with_error_code(ec::FENCED_LEADER_EPOCH);
+                }
+                (Some(topic), Some(owner)) if p.leader_epoch == LEADER_EPOCH => {
+                    work.push((owner, ((ti, pi), topic.clone(), p.partition, 0)));
+                }
+                // An epoch this node never had: Kafka answers "undefined" (-1, -1).
+                (Some(_), Some(_)) => {}
+                _ => answer = answer.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
+            }
+            row.push(answer);
+        }
+        answers.push(row);
+    }
+    let groups = by_owner(work).into_iter().map(|(owner, items)| {
+        on_shard(ctx, owner, move |there| async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (slot, topic, partition, _) in items {
+                let end = match there.partitions.get(&topic, partition).await {
+                    Ok(p) => Ok(p.log.log_end_offset() as i64),
+                    Err(e) => Err(e.to_string()),
+                };
+                out.push((slot, end));
+            }
+            out
+        })
+    });
+    for r in join_all(groups).await {
+        match r {
+            Ok(done) => {
+                for ((ti, pi), end) in done {
+                    let a = &mut answers[ti][pi];
+                    *a = match end {
+                        Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
+                        Err(_) => a.clone().with_error_code(ec::KAFKA_STORAGE_ERROR),
+                    };
+                }
+            }
+            Err(e) => warn!(error = %e, "offset for leader epoch: owner shard unreachable"),
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .zip(answers)
+        .map(|(t, partitions)| {
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

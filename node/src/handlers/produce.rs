@@ -1,0 +1,205 @@
+//! Produce: validate on the connection's shard, append on the owner, fsync for acks=all.
+//!
+//! What is checked before any byte reaches a log (each refusal answers that partition only):
+//! acks is -1, 0 or 1; the topic and partition exist; the record set is exactly one
+//! RecordBatch v2 (Produce v3+); zstd only from v7; no transactional batches (this node has no
+//! transaction coordinator). The log then validates the batch itself (CRC, sizes, counts) and
+//! refuses it whole if it is bad.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use odradek_net::error_code as ec;
+use odradek_storage::batch::BatchHeader;
+use odradek_storage::compression::Codec;
+use tracing::warn;
+
+use super::{by_owner, str_bytes};
+use crate::mesh::on_shard;
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+
+/// The outcome of one partition's append.
+#[derive(Debug, Clone)]
+struct Outcome {
+    error: i16,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+}
+
+impl Outcome {
+    fn error(error: i16, message: impl Into<String>) -> Self {
+        Self {
+            error,
+            message: Some(message.into()),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// One partition's record set on its way to the owner.
+struct Item {
+    slot: (usize, usize),
+    topic: Arc<Topic>,
+    partition: i32,
+    records: Bytes,
+}
+
+/// Checks a record set before it goes to the log.
+fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
+    let header = BatchHeader::parse(records)
+        .map_err(|e| Outcome::error(ec::from_batch_error(&e), e.to_string()))?;
+    if header.total_len() != records.len() {
+        return Err(Outcome::error(
+            ec::INVALID_RECORD,
+            "a produce request must carry exactly one record batch per partition",
+        ));
+    }
+    if header.is_transactional() {
+        return Err(Outcome::error(
+            ec::TRANSACTIONAL_ID_NOT_FOUND,
+            "transactions are not supported by this node",
+        ));
+    }
+    if version < 7 && matches!(header.codec(), Ok(Codec::Zstd)) {
+        return Err(Outcome::error(
+            ec::UNSUPPORTED_COMPRESSION_TYPE,
+            "zstd needs Produce v7 or later",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn produce(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let snapshot = ctx.metadata.snapshot();
+    let smp = ctx.config.smp;
+    let mut outcomes: Vec<Vec<Option<Outcome>>> =
+        req.topic_data.iter().map(|t| vec![None; t.partition_data.len()]).collect();
+    let mut work = Vec::new();
+    for (ti, t) in req.topic_data.iter().enumerate() {
+        let topic = snapshot.topic(&t.name.0);
+        for (pi, p) in t.partition_data.iter().enumerate() {
+            let slot = &mut outcomes[ti][pi];
+            if !matches!(acks, -1..=1) {
+                *slot = Some(Outcome::error(ec::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
+                continue;
+            }
+            let Some((topic, owner)) =
+                topic.and_then(|tp| tp.owner(p.index, smp).map(|o| (tp.clone(), o)))
+            else {
+                *slot = Some(Outcome::error(ec::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
+                continue;
+            };
+            let records = p.records.clone().unwrap_or_default();
+            if let Err(refused) = precheck(version, &records) {
+                *slot = Some(refused);
+                continue;
+            }
+            work.push((owner, Item { slot: (ti, pi), topic, partition: p.index, records }));
+        }
+    }
+    let groups = by_owner(work).into_iter().map(|(owner, items)| {
+        on_shard(ctx, owner, move |there| async move {
+            let appends = items.into_iter().map(|item| {
+                let there = there.clone();
+                async move { (item.slot, append(&there, item, acks).await) }
+            });
+            join_all(appends).await
+        })
+    });
+    for (owner, result) in join_all(groups).await.into_iter().enumerate() {
+        match result {
+            Ok(done) => {
+                for ((ti, pi), outcome) in done {
+                    outcomes[ti][pi] = Some(outcome);
+                }
+            }
+            Err(e) => warn!(owner, error = %e, "produce: owner shard unreachable"),
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    let responses = req
+        .topic_data
+        .iter()
+        .zip(outcomes)
+        .map(|(t, outs)| {
+            let partitions = t
+                .partition_data
+                .iter()
+                .zip(outs)
+                .map(|(p, o)| {
+                    let o = o.unwrap_or_else(|| {
+                        Outcome::error(ec::KAFKA_STORAGE_ERROR, "shard unavailable")
+                    });
+                    let mut r = PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_error_code(o.error)
+                        .with_base_offset(o.base_offset)
+                        .with_log_append_time_ms(o.log_append_time);
+                    if version >= 5 {
+                        r = r.with_log_start_offset(o.log_start_offset);
+                    }
+                    if version >= 8 {
+                        r = r.with_error_message(o.message.as_deref().map(str_bytes));
+                    }
+                    r
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Runs on the owner shard: append, then (acks=all) fsync, group-committed with every other
+/// append of the partition.
+async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
+    let partition = match ctx.partitions.get(&item.topic, item.partition).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(topic = %item.topic.name, partition = item.partition, error = %e, "cannot open partition");
+            return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
+        }
+    };
+    let info = match partition.log.append(item.records).await {
+        Ok(info) => info,
+        Err(e) => {
+            let code = ec::from_append_error(&e);
+            if code == ec::KAFKA_STORAGE_ERROR {
+                warn!(topic = %item.topic.name, partition = item.partition, error = %e, "append failed");
+            }
+            return Outcome::error(code, e.to_string());
+        }
+    };
+    ctx.partitions.appended.notify(usize::MAX);
+    if acks == -1
+        && let Err(e) = partition.log.sync().await
+    {
+        warn!(topic = %item.topic.name, partition = item.partition, error = %e, "fsync failed");
+        return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
+    }
+    Outcome {
+        error: ec::NONE,
+        message: None,
+        base_offset: info.base_offset as i64,
+        log_append_time: info.log_append_time.unwrap_or(-1),
+        log_start_offset: info.log_start_offset as i64,
+    }
+}

@@ -1,0 +1,70 @@
+//! Message passing between shards: how a request decoded on one shard gets work done on the
+//! shard that owns a partition (Seastar's `submit_to`).
+//!
+//! Each shard has one bounded inbox ([`INBOX_CAPACITY`] tasks). A task is a closure that runs
+//! on the target shard's thread and spawns a shard-local future there; its result comes back
+//! on a oneshot channel. Work for a shard's own partitions runs inline and never touches a
+//! channel, so a request whose partitions are all local never crosses cores. Callers group the
+//! work of one request by owner shard, so one request costs at most one hop per other shard.
+
+use std::future::Future;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+
+use crate::shard::ShardCtx;
+
+/// Tasks that may wait in one shard's inbox; a sender waits (async) when it is full.
+pub const INBOX_CAPACITY: usize = 1024;
+
+/// A unit of work sent to another shard.
+pub type Task = Box<dyn FnOnce(&Rc<ShardCtx>) + Send>;
+
+/// The inboxes of every shard, shared by all of them.
+#[derive(Debug)]
+pub struct Mesh {
+    inboxes: Vec<async_channel::Sender<Task>>,
+}
+
+/// The target shard stopped before it answered.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("shard {0} is not running")]
+pub struct ShardGone(pub usize);
+
+impl Mesh {
+    /// A mesh of `smp` shards and the inbox receiver of each.
+    pub fn new(smp: usize) -> (Self, Vec<async_channel::Receiver<Task>>) {
+        let (inboxes, receivers) = (0..smp).map(|_| async_channel::bounded(INBOX_CAPACITY)).unzip();
+        (Self { inboxes }, receivers)
+    }
+}
+
+/// Runs `work` on shard `target` and returns its result. Inline when `target` is this shard.
+pub async fn on_shard<T, F, Fut>(ctx: &Rc<ShardCtx>, target: usize, work: F) -> Result<T, ShardGone>
+where
+    F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    if target == ctx.id {
+        return Ok(work(ctx.clone()).await);
+    }
+    let inbox = ctx.mesh.inboxes.get(target).ok_or(ShardGone(target))?;
+    let (tx, rx) = oneshot::channel();
+    let task: Task = Box::new(move |there: &Rc<ShardCtx>| {
+        let fut = work(there.clone());
+        compio::runtime::spawn(async move {
+            let _ = tx.send(fut.await);
+        })
+        .detach();
+    });
+    inbox.send(task).await.map_err(|_| ShardGone(target))?;
+    rx.await.map_err(|_| ShardGone(target))
+}
+
+/// Runs tasks from this shard's inbox until every sender is gone or the shard stops.
+pub async fn serve_inbox(ctx: Rc<ShardCtx>, inbox: async_channel::Receiver<Task>) {
+    while let Ok(task) = inbox.recv().await {
+        task(&ctx);
+    }
+}

@@ -1,0 +1,236 @@
+//! The topic catalogue: which topics exist, their ids, configs and partitions, and which shard
+//! owns each partition.
+//!
+//! Readers (every request on every shard) take an immutable snapshot ([`Metadata::snapshot`],
+//! one atomic load, no lock). Writers (the admin APIs) are serialized by an async mutex held for
+//! the whole operation, including the owner shards' work, and publish a new snapshot only after
+//! the catalogue file is durable: `topics.json` in the data directory, replaced by write, fsync,
+//! rename, fsync of the directory. So a topic acknowledged to a client survives a crash, with the
+//! same id and the same partition-to-shard assignment.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The catalogue file in the data directory.
+pub const CATALOGUE_FILE: &str = "topics.json";
+/// Longest topic name Kafka allows.
+pub const TOPIC_NAME_MAX: usize = 249;
+/// Bound on the topics one node holds (each costs a catalogue entry and open files).
+pub const TOPICS_MAX: usize = 10_000;
+/// Bound on all partitions of all topics (each is an open log with its own files).
+pub const PARTITIONS_TOTAL_MAX: usize = 100_000;
+
+/// One topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    /// Owning shard of each partition, by partition index. A shard index at or above the
+    /// running shard count wraps around (see [`Topic::owner`]).
+    pub shards: Vec<u32>,
+    /// The topic-level keys set for this topic (the rest take their defaults).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl Topic {
+    pub fn partitions(&self) -> i32 {
+        self.shards.len() as i32
+    }
+
+    /// The shard that owns `partition` on a node with `smp` shards, or `None` if the topic has
+    /// no such partition.
+    pub fn owner(&self, partition: i32, smp: usize) -> Option<usize> {
+        let p = usize::try_from(partition).ok()?;
+        self.shards.get(p).map(|&s| s as usize % smp.max(1))
+    }
+}
+
+/// An immutable view of every topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalogue {
+    pub topics: BTreeMap<String, Arc<Topic>>,
+}
+
+impl Catalogue {
+    pub fn topic(&self, name: &str) -> Option<&Arc<Topic>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<Topic>> {
+        self.topics.values().find(|t| t.id == id)
+    }
+
+    fn partition_count(&self) -> usize {
+        self.topics.values().map(|t| t.shards.len()).sum()
+    }
+}
+
+/// Why a topic name is not allowed (Kafka: `INVALID_TOPIC_EXCEPTION`).
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("topic name `{name}` is not allowed"));
+    }
+    if name.len() > TOPIC_NAME_MAX {
+        return Err(format!("topic name is {} characters; at most {TOPIC_NAME_MAX}", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c))) {
+        return Err(format!(
+            "topic name `{name}` has `{c}`; allowed are ASCII letters, digits, . _ -"
+        ));
+    }
+    Ok(())
+}
+
+/// The shared catalogue of one node.
+#[derive(Debug)]
+pub struct Metadata {
+    path: PathBuf,
+    current: ArcSwap<Catalogue>,
+    /// Serializes admin operations (create, delete, alter), including their work on the owner
+    /// shards. Never taken on the produce or fetch path.
+    pub admin: async_lock::Mutex<()>,
+}
+
+/// Why the catalogue could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("topic catalogue {path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Metadata {
+    /// Loads the catalogue of `data_dir` (an empty one if the node is new).
+    pub fn open(data_dir: &Path) -> Result<Self, MetadataError> {
+        let path = data_dir.join(CATALOGUE_FILE);
+        let catalogue = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Catalogue>(&bytes).map_err(|e| {
+                MetadataError::Invalid { path: path.clone(), reason: e.to_string() }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalogue::default(),
+            Err(source) => return Err(MetadataError::Io { op: "read", path, source }),
+        };
+        Ok(Self {
+            path,
+            current: ArcSwap::from_pointee(catalogue),
+            admin: async_lock::Mutex::new(()),
+        })
+    }
+
+    /// The catalogue as it is now: one atomic load.
+    pub fn snapshot(&self) -> Arc<Catalogue> {
+        self.current.load_full()
+    }
+
+    /// Makes `next` durable, then visible. Call with [`Metadata::admin`] held.
+    pub fn publish(&self, next: Catalogue) -> Result<(), MetadataError> {
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Invalid {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        let tmp = self.path.with_extension("json.tmp");
+        let io = |op, path: &Path| {
+            let path = path.to_owned();
+            move |source| MetadataError::Io { op, path, source }
+        };
+        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        f.write_all(&bytes).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(io("rename", &self.path))?;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// A new topic with `partitions` partitions spread over `smp` shards, or why not
+    /// (`Err((kafka error code, message))`). Does not publish it.
+    pub fn plan_topic(
+        current: &Catalogue,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        smp: usize,
+    ) -> Result<Topic, (i16, String)> {
+        use odradek_net::error_code as ec;
+        check_topic_name(name).map_err(|m| (ec::INVALID_TOPIC_EXCEPTION, m))?;
+        if current.topics.contains_key(name) {
+            return Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{name}` already exists")));
+        }
+        if current.topics.len() >= TOPICS_MAX {
+            return Err((
+                ec::POLICY_VIOLATION,
+                format!("this node holds at most {TOPICS_MAX} topics"),
+            ));
+        }
+        let max = crate::config::PARTITIONS_MAX;
+        if partitions < 1 || partitions > max {
+            return Err((
+                ec::INVALID_PARTITIONS,
+                format!("partitions must be 1..={max}, not {partitions}"),
+            ));
+        }
+        if current.partition_count() + partitions as usize > PARTITIONS_TOTAL_MAX {
+            return Err((
+                ec::POLICY_VIOLATION,
+                format!("this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all"),
+            ));
+        }
+        Ok(Topic {
+            name: name.to_owned(),
+            id: Uuid::from_u128(rand::random::<u128>()),
+            shards: spread(current.partition_count(), partitions as usize, smp),
+            configs,
+        })
+    }
+}
+
+/// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
+/// many small topics still spread over every shard.
+pub fn spread(existing: usize, count: usize, smp: usize) -> Vec<u32> {
+    let smp = smp.max(1);
+    (0..count).map(|i| ((existing + i) % smp) as u32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(check_topic_name("orders.v2_eu-1").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", "a/b"] {
+            assert!(check_topic_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_topic_name(&"x".repeat(TOPIC_NAME_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn the_catalogue_survives_reopen_and_partitions_spread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = Metadata::open(dir.path()).expect("open");
+        let t = Metadata::plan_topic(&m.snapshot(), "a", 3, BTreeMap::new(), 2).expect("plan");
+        assert_eq!(t.shards, vec![0, 1, 0]);
+        let mut next = (*m.snapshot()).clone();
+        next.topics.insert("a".into(), Arc::new(t.clone()));
+        m.publish(next).expect("publish");
+        let dup = Metadata::plan_topic(&m.snapshot(), "a", 1, BTreeMap::new(), 2);
+        assert_eq!(dup.expect_err("exists").0, odradek_net::error_code::TOPIC_ALREADY_EXISTS);
+        let b = Metadata::plan_topic(&m.snapshot(), "b", 1, BTreeMap::new(), 2).expect("plan");
+        assert_eq!(b.shards, vec![1], "continues after the 3 existing partitions");
+        let again = Metadata::open(dir.path()).expect("reopen");
+        assert_eq!(again.snapshot().topic("a").map(|t| (**t).clone()), Some(t.clone()));
+        assert_eq!(t.owner(2, 1), Some(0), "fewer shards after a restart wrap around");
+        assert_eq!(t.owner(3, 2), None);
+        std::fs::write(dir.path().join(CATALOGUE_FILE), b"{not json").expect("write");
+        assert!(Metadata::open(dir.path()).is_err());
+    }
+}

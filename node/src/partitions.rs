@@ -1,0 +1,214 @@
+//! The partitions one shard owns: their open logs, opened on first use (or at start-up) and
+//! closed when the topic is deleted or the shard stops. Shard-local: `Rc`, `RefCell`, no locks.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_lock::OnceCell;
+use event_listener::Event;
+use odradek_storage::log::partition_dir;
+use odradek_storage::{CompioBackend, Log, LogConfig, LogError};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::metadata::Topic;
+use crate::topic_config;
+
+/// How often a shard looks at its partitions for `flush.ms`, and logs a slow pass.
+pub const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often retention runs (Kafka's `log.retention.check.interval.ms`).
+pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+/// How often compaction looks at compacted topics.
+pub const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// A maintenance step that takes longer than this is logged.
+const SLOW_STEP: Duration = Duration::from_millis(500);
+
+/// One open partition.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub index: i32,
+    pub log: Log<CompioBackend>,
+}
+
+type Slot = Rc<OnceCell<Rc<Partition>>>;
+
+/// Every partition this shard has open.
+#[derive(Debug)]
+pub struct Partitions {
+    data_dir: PathBuf,
+    engine: LogConfig,
+    open: RefCell<HashMap<(Uuid, i32), Slot>>,
+    /// Notified after every append to any partition of this shard (long-polling fetches wait
+    /// on it and then check their own partitions).
+    pub appended: Event,
+}
+
+impl Partitions {
+    pub fn new(data_dir: &Path, engine: LogConfig) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            engine,
+            open: RefCell::new(HashMap::new()),
+            appended: Event::new(),
+        }
+    }
+
+    /// The open log of `topic`'s `partition`, opening (and recovering) it on first use. The
+    /// caller has checked that this shard owns it.
+    pub async fn get(&self, topic: &Topic, partition: i32) -> Result<Rc<Partition>, LogError> {
+        let slot = self.open.borrow_mut().entry((topic.id, partition)).or_default().clone();
+        slot.get_or_try_init(|| self.open_log(topic, partition)).await.cloned()
+    }
+
+    /// Already open, without opening.
+    pub fn get_open(&self, topic_id: Uuid, partition: i32) -> Option<Rc<Partition>> {
+        self.open.borrow().get(&(topic_id, partition)).and_then(|s| s.get().cloned())
+    }
+
+    async fn open_log(&self, topic: &Topic, partition: i32) -> Result<Rc<Partition>, LogError> {
+        let dir = partition_dir(&self.data_dir, &topic.name, partition);
+        let config = topic_config::log_config(&topic.configs, &self.engine);
+        let started = Instant::now();
+        let (log, report) =
+            Log::open_with_clock(CompioBackend, &dir, config, odradek_storage::log::system_clock())
+                .await?;
+        if report.truncated_bytes > 0 {
+            warn!(
+                topic = %topic.name, partition,
+                truncated_bytes = report.truncated_bytes,
+                reason = report.truncated_reason.as_deref().unwrap_or(""),
+                indexes_rebuilt = report.indexes_rebuilt,
+                "partition recovered: cut a torn or corrupt tail"
+            );
+        }
+        info!(
+            topic = %topic.name, partition,
+            clean_shutdown = report.clean_shutdown,
+            indexes_rebuilt = report.indexes_rebuilt,
+            log_end_offset = log.log_end_offset(),
+            ms = started.elapsed().as_millis() as u64,
+            "partition opened"
+        );
+        Ok(Rc::new(Partition {
+            topic: topic.name.clone(),
+            topic_id: topic.id,
+            index: partition,
+            log,
+        }))
+    }
+
+    /// Every open partition.
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.open.borrow().values().filter_map(|s| s.get().cloned()).collect()
+    }
+
+    /// Applies a topic's changed configuration to its open partitions.
+    pub fn reconfigure(&self, topic: &Topic) {
+        let config = topic_config::log_config(&topic.configs, &self.engine);
+        for p in self.all().iter().filter(|p| p.topic_id == topic.id) {
+            p.log.set_config(config.clone());
+        }
+    }
+
+    /// Closes `partition` of a deleted topic and removes its directory: first renamed aside
+    /// (so a new topic of the same name never sees its files), then deleted.
+    pub async fn delete(&self, topic: &Topic, partition: i32) -> Result<(), String> {
+        let slot = self.open.borrow_mut().remove(&(topic.id, partition));
+        if let Some(p) = slot.and_then(|s| s.get().cloned()) {
+            // A closed log refuses appends; its files are removed below either way.
+            let _ = p.log.close().await;
+        }
+        let dir = partition_dir(&self.data_dir, &topic.name, partition);
+        let aside =
+            self.data_dir.join(format!("{}-{partition}.{}-delete", topic.name, topic.id.simple()));
+        match std::fs::rename(&dir, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("rename {} aside: {e}", dir.display())),
+        }
+        std::fs::remove_dir_all(&aside).map_err(|e| format!("remove {}: {e}", aside.display()))
+    }
+
+    /// Closes every open log cleanly (flush and clean-shutdown marker).
+    pub async fn close_all(&self) {
+        for p in self.all() {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "closing a partition failed");
+            }
+        }
+    }
+
+    /// Runs `flush.ms`, retention and compaction for this shard's partitions until `stop`
+    /// reports true. Each step yields between partitions; a slow step is logged.
+    pub async fn maintain(&self, stopping: impl Fn() -> bool) {
+        let mut last_retention = Instant::now();
+        let mut last_compaction = Instant::now();
+        while !stopping() {
+            compio::time::sleep(FLUSH_CHECK_INTERVAL).await;
+            let retention = last_retention.elapsed() >= RETENTION_CHECK_INTERVAL;
+            let compaction = last_compaction.elapsed() >= COMPACTION_CHECK_INTERVAL;
+            if retention {
+                last_retention = Instant::now();
+            }
+            if compaction {
+                last_compaction = Instant::now();
+            }
+            for p in self.all() {
+                if stopping() {
+                    return;
+                }
+                step(&p, "flush", p.log.flush_if_due()).await;
+                let policy = p.log.config().cleanup_policy;
+                if retention && policy.delete {
+                    step(&p, "retention", p.log.enforce_retention()).await;
+                }
+                if compaction && policy.compact {
+                    step(&p, "compaction", p.log.compact()).await;
+                }
+            }
+        }
+    }
+}
+
+async fn step<T: std::fmt::Debug>(
+    p: &Partition,
+    what: &'static str,
+    work: impl std::future::Future<Output = Result<T, LogError>>,
+) {
+    let started = Instant::now();
+    let result = work.await;
+    let ms = started.elapsed().as_millis() as u64;
+    match result {
+        Err(LogError::Closed) => {}
+        Err(e) => {
+            warn!(topic = %p.topic, partition = p.index, step = what, error = %e, "maintenance failed")
+        }
+        Ok(r) if started.elapsed() >= SLOW_STEP => {
+            warn!(topic = %p.topic, partition = p.index, step = what, ms, result = ?r, "slow maintenance step")
+        }
+        Ok(_) => {}
+    }
+}
+
+/// Removes directories that a deletion renamed aside but did not finish removing.
+pub fn remove_deleted_leftovers(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with("-delete") && entry.path().is_dir() {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => {
+                    info!(dir = %entry.path().display(), "removed a deleted partition's leftovers")
+                }
+                Err(e) => {
+                    warn!(dir = %entry.path().display(), error = %e, "cannot remove a deleted partition's leftovers")
+                }
+            }
+        }
+    }
+}
