@@ -261,14 +261,14 @@ fn random_bodies_never_take_the_node_down() {
         (44, 1),
         (60, 1),
     ];
-    for i in 0..300 {
+    for i in 0..300i32 {
         let (api, max_version) = apis[(next() % apis.len() as u64) as usize];
         let version = (next() % (max_version as u64 + 1)) as i16;
         let body_len = (next() % 300) as usize;
         let mut frame = Vec::with_capacity(14 + body_len);
         frame.extend_from_slice(&api.to_be_bytes());
         frame.extend_from_slice(&version.to_be_bytes());
-        frame.extend_from_slice(&(i as i32).to_be_bytes());
+        frame.extend_from_slice(&i.to_be_bytes());
         frame.extend_from_slice(&(-1i16).to_be_bytes());
         frame.extend((0..body_len).map(|_| next() as u8));
         let mut s = node.connect();
