@@ -25,11 +25,14 @@
 //! which [`error_code`] maps.)
 //!
 //! Modules: [`frame`] (length prefixes), [`request`] (decoding), `preflight` (allocation
-//! bounds, crate-internal), [`response`] (encoding), [`versions`] (the served table and the
-//! ApiVersions answer), [`error_code`] (Kafka error codes).
+//! bounds, crate-internal), [`response`] (encoding), [`fetch_response`] (the Fetch response
+//! without its record bytes, so that they reach the socket without being copied into it),
+//! [`versions`] (the served table and the ApiVersions answer), [`error_code`] (Kafka error
+//! codes).
 #![forbid(unsafe_code)]
 
 pub mod error_code;
+pub mod fetch_response;
 pub mod frame;
 mod preflight;
 pub mod request;

@@ -55,6 +55,7 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     connections_max_idle_ms: Option<u64>,
     connections_per_shard_max: Option<usize>,
+    fetch_cache_bytes: Option<usize>,
 }
 
 /// A resolved node configuration.
@@ -76,6 +77,9 @@ pub struct NodeConfig {
     pub connections_max_idle_ms: u64,
     /// Connections one shard accepts at most (config file key `connections_per_shard_max`).
     pub connections_per_shard_max: usize,
+    /// Memory each shard keeps of recently appended batches for tailing consumers (config file
+    /// key `fetch_cache_bytes`; 0 turns the cache off).
+    pub fetch_cache_bytes: usize,
 }
 
 /// Why a configuration could not be resolved; each says what to change.
@@ -140,6 +144,9 @@ impl NodeConfig {
                 .connections_per_shard_max
                 .unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT)
                 .max(1),
+            fetch_cache_bytes: file
+                .fetch_cache_bytes
+                .unwrap_or(crate::cache::FETCH_CACHE_BYTES_DEFAULT),
         })
     }
 }

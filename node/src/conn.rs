@@ -5,6 +5,7 @@
 //! out of bounds, an unknown API key or an undecodable request closes the connection with a log
 //! line saying why (what Kafka does); nothing of such a request is acted on.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,14 +13,15 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 use futures_util::future::{Either, select};
+use odradek_net::fetch_response::encode_fetch_response;
 use odradek_net::request::{Request, decode_request};
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
-use crate::handlers;
+use crate::handlers::{self, Reply};
 use crate::shard::ShardCtx;
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
@@ -89,11 +91,27 @@ async fn respond(
     let version = request.header.request_api_version;
     let correlation_id = request.header.correlation_id;
     let api_key = request.api_key;
-    let Some(body) = handlers::handle(ctx, request).await? else { return Ok(()) };
-    out.clear();
-    response::encode_response(correlation_id, api_key, version, &body, out)
-        .map_err(|e| e.to_string())?;
-    write(stream, out).await
+    match handlers::handle(ctx, request).await? {
+        Reply::Nothing => Ok(()),
+        Reply::Body(body) => {
+            out.clear();
+            response::encode_response(correlation_id, api_key, version, &body, out)
+                .map_err(|e| e.to_string())?;
+            write(stream, out).await
+        }
+        Reply::Fetch(reply) => {
+            let pieces = encode_fetch_response(correlation_id, version, &reply.response)
+                .map_err(|e| e.to_string())?;
+            // Piece i, then partition i's records: the payload is never copied.
+            let mut iov = Vec::with_capacity(pieces.len() + reply.records.len());
+            let mut records = reply.records.into_iter();
+            for piece in pieces {
+                iov.push(piece);
+                iov.extend(records.next().unwrap_or_default());
+            }
+            write_vectored(stream, iov).await
+        }
+    }
 }
 
 async fn write(stream: &TcpStream, out: &mut BytesMut) -> Result<(), String> {
@@ -103,6 +121,35 @@ async fn write(stream: &TcpStream, out: &mut BytesMut) -> Result<(), String> {
     let bytes = out.split().freeze();
     let BufResult(res, _) = writer.write_all(bytes).await;
     res.map_err(|e| format!("writing a response: {e}"))
+}
+
+/// Most buffers one `writev` takes (Linux's `UIO_MAXIOV`).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+
+/// Writes `bufs` in order with vectored writes, however the kernel splits them.
+async fn write_vectored(stream: &TcpStream, bufs: Vec<Bytes>) -> Result<(), String> {
+    let mut pending: VecDeque<Bytes> = bufs.into_iter().filter(|b| !b.is_empty()).collect();
+    let mut writer = stream;
+    while !pending.is_empty() {
+        let take = pending.len().min(IOVECS_PER_WRITE_MAX);
+        let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
+        let BufResult(res, _) = writer.write_vectored(chunk).await;
+        let mut written = res.map_err(|e| format!("writing a response: {e}"))?;
+        if written == 0 {
+            return Err("writing a response: the socket took 0 bytes".to_owned());
+        }
+        while written > 0 {
+            let Some(front) = pending.front_mut() else { break };
+            if written >= front.len() {
+                written -= front.len();
+                pending.pop_front();
+            } else {
+                *front = Bytes::slice(front, written..);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The next request's 4-byte length prefix; `None` when the client closed the connection

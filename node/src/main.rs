@@ -7,6 +7,7 @@
 //! non-zero exit code.
 #![forbid(unsafe_code)]
 
+mod cache;
 mod checks;
 mod config;
 mod conn;

@@ -14,6 +14,7 @@ use odradek_storage::{CompioBackend, Log, LogConfig, LogError};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cache::RecentBatches;
 use crate::metadata::Topic;
 use crate::topic_config;
 
@@ -46,15 +47,18 @@ pub struct Partitions {
     /// Notified after every append to any partition of this shard (long-polling fetches wait
     /// on it and then check their own partitions).
     pub appended: Event,
+    /// The batches appended last, served to tailing consumers from memory.
+    pub recent: RecentBatches,
 }
 
 impl Partitions {
-    pub fn new(data_dir: &Path, engine: LogConfig) -> Self {
+    pub fn new(data_dir: &Path, engine: LogConfig, fetch_cache_bytes: usize) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
             engine,
             open: RefCell::new(HashMap::new()),
             appended: Event::new(),
+            recent: RecentBatches::new(fetch_cache_bytes),
         }
     }
 
@@ -119,6 +123,7 @@ impl Partitions {
     /// (so a new topic of the same name never sees its files), then deleted.
     pub async fn delete(&self, topic: &Topic, partition: i32) -> Result<(), String> {
         let slot = self.open.borrow_mut().remove(&(topic.id, partition));
+        self.recent.forget((topic.id, partition));
         if let Some(p) = slot.and_then(|s| s.get().cloned()) {
             // A closed log refuses appends; its files are removed below either way.
             let _ = p.log.close().await;

@@ -194,7 +194,8 @@ fn run_shard(
                 return;
             }
         };
-        let partitions = Partitions::new(&config.data_dir, Default::default());
+        let partitions =
+            Partitions::new(&config.data_dir, Default::default(), config.fetch_cache_bytes);
         let smp = config.smp;
         let ctx = Rc::new(ShardCtx {
             id,

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use event_listener::Event;
 use futures_util::future::{Either, join_all, select, select_all};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::FetchRequest;
 use odradek_net::error_code as ec;
+use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
 use odradek_storage::ReadError;
 use odradek_storage::StorageFile;
 use tracing::warn;
@@ -57,12 +57,17 @@ struct Got {
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    records: Bytes,
+    /// Whole stored batches, as pieces (cached batches, or one read from the log).
+    records: Vec<Bytes>,
 }
 
 impl Got {
     fn error(error: i16) -> Self {
-        Self { error, high_watermark: -1, log_start_offset: -1, records: Bytes::new() }
+        Self { error, high_watermark: -1, log_start_offset: -1, records: Vec::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
     }
 }
 
@@ -85,7 +90,15 @@ enum Mode {
     Incremental(i32),
 }
 
-pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> FetchResponse {
+/// A Fetch response without its records, and the records of each partition it names, in
+/// order: what the connection sends with one vectored write.
+#[derive(Debug)]
+pub struct FetchReply {
+    pub response: FetchOut,
+    pub records: Vec<Vec<Bytes>>,
+}
+
+pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> FetchReply {
     let by_id = version >= 13;
     let request_parts: Vec<Part> = req
         .topics
@@ -171,7 +184,7 @@ pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> Fetch
                         .zip(&got)
                         .map(|(p, g)| {
                             session.changed(&p.key, g.high_watermark, g.log_start_offset)
-                                || !g.records.is_empty()
+                                || g.len() > 0
                                 || g.error != ec::NONE
                         })
                         .collect()
@@ -182,40 +195,44 @@ pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> Fetch
         }
     };
     // Consecutive partitions of one topic share a topic entry, as Kafka lays them out.
-    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut topics: Vec<TopicOut> = Vec::new();
+    let mut records = Vec::new();
     for ((part, g), _) in parts.iter().zip(got).zip(&include).filter(|(_, inc)| **inc) {
-        let mut d = PartitionData::default()
-            .with_partition_index(part.key.partition)
-            .with_error_code(g.error)
-            .with_high_watermark(g.high_watermark)
-            .with_last_stable_offset(g.high_watermark)
-            .with_records(Some(g.records));
-        if version >= 5 {
-            d = d.with_log_start_offset(g.log_start_offset);
-        }
-        // No transactions: nothing is ever aborted (an empty list for read_committed).
-        d = d.with_aborted_transactions((req.isolation_level == 1).then(Vec::new));
-        let same = responses.last().is_some_and(|r| {
-            if by_id { r.topic_id == part.key.topic_id } else { *r.topic.0 == *part.key.topic }
+        let out = PartitionOut {
+            partition_index: part.key.partition,
+            error_code: g.error,
+            high_watermark: g.high_watermark,
+            last_stable_offset: g.high_watermark,
+            log_start_offset: g.log_start_offset,
+            // No transactions: nothing is ever aborted (an empty list for read_committed).
+            aborted_transactions: (req.isolation_level == 1).then(Vec::new),
+            preferred_read_replica: -1,
+            records_len: Some(g.len()),
+        };
+        let same = topics.last().is_some_and(|t| {
+            if by_id { t.topic_id == part.key.topic_id } else { t.name == part.key.topic }
         });
         if !same {
-            let r = FetchableTopicResponse::default();
-            responses.push(if by_id {
-                r.with_topic_id(part.key.topic_id)
-            } else {
-                r.with_topic(super::topic_name(&part.key.topic))
+            topics.push(TopicOut {
+                name: part.key.topic.clone(),
+                topic_id: part.key.topic_id,
+                partitions: Vec::new(),
             });
         }
-        if let Some(r) = responses.last_mut() {
-            r.partitions.push(d);
+        if let Some(t) = topics.last_mut() {
+            t.partitions.push(out);
         }
+        records.push(g.records);
     }
-    let resp = FetchResponse::default().with_responses(responses);
-    if version >= 7 { resp.with_session_id(session_id) } else { resp }
+    let session_id = if version >= 7 { session_id } else { 0 };
+    FetchReply { response: FetchOut { session_id, topics, ..FetchOut::default() }, records }
 }
 
-fn session_error(code: i16) -> FetchResponse {
-    FetchResponse::default().with_error_code(code).with_session_id(0)
+fn session_error(code: i16) -> FetchReply {
+    FetchReply {
+        response: FetchOut { error_code: code, ..FetchOut::default() },
+        records: Vec::new(),
+    }
 }
 
 /// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
@@ -316,7 +333,7 @@ async fn read_group(
     let mut out = Vec::with_capacity(wants.len());
     for w in wants {
         let got = read_one(ctx, &w, budget, first).await;
-        let n = got.records.len() as u64;
+        let n = got.len() as u64;
         used += n;
         budget = budget.saturating_sub(n);
         first &= n == 0;
@@ -341,30 +358,35 @@ async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got
         log_start_offset: start as i64,
         records,
     };
-    let Ok(offset) = u64::try_from(w.offset) else {
-        return answer(ec::OFFSET_OUT_OF_RANGE, Bytes::new());
+    let offset = match u64::try_from(w.offset) {
+        Ok(o) if o >= start && o <= hw => o,
+        _ => return answer(ec::OFFSET_OUT_OF_RANGE, Vec::new()),
     };
     let limit = w.max_bytes.min(budget);
-    if limit == 0 && !first {
-        return answer(ec::NONE, Bytes::new());
+    if offset == hw || (limit == 0 && !first) {
+        return answer(ec::NONE, Vec::new());
+    }
+    if let Some(cached) =
+        ctx.partitions.recent.read((w.topic.id, w.partition), offset, limit, hw, first)
+        && !cached.is_empty()
+    {
+        return answer(ec::NONE, cached);
     }
     match p.log.read(offset, limit, hw, first).await {
         Ok(r) => match r.slice {
-            None => answer(ec::NONE, Bytes::new()),
+            None => answer(ec::NONE, Vec::new()),
             Some(s) => match s.file.read_at(s.position, s.len as usize).await {
-                Ok(bytes) => answer(ec::NONE, bytes),
+                Ok(bytes) => answer(ec::NONE, vec![bytes]),
                 Err(e) => {
                     warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
-                    answer(ec::KAFKA_STORAGE_ERROR, Bytes::new())
+                    answer(ec::KAFKA_STORAGE_ERROR, Vec::new())
                 }
             },
         },
-        Err(e @ ReadError::OffsetOutOfRange { .. }) => {
-            answer(ec::from_read_error(&e), Bytes::new())
-        }
+        Err(e @ ReadError::OffsetOutOfRange { .. }) => answer(ec::from_read_error(&e), Vec::new()),
         Err(e) => {
             warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
-            answer(ec::from_read_error(&e), Bytes::new())
+            answer(ec::from_read_error(&e), Vec::new())
         }
     }
 }

@@ -55,12 +55,23 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DescribeCluster,
 ];
 
+/// What a handler answers.
+#[derive(Debug)]
+pub enum Reply {
+    /// A response encoded whole by kafka-protocol.
+    Body(Box<ResponseKind>),
+    /// A Fetch response whose records are sent from where they are, without a copy.
+    Fetch(fetch::FetchReply),
+    /// No response (Produce with acks=0).
+    Nothing,
+}
+
 /// Answers one decoded request. `Err` closes the connection with the reason logged: the
 /// decoder admits only the APIs in `versions::SUPPORTED`, so it means the table and this
 /// dispatcher disagree.
-pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Option<ResponseKind>, String> {
+pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, String> {
     let version = request.header.request_api_version;
-    Ok(Some(match request.body {
+    Ok(Reply::Body(Box::new(match request.body {
         RequestKind::ApiVersions(_) => {
             ResponseKind::ApiVersions(versions::api_versions_response_for(version, SERVED))
         }
@@ -73,9 +84,9 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Option<Respo
         }
         RequestKind::Produce(req) => match produce::produce(ctx, version, req).await {
             Some(resp) => ResponseKind::Produce(resp),
-            None => return Ok(None),
+            None => return Ok(Reply::Nothing),
         },
-        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(ctx, version, req).await),
+        RequestKind::Fetch(req) => return Ok(Reply::Fetch(fetch::fetch(ctx, version, req).await)),
         RequestKind::ListOffsets(req) => {
             ResponseKind::ListOffsets(offsets::list_offsets(ctx, version, req).await)
         }
@@ -96,7 +107,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Option<Respo
         }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
-    }))
+    })))
 }
 
 /// What to send back for a request that could not be decoded, if anything; `None` closes the

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use odradek_net::error_code as ec;
-use odradek_storage::batch::BatchHeader;
+use odradek_storage::batch::{BatchHeader, HEADER_BYTES, IncomingBatch, stored_header};
 use odradek_storage::compression::Codec;
 use tracing::warn;
 
@@ -178,6 +178,7 @@ async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
             return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
         }
     };
+    let records = item.records.clone();
     let info = match partition.log.append(item.records).await {
         Ok(info) => info,
         Err(e) => {
@@ -188,6 +189,18 @@ async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
             return Outcome::error(code, e.to_string());
         }
     };
+    // Keep the batch as stored (offsets assigned) for tailing consumers.
+    if let Ok(header) = BatchHeader::parse(&records) {
+        let incoming = IncomingBatch { header, bytes: records.clone() };
+        let stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
+        ctx.partitions.recent.insert(
+            (item.topic.id, item.partition),
+            info.base_offset,
+            info.last_offset + 1,
+            &stored,
+            &records[HEADER_BYTES..],
+        );
+    }
     ctx.partitions.appended.notify(usize::MAX);
     if acks == -1
         && let Err(e) = partition.log.sync().await
