@@ -74,6 +74,7 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::DeleteRecords => delete_records(&mut r, version)?,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut r, version)?,
         ApiKey::DescribeCluster => describe_cluster(&mut r, version)?,
+        ApiKey::FindCoordinator => find_coordinator(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -644,6 +645,24 @@ fn describe_cluster(r: &mut Reader<'_>, v: i16) -> Result<()> {
     r.tagged_fields("DescribeCluster")
 }
 
+/// Flexible from v3. v0–v3 name one `key` (a non-null string; a null one is left for
+/// kafka-protocol to refuse), v4+ a `coordinator_keys` array instead (KIP-699).
+fn find_coordinator(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v <= 3 {
+        r.string("FindCoordinator.key")?;
+    }
+    if v >= 1 {
+        r.skip("FindCoordinator.key_type", I8)?;
+    }
+    if v >= 4 {
+        let keys = r.array("FindCoordinator.coordinator_keys", r.string_min())?;
+        for _ in 0..keys {
+            r.string("FindCoordinator.coordinator_keys")?;
+        }
+    }
+    r.tagged_fields("FindCoordinator")
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -719,5 +738,8 @@ pub(crate) mod element_min {
     }
     pub fn offset_for_leader_partition(v: i16) -> usize {
         offset_for_leader_partition_min(&reader(ApiKey::OffsetForLeaderEpoch, v))
+    }
+    pub fn find_coordinator_key(v: i16) -> usize {
+        reader(ApiKey::FindCoordinator, v).string_min()
     }
 }

@@ -110,6 +110,7 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::DeleteRecords(_) => Some(ApiKey::DeleteRecords),
         ResponseKind::OffsetForLeaderEpoch(_) => Some(ApiKey::OffsetForLeaderEpoch),
         ResponseKind::DescribeCluster(_) => Some(ApiKey::DescribeCluster),
+        ResponseKind::FindCoordinator(_) => Some(ApiKey::FindCoordinator),
         _ => None,
     }
 }

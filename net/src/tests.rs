@@ -16,6 +16,7 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
 };
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -32,10 +33,11 @@ use kafka_protocol::messages::{
     CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
     DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest,
-    FetchResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName, TransactionalId,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use odradek_storage::builder::{BatchParams, build_batch};
@@ -112,6 +114,7 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
             RequestKind::OffsetForLeaderEpoch(sample_offset_for_leader_epoch(v))
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(sample_describe_cluster(v)),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(sample_find_coordinator(v)),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -379,6 +382,27 @@ fn sample_describe_cluster(v: i16) -> DescribeClusterRequest {
     r
 }
 
+fn sample_find_coordinator(v: i16) -> FindCoordinatorRequest {
+    // Key types: 0 = group (all v0 can ask for), 1 = transaction, 2 = share group (v6+, keyed
+    // `groupId:topicId:partition`). From v4 the keys are a batch (an empty one included).
+    let r = FindCoordinatorRequest::default();
+    let r = match v {
+        0 => r.with_key(text("orders-consumers")),
+        1..=3 => r.with_key(text("tx-1")).with_key_type(1),
+        4 | 5 => r.with_coordinator_keys(vec![
+            text("orders-consumers"),
+            text(""),
+            text("audit-consumers"),
+        ]),
+        _ => r.with_key_type(2).with_coordinator_keys(vec![
+            text("share-a:AAAAAAAAAAAAAAAAAAAAAA:0"),
+            text("share-a:AAAAAAAAAAAAAAAAAAAAAA:1"),
+        ]),
+    };
+    // Flexible from v3; an unknown tagged field exercises the skip.
+    if v >= 3 { r.with_unknown_tagged_field(4, Bytes::from_static(b"tag")) } else { r }
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -486,6 +510,19 @@ fn decodes_the_named_versions_field_by_field() {
     assert_eq!(f.topics[0].topic_id, with_uuid(5).topic_id);
     assert_eq!(f.cluster_id.as_deref(), Some("cluster-1"));
     assert_eq!(f.forgotten_topics_data[0].partitions, [4, 5, 6]);
+
+    // FindCoordinator v0 (one key, implicitly a group) and v4 (a batch of keys).
+    let sample = |v| sample_body(ApiKey::FindCoordinator, v);
+    let req = decode_ok(encode_request(ApiKey::FindCoordinator, 0, 7, &sample(0)));
+    let RequestKind::FindCoordinator(f) = &req.body else { panic!("not FindCoordinator") };
+    assert_eq!((&*f.key, f.key_type), ("orders-consumers", 0));
+    assert!(f.coordinator_keys.is_empty());
+    let req = decode_ok(encode_request(ApiKey::FindCoordinator, 4, 8, &sample(4)));
+    let RequestKind::FindCoordinator(f) = &req.body else { panic!("not FindCoordinator") };
+    assert!(f.key.is_empty());
+    let keys: Vec<&str> = f.coordinator_keys.iter().map(|k| &**k).collect();
+    assert_eq!(keys, ["orders-consumers", "", "audit-consumers"]);
+    assert_eq!(f.unknown_tagged_fields.get(&4).map(|b| &b[..]), Some(&b"tag"[..]));
 }
 
 #[test]
@@ -502,6 +539,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::IncrementalAlterConfigs => 1,
         ApiKey::CreatePartitions | ApiKey::DeleteRecords => 2,
         ApiKey::DescribeCluster => 0,
+        ApiKey::FindCoordinator => 3,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -563,6 +601,8 @@ fn unsupported_versions_are_refused_before_the_body() {
         (ApiKey::DescribeConfigs, 0, 1, 4),
         (ApiKey::OffsetForLeaderEpoch, 1, 2, 4),
         (ApiKey::DescribeCluster, 2, 0, 1),
+        (ApiKey::FindCoordinator, 7, 0, 6),
+        (ApiKey::FindCoordinator, -1, 0, 6),
     ];
     for (api, version, min, max) in cases {
         let mut frame = BytesMut::new();
@@ -707,6 +747,7 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
                 &["OffsetForLeaderEpoch.topics", "OffsetForLeaderEpoch.topics.partitions"]
             }
             ApiKey::DescribeCluster => &[],
+            ApiKey::FindCoordinator => &["FindCoordinator.coordinator_keys"],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -844,6 +885,13 @@ fn element_minimums_are_the_smallest_encodings() {
         let p = OffsetForLeaderPartition::default();
         assert_eq!(element_min::offset_for_leader_partition(v), encoded_len(&p, v), "v{v}");
     }
+    for v in 4..=ApiKey::FindCoordinator.valid_versions().max {
+        // One empty key costs the smallest string.
+        let none = FindCoordinatorRequest::default();
+        let one = FindCoordinatorRequest::default().with_coordinator_keys(vec![text("")]);
+        let key = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::find_coordinator_key(v), key, "FindCoordinator v{v}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -972,6 +1020,9 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::DescribeCluster => {
             ResponseKind::DescribeCluster(DescribeClusterResponse::default())
         }
+        ApiKey::FindCoordinator => {
+            ResponseKind::FindCoordinator(FindCoordinatorResponse::default())
+        }
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -1020,6 +1071,49 @@ fn produce_response_round_trips() {
         assert_eq!(header.correlation_id, 94);
         assert_eq!(ProduceResponse::decode(&mut b, v).expect("body"), response, "v{v}");
         assert!(b.is_empty(), "v{v}: nothing after the body");
+    }
+}
+
+#[test]
+fn find_coordinator_response_round_trips() {
+    // v0–v3 answer one key with top-level fields; v4+ answer a batch in `coordinators`.
+    let single = FindCoordinatorResponse::default()
+        .with_node_id(BrokerId(1))
+        .with_host(text("broker-1.local"))
+        .with_port(9092);
+    let batch = FindCoordinatorResponse::default().with_coordinators(vec![
+        Coordinator::default()
+            .with_key(text("orders-consumers"))
+            .with_node_id(BrokerId(1))
+            .with_host(text("broker-1.local"))
+            .with_port(9092),
+        Coordinator::default()
+            .with_key(text("share-a:AAAAAAAAAAAAAAAAAAAAAA:0"))
+            .with_node_id(BrokerId(-1))
+            .with_error_code(error_code::COORDINATOR_NOT_AVAILABLE)
+            .with_error_message(None),
+    ]);
+    for v in 0..=6 {
+        let response = if v <= 3 { single.clone() } else { batch.clone() };
+        let body = ResponseKind::FindCoordinator(response.clone());
+        let mut out = BytesMut::new();
+        encode_response(96, ApiKey::FindCoordinator, v, &body, &mut out).expect("encodes");
+        let mut b = Bytes::copy_from_slice(&out[4..]);
+        let header =
+            ResponseHeader::decode(&mut b, ApiKey::FindCoordinator.response_header_version(v))
+                .expect("header");
+        assert_eq!(header.correlation_id, 96);
+        assert_eq!(FindCoordinatorResponse::decode(&mut b, v).expect("body"), response, "v{v}");
+        assert!(b.is_empty(), "v{v}: nothing after the body");
+
+        // The other layout does not encode at this version, and leaves the buffer as it was.
+        let wrong =
+            ResponseKind::FindCoordinator(if v <= 3 { batch.clone() } else { single.clone() });
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        let err = encode_response(96, ApiKey::FindCoordinator, v, &wrong, &mut out)
+            .expect_err("the other layout");
+        assert!(matches!(err, EncodeError::Invalid { .. }), "v{v}: {err}");
+        assert_eq!(&out[..], b"earlier", "v{v}");
     }
 }
 

@@ -72,6 +72,22 @@ use crate::request::DecodeError;
 ///   asking for broker or controller endpoints, in request and response. v2 (KIP-1073) adds
 ///   `include_fenced_brokers` and each broker's `is_fenced`; left out until a handler decides
 ///   what fencing means here (a single node is never fenced, so likely only `false`).
+/// - **FindCoordinator 0–6**: every version kafka-protocol knows, and what Kafka 4.0 serves:
+///   KIP-896 first listed v0 for removal, but as amended keeps it (KAFKA-18270 dropped its
+///   deprecated tag). librdkafka before 2.11.1 (confluentinc/librdkafka#5130; kcat 1.7.1 with
+///   2.0.2, for one) enables lz4 only if the broker advertises FindCoordinator *v0* ("Feature
+///   LZ4: FindCoordinator (0..0) NOT supported by broker"), besides Produce v0 (see
+///   [`PRODUCE_ADVERTISED_MIN`]). Unlike Produce v0, a v0 request decodes with kafka-protocol and
+///   is answered like v1 (its `key_type` is 0, a group; the response drops `throttle_time_ms` and
+///   `error_message`), so v0 is accepted, not only advertised. v1 adds `key_type` (0 group, 1
+///   transaction) and the response's `throttle_time_ms`/`error_message`, v2 only changes
+///   throttling (KIP-219), v3 is flexible. v4 (KIP-699) replaces `key` by the batch
+///   `coordinator_keys`, and the response's single coordinator by a `coordinators` array: a v4+
+///   response must leave the top-level `error_code`/`node_id`/`host`/`port` at their defaults,
+///   and a v0–v3 one `coordinators` empty, or it fails to encode. v5 only allows
+///   `TRANSACTION_ABORTABLE` (KIP-890). v6 allows `key_type` 2, a share group (KIP-932, keyed
+///   `groupId:topicId:partition`), in the same layout; a broker without share groups answers such
+///   a key with an error (Kafka: `COORDINATOR_NOT_AVAILABLE`).
 ///
 /// InitProducerId is absent until idempotent producers are implemented (per-producer sequence
 /// checks). Java producers enable idempotence by default since 3.0, so expect them to need it.
@@ -89,13 +105,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
 ///
-/// librdkafka up to 2.8 (so every kcat in Debian and Ubuntu) decides whether the broker supports
-/// gzip, snappy and lz4 by asking whether it supports *Produce v0*; told "3 to 11" it sends every
-/// batch uncompressed ("Broker does not support compression type gzip: not compressing batch",
+/// librdkafka before 2.11.1 (so every kcat in Debian and Ubuntu) decides whether the broker
+/// supports gzip, snappy and lz4 by asking whether it supports *Produce v0*; told "3 to 11" it
+/// sends every batch uncompressed ("Broker does not support compression type gzip: not compressing batch",
 /// confluentinc/librdkafka#4956). Kafka 4.0 therefore advertises Produce from v0 and refuses
 /// v0–v2 requests (KAFKA-18659, apache/kafka#18727); so do we. Clients pick the highest common
 /// version, so none of them sends v0–v2 because of this.
@@ -233,6 +250,7 @@ mod tests {
             (ApiKey::DeleteRecords, 0, 2),
             (ApiKey::OffsetForLeaderEpoch, 2, 4),
             (ApiKey::DescribeCluster, 0, 1),
+            (ApiKey::FindCoordinator, 0, 6),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {
@@ -271,6 +289,22 @@ mod tests {
                 assert_eq!((k.min_version, k.max_version), (advertised_min, max), "{api:?}");
             }
         }
+    }
+
+    #[test]
+    fn find_coordinator_v0_is_advertised_and_accepted() {
+        // librdkafka before 2.11.1 enables lz4 only if FindCoordinator v0 is advertised; Kafka
+        // 4.0 kept v0, and kafka-protocol decodes it, so it is accepted too (no Produce-like
+        // exception). Narrowing this range silently turns lz4 off for those clients.
+        assert!(is_supported(ApiKey::FindCoordinator, 0));
+        assert!(is_supported(ApiKey::FindCoordinator, 6));
+        assert!(!is_supported(ApiKey::FindCoordinator, 7));
+        let advertised = api_versions_response(3)
+            .api_keys
+            .into_iter()
+            .find(|k| k.api_key == ApiKey::FindCoordinator as i16)
+            .expect("FindCoordinator is advertised");
+        assert_eq!((advertised.min_version, advertised.max_version), (0, 6));
     }
 
     #[test]

@@ -246,9 +246,10 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 13] = [
+    let apis: [(i16, i16); 14] = [
         (0, 11),
         (1, 16),
+        (10, 6),
         (2, 6),
         (3, 12),
         (18, 3),

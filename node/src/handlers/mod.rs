@@ -7,6 +7,7 @@
 
 mod admin;
 mod configs;
+mod coordinator;
 mod fetch;
 mod offsets;
 mod produce;
@@ -53,6 +54,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DeleteRecords,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::DescribeCluster,
+    ApiKey::FindCoordinator,
 ];
 
 /// What a handler answers.
@@ -104,6 +106,9 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
         }
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, req).await)
+        }
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(coordinator::find_coordinator(version, &req))
         }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
