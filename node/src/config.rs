@@ -56,6 +56,7 @@ struct FileConfig {
     connections_max_idle_ms: Option<u64>,
     connections_per_shard_max: Option<usize>,
     fetch_cache_bytes: Option<usize>,
+    fetch_disk_reads: Option<DiskReads>,
 }
 
 /// A resolved node configuration.
@@ -80,6 +81,20 @@ pub struct NodeConfig {
     /// Memory each shard keeps of recently appended batches for tailing consumers (config file
     /// key `fetch_cache_bytes`; 0 turns the cache off).
     pub fetch_cache_bytes: usize,
+    /// How a fetch that misses the cache sends records from a segment file (config file key
+    /// `fetch_disk_reads`).
+    pub fetch_disk_reads: DiskReads,
+}
+
+/// How fetched records get from a segment file to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskReads {
+    /// Read into memory, then write: one copy through user space.
+    #[default]
+    Copy,
+    /// io_uring splice, file → pipe → socket: no copy through user space.
+    Splice,
 }
 
 /// Why a configuration could not be resolved; each says what to change.
@@ -147,6 +162,7 @@ impl NodeConfig {
             fetch_cache_bytes: file
                 .fetch_cache_bytes
                 .unwrap_or(crate::cache::FETCH_CACHE_BYTES_DEFAULT),
+            fetch_disk_reads: file.fetch_disk_reads.unwrap_or_default(),
         })
     }
 }

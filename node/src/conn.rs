@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use odradek_net::request::{Request, decode_request};
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, Payload, Reply};
 use crate::shard::ShardCtx;
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
@@ -40,6 +41,7 @@ async fn serve_requests(
     peer: SocketAddr,
 ) -> Result<(), String> {
     let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut pipe: Option<SplicePipe> = None;
     loop {
         let Some(prefix) = next_prefix(ctx, stream).await? else { return Ok(()) };
         let len =
@@ -78,7 +80,7 @@ async fn serve_requests(
                 }
             }
         };
-        respond(ctx, stream, request, &mut out).await?;
+        respond(ctx, stream, request, &mut out, &mut pipe).await?;
     }
 }
 
@@ -87,6 +89,7 @@ async fn respond(
     stream: &TcpStream,
     request: Request,
     out: &mut BytesMut,
+    pipe: &mut Option<SplicePipe>,
 ) -> Result<(), String> {
     let version = request.header.request_api_version;
     let correlation_id = request.header.correlation_id;
@@ -102,15 +105,84 @@ async fn respond(
         Reply::Fetch(reply) => {
             let pieces = encode_fetch_response(correlation_id, version, &reply.response)
                 .map_err(|e| e.to_string())?;
-            // Piece i, then partition i's records: the payload is never copied.
-            let mut iov = Vec::with_capacity(pieces.len() + reply.records.len());
+            // Piece i, then partition i's records: the payload is never copied into a buffer.
+            let mut mem: Vec<Bytes> = Vec::with_capacity(pieces.len() + reply.records.len());
             let mut records = reply.records.into_iter();
             for piece in pieces {
-                iov.push(piece);
-                iov.extend(records.next().unwrap_or_default());
+                mem.push(piece);
+                for payload in records.next().unwrap_or_default() {
+                    match payload {
+                        Payload::Mem(b) => mem.push(b),
+                        Payload::File { file, position, len } => {
+                            write_vectored(stream, std::mem::take(&mut mem)).await?;
+                            let pipe = match pipe {
+                                Some(p) => p,
+                                None => pipe.insert(SplicePipe::new().await?),
+                            };
+                            let file = compio::driver::SharedFd::new(file);
+                            pipe.send_file(stream, &file, position, len).await?;
+                        }
+                    }
+                }
             }
-            write_vectored(stream, iov).await
+            write_vectored(stream, mem).await
         }
+    }
+}
+
+/// A pipe for splicing file ranges to this connection's socket (splice needs a pipe on one
+/// side): file → pipe, then pipe → socket, both as io_uring operations.
+pub struct SplicePipe {
+    rx: compio::fs::pipe::Receiver,
+    tx: compio::fs::pipe::Sender,
+    capacity: usize,
+}
+
+/// The pipe size asked for: one splice moves up to this much.
+const PIPE_BYTES: usize = 1 << 20;
+
+impl SplicePipe {
+    async fn new() -> Result<Self, String> {
+        let (rx, tx) = compio::fs::pipe::anonymous()
+            .await
+            .map_err(|e| format!("creating a splice pipe: {e}"))?;
+        // A larger pipe means fewer splices per fetch; the system limit
+        // (/proc/sys/fs/pipe-max-size) may refuse, and then the default 64 KiB stays.
+        let capacity = rustix::pipe::fcntl_setpipe_size(&tx, PIPE_BYTES).unwrap_or(64 * 1024);
+        Ok(Self { rx, tx, capacity })
+    }
+
+    async fn send_file(
+        &self,
+        stream: &TcpStream,
+        file: &compio::driver::SharedFd<Arc<std::fs::File>>,
+        mut position: u64,
+        mut len: usize,
+    ) -> Result<(), String> {
+        use compio::fs::pipe::splice;
+        let err = |e: std::io::Error| format!("splicing records to the socket: {e}");
+        while len > 0 {
+            let offset =
+                i64::try_from(position).map_err(|_| "file position beyond i64".to_owned())?;
+            let n = splice(file, &self.tx, len.min(self.capacity))
+                .offset_in(offset)
+                .await
+                .map_err(err)?;
+            if n == 0 {
+                return Err("splicing records: the segment file ended early".to_owned());
+            }
+            let mut left = n;
+            while left > 0 {
+                let m = splice(&self.rx, stream, left).await.map_err(err)?;
+                if m == 0 {
+                    return Err("splicing records: the socket took 0 bytes".to_owned());
+                }
+                left -= m;
+            }
+            position += n as u64;
+            len -= n;
+        }
+        Ok(())
     }
 }
 

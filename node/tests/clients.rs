@@ -486,6 +486,23 @@ fn confluent_round_trips_every_codec_and_acks_level_over_four_partitions() {
     node.assert_codecs(&codec_topics("cf", true));
 }
 
+/// With the recent-batch cache off, every fetch reads the segment files: by a copy through
+/// memory, and by io_uring splice (file → pipe → socket).
+#[test]
+fn fetches_from_segment_files_by_copy_and_by_splice() {
+    for mode in ["copy", "splice"] {
+        let scratch = Scratch::new();
+        let config = scratch.dir.path().join("odradek.toml");
+        let text = format!("fetch_cache_bytes = 0\nfetch_disk_reads = \"{mode}\"\n");
+        std::fs::write(&config, text).expect("write the config file");
+        let node = Node::start(&scratch, &["--config", config.to_str().expect("utf8 path")]);
+        let out = script(&node, "confluent_check.py", &["roundtrip", "--count", "40"]);
+        assert!(out.stdout.contains("OK roundtrip"), "{mode}: {}", out.text());
+        let out = script(&node, "kafka_python_check.py", &["roundtrip"]);
+        assert!(out.stdout.contains("OK roundtrip"), "{mode}: {}", out.text());
+    }
+}
+
 #[test]
 fn confluent_consumes_from_offsets_and_timestamps() {
     let scratch = Scratch::new();

@@ -156,6 +156,14 @@ pub struct CompioFile {
     file: File,
 }
 
+impl CompioFile {
+    /// The file, for I/O the storage API does not cover (a fetch splicing a range of it to a
+    /// socket).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
 impl StorageFile for CompioFile {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
         let mut buf: Vec<u8> = Vec::with_capacity(len);

@@ -14,6 +14,7 @@
 //! unknown to this shard (another connection, evicted, or a restart) answers
 //! `FETCH_SESSION_ID_NOT_FOUND`, and the client starts a new one with a full request.
 
+use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::by_owner;
+use crate::config::DiskReads;
 use crate::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
 use crate::mesh::on_shard;
 use crate::metadata::Topic;
@@ -57,8 +59,28 @@ struct Got {
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
-    /// Whole stored batches, as pieces (cached batches, or one read from the log).
-    records: Vec<Bytes>,
+    /// Whole stored batches, as pieces (cached batches, or one range of the log).
+    records: Vec<Payload>,
+}
+
+/// Some of a partition's records, where they are.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// In memory: cached batches, or a range read from the log.
+    Mem(Bytes),
+    /// A range of a segment file, spliced to the socket. The descriptor is a duplicate that
+    /// can cross shards (the log's own handle is shard-local) and keeps the file readable
+    /// even if retention deletes the segment meanwhile.
+    File { file: Arc<std::fs::File>, position: u64, len: usize },
+}
+
+impl Payload {
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Mem(b) => b.len(),
+            Payload::File { len, .. } => *len,
+        }
+    }
 }
 
 impl Got {
@@ -67,7 +89,7 @@ impl Got {
     }
 
     fn len(&self) -> usize {
-        self.records.iter().map(Bytes::len).sum()
+        self.records.iter().map(Payload::len).sum()
     }
 }
 
@@ -95,7 +117,7 @@ enum Mode {
 #[derive(Debug)]
 pub struct FetchReply {
     pub response: FetchOut,
-    pub records: Vec<Vec<Bytes>>,
+    pub records: Vec<Vec<Payload>>,
 }
 
 pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> FetchReply {
@@ -370,13 +392,29 @@ async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got
         ctx.partitions.recent.read((w.topic.id, w.partition), offset, limit, hw, first)
         && !cached.is_empty()
     {
-        return answer(ec::NONE, cached);
+        return answer(ec::NONE, cached.into_iter().map(Payload::Mem).collect());
     }
     match p.log.read(offset, limit, hw, first).await {
         Ok(r) => match r.slice {
             None => answer(ec::NONE, Vec::new()),
+            Some(s) if ctx.config.fetch_disk_reads == DiskReads::Splice => {
+                match s.file.file().as_fd().try_clone_to_owned() {
+                    Ok(fd) => answer(
+                        ec::NONE,
+                        vec![Payload::File {
+                            file: Arc::new(std::fs::File::from(fd)),
+                            position: s.position,
+                            len: s.len as usize,
+                        }],
+                    ),
+                    Err(e) => {
+                        warn!(topic = %w.topic.name, partition = w.partition, error = %e, "cannot duplicate a segment descriptor");
+                        answer(ec::KAFKA_STORAGE_ERROR, Vec::new())
+                    }
+                }
+            }
             Some(s) => match s.file.read_at(s.position, s.len as usize).await {
-                Ok(bytes) => answer(ec::NONE, vec![bytes]),
+                Ok(bytes) => answer(ec::NONE, vec![Payload::Mem(bytes)]),
                 Err(e) => {
                     warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
                     answer(ec::KAFKA_STORAGE_ERROR, Vec::new())

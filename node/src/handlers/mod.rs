@@ -32,6 +32,7 @@ use crate::metadata::Topic;
 use crate::shard::ShardCtx;
 
 pub use admin::create_topic;
+pub use fetch::Payload;
 
 /// The cluster id this node reports (single node).
 pub const CLUSTER_ID: &str = "odradek";
