@@ -31,6 +31,7 @@ use crate::fetch_session::Sessions;
 use crate::mesh::{self, Mesh, Task};
 use crate::metadata::Metadata;
 use crate::partitions::Partitions;
+use odradek_storage::LogConfig;
 
 /// How long a stopping shard waits for its connections to finish their requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
@@ -71,7 +72,7 @@ impl Shards {
         let mut shards = Shards { threads: Vec::new(), stops: Vec::new() };
         for (id, inbox) in inboxes.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let core = (config.pin_shards && !cores.is_empty()).then(|| cores[id % cores.len()]);
             let shared =
                 Shared { config: config.clone(), metadata: metadata.clone(), mesh: mesh.clone() };
             let ready = ready_tx.clone();
@@ -194,8 +195,8 @@ fn run_shard(
                 return;
             }
         };
-        let partitions =
-            Partitions::new(&config.data_dir, Default::default(), config.fetch_cache_bytes);
+        let engine = LogConfig { direct_writes: config.direct_writes, ..LogConfig::default() };
+        let partitions = Partitions::new(&config.data_dir, engine, config.fetch_cache_bytes);
         let smp = config.smp;
         let ctx = Rc::new(ShardCtx {
             id,

@@ -118,6 +118,13 @@ pub trait StorageFile: Clone + 'static {
     /// Asks the kernel to drop clean cached pages of `[pos, pos + len)`
     /// (`posix_fadvise(DONTNEED)`). Only a hint: dirty pages stay until written back.
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()>;
+    /// Asks the kernel to start reading `[pos, pos + len)` into the page cache in the
+    /// background (`posix_fadvise(WILLNEED)`), so that a sequential reader finds it there. Only
+    /// a hint.
+    fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
+        let _ = (pos, len);
+        Ok(())
+    }
     /// The kernel descriptor, for zero-copy sends (`sendfile`/`splice`); `None` for files that
     /// live only in memory.
     fn raw_fd(&self) -> Option<RawFd>;
@@ -251,6 +258,12 @@ impl StorageFile for CompioFile {
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
         let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
         rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::DontNeed)
+            .map_err(io::Error::from)
+    }
+
+    fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
+        let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
+        rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::WillNeed)
             .map_err(io::Error::from)
     }
 

@@ -26,9 +26,9 @@ use futures_util::future::{Either, join_all, select, select_all};
 use kafka_protocol::messages::FetchRequest;
 use odradek_net::error_code as ec;
 use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
-use odradek_storage::ReadError;
 use odradek_storage::StorageFile;
-use tracing::warn;
+use odradek_storage::{ReadError, ReadResult};
+use tracing::{debug, warn};
 use uuid::Uuid;
 
 use super::by_owner;
@@ -394,7 +394,16 @@ async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got
     {
         return answer(ec::NONE, cached.into_iter().map(Payload::Mem).collect());
     }
-    match p.log.read(offset, limit, hw, first).await {
+    let read = p.log.read(offset, limit, hw, first).await;
+    if let Ok(ReadResult { slice: Some(s), .. }) = &read {
+        // A consumer reading the log from disk will want what follows next: have the kernel
+        // start reading it now (the log writes with O_DIRECT, so it is not in the page cache).
+        let prefetch = ctx.config.fetch_prefetch_bytes;
+        if let Err(e) = s.file.prefetch(s.position + s.len, prefetch) {
+            debug!(topic = %w.topic.name, partition = w.partition, error = %e, "prefetch hint refused");
+        }
+    }
+    match read {
         Ok(r) => match r.slice {
             None => answer(ec::NONE, Vec::new()),
             Some(s) if ctx.config.fetch_disk_reads == DiskReads::Splice => {
