@@ -11,7 +11,7 @@ use async_lock::OnceCell;
 use event_listener::Event;
 use odradek_storage::log::partition_dir;
 use odradek_storage::{CompioBackend, Log, LogConfig, LogError};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::cache::RecentBatches;
@@ -90,7 +90,8 @@ impl Partitions {
                 "partition recovered: cut a torn or corrupt tail"
             );
         }
-        info!(
+        // The log itself logs what recovery found; this adds how long the shard waited.
+        debug!(
             topic = %topic.name, partition,
             clean_shutdown = report.clean_shutdown,
             indexes_rebuilt = report.indexes_rebuilt,

@@ -1,0 +1,215 @@
+//! Helpers for tests that speak the Kafka protocol to a real node directly: start a node, send
+//! one request encoded with kafka-protocol's client side, decode its response.
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use odradek_storage::builder::{BatchParams, build_batch};
+use odradek_storage::compression::Codec;
+use odradek_storage::records::Record;
+
+pub struct Node {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn start() -> Node {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port =
+            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("ODRADEK_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start odradek");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line");
+        assert!(line.starts_with("odradek ready"), "{line}");
+        Node { child, port, _dir: dir }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+
+    pub fn assert_alive(&mut self) {
+        assert!(self.child.try_wait().expect("poll").is_none(), "the node exited");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one request and decodes its response.
+pub fn call<Req, Resp>(s: &mut TcpStream, version: i16, req: &Req) -> Resp
+where
+    Req: Request + Encodable + HeaderVersion,
+    Resp: Decodable,
+{
+    let header = RequestHeader::default()
+        .with_request_api_key(Req::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")));
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, Req::header_version(version)).expect("encode header");
+    req.encode(&mut buf, version).expect("encode body");
+    s.write_all(&(buf.len() as u32).to_be_bytes()).expect("write");
+    s.write_all(&buf).expect("write");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("response length");
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).expect("response body");
+    let mut body = Bytes::from(body);
+    let api = ApiKey::try_from(Req::KEY).expect("api key");
+    let rh =
+        ResponseHeader::decode(&mut body, api.response_header_version(version)).expect("header");
+    assert_eq!(rh.correlation_id, 7);
+    Resp::decode(&mut body, version).expect("decode response")
+}
+
+pub fn create_topic(s: &mut TcpStream, name: &str, configs: &[(&str, &str)]) {
+    create_topic_with(s, name, 1, configs);
+}
+
+pub fn create_topic_with(s: &mut TcpStream, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let topic = CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_string(name.to_owned())))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string((*k).to_owned()))
+                        .with_value(Some(StrBytes::from_string((*v).to_owned())))
+                })
+                .collect(),
+        );
+    let resp: CreateTopicsResponse =
+        call(s, 7, &CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000));
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+}
+
+pub fn batch(codec: Codec, values: &[&[u8]]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Vec::new(),
+        })
+        .collect();
+    build_batch(&BatchParams::simple(codec, 1_700_000_000_000, records.len()), &records)
+        .expect("batch")
+}
+
+/// Produces `records` to partition 0 of `topic`; returns (error code, base offset).
+pub fn produce(s: &mut TcpStream, version: i16, topic: &str, records: Bytes) -> (i16, i64) {
+    produce_to(s, version, topic, 0, records)
+}
+
+/// Produces `records` to `partition` of `topic`; returns (error code, base offset).
+pub fn produce_to(
+    s: &mut TcpStream,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64) {
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![
+                PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+            ]),
+    ]);
+    let resp: ProduceResponse = call(s, version, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// Fetches partition 0 of `topic` from `offset`: (error code, high watermark, record bytes).
+pub fn fetch(s: &mut TcpStream, topic: &str, offset: i64) -> (i16, i64, usize) {
+    let got = fetch_many(s, topic, &[(0, offset)], 1 << 20, 1 << 20);
+    (got[0].1, got[0].2, got[0].3)
+}
+
+/// Fetches `(partition, offset)`s of `topic` (v11, no wait) within `max_bytes` and
+/// `partition_max_bytes`: per partition (partition, error code, high watermark, record bytes).
+pub fn fetch_many(
+    s: &mut TcpStream,
+    topic: &str,
+    wanted: &[(i32, i64)],
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> Vec<(i32, i16, i64, usize)> {
+    let partitions = wanted
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(partitions),
+        ]);
+    let resp: FetchResponse = call(s, 11, &req);
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| {
+            let len = p.records.as_ref().map_or(0, Bytes::len);
+            (p.partition_index, p.error_code, p.high_watermark, len)
+        })
+        .collect()
+}
