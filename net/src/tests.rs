@@ -597,7 +597,7 @@ fn unsupported_versions_are_refused_before_the_body() {
         (ApiKey::Produce, 13, 3, 11),
         (ApiKey::Fetch, 17, 4, 16),
         (ApiKey::Metadata, 13, 0, 12),
-        (ApiKey::ListOffsets, 9, 1, 6),
+        (ApiKey::ListOffsets, 9, 1, 8),
         (ApiKey::DescribeConfigs, 0, 1, 4),
         (ApiKey::OffsetForLeaderEpoch, 1, 2, 4),
         (ApiKey::DescribeCluster, 2, 0, 1),

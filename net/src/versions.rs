@@ -44,12 +44,11 @@ use crate::request::DecodeError;
 ///   Metadata v10), v15 moves the replica id into a tagged `ReplicaState`, v16 (KIP-951) adds
 ///   tagged `node_endpoints`. v17 (KIP-853) and v18 add follower-only fields (replica directory
 ///   id, follower high watermark) that mean nothing without replication.
-/// - **ListOffsets 1–6.** v1 is Kafka 4.0's floor (v0 returned offset lists). The node answers
-///   the special timestamps -1 (latest) and -2 (earliest). v7 (KIP-734) adds -3, the offset of
-///   the record with the largest timestamp, which needs a per-partition max-timestamp offset the
-///   log does not track yet; v7 and v8 (-4, earliest *local*, KIP-405) wait for it. v9
-///   (KIP-1005, -5 = last tiered offset) and v10 (a timeout for remote storage) are about tiered
-///   storage, which this broker does not have.
+/// - **ListOffsets 1–8.** v1 is Kafka 4.0's floor (v0 returned offset lists). The node answers
+///   the special timestamps -1 (latest), -2 (earliest), -3 (v7, KIP-734: the first record with
+///   the largest timestamp) and -4 (v8, KIP-405: earliest *local*, the same as earliest without
+///   tiered storage). v9 (KIP-1005, -5 = last tiered offset) and v10 (a timeout for remote
+///   storage) are about tiered storage, which this broker does not have.
 /// - **CreateTopics 2–7** and **DeleteTopics 1–6**: every version kafka-protocol knows (Kafka
 ///   4.0's floors). CreateTopics v5 returns the topic's configs, v7 its topic id; DeleteTopics v6
 ///   names topics by name or id.
@@ -94,7 +93,7 @@ use crate::request::DecodeError;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 8),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
@@ -241,7 +240,7 @@ mod tests {
             (ApiKey::Metadata, 0, 12),
             (ApiKey::Produce, 3, 11),
             (ApiKey::Fetch, 4, 16),
-            (ApiKey::ListOffsets, 1, 6),
+            (ApiKey::ListOffsets, 1, 8),
             (ApiKey::CreateTopics, 2, 7),
             (ApiKey::DeleteTopics, 1, 6),
             (ApiKey::DescribeConfigs, 1, 4),

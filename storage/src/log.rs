@@ -938,6 +938,18 @@ impl<B: Backend> Log<B> {
         Ok(None)
     }
 
+    /// The largest record timestamp in the log (batch max timestamps; `None` when the log has
+    /// no records). With [`Log::offset_for_timestamp`] it answers Kafka's ListOffsets
+    /// `MAX_TIMESTAMP` (KIP-734): the first record carrying it.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let st = self.state.borrow();
+        st.segments
+            .values()
+            .filter(|s| s.next_offset > s.base_offset)
+            .map(|s| s.max_timestamp)
+            .max()
+    }
+
     /// The offset and timestamp of the first record whose timestamp is at or after `timestamp`
     /// (Kafka's ListOffsets by time), or `None` if every record is older.
     pub async fn offset_for_timestamp(

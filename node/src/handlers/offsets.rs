@@ -24,12 +24,15 @@ use tracing::{info, warn};
 use super::{LEADER_EPOCH, by_owner};
 use crate::mesh::on_shard;
 use crate::metadata::Topic;
+use crate::partitions::Partition;
 use crate::shard::ShardCtx;
 use crate::topic_config;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// KIP-734: the first record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
 /// KIP-405: the earliest offset kept locally; without tiered storage, the earliest.
 const EARLIEST_LOCAL: i64 = -4;
 
@@ -120,16 +123,31 @@ async fn lookup(ctx: &Rc<ShardCtx>, topic: &Topic, partition: i32, timestamp: i6
     match timestamp {
         LATEST => (ec::NONE, -1, p.log.log_end_offset() as i64),
         EARLIEST | EARLIEST_LOCAL => (ec::NONE, -1, p.log.log_start_offset() as i64),
-        t if t < 0 => (ec::INVALID_REQUEST, -1, -1),
-        t => match p.log.offset_for_timestamp(t).await {
-            Ok(Some((offset, ts))) => (ec::NONE, ts, offset as i64),
-            // Every record is older: Kafka answers no offset (-1), not an error.
-            Ok(None) => (ec::NONE, -1, -1),
-            Err(e) => {
-                warn!(topic = %topic.name, partition, error = %e, "offset lookup failed");
-                (ec::from_read_error(&e), -1, -1)
-            }
-        },
+        t if t < 0 && t != MAX_TIMESTAMP => (ec::INVALID_REQUEST, -1, -1),
+        t => {
+            let wanted = if t == MAX_TIMESTAMP {
+                match p.log.max_timestamp() {
+                    Some(max) => max,
+                    None => return (ec::NONE, -1, -1),
+                }
+            } else {
+                t
+            };
+            by_time(&p, topic, partition, wanted).await
+        }
+    }
+}
+
+/// The first record at or after `timestamp`.
+async fn by_time(p: &Partition, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
+    match p.log.offset_for_timestamp(timestamp).await {
+        Ok(Some((offset, ts))) => (ec::NONE, ts, offset as i64),
+        // Every record is older: Kafka answers no offset (-1), not an error.
+        Ok(None) => (ec::NONE, -1, -1),
+        Err(e) => {
+            warn!(topic = %topic.name, partition, error = %e, "offset lookup failed");
+            (ec::from_read_error(&e), -1, -1)
+        }
     }
 }
 

@@ -128,6 +128,11 @@ pub fn create_topic_with(s: &mut TcpStream, name: &str, partitions: i32, configs
 }
 
 pub fn batch(codec: Codec, values: &[&[u8]]) -> Bytes {
+    batch_at(codec, 1_700_000_000_000, values)
+}
+
+/// A batch whose records all carry `timestamp`.
+pub fn batch_at(codec: Codec, timestamp: i64, values: &[&[u8]]) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -140,8 +145,7 @@ pub fn batch(codec: Codec, values: &[&[u8]]) -> Bytes {
             headers: Vec::new(),
         })
         .collect();
-    build_batch(&BatchParams::simple(codec, 1_700_000_000_000, records.len()), &records)
-        .expect("batch")
+    build_batch(&BatchParams::simple(codec, timestamp, records.len()), &records).expect("batch")
 }
 
 /// Produces `records` to partition 0 of `topic`; returns (error code, base offset).
@@ -212,4 +216,18 @@ pub fn fetch_many(
             (p.partition_index, p.error_code, p.high_watermark, len)
         })
         .collect()
+}
+
+/// ListOffsets (v8) for partition 0 of `topic` at `timestamp`: (error code, timestamp, offset).
+pub fn list_offset(s: &mut TcpStream, topic: &str, timestamp: i64) -> (i16, i64, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse};
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![ListOffsetsPartition::default().with_timestamp(timestamp)]),
+    ]);
+    let resp: ListOffsetsResponse = call(s, 8, &req);
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.timestamp, p.offset)
 }
