@@ -86,6 +86,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         )
     })?);
     partitions::remove_deleted_leftovers(&config.data_dir);
+    partitions::warn_orphans(&config.data_dir, &metadata.snapshot());
     let runtime = compio::runtime::Runtime::new()?;
     runtime.block_on(async {
         // Register the signal handlers before saying "ready", so a SIGTERM sent right after the

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_lock::OnceCell;
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::cache::RecentBatches;
-use crate::metadata::Topic;
+use crate::metadata::{Metadata, Topic};
 use crate::topic_config;
 
 /// How often a shard looks at its partitions for `flush.ms`, and logs a slow pass.
@@ -38,10 +39,34 @@ pub struct Partition {
 
 type Slot = Rc<OnceCell<Rc<Partition>>>;
 
+/// Why a partition could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Its topic was deleted after the request looked it up (Kafka:
+    /// `UNKNOWN_TOPIC_OR_PARTITION`). Not opening it keeps a late request from re-creating
+    /// the directory of a deleted topic.
+    #[error("topic `{0}` was deleted")]
+    Deleted(String),
+    /// Opening or recovering the log failed (Kafka: `KAFKA_STORAGE_ERROR`).
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl OpenError {
+    /// The Kafka error code to answer with.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            OpenError::Deleted(_) => odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            OpenError::Log(_) => odradek_net::error_code::KAFKA_STORAGE_ERROR,
+        }
+    }
+}
+
 /// Every partition this shard has open.
 #[derive(Debug)]
 pub struct Partitions {
     data_dir: PathBuf,
+    metadata: Arc<Metadata>,
     engine: LogConfig,
     open: RefCell<HashMap<(Uuid, i32), Slot>>,
     /// Notified after every append to any partition of this shard (long-polling fetches wait
@@ -52,9 +77,15 @@ pub struct Partitions {
 }
 
 impl Partitions {
-    pub fn new(data_dir: &Path, engine: LogConfig, fetch_cache_bytes: usize) -> Self {
+    pub fn new(
+        data_dir: &Path,
+        metadata: Arc<Metadata>,
+        engine: LogConfig,
+        fetch_cache_bytes: usize,
+    ) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
+            metadata,
             engine,
             open: RefCell::new(HashMap::new()),
             appended: Event::new(),
@@ -62,11 +93,17 @@ impl Partitions {
         }
     }
 
-    /// The open log of `topic`'s `partition`, opening (and recovering) it on first use. The
-    /// caller has checked that this shard owns it.
-    pub async fn get(&self, topic: &Topic, partition: i32) -> Result<Rc<Partition>, LogError> {
+    /// The open log of `topic`'s `partition`, opening (and recovering) it on first use if its
+    /// topic still exists. The caller has checked that this shard owns it.
+    pub async fn get(&self, topic: &Topic, partition: i32) -> Result<Rc<Partition>, OpenError> {
+        if let Some(p) = self.get_open(topic.id, partition) {
+            return Ok(p);
+        }
+        if self.metadata.snapshot().topic_by_id(topic.id).is_none() {
+            return Err(OpenError::Deleted(topic.name.clone()));
+        }
         let slot = self.open.borrow_mut().entry((topic.id, partition)).or_default().clone();
-        slot.get_or_try_init(|| self.open_log(topic, partition)).await.cloned()
+        Ok(slot.get_or_try_init(|| self.open_log(topic, partition)).await.cloned()?)
     }
 
     /// Already open, without opening.
@@ -198,6 +235,25 @@ async fn step<T: std::fmt::Debug>(
             warn!(topic = %p.topic, partition = p.index, step = what, ms, result = ?r, "slow maintenance step")
         }
         Ok(_) => {}
+    }
+}
+
+/// Logs partition directories that no topic in the catalogue names (left by hand, or by a
+/// crash between a deletion's catalogue update and its directory removal). They are left
+/// alone: an operator decides.
+pub fn warn_orphans(data_dir: &Path, catalogue: &crate::metadata::Catalogue) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((topic, partition)) = name.rsplit_once('-') else { continue };
+        let Ok(partition) = partition.parse::<i32>() else { continue };
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let known = catalogue.topic(topic).is_some_and(|t| partition < t.partitions());
+        if !known {
+            warn!(dir = %entry.path().display(), "partition directory of no known topic; left alone");
+        }
     }
 }
 

@@ -196,7 +196,8 @@ fn run_shard(
             }
         };
         let engine = LogConfig { direct_writes: config.direct_writes, ..LogConfig::default() };
-        let partitions = Partitions::new(&config.data_dir, engine, config.fetch_cache_bytes);
+        let partitions =
+            Partitions::new(&config.data_dir, metadata.clone(), engine, config.fetch_cache_bytes);
         let smp = config.smp;
         let ctx = Rc::new(ShardCtx {
             id,

@@ -478,6 +478,14 @@ fn confluent_admin_creates_lists_and_deletes_topics() {
 }
 
 #[test]
+fn confluent_describes_and_alters_configs_adds_partitions_and_deletes_records() {
+    let scratch = Scratch::new();
+    let node = Node::start(&scratch, &[]);
+    let out = script(&node, "confluent_check.py", &["configs"]);
+    assert!(out.stdout.contains("OK configs"), "{}", out.text());
+}
+
+#[test]
 fn confluent_round_trips_every_codec_and_acks_level_over_four_partitions() {
     let scratch = Scratch::new();
     let node = Node::start(&scratch, &[]);

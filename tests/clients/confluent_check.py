@@ -3,6 +3,8 @@
 
 Modes:
   admin                 create (with configs) / list / delete topics and their errors
+  configs               describe and incrementally alter topic configs, describe the broker
+                        and the cluster, add partitions, delete records
   roundtrip             every codec x acks 0/1/all, 4 partitions, keys, headers, timestamps;
                         every record consumed back (assign) and compared exactly
   offsets               watermarks, consuming from the middle and from the end,
@@ -38,7 +40,15 @@ from confluent_kafka import (  # noqa: E402
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import (  # noqa: E402
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 PARTITIONS = 4
 
@@ -159,6 +169,88 @@ def mode_admin(bootstrap):
     check(len(list_topics(a)["adm-configs"].partitions) == 2, "re-created topic partition count")
     print("re-created after delete: 2 empty partitions")
     print("OK admin")
+
+
+# --- configs, partitions, records -------------------------------------------------------------
+
+
+def described(a, resource):
+    return a.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
+
+
+def mode_configs(bootstrap):
+    a = admin_client(bootstrap)
+    create(a, [NewTopic("cfg", num_partitions=2, replication_factor=1,
+                        config={"retention.ms": "3600000"})])
+    topic = ConfigResource(ResourceType.TOPIC, "cfg")
+    entries = described(a, topic)
+    check(entries["retention.ms"].value == "3600000", f"retention.ms {entries['retention.ms']}")
+    check(entries["cleanup.policy"].value == "delete", f"cleanup.policy {entries['cleanup.policy']}")
+    check(entries["max.message.bytes"].value == "1048588",
+          f"max.message.bytes default {entries['max.message.bytes']}")
+    check(entries["retention.ms"].source != entries["cleanup.policy"].source,
+          "a set key and a default must have different sources")
+    print(f"described {len(entries)} topic configs")
+
+    alter = ConfigResource(ResourceType.TOPIC, "cfg", incremental_configs=[
+        ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("segment.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND),
+    ])
+    a.incremental_alter_configs([alter], request_timeout=15)[alter].result(timeout=20)
+    entries = described(a, topic)
+    check(entries["retention.ms"].value == "604800000", f"deleted key back to default: {entries['retention.ms']}")
+    check(entries["segment.bytes"].value == "1048576", f"segment.bytes {entries['segment.bytes']}")
+    check(entries["cleanup.policy"].value == "delete,compact", f"appended policy {entries['cleanup.policy']}")
+    print("incremental alter: delete, set, append")
+
+    bad = ConfigResource(ResourceType.TOPIC, "cfg", incremental_configs=[
+        ConfigEntry("segment.bytes", "tiny", incremental_operation=AlterConfigOpType.SET)])
+    err = error_of(a.incremental_alter_configs([bad], request_timeout=15)[bad])
+    check(err is not None and err.code() == KafkaError.INVALID_CONFIG, f"bad value: {err}")
+    check(described(a, topic)["segment.bytes"].value == "1048576", "a refused alter changed nothing")
+    print("bad value -> INVALID_CONFIG, nothing changed")
+
+    broker = ConfigResource(ResourceType.BROKER, "0")
+    entries = described(a, broker)
+    check("num.partitions" in entries and entries["num.partitions"].is_read_only, f"broker configs {entries}")
+    print(f"described {len(entries)} broker configs")
+
+    cluster = a.describe_cluster(request_timeout=15).result(timeout=20)
+    check(cluster.cluster_id == "odradek" and [n.id for n in cluster.nodes] == [0], f"cluster {cluster}")
+    print("described the cluster")
+
+    a.create_partitions([NewPartitions("cfg", 4)], request_timeout=15)["cfg"].result(timeout=20)
+    end = deadline()
+    while len(list_topics(a)["cfg"].partitions) != 4:
+        check(not expired(end), "partitions not added")
+        time.sleep(0.1)
+    err = error_of(a.create_partitions([NewPartitions("cfg", 3)], request_timeout=15)["cfg"])
+    check(err is not None and err.code() == KafkaError.INVALID_PARTITIONS, f"shrinking: {err}")
+    print("partitions 2 -> 4; shrinking -> INVALID_PARTITIONS")
+
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "partitioner": "random"})
+    for i in range(10):
+        p.produce("cfg", value=f"v{i}".encode(), partition=3)
+    check(p.flush(20) == 0, "produce to a new partition")
+    tp = TopicPartition("cfg", 3, 4)
+    res = a.delete_records([tp], request_timeout=15)
+    (deleted,) = res.values()
+    low = deleted.result(timeout=20)
+    check(low.low_watermark == 4, f"low watermark after delete_records: {low.low_watermark}")
+    c = consumer(bootstrap)
+    wm = c.get_watermark_offsets(TopicPartition("cfg", 3), timeout=10)
+    check(wm == (4, 10), f"watermarks after delete_records {wm}")
+    c.assign([TopicPartition("cfg", 3, OFFSET_BEGINNING)])
+    m = None
+    end = deadline()
+    while m is None:
+        check(not expired(end), "no record after delete_records")
+        m = c.poll(0.5)
+    check(m.error() is None and m.offset() == 4 and m.value() == b"v4", f"first record {m.offset()} {m.value()}")
+    c.close()
+    print("delete_records: start 4, first record v4")
+    print("OK configs")
 
 
 # --- roundtrip --------------------------------------------------------------------------------
@@ -438,12 +530,14 @@ def mode_consume(bootstrap, topic, count):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("mode", choices=["admin", "roundtrip", "offsets", "produce", "consume"])
+    ap.add_argument("mode", choices=["admin", "configs", "roundtrip", "offsets", "produce", "consume"])
     ap.add_argument("--topic", default="durable")
     ap.add_argument("--count", type=int, default=40)
     args = ap.parse_args()
     if args.mode == "admin":
         mode_admin(args.bootstrap)
+    elif args.mode == "configs":
+        mode_configs(args.bootstrap)
     elif args.mode == "roundtrip":
         mode_roundtrip(args.bootstrap, args.count)
     elif args.mode == "offsets":

@@ -392,7 +392,7 @@ async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %w.topic.name, partition = w.partition, error = %e, "cannot open partition");
-            return Got::error(ec::KAFKA_STORAGE_ERROR);
+            return Got::error(e.error_code());
         }
     };
     let hw = p.log.log_end_offset();

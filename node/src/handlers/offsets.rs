@@ -117,7 +117,7 @@ async fn lookup(ctx: &Rc<ShardCtx>, topic: &Topic, partition: i32, timestamp: i6
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
-            return (ec::KAFKA_STORAGE_ERROR, -1, -1);
+            return (e.error_code(), -1, -1);
         }
     };
     match timestamp {
@@ -229,7 +229,7 @@ async fn delete_below(
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
-            return (ec::KAFKA_STORAGE_ERROR, -1);
+            return (e.error_code(), -1);
         }
     };
     let target = match offset {
@@ -295,7 +295,7 @@ pub async fn offset_for_leader_epoch(
             for (slot, topic, partition, _) in items {
                 let end = match there.partitions.get(&topic, partition).await {
                     Ok(p) => Ok(p.log.log_end_offset() as i64),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e.error_code()),
                 };
                 out.push((slot, end));
             }
@@ -309,7 +309,7 @@ pub async fn offset_for_leader_epoch(
                     let a = &mut answers[ti][pi];
                     *a = match end {
                         Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
-                        Err(_) => a.clone().with_error_code(ec::KAFKA_STORAGE_ERROR),
+                        Err(code) => a.clone().with_error_code(code),
                     };
                 }
             }

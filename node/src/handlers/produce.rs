@@ -175,7 +175,7 @@ async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %item.topic.name, partition = item.partition, error = %e, "cannot open partition");
-            return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
+            return Outcome::error(e.error_code(), e.to_string());
         }
     };
     let records = item.records.clone();
