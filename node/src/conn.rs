@@ -206,20 +206,11 @@ async fn write_vectored(stream: &TcpStream, bufs: Vec<Bytes>) -> Result<(), Stri
         let take = pending.len().min(IOVECS_PER_WRITE_MAX);
         let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
         let BufResult(res, _) = writer.write_vectored(chunk).await;
-        let mut written = res.map_err(|e| format!("writing a response: {e}"))?;
+        let written = res.map_err(|e| format!("writing a response: {e}"))?;
         if written == 0 {
             return Err("writing a response: the socket took 0 bytes".to_owned());
         }
-        while written > 0 {
-            let Some(front) = pending.front_mut() else { break };
-            if written >= front.len() {
-                written -= front.len();
-                pending.pop_front();
-            } else {
-                *front = Bytes::slice(front, written..);
-                written = 0;
-            }
-        }
+        odradek_storage::backend::advance(&mut pending, written);
     }
     Ok(())
 }

@@ -150,6 +150,21 @@ pub trait Backend: Clone + 'static {
     async fn exists(&self, path: &Path) -> io::Result<bool>;
 }
 
+/// Drops the first `written` bytes from a queue of buffers, after a vectored write took them
+/// (the kernel may take part of a buffer).
+pub fn advance(pending: &mut std::collections::VecDeque<Bytes>, mut written: usize) {
+    while written > 0 {
+        let Some(front) = pending.front_mut() else { return };
+        if written >= front.len() {
+            written -= front.len();
+            pending.pop_front();
+        } else {
+            *front = Bytes::slice(front, written..);
+            written = 0;
+        }
+    }
+}
+
 /// The production backend: compio on io_uring, one ring per shard thread.
 ///
 /// Must be used from inside a compio runtime. Directory listing uses `std::fs::read_dir`
@@ -194,21 +209,12 @@ impl StorageFile for CompioFile {
             let take = pending.len().min(IOVECS_PER_WRITE_MAX);
             let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
             let BufResult(res, _) = (&self.file).write_vectored_at(chunk, pos).await;
-            let mut written = res?;
+            let written = res?;
             if written == 0 {
                 return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote 0 bytes"));
             }
             pos += written as u64;
-            while written > 0 {
-                let Some(front) = pending.front_mut() else { break };
-                if written >= front.len() {
-                    written -= front.len();
-                    pending.pop_front();
-                } else {
-                    *front = Bytes::slice(front, written..);
-                    written = 0;
-                }
-            }
+            advance(&mut pending, written);
         }
         Ok(())
     }

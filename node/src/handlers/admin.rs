@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -19,15 +18,59 @@ use odradek_net::error_code as ec;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{by_owner, str_bytes};
-use crate::mesh::on_shard;
-use crate::metadata::{Metadata, Topic};
+use super::{on_owners, str_bytes};
+use crate::metadata::{Catalogue, Metadata, Topic};
 use crate::shard::ShardCtx;
 use crate::topic_config;
 
 /// Kafka's `ConfigSource` for a value set on the topic, and for a default.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
+
+/// Publishes the catalogue `snapshot` changed by `change` (call with the admin lock held).
+pub(super) fn publish_change(
+    ctx: &ShardCtx,
+    snapshot: &Catalogue,
+    change: impl FnOnce(&mut Catalogue),
+) -> Result<(), (i16, String)> {
+    let mut next = snapshot.clone();
+    change(&mut next);
+    ctx.metadata.publish(next).map_err(|e| {
+        warn!(error = %e, "cannot persist the topic catalogue");
+        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    })
+}
+
+/// One partition of a topic as work for [`on_owners`]: owner, then (partition, (topic,
+/// partition)).
+type PartitionWork = (usize, (i32, (Arc<Topic>, i32)));
+
+/// Work for [`on_owners`], one item per partition of `partitions`.
+fn partition_work(
+    topic: &Arc<Topic>,
+    partitions: std::ops::Range<i32>,
+    smp: usize,
+) -> Vec<PartitionWork> {
+    partitions.filter_map(|p| topic.owner(p, smp).map(|o| (o, (p, (topic.clone(), p))))).collect()
+}
+
+/// Opens (creates) `partitions` of a new or grown topic on their owners, so that a disk
+/// problem shows up in the admin response's log rather than on the first produce; a failure
+/// is logged and retried on first use.
+async fn open_new(ctx: &Rc<ShardCtx>, topic: &Arc<Topic>, partitions: std::ops::Range<i32>) {
+    let opened = on_owners(
+        ctx,
+        partition_work(topic, partitions, ctx.config.smp),
+        |there, (topic, p)| async move {
+            there.partitions.get(&topic, p).await.err().map(|e| e.to_string())
+        },
+    );
+    for (p, error) in opened.await {
+        if let Some(error) = error {
+            warn!(topic = %topic.name, partition = p, %error, "cannot open a new partition");
+        }
+    }
+}
 
 /// Creates a topic (already validated configs) and opens its partitions on their owners.
 /// `Err((kafka error code, message))`.
@@ -41,32 +84,11 @@ pub async fn create_topic(
     let snapshot = ctx.metadata.snapshot();
     let topic =
         Arc::new(Metadata::plan_topic(&snapshot, name, partitions, configs, ctx.config.smp)?);
-    let mut next = (*snapshot).clone();
-    next.topics.insert(name.to_owned(), topic.clone());
-    ctx.metadata.publish(next).map_err(|e| {
-        warn!(topic = name, error = %e, "cannot persist the topic catalogue");
-        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    publish_change(ctx, &snapshot, |next| {
+        next.topics.insert(name.to_owned(), topic.clone());
     })?;
     info!(topic = name, id = %topic.id, partitions, "topic created");
-    // Open (create) every partition's log now, so that a disk problem shows up here rather
-    // than on the first produce; a failure is logged and retried on first use.
-    let smp = ctx.config.smp;
-    let groups = by_owner((0..partitions).filter_map(|p| topic.owner(p, smp).map(|o| (o, p))));
-    let opened = groups.into_iter().map(|(owner, parts)| {
-        let topic = topic.clone();
-        on_shard(ctx, owner, move |there| async move {
-            for p in parts {
-                if let Err(e) = there.partitions.get(&topic, p).await {
-                    warn!(topic = %topic.name, partition = p, error = %e, "cannot open a new partition");
-                }
-            }
-        })
-    });
-    for r in join_all(opened).await {
-        if let Err(e) = r {
-            warn!(topic = name, error = %e, "cannot open a new topic's partitions");
-        }
-    }
+    open_new(ctx, &topic, 0..partitions).await;
     Ok(topic)
 }
 
@@ -187,27 +209,17 @@ async fn delete_topic(
             if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
         return Err((code, "no such topic".into()));
     };
-    let mut next = (*snapshot).clone();
-    next.topics.remove(&topic.name);
-    ctx.metadata.publish(next).map_err(|e| {
-        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    publish_change(ctx, &snapshot, |next| {
+        next.topics.remove(&topic.name);
     })?;
-    let smp = ctx.config.smp;
-    let groups =
-        by_owner((0..topic.partitions()).filter_map(|p| topic.owner(p, smp).map(|o| (o, p))));
-    let removals = groups.into_iter().map(|(owner, parts)| {
-        let topic = topic.clone();
-        on_shard(ctx, owner, move |there| async move {
-            for p in parts {
-                if let Err(e) = there.partitions.delete(&topic, p).await {
-                    warn!(topic = %topic.name, partition = p, error = %e, "cannot remove a deleted partition's files");
-                }
-            }
-        })
-    });
-    for r in join_all(removals).await {
-        if let Err(e) = r {
-            warn!(topic = %topic.name, error = %e, "cannot reach a shard to remove a deleted topic");
+    let removed = on_owners(
+        ctx,
+        partition_work(&topic, 0..topic.partitions(), ctx.config.smp),
+        |there, (topic, p)| async move { there.partitions.delete(&topic, p).await },
+    );
+    for (p, result) in removed.await {
+        if let Err(e) = result {
+            warn!(topic = %topic.name, partition = p, error = %e, "cannot remove a deleted partition's files");
         }
     }
     info!(topic = %topic.name, id = %topic.id, "topic deleted");
@@ -277,25 +289,11 @@ async fn grow_topic(
     let mut shards = topic.shards.clone();
     shards.extend(crate::metadata::spread(existing, (count - have) as usize, ctx.config.smp));
     let grown = Arc::new(Topic { shards, ..(**topic).clone() });
-    let mut next = (*snapshot).clone();
-    next.topics.insert(name.to_owned(), grown.clone());
-    ctx.metadata.publish(next).map_err(|e| {
-        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    publish_change(ctx, &snapshot, |next| {
+        next.topics.insert(name.to_owned(), grown.clone());
     })?;
     info!(topic = name, from = have, to = count, "partitions added");
-    let smp = ctx.config.smp;
-    let groups = by_owner((have..count).filter_map(|p| grown.owner(p, smp).map(|o| (o, p))));
-    let opened = groups.into_iter().map(|(owner, parts)| {
-        let topic = grown.clone();
-        on_shard(ctx, owner, move |there| async move {
-            for p in parts {
-                if let Err(e) = there.partitions.get(&topic, p).await {
-                    warn!(topic = %topic.name, partition = p, error = %e, "cannot open a new partition");
-                }
-            }
-        })
-    });
-    join_all(opened).await;
+    open_new(ctx, &grown, have..count).await;
     Ok(())
 }
 

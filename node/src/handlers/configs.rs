@@ -273,10 +273,8 @@ async fn alter_topic(
         return Ok(());
     }
     let updated = Arc::new(Topic { configs, ..(**topic).clone() });
-    let mut next = (*snapshot).clone();
-    next.topics.insert(name.to_owned(), updated.clone());
-    ctx.metadata.publish(next).map_err(|e| {
-        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+    super::admin::publish_change(ctx, &snapshot, |next| {
+        next.topics.insert(name.to_owned(), updated.clone());
     })?;
     info!(topic = name, configs = ?updated.configs, "topic configs altered");
     let smp = ctx.config.smp;

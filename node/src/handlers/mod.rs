@@ -134,6 +134,41 @@ pub(crate) fn by_owner<T>(items: impl IntoIterator<Item = (usize, T)>) -> Vec<(u
     groups
 }
 
+/// Runs `each` on the owning shard of every item, the items of one owner in turn and the
+/// owners at once, and returns each item's slot with its result. Items of an owner that could
+/// not be reached are left out (and logged), so their slots keep whatever the caller put there.
+pub(crate) async fn on_owners<S, I, R, F, Fut>(
+    ctx: &Rc<ShardCtx>,
+    work: Vec<(usize, (S, I))>,
+    each: F,
+) -> Vec<(S, R)>
+where
+    S: Send + 'static,
+    I: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Rc<ShardCtx>, I) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = R> + 'static,
+{
+    let groups = by_owner(work).into_iter().map(|(owner, items)| {
+        let each = each.clone();
+        crate::mesh::on_shard(ctx, owner, move |there| async move {
+            let mut out = Vec::with_capacity(items.len());
+            for (slot, item) in items {
+                out.push((slot, each(there.clone(), item).await));
+            }
+            out
+        })
+    });
+    let mut out = Vec::new();
+    for r in futures_util::future::join_all(groups).await {
+        match r {
+            Ok(done) => out.extend(done),
+            Err(e) => tracing::warn!(error = %e, "owner shard unreachable"),
+        }
+    }
+    out
+}
+
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }

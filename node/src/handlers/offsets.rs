@@ -3,7 +3,6 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -21,8 +20,7 @@ use odradek_net::error_code as ec;
 use odradek_storage::LogError;
 use tracing::{info, warn};
 
-use super::{LEADER_EPOCH, by_owner};
-use crate::mesh::on_shard;
+use super::{LEADER_EPOCH, on_owners};
 use crate::metadata::Topic;
 use crate::partitions::Partition;
 use crate::shard::ShardCtx;
@@ -38,9 +36,9 @@ const EARLIEST_LOCAL: i64 = -4;
 
 /// `(error, timestamp, offset)` of one partition.
 type Answer = (i16, i64, i64);
-/// One partition's lookup on its owner: response slot, topic, partition, and the request's
-/// timestamp or offset.
-type Lookup = ((usize, usize), Arc<Topic>, i32, i64);
+/// One partition's lookup on its owner: response slot, then topic, partition, and the
+/// request's timestamp or offset.
+type Lookup = ((usize, usize), (Arc<Topic>, i32, i64));
 
 pub async fn list_offsets(
     ctx: &Rc<ShardCtx>,
@@ -59,28 +57,15 @@ pub async fn list_offsets(
         let Some(topic) = snapshot.topic(&t.name.0) else { continue };
         for (pi, p) in t.partitions.iter().enumerate() {
             if let Some(owner) = topic.owner(p.partition_index, smp) {
-                work.push((owner, ((ti, pi), topic.clone(), p.partition_index, p.timestamp)));
+                work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.timestamp))));
             }
         }
     }
-    let groups = by_owner(work).into_iter().map(|(owner, items)| {
-        on_shard(ctx, owner, move |there| async move {
-            let mut out = Vec::with_capacity(items.len());
-            for (slot, topic, partition, timestamp) in items {
-                out.push((slot, lookup(&there, &topic, partition, timestamp).await));
-            }
-            out
-        })
+    let done = on_owners(ctx, work, |there, (topic, partition, timestamp)| async move {
+        lookup(&there, &topic, partition, timestamp).await
     });
-    for r in join_all(groups).await {
-        match r {
-            Ok(done) => {
-                for ((ti, pi), a) in done {
-                    answers[ti][pi] = a;
-                }
-            }
-            Err(e) => warn!(error = %e, "list offsets: owner shard unreachable"),
-        }
+    for ((ti, pi), a) in done.await {
+        answers[ti][pi] = a;
     }
     let topics = req
         .topics
@@ -172,28 +157,15 @@ pub async fn delete_records(
                 // Kafka refuses to move the start of a compacted-only log.
                 answers[ti][pi] = (ec::POLICY_VIOLATION, -1);
             } else if let Some(owner) = topic.owner(p.partition_index, smp) {
-                work.push((owner, ((ti, pi), topic.clone(), p.partition_index, p.offset)));
+                work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.offset))));
             }
         }
     }
-    let groups = by_owner(work).into_iter().map(|(owner, items)| {
-        on_shard(ctx, owner, move |there| async move {
-            let mut out = Vec::with_capacity(items.len());
-            for (slot, topic, partition, offset) in items {
-                out.push((slot, delete_below(&there, &topic, partition, offset).await));
-            }
-            out
-        })
+    let done = on_owners(ctx, work, |there, (topic, partition, offset)| async move {
+        delete_below(&there, &topic, partition, offset).await
     });
-    for r in join_all(groups).await {
-        match r {
-            Ok(done) => {
-                for ((ti, pi), a) in done {
-                    answers[ti][pi] = a;
-                }
-            }
-            Err(e) => warn!(error = %e, "delete records: owner shard unreachable"),
-        }
+    for ((ti, pi), a) in done.await {
+        answers[ti][pi] = a;
     }
     let topics = req
         .topics
@@ -279,7 +251,7 @@ pub async fn offset_for_leader_epoch(
                     answer = answer.with_error_code(ec::FENCED_LEADER_EPOCH);
                 }
                 (Some(topic), Some(owner)) if p.leader_epoch == LEADER_EPOCH => {
-                    work.push((owner, ((ti, pi), topic.clone(), p.partition, 0)));
+                    work.push((owner, ((ti, pi), (topic.clone(), p.partition, 0))));
                 }
                 // An epoch this node never had: Kafka answers "undefined" (-1, -1).
                 (Some(_), Some(_)) => {}
@@ -289,32 +261,18 @@ pub async fn offset_for_leader_epoch(
         }
         answers.push(row);
     }
-    let groups = by_owner(work).into_iter().map(|(owner, items)| {
-        on_shard(ctx, owner, move |there| async move {
-            let mut out = Vec::with_capacity(items.len());
-            for (slot, topic, partition, _) in items {
-                let end = match there.partitions.get(&topic, partition).await {
-                    Ok(p) => Ok(p.log.log_end_offset() as i64),
-                    Err(e) => Err(e.error_code()),
-                };
-                out.push((slot, end));
-            }
-            out
-        })
-    });
-    for r in join_all(groups).await {
-        match r {
-            Ok(done) => {
-                for ((ti, pi), end) in done {
-                    let a = &mut answers[ti][pi];
-                    *a = match end {
-                        Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
-                        Err(code) => a.clone().with_error_code(code),
-                    };
-                }
-            }
-            Err(e) => warn!(error = %e, "offset for leader epoch: owner shard unreachable"),
+    let done = on_owners(ctx, work, |there, (topic, partition, _)| async move {
+        match there.partitions.get(&topic, partition).await {
+            Ok(p) => Ok(p.log.log_end_offset() as i64),
+            Err(e) => Err(e.error_code()),
         }
+    });
+    for ((ti, pi), end) in done.await {
+        let a = &mut answers[ti][pi];
+        *a = match end {
+            Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
+            Err(code) => a.clone().with_error_code(code),
+        };
     }
     let topics = req
         .topics
