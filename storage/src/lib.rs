@@ -37,6 +37,7 @@ mod direct;
 pub mod error;
 pub mod index;
 pub mod log;
+pub mod producers;
 pub mod records;
 pub mod segment;
 pub mod sim;

@@ -36,6 +36,7 @@ use crate::batch::{self, BatchHeader, IncomingBatch, TimestampType};
 use crate::config::LogConfig;
 use crate::direct;
 use crate::error::{AppendError, IoFailure, LogError, ReadError};
+use crate::producers::{ProducerStates, SeqCheck};
 use crate::segment::{self, DirectState, SCAN_CHUNK_BYTES, ScanEnd, Segment};
 
 /// Name of the file whose presence says the log was closed cleanly.
@@ -44,6 +45,10 @@ pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 pub const LOG_START_FILE: &str = "log-start-offset";
 /// Bound on bytes queued for the writer; an append beyond it waits for the queue to drain.
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Producer-state snapshots are `<offset:020>.snapshot`, written at each roll and at close.
+pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
+/// Producer-state snapshots kept per partition (the newest).
+pub const PRODUCER_SNAPSHOTS_KEPT: usize = 3;
 
 /// Milliseconds since the Unix epoch; injectable for tests.
 pub type Clock = Rc<dyn Fn() -> i64>;
@@ -193,6 +198,8 @@ pub struct Log<B: Backend> {
     writer: Mutex<()>,
     syncer: Mutex<()>,
     pub(crate) maintenance: Mutex<()>,
+    /// Idempotent producers' last batches, updated as batches are written.
+    producers: RefCell<ProducerStates>,
 }
 
 impl<B: Backend> std::fmt::Debug for Log<B> {
@@ -385,7 +392,9 @@ impl<B: Backend> Log<B> {
             writer: Mutex::new(()),
             syncer: Mutex::new(()),
             maintenance: Mutex::new(()),
+            producers: RefCell::new(ProducerStates::default()),
         };
+        log.load_producers().await?;
         Ok((log, report))
     }
 
@@ -577,6 +586,12 @@ impl<B: Backend> Log<B> {
             seg.note_batch(pos, h, interval);
             pos += h.total_len() as u64;
         }
+        {
+            let mut producers = self.producers.borrow_mut();
+            for h in &headers {
+                producers.record(h, h.base_offset as u64, h.last_offset() as u64);
+            }
+        }
         st.records_written += records;
         st.oldest_unsynced_ms.get_or_insert(now);
         let start = st.log_start_offset;
@@ -682,6 +697,7 @@ impl<B: Backend> Log<B> {
             (st.active().base_offset, st.active().size)
         };
         let end = self.seal_active().await?;
+        self.write_producer_snapshot(end).await?;
         self.drop_behind(sealed_base, sealed_size);
         let new_path = segment::log_path(&self.dir, end);
         let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
@@ -938,6 +954,110 @@ impl<B: Backend> Log<B> {
         Ok(None)
     }
 
+    /// What to do with an idempotent producer's batch (see [`crate::producers`]): write it,
+    /// answer it as a duplicate of a batch already written, or refuse it. The caller must not
+    /// let two batches of one producer between this check and the end of their append.
+    pub fn check_producer(&self, header: &BatchHeader) -> SeqCheck {
+        self.producers.borrow().check(header)
+    }
+
+    /// Writes the producer state as of `offset` (a segment boundary or the log end) to
+    /// `<offset>.snapshot`, and keeps only the newest [`PRODUCER_SNAPSHOTS_KEPT`].
+    async fn write_producer_snapshot(&self, offset: u64) -> Result<(), LogError> {
+        let bytes = self.producers.borrow().encode();
+        let path = self.dir.join(format!("{offset:020}.{PRODUCER_SNAPSHOT_SUFFIX}"));
+        segment::write_whole(&self.backend, &path, bytes).await?;
+        let mut offsets = self.producer_snapshot_offsets().await?;
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let keep: Vec<u64> = offsets.into_iter().take(PRODUCER_SNAPSHOTS_KEPT).collect();
+        self.remove_producer_snapshots(|o| !keep.contains(&o)).await
+    }
+
+    async fn producer_snapshot_offsets(&self) -> Result<Vec<u64>, LogError> {
+        let names = self.backend.list_dir(&self.dir).await.map_err(io("list", &self.dir))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| {
+                n.strip_suffix(PRODUCER_SNAPSHOT_SUFFIX)?.strip_suffix('.')?.parse().ok()
+            })
+            .collect())
+    }
+
+    async fn remove_producer_snapshots(
+        &self,
+        doomed: impl Fn(u64) -> bool,
+    ) -> Result<(), LogError> {
+        for offset in self.producer_snapshot_offsets().await? {
+            if doomed(offset) {
+                let path = self.dir.join(format!("{offset:020}.{PRODUCER_SNAPSHOT_SUFFIX}"));
+                remove_if_exists(&self.backend, &path).await.map_err(io("remove", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the producer state at open: the newest readable snapshot at or below the log
+    /// end, then every batch after it (none after a clean shutdown; the segments written since
+    /// the last roll after a crash).
+    async fn load_producers(&self) -> Result<(), LogError> {
+        let end = self.log_end_offset();
+        let mut offsets = self.producer_snapshot_offsets().await?;
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut from = self.log_start_offset();
+        let mut state = ProducerStates::default();
+        for offset in offsets.into_iter().filter(|o| *o <= end) {
+            let path = self.dir.join(format!("{offset:020}.{PRODUCER_SNAPSHOT_SUFFIX}"));
+            let bytes = segment::read_whole(&self.backend, &path).await?.unwrap_or_default();
+            match ProducerStates::decode(&bytes) {
+                Some(s) => {
+                    state = s;
+                    from = offset;
+                    break;
+                }
+                None => {
+                    warn!(snapshot = %path.display(), "damaged producer snapshot; using an older one")
+                }
+            }
+        }
+        let views: Vec<(SegView<B::File>, u64)> = {
+            let st = self.state.borrow();
+            st.segments
+                .values()
+                .filter(|s| s.next_offset > from)
+                .map(|s| (SegView::of(s), s.index_floor(from)))
+                .collect()
+        };
+        let scanned = RefCell::new(0u64);
+        for (view, pos) in views {
+            let state_cell = RefCell::new(&mut state);
+            let record = |_, h: &BatchHeader| {
+                if h.base_offset as u64 >= from {
+                    state_cell.borrow_mut().record(h, h.base_offset as u64, h.last_offset() as u64);
+                    *scanned.borrow_mut() += 1;
+                }
+                false
+            };
+            view.find(pos, record).await.map_err(|e| match e {
+                ReadError::Io(f) => LogError::Io(f),
+                ReadError::Corrupt { path, position, reason } => {
+                    LogError::Corrupt { path, position, reason }
+                }
+                ReadError::OffsetOutOfRange { requested, log_start, log_end } => {
+                    LogError::OffsetOutOfRange { requested, log_start, log_end }
+                }
+            })?;
+        }
+        debug!(
+            dir = %self.dir.display(),
+            snapshot_offset = from,
+            batches_scanned = *scanned.borrow(),
+            producers = state.producers.len(),
+            "producer state loaded"
+        );
+        *self.producers.borrow_mut() = state;
+        Ok(())
+    }
+
     /// The largest record timestamp in the log (batch max timestamps; `None` when the log has
     /// no records). With [`Log::offset_for_timestamp`] it answers Kafka's ListOffsets
     /// `MAX_TIMESTAMP` (KIP-734): the first record carrying it.
@@ -1141,6 +1261,8 @@ impl<B: Backend> Log<B> {
             // The cut went below a DeleteRecords start: the log now starts where it ends.
             self.persist_log_start(new_end).await?;
         }
+        self.producers.borrow_mut().truncate(new_end);
+        self.remove_producer_snapshots(|offset| offset > new_end).await?;
         let mut st = self.state.borrow_mut();
         st.segments.insert(view.base_offset, rebuilt);
         st.synced_offset = st.synced_offset.min(new_end);
@@ -1162,7 +1284,8 @@ impl<B: Backend> Log<B> {
             }
             st.closed = true;
         }
-        self.seal_active().await?;
+        let end = self.seal_active().await?;
+        self.write_producer_snapshot(end).await?;
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         segment::write_whole(&self.backend, &marker, Vec::new()).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;

@@ -496,3 +496,91 @@ fn direct_writes_of_groups_larger_than_the_staging_pieces_read_back_exactly() {
         same(read(all_records(&log).await), "after recovery");
     });
 }
+
+/// An idempotent producer's batch: `count` records from sequence `seq`.
+fn idempotent(pid: i64, epoch: i16, seq: i32, count: usize) -> Bytes {
+    use odradek_storage::builder::{BatchParams, build_batch};
+    use odradek_storage::records::Record;
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: None,
+            value: Some(Bytes::from(vec![b'p'; 100])),
+            headers: Vec::new(),
+        })
+        .collect();
+    let params = BatchParams {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..BatchParams::simple(Codec::None, 1_000, count)
+    };
+    build_batch(&params, &records).expect("batch")
+}
+
+fn header_of(bytes: &Bytes) -> BatchHeader {
+    BatchHeader::parse(bytes).expect("header")
+}
+
+#[test]
+fn producer_state_survives_rolls_clean_restarts_and_unclean_ones() {
+    use odradek_storage::producers::SeqCheck;
+    let dir = tempfile::tempdir().expect("tempdir");
+    runtime().block_on(async {
+        let now = Rc::new(Cell::new(1_000));
+        let log = open(dir.path(), small(), &now).await;
+        // 12 batches of 3 records: several rolls at 1 KiB segments.
+        let mut written = Vec::new();
+        for i in 0..12 {
+            let b = idempotent(42, 0, i * 3, 3);
+            assert_eq!(log.check_producer(&header_of(&b)), SeqCheck::Append);
+            let info = log.append(b.clone()).await.expect("append");
+            written.push((b, info.base_offset));
+        }
+        assert!(log.segment_count() > 3, "rolled");
+        let (last, last_base) = written.last().cloned().expect("batches");
+        assert_eq!(
+            log.check_producer(&header_of(&last)),
+            SeqCheck::Duplicate { base_offset: last_base, last_offset: last_base + 2 }
+        );
+        log.close().await.expect("close");
+        drop(log);
+
+        let log = open(dir.path(), small(), &now).await;
+        assert_eq!(
+            log.check_producer(&header_of(&last)),
+            SeqCheck::Duplicate { base_offset: last_base, last_offset: last_base + 2 },
+            "after a clean restart"
+        );
+        let next = idempotent(42, 0, 36, 3);
+        assert_eq!(log.check_producer(&header_of(&next)), SeqCheck::Append);
+        let gap = idempotent(42, 0, 40, 1);
+        assert!(matches!(log.check_producer(&header_of(&gap)), SeqCheck::Refuse(_)));
+        // Two more batches, no close: the restart must find them by scanning past the snapshot.
+        let mut tail = Vec::new();
+        for i in 12..14 {
+            let b = idempotent(42, 0, i * 3, 3);
+            let info = log.append(b.clone()).await.expect("append");
+            tail.push((b, info.base_offset));
+        }
+        log.sync().await.expect("sync");
+        drop(log);
+        let log = open(dir.path(), small(), &now).await;
+        for (b, base) in &tail {
+            assert_eq!(
+                log.check_producer(&header_of(b)),
+                SeqCheck::Duplicate { base_offset: *base, last_offset: base + 2 },
+                "after an unclean restart"
+            );
+        }
+        let snapshots = std::fs::read_dir(dir.path())
+            .expect("list")
+            .filter(|e| {
+                e.as_ref().is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".snapshot"))
+            })
+            .count();
+        assert!((1..=3).contains(&snapshots), "{snapshots} snapshots kept");
+    });
+}

@@ -1,0 +1,342 @@
+//! Idempotent-producer state of one partition: for each producer id, its epoch and the last
+//! [`BATCHES_KEPT`] batches it wrote (their sequence ranges and offsets), as Kafka's
+//! `ProducerStateManager` keeps it.
+//!
+//! What it decides ([`ProducerStates::check`]), for a batch with a producer id:
+//! - an older epoch than the producer's: refused (`INVALID_PRODUCER_EPOCH`);
+//! - a newer epoch: accepted only from sequence 0 (the producer was re-initialized);
+//! - the same sequence range as one of the last five batches: a duplicate (a retry of a batch
+//!   already written), answered with the offsets it got the first time and not written again;
+//! - otherwise the first sequence must follow the last one written (wrapping after `i32::MAX`),
+//!   else `OUT_OF_ORDER_SEQUENCE_NUMBER`;
+//! - a producer id the partition has never seen (new, or whose batches were all deleted by
+//!   retention) is accepted at any sequence.
+//!
+//! The state is rebuilt from the log at start-up; snapshots ([`ProducerStates::encode`]) taken
+//! at each segment roll and at clean shutdown bound how much of the log that scan reads.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::batch::BatchHeader;
+
+/// Batches remembered per producer: Kafka's `max.in.flight.requests.per.connection` bound for
+/// idempotence is 5, so a retry is always of one of the last five.
+pub const BATCHES_KEPT: usize = 5;
+/// Bound on the producers one partition remembers; beyond it, the one that wrote least
+/// recently is forgotten (it may then retry once without being recognized as a duplicate).
+pub const PRODUCERS_MAX: usize = 100_000;
+
+/// One written batch of a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSeq {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: u64,
+    pub last_offset: u64,
+}
+
+/// One producer's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchSeq>,
+    /// Offset of its last batch, for choosing whom to forget.
+    pub last_offset: u64,
+}
+
+/// What to do with an incoming batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// Write it (also for batches without a producer id).
+    Append,
+    /// Already written: answer with these offsets, write nothing.
+    Duplicate { base_offset: u64, last_offset: u64 },
+    /// Refuse it.
+    Refuse(SeqError),
+}
+
+/// Why a batch's sequence is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SeqError {
+    #[error("producer {producer_id} epoch {got} is older than its current epoch {current}")]
+    FencedEpoch { producer_id: i64, current: i16, got: i16 },
+    #[error("producer {producer_id} sent sequence {got}, expected {expected} (epoch {epoch})")]
+    OutOfOrder { producer_id: i64, epoch: i16, expected: i32, got: i32 },
+}
+
+/// The last sequence of a batch starting at `first` with `count` records (sequences wrap
+/// after `i32::MAX`, as Kafka's do).
+fn last_seq(first: i32, count: i32) -> i32 {
+    let span = i64::from(count.max(1)) - 1;
+    ((i64::from(first) + span) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX { 0 } else { seq + 1 }
+}
+
+/// The producers of one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStates {
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    /// Decides what to do with a batch (see the module documentation).
+    pub fn check(&self, h: &BatchHeader) -> SeqCheck {
+        if h.producer_id < 0 {
+            return SeqCheck::Append;
+        }
+        let Some(entry) = self.producers.get(&h.producer_id) else { return SeqCheck::Append };
+        let first = h.base_sequence;
+        let last = last_seq(first, h.records_count);
+        if h.producer_epoch < entry.epoch {
+            return SeqCheck::Refuse(SeqError::FencedEpoch {
+                producer_id: h.producer_id,
+                current: entry.epoch,
+                got: h.producer_epoch,
+            });
+        }
+        if h.producer_epoch > entry.epoch {
+            if first == 0 {
+                return SeqCheck::Append;
+            }
+            return SeqCheck::Refuse(SeqError::OutOfOrder {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                expected: 0,
+                got: first,
+            });
+        }
+        if let Some(b) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
+            return SeqCheck::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset };
+        }
+        let expected = entry.batches.back().map_or(first, |b| next_seq(b.last_seq));
+        if first == expected {
+            SeqCheck::Append
+        } else {
+            SeqCheck::Refuse(SeqError::OutOfOrder {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                expected,
+                got: first,
+            })
+        }
+    }
+
+    /// Records a batch written at `base_offset..=last_offset` (no-op without a producer id).
+    pub fn record(&mut self, h: &BatchHeader, base_offset: u64, last_offset: u64) {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return;
+        }
+        let seq = BatchSeq {
+            first_seq: h.base_sequence,
+            last_seq: last_seq(h.base_sequence, h.records_count),
+            base_offset,
+            last_offset,
+        };
+        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
+            epoch: h.producer_epoch,
+            batches: VecDeque::new(),
+            last_offset,
+        });
+        if h.producer_epoch != entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(seq);
+        while entry.batches.len() > BATCHES_KEPT {
+            entry.batches.pop_front();
+        }
+        entry.last_offset = last_offset;
+        if self.producers.len() > PRODUCERS_MAX
+            && let Some(&oldest) =
+                self.producers.iter().min_by_key(|(_, e)| e.last_offset).map(|(id, _)| id)
+        {
+            self.producers.remove(&oldest);
+        }
+    }
+
+    /// Forgets every batch at or after `offset` (the log was cut back there).
+    pub fn truncate(&mut self, offset: u64) {
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|b| b.last_offset < offset);
+        }
+        self.producers.retain(|_, e| !e.batches.is_empty());
+    }
+
+    /// A snapshot: `[count u32]` then per producer `[id i64][epoch i16][last_offset u64][n u8]`
+    /// and `n × [first i32][last i32][base u64][last u64]`, big-endian, then a CRC-32C of
+    /// everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.producers.len() * 64);
+        out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let e = &self.producers[id];
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.extend_from_slice(&e.last_offset.to_be_bytes());
+            out.push(e.batches.len() as u8);
+            for b in &e.batches {
+                out.extend_from_slice(&b.first_seq.to_be_bytes());
+                out.extend_from_slice(&b.last_seq.to_be_bytes());
+                out.extend_from_slice(&b.base_offset.to_be_bytes());
+                out.extend_from_slice(&b.last_offset.to_be_bytes());
+            }
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Reads a snapshot written by [`ProducerStates::encode`]; `None` if it is damaged.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+        if crc32c::crc32c(body).to_be_bytes() != crc {
+            return None;
+        }
+        let mut r = Reader(body);
+        let count = r.u32()?;
+        let mut producers = HashMap::new();
+        for _ in 0..count {
+            let id = r.i64()?;
+            let epoch = r.i16()?;
+            let last_offset = r.u64()?;
+            let n = r.u8()?;
+            let mut batches = VecDeque::with_capacity(usize::from(n));
+            for _ in 0..n {
+                batches.push_back(BatchSeq {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    base_offset: r.u64()?,
+                    last_offset: r.u64()?,
+                });
+            }
+            producers.insert(id, ProducerEntry { epoch, batches, last_offset });
+        }
+        r.0.is_empty().then_some(Self { producers })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take().map(i16::from_be_bytes)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take().map(i32::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_be_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_be_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: -1,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records_count: count,
+        }
+    }
+
+    #[test]
+    fn sequences_follow_kafka() {
+        let mut s = ProducerStates::default();
+        let a = header(7, 0, 0, 3);
+        assert_eq!(s.check(&a), SeqCheck::Append, "a new producer");
+        s.record(&a, 10, 12);
+        assert_eq!(s.check(&a), SeqCheck::Duplicate { base_offset: 10, last_offset: 12 });
+        let b = header(7, 0, 3, 2);
+        assert_eq!(s.check(&b), SeqCheck::Append);
+        s.record(&b, 20, 21);
+        let gap = header(7, 0, 9, 1);
+        assert!(matches!(
+            s.check(&gap),
+            SeqCheck::Refuse(SeqError::OutOfOrder { expected: 5, got: 9, .. })
+        ));
+        assert_eq!(
+            s.check(&a),
+            SeqCheck::Duplicate { base_offset: 10, last_offset: 12 },
+            "still kept"
+        );
+        let old_epoch = header(7, -1, 5, 1);
+        assert!(matches!(s.check(&old_epoch), SeqCheck::Refuse(SeqError::FencedEpoch { .. })));
+        assert!(matches!(
+            s.check(&header(7, 1, 5, 1)),
+            SeqCheck::Refuse(SeqError::OutOfOrder { .. })
+        ));
+        assert_eq!(s.check(&header(7, 1, 0, 1)), SeqCheck::Append, "a new epoch starts at 0");
+        assert_eq!(s.check(&header(-1, -1, -1, 5)), SeqCheck::Append, "not idempotent");
+        assert_eq!(s.check(&header(8, 0, 42, 1)), SeqCheck::Append, "an unknown producer");
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_kept_and_sequences_wrap() {
+        let mut s = ProducerStates::default();
+        for i in 0..7 {
+            s.record(&header(1, 0, i * 2, 2), u64::from(i as u32) * 2, u64::from(i as u32) * 2 + 1);
+        }
+        assert_eq!(s.producers[&1].batches.len(), BATCHES_KEPT);
+        assert_eq!(
+            s.check(&header(1, 0, 0, 2)).clone(),
+            SeqCheck::Refuse(SeqError::OutOfOrder {
+                producer_id: 1,
+                epoch: 0,
+                expected: 14,
+                got: 0
+            })
+        );
+        let mut w = ProducerStates::default();
+        w.record(&header(2, 0, i32::MAX - 1, 2), 0, 1);
+        assert_eq!(w.check(&header(2, 0, 0, 1)), SeqCheck::Append, "after i32::MAX comes 0");
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_refuse_damage() {
+        let mut s = ProducerStates::default();
+        s.record(&header(1, 3, 0, 4), 0, 3);
+        s.record(&header(9, 0, 0, 1), 4, 4);
+        let bytes = s.encode();
+        assert_eq!(ProducerStates::decode(&bytes), Some(s.clone()));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert_eq!(ProducerStates::decode(&bad), None, "flip at {i}");
+        }
+        assert_eq!(ProducerStates::decode(&bytes[..bytes.len() - 1]), None);
+        s.truncate(4);
+        assert!(!s.producers.contains_key(&9));
+        assert_eq!(s.producers[&1].batches.len(), 1);
+    }
+}
