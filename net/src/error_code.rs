@@ -81,6 +81,20 @@ pub const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignm
 pub const UNKNOWN_LEADER_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
 /// The leader epoch in a request is older than the broker's.
 pub const FENCED_LEADER_EPOCH: i16 = ResponseError::FencedLeaderEpoch.code();
+/// An idempotent batch's first sequence neither follows the last appended one nor (new epoch) is 0.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = ResponseError::OutOfOrderSequenceNumber.code();
+/// A batch was appended already (clients take it as success; Kafka 4.0 answers NONE instead).
+pub const DUPLICATE_SEQUENCE_NUMBER: i16 = ResponseError::DuplicateSequenceNumber.code();
+/// A producer epoch older than the partition's last; also PRODUCER_FENCED for InitProducerId < v4.
+pub const INVALID_PRODUCER_EPOCH: i16 = ResponseError::InvalidProducerEpoch.code();
+/// A producer id is not the one assigned to the request's transactional id (transactional APIs).
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = ResponseError::InvalidProducerIdMapping.code();
+/// A transactional InitProducerId's timeout is not in 1..=`transaction.max.timeout.ms`.
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = ResponseError::InvalidTransactionTimeout.code();
+/// The broker has no state for a batch's producer id (since KIP-360 Kafka accepts it instead).
+pub const UNKNOWN_PRODUCER_ID: i16 = ResponseError::UnknownProducerId.code();
+/// A newer producer with the same transactional id exists (InitProducerId v4+, transactions).
+pub const PRODUCER_FENCED: i16 = ResponseError::ProducerFenced.code();
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
@@ -115,6 +129,13 @@ const _: () = assert!(INVALID_FETCH_SESSION_EPOCH == 71);
 const _: () = assert!(LEADER_NOT_AVAILABLE == 5);
 const _: () = assert!(TRANSACTIONAL_ID_NOT_FOUND == 105);
 const _: () = assert!(UNKNOWN_TOPIC_ID == 100);
+const _: () = assert!(OUT_OF_ORDER_SEQUENCE_NUMBER == 45);
+const _: () = assert!(DUPLICATE_SEQUENCE_NUMBER == 46);
+const _: () = assert!(INVALID_PRODUCER_EPOCH == 47);
+const _: () = assert!(INVALID_PRODUCER_ID_MAPPING == 49);
+const _: () = assert!(INVALID_TRANSACTION_TIMEOUT == 50);
+const _: () = assert!(UNKNOWN_PRODUCER_ID == 59);
+const _: () = assert!(PRODUCER_FENCED == 90);
 
 /// The error code for a refused or failed append (a Produce partition response).
 pub fn from_append_error(error: &AppendError) -> i16 {

@@ -75,6 +75,7 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut r, version)?,
         ApiKey::DescribeCluster => describe_cluster(&mut r, version)?,
         ApiKey::FindCoordinator => find_coordinator(&mut r, version)?,
+        ApiKey::InitProducerId => init_producer_id(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -661,6 +662,19 @@ fn find_coordinator(r: &mut Reader<'_>, v: i16) -> Result<()> {
         }
     }
     r.tagged_fields("FindCoordinator")
+}
+
+/// Flexible from v2, and no arrays. `transactional_id` is a nullable string (null: an idempotent
+/// producer without transactions); v3+ add `producer_id`/`producer_epoch` (KIP-360). v4 and v5
+/// have v3's layout. kafka-protocol 0.18 decodes nothing above v5, and in place no tagged field.
+fn init_producer_id(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("InitProducerId.transactional_id")?;
+    r.skip("InitProducerId.transaction_timeout_ms", I32)?;
+    if v >= 3 {
+        r.skip("InitProducerId.producer_id", I64)?;
+        r.skip("InitProducerId.producer_epoch", I16)?;
+    }
+    r.tagged_fields("InitProducerId")
 }
 
 /// The smallest encoding of one element of each array, for the tests that compare it with

@@ -111,6 +111,7 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::OffsetForLeaderEpoch(_) => Some(ApiKey::OffsetForLeaderEpoch),
         ResponseKind::DescribeCluster(_) => Some(ApiKey::DescribeCluster),
         ResponseKind::FindCoordinator(_) => Some(ApiKey::FindCoordinator),
+        ResponseKind::InitProducerId(_) => Some(ApiKey::InitProducerId),
         _ => None,
     }
 }

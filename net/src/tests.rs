@@ -34,12 +34,13 @@ use kafka_protocol::messages::{
     DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
     DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest,
     FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
     TransactionalId,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compression::Codec;
 use odradek_storage::records::Record;
@@ -115,6 +116,7 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
         }
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(sample_describe_cluster(v)),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(sample_find_coordinator(v)),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(sample_init_producer_id(v)),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -403,6 +405,24 @@ fn sample_find_coordinator(v: i16) -> FindCoordinatorRequest {
     if v >= 3 { r.with_unknown_tagged_field(4, Bytes::from_static(b"tag")) } else { r }
 }
 
+fn sample_init_producer_id(v: i16) -> InitProducerIdRequest {
+    // Even versions: an idempotent producer without transactions, as the Java producer asks
+    // (null transactional id, timeout `i32::MAX`). Odd versions: a transactional producer, from
+    // v3 (KIP-360) naming the id and epoch it has, to keep the id after an error.
+    let r = InitProducerIdRequest::default();
+    let mut r = if v % 2 == 0 {
+        r.with_transactional_id(None).with_transaction_timeout_ms(i32::MAX)
+    } else {
+        r.with_transactional_id(Some(TransactionalId(text("tx-1"))))
+            .with_transaction_timeout_ms(60_000)
+    };
+    if v >= 3 && v % 2 == 1 {
+        r = r.with_producer_id(ProducerId(4_711)).with_producer_epoch(7);
+    }
+    // Flexible from v2; an unknown tagged field exercises the skip.
+    if v >= 2 { r.with_unknown_tagged_field(5, Bytes::from_static(b"tag")) } else { r }
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -523,6 +543,21 @@ fn decodes_the_named_versions_field_by_field() {
     let keys: Vec<&str> = f.coordinator_keys.iter().map(|k| &**k).collect();
     assert_eq!(keys, ["orders-consumers", "", "audit-consumers"]);
     assert_eq!(f.unknown_tagged_fields.get(&4).map(|b| &b[..]), Some(&b"tag"[..]));
+
+    // InitProducerId v0 (idempotent: null transactional id; no producer id or epoch on the wire,
+    // so both decode as -1) and v3 (transactional, with the id and epoch it has, flexible).
+    let sample = |v| sample_body(ApiKey::InitProducerId, v);
+    let req = decode_ok(encode_request(ApiKey::InitProducerId, 0, 9, &sample(0)));
+    let RequestKind::InitProducerId(i) = &req.body else { panic!("not InitProducerId") };
+    assert_eq!(i.transactional_id, None);
+    assert_eq!(i.transaction_timeout_ms, i32::MAX);
+    assert_eq!((i.producer_id, i.producer_epoch), (ProducerId(-1), -1));
+    let req = decode_ok(encode_request(ApiKey::InitProducerId, 3, 10, &sample(3)));
+    let RequestKind::InitProducerId(i) = &req.body else { panic!("not InitProducerId") };
+    assert_eq!(i.transactional_id.as_deref().map(|t| &**t), Some("tx-1"));
+    assert_eq!(i.transaction_timeout_ms, 60_000);
+    assert_eq!((i.producer_id, i.producer_epoch), (ProducerId(4_711), 7));
+    assert_eq!(i.unknown_tagged_fields.get(&5).map(|b| &b[..]), Some(&b"tag"[..]));
 }
 
 #[test]
@@ -540,6 +575,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::CreatePartitions | ApiKey::DeleteRecords => 2,
         ApiKey::DescribeCluster => 0,
         ApiKey::FindCoordinator => 3,
+        ApiKey::InitProducerId => 2,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -603,6 +639,9 @@ fn unsupported_versions_are_refused_before_the_body() {
         (ApiKey::DescribeCluster, 2, 0, 1),
         (ApiKey::FindCoordinator, 7, 0, 6),
         (ApiKey::FindCoordinator, -1, 0, 6),
+        // v6 (KIP-939) is in kafka-protocol's `valid_versions`, not in its request decoder.
+        (ApiKey::InitProducerId, 6, 0, 5),
+        (ApiKey::InitProducerId, -1, 0, 5),
     ];
     for (api, version, min, max) in cases {
         let mut frame = BytesMut::new();
@@ -682,15 +721,57 @@ fn framed_request_end_to_end() {
     assert_eq!(&wire[..], &[0, 0]);
 }
 
+/// The versions kafka-protocol's *request* type of `api` encodes and decodes. Not always
+/// `api.valid_versions()`, which spans request and response: InitProducerId's response knows
+/// v6 (KIP-939), its request only v0–v5.
+fn request_versions(api: ApiKey) -> VersionRange {
+    match api {
+        ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+        ApiKey::Metadata => MetadataRequest::VERSIONS,
+        ApiKey::Produce => ProduceRequest::VERSIONS,
+        ApiKey::Fetch => FetchRequest::VERSIONS,
+        ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+        ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+        ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+        ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+        ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+        ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+        ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
+        ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
+        ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+        ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+        ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+        other => panic!("no request range for {other:?}"),
+    }
+}
+
+#[test]
+fn served_ranges_are_within_the_request_decoders() {
+    // `versions::tests::table_is_well_formed` checks `valid_versions`; a served version the
+    // request type cannot decode would fail every request of it at runtime.
+    for &(api, min, max) in SUPPORTED {
+        let known = request_versions(api);
+        assert!(known.min <= min && max <= known.max, "{api:?} {min}..={max} outside {known}");
+        // Just past the range the decoder refuses the version itself.
+        for v in [known.min - 1, known.max + 1] {
+            let err = RequestKind::decode(api, &mut Bytes::new(), v).expect_err("out of range");
+            assert!(format!("{err:#}").contains("version not supported"), "{api:?} v{v}: {err:#}");
+        }
+    }
+    let init = request_versions(ApiKey::InitProducerId);
+    assert_eq!((init.min, init.max), (0, 5));
+    assert_eq!(ApiKey::InitProducerId.valid_versions().max, 6);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The allocation bounds check.
 
 #[test]
 fn preflight_walks_exactly_what_kafka_protocol_encodes() {
-    // Every version kafka-protocol knows of every served API, not only the served ones, so
-    // widening a range in `SUPPORTED` needs no change here.
+    // Every version kafka-protocol's request type knows of every served API, not only the served
+    // ones, so widening a range in `SUPPORTED` needs no change here.
     for &(api, _, _) in SUPPORTED {
-        let known = api.valid_versions();
+        let known = request_versions(api);
         for v in known.min..=known.max {
             let body = sample_body(api, v);
             let mut encoded = BytesMut::new();
@@ -748,6 +829,7 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             }
             ApiKey::DescribeCluster => &[],
             ApiKey::FindCoordinator => &["FindCoordinator.coordinator_keys"],
+            ApiKey::InitProducerId => &[],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -800,7 +882,7 @@ fn element_minimums_are_the_smallest_encodings() {
     // A default element (empty strings, empty arrays, null bytes) is the smallest encoding of
     // its type; the bound must not exceed it or valid requests would be refused.
     let versions = |api: ApiKey| {
-        let r = api.valid_versions();
+        let r = request_versions(api);
         r.min..=r.max
     };
     for v in versions(ApiKey::Metadata) {
@@ -892,6 +974,8 @@ fn element_minimums_are_the_smallest_encodings() {
         let key = encoded_len(&one, v) - encoded_len(&none, v);
         assert_eq!(element_min::find_coordinator_key(v), key, "FindCoordinator v{v}");
     }
+    // DescribeCluster and InitProducerId have no arrays: nothing to bound (that the walk finds
+    // none in them is checked by `preflight_refuses_an_impossible_count_in_every_array`).
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1023,6 +1107,7 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::FindCoordinator => {
             ResponseKind::FindCoordinator(FindCoordinatorResponse::default())
         }
+        ApiKey::InitProducerId => ResponseKind::InitProducerId(InitProducerIdResponse::default()),
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -1115,6 +1200,53 @@ fn find_coordinator_response_round_trips() {
         assert!(matches!(err, EncodeError::Invalid { .. }), "v{v}: {err}");
         assert_eq!(&out[..], b"earlier", "v{v}");
     }
+}
+
+#[test]
+fn init_producer_id_response_round_trips() {
+    // Success: a new producer id at epoch 0 (what Kafka answers a null transactional id).
+    // Failure: id and epoch -1 with the error, as Kafka's `initTransactionError` answers (the
+    // code is only an example; which one the node sends is its handler's choice).
+    let granted = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(1_000))
+        .with_producer_epoch(0);
+    let refused = InitProducerIdResponse::default()
+        .with_error_code(error_code::TRANSACTIONAL_ID_NOT_FOUND)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    for v in 0..=5 {
+        for response in [&granted, &refused] {
+            let body = ResponseKind::InitProducerId(response.clone());
+            let mut out = BytesMut::new();
+            encode_response(97, ApiKey::InitProducerId, v, &body, &mut out).expect("encodes");
+            let mut b = Bytes::copy_from_slice(&out[4..]);
+            let header =
+                ResponseHeader::decode(&mut b, ApiKey::InitProducerId.response_header_version(v))
+                    .expect("header");
+            assert_eq!(header.correlation_id, 97);
+            let decoded = InitProducerIdResponse::decode(&mut b, v).expect("body");
+            assert_eq!(&decoded, response, "v{v}");
+            assert!(b.is_empty(), "v{v}: nothing after the body");
+            // throttle, error, id, epoch (+ an empty tagged-field section from v2).
+            assert_eq!(out.len(), 4 + 4 + usize::from(v >= 2) + 16 + usize::from(v >= 2));
+        }
+
+        // The v6 (KIP-939) fields do not encode below v6, and leave the buffer as it was.
+        let ongoing = ResponseKind::InitProducerId(
+            granted.clone().with_ongoing_txn_producer_id(ProducerId(999)),
+        );
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        let err = encode_response(97, ApiKey::InitProducerId, v, &ongoing, &mut out)
+            .expect_err("a v6 field");
+        assert!(matches!(err, EncodeError::Invalid { .. }), "v{v}: {err}");
+        assert_eq!(&out[..], b"earlier", "v{v}");
+    }
+    // v6 itself is not served, though kafka-protocol's response type could encode it.
+    let mut out = BytesMut::new();
+    let body = ResponseKind::InitProducerId(granted);
+    let err = encode_response(97, ApiKey::InitProducerId, 6, &body, &mut out).expect_err("v6");
+    assert!(matches!(err, EncodeError::UnsupportedVersion { min: 0, max: 5, .. }), "{err}");
+    assert!(out.is_empty());
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::request::DecodeError;
 /// Every API this broker serves, with the lowest and highest version it accepts (inclusive).
 ///
 /// Why each range ends where it does (kafka-protocol 0.18 knows more versions of the first five
-/// and of DescribeCluster; every other range is all it knows):
+/// and of DescribeCluster; every other range is all its request decoder knows):
 ///
 /// - **ApiVersions 0–3.** v3 (KIP-511) is the first flexible version and carries the client's
 ///   name and version. v4 (Kafka 3.9/4.0) only changes what a `SupportedFeatures.MinVersion` of
@@ -87,9 +87,22 @@ use crate::request::DecodeError;
 ///   `TRANSACTION_ABORTABLE` (KIP-890). v6 allows `key_type` 2, a share group (KIP-932, keyed
 ///   `groupId:topicId:partition`), in the same layout; a broker without share groups answers such
 ///   a key with an error (Kafka: `COORDINATOR_NOT_AVAILABLE`).
-///
-/// InitProducerId is absent until idempotent producers are implemented (per-producer sequence
-/// checks). Java producers enable idempotence by default since 3.0, so expect them to need it.
+/// - **InitProducerId 0–5**: every version kafka-protocol's request decoder knows, and what
+///   Kafka 4.0 advertises (KIP-896 removed none). An idempotent producer without transactions
+///   (what Java producers are by default since 3.0) sends a null `transactional_id`; Kafka then
+///   ignores `transaction_timeout_ms` (the Java producer sends `i32::MAX`) and any
+///   `producer_id`/`producer_epoch`, and answers a new producer id with epoch 0, at every
+///   version. v1 only changes throttling (KIP-219), v2 is flexible, v3 (KIP-360) adds the
+///   request's `producer_id`/`producer_epoch` (both -1, or both set: Kafka answers
+///   `INVALID_REQUEST` to one without the other) so a transactional producer can keep its id
+///   after an error, v4 only allows `PRODUCER_FENCED` (Kafka sends `INVALID_PRODUCER_EPOCH` in
+///   its place below v4), v5 only allows `TRANSACTION_ABORTABLE` (KIP-890). v3–v5 share one
+///   layout, and the response's is the same in v0–v5. v6 (KIP-939, two-phase commit) adds
+///   `enable_2pc`/`keep_prepared_txn` to the request and `ongoing_txn_producer_id`/`_epoch` to
+///   the response: it is `latestVersionUnstable` in Kafka's schema (apache/kafka#18316), so
+///   Kafka 4.0 does not advertise it, kafka-protocol 0.18 does not decode it (its response type
+///   and `ApiKey::valid_versions` reach v6, its request type stops at v5), and it is about
+///   transactions, which need a transaction coordinator.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -105,6 +118,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -220,6 +234,9 @@ mod tests {
     fn table_is_well_formed() {
         for (i, &(api, min, max)) in SUPPORTED.iter().enumerate() {
             assert!(0 <= min && min <= max, "{api:?}: {min}..={max}");
+            // `valid_versions` spans request *and* response (InitProducerId: 0–6, its request
+            // only 0–5); `crate::tests::served_ranges_are_within_the_request_decoders` checks
+            // each request decoder's own range.
             let known = api.valid_versions();
             assert!(
                 known.min <= min && max <= known.max,
@@ -250,12 +267,13 @@ mod tests {
             (ApiKey::OffsetForLeaderEpoch, 2, 4),
             (ApiKey::DescribeCluster, 0, 1),
             (ApiKey::FindCoordinator, 0, 6),
+            (ApiKey::InitProducerId, 0, 5),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {
             assert_eq!(supported(api), Some((min, max)), "{api:?}");
         }
-        assert_eq!(supported(ApiKey::InitProducerId), None);
+        assert_eq!(supported(ApiKey::AddPartitionsToTxn), None);
         assert_eq!(supported(ApiKey::JoinGroup), None);
     }
 
@@ -266,7 +284,8 @@ mod tests {
         assert!(is_supported(ApiKey::Produce, 11));
         assert!(!is_supported(ApiKey::Produce, 12));
         assert!(!is_supported(ApiKey::ApiVersions, -1));
-        assert!(!is_supported(ApiKey::InitProducerId, 0));
+        assert!(!is_supported(ApiKey::InitProducerId, 6));
+        assert!(!is_supported(ApiKey::EndTxn, 0));
     }
 
     #[test]
@@ -304,6 +323,24 @@ mod tests {
             .find(|k| k.api_key == ApiKey::FindCoordinator as i16)
             .expect("FindCoordinator is advertised");
         assert_eq!((advertised.min_version, advertised.max_version), (0, 6));
+    }
+
+    #[test]
+    fn init_producer_id_stops_before_the_unstable_v6() {
+        // kafka-protocol's `valid_versions` (0–6) is the union of request and response: its
+        // response type knows v6 (KIP-939), its request type stops at v5, as does what Kafka 4.0
+        // advertises. `table_is_well_formed` would let v6 through; this does not.
+        assert_eq!(ApiKey::InitProducerId.valid_versions().max, 6);
+        assert!(is_supported(ApiKey::InitProducerId, 0));
+        assert!(is_supported(ApiKey::InitProducerId, 5));
+        assert!(!is_supported(ApiKey::InitProducerId, 6));
+        let advertised = api_versions_response(3)
+            .api_keys
+            .into_iter()
+            .find(|k| k.api_key == ApiKey::InitProducerId as i16)
+            .expect("InitProducerId is advertised");
+        assert_eq!((advertised.min_version, advertised.max_version), (0, 5));
+        assert_eq!(advertised.api_key, 22);
     }
 
     #[test]

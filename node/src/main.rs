@@ -16,6 +16,7 @@ mod handlers;
 mod mesh;
 mod metadata;
 mod partitions;
+mod producer_ids;
 mod shard;
 mod topic_config;
 
@@ -85,6 +86,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             "restore topics.json from a backup, or move it away to start with no topics",
         )
     })?);
+    let producer_ids =
+        Arc::new(producer_ids::ProducerIds::open(&config.data_dir).map_err(|e| {
+            checks::StartupError::new(e, "restore the file from a backup; never lower its number")
+        })?);
     partitions::remove_deleted_leftovers(&config.data_dir);
     partitions::warn_orphans(&config.data_dir, &metadata.snapshot());
     let runtime = compio::runtime::Runtime::new()?;
@@ -99,7 +104,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             Poll::Ready(t || i)
         })
         .await;
-        let shards = Shards::start(config.clone(), metadata)?;
+        let shards = Shards::start(config.clone(), metadata, producer_ids)?;
         println!(
             "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}",
             config.listen,

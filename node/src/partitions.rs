@@ -35,6 +35,26 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     pub log: Log<CompioBackend>,
+    /// One lock per idempotent producer with an append under way (see `produce.rs`); an
+    /// entry lives only while someone holds or waits for it.
+    producer_locks: RefCell<HashMap<i64, Rc<async_lock::Mutex<()>>>>,
+}
+
+impl Partition {
+    /// The lock that orders `producer_id`'s appends to this partition.
+    pub fn producer_lock(&self, producer_id: i64) -> Rc<async_lock::Mutex<()>> {
+        self.producer_locks.borrow_mut().entry(producer_id).or_default().clone()
+    }
+
+    /// Gives back a lock from [`Partition::producer_lock`]; the entry goes when unused.
+    pub fn release_producer_lock(&self, producer_id: i64, lock: Option<Rc<async_lock::Mutex<()>>>) {
+        let Some(lock) = lock else { return };
+        let mut locks = self.producer_locks.borrow_mut();
+        // The map's reference and ours: nobody else holds or waits for it.
+        if Rc::strong_count(&lock) <= 2 {
+            locks.remove(&producer_id);
+        }
+    }
 }
 
 type Slot = Rc<OnceCell<Rc<Partition>>>;
@@ -141,6 +161,7 @@ impl Partitions {
             topic_id: topic.id,
             index: partition,
             log,
+            producer_locks: RefCell::new(HashMap::new()),
         }))
     }
 

@@ -31,6 +31,7 @@ use crate::fetch_session::Sessions;
 use crate::mesh::{self, Mesh, Task};
 use crate::metadata::Metadata;
 use crate::partitions::Partitions;
+use crate::producer_ids::ProducerIds;
 use odradek_storage::LogConfig;
 
 /// How long a stopping shard waits for its connections to finish their requests.
@@ -45,6 +46,7 @@ pub struct ShardCtx {
     pub config: Arc<NodeConfig>,
     pub metadata: Arc<Metadata>,
     pub mesh: Arc<Mesh>,
+    pub producer_ids: Arc<ProducerIds>,
     pub partitions: Partitions,
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: RefCell<Sessions>,
@@ -63,7 +65,11 @@ pub struct Shards {
 
 impl Shards {
     /// Starts `config.smp` shards and returns once every one listens, or the first failure.
-    pub fn start(config: Arc<NodeConfig>, metadata: Arc<Metadata>) -> Result<Self, StartupError> {
+    pub fn start(
+        config: Arc<NodeConfig>,
+        metadata: Arc<Metadata>,
+        producer_ids: Arc<ProducerIds>,
+    ) -> Result<Self, StartupError> {
         probe_port_free(config.listen)?;
         let (mesh, inboxes) = Mesh::new(config.smp);
         let mesh = Arc::new(mesh);
@@ -73,8 +79,12 @@ impl Shards {
         for (id, inbox) in inboxes.into_iter().enumerate() {
             let (stop_tx, stop_rx) = oneshot::channel();
             let core = (config.pin_shards && !cores.is_empty()).then(|| cores[id % cores.len()]);
-            let shared =
-                Shared { config: config.clone(), metadata: metadata.clone(), mesh: mesh.clone() };
+            let shared = Shared {
+                config: config.clone(),
+                metadata: metadata.clone(),
+                mesh: mesh.clone(),
+                producer_ids: producer_ids.clone(),
+            };
             let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
@@ -130,10 +140,26 @@ impl Shards {
     }
 }
 
+/// How long start-up waits for a port still held by a node that just died.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
 /// Fails with a clear message if something (another broker, another odradek) holds the port:
 /// shard listeners use `SO_REUSEPORT`, which would otherwise share it silently.
+///
+/// A node killed a moment ago still holds its listeners for a while after its process is gone
+/// (the kernel tears down an io_uring instance, and the sockets its pending accepts hold, in
+/// the background), so a port in use is retried for up to [`PORT_RELEASE_WAIT`]: an immediate
+/// restart after a crash then succeeds.
 fn probe_port_free(addr: SocketAddr) -> Result<(), StartupError> {
-    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+    let deadline = Instant::now() + PORT_RELEASE_WAIT;
+    let mut result = std::net::TcpListener::bind(addr).map(drop);
+    while matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        result = std::net::TcpListener::bind(addr).map(drop);
+    }
+    result.map_err(|e| {
         let problem = if e.kind() == std::io::ErrorKind::AddrInUse {
             format!("{addr} is already in use (another broker or odradek is listening there)")
         } else {
@@ -158,6 +184,7 @@ struct Shared {
     config: Arc<NodeConfig>,
     metadata: Arc<Metadata>,
     mesh: Arc<Mesh>,
+    producer_ids: Arc<ProducerIds>,
 }
 
 fn run_shard(
@@ -183,7 +210,7 @@ fn run_shard(
             return;
         }
     };
-    let Shared { config, metadata, mesh } = shared;
+    let Shared { config, metadata, mesh, producer_ids } = shared;
     runtime.block_on(async move {
         let listener = match bind(config.listen) {
             Ok(l) => l,
@@ -204,6 +231,7 @@ fn run_shard(
             config,
             metadata,
             mesh,
+            producer_ids,
             partitions,
             fetch_sessions: RefCell::new(Sessions::new(id, smp)),
             stopping: Cell::new(false),

@@ -83,10 +83,11 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 14] = [
+    let apis: [(i16, i16); 15] = [
         (0, 11),
         (1, 16),
         (10, 6),
+        (22, 5),
         (2, 8),
         (3, 12),
         (18, 3),

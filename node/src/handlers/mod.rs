@@ -56,6 +56,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::DescribeCluster,
     ApiKey::FindCoordinator,
+    ApiKey::InitProducerId,
 ];
 
 /// What a handler answers.
@@ -107,6 +108,9 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
         }
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, req).await)
+        }
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(coordinator::init_producer_id(ctx, &req))
         }
         RequestKind::FindCoordinator(req) => {
             ResponseKind::FindCoordinator(coordinator::find_coordinator(version, &req))

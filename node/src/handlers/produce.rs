@@ -16,7 +16,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use odradek_net::error_code as ec;
 use odradek_storage::batch::{BatchHeader, HEADER_BYTES, IncomingBatch, stored_header};
 use odradek_storage::compression::Codec;
-use tracing::warn;
+use odradek_storage::producers::{SeqCheck, SeqError};
+use tracing::{debug, info, warn};
 
 use super::{by_owner, str_bytes};
 use crate::mesh::on_shard;
@@ -179,7 +180,53 @@ async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
         }
     };
     let records = item.records.clone();
-    let info = match partition.log.append(item.records).await {
+    let Ok(header) = BatchHeader::parse(&records) else {
+        return Outcome::error(ec::CORRUPT_MESSAGE, "unreadable batch header");
+    };
+    // An idempotent producer's batches are checked and appended one at a time per producer
+    // and partition, so that a retry arriving while the original is being written (on another
+    // connection) is recognized as a duplicate. Other producers are not held up.
+    let producer_lock =
+        (header.producer_id >= 0).then(|| partition.producer_lock(header.producer_id));
+    let guard = match &producer_lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    match partition.log.check_producer(&header) {
+        SeqCheck::Append => {}
+        SeqCheck::Duplicate { base_offset, .. } => {
+            drop(guard);
+            partition.release_producer_lock(header.producer_id, producer_lock);
+            debug!(topic = %item.topic.name, partition = item.partition, producer_id = header.producer_id, base_offset, "duplicate batch acknowledged, not written again");
+            // The original may not be durable yet: acks=all waits for it like any append.
+            if acks == -1
+                && let Err(e) = partition.log.sync().await
+            {
+                return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
+            }
+            return Outcome {
+                error: ec::NONE,
+                message: None,
+                base_offset: base_offset as i64,
+                log_append_time: -1,
+                log_start_offset: partition.log.log_start_offset() as i64,
+            };
+        }
+        SeqCheck::Refuse(e) => {
+            drop(guard);
+            partition.release_producer_lock(header.producer_id, producer_lock);
+            let code = match e {
+                SeqError::FencedEpoch { .. } => ec::INVALID_PRODUCER_EPOCH,
+                SeqError::OutOfOrder { .. } => ec::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            };
+            info!(topic = %item.topic.name, partition = item.partition, error = %e, "batch refused");
+            return Outcome::error(code, e.to_string());
+        }
+    }
+    let appended = partition.log.append(item.records).await;
+    drop(guard);
+    partition.release_producer_lock(header.producer_id, producer_lock);
+    let info = match appended {
         Ok(info) => info,
         Err(e) => {
             let code = ec::from_append_error(&e);
@@ -190,17 +237,15 @@ async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
         }
     };
     // Keep the batch as stored (offsets assigned) for tailing consumers.
-    if let Ok(header) = BatchHeader::parse(&records) {
-        let incoming = IncomingBatch { header, bytes: records.clone() };
-        let stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
-        ctx.partitions.recent.insert(
-            (item.topic.id, item.partition),
-            info.base_offset,
-            info.last_offset + 1,
-            &stored,
-            &records[HEADER_BYTES..],
-        );
-    }
+    let incoming = IncomingBatch { header, bytes: records.clone() };
+    let stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
+    ctx.partitions.recent.insert(
+        (item.topic.id, item.partition),
+        info.base_offset,
+        info.last_offset + 1,
+        &stored,
+        &records[HEADER_BYTES..],
+    );
     ctx.partitions.appended.notify(usize::MAX);
     if acks == -1
         && let Err(e) = partition.log.sync().await

@@ -24,33 +24,53 @@ use odradek_storage::records::Record;
 pub struct Node {
     pub child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    extra: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+fn spawn_ready(dir: &std::path::Path, port: u16, extra: &[String]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(extra)
+        .env("ODRADEK_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start odradek");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line");
+    assert!(line.starts_with("odradek ready"), "{line}");
+    child
 }
 
 impl Node {
     pub fn start() -> Node {
+        Node::start_args(&[])
+    }
+
+    /// A node on a fresh data directory and a free port, with `extra` flags.
+    pub fn start_args(extra: &[&str]) -> Node {
         let dir = tempfile::tempdir().expect("tempdir");
         let port =
             TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env("ODRADEK_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start odradek");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line");
-        assert!(line.starts_with("odradek ready"), "{line}");
-        Node { child, port, _dir: dir }
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = spawn_ready(dir.path(), port, &extra);
+        Node { child, port, extra, dir }
+    }
+
+    /// SIGKILLs the node and starts it again on the same data directory and port.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_ready(self.dir.path(), self.port, &self.extra);
     }
 
     pub fn addr(&self) -> String {
@@ -129,6 +149,39 @@ pub fn create_topic_with(s: &mut TcpStream, name: &str, partitions: i32, configs
 
 pub fn batch(codec: Codec, values: &[&[u8]]) -> Bytes {
     batch_at(codec, 1_700_000_000_000, values)
+}
+
+/// An idempotent producer's batch: `values` from sequence `seq`.
+pub fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: None,
+            value: Some(Bytes::copy_from_slice(v)),
+            headers: Vec::new(),
+        })
+        .collect();
+    let params = BatchParams {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..BatchParams::simple(Codec::None, 1_700_000_000_000, records.len())
+    };
+    build_batch(&params, &records).expect("batch")
+}
+
+/// InitProducerId (v4) for an idempotent producer: (error code, producer id, epoch).
+pub fn init_producer_id(s: &mut TcpStream) -> (i16, i64, i16) {
+    use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let resp: InitProducerIdResponse = call(s, 4, &req);
+    (resp.error_code, resp.producer_id.0, resp.producer_epoch)
 }
 
 /// A batch whose records all carry `timestamp`.
