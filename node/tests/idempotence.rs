@@ -44,3 +44,36 @@ fn retries_are_stored_once_even_across_a_sigkill() {
     assert!(after > other, "{after} after {other}");
     node.assert_alive();
 }
+
+/// Runs `tests/clients/idempotent_retries.py` through its cutting proxy against a node that
+/// advertises the proxy.
+fn retried_through_a_cutting_proxy(client: &str, extra: &[&str]) {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let advertise = format!("127.0.0.1:{proxy}");
+    let node = Node::start_args(&["--advertise", &advertise]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/clients/idempotent_retries.py");
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "120", "python3"])
+        .arg(script)
+        .args(["--listen", &proxy.to_string(), "--node", &node.addr(), "--client", client])
+        .args(extra)
+        .output()
+        .expect("run the script");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("OK idempotent"), "{client}: {text}");
+}
+
+#[test]
+fn confluent_retries_after_cut_connections_store_every_record_once() {
+    retried_through_a_cutting_proxy("confluent", &[]);
+}
+
+#[test]
+fn kafka_python_retries_after_cut_connections_store_every_record_once() {
+    retried_through_a_cutting_proxy("kafka-python", &["--every", "2", "--cuts", "5"]);
+}
