@@ -76,6 +76,16 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::DescribeCluster => describe_cluster(&mut r, version)?,
         ApiKey::FindCoordinator => find_coordinator(&mut r, version)?,
         ApiKey::InitProducerId => init_producer_id(&mut r, version)?,
+        ApiKey::OffsetCommit => offset_commit(&mut r, version)?,
+        ApiKey::OffsetFetch => offset_fetch(&mut r, version)?,
+        ApiKey::JoinGroup => join_group(&mut r, version)?,
+        ApiKey::Heartbeat => heartbeat(&mut r, version)?,
+        ApiKey::LeaveGroup => leave_group(&mut r, version)?,
+        ApiKey::SyncGroup => sync_group(&mut r, version)?,
+        ApiKey::DescribeGroups => describe_groups(&mut r, version)?,
+        ApiKey::ListGroups => list_groups(&mut r, version)?,
+        ApiKey::DeleteGroups => delete_groups(&mut r, version)?,
+        ApiKey::OffsetDelete => offset_delete(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -677,6 +687,240 @@ fn init_producer_id(r: &mut Reader<'_>, v: i16) -> Result<()> {
     r.tagged_fields("InitProducerId")
 }
 
+/// v2–v9 (kafka-protocol decodes nothing else), flexible from v8. `retention_time_ms` is in
+/// v2–v4 only, `committed_leader_epoch` from v6, `group_instance_id` from v7; v9 has v8's layout.
+/// The generation (`generation_id_or_member_epoch`) is there in every decoded version (v1+).
+fn offset_commit(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("OffsetCommit.group_id")?;
+    r.skip("OffsetCommit.generation_id_or_member_epoch", I32)?;
+    r.string("OffsetCommit.member_id")?;
+    if v >= 7 {
+        r.string("OffsetCommit.group_instance_id")?;
+    }
+    if v <= 4 {
+        r.skip("OffsetCommit.retention_time_ms", I64)?;
+    }
+    let topics = r.array("OffsetCommit.topics", offset_commit_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("OffsetCommit.topics.name")?;
+        let partitions =
+            r.array("OffsetCommit.topics.partitions", offset_commit_partition_min(r, v))?;
+        for _ in 0..partitions {
+            r.skip("OffsetCommit.partitions.partition_index", I32)?;
+            r.skip("OffsetCommit.partitions.committed_offset", I64)?;
+            if v >= 6 {
+                r.skip("OffsetCommit.partitions.committed_leader_epoch", I32)?;
+            }
+            r.string("OffsetCommit.partitions.committed_metadata")?;
+            r.tagged_fields("OffsetCommit.partitions")?;
+        }
+        r.tagged_fields("OffsetCommit.topics")?;
+    }
+    r.tagged_fields("OffsetCommit")
+}
+
+fn offset_commit_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn offset_commit_partition_min(r: &Reader<'_>, v: i16) -> usize {
+    I32 + I64 + (if v >= 6 { I32 } else { 0 }) + r.string_min() + r.tags_min()
+}
+
+/// v1–v9, flexible from v6. v1–v7 name one `group_id` and its `topics` (nullable:
+/// kafka-protocol reads a null array in every version, though Kafka allows one only from v2);
+/// v8+ a `groups` batch instead (KIP-709), each with its own nullable `topics`, and from v9 a
+/// `member_id`/`member_epoch` (KIP-848).
+fn offset_fetch(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v <= 7 {
+        r.string("OffsetFetch.group_id")?;
+        let topics = r.array("OffsetFetch.topics", offset_fetch_topic_min(r))?;
+        for _ in 0..topics {
+            r.string("OffsetFetch.topics.name")?;
+            let partitions = r.array("OffsetFetch.topics.partition_indexes", I32)?;
+            r.skip("OffsetFetch.topics.partition_indexes", partitions * I32)?;
+            r.tagged_fields("OffsetFetch.topics")?;
+        }
+    } else {
+        let groups = r.array("OffsetFetch.groups", offset_fetch_group_min(r, v))?;
+        for _ in 0..groups {
+            r.string("OffsetFetch.groups.group_id")?;
+            if v >= 9 {
+                r.string("OffsetFetch.groups.member_id")?;
+                r.skip("OffsetFetch.groups.member_epoch", I32)?;
+            }
+            let topics = r.array("OffsetFetch.groups.topics", offset_fetch_topic_min(r))?;
+            for _ in 0..topics {
+                r.string("OffsetFetch.groups.topics.name")?;
+                let partitions = r.array("OffsetFetch.groups.topics.partition_indexes", I32)?;
+                r.skip("OffsetFetch.groups.topics.partition_indexes", partitions * I32)?;
+                r.tagged_fields("OffsetFetch.groups.topics")?;
+            }
+            r.tagged_fields("OffsetFetch.groups")?;
+        }
+    }
+    if v >= 7 {
+        r.skip("OffsetFetch.require_stable", I8)?;
+    }
+    r.tagged_fields("OffsetFetch")
+}
+
+/// A topic of v1–v7 (`OffsetFetchRequestTopic`) or of a v8+ group (`OffsetFetchRequestTopics`):
+/// the same layout, a name and an int32 array.
+fn offset_fetch_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn offset_fetch_group_min(r: &Reader<'_>, v: i16) -> usize {
+    r.string_min() + (if v >= 9 { r.string_min() + I32 } else { 0 }) + r.array_min() + r.tags_min()
+}
+
+/// v0–v9, flexible from v6. `rebalance_timeout_ms` from v1, `group_instance_id` from v5, and
+/// `reason` (KIP-800) from v8, *after* the protocols.
+fn join_group(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("JoinGroup.group_id")?;
+    r.skip("JoinGroup.session_timeout_ms", I32)?;
+    if v >= 1 {
+        r.skip("JoinGroup.rebalance_timeout_ms", I32)?;
+    }
+    r.string("JoinGroup.member_id")?;
+    if v >= 5 {
+        r.string("JoinGroup.group_instance_id")?;
+    }
+    r.string("JoinGroup.protocol_type")?;
+    let protocols = r.array("JoinGroup.protocols", join_group_protocol_min(r))?;
+    for _ in 0..protocols {
+        r.string("JoinGroup.protocols.name")?;
+        r.bytes("JoinGroup.protocols.metadata")?;
+        r.tagged_fields("JoinGroup.protocols")?;
+    }
+    if v >= 8 {
+        r.string("JoinGroup.reason")?;
+    }
+    r.tagged_fields("JoinGroup")
+}
+
+fn join_group_protocol_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.bytes_min() + r.tags_min()
+}
+
+/// v0–v4, flexible from v4, and no arrays. `group_instance_id` from v3.
+fn heartbeat(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("Heartbeat.group_id")?;
+    r.skip("Heartbeat.generation_id", I32)?;
+    r.string("Heartbeat.member_id")?;
+    if v >= 3 {
+        r.string("Heartbeat.group_instance_id")?;
+    }
+    r.tagged_fields("Heartbeat")
+}
+
+/// v0–v5, flexible from v4. v0–v2 name one `member_id`, v3+ a `members` batch instead
+/// (KIP-345), each with a `reason` from v5 (KIP-800).
+fn leave_group(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("LeaveGroup.group_id")?;
+    if v <= 2 {
+        r.string("LeaveGroup.member_id")?;
+    } else {
+        let members = r.array("LeaveGroup.members", leave_group_member_min(r, v))?;
+        for _ in 0..members {
+            r.string("LeaveGroup.members.member_id")?;
+            r.string("LeaveGroup.members.group_instance_id")?;
+            if v >= 5 {
+                r.string("LeaveGroup.members.reason")?;
+            }
+            r.tagged_fields("LeaveGroup.members")?;
+        }
+    }
+    r.tagged_fields("LeaveGroup")
+}
+
+fn leave_group_member_min(r: &Reader<'_>, v: i16) -> usize {
+    r.string_min() + r.string_min() + (if v >= 5 { r.string_min() } else { 0 }) + r.tags_min()
+}
+
+/// v0–v5, flexible from v4. `group_instance_id` from v3, `protocol_type`/`protocol_name` from
+/// v5 (KIP-559).
+fn sync_group(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("SyncGroup.group_id")?;
+    r.skip("SyncGroup.generation_id", I32)?;
+    r.string("SyncGroup.member_id")?;
+    if v >= 3 {
+        r.string("SyncGroup.group_instance_id")?;
+    }
+    if v >= 5 {
+        r.string("SyncGroup.protocol_type")?;
+        r.string("SyncGroup.protocol_name")?;
+    }
+    let assignments = r.array("SyncGroup.assignments", sync_group_assignment_min(r))?;
+    for _ in 0..assignments {
+        r.string("SyncGroup.assignments.member_id")?;
+        r.bytes("SyncGroup.assignments.assignment")?;
+        r.tagged_fields("SyncGroup.assignments")?;
+    }
+    r.tagged_fields("SyncGroup")
+}
+
+fn sync_group_assignment_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.bytes_min() + r.tags_min()
+}
+
+/// v0–v6, flexible from v5: an array of group ids, and `include_authorized_operations` from v3.
+fn describe_groups(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    let groups = r.array("DescribeGroups.groups", r.string_min())?;
+    for _ in 0..groups {
+        r.string("DescribeGroups.groups")?;
+    }
+    if v >= 3 {
+        r.skip("DescribeGroups.include_authorized_operations", I8)?;
+    }
+    r.tagged_fields("DescribeGroups")
+}
+
+/// v0–v5, flexible from v3. v0–v3 have an empty body (v3 only its tagged fields); v4 adds
+/// `states_filter` (KIP-518), v5 `types_filter` (KIP-848), both arrays of strings.
+fn list_groups(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 4 {
+        let states = r.array("ListGroups.states_filter", r.string_min())?;
+        for _ in 0..states {
+            r.string("ListGroups.states_filter")?;
+        }
+    }
+    if v >= 5 {
+        let types = r.array("ListGroups.types_filter", r.string_min())?;
+        for _ in 0..types {
+            r.string("ListGroups.types_filter")?;
+        }
+    }
+    r.tagged_fields("ListGroups")
+}
+
+/// v0–v2, flexible from v2: an array of group ids.
+fn delete_groups(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let groups = r.array("DeleteGroups.groups_names", r.string_min())?;
+    for _ in 0..groups {
+        r.string("DeleteGroups.groups_names")?;
+    }
+    r.tagged_fields("DeleteGroups")
+}
+
+/// v0 only, never flexible (no tagged fields anywhere).
+fn offset_delete(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    r.string("OffsetDelete.group_id")?;
+    let topics = r.array("OffsetDelete.topics", offset_delete_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("OffsetDelete.topics.name")?;
+        // Each partition is a struct of one int32 (`partition_index`).
+        let partitions = r.array("OffsetDelete.topics.partitions", I32)?;
+        r.skip("OffsetDelete.topics.partitions", partitions * I32)?;
+    }
+    Ok(())
+}
+
+fn offset_delete_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min()
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -755,5 +999,38 @@ pub(crate) mod element_min {
     }
     pub fn find_coordinator_key(v: i16) -> usize {
         reader(ApiKey::FindCoordinator, v).string_min()
+    }
+    pub fn offset_commit_topic(v: i16) -> usize {
+        offset_commit_topic_min(&reader(ApiKey::OffsetCommit, v))
+    }
+    pub fn offset_commit_partition(v: i16) -> usize {
+        offset_commit_partition_min(&reader(ApiKey::OffsetCommit, v), v)
+    }
+    pub fn offset_fetch_topic(v: i16) -> usize {
+        offset_fetch_topic_min(&reader(ApiKey::OffsetFetch, v))
+    }
+    pub fn offset_fetch_group(v: i16) -> usize {
+        offset_fetch_group_min(&reader(ApiKey::OffsetFetch, v), v)
+    }
+    pub fn join_group_protocol(v: i16) -> usize {
+        join_group_protocol_min(&reader(ApiKey::JoinGroup, v))
+    }
+    pub fn leave_group_member(v: i16) -> usize {
+        leave_group_member_min(&reader(ApiKey::LeaveGroup, v), v)
+    }
+    pub fn sync_group_assignment(v: i16) -> usize {
+        sync_group_assignment_min(&reader(ApiKey::SyncGroup, v))
+    }
+    pub fn describe_groups_group(v: i16) -> usize {
+        reader(ApiKey::DescribeGroups, v).string_min()
+    }
+    pub fn list_groups_filter(v: i16) -> usize {
+        reader(ApiKey::ListGroups, v).string_min()
+    }
+    pub fn delete_groups_name(v: i16) -> usize {
+        reader(ApiKey::DeleteGroups, v).string_min()
+    }
+    pub fn offset_delete_topic(v: i16) -> usize {
+        offset_delete_topic_min(&reader(ApiKey::OffsetDelete, v))
     }
 }

@@ -8,7 +8,9 @@
 //!   a client must read it before it knows what the broker speaks);
 //! - it only encodes APIs and versions listed in [`versions::SUPPORTED`], with a body of the
 //!   same API: anything else is a bug in the caller, returned as an error;
-//! - a frame longer than `i32::MAX` bytes is refused.
+//! - a frame longer than `i32::MAX` bytes is refused;
+//! - a null in a field that the version cannot carry as null is refused, though kafka-protocol
+//!   would write it (JoinGroup's `protocol_name` below v7).
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
@@ -30,7 +32,8 @@ pub enum EncodeError {
     #[error("{api:?} v{version} is outside the served range v{min} to v{max}")]
     UnsupportedVersion { api: ApiKey, version: i16, min: i16, max: i16 },
     /// kafka-protocol refused to encode the header or body at this version; typically a field
-    /// was set to a non-default value that this version does not have.
+    /// was set to a non-default value that this version does not have. Also a null this version
+    /// cannot carry, which kafka-protocol would have written.
     #[error("encoding the {api:?} v{version} response {part}: {reason}")]
     Invalid { api: ApiKey, version: i16, part: &'static str, reason: String },
     /// The encoded response does not fit a frame.
@@ -56,6 +59,9 @@ pub fn encode_response(
     }
     if !(min..=max).contains(&version) {
         return Err(EncodeError::UnsupportedVersion { api: api_key, version, min, max });
+    }
+    if let Some(reason) = unwritable_null(body, version) {
+        return Err(EncodeError::Invalid { api: api_key, version, part: "body", reason });
     }
     let start = out.len();
     let result = encode_frame_at(start, correlation_id, api_key, version, body, out);
@@ -94,6 +100,19 @@ fn encode_frame_at(
     Ok(())
 }
 
+/// A null that kafka-protocol would write where this version's schema allows none (it does not
+/// check `nullableVersions` when encoding), and that clients then fail to read. Only one such
+/// field exists among the served responses: JoinGroup's `protocol_name`, nullable from v7
+/// (KIP-559); below v7, Kafka sends an empty string instead.
+fn unwritable_null(body: &ResponseKind, version: i16) -> Option<String> {
+    match body {
+        ResponseKind::JoinGroup(r) if version < 7 && r.protocol_name.is_none() => {
+            Some("protocol_name is null, which JoinGroup allows only from v7".to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// The API a response body answers, among those this broker serves.
 fn response_api(body: &ResponseKind) -> Option<ApiKey> {
     match body {
@@ -112,6 +131,16 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::DescribeCluster(_) => Some(ApiKey::DescribeCluster),
         ResponseKind::FindCoordinator(_) => Some(ApiKey::FindCoordinator),
         ResponseKind::InitProducerId(_) => Some(ApiKey::InitProducerId),
+        ResponseKind::OffsetCommit(_) => Some(ApiKey::OffsetCommit),
+        ResponseKind::OffsetFetch(_) => Some(ApiKey::OffsetFetch),
+        ResponseKind::JoinGroup(_) => Some(ApiKey::JoinGroup),
+        ResponseKind::Heartbeat(_) => Some(ApiKey::Heartbeat),
+        ResponseKind::LeaveGroup(_) => Some(ApiKey::LeaveGroup),
+        ResponseKind::SyncGroup(_) => Some(ApiKey::SyncGroup),
+        ResponseKind::DescribeGroups(_) => Some(ApiKey::DescribeGroups),
+        ResponseKind::ListGroups(_) => Some(ApiKey::ListGroups),
+        ResponseKind::DeleteGroups(_) => Some(ApiKey::DeleteGroups),
+        ResponseKind::OffsetDelete(_) => Some(ApiKey::OffsetDelete),
         _ => None,
     }
 }

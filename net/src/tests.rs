@@ -13,6 +13,7 @@ use kafka_protocol::messages::delete_records_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
 };
@@ -20,24 +21,48 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreatePartitionsRequest,
-    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
-    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
     IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind, TopicName,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
+    RequestKind, ResponseHeader, ResponseKind, SyncGroupRequest, SyncGroupResponse, TopicName,
     TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
@@ -61,6 +86,10 @@ fn name(s: &'static str) -> TopicName {
 
 fn text(s: &'static str) -> StrBytes {
     StrBytes::from_static_str(s)
+}
+
+fn group(s: &'static str) -> GroupId {
+    GroupId(StrBytes::from_static_str(s))
 }
 
 /// A `DeleteTopicState` whose topic id has every byte `n`: a way to get a non-nil `Uuid`
@@ -117,6 +146,16 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(sample_describe_cluster(v)),
         ApiKey::FindCoordinator => RequestKind::FindCoordinator(sample_find_coordinator(v)),
         ApiKey::InitProducerId => RequestKind::InitProducerId(sample_init_producer_id(v)),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(sample_offset_commit(v)),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(sample_offset_fetch(v)),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(sample_join_group(v)),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(sample_heartbeat(v)),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(sample_leave_group(v)),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(sample_sync_group(v)),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(sample_describe_groups(v)),
+        ApiKey::ListGroups => RequestKind::ListGroups(sample_list_groups(v)),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(sample_delete_groups(v)),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(sample_offset_delete()),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -423,6 +462,198 @@ fn sample_init_producer_id(v: i16) -> InitProducerIdRequest {
     if v >= 2 { r.with_unknown_tagged_field(5, Bytes::from_static(b"tag")) } else { r }
 }
 
+// The group APIs' samples: each flexible version carries an unknown tagged field (tag 6), to
+// exercise the skip.
+
+fn sample_offset_commit(v: i16) -> OffsetCommitRequest {
+    // A committed offset with metadata and one with null metadata (nullable in every version),
+    // and a topic without partitions.
+    let partition = |p: i32, metadata: Option<StrBytes>| {
+        let op = OffsetCommitRequestPartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(100 * i64::from(p) + 7)
+            .with_committed_metadata(metadata);
+        if v >= 6 { op.with_committed_leader_epoch(4) } else { op }
+    };
+    let orders = OffsetCommitRequestTopic::default()
+        .with_name(name("orders"))
+        .with_partitions(vec![partition(0, Some(text("by-app"))), partition(1, None)]);
+    let audit = OffsetCommitRequestTopic::default().with_name(name("audit"));
+    let mut r = OffsetCommitRequest::default()
+        .with_group_id(group("orders-consumers"))
+        .with_generation_id_or_member_epoch(3)
+        .with_member_id(text("member-1"))
+        .with_topics(vec![orders, audit]);
+    if v <= 4 {
+        r = r.with_retention_time_ms(86_400_000);
+    }
+    if v >= 7 {
+        r = r.with_group_instance_id(Some(text("instance-1")));
+    }
+    if v >= 8 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_offset_fetch(v: i16) -> OffsetFetchRequest {
+    if v <= 7 {
+        // From v2 a null topic list asks for every topic: even versions send one.
+        let topics = if v >= 2 && v % 2 == 0 {
+            None
+        } else {
+            Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(name("orders"))
+                    .with_partition_indexes(vec![0, 1, 2]),
+                OffsetFetchRequestTopic::default().with_name(name("audit")),
+            ])
+        };
+        let r = OffsetFetchRequest::default()
+            .with_group_id(group("orders-consumers"))
+            .with_topics(topics);
+        let r = if v == 7 { r.with_require_stable(true) } else { r };
+        return if v >= 6 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r };
+    }
+    // v8+: a batch of groups (KIP-709), one naming topics, one asking for all (null).
+    let named = OffsetFetchRequestGroup::default()
+        .with_group_id(group("orders-consumers"))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopics::default()
+                .with_name(name("orders"))
+                .with_partition_indexes(vec![0, 1]),
+            OffsetFetchRequestTopics::default().with_name(name("audit")),
+        ]));
+    let named = if v >= 9 {
+        named.with_member_id(Some(text("member-1"))).with_member_epoch(5)
+    } else {
+        named
+    };
+    let all = OffsetFetchRequestGroup::default()
+        .with_group_id(group("audit-consumers"))
+        .with_topics(None);
+    OffsetFetchRequest::default()
+        .with_groups(vec![named, all])
+        .with_require_stable(true)
+        .with_unknown_tagged_field(6, Bytes::from_static(b"tag"))
+}
+
+fn sample_join_group(v: i16) -> JoinGroupRequest {
+    let protocol = |n, metadata: &'static [u8]| {
+        JoinGroupRequestProtocol::default()
+            .with_name(text(n))
+            .with_metadata(Bytes::from_static(metadata))
+    };
+    // From v4 a first join has an empty member id (answered MEMBER_ID_REQUIRED): even versions.
+    let member = if v >= 4 && v % 2 == 0 { "" } else { "member-1" };
+    let mut r = JoinGroupRequest::default()
+        .with_group_id(group("orders-consumers"))
+        .with_session_timeout_ms(45_000)
+        .with_member_id(text(member))
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![
+            protocol("range", b"\x00\x03\x00\x00\x00\x01\x00\x06orders"),
+            protocol("cooperative-sticky", b""),
+        ]);
+    if v >= 1 {
+        r = r.with_rebalance_timeout_ms(300_000);
+    }
+    if v >= 5 {
+        r = r.with_group_instance_id(Some(text("instance-1")));
+    }
+    if v >= 8 {
+        r = r.with_reason(Some(text("rebalance after metadata change")));
+    }
+    if v >= 6 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_heartbeat(v: i16) -> HeartbeatRequest {
+    let r = HeartbeatRequest::default()
+        .with_group_id(group("orders-consumers"))
+        .with_generation_id(3)
+        .with_member_id(text("member-1"));
+    let r = if v >= 3 { r.with_group_instance_id(Some(text("instance-1"))) } else { r };
+    if v >= 4 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_leave_group(v: i16) -> LeaveGroupRequest {
+    let r = LeaveGroupRequest::default().with_group_id(group("orders-consumers"));
+    let r = if v <= 2 {
+        r.with_member_id(text("member-1"))
+    } else {
+        // v3+: a batch, by member id or by static instance id (KIP-345).
+        let by_id = MemberIdentity::default().with_member_id(text("member-1"));
+        let by_instance =
+            MemberIdentity::default().with_group_instance_id(Some(text("instance-2")));
+        let by_instance = if v >= 5 {
+            by_instance.with_reason(Some(text("the consumer is being closed")))
+        } else {
+            by_instance
+        };
+        r.with_members(vec![by_id, by_instance])
+    };
+    if v >= 4 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_sync_group(v: i16) -> SyncGroupRequest {
+    // The leader sends every member's assignment (an empty one included).
+    let assignment = |m, a: &'static [u8]| {
+        SyncGroupRequestAssignment::default()
+            .with_member_id(text(m))
+            .with_assignment(Bytes::from_static(a))
+    };
+    let mut r = SyncGroupRequest::default()
+        .with_group_id(group("orders-consumers"))
+        .with_generation_id(3)
+        .with_member_id(text("member-1"))
+        .with_assignments(vec![
+            assignment("member-1", b"\x00\x03\x00\x00\x00\x01\x00\x06orders"),
+            assignment("member-2", b""),
+        ]);
+    if v >= 3 {
+        r = r.with_group_instance_id(Some(text("instance-1")));
+    }
+    if v >= 5 {
+        r = r.with_protocol_type(Some(text("consumer"))).with_protocol_name(Some(text("range")));
+    }
+    if v >= 4 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_describe_groups(v: i16) -> DescribeGroupsRequest {
+    let r = DescribeGroupsRequest::default().with_groups(vec![
+        group("orders-consumers"),
+        group(""),
+        group("audit-consumers"),
+    ]);
+    let r = if v >= 3 { r.with_include_authorized_operations(true) } else { r };
+    if v >= 5 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_list_groups(v: i16) -> ListGroupsRequest {
+    // v0–v2 have an empty body.
+    let mut r = ListGroupsRequest::default();
+    if v >= 4 {
+        r = r.with_states_filter(vec![text("Stable"), text("Empty")]);
+    }
+    if v >= 5 {
+        r = r.with_types_filter(vec![text("classic")]);
+    }
+    if v >= 3 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_delete_groups(v: i16) -> DeleteGroupsRequest {
+    let r = DeleteGroupsRequest::default()
+        .with_groups_names(vec![group("orders-consumers"), group("audit-consumers")]);
+    if v >= 2 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_offset_delete() -> OffsetDeleteRequest {
+    let partition = |p| OffsetDeleteRequestPartition::default().with_partition_index(p);
+    OffsetDeleteRequest::default().with_group_id(group("orders-consumers")).with_topics(vec![
+        OffsetDeleteRequestTopic::default()
+            .with_name(name("orders"))
+            .with_partitions(vec![partition(0), partition(1)]),
+        OffsetDeleteRequestTopic::default().with_name(name("audit")),
+    ])
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -558,6 +789,77 @@ fn decodes_the_named_versions_field_by_field() {
     assert_eq!(i.transaction_timeout_ms, 60_000);
     assert_eq!((i.producer_id, i.producer_epoch), (ProducerId(4_711), 7));
     assert_eq!(i.unknown_tagged_fields.get(&5).map(|b| &b[..]), Some(&b"tag"[..]));
+
+    // JoinGroup v0 (no rebalance timeout on the wire: it decodes as -1, and Kafka uses the
+    // session timeout) and v8 (a first join: empty member id; `reason` after the protocols).
+    let sample = |v| sample_body(ApiKey::JoinGroup, v);
+    let req = decode_ok(encode_request(ApiKey::JoinGroup, 0, 11, &sample(0)));
+    let RequestKind::JoinGroup(j) = &req.body else { panic!("not JoinGroup") };
+    assert_eq!((&**j.group_id, j.session_timeout_ms), ("orders-consumers", 45_000));
+    assert_eq!((j.rebalance_timeout_ms, &*j.member_id), (-1, "member-1"));
+    let protocols: Vec<&str> = j.protocols.iter().map(|p| &*p.name).collect();
+    assert_eq!(protocols, ["range", "cooperative-sticky"]);
+    assert_eq!(&j.protocols[0].metadata[..2], &[0, 3]);
+    let req = decode_ok(encode_request(ApiKey::JoinGroup, 8, 12, &sample(8)));
+    let RequestKind::JoinGroup(j) = &req.body else { panic!("not JoinGroup") };
+    assert_eq!((j.rebalance_timeout_ms, &*j.member_id), (300_000, ""));
+    assert_eq!(j.group_instance_id.as_deref(), Some("instance-1"));
+    assert_eq!(j.reason.as_deref(), Some("rebalance after metadata change"));
+    assert!(j.protocols[1].metadata.is_empty());
+
+    // LeaveGroup v2 (one member id) and v3 (a batch, by member id or by instance id).
+    let sample = |v| sample_body(ApiKey::LeaveGroup, v);
+    let req = decode_ok(encode_request(ApiKey::LeaveGroup, 2, 13, &sample(2)));
+    let RequestKind::LeaveGroup(l) = &req.body else { panic!("not LeaveGroup") };
+    assert_eq!((&*l.member_id, l.members.len()), ("member-1", 0));
+    let req = decode_ok(encode_request(ApiKey::LeaveGroup, 3, 14, &sample(3)));
+    let RequestKind::LeaveGroup(l) = &req.body else { panic!("not LeaveGroup") };
+    assert!(l.member_id.is_empty());
+    assert_eq!(
+        (&*l.members[0].member_id, l.members[0].group_instance_id.as_deref()),
+        ("member-1", None)
+    );
+    assert_eq!(
+        (&*l.members[1].member_id, l.members[1].group_instance_id.as_deref()),
+        ("", Some("instance-2"))
+    );
+
+    // OffsetCommit v2 (with a retention time) and v9 (none on the wire: -1; leader epochs).
+    let sample = |v| sample_body(ApiKey::OffsetCommit, v);
+    let req = decode_ok(encode_request(ApiKey::OffsetCommit, 2, 15, &sample(2)));
+    let RequestKind::OffsetCommit(c) = &req.body else { panic!("not OffsetCommit") };
+    assert_eq!((c.generation_id_or_member_epoch, c.retention_time_ms), (3, 86_400_000));
+    let p = &c.topics[0].partitions;
+    assert_eq!((p[0].committed_offset, p[0].committed_leader_epoch), (7, -1));
+    assert_eq!(
+        (p[0].committed_metadata.as_deref(), p[1].committed_metadata.as_deref()),
+        (Some("by-app"), None)
+    );
+    let req = decode_ok(encode_request(ApiKey::OffsetCommit, 9, 16, &sample(9)));
+    let RequestKind::OffsetCommit(c) = &req.body else { panic!("not OffsetCommit") };
+    assert_eq!((c.retention_time_ms, c.group_instance_id.as_deref()), (-1, Some("instance-1")));
+    assert_eq!(c.topics[0].partitions[1].committed_leader_epoch, 4);
+    assert!(c.topics[1].partitions.is_empty());
+    // Topic ids are OffsetCommit v10's: never on the wire below it.
+    assert!(c.topics[0].topic_id.is_nil());
+
+    // OffsetFetch v1 (named topics), v2 (null: every topic) and v8 (a batch of groups).
+    let sample = |v| sample_body(ApiKey::OffsetFetch, v);
+    let req = decode_ok(encode_request(ApiKey::OffsetFetch, 1, 17, &sample(1)));
+    let RequestKind::OffsetFetch(f) = &req.body else { panic!("not OffsetFetch") };
+    let topics = f.topics.as_ref().expect("named topics");
+    assert_eq!((&**topics[0].name, &topics[0].partition_indexes[..]), ("orders", &[0, 1, 2][..]));
+    let req = decode_ok(encode_request(ApiKey::OffsetFetch, 2, 18, &sample(2)));
+    let RequestKind::OffsetFetch(f) = &req.body else { panic!("not OffsetFetch") };
+    assert_eq!((&**f.group_id, f.topics.as_ref()), ("orders-consumers", None));
+    let req = decode_ok(encode_request(ApiKey::OffsetFetch, 8, 19, &sample(8)));
+    let RequestKind::OffsetFetch(f) = &req.body else { panic!("not OffsetFetch") };
+    assert!(f.group_id.is_empty() && f.require_stable);
+    let groups: Vec<&str> = f.groups.iter().map(|g| &**g.group_id).collect();
+    assert_eq!(groups, ["orders-consumers", "audit-consumers"]);
+    assert_eq!(f.groups[0].topics.as_ref().map(|t| t.len()), Some(2));
+    assert_eq!((f.groups[0].member_id.as_ref(), f.groups[0].member_epoch), (None, -1));
+    assert_eq!(f.groups[1].topics, None);
 }
 
 #[test]
@@ -576,6 +878,13 @@ fn header_versions_follow_flexibility() {
         ApiKey::DescribeCluster => 0,
         ApiKey::FindCoordinator => 3,
         ApiKey::InitProducerId => 2,
+        ApiKey::OffsetCommit => 8,
+        ApiKey::OffsetFetch | ApiKey::JoinGroup => 6,
+        ApiKey::Heartbeat | ApiKey::LeaveGroup | ApiKey::SyncGroup => 4,
+        ApiKey::DescribeGroups => 5,
+        ApiKey::ListGroups => 3,
+        ApiKey::DeleteGroups => 2,
+        ApiKey::OffsetDelete => i16::MAX, // never
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -611,17 +920,23 @@ fn too_short_unknown_and_unserved() {
     assert_eq!(err.correlation_id(), Some(78));
     assert_eq!(versions::answer_for_decode_error(&err), None, "closes the connection");
 
-    let join =
-        encode_request(ApiKey::JoinGroup, 5, 79, &RequestKind::JoinGroup(Default::default()));
-    let err = decode_request(join).expect_err("unserved API");
+    // KIP-848's consumer-group API: the new protocol, not served (the classic one is).
+    let heartbeat = RequestKind::ConsumerGroupHeartbeat(ConsumerGroupHeartbeatRequest::default());
+    let err = decode_request(encode_request(ApiKey::ConsumerGroupHeartbeat, 0, 79, &heartbeat))
+        .expect_err("unserved API");
     assert_eq!(
         err,
-        DecodeError::UnsupportedApi { api: ApiKey::JoinGroup, version: 5, correlation_id: 79 }
+        DecodeError::UnsupportedApi {
+            api: ApiKey::ConsumerGroupHeartbeat,
+            version: 0,
+            correlation_id: 79
+        }
     );
     assert_eq!(versions::answer_for_decode_error(&err), None);
     assert_eq!(
         err.to_string(),
-        "JoinGroup (key 11) is not served by this broker (version 5, correlation id 79)"
+        "ConsumerGroupHeartbeat (key 68) is not served by this broker (version 0, correlation id \
+         79)"
     );
 }
 
@@ -642,6 +957,21 @@ fn unsupported_versions_are_refused_before_the_body() {
         // v6 (KIP-939) is in kafka-protocol's `valid_versions`, not in its request decoder.
         (ApiKey::InitProducerId, 6, 0, 5),
         (ApiKey::InitProducerId, -1, 0, 5),
+        // v0–v1 were removed in Kafka 4.0 (KIP-896); v10 (topic ids) is in kafka-protocol's
+        // `valid_versions`, not in its request decoder.
+        (ApiKey::OffsetCommit, 1, 2, 9),
+        (ApiKey::OffsetCommit, 10, 2, 9),
+        (ApiKey::OffsetFetch, 0, 1, 9),
+        (ApiKey::OffsetFetch, 10, 1, 9),
+        (ApiKey::JoinGroup, 10, 0, 9),
+        (ApiKey::JoinGroup, -1, 0, 9),
+        (ApiKey::Heartbeat, 5, 0, 4),
+        (ApiKey::LeaveGroup, 6, 0, 5),
+        (ApiKey::SyncGroup, 6, 0, 5),
+        (ApiKey::DescribeGroups, 7, 0, 6),
+        (ApiKey::ListGroups, 6, 0, 5),
+        (ApiKey::DeleteGroups, 3, 0, 2),
+        (ApiKey::OffsetDelete, 1, 0, 0),
     ];
     for (api, version, min, max) in cases {
         let mut frame = BytesMut::new();
@@ -723,7 +1053,8 @@ fn framed_request_end_to_end() {
 
 /// The versions kafka-protocol's *request* type of `api` encodes and decodes. Not always
 /// `api.valid_versions()`, which spans request and response: InitProducerId's response knows
-/// v6 (KIP-939), its request only v0–v5.
+/// v6 (KIP-939), its request only v0–v5; OffsetCommit's and OffsetFetch's responses know v10
+/// (topic ids), their requests stop at v9.
 fn request_versions(api: ApiKey) -> VersionRange {
     match api {
         ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
@@ -741,6 +1072,16 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
         ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
         ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+        ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+        ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+        ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+        ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+        ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+        ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+        ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+        ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+        ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+        ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -761,6 +1102,11 @@ fn served_ranges_are_within_the_request_decoders() {
     let init = request_versions(ApiKey::InitProducerId);
     assert_eq!((init.min, init.max), (0, 5));
     assert_eq!(ApiKey::InitProducerId.valid_versions().max, 6);
+    for (api, min) in [(ApiKey::OffsetCommit, 2), (ApiKey::OffsetFetch, 1)] {
+        let known = request_versions(api);
+        assert_eq!((known.min, known.max), (min, 9), "{api:?}");
+        assert_eq!(api.valid_versions().max, 10, "{api:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -830,6 +1176,22 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::DescribeCluster => &[],
             ApiKey::FindCoordinator => &["FindCoordinator.coordinator_keys"],
             ApiKey::InitProducerId => &[],
+            ApiKey::OffsetCommit => &["OffsetCommit.topics", "OffsetCommit.topics.partitions"],
+            ApiKey::OffsetFetch => &[
+                "OffsetFetch.topics",
+                "OffsetFetch.topics.partition_indexes",
+                "OffsetFetch.groups",
+                "OffsetFetch.groups.topics",
+                "OffsetFetch.groups.topics.partition_indexes",
+            ],
+            ApiKey::JoinGroup => &["JoinGroup.protocols"],
+            ApiKey::Heartbeat => &[],
+            ApiKey::LeaveGroup => &["LeaveGroup.members"],
+            ApiKey::SyncGroup => &["SyncGroup.assignments"],
+            ApiKey::DescribeGroups => &["DescribeGroups.groups"],
+            ApiKey::ListGroups => &["ListGroups.states_filter", "ListGroups.types_filter"],
+            ApiKey::DeleteGroups => &["DeleteGroups.groups_names"],
+            ApiKey::OffsetDelete => &["OffsetDelete.topics", "OffsetDelete.topics.partitions"],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -866,8 +1228,8 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
 #[test]
 fn preflight_refuses_uncovered_apis() {
     assert_eq!(
-        preflight::check_body(ApiKey::JoinGroup, 5, &[]),
-        Err(PreflightError::Uncovered { api: ApiKey::JoinGroup })
+        preflight::check_body(ApiKey::ConsumerGroupHeartbeat, 0, &[]),
+        Err(PreflightError::Uncovered { api: ApiKey::ConsumerGroupHeartbeat })
     );
 }
 
@@ -974,8 +1336,68 @@ fn element_minimums_are_the_smallest_encodings() {
         let key = encoded_len(&one, v) - encoded_len(&none, v);
         assert_eq!(element_min::find_coordinator_key(v), key, "FindCoordinator v{v}");
     }
-    // DescribeCluster and InitProducerId have no arrays: nothing to bound (that the walk finds
-    // none in them is checked by `preflight_refuses_an_impossible_count_in_every_array`).
+    for v in versions(ApiKey::OffsetCommit) {
+        let t = OffsetCommitRequestTopic::default();
+        assert_eq!(element_min::offset_commit_topic(v), encoded_len(&t, v), "v{v}");
+        let p = OffsetCommitRequestPartition::default();
+        assert_eq!(element_min::offset_commit_partition(v), encoded_len(&p, v), "v{v}");
+        // The default metadata is empty (not null); both encode in the same bytes.
+        let null = OffsetCommitRequestPartition::default().with_committed_metadata(None);
+        assert_eq!(encoded_len(&null, v), encoded_len(&p, v), "OffsetCommit v{v}");
+    }
+    for v in versions(ApiKey::OffsetFetch) {
+        if v <= 7 {
+            let t = OffsetFetchRequestTopic::default();
+            assert_eq!(element_min::offset_fetch_topic(v), encoded_len(&t, v), "OffsetFetch v{v}");
+            continue;
+        }
+        let g = OffsetFetchRequestGroup::default();
+        assert_eq!(element_min::offset_fetch_group(v), encoded_len(&g, v), "v{v}");
+        let null = OffsetFetchRequestGroup::default().with_topics(None);
+        assert_eq!(encoded_len(&null, v), encoded_len(&g, v), "v{v}");
+        let t = OffsetFetchRequestTopics::default();
+        assert_eq!(element_min::offset_fetch_topic(v), encoded_len(&t, v), "OffsetFetch v{v}");
+    }
+    for v in versions(ApiKey::JoinGroup) {
+        let p = JoinGroupRequestProtocol::default();
+        assert_eq!(element_min::join_group_protocol(v), encoded_len(&p, v), "JoinGroup v{v}");
+    }
+    for v in 3..=request_versions(ApiKey::LeaveGroup).max {
+        let m = MemberIdentity::default();
+        assert_eq!(element_min::leave_group_member(v), encoded_len(&m, v), "LeaveGroup v{v}");
+    }
+    for v in versions(ApiKey::SyncGroup) {
+        let a = SyncGroupRequestAssignment::default();
+        assert_eq!(element_min::sync_group_assignment(v), encoded_len(&a, v), "SyncGroup v{v}");
+    }
+    // Arrays of strings: one empty string costs the smallest string.
+    for v in versions(ApiKey::DescribeGroups) {
+        let none = DescribeGroupsRequest::default();
+        let one = DescribeGroupsRequest::default().with_groups(vec![group("")]);
+        let g = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::describe_groups_group(v), g, "DescribeGroups v{v}");
+    }
+    for v in 4..=request_versions(ApiKey::ListGroups).max {
+        let none = ListGroupsRequest::default();
+        let one = ListGroupsRequest::default().with_states_filter(vec![text("")]);
+        let f = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::list_groups_filter(v), f, "ListGroups v{v}");
+    }
+    for v in versions(ApiKey::DeleteGroups) {
+        let none = DeleteGroupsRequest::default();
+        let one = DeleteGroupsRequest::default().with_groups_names(vec![group("")]);
+        let g = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::delete_groups_name(v), g, "DeleteGroups v{v}");
+    }
+    for v in versions(ApiKey::OffsetDelete) {
+        let t = OffsetDeleteRequestTopic::default();
+        assert_eq!(element_min::offset_delete_topic(v), encoded_len(&t, v), "v{v}");
+        // The walk bounds partitions by one int32 each: the whole of a partition.
+        assert_eq!(encoded_len(&OffsetDeleteRequestPartition::default(), v), 4, "v{v}");
+    }
+    // DescribeCluster, InitProducerId and Heartbeat have no arrays: nothing to bound (that the
+    // walk finds none in them is checked by
+    // `preflight_refuses_an_impossible_count_in_every_array`).
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1108,6 +1530,16 @@ fn default_response(api: ApiKey) -> ResponseKind {
             ResponseKind::FindCoordinator(FindCoordinatorResponse::default())
         }
         ApiKey::InitProducerId => ResponseKind::InitProducerId(InitProducerIdResponse::default()),
+        ApiKey::OffsetCommit => ResponseKind::OffsetCommit(OffsetCommitResponse::default()),
+        ApiKey::OffsetFetch => ResponseKind::OffsetFetch(OffsetFetchResponse::default()),
+        ApiKey::JoinGroup => ResponseKind::JoinGroup(JoinGroupResponse::default()),
+        ApiKey::Heartbeat => ResponseKind::Heartbeat(HeartbeatResponse::default()),
+        ApiKey::LeaveGroup => ResponseKind::LeaveGroup(LeaveGroupResponse::default()),
+        ApiKey::SyncGroup => ResponseKind::SyncGroup(SyncGroupResponse::default()),
+        ApiKey::DescribeGroups => ResponseKind::DescribeGroups(DescribeGroupsResponse::default()),
+        ApiKey::ListGroups => ResponseKind::ListGroups(ListGroupsResponse::default()),
+        ApiKey::DeleteGroups => ResponseKind::DeleteGroups(DeleteGroupsResponse::default()),
+        ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -1249,13 +1681,242 @@ fn init_producer_id_response_round_trips() {
     assert!(out.is_empty());
 }
 
+/// Encodes `body` as the answer to `api` v`v`, and decodes it back with kafka-protocol's client
+/// side: the header's correlation id, the body, and nothing after it.
+fn response_round_trip(api: ApiKey, v: i16, body: &ResponseKind) -> ResponseKind {
+    let mut out = BytesMut::new();
+    encode_response(98, api, v, body, &mut out).unwrap_or_else(|e| panic!("{api:?} v{v}: {e}"));
+    let mut b = Bytes::copy_from_slice(&out[4..]);
+    let header = ResponseHeader::decode(&mut b, api.response_header_version(v)).expect("header");
+    assert_eq!(header.correlation_id, 98, "{api:?} v{v}");
+    let decoded = ResponseKind::decode(api, &mut b, v).expect("body");
+    assert!(b.is_empty(), "{api:?} v{v}: nothing after the body");
+    decoded
+}
+
+/// Checks that `body` does not encode as `api` v`v` and leaves the buffer as it was.
+fn response_refused(api: ApiKey, v: i16, body: &ResponseKind) -> EncodeError {
+    let mut out = BytesMut::from(&b"earlier"[..]);
+    let err = encode_response(98, api, v, body, &mut out).expect_err("refused");
+    assert!(matches!(err, EncodeError::Invalid { .. }), "{api:?} v{v}: {err}");
+    assert_eq!(&out[..], b"earlier", "{api:?} v{v}");
+    err
+}
+
+#[test]
+fn offset_fetch_response_round_trips() {
+    // v1–v7 answer one group in the top-level `topics`; v8+ answer a batch in `groups`
+    // (KIP-709). A partition without a committed offset is offset -1 with empty metadata, as
+    // Kafka answers; leader epochs are in the response from v5.
+    let api = ApiKey::OffsetFetch;
+    for v in 1..=9 {
+        let epoch = if v >= 5 { 4 } else { -1 };
+        let body = if v <= 7 {
+            let partition = |p: i32, offset: i64, epoch: i32, metadata| {
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(epoch)
+                    .with_metadata(Some(text(metadata)))
+            };
+            OffsetFetchResponse::default().with_topics(vec![
+                OffsetFetchResponseTopic::default().with_name(name("orders")).with_partitions(
+                    vec![partition(0, 107, epoch, "by-app"), partition(1, -1, -1, "")],
+                ),
+            ])
+        } else {
+            let committed = OffsetFetchResponsePartitions::default()
+                .with_partition_index(0)
+                .with_committed_offset(107)
+                .with_committed_leader_epoch(epoch)
+                .with_metadata(Some(text("by-app")));
+            OffsetFetchResponse::default().with_groups(vec![
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group("orders-consumers"))
+                    .with_topics(vec![
+                        OffsetFetchResponseTopics::default()
+                            .with_name(name("orders"))
+                            .with_partitions(vec![committed]),
+                    ]),
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(group("audit-consumers"))
+                    .with_error_code(error_code::NOT_COORDINATOR),
+            ])
+        };
+        let body = ResponseKind::OffsetFetch(body);
+        assert_eq!(response_round_trip(api, v, &body), body, "v{v}");
+
+        // The other layout does not encode at this version.
+        let wrong = if v <= 7 {
+            OffsetFetchResponse::default()
+                .with_groups(vec![OffsetFetchResponseGroup::default().with_group_id(group("g"))])
+        } else {
+            OffsetFetchResponse::default()
+                .with_topics(vec![OffsetFetchResponseTopic::default().with_name(name("orders"))])
+        };
+        response_refused(api, v, &ResponseKind::OffsetFetch(wrong));
+    }
+    // The top-level `error_code` is v2–v7 and ignorable: at v1 kafka-protocol drops it without
+    // a word, so a handler must put a group-level error into every partition (what Kafka does
+    // for v0–v1).
+    let error = ResponseKind::OffsetFetch(
+        OffsetFetchResponse::default().with_error_code(error_code::NOT_COORDINATOR),
+    );
+    assert_eq!(
+        response_round_trip(api, 1, &error),
+        ResponseKind::OffsetFetch(OffsetFetchResponse::default())
+    );
+    assert_eq!(response_round_trip(api, 2, &error), error);
+}
+
+#[test]
+fn join_group_response_round_trips() {
+    let api = ApiKey::JoinGroup;
+    for v in 0..=9 {
+        let member = |m, instance: Option<StrBytes>| {
+            let jm = JoinGroupResponseMember::default()
+                .with_member_id(text(m))
+                .with_metadata(Bytes::from_static(b"\x00\x03\x00\x00\x00\x01\x00\x06orders"));
+            if v >= 5 { jm.with_group_instance_id(instance) } else { jm }
+        };
+        // The leader's answer: the chosen protocol and every member's metadata.
+        let mut leader = JoinGroupResponse::default()
+            .with_generation_id(3)
+            .with_protocol_name(Some(text("range")))
+            .with_leader(text("member-1"))
+            .with_member_id(text("member-1"))
+            .with_members(vec![
+                member("member-1", Some(text("instance-1"))),
+                member("member-2", None),
+            ]);
+        if v >= 7 {
+            leader = leader.with_protocol_type(Some(text("consumer")));
+        }
+        let body = ResponseKind::JoinGroup(leader.clone());
+        assert_eq!(response_round_trip(api, v, &body), body, "v{v}");
+
+        // A refusal carries no protocol: a null name from v7 (KIP-559), an empty one below,
+        // where kafka-protocol would write the null (no client can read it) if not stopped.
+        let failed = JoinGroupResponse::default()
+            .with_error_code(error_code::ResponseError::UnknownMemberId.code())
+            .with_protocol_name(None);
+        let body = ResponseKind::JoinGroup(failed.clone());
+        if v >= 7 {
+            assert_eq!(response_round_trip(api, v, &body), body, "v{v}");
+        } else {
+            let err = response_refused(api, v, &body);
+            assert!(err.to_string().contains("protocol_name is null"), "v{v}: {err}");
+            let empty = ResponseKind::JoinGroup(failed.with_protocol_name(Some(text(""))));
+            assert_eq!(response_round_trip(api, v, &empty), empty, "v{v}");
+        }
+
+        // `skip_assignment` (KIP-814) exists from v9.
+        let skip = ResponseKind::JoinGroup(leader.with_skip_assignment(true));
+        if v >= 9 {
+            assert_eq!(response_round_trip(api, v, &skip), skip, "v{v}");
+        } else {
+            response_refused(api, v, &skip);
+        }
+    }
+}
+
+#[test]
+fn describe_groups_response_round_trips() {
+    // `authorized_operations` defaults to i32::MIN ("not asked for"), the only value below v3.
+    assert_eq!(DescribedGroup::default().authorized_operations, i32::MIN);
+    let api = ApiKey::DescribeGroups;
+    for v in 0..=6 {
+        let member = DescribedGroupMember::default()
+            .with_member_id(text("member-1"))
+            .with_client_id(text("rdkafka"))
+            .with_client_host(text("/10.0.0.7"))
+            .with_member_metadata(Bytes::from_static(b"metadata"))
+            .with_member_assignment(Bytes::from_static(b"assignment"));
+        let member =
+            if v >= 4 { member.with_group_instance_id(Some(text("instance-1"))) } else { member };
+        let stable = DescribedGroup::default()
+            .with_group_id(group("orders-consumers"))
+            .with_group_state(text("Stable"))
+            .with_protocol_type(text("consumer"))
+            .with_protocol_data(text("range"))
+            .with_members(vec![member]);
+        // READ, DELETE and DESCRIBE (bits 3, 6 and 8 of Kafka's ACL operation codes).
+        let operations = (1 << 3) | (1 << 6) | (1 << 8);
+        let stable = if v >= 3 { stable.with_authorized_operations(operations) } else { stable };
+        // An unknown group: `GROUP_ID_NOT_FOUND` with a message from v6 (KIP-1043), a `Dead`
+        // group without an error below.
+        let unknown = DescribedGroup::default().with_group_id(group("nope"));
+        let unknown = if v >= 6 {
+            unknown
+                .with_error_code(error_code::ResponseError::GroupIdNotFound.code())
+                .with_error_message(Some(text("Group nope not found.")))
+        } else {
+            unknown.with_group_state(text("Dead"))
+        };
+        let response = DescribeGroupsResponse::default().with_groups(vec![stable, unknown]);
+        let body = ResponseKind::DescribeGroups(response.clone());
+        assert_eq!(response_round_trip(api, v, &body), body, "v{v}");
+
+        if v < 3 {
+            let asked = DescribedGroup::default().with_authorized_operations(operations);
+            let body = DescribeGroupsResponse::default().with_groups(vec![asked]);
+            response_refused(api, v, &ResponseKind::DescribeGroups(body));
+        }
+        if v < 6 {
+            let message = DescribedGroup::default().with_error_message(Some(text("why")));
+            let body = DescribeGroupsResponse::default().with_groups(vec![message]);
+            response_refused(api, v, &ResponseKind::DescribeGroups(body));
+        }
+    }
+}
+
+#[test]
+fn leave_and_list_groups_responses_keep_to_their_versions() {
+    // LeaveGroup answers each member from v3 (KIP-345); a per-member answer below v3 is refused.
+    let members = LeaveGroupResponse::default().with_members(vec![
+        MemberResponse::default().with_member_id(text("member-1")),
+        MemberResponse::default()
+            .with_group_instance_id(Some(text("instance-2")))
+            .with_error_code(error_code::ResponseError::UnknownMemberId.code()),
+    ]);
+    let body = ResponseKind::LeaveGroup(members);
+    for v in 0..=5 {
+        if v >= 3 {
+            assert_eq!(response_round_trip(ApiKey::LeaveGroup, v, &body), body, "v{v}");
+        } else {
+            response_refused(ApiKey::LeaveGroup, v, &body);
+        }
+    }
+    // ListGroups' `group_state` (v4+) and `group_type` (v5+) are ignorable: dropped below.
+    let listed = ListedGroup::default()
+        .with_group_id(group("orders-consumers"))
+        .with_protocol_type(text("consumer"))
+        .with_group_state(text("Stable"))
+        .with_group_type(text("classic"));
+    for v in 0..=5 {
+        let mut expected = listed.clone();
+        if v < 5 {
+            expected = expected.with_group_type(StrBytes::default());
+        }
+        if v < 4 {
+            expected = expected.with_group_state(StrBytes::default());
+        }
+        let body = ResponseKind::ListGroups(
+            ListGroupsResponse::default().with_groups(vec![listed.clone()]),
+        );
+        let expected =
+            ResponseKind::ListGroups(ListGroupsResponse::default().with_groups(vec![expected]));
+        assert_eq!(response_round_trip(ApiKey::ListGroups, v, &body), expected, "v{v}");
+    }
+}
+
 #[test]
 fn encode_errors_leave_the_buffer_untouched() {
     let metadata = ResponseKind::Metadata(MetadataResponse::default());
     let before = Bytes::from_static(b"earlier response bytes");
     let cases = [
         (ApiKey::Produce, 9, metadata.clone(), "BodyMismatch"),
-        (ApiKey::JoinGroup, 5, metadata.clone(), "UnsupportedApi"),
+        (ApiKey::ConsumerGroupHeartbeat, 0, metadata.clone(), "UnsupportedApi"),
         (ApiKey::Metadata, 13, metadata.clone(), "UnsupportedVersion"),
         (
             // `topic_authorized_operations` exists from Metadata v8 and is not ignorable, so

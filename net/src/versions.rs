@@ -103,6 +103,78 @@ use crate::request::DecodeError;
 ///   Kafka 4.0 does not advertise it, kafka-protocol 0.18 does not decode it (its response type
 ///   and `ApiKey::valid_versions` reach v6, its request type stops at v5), and it is about
 ///   transactions, which need a transaction coordinator.
+///
+/// The classic consumer-group APIs follow: what a group coordinator answers to consumers using
+/// `group.protocol=classic` (every client but a KIP-848 one), and to admin clients. KIP-848's new
+/// protocol is a separate API (ConsumerGroupHeartbeat, key 68) and is not served; the versions
+/// below that KIP-848 added to these APIs are included only where a classic group answers them.
+/// Each range is every version kafka-protocol 0.18's *request* decoder knows, intersected with
+/// what Kafka 4.0 serves. librdkafka before 2.11 enables consumer groups
+/// (`BROKER_BALANCED_CONSUMER`) only if the advertised ranges meet FindCoordinator 0..0,
+/// OffsetCommit 1..2, OffsetFetch 1..1, JoinGroup 0..0, SyncGroup 0..0, Heartbeat 0..0 and
+/// LeaveGroup 0..0 (confluentinc/librdkafka#5130); every range below does.
+///
+/// - **OffsetCommit 2–9.** Kafka 4.0 removed v0 (ZooKeeper-stored offsets) and v1 (KIP-896);
+///   kafka-protocol does not decode them either. v2 carries `retention_time_ms` (v2–v4 only; v5
+///   drops it, retention is the broker's `offsets.retention.minutes`), v3 adds the response's
+///   `throttle_time_ms`, v4 only changes throttling (KIP-219), v6 adds each partition's
+///   `committed_leader_epoch` (KIP-320), v7 `group_instance_id` (KIP-345), v8 is flexible. v9
+///   has v8's layout: it is the first a KIP-848 consumer may send, and renames the generation to
+///   `generation_id_or_member_epoch`; for a classic group it is the generation as before
+///   (Kafka 4.0 answers classic groups at v9, and its classic Java consumer sends v9), and its
+///   only new answers are `GROUP_ID_NOT_FOUND` for a group that does not exist and
+///   `STALE_MEMBER_EPOCH` (new-protocol groups only). v10 (KIP-848, apache/kafka#19461) names
+///   topics by id only; the node keeps topic ids, so it could answer it, but it is
+///   `latestVersionUnstable` in Kafka (not in 4.0) and kafka-protocol 0.18's request type stops
+///   at v9 (its response type and `ApiKey::valid_versions` reach v10), so it cannot be decoded.
+/// - **OffsetFetch 1–9.** v0 (ZooKeeper-stored offsets) was removed in Kafka 4.0 (KIP-896) and
+///   kafka-protocol does not decode it; v1 (the offsets topic) stays, and is the version old
+///   librdkafka checks for. v2 makes a null `topics` mean "every topic" and adds a top-level
+///   `error_code` (a v1 response drops it silently: Kafka puts a group-level error into every
+///   partition instead), v3 the response's `throttle_time_ms`, v4 only changes throttling, v5
+///   adds the response's `committed_leader_epoch`, v6 is flexible, v7 adds `require_stable`
+///   (KIP-447: answer `UNSTABLE_OFFSET_COMMIT` while a transactional commit is pending). v8
+///   (KIP-709) replaces `group_id`/`topics` by a `groups` batch, in
+///   request and response: a v8+ response must leave the top-level `topics` empty and a v1–v7
+///   one `groups` empty, or it fails to encode. v9 adds each group's `member_id`/`member_epoch`
+///   (KIP-848), null and -1 from a classic consumer, and ignored by Kafka for a classic group.
+///   v10 names topics by id, like OffsetCommit v10, and is excluded for the same reason.
+/// - **JoinGroup 0–9**: every version kafka-protocol knows, and what Kafka 4.0.1 serves. Kafka
+///   4.0.0 removed v0–v1 (KIP-896); 4.0.1 and 4.1.0 restored them (KAFKA-19444,
+///   apache/kafka#20116) because librdkafka before 2.11.0 enables consumer groups and Kerberos
+///   (`SASL_GSSAPI`) only if the broker advertises JoinGroup *v0* (see above), the same trap as
+///   FindCoordinator v0; segmentio/kafka-go sends v1 (its #1378). v0 decodes without
+///   `rebalance_timeout_ms` (-1: Kafka then uses `session_timeout_ms`). v1 adds
+///   `rebalance_timeout_ms`, v2 the response's `throttle_time_ms`, v3 only changes throttling,
+///   v4 (KIP-394) answers a first join with an empty `member_id` by `MEMBER_ID_REQUIRED` and an
+///   assigned id, v5 adds `group_instance_id` (static membership, KIP-345), v6 is flexible, v7
+///   (KIP-559) adds the response's `protocol_type` and lets its `protocol_name` be null: below
+///   v7 a null `protocol_name` is refused by
+///   [`encode_response`](crate::response::encode_response) (kafka-protocol would write the null,
+///   which clients cannot read; Kafka sends `""`). v8 adds `reason` (KIP-800), v9 the response's
+///   `skip_assignment` (KIP-814, for a static leader rejoining: it must stay false below v9 or
+///   the response fails to encode).
+/// - **SyncGroup 0–5**, **Heartbeat 0–4**, **LeaveGroup 0–5**: every version (none removed by
+///   KIP-896). v1 adds the response's `throttle_time_ms`, v2 only changes throttling, v3 adds
+///   `group_instance_id` (KIP-345), v4 is flexible. SyncGroup v5 (KIP-559) adds
+///   `protocol_type`/`protocol_name` to request and response. LeaveGroup v3 replaces `member_id`
+///   by a `members` batch (each a member id and/or a `group_instance_id`) and answers each
+///   member, v5 adds each member's `reason` (KIP-800).
+/// - **ListGroups 0–5**: every version. v1 adds `throttle_time_ms`, v2 only changes throttling,
+///   v3 is flexible, v4 adds `states_filter` and each group's `group_state` (KIP-518), v5 adds
+///   `types_filter` and each group's `group_type` (KIP-848): a filter a classic-only broker can
+///   apply (its groups are all `classic`), so v5 is in. `group_state`/`group_type` are dropped
+///   silently below v4/v5.
+/// - **DescribeGroups 0–6**: every version. v1 adds `throttle_time_ms`, v2 only changes
+///   throttling, v3 adds `include_authorized_operations` and each group's
+///   `authorized_operations` (which must stay at its default, `i32::MIN`, below v3 or the
+///   response fails to encode), v4 each member's `group_instance_id`, v5 is flexible, v6
+///   (KIP-1043, Kafka 4.0) adds each group's `error_message` (null below v6, or the response
+///   fails to encode) and answers an unknown group with `GROUP_ID_NOT_FOUND` instead of a `Dead`
+///   group with no error.
+/// - **DeleteGroups 0–2**: every version. Kafka 4.0 keeps v0 (KAFKA-18352: it was tagged
+///   deprecated by mistake; Sarama sends only v0). v1 only changes throttling, v2 is flexible.
+/// - **OffsetDelete 0**: the only version (KIP-496), never flexible.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -119,6 +191,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -268,13 +350,25 @@ mod tests {
             (ApiKey::DescribeCluster, 0, 1),
             (ApiKey::FindCoordinator, 0, 6),
             (ApiKey::InitProducerId, 0, 5),
+            (ApiKey::OffsetCommit, 2, 9),
+            (ApiKey::OffsetFetch, 1, 9),
+            (ApiKey::JoinGroup, 0, 9),
+            (ApiKey::Heartbeat, 0, 4),
+            (ApiKey::LeaveGroup, 0, 5),
+            (ApiKey::SyncGroup, 0, 5),
+            (ApiKey::DescribeGroups, 0, 6),
+            (ApiKey::ListGroups, 0, 5),
+            (ApiKey::DeleteGroups, 0, 2),
+            (ApiKey::OffsetDelete, 0, 0),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {
             assert_eq!(supported(api), Some((min, max)), "{api:?}");
         }
         assert_eq!(supported(ApiKey::AddPartitionsToTxn), None);
-        assert_eq!(supported(ApiKey::JoinGroup), None);
+        // KIP-848's own group API (the new consumer protocol) is a different API, not served.
+        assert_eq!(supported(ApiKey::ConsumerGroupHeartbeat), None);
+        assert_eq!(supported(ApiKey::TxnOffsetCommit), None);
     }
 
     #[test]
@@ -341,6 +435,46 @@ mod tests {
             .expect("InitProducerId is advertised");
         assert_eq!((advertised.min_version, advertised.max_version), (0, 5));
         assert_eq!(advertised.api_key, 22);
+    }
+
+    #[test]
+    fn group_apis_meet_what_old_librdkafka_checks() {
+        // librdkafka before 2.11 enables consumer groups only if every advertised range below
+        // meets the one it names (its `BROKER_BALANCED_CONSUMER` feature). JoinGroup v0 is the
+        // one Kafka 4.0.0 dropped and 4.0.1 restored (KAFKA-19444); narrowing a range here
+        // silently turns consumer groups off for those clients.
+        let checks = [
+            (ApiKey::FindCoordinator, 0, 0),
+            (ApiKey::OffsetCommit, 1, 2),
+            (ApiKey::OffsetFetch, 1, 1),
+            (ApiKey::JoinGroup, 0, 0),
+            (ApiKey::SyncGroup, 0, 0),
+            (ApiKey::Heartbeat, 0, 0),
+            (ApiKey::LeaveGroup, 0, 0),
+        ];
+        let advertised = api_versions_response(3).api_keys;
+        for (api, min, max) in checks {
+            let k = advertised.iter().find(|k| k.api_key == api as i16).expect("advertised");
+            assert!(min <= k.max_version && k.min_version <= max, "{api:?} {min}..{max}");
+        }
+        // Sarama sends only DeleteGroups v0, which Kafka 4.0 kept (KAFKA-18352).
+        assert!(is_supported(ApiKey::DeleteGroups, 0));
+    }
+
+    #[test]
+    fn offset_commit_and_fetch_stop_before_topic_ids() {
+        // v10 of both (KIP-848: topic ids only) is in kafka-protocol's `valid_versions` (its
+        // response types), not in its request types, and not in Kafka 4.0.
+        for api in [ApiKey::OffsetCommit, ApiKey::OffsetFetch] {
+            assert_eq!(api.valid_versions().max, 10, "{api:?}");
+            assert!(is_supported(api, 9), "{api:?}");
+            assert!(!is_supported(api, 10), "{api:?}");
+        }
+        // Removed in Kafka 4.0 (KIP-896), and not decodable by kafka-protocol.
+        assert!(!is_supported(ApiKey::OffsetCommit, 1));
+        assert!(!is_supported(ApiKey::OffsetFetch, 0));
+        assert_eq!(ApiKey::OffsetCommit.valid_versions().min, 2);
+        assert_eq!(ApiKey::OffsetFetch.valid_versions().min, 1);
     }
 
     #[test]
