@@ -95,6 +95,12 @@ pub const INVALID_TRANSACTION_TIMEOUT: i16 = ResponseError::InvalidTransactionTi
 pub const UNKNOWN_PRODUCER_ID: i16 = ResponseError::UnknownProducerId.code();
 /// A newer producer with the same transactional id exists (InitProducerId v4+, transactions).
 pub const PRODUCER_FENCED: i16 = ResponseError::ProducerFenced.code();
+/// A commit's metadata is longer than `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
+/// A commit or heartbeat names a group generation the coordinator does not have.
+pub const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
+/// The group id is empty or otherwise not allowed.
+pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
@@ -121,6 +127,9 @@ const _: () = assert!(KAFKA_STORAGE_ERROR == 56);
 const _: () = assert!(UNSUPPORTED_COMPRESSION_TYPE == 76);
 const _: () = assert!(INVALID_RECORD == 87);
 const _: () = assert!(INVALID_CONFIG == 40);
+const _: () = assert!(OFFSET_METADATA_TOO_LARGE == 12);
+const _: () = assert!(ILLEGAL_GENERATION == 22);
+const _: () = assert!(INVALID_GROUP_ID == 24);
 const _: () = assert!(INVALID_REPLICA_ASSIGNMENT == 39);
 const _: () = assert!(UNKNOWN_LEADER_EPOCH == 75);
 const _: () = assert!(FENCED_LEADER_EPOCH == 74);

@@ -12,6 +12,7 @@ mod checks;
 mod config;
 mod conn;
 mod fetch_session;
+mod group_offsets;
 mod handlers;
 mod mesh;
 mod metadata;

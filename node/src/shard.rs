@@ -28,6 +28,7 @@ use crate::checks::StartupError;
 use crate::config::NodeConfig;
 use crate::conn;
 use crate::fetch_session::Sessions;
+use crate::group_offsets::Coordinated;
 use crate::mesh::{self, Mesh, Task};
 use crate::metadata::Metadata;
 use crate::partitions::Partitions;
@@ -50,6 +51,8 @@ pub struct ShardCtx {
     pub partitions: Partitions,
     /// Incremental fetch sessions of this shard's connections.
     pub fetch_sessions: RefCell<Sessions>,
+    /// Committed offsets of the groups this shard coordinates.
+    pub groups: RefCell<Coordinated>,
     /// Set once the shard is stopping; `stop_event` wakes connections waiting for a request.
     pub stopping: Cell<bool>,
     pub stop_event: Event,
@@ -234,6 +237,7 @@ fn run_shard(
             producer_ids,
             partitions,
             fetch_sessions: RefCell::new(Sessions::new(id, smp)),
+            groups: RefCell::new(Coordinated::default()),
             stopping: Cell::new(false),
             stop_event: Event::new(),
             connections: Cell::new(0),

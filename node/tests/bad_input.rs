@@ -83,9 +83,11 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 15] = [
+    let apis: [(i16, i16); 17] = [
         (0, 11),
         (1, 16),
+        (8, 9),
+        (9, 9),
         (10, 6),
         (22, 5),
         (2, 8),

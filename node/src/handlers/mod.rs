@@ -9,6 +9,7 @@ mod admin;
 mod configs;
 mod coordinator;
 mod fetch;
+mod groups;
 mod offsets;
 mod produce;
 
@@ -57,6 +58,8 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DescribeCluster,
     ApiKey::FindCoordinator,
     ApiKey::InitProducerId,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
 ];
 
 /// What a handler answers.
@@ -113,7 +116,13 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
             ResponseKind::InitProducerId(coordinator::init_producer_id(ctx, &req))
         }
         RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(coordinator::find_coordinator(version, &req))
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, version, &req).await)
+        }
+        RequestKind::OffsetCommit(req) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(ctx, req).await)
+        }
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(ctx, version, req).await)
         }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),

@@ -1,0 +1,485 @@
+//! Group coordination, first part: FindCoordinator for groups, and committed offsets
+//! (OffsetCommit, OffsetFetch) for consumers that assign partitions themselves (generation -1,
+//! no member id: Kafka's "simple" consumers). Group membership (JoinGroup and the rest) is not
+//! served yet, so no commit from a group generation can be valid.
+//!
+//! A group's commits go to its `__consumer_offsets` partition on the shard that owns it, fsynced
+//! before the reply, and are read back from there at the first use after a start.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use odradek_net::error_code as ec;
+use odradek_storage::builder::{BatchParams, build_batch};
+use odradek_storage::compression::Codec;
+use odradek_storage::records::Record;
+use tracing::{info, warn};
+
+use super::{create_topic, str_bytes, topic_name};
+use crate::group_offsets::{
+    Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
+    offset_key, offset_value, partition_for,
+};
+use crate::mesh::on_shard;
+use crate::metadata::Topic;
+use crate::shard::ShardCtx;
+
+/// Kafka's coordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+
+/// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions).
+pub async fn offsets_topic(ctx: &Rc<ShardCtx>) -> Result<Arc<Topic>, (i16, String)> {
+    if let Some(t) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC) {
+        return Ok(t.clone());
+    }
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
+    ]);
+    match create_topic(ctx, OFFSETS_TOPIC, OFFSETS_PARTITIONS, configs).await {
+        Ok(t) => Ok(t),
+        // Created meanwhile by another request.
+        Err(_) if ctx.metadata.snapshot().topic(OFFSETS_TOPIC).is_some() => ctx
+            .metadata
+            .snapshot()
+            .topic(OFFSETS_TOPIC)
+            .cloned()
+            .ok_or((ec::UNKNOWN_SERVER_ERROR, String::new())),
+        Err((_, message)) => {
+            warn!(%message, "cannot create the offsets topic");
+            Err((ec::COORDINATOR_NOT_AVAILABLE, message))
+        }
+    }
+}
+
+/// The offsets topic, the group's partition of it, and that partition's owner shard.
+async fn group_home(
+    ctx: &Rc<ShardCtx>,
+    group: &str,
+) -> Result<(Arc<Topic>, i32, usize), (i16, String)> {
+    let topic = offsets_topic(ctx).await?;
+    let partition = partition_for(group, topic.partitions());
+    let owner = topic
+        .owner(partition, ctx.config.smp)
+        .ok_or((ec::COORDINATOR_NOT_AVAILABLE, "offsets partition missing".to_owned()))?;
+    Ok((topic, partition, owner))
+}
+
+/// Runs on the owner: reads the offsets partition into memory once per start.
+async fn ensure_loaded(
+    ctx: &Rc<ShardCtx>,
+    topic: &Topic,
+    partition: i32,
+) -> Result<(), (i16, String)> {
+    if ctx.groups.borrow().loaded.contains(&partition) {
+        return Ok(());
+    }
+    let p =
+        ctx.partitions.get(topic, partition).await.map_err(|e| (e.error_code(), e.to_string()))?;
+    let mut at = p.log.log_start_offset();
+    let end = p.log.log_end_offset();
+    let mut records = Vec::new();
+    while at < end {
+        let bytes = p
+            .log
+            .read_bytes(at, 1 << 20)
+            .await
+            .map_err(|e| (ec::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        if bytes.is_empty() {
+            break;
+        }
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let batch = bytes.slice(pos..);
+            let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(|e| {
+                (ec::KAFKA_STORAGE_ERROR, format!("offsets partition {partition}: {e}"))
+            })?;
+            records.extend(recs.into_iter().map(|r| (r.key, r.value)));
+            pos += header.total_len();
+            at = header.last_offset() as u64 + 1;
+        }
+    }
+    let mut groups = ctx.groups.borrow_mut();
+    if groups.loaded.insert(partition) {
+        for (key, value) in &records {
+            if let Some(key) = key {
+                groups.offsets.apply_record(key, value.as_deref());
+            }
+        }
+        info!(partition, records = records.len(), "group offsets loaded");
+    }
+    Ok(())
+}
+
+/// FindCoordinator: this node for every group (creating `__consumer_offsets` on first use, as
+/// Kafka does); no coordinator for transactions yet. The API also matters without groups:
+/// librdkafka turns lz4 on only for brokers that advertise it (`Feature LZ4: FindCoordinator
+/// (0..0)`), else kcat and confluent-kafka silently send lz4 batches uncompressed.
+pub async fn find_coordinator(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: &FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let node = BrokerId(ctx.config.node_id);
+    let (host, port) = &ctx.config.advertise;
+    // Groups: this node, once the offsets topic exists. Transactions: none yet.
+    let answer =
+        |key_type: i8, ready: &Result<Arc<Topic>, (i16, String)>| -> Result<(), (i16, String)> {
+            if key_type != KEY_TYPE_GROUP {
+                return Err((
+                    ec::COORDINATOR_NOT_AVAILABLE,
+                    "transactions are not supported yet".to_owned(),
+                ));
+            }
+            ready.as_ref().map(|_| ()).map_err(Clone::clone)
+        };
+    let ready = offsets_topic(ctx).await;
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key.clone());
+                match answer(req.key_type, &ready) {
+                    Ok(()) => {
+                        c.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port))
+                    }
+                    Err((code, message)) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(&message))),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let resp = FindCoordinatorResponse::default();
+    match answer(req.key_type, &ready) {
+        Ok(()) => resp.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port)),
+        Err((code, message)) => {
+            let resp = resp.with_error_code(code).with_node_id(BrokerId(-1)).with_port(-1);
+            // The error message exists from v1.
+            if version >= 1 { resp.with_error_message(Some(str_bytes(&message))) } else { resp }
+        }
+    }
+}
+
+/// One partition's commit, checked on the connection's shard.
+type Commit = (String, i32, Committed);
+/// A request's partitions of one topic, each to commit or refused with an error code.
+type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
+
+pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group = req.group_id.0.to_string();
+    let snapshot = ctx.metadata.snapshot();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    // Per partition: Ok(commit) to write, or Err(error code).
+    let mut checked: Vec<Checked> = Vec::new();
+    let group_error = if req.generation_id_or_member_epoch >= 0 || !req.member_id.is_empty() {
+        // No group membership is served yet: a member of a generation cannot exist.
+        Some(ec::ILLEGAL_GENERATION)
+    } else if group.is_empty() {
+        Some(ec::INVALID_GROUP_ID)
+    } else {
+        None
+    };
+    for t in &req.topics {
+        let topic = snapshot.topic(&t.name.0);
+        let parts = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let result = match (group_error, topic) {
+                    (Some(code), _) => Err(code),
+                    (None, Some(tp))
+                        if p.partition_index >= 0 && p.partition_index < tp.partitions() =>
+                    {
+                        let metadata = p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default();
+                        if metadata.len() > METADATA_MAX_BYTES {
+                            Err(ec::OFFSET_METADATA_TOO_LARGE)
+                        } else {
+                            Ok((
+                                tp.name.clone(),
+                                p.partition_index,
+                                Committed {
+                                    offset: p.committed_offset,
+                                    leader_epoch: p.committed_leader_epoch,
+                                    metadata,
+                                    commit_timestamp: now,
+                                },
+                            ))
+                        }
+                    }
+                    _ => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                };
+                (p.partition_index, result)
+            })
+            .collect();
+        checked.push((t.name.clone(), parts));
+    }
+    let commits: Vec<Commit> =
+        checked.iter().flat_map(|(_, ps)| ps.iter().filter_map(|(_, r)| r.clone().ok())).collect();
+    let outcome = if commits.is_empty() {
+        Ok(())
+    } else {
+        match group_home(ctx, &group).await {
+            Err((code, _)) => Err(code),
+            Ok((topic, partition, owner)) => {
+                let group = group.clone();
+                on_shard(ctx, owner, move |there| async move {
+                    write_commits(&there, &topic, partition, &group, commits).await
+                })
+                .await
+                .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+            }
+        }
+    };
+    let topics = checked
+        .into_iter()
+        .map(|(name, parts)| {
+            let partitions = parts
+                .into_iter()
+                .map(|(index, r)| {
+                    let code = match (&r, outcome) {
+                        (Err(code), _) => *code,
+                        (Ok(_), Err(code)) => code,
+                        (Ok(_), Ok(())) => ec::NONE,
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Runs on the owner: appends the commits as one batch, fsyncs, then makes them visible.
+async fn write_commits(
+    ctx: &Rc<ShardCtx>,
+    topic: &Topic,
+    partition: i32,
+    group: &str,
+    commits: Vec<Commit>,
+) -> Result<(), i16> {
+    ensure_loaded(ctx, topic, partition).await.map_err(|(code, _)| code)?;
+    let records: Vec<Record> = commits
+        .iter()
+        .enumerate()
+        .map(|(i, (t, p, c))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(offset_key(group, t, *p)),
+            value: Some(offset_value(c)),
+            headers: Vec::new(),
+        })
+        .collect();
+    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
+    let batch: Bytes = build_batch(&BatchParams::simple(Codec::None, now, records.len()), &records)
+        .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
+    let appended = async {
+        log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
+        log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)
+    };
+    if let Err(code) = appended.await {
+        warn!(group, partition, code, "cannot write committed offsets");
+        return Err(code);
+    }
+    let mut groups = ctx.groups.borrow_mut();
+    for (t, p, c) in commits {
+        groups.offsets.commit(group, &t, p, c);
+    }
+    Ok(())
+}
+
+/// What OffsetFetch asks of one group: its id and the partitions wanted (`None`: all).
+type Wanted = (String, Option<Vec<(String, Vec<i32>)>>);
+
+pub async fn offset_fetch(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let wanted: Vec<Wanted> = if version >= 8 {
+        req.groups
+            .iter()
+            .map(|g| {
+                let topics = g.topics.as_ref().map(|ts| {
+                    ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+                });
+                (g.group_id.0.to_string(), topics)
+            })
+            .collect()
+    } else {
+        let topics = req.topics.as_ref().map(|ts| {
+            ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
+        });
+        vec![(req.group_id.0.to_string(), topics)]
+    };
+    let mut answers = Vec::with_capacity(wanted.len());
+    for (group, topics) in wanted {
+        answers.push((group.clone(), fetch_group(ctx, &group, topics).await));
+    }
+    if version >= 8 {
+        let groups = answers
+            .into_iter()
+            .map(|(group, result)| {
+                let g =
+                    OffsetFetchResponseGroup::default().with_group_id(GroupId(str_bytes(&group)));
+                match result {
+                    Err(code) => g.with_error_code(code),
+                    Ok(topics) => g.with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(topic_name(&t))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, c)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(c.offset)
+                                                    .with_committed_leader_epoch(c.leader_epoch)
+                                                    .with_metadata(Some(str_bytes(&c.metadata)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let (_, result) =
+        answers.into_iter().next().unwrap_or((String::new(), Err(ec::INVALID_GROUP_ID)));
+    match result {
+        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
+        // v1 has no top-level error: Kafka puts it on every partition asked for.
+        Err(code) => OffsetFetchResponse::default().with_topics(
+            req.topics
+                .iter()
+                .flatten()
+                .map(|t| {
+                    OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|&p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+        Ok(topics) => OffsetFetchResponse::default().with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
+                        ps.into_iter()
+                            .map(|(p, c)| {
+                                let r = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(c.offset)
+                                    .with_metadata(Some(str_bytes(&c.metadata)));
+                                if version >= 5 {
+                                    r.with_committed_leader_epoch(c.leader_epoch)
+                                } else {
+                                    r
+                                }
+                            })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// A group's committed offsets for the wanted partitions (all when `None`); partitions without
+/// a commit get offset -1, as Kafka answers.
+async fn fetch_group(
+    ctx: &Rc<ShardCtx>,
+    group: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<(String, Vec<(i32, Committed)>)>, i16> {
+    if group.is_empty() {
+        return Err(ec::INVALID_GROUP_ID);
+    }
+    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    let group = group.to_owned();
+    on_shard(ctx, owner, move |there| async move {
+        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+        let groups = there.groups.borrow();
+        let none = Committed {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: -1,
+        };
+        Ok(match topics {
+            Some(ts) => ts
+                .into_iter()
+                .map(|(t, ps)| {
+                    let found = ps
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p,
+                                groups
+                                    .offsets
+                                    .get(&group, &t, p)
+                                    .cloned()
+                                    .unwrap_or_else(|| none.clone()),
+                            )
+                        })
+                        .collect();
+                    (t, found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: Vec<(String, Vec<(i32, Committed)>)> = Vec::new();
+                for (t, p, c) in groups.offsets.all(&group) {
+                    match by_topic.last_mut() {
+                        Some((last, ps)) if *last == t => ps.push((p, c)),
+                        _ => by_topic.push((t, vec![(p, c)])),
+                    }
+                }
+                by_topic
+            }
+        })
+    })
+    .await
+    .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+}

@@ -1,0 +1,29 @@
+//! Consumer groups against a real node. For now: committed offsets of consumers that assign
+//! partitions themselves, which must survive restarts, graceful or not.
+
+mod common;
+
+use common::Node;
+
+fn committed_offsets(node: &Node, mode: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/clients/committed_offsets.py");
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "60", "python3"])
+        .arg(script)
+        .args(["--bootstrap", &node.addr(), mode])
+        .output()
+        .expect("run the script");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains(&format!("OK {mode}")), "{mode}: {text}");
+}
+
+#[test]
+fn committed_offsets_survive_a_sigkill() {
+    let mut node = Node::start();
+    committed_offsets(&node, "write");
+    node.kill_and_restart();
+    committed_offsets(&node, "read");
+    node.assert_alive();
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Committed offsets of consumers that assign partitions themselves, across node restarts.
+
+Usage: committed_offsets.py --bootstrap H:P write|read
+  write: produce 100 records to `co`; kafka-python (group g-kp) consumes 40 and commits 40 with
+         metadata; confluent-kafka (group g-cf) commits 77; both read their commits back.
+  read:  both groups' commits are still there (run after a restart).
+Prints "OK <mode>" or "FAIL: ..." and exits 1.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import check  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition as CTP  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.structs import OffsetAndMetadata  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bootstrap", required=True)
+ap.add_argument("mode", choices=["write", "read"])
+args = ap.parse_args()
+b = args.bootstrap
+tp = TopicPartition("co", 0)
+
+
+def confluent_committed():
+    cc = Consumer({"bootstrap.servers": b, "group.id": "g-cf", "enable.auto.commit": False})
+    (got,) = cc.committed([CTP("co", 0)], timeout=15)
+    cc.close()
+    return got.offset
+
+
+if args.mode == "write":
+    p = KafkaProducer(bootstrap_servers=b, acks="all")
+    for i in range(100):
+        p.send("co", b"r%d" % i, partition=0)
+    p.flush()
+    c = KafkaConsumer(bootstrap_servers=b, group_id="g-kp", enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=5000)
+    check(c.committed(tp) is None, f"a new group has no commit: {c.committed(tp)}")
+    c.assign([tp])
+    seen = 0
+    for _ in c:
+        seen += 1
+        if seen == 40:
+            break
+    check(seen == 40, f"consumed {seen}")
+    c.commit({tp: OffsetAndMetadata(40, "after-40", -1)})
+    check(c.committed(tp) == 40, f"kafka-python committed {c.committed(tp)}")
+    c.close()
+    cc = Consumer({"bootstrap.servers": b, "group.id": "g-cf", "enable.auto.commit": False})
+    cc.assign([CTP("co", 0, 0)])
+    cc.commit(offsets=[CTP("co", 0, 77)], asynchronous=False)
+    cc.close()
+    check(confluent_committed() == 77, "confluent committed")
+else:
+    c = KafkaConsumer(bootstrap_servers=b, group_id="g-kp", enable_auto_commit=False,
+                      consumer_timeout_ms=5000)
+    check(c.committed(tp) == 40, f"kafka-python after restart: {c.committed(tp)}")
+    # A consumer of the group resumes right after the commit.
+    c.assign([tp])
+    c.seek(tp, c.committed(tp))
+    first = next(iter(c))
+    check(first.offset == 40 and first.value == b"r40", f"resumed at {first.offset}")
+    c.close()
+    check(confluent_committed() == 77, "confluent after restart")
+print(f"OK {args.mode}")
