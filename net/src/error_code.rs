@@ -101,6 +101,10 @@ pub const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge
 pub const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
 /// The group id is empty or otherwise not allowed.
 pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
+/// DeleteGroups of a group that still has members.
+pub const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
+/// The group has no members and no committed offsets.
+pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
@@ -130,6 +134,8 @@ const _: () = assert!(INVALID_CONFIG == 40);
 const _: () = assert!(OFFSET_METADATA_TOO_LARGE == 12);
 const _: () = assert!(ILLEGAL_GENERATION == 22);
 const _: () = assert!(INVALID_GROUP_ID == 24);
+const _: () = assert!(NON_EMPTY_GROUP == 68);
+const _: () = assert!(GROUP_ID_NOT_FOUND == 69);
 const _: () = assert!(INVALID_REPLICA_ASSIGNMENT == 39);
 const _: () = assert!(UNKNOWN_LEADER_EPOCH == 75);
 const _: () = assert!(FENCED_LEADER_EPOCH == 74);

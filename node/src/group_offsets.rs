@@ -161,6 +161,23 @@ impl GroupOffsets {
         self.groups.get(group)?.get(&(topic.to_owned(), partition))
     }
 
+    /// Every group with a committed offset.
+    pub fn groups(&self) -> Vec<String> {
+        let mut g: Vec<String> = self.groups.keys().cloned().collect();
+        g.sort();
+        g
+    }
+
+    /// Forgets one committed offset; whether there was one.
+    pub fn remove(&mut self, group: &str, topic: &str, partition: i32) -> bool {
+        let Some(g) = self.groups.get_mut(group) else { return false };
+        let removed = g.remove(&(topic.to_owned(), partition)).is_some();
+        if g.is_empty() {
+            self.groups.remove(group);
+        }
+        removed
+    }
+
     /// Every committed offset of `group`, by topic then partition.
     pub fn all(&self, group: &str) -> Vec<(String, i32, Committed)> {
         let mut out: Vec<(String, i32, Committed)> = self

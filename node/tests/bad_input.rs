@@ -83,8 +83,12 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 17] = [
+    let apis: [(i16, i16); 21] = [
         (0, 11),
+        (15, 6),
+        (16, 5),
+        (42, 2),
+        (47, 0),
         (1, 16),
         (8, 9),
         (9, 9),

@@ -1,5 +1,6 @@
 //! Consumer groups against a real node. For now: committed offsets of consumers that assign
-//! partitions themselves, which must survive restarts, graceful or not.
+//! partitions themselves, which must survive restarts, graceful or not, and the admin side of
+//! such groups (list, describe, delete groups and offsets).
 
 mod common;
 
@@ -25,5 +26,15 @@ fn committed_offsets_survive_a_sigkill() {
     committed_offsets(&node, "write");
     node.kill_and_restart();
     committed_offsets(&node, "read");
+    node.assert_alive();
+}
+
+#[test]
+fn groups_with_offsets_are_listed_described_and_deleted() {
+    let mut node = Node::start();
+    committed_offsets(&node, "write");
+    // After a restart the groups must be found without being used first.
+    node.kill_and_restart();
+    committed_offsets(&node, "admin");
     node.assert_alive();
 }

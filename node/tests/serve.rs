@@ -264,10 +264,13 @@ fn api_versions_beyond_what_is_served_gets_the_v0_fallback() {
         (0..n as usize).map(|i| i16::from_be_bytes([body[10 + i * 6], body[11 + i * 6]])).collect();
     keys.sort_unstable();
     // Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator,
-    // ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
+    // DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
     // OffsetForLeaderEpoch, DescribeConfigs, CreatePartitions, IncrementalAlterConfigs,
     // DescribeCluster: what is served, nothing else.
-    assert_eq!(keys, vec![0, 1, 2, 3, 8, 9, 10, 18, 19, 20, 21, 22, 23, 32, 37, 44, 60]);
+    assert_eq!(
+        keys,
+        vec![0, 1, 2, 3, 8, 9, 10, 15, 16, 18, 19, 20, 21, 22, 23, 32, 37, 42, 44, 47, 60]
+    );
 }
 
 #[test]

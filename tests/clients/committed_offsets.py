@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Committed offsets of consumers that assign partitions themselves, across node restarts.
 
-Usage: committed_offsets.py --bootstrap H:P write|read
+Usage: committed_offsets.py --bootstrap H:P write|read|admin
   write: produce 100 records to `co`; kafka-python (group g-kp) consumes 40 and commits 40 with
          metadata; confluent-kafka (group g-cf) commits 77; both read their commits back.
   read:  both groups' commits are still there (run after a restart).
+  admin: list, describe and delete those groups and their offsets with both admin clients.
 Prints "OK <mode>" or "FAIL: ..." and exits 1.
 """
 
@@ -20,7 +21,7 @@ from kafka.structs import OffsetAndMetadata  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bootstrap", required=True)
-ap.add_argument("mode", choices=["write", "read"])
+ap.add_argument("mode", choices=["write", "read", "admin"])
 args = ap.parse_args()
 b = args.bootstrap
 tp = TopicPartition("co", 0)
@@ -56,6 +57,29 @@ if args.mode == "write":
     cc.commit(offsets=[CTP("co", 0, 77)], asynchronous=False)
     cc.close()
     check(confluent_committed() == 77, "confluent committed")
+elif args.mode == "admin":
+    from confluent_kafka.admin import AdminClient
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=b)
+    listed = sorted(g["group_id"] for g in a.list_groups())
+    check(listed == ["g-cf", "g-kp"], f"kafka-python list_groups {listed}")
+    d = a.describe_groups(["g-kp"])["g-kp"]
+    check(d["group_state"] == "Empty" and d["members"] == [], f"describe {d}")
+    offsets = a.list_group_offsets("g-kp")["g-kp"]
+    check(offsets[tp].offset == 40 and offsets[tp].metadata == "after-40", f"offsets {offsets}")
+    a.delete_group_offsets("g-kp", [tp])
+    check(a.list_group_offsets("g-kp")["g-kp"] == {}, "offset deleted")
+    missing = a.delete_groups(["no-such-group"])["no-such-group"]
+    check(missing == "GroupIdNotFoundError", f"deleting an unknown group: {missing}")
+    a.close()
+    c = AdminClient({"bootstrap.servers": b})
+    groups = c.list_consumer_groups(request_timeout=15).result()
+    check([g.group_id for g in groups.valid] == ["g-cf"], f"confluent list {groups.valid}")
+    for _, f in c.delete_consumer_groups(["g-cf"], request_timeout=15).items():
+        f.result()
+    left = c.list_consumer_groups(request_timeout=15).result().valid
+    check(left == [], f"groups left after delete: {left}")
 else:
     c = KafkaConsumer(bootstrap_servers=b, group_id="g-kp", enable_auto_commit=False,
                       consumer_timeout_ms=5000)

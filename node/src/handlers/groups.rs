@@ -1,7 +1,9 @@
 //! Group coordination, first part: FindCoordinator for groups, and committed offsets
 //! (OffsetCommit, OffsetFetch) for consumers that assign partitions themselves (generation -1,
-//! no member id: Kafka's "simple" consumers). Group membership (JoinGroup and the rest) is not
-//! served yet, so no commit from a group generation can be valid.
+//! no member id: Kafka's "simple" consumers), with the admin side of such groups (ListGroups,
+//! DescribeGroups, DeleteGroups, OffsetDelete). Group membership (JoinGroup and the rest) is
+//! not served yet, so no commit from a group generation can be valid and every group is
+//! `Empty`.
 //!
 //! A group's commits go to its `__consumer_offsets` partition on the shard that owns it, fsynced
 //! before the reply, and are read back from there at the first use after a start.
@@ -11,17 +13,25 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use odradek_net::error_code as ec;
 use odradek_storage::builder::{BatchParams, build_batch};
@@ -482,4 +492,218 @@ async fn fetch_group(
     })
     .await
     .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+}
+
+/// Groups that exist here: those with committed offsets. With no membership served yet, every
+/// group is `Empty` (Kafka's state for a group with offsets and no members), of the classic
+/// type, with no protocol type.
+const STATE_EMPTY: &str = "Empty";
+const STATE_DEAD: &str = "Dead";
+const TYPE_CLASSIC: &str = "classic";
+
+/// Runs on a shard: reads every `__consumer_offsets` partition it owns, so that its view of
+/// the groups is complete.
+async fn load_all_owned(ctx: &Rc<ShardCtx>) -> Result<(), (i16, String)> {
+    let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { return Ok(()) };
+    for p in 0..topic.partitions() {
+        if topic.owner(p, ctx.config.smp) == Some(ctx.id) {
+            ensure_loaded(ctx, &topic, p).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGroupsResponse {
+    let states_ok = req.states_filter.is_empty()
+        || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(STATE_EMPTY));
+    let types_ok = req.types_filter.is_empty()
+        || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(TYPE_CLASSIC));
+    let mut groups = Vec::new();
+    let mut error = ec::NONE;
+    for shard in 0..ctx.config.smp {
+        let listed = on_shard(ctx, shard, |there| async move {
+            load_all_owned(&there).await.map_err(|(code, _)| code)?;
+            Ok::<_, i16>(there.groups.borrow().offsets.groups())
+        })
+        .await;
+        match listed {
+            Ok(Ok(names)) => groups.extend(names),
+            Ok(Err(code)) => error = code,
+            Err(_) => error = ec::COORDINATOR_NOT_AVAILABLE,
+        }
+    }
+    groups.sort();
+    let listed = groups
+        .into_iter()
+        .filter(|_| states_ok && types_ok)
+        .map(|g| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&g)))
+                .with_protocol_type(str_bytes(""))
+                .with_group_state(str_bytes(STATE_EMPTY))
+                .with_group_type(str_bytes(TYPE_CLASSIC))
+        })
+        .collect();
+    ListGroupsResponse::default().with_error_code(error).with_groups(listed)
+}
+
+/// Whether `group` has committed offsets (loading its partition first).
+async fn group_exists(ctx: &Rc<ShardCtx>, group: &str) -> Result<bool, i16> {
+    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    let group = group.to_owned();
+    on_shard(ctx, owner, move |there| async move {
+        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+        Ok(!there.groups.borrow().offsets.all(&group).is_empty())
+    })
+    .await
+    .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+}
+
+pub async fn describe_groups(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: &DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let mut described = Vec::with_capacity(req.groups.len());
+    for g in &req.groups {
+        let d = DescribedGroup::default()
+            .with_group_id(g.clone())
+            .with_protocol_type(str_bytes(""))
+            .with_protocol_data(str_bytes(""));
+        let d = match group_exists(ctx, &g.0).await {
+            Ok(true) => d.with_group_state(str_bytes(STATE_EMPTY)),
+            // v6 (KIP-1043) reports an unknown group as an error; before, as a Dead group.
+            Ok(false) if version >= 6 => d
+                .with_group_state(str_bytes(STATE_DEAD))
+                .with_error_code(ec::GROUP_ID_NOT_FOUND)
+                .with_error_message(Some(str_bytes("no such group"))),
+            Ok(false) => d.with_group_state(str_bytes(STATE_DEAD)),
+            Err(code) => d.with_group_state(str_bytes("")).with_error_code(code),
+        };
+        described.push(d);
+    }
+    DescribeGroupsResponse::default().with_groups(described)
+}
+
+/// Runs on the owner: writes tombstones for `keys` of `group` (one batch, fsynced), then
+/// forgets them. Returns which of them existed.
+async fn delete_offsets(
+    ctx: &Rc<ShardCtx>,
+    topic: &Topic,
+    partition: i32,
+    group: &str,
+    keys: Vec<(String, i32)>,
+) -> Result<Vec<bool>, i16> {
+    ensure_loaded(ctx, topic, partition).await.map_err(|(code, _)| code)?;
+    let existed: Vec<bool> = {
+        let groups = ctx.groups.borrow();
+        keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
+    };
+    let records: Vec<Record> = keys
+        .iter()
+        .zip(&existed)
+        .filter(|(_, e)| **e)
+        .enumerate()
+        .map(|(i, ((t, p), _))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(offset_key(group, t, *p)),
+            value: None,
+            headers: Vec::new(),
+        })
+        .collect();
+    if records.is_empty() {
+        return Ok(existed);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let batch = build_batch(&BatchParams::simple(Codec::None, now, records.len()), &records)
+        .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
+    log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
+    log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+    let mut groups = ctx.groups.borrow_mut();
+    for (t, p) in &keys {
+        groups.offsets.remove(group, t, *p);
+    }
+    Ok(existed)
+}
+
+/// Deletes `keys` of `group` (all its offsets when `None`) on the group's owner.
+async fn delete_on_owner(
+    ctx: &Rc<ShardCtx>,
+    group: &str,
+    keys: Option<Vec<(String, i32)>>,
+) -> Result<Vec<bool>, i16> {
+    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    let group = group.to_owned();
+    on_shard(ctx, owner, move |there| async move {
+        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+        let keys = keys.unwrap_or_else(|| {
+            there.groups.borrow().offsets.all(&group).into_iter().map(|(t, p, _)| (t, p)).collect()
+        });
+        delete_offsets(&there, &topic, partition, &group, keys).await
+    })
+    .await
+    .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+}
+
+pub async fn delete_groups(ctx: &Rc<ShardCtx>, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for g in &req.groups_names {
+        let code = match delete_on_owner(ctx, &g.0, None).await {
+            Ok(existed) if existed.is_empty() => ec::GROUP_ID_NOT_FOUND,
+            Ok(_) => {
+                info!(group = %g.0, "group deleted");
+                ec::NONE
+            }
+            Err(code) => code,
+        };
+        results
+            .push(DeletableGroupResult::default().with_group_id(g.clone()).with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub async fn offset_delete(ctx: &Rc<ShardCtx>, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let keys: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), p.partition_index)))
+        .collect();
+    let top_error = match group_exists(ctx, &group).await {
+        Ok(true) => None,
+        Ok(false) => Some(ec::GROUP_ID_NOT_FOUND),
+        Err(code) => Some(code),
+    };
+    if let Some(code) = top_error {
+        return OffsetDeleteResponse::default().with_error_code(code);
+    }
+    let outcome = delete_on_owner(ctx, &group, Some(keys)).await;
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match &outcome {
+                        Err(code) => *code,
+                        Ok(_) => ec::NONE,
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }

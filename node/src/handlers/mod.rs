@@ -60,6 +60,10 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::InitProducerId,
     ApiKey::OffsetCommit,
     ApiKey::OffsetFetch,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetDelete,
 ];
 
 /// What a handler answers.
@@ -120,6 +124,18 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
         }
         RequestKind::OffsetCommit(req) => {
             ResponseKind::OffsetCommit(groups::offset_commit(ctx, req).await)
+        }
+        RequestKind::ListGroups(req) => {
+            ResponseKind::ListGroups(groups::list_groups(ctx, &req).await)
+        }
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(ctx, version, &req).await)
+        }
+        RequestKind::DeleteGroups(req) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(ctx, &req).await)
+        }
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, &req).await)
         }
         RequestKind::OffsetFetch(req) => {
             ResponseKind::OffsetFetch(groups::offset_fetch(ctx, version, req).await)
