@@ -62,6 +62,8 @@ struct FileConfig {
     direct_writes: Option<bool>,
     pin_shards: Option<bool>,
     fetch_prefetch_bytes: Option<u64>,
+    offsets_retention_ms: Option<u64>,
+    offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// A resolved node configuration.
@@ -100,6 +102,12 @@ pub struct NodeConfig {
     /// After a fetch reads a segment range from disk, the bytes after it that the kernel is
     /// asked to read ahead (config file key `fetch_prefetch_bytes`; 0 turns it off).
     pub fetch_prefetch_bytes: u64,
+    /// How long a committed offset of a group without members is kept after its commit
+    /// (Kafka's `offsets.retention.minutes`, 7 days; config file key `offsets_retention_ms`).
+    pub offsets_retention_ms: u64,
+    /// How often expired offsets are looked for (Kafka's
+    /// `offsets.retention.check.interval.ms`, 10 minutes).
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 /// How fetched records get from a segment file to the socket.
@@ -183,6 +191,11 @@ impl NodeConfig {
             direct_writes: file.direct_writes.unwrap_or(true),
             pin_shards: file.pin_shards.unwrap_or(true),
             fetch_prefetch_bytes: file.fetch_prefetch_bytes.unwrap_or(FETCH_PREFETCH_BYTES_DEFAULT),
+            offsets_retention_ms: file.offsets_retention_ms.unwrap_or(7 * 24 * 3600 * 1000),
+            offsets_retention_check_interval_ms: file
+                .offsets_retention_check_interval_ms
+                .unwrap_or(600_000)
+                .max(1),
         })
     }
 }

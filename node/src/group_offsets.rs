@@ -178,6 +178,25 @@ impl GroupOffsets {
         removed
     }
 
+    /// Offsets committed before `cutoff` (ms since the epoch), by group.
+    pub fn expired(&self, cutoff: i64) -> Vec<(String, Vec<(String, i32)>)> {
+        let mut out: Vec<(String, Vec<(String, i32)>)> = self
+            .groups
+            .iter()
+            .map(|(g, offsets)| {
+                let old = offsets
+                    .iter()
+                    .filter(|(_, c)| c.commit_timestamp < cutoff)
+                    .map(|((t, p), _)| (t.clone(), *p))
+                    .collect::<Vec<_>>();
+                (g.clone(), old)
+            })
+            .filter(|(_, old)| !old.is_empty())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every committed offset of `group`, by topic then partition.
     pub fn all(&self, group: &str) -> Vec<(String, i32, Committed)> {
         let mut out: Vec<(String, i32, Committed)> = self

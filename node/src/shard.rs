@@ -255,8 +255,10 @@ fn run_shard(
                 ctx.partitions.maintain(stopping).await;
             })
         };
+        let expiry = compio::runtime::spawn(crate::handlers::expire_offsets(ctx.clone()));
         accept_loop(&ctx, listener, stop).await;
         drain(&ctx).await;
+        let _ = expiry.await;
         let _ = maintenance.await;
         ctx.partitions.close_all().await;
         info!(shard = ctx.id, "partitions closed");

@@ -38,3 +38,29 @@ fn groups_with_offsets_are_listed_described_and_deleted() {
     committed_offsets(&node, "admin");
     node.assert_alive();
 }
+
+#[test]
+fn offsets_of_groups_without_members_expire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("odradek.toml");
+    std::fs::write(
+        &config,
+        "offsets_retention_ms = 2000\noffsets_retention_check_interval_ms = 200\n",
+    )
+    .expect("write the config");
+    let node = Node::start_args(&["--config", config.to_str().expect("utf8 path")]);
+    committed_offsets(&node, "write");
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "60", "python3", "-c"])
+        .arg(format!(
+            "from kafka import KafkaConsumer, TopicPartition\n\
+             c = KafkaConsumer(bootstrap_servers='{}', group_id='g-kp', enable_auto_commit=False)\n\
+             print('committed', c.committed(TopicPartition('co', 0)))",
+            node.addr()
+        ))
+        .output()
+        .expect("run python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("committed None"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}

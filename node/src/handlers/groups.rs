@@ -707,3 +707,39 @@ pub async fn offset_delete(ctx: &Rc<ShardCtx>, req: &OffsetDeleteRequest) -> Off
         .collect();
     OffsetDeleteResponse::default().with_topics(topics)
 }
+
+/// Runs on every shard until it stops: every `offsets_retention_check_interval_ms`, deletes the
+/// committed offsets older than `offsets_retention_ms` of the groups it coordinates (all of
+/// them are without members for now: Kafka expires the offsets of such groups by commit age).
+pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
+    let interval = std::time::Duration::from_millis(ctx.config.offsets_retention_check_interval_ms);
+    let step = std::time::Duration::from_millis(100).min(interval);
+    let mut waited = std::time::Duration::ZERO;
+    while !ctx.stopping.get() {
+        compio::time::sleep(step).await;
+        waited += step;
+        if waited < interval {
+            continue;
+        }
+        waited = std::time::Duration::ZERO;
+        let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { continue };
+        if let Err((code, message)) = load_all_owned(&ctx).await {
+            warn!(code, %message, "cannot read committed offsets for expiry");
+            continue;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let cutoff =
+            now.saturating_sub(i64::try_from(ctx.config.offsets_retention_ms).unwrap_or(i64::MAX));
+        let expired = ctx.groups.borrow().offsets.expired(cutoff);
+        for (group, keys) in expired {
+            let partition = partition_for(&group, topic.partitions());
+            let n = keys.len();
+            match delete_offsets(&ctx, &topic, partition, &group, keys).await {
+                Ok(_) => info!(group, offsets = n, "expired committed offsets deleted"),
+                Err(code) => warn!(group, code, "cannot delete expired offsets"),
+            }
+        }
+    }
+}

@@ -34,6 +34,7 @@ use crate::shard::ShardCtx;
 
 pub use admin::create_topic;
 pub use fetch::Payload;
+pub use groups::expire_offsets;
 
 /// The cluster id this node reports (single node).
 pub const CLUSTER_ID: &str = "odradek";
