@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use odradek_storage::wire::Reader;
 
 /// The internal topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -71,35 +72,10 @@ pub fn offset_value(c: &Committed) -> Bytes {
     out.freeze()
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take().map(i16::from_be_bytes)
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take().map(i32::from_be_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take().map(i64::from_be_bytes)
-    }
-    fn str(&mut self) -> Option<String> {
-        let n = usize::try_from(self.i16()?).ok()?;
-        let (s, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        String::from_utf8(s.to_vec()).ok()
-    }
-}
-
 /// `(group, topic, partition)` of an offset commit key; `None` for other keys (group metadata,
 /// written by Kafka's coordinator as key version 2) or damaged ones.
 pub fn parse_key(key: &[u8]) -> Option<(String, String, i32)> {
-    let mut r = Reader(key);
+    let mut r = Reader::new(key);
     match r.i16()? {
         0 | 1 => Some((r.str()?, r.str()?, r.i32()?)),
         _ => None,
@@ -108,7 +84,7 @@ pub fn parse_key(key: &[u8]) -> Option<(String, String, i32)> {
 
 /// A commit value, versions 1 and 3 (the ones with a commit timestamp).
 pub fn parse_value(value: &[u8]) -> Option<Committed> {
-    let mut r = Reader(value);
+    let mut r = Reader::new(value);
     match r.i16()? {
         1 => {
             let offset = r.i64()?;

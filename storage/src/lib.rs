@@ -41,6 +41,7 @@ pub mod producers;
 pub mod records;
 pub mod segment;
 pub mod sim;
+pub mod wire;
 
 pub use backend::{Backend, CompioBackend, StorageFile};
 pub use config::LogConfig;

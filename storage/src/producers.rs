@@ -197,7 +197,7 @@ impl ProducerStates {
         if crc32c::crc32c(body).to_be_bytes() != crc {
             return None;
         }
-        let mut r = Reader(body);
+        let mut r = crate::wire::Reader::new(body);
         let count = r.u32()?;
         let mut producers = HashMap::new();
         for _ in 0..count {
@@ -216,35 +216,7 @@ impl ProducerStates {
             }
             producers.insert(id, ProducerEntry { epoch, batches, last_offset });
         }
-        r.0.is_empty().then_some(Self { producers })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take::<1>().map(|b| b[0])
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take().map(i16::from_be_bytes)
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take().map(i32::from_be_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_be_bytes)
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take().map(i64::from_be_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_be_bytes)
+        r.is_empty().then_some(Self { producers })
     }
 }
 

@@ -153,7 +153,19 @@ pub fn batch(codec: Codec, values: &[&[u8]]) -> Bytes {
 
 /// An idempotent producer's batch: `values` from sequence `seq`.
 pub fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
-    let records: Vec<Record> = values
+    let records = records_of(values);
+    let params = BatchParams {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..BatchParams::simple(Codec::None, 1_700_000_000_000, records.len())
+    };
+    build_batch(&params, &records).expect("batch")
+}
+
+/// Records with `values`, no keys or headers.
+fn records_of(values: &[&[u8]]) -> Vec<Record> {
+    values
         .iter()
         .enumerate()
         .map(|(i, v)| Record {
@@ -164,14 +176,7 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]
             value: Some(Bytes::copy_from_slice(v)),
             headers: Vec::new(),
         })
-        .collect();
-    let params = BatchParams {
-        producer_id,
-        producer_epoch: epoch,
-        base_sequence: seq,
-        ..BatchParams::simple(Codec::None, 1_700_000_000_000, records.len())
-    };
-    build_batch(&params, &records).expect("batch")
+        .collect()
 }
 
 /// InitProducerId (v4) for an idempotent producer: (error code, producer id, epoch).
@@ -186,18 +191,7 @@ pub fn init_producer_id(s: &mut TcpStream) -> (i16, i64, i16) {
 
 /// A batch whose records all carry `timestamp`.
 pub fn batch_at(codec: Codec, timestamp: i64, values: &[&[u8]]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Vec::new(),
-        })
-        .collect();
+    let records = records_of(values);
     build_batch(&BatchParams::simple(codec, timestamp, records.len()), &records).expect("batch")
 }
 
