@@ -105,6 +105,18 @@ pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
 pub const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
 /// The group has no members and no committed offsets.
 pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
+/// A JoinGroup's protocols share none with the group's.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = ResponseError::InconsistentGroupProtocol.code();
+/// The member id is not one of the group's.
+pub const UNKNOWN_MEMBER_ID: i16 = ResponseError::UnknownMemberId.code();
+/// The session timeout is outside what the broker allows.
+pub const INVALID_SESSION_TIMEOUT: i16 = ResponseError::InvalidSessionTimeout.code();
+/// The group is rebalancing: rejoin.
+pub const REBALANCE_IN_PROGRESS: i16 = ResponseError::RebalanceInProgress.code();
+/// A first JoinGroup (v4+) gets its member id with this, and joins again with it.
+pub const MEMBER_ID_REQUIRED: i16 = ResponseError::MemberIdRequired.code();
+/// A static member's instance id is now held by another member id.
+pub const FENCED_INSTANCE_ID: i16 = ResponseError::FencedInstanceId.code();
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
@@ -134,6 +146,12 @@ const _: () = assert!(INVALID_CONFIG == 40);
 const _: () = assert!(OFFSET_METADATA_TOO_LARGE == 12);
 const _: () = assert!(ILLEGAL_GENERATION == 22);
 const _: () = assert!(INVALID_GROUP_ID == 24);
+const _: () = assert!(INCONSISTENT_GROUP_PROTOCOL == 23);
+const _: () = assert!(UNKNOWN_MEMBER_ID == 25);
+const _: () = assert!(INVALID_SESSION_TIMEOUT == 26);
+const _: () = assert!(REBALANCE_IN_PROGRESS == 27);
+const _: () = assert!(MEMBER_ID_REQUIRED == 79);
+const _: () = assert!(FENCED_INSTANCE_ID == 82);
 const _: () = assert!(NON_EMPTY_GROUP == 68);
 const _: () = assert!(GROUP_ID_NOT_FOUND == 69);
 const _: () = assert!(INVALID_REPLICA_ASSIGNMENT == 39);

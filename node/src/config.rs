@@ -64,6 +64,7 @@ struct FileConfig {
     fetch_prefetch_bytes: Option<u64>,
     offsets_retention_ms: Option<u64>,
     offsets_retention_check_interval_ms: Option<u64>,
+    group_initial_rebalance_delay_ms: Option<u64>,
 }
 
 /// A resolved node configuration.
@@ -108,6 +109,10 @@ pub struct NodeConfig {
     /// How often expired offsets are looked for (Kafka's
     /// `offsets.retention.check.interval.ms`, 10 minutes).
     pub offsets_retention_check_interval_ms: u64,
+    /// How long a group that starts from empty waits for more members before its first
+    /// generation (Kafka's `group.initial.rebalance.delay.ms`, 3000; config file key
+    /// `group_initial_rebalance_delay_ms`).
+    pub group_initial_rebalance_delay_ms: u64,
 }
 
 /// How fetched records get from a segment file to the socket.
@@ -196,6 +201,7 @@ impl NodeConfig {
                 .offsets_retention_check_interval_ms
                 .unwrap_or(600_000)
                 .max(1),
+            group_initial_rebalance_delay_ms: file.group_initial_rebalance_delay_ms.unwrap_or(3000),
         })
     }
 }

@@ -191,6 +191,8 @@ impl GroupOffsets {
 pub struct Coordinated {
     pub offsets: GroupOffsets,
     pub loaded: std::collections::HashSet<i32>,
+    /// Groups with members (or that had some since the start).
+    pub membership: HashMap<String, crate::membership::Group>,
 }
 
 #[cfg(test)]

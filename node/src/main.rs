@@ -14,6 +14,7 @@ mod conn;
 mod fetch_session;
 mod group_offsets;
 mod handlers;
+mod membership;
 mod mesh;
 mod metadata;
 mod partitions;

@@ -256,9 +256,11 @@ fn run_shard(
             })
         };
         let expiry = compio::runtime::spawn(crate::handlers::expire_offsets(ctx.clone()));
+        let ticker = compio::runtime::spawn(crate::handlers::tick_groups(ctx.clone()));
         accept_loop(&ctx, listener, stop).await;
         drain(&ctx).await;
         let _ = expiry.await;
+        let _ = ticker.await;
         let _ = maintenance.await;
         ctx.partitions.close_all().await;
         info!(shard = ctx.id, "partitions closed");

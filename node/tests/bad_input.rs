@@ -83,8 +83,12 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 21] = [
+    let apis: [(i16, i16); 25] = [
         (0, 11),
+        (11, 9),
+        (12, 4),
+        (13, 5),
+        (14, 5),
         (15, 6),
         (16, 5),
         (42, 2),

@@ -1,6 +1,6 @@
-//! Consumer groups against a real node. For now: committed offsets of consumers that assign
-//! partitions themselves, which must survive restarts, graceful or not, and the admin side of
-//! such groups (list, describe, delete groups and offsets).
+//! Consumer groups against a real node: members sharing a topic through JoinGroup/SyncGroup,
+//! committed offsets (also of consumers that assign partitions themselves) surviving restarts,
+//! graceful or not, and the admin side of groups (list, describe, delete groups and offsets).
 
 mod common;
 
@@ -63,4 +63,32 @@ fn offsets_of_groups_without_members_expire() {
         .expect("run python");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("committed None"), "{text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn group_consume(node: &Node, client: &str) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/group_consume.py");
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "100", "python3"])
+        .arg(script)
+        .args(["--bootstrap", &node.addr(), "--client", client])
+        .output()
+        .expect("run the script");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("OK group"), "{client}: {text}");
+}
+
+/// Three members subscribe to a 6-partition topic, one leaves midway: every record is
+/// consumed exactly once, offsets committed after processing.
+#[test]
+fn kafka_python_group_members_share_a_topic_exactly_once() {
+    let node = Node::start();
+    group_consume(&node, "kafka-python");
+}
+
+#[test]
+fn confluent_group_members_share_a_topic_exactly_once() {
+    let node = Node::start();
+    group_consume(&node, "confluent");
 }

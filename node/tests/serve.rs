@@ -264,12 +264,16 @@ fn api_versions_beyond_what_is_served_gets_the_v0_fallback() {
         (0..n as usize).map(|i| i16::from_be_bytes([body[10 + i * 6], body[11 + i * 6]])).collect();
     keys.sort_unstable();
     // Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator,
-    // DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
+    // JoinGroup, Heartbeat, LeaveGroup, SyncGroup, DescribeGroups, ListGroups, DeleteGroups,
+    // OffsetDelete, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
     // OffsetForLeaderEpoch, DescribeConfigs, CreatePartitions, IncrementalAlterConfigs,
     // DescribeCluster: what is served, nothing else.
     assert_eq!(
         keys,
-        vec![0, 1, 2, 3, 8, 9, 10, 15, 16, 18, 19, 20, 21, 22, 23, 32, 37, 42, 44, 47, 60]
+        vec![
+            0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 32, 37, 42, 44,
+            47, 60
+        ]
     );
 }
 

@@ -11,11 +11,14 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -30,8 +33,10 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{
     BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use odradek_net::error_code as ec;
 use odradek_storage::builder::{BatchParams, build_batch};
@@ -44,6 +49,7 @@ use crate::group_offsets::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
     offset_key, offset_value, partition_for,
 };
+use crate::membership::{Group, Member, State};
 use crate::mesh::on_shard;
 use crate::metadata::Topic;
 use crate::shard::ShardCtx;
@@ -202,14 +208,9 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
         .map_or(0, |d| d.as_millis() as i64);
     // Per partition: Ok(commit) to write, or Err(error code).
     let mut checked: Vec<Checked> = Vec::new();
-    let group_error = if req.generation_id_or_member_epoch >= 0 || !req.member_id.is_empty() {
-        // No group membership is served yet: a member of a generation cannot exist.
-        Some(ec::ILLEGAL_GENERATION)
-    } else if group.is_empty() {
-        Some(ec::INVALID_GROUP_ID)
-    } else {
-        None
-    };
+    let group_error = if group.is_empty() { Some(ec::INVALID_GROUP_ID) } else { None };
+    let generation = req.generation_id_or_member_epoch;
+    let member = req.member_id.to_string();
     for t in &req.topics {
         let topic = snapshot.topic(&t.name.0);
         let parts = t
@@ -258,6 +259,7 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
             Ok((topic, partition, owner)) => {
                 let group = group.clone();
                 on_shard(ctx, owner, move |there| async move {
+                    check_committer(&there, &group, &member, generation)?;
                     write_commits(&there, &topic, partition, &group, commits).await
                 })
                 .await
@@ -285,6 +287,26 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Runs on the owner: whether `member` of `generation` may commit for `group`. A consumer
+/// outside any generation (-1, no member id) may commit only to a group without members.
+fn check_committer(ctx: &ShardCtx, group: &str, member: &str, generation: i32) -> Result<(), i16> {
+    let mut groups = ctx.groups.borrow_mut();
+    let g = groups.membership.get_mut(group);
+    if generation < 0 && member.is_empty() {
+        return match g {
+            Some(g) if !g.members.is_empty() => Err(ec::ILLEGAL_GENERATION),
+            _ => Ok(()),
+        };
+    }
+    let g = check_member(g, member, generation)?;
+    // As Kafka: members of the current generation may commit while the group prepares a
+    // rebalance (before they rejoin), not while the leader is computing the assignment.
+    match g.state {
+        State::CompletingRebalance => Err(ec::REBALANCE_IN_PROGRESS),
+        _ => Ok(()),
+    }
 }
 
 /// Runs on the owner: appends the commits as one batch, fsyncs, then makes them visible.
@@ -514,8 +536,10 @@ async fn load_all_owned(ctx: &Rc<ShardCtx>) -> Result<(), (i16, String)> {
 }
 
 pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGroupsResponse {
-    let states_ok = req.states_filter.is_empty()
-        || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(STATE_EMPTY));
+    let state_ok = |state: &str| {
+        req.states_filter.is_empty()
+            || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state))
+    };
     let types_ok = req.types_filter.is_empty()
         || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(TYPE_CLASSIC));
     let mut groups = Vec::new();
@@ -523,7 +547,20 @@ pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGro
     for shard in 0..ctx.config.smp {
         let listed = on_shard(ctx, shard, |there| async move {
             load_all_owned(&there).await.map_err(|(code, _)| code)?;
-            Ok::<_, i16>(there.groups.borrow().offsets.groups())
+            let groups = there.groups.borrow();
+            let mut all: BTreeMap<String, (String, String)> = groups
+                .offsets
+                .groups()
+                .into_iter()
+                .map(|g| (g, (String::new(), STATE_EMPTY.to_owned())))
+                .collect();
+            for (name, g) in &groups.membership {
+                if !g.members.is_empty() || all.contains_key(name) {
+                    let t = g.protocol_type.clone().unwrap_or_default();
+                    all.insert(name.clone(), (t, g.state.name().to_owned()));
+                }
+            }
+            Ok::<_, i16>(all.into_iter().collect::<Vec<_>>())
         })
         .await;
         match listed {
@@ -535,16 +572,39 @@ pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGro
     groups.sort();
     let listed = groups
         .into_iter()
-        .filter(|_| states_ok && types_ok)
-        .map(|g| {
+        .filter(|(_, (_, state))| state_ok(state) && types_ok)
+        .map(|(g, (protocol_type, state))| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g)))
-                .with_protocol_type(str_bytes(""))
-                .with_group_state(str_bytes(STATE_EMPTY))
+                .with_protocol_type(str_bytes(&protocol_type))
+                .with_group_state(str_bytes(&state))
                 .with_group_type(str_bytes(TYPE_CLASSIC))
         })
         .collect();
     ListGroupsResponse::default().with_error_code(error).with_groups(listed)
+}
+
+/// A group's live membership for DescribeGroups: state, protocol type, protocol, members.
+type Described = (&'static str, String, String, Vec<DescribedGroupMember>);
+
+fn describe_members(ctx: &ShardCtx, group: &str) -> Option<Described> {
+    let groups = ctx.groups.borrow();
+    let g = groups.membership.get(group).filter(|g| !g.members.is_empty())?;
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let members = g
+        .members
+        .values()
+        .map(|m| {
+            DescribedGroupMember::default()
+                .with_member_id(str_bytes(&m.id))
+                .with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                .with_client_id(str_bytes(&m.client_id))
+                .with_client_host(str_bytes(&m.client_host))
+                .with_member_metadata(m.metadata_for(&protocol))
+                .with_member_assignment(m.assignment.clone())
+        })
+        .collect();
+    Some((g.state.name(), g.protocol_type.clone().unwrap_or_default(), protocol, members))
 }
 
 /// Whether `group` has committed offsets (loading its partition first).
@@ -570,6 +630,23 @@ pub async fn describe_groups(
             .with_group_id(g.clone())
             .with_protocol_type(str_bytes(""))
             .with_protocol_data(str_bytes(""));
+        let name = g.0.to_string();
+        let live = on_group_owner(ctx, &name, {
+            let name = name.clone();
+            move |there| async move { describe_members(&there, &name) }
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some((state, protocol_type, protocol, members)) = live {
+            described.push(
+                d.with_group_state(str_bytes(state))
+                    .with_protocol_type(str_bytes(&protocol_type))
+                    .with_protocol_data(str_bytes(&protocol))
+                    .with_members(members),
+            );
+            continue;
+        }
         let d = match group_exists(ctx, &g.0).await {
             Ok(true) => d.with_group_state(str_bytes(STATE_EMPTY)),
             // v6 (KIP-1043) reports an unknown group as an error; before, as a Dead group.
@@ -732,7 +809,12 @@ pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
             .map_or(0, |d| d.as_millis() as i64);
         let cutoff =
             now.saturating_sub(i64::try_from(ctx.config.offsets_retention_ms).unwrap_or(i64::MAX));
-        let expired = ctx.groups.borrow().offsets.expired(cutoff);
+        let expired: Vec<(String, Vec<(String, i32)>)> = {
+            let groups = ctx.groups.borrow();
+            let active =
+                |g: &String| groups.membership.get(g).is_some_and(|m| !m.members.is_empty());
+            groups.offsets.expired(cutoff).into_iter().filter(|(g, _)| !active(g)).collect()
+        };
         for (group, keys) in expired {
             let partition = partition_for(&group, topic.partitions());
             let n = keys.len();
@@ -740,6 +822,430 @@ pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
                 Ok(_) => info!(group, offsets = n, "expired committed offsets deleted"),
                 Err(code) => warn!(group, code, "cannot delete expired offsets"),
             }
+        }
+    }
+}
+
+// --- membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ----------------------------------
+
+/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+const SESSION_TIMEOUT_MIN: i32 = 6_000;
+const SESSION_TIMEOUT_MAX: i32 = 1_800_000;
+/// How often waiting handlers re-check their group, besides being woken on each change.
+const RECHECK: Duration = Duration::from_millis(100);
+
+fn initial_delay(ctx: &ShardCtx) -> Duration {
+    Duration::from_millis(ctx.config.group_initial_rebalance_delay_ms)
+}
+
+/// Runs `work` on the shard coordinating `group`.
+async fn on_group_owner<T, F, Fut>(ctx: &Rc<ShardCtx>, group: &str, work: F) -> Result<T, i16>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let (_, _, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    on_shard(ctx, owner, work).await.map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)
+}
+
+/// Waits until `done` says something about the group (or `limit` passes: `None`).
+async fn wait_for<T>(
+    ctx: &ShardCtx,
+    group: &str,
+    limit: Duration,
+    mut done: impl FnMut(Option<&mut Group>) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let listener = {
+            let mut groups = ctx.groups.borrow_mut();
+            let g = groups.membership.get_mut(group);
+            let listener = g.as_ref().map(|g| g.changed.listen());
+            if let Some(answer) = done(g) {
+                return Some(answer);
+            }
+            listener
+        };
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let timer = std::pin::pin!(compio::time::sleep(RECHECK));
+        match listener {
+            Some(l) => {
+                let _ = futures_util::future::select(l, timer).await;
+            }
+            None => timer.await,
+        }
+    }
+}
+
+pub async fn join_group(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: JoinGroupRequest,
+    client_id: String,
+) -> JoinGroupResponse {
+    let group = req.group_id.0.to_string();
+    let fail = |code: i16| {
+        JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_protocol_name(if version >= 7 { None } else { Some(str_bytes("")) })
+    };
+    if group.is_empty() {
+        return fail(ec::INVALID_GROUP_ID);
+    }
+    if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&req.session_timeout_ms) {
+        return fail(ec::INVALID_SESSION_TIMEOUT);
+    }
+    let g = group.clone();
+    let answer = on_group_owner(ctx, &group, move |there| async move {
+        join_on_owner(&there, version, &g, req, client_id).await
+    })
+    .await;
+    match answer {
+        Ok(resp) => resp,
+        Err(code) => fail(code),
+    }
+}
+
+async fn join_on_owner(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    group: &str,
+    req: JoinGroupRequest,
+    client_id: String,
+) -> JoinGroupResponse {
+    let now = Instant::now();
+    let delay = initial_delay(ctx);
+    let protocol_type = req.protocol_type.to_string();
+    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let protocols: Vec<(String, Bytes)> =
+        req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
+    let rebalance_timeout = Duration::from_millis(
+        u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0),
+    );
+    let mut member_id = req.member_id.to_string();
+    let base = JoinGroupResponse::default().with_generation_id(-1);
+    let name_none = |r: JoinGroupResponse| {
+        if version >= 7 { r } else { r.with_protocol_name(Some(str_bytes(""))) }
+    };
+    {
+        let mut groups = ctx.groups.borrow_mut();
+        let g = groups.membership.entry(group.to_owned()).or_default();
+        if g.state != State::Empty && g.protocol_type.as_deref().is_some_and(|t| t != protocol_type)
+            || !g.members.is_empty()
+                && !g.members.values().next().is_some_and(|m| {
+                    m.protocols.iter().any(|(n, _)| protocols.iter().any(|(p, _)| p == n))
+                })
+        {
+            return name_none(base.with_error_code(ec::INCONSISTENT_GROUP_PROTOCOL));
+        }
+        // Static members: a known instance id with a new member id replaces the old member.
+        if let Some(inst) = &instance
+            && let Some(old) = g.static_member(inst)
+        {
+            if !member_id.is_empty() && member_id != old {
+                return name_none(base.with_error_code(ec::FENCED_INSTANCE_ID));
+            }
+            if member_id.is_empty() {
+                member_id =
+                    format!("{inst}-{}", uuid::Uuid::from_u128(rand::random::<u128>()).simple());
+                if let Some(mut m) = g.members.remove(&old) {
+                    m.id = member_id.clone();
+                    m.last_seen = now;
+                    g.members.insert(member_id.clone(), m);
+                    if g.leader.as_deref() == Some(&old) {
+                        g.leader = Some(member_id.clone());
+                    }
+                }
+                if g.state == State::Stable {
+                    // A quick rejoin of a static member: no rebalance, same generation.
+                    let r = base
+                        .with_generation_id(g.generation)
+                        .with_protocol_type(if version >= 7 {
+                            Some(str_bytes(&protocol_type))
+                        } else {
+                            None
+                        })
+                        .with_protocol_name(Some(str_bytes(g.protocol.as_deref().unwrap_or(""))))
+                        .with_leader(str_bytes(g.leader.as_deref().unwrap_or("")))
+                        .with_member_id(str_bytes(&member_id));
+                    info!(group, member = %member_id, "static member rejoined without a rebalance");
+                    return r;
+                }
+            }
+        }
+        if member_id.is_empty() {
+            member_id =
+                format!("{client_id}-{}", uuid::Uuid::from_u128(rand::random::<u128>()).simple());
+            if version >= 4 && instance.is_none() {
+                g.pending.insert(member_id.clone(), now);
+                return name_none(
+                    base.with_error_code(ec::MEMBER_ID_REQUIRED)
+                        .with_member_id(str_bytes(&member_id)),
+                );
+            }
+        } else if !g.members.contains_key(&member_id) && !g.pending.contains_key(&member_id) {
+            return name_none(
+                base.with_error_code(ec::UNKNOWN_MEMBER_ID).with_member_id(str_bytes(&member_id)),
+            );
+        }
+        if g.members.is_empty() {
+            g.protocol_type = Some(protocol_type.clone());
+        }
+        let assignment =
+            g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
+        let member = Member {
+            id: member_id.clone(),
+            instance_id: instance.clone(),
+            client_id: client_id.clone(),
+            client_host: "/127.0.0.1".to_owned(),
+            session_timeout: Duration::from_millis(
+                u64::try_from(req.session_timeout_ms).unwrap_or(0),
+            ),
+            rebalance_timeout,
+            protocols,
+            assignment,
+            last_seen: now,
+            awaiting_join: false,
+        };
+        g.join(member, now, delay);
+    }
+    let start_generation = ctx.groups.borrow().membership.get(group).map_or(0, |g| g.generation);
+    let me = member_id.clone();
+    let done = wait_for(ctx, group, rebalance_timeout + delay + Duration::from_secs(5), |g| {
+        let g = g?;
+        let Some(m) = g.members.get(&me) else { return Some(Err(ec::UNKNOWN_MEMBER_ID)) };
+        let formed = matches!(g.state, State::CompletingRebalance | State::Stable)
+            && !m.awaiting_join
+            && g.generation > start_generation;
+        if !formed {
+            return None;
+        }
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let leader = g.leader.clone().unwrap_or_default();
+        let members: Vec<JoinGroupResponseMember> = if leader == me {
+            g.members
+                .values()
+                .map(|m| {
+                    let r = JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(&m.id))
+                        .with_metadata(m.metadata_for(&protocol));
+                    if version >= 5 {
+                        r.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                    } else {
+                        r
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Ok((g.generation, protocol, leader, members)))
+    })
+    .await;
+    match done {
+        Some(Ok((generation, protocol, leader, members))) => JoinGroupResponse::default()
+            .with_generation_id(generation)
+            .with_protocol_type(if version >= 7 { Some(str_bytes(&protocol_type)) } else { None })
+            .with_protocol_name(Some(str_bytes(&protocol)))
+            .with_leader(str_bytes(&leader))
+            .with_member_id(str_bytes(&member_id))
+            .with_members(members),
+        Some(Err(code)) => {
+            name_none(base.with_error_code(code).with_member_id(str_bytes(&member_id)))
+        }
+        None => name_none(
+            base.with_error_code(ec::REBALANCE_IN_PROGRESS).with_member_id(str_bytes(&member_id)),
+        ),
+    }
+}
+
+/// Checks a member and generation of `group` (on its owner): the group, or the error code.
+fn check_member<'a>(
+    g: Option<&'a mut Group>,
+    member_id: &str,
+    generation: i32,
+) -> Result<&'a mut Group, i16> {
+    let g = g.ok_or(ec::UNKNOWN_MEMBER_ID)?;
+    if !g.members.contains_key(member_id) {
+        return Err(ec::UNKNOWN_MEMBER_ID);
+    }
+    if generation != g.generation {
+        return Err(ec::ILLEGAL_GENERATION);
+    }
+    Ok(g)
+}
+
+pub async fn sync_group(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
+    let group = req.group_id.0.to_string();
+    let g = group.clone();
+    let answer = on_group_owner(ctx, &group, move |there| async move {
+        let member = req.member_id.to_string();
+        let generation = req.generation_id;
+        let assignments: Vec<(String, Bytes)> = req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect();
+        let limit = there
+            .groups
+            .borrow()
+            .membership
+            .get(&g)
+            .and_then(|gr| gr.members.get(&member).map(|m| m.rebalance_timeout))
+            .unwrap_or_default()
+            + Duration::from_secs(5);
+        let mut leader_done = false;
+        wait_for(&there, &g, limit, |gr| {
+            let gr = match check_member(gr, &member, generation) {
+                Ok(gr) => gr,
+                Err(code) => return Some(Err(code)),
+            };
+            match gr.state {
+                State::PreparingRebalance | State::Empty => Some(Err(ec::REBALANCE_IN_PROGRESS)),
+                State::CompletingRebalance
+                    if gr.leader.as_deref() == Some(member.as_str()) && !leader_done =>
+                {
+                    leader_done = true;
+                    for (id, a) in &assignments {
+                        if let Some(m) = gr.members.get_mut(id) {
+                            m.assignment = a.clone();
+                        }
+                    }
+                    gr.state = State::Stable;
+                    gr.changed.notify(usize::MAX);
+                    let own =
+                        gr.members.get(&member).map(|m| m.assignment.clone()).unwrap_or_default();
+                    Some(Ok((own, gr.protocol_type.clone(), gr.protocol.clone())))
+                }
+                State::CompletingRebalance => None,
+                State::Stable => {
+                    let m = gr.members.get_mut(&member)?;
+                    m.last_seen = Instant::now();
+                    Some(Ok((m.assignment.clone(), gr.protocol_type.clone(), gr.protocol.clone())))
+                }
+            }
+        })
+        .await
+        .unwrap_or(Err(ec::REBALANCE_IN_PROGRESS))
+    })
+    .await
+    .and_then(|r| r);
+    match answer {
+        Ok((assignment, protocol_type, protocol)) => {
+            let r = SyncGroupResponse::default().with_assignment(assignment);
+            if version >= 5 {
+                r.with_protocol_type(protocol_type.as_deref().map(str_bytes))
+                    .with_protocol_name(protocol.as_deref().map(str_bytes))
+            } else {
+                r
+            }
+        }
+        Err(code) => SyncGroupResponse::default().with_error_code(code),
+    }
+}
+
+pub async fn heartbeat(ctx: &Rc<ShardCtx>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let group = req.group_id.0.to_string();
+    let g = group.clone();
+    let code = on_group_owner(ctx, &group, move |there| async move {
+        let mut groups = there.groups.borrow_mut();
+        let member = req.member_id.to_string();
+        match check_member(groups.membership.get_mut(&g), &member, req.generation_id) {
+            Err(code) => code,
+            Ok(gr) => {
+                if let Some(m) = gr.members.get_mut(&member) {
+                    m.last_seen = Instant::now();
+                }
+                if gr.state == State::PreparingRebalance {
+                    ec::REBALANCE_IN_PROGRESS
+                } else {
+                    ec::NONE
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|code| code);
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub async fn leave_group(
+    ctx: &Rc<ShardCtx>,
+    version: i16,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let group = req.group_id.0.to_string();
+    let leaving: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string())))
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let g = group.clone();
+    let results = on_group_owner(ctx, &group, move |there| async move {
+        let delay = initial_delay(&there);
+        let mut groups = there.groups.borrow_mut();
+        let Some(gr) = groups.membership.get_mut(&g) else {
+            return leaving
+                .into_iter()
+                .map(|(m, i)| (m, i, ec::UNKNOWN_MEMBER_ID))
+                .collect::<Vec<_>>();
+        };
+        leaving
+            .into_iter()
+            .map(|(member, instance)| {
+                let id = match (&instance, member.is_empty()) {
+                    (Some(inst), true) => gr.static_member(inst).unwrap_or_default(),
+                    _ => member.clone(),
+                };
+                let code = if gr.remove(&id, Instant::now(), delay) {
+                    ec::NONE
+                } else {
+                    ec::UNKNOWN_MEMBER_ID
+                };
+                info!(group = %g, member = %id, code, "member left");
+                (member, instance, code)
+            })
+            .collect()
+    })
+    .await;
+    match results {
+        Err(code) => LeaveGroupResponse::default().with_error_code(code),
+        Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(
+            results
+                .into_iter()
+                .map(|(m, i, code)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(&m))
+                        .with_group_instance_id(i.as_deref().map(str_bytes))
+                        .with_error_code(code)
+                })
+                .collect(),
+        ),
+        Ok(results) => {
+            LeaveGroupResponse::default().with_error_code(results.first().map_or(ec::NONE, |r| r.2))
+        }
+    }
+}
+
+/// Runs on every shard until it stops: session timeouts and join deadlines of its groups.
+pub async fn tick_groups(ctx: Rc<ShardCtx>) {
+    while !ctx.stopping.get() {
+        compio::time::sleep(RECHECK).await;
+        let delay = initial_delay(&ctx);
+        let now = Instant::now();
+        for g in ctx.groups.borrow_mut().membership.values_mut() {
+            g.tick(now, delay);
         }
     }
 }

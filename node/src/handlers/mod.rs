@@ -34,7 +34,7 @@ use crate::shard::ShardCtx;
 
 pub use admin::create_topic;
 pub use fetch::Payload;
-pub use groups::expire_offsets;
+pub use groups::{expire_offsets, tick_groups};
 
 /// The cluster id this node reports (single node).
 pub const CLUSTER_ID: &str = "odradek";
@@ -65,6 +65,10 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::JoinGroup,
+    ApiKey::SyncGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
 ];
 
 /// What a handler answers.
@@ -125,6 +129,18 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
         }
         RequestKind::OffsetCommit(req) => {
             ResponseKind::OffsetCommit(groups::offset_commit(ctx, req).await)
+        }
+        RequestKind::JoinGroup(req) => {
+            let client =
+                request.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string());
+            ResponseKind::JoinGroup(groups::join_group(ctx, version, req, client).await)
+        }
+        RequestKind::SyncGroup(req) => {
+            ResponseKind::SyncGroup(groups::sync_group(ctx, version, req).await)
+        }
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups::heartbeat(ctx, req).await),
+        RequestKind::LeaveGroup(req) => {
+            ResponseKind::LeaveGroup(groups::leave_group(ctx, version, req).await)
         }
         RequestKind::ListGroups(req) => {
             ResponseKind::ListGroups(groups::list_groups(ctx, &req).await)
