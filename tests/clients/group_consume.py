@@ -42,27 +42,37 @@ stop = threading.Event()
 errors = []
 
 
-def run_kafka_python(name, leave_after):
-    from kafka import KafkaConsumer
-    c = KafkaConsumer(topic, bootstrap_servers=b, group_id=group, enable_auto_commit=False,
-                      auto_offset_reset="earliest", session_timeout_ms=10000,
-                      heartbeat_interval_ms=500, client_id=name)
+def consume_loop(name, leave_after, poll, commit, close):
+    """Polls until told to stop (or, for the leaving member, until `leave_after` records),
+    committing after each processed batch."""
     n = 0
     try:
         while not stop.is_set():
-            batch = c.poll(timeout_ms=200)
-            got = [m.value.decode() for ms in batch.values() for m in ms]
+            got = poll()
             if got:
                 with lock:
                     seen.extend(got)
-                c.commit()
+                commit()
                 n += len(got)
             if leave_after and n >= leave_after:
                 break
     except Exception as e:  # noqa: BLE001
         errors.append(f"{name}: {e!r}")
     finally:
-        c.close()
+        close()
+
+
+def run_kafka_python(name, leave_after):
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(topic, bootstrap_servers=b, group_id=group, enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=10000,
+                      heartbeat_interval_ms=500, client_id=name)
+
+    def poll():
+        batch = c.poll(timeout_ms=200)
+        return [m.value.decode() for ms in batch.values() for m in ms]
+
+    consume_loop(name, leave_after, poll, c.commit, c.close)
 
 
 def run_confluent(name, leave_after):
@@ -71,27 +81,17 @@ def run_confluent(name, leave_after):
                   "auto.offset.reset": "earliest", "client.id": name,
                   "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
     c.subscribe([topic])
-    n = 0
-    try:
-        while not stop.is_set():
-            msgs = c.consume(num_messages=100, timeout=0.2)
-            got = []
-            for m in msgs:
-                if m.error():
-                    errors.append(f"{name}: {m.error()}")
-                    continue
+
+    def poll():
+        got = []
+        for m in c.consume(num_messages=100, timeout=0.2):
+            if m.error():
+                errors.append(f"{name}: {m.error()}")
+            else:
                 got.append(m.value().decode())
-            if got:
-                with lock:
-                    seen.extend(got)
-                c.commit(asynchronous=False)
-                n += len(got)
-            if leave_after and n >= leave_after:
-                break
-    except Exception as e:  # noqa: BLE001
-        errors.append(f"{name}: {e!r}")
-    finally:
-        c.close()
+        return got
+
+    consume_loop(name, leave_after, poll, lambda: c.commit(asynchronous=False), c.close)
 
 
 run = run_kafka_python if args.client == "kafka-python" else run_confluent
