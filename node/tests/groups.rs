@@ -92,3 +92,15 @@ fn confluent_group_members_share_a_topic_exactly_once() {
     let node = Node::start();
     group_consume(&node, "confluent");
 }
+
+/// With no initial delay, members join one by one and each join makes the earlier members
+/// rejoin: the rebalance path proper.
+#[test]
+fn members_joining_one_by_one_rebalance_without_losing_or_repeating_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("odradek.toml");
+    std::fs::write(&config, "group_initial_rebalance_delay_ms = 0\n").expect("write the config");
+    let node = Node::start_args(&["--config", config.to_str().expect("utf8 path")]);
+    group_consume(&node, "confluent");
+    group_consume(&node, "kafka-python");
+}

@@ -931,7 +931,7 @@ async fn join_on_owner(
     let name_none = |r: JoinGroupResponse| {
         if version >= 7 { r } else { r.with_protocol_name(Some(str_bytes(""))) }
     };
-    {
+    let before_join = {
         let mut groups = ctx.groups.borrow_mut();
         let g = groups.membership.entry(group.to_owned()).or_default();
         if g.state != State::Empty && g.protocol_type.as_deref().is_some_and(|t| t != protocol_type)
@@ -1011,9 +1011,13 @@ async fn join_on_owner(
             last_seen: now,
             awaiting_join: false,
         };
+        // The generation before this join: the answer is the first one formed after it (this
+        // join may complete the phase itself, bumping the generation right here).
+        let before = g.generation;
         g.join(member, now, delay);
-    }
-    let start_generation = ctx.groups.borrow().membership.get(group).map_or(0, |g| g.generation);
+        before
+    };
+    let start_generation = before_join;
     let me = member_id.clone();
     let done = wait_for(ctx, group, rebalance_timeout + delay + Duration::from_secs(5), |g| {
         let g = g?;
