@@ -104,3 +104,31 @@ fn members_joining_one_by_one_rebalance_without_losing_or_repeating_records() {
     group_consume(&node, "confluent");
     group_consume(&node, "kafka-python");
 }
+
+/// A group resumes exactly at its committed offsets after the node is SIGKILLed.
+#[test]
+fn a_group_resumes_at_its_committed_offsets_after_a_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("read-before-restart.txt");
+    let run = |node: &Node, phase: &str| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/clients/group_resume.py");
+        let out = std::process::Command::new("timeout")
+            .args(["-k", "5", "100", "python3"])
+            .arg(script)
+            .args(["--bootstrap", &node.addr(), phase])
+            .env("RESUME_STATE", &state)
+            .output()
+            .expect("run the script");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains(&format!("OK {phase}")), "{phase}: {text}");
+    };
+    let mut node = Node::start();
+    run(&node, "first");
+    node.kill_and_restart();
+    run(&node, "second");
+}
