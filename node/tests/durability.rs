@@ -5,85 +5,20 @@
 //! as its delivery report arrives (`tests/clients/acked_producer.py`). After the last kill the
 //! node is restarted and the whole topic is read back with another real consumer.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+use common::Node;
 /// SIGKILL rounds (the issue asks for at least 20).
 const KILL_ROUNDS: usize = 20;
 const PARTITIONS: usize = 3;
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("addr").port()
-}
-
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients")
-}
-
-/// A node process on a fixed data dir and port; killed (by PID) when dropped.
-struct Node {
-    child: Child,
-}
-
-impl Node {
-    fn start(data: &Path, port: u16) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--default-partitions")
-            .arg(PARTITIONS.to_string())
-            .env("ODRADEK_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start odradek");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) if line.starts_with("odradek ready") => Node { child },
-            other => {
-                let _ = child.kill();
-                panic!("node did not become ready: {other:?}");
-            }
-        }
-    }
-
-    fn signal(&mut self, sig: &str) {
-        let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().expect("kill").success();
-        assert!(ok, "kill {sig} {pid}");
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().expect("poll node") {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "node still running after {limit:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A small xorshift generator: the kill points are random but reproducible from the seed the
@@ -142,23 +77,23 @@ fn missing(acked: &HashSet<String>, stored: &HashSet<String>) -> Vec<String> {
 #[test]
 fn sigkill_during_acks_all_load_loses_no_acknowledged_record() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
     let acked_file = dir.path().join("acked.txt");
-    let port = free_port();
+    let partitions = PARTITIONS.to_string();
+    let mut node = Node::start_args(&["--default-partitions", &partitions]);
+    let port = node.port;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
     eprintln!("kill-point seed {seed}");
     let mut rng = Rng(seed);
     for round in 0..KILL_ROUNDS {
-        let mut node = Node::start(&data, port);
         let mut producer = start_producer(port, "durable", &format!("r{round}"), &acked_file);
         // Let the load run a random while (first connection and metadata included), then kill.
         std::thread::sleep(Duration::from_millis(400 + rng.below(1200)));
         node.signal("-KILL");
-        node.wait(Duration::from_secs(5));
+        node.wait_exit(Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(50));
         stop(&mut producer);
+        node.restart();
     }
-    let _node = Node::start(&data, port);
     let acked = lines(&acked_file);
     let stored = read_back(port, "durable", &dir.path().join("stored.txt"));
     assert!(acked.len() > KILL_ROUNDS * 10, "the load barely ran: {} acked records", acked.len());
@@ -176,10 +111,10 @@ fn sigkill_during_acks_all_load_loses_no_acknowledged_record() {
 #[test]
 fn a_graceful_restart_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
     let acked_file = dir.path().join("acked.txt");
-    let port = free_port();
-    let mut node = Node::start(&data, port);
+    let partitions = PARTITIONS.to_string();
+    let mut node = Node::start_args(&["--default-partitions", &partitions]);
+    let port = node.port;
     let mut producer = Command::new("python3")
         .arg(clients_dir().join("acked_producer.py"))
         .args(["--bootstrap", &format!("127.0.0.1:{port}"), "--topic", "kept", "--prefix", "g"])
@@ -191,10 +126,9 @@ fn a_graceful_restart_keeps_everything() {
     let status = producer.wait().expect("producer");
     assert!(status.success());
     node.signal("-TERM");
-    let exit = node.wait(Duration::from_secs(10));
+    let exit = node.wait_exit(Duration::from_secs(10));
     assert!(exit.success(), "graceful stop exit status {exit}");
-    drop(node);
-    let _node = Node::start(&data, port);
+    node.restart();
     let acked = lines(&acked_file);
     assert_eq!(acked.len(), 5000, "every record of an undisturbed run is acknowledged");
     let stored = read_back(port, "kept", &dir.path().join("stored.txt"));

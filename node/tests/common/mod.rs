@@ -70,7 +70,31 @@ impl Node {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.restart();
+    }
+
+    /// Starts the node again (after it exited) on the same data directory and port.
+    pub fn restart(&mut self) {
         self.child = spawn_ready(self.dir.path(), self.port, &self.extra);
+    }
+
+    /// Sends `sig` (as `kill` takes it, e.g. `-TERM`) to the node.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args([sig, &pid]).status().expect("kill").success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Waits for the node to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("poll node") {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "node still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn addr(&self) -> String {
