@@ -8,7 +8,7 @@
 //! rename, fsync of the directory. So a topic acknowledged to a client survives a crash, with the
 //! same id and the same partition-to-shard assignment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +55,10 @@ impl Topic {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalogue {
     pub topics: BTreeMap<String, Arc<Topic>>,
+    /// Topic id → name, for requests that name topics by id (Fetch v13+, DeleteTopics v6,
+    /// Metadata by id): derived from `topics` when a catalogue is loaded or published.
+    #[serde(skip)]
+    ids: HashMap<Uuid, String>,
 }
 
 impl Catalogue {
@@ -63,7 +67,18 @@ impl Catalogue {
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<Topic>> {
-        self.topics.values().find(|t| t.id == id)
+        self.topics.get(self.ids.get(&id)?)
+    }
+
+    /// The topic named `name`, or `UNKNOWN_TOPIC_OR_PARTITION` (for the admin paths).
+    pub fn existing(&self, name: &str) -> Result<&Arc<Topic>, (i16, String)> {
+        self.topic(name).ok_or_else(|| {
+            (odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`"))
+        })
+    }
+
+    fn reindex(&mut self) {
+        self.ids = self.topics.values().map(|t| (t.id, t.name.clone())).collect();
     }
 
     fn partition_count(&self) -> usize {
@@ -110,13 +125,14 @@ impl Metadata {
     /// Loads the catalogue of `data_dir` (an empty one if the node is new).
     pub fn open(data_dir: &Path) -> Result<Self, MetadataError> {
         let path = data_dir.join(CATALOGUE_FILE);
-        let catalogue = match std::fs::read(&path) {
+        let mut catalogue = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<Catalogue>(&bytes).map_err(|e| {
                 MetadataError::Invalid { path: path.clone(), reason: e.to_string() }
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalogue::default(),
             Err(source) => return Err(MetadataError::Io { op: "read", path, source }),
         };
+        catalogue.reindex();
         Ok(Self {
             path,
             current: ArcSwap::from_pointee(catalogue),
@@ -130,7 +146,8 @@ impl Metadata {
     }
 
     /// Makes `next` durable, then visible. Call with [`Metadata::admin`] held.
-    pub fn publish(&self, next: Catalogue) -> Result<(), MetadataError> {
+    pub fn publish(&self, mut next: Catalogue) -> Result<(), MetadataError> {
+        next.reindex();
         let bytes = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Invalid {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -228,6 +245,8 @@ mod tests {
         assert_eq!(b.shards, vec![1], "continues after the 3 existing partitions");
         let again = Metadata::open(dir.path()).expect("reopen");
         assert_eq!(again.snapshot().topic("a").map(|t| (**t).clone()), Some(t.clone()));
+        assert_eq!(again.snapshot().topic_by_id(t.id).map(|t| t.name.clone()), Some("a".into()));
+        assert!(again.snapshot().topic_by_id(Uuid::nil()).is_none());
         assert_eq!(t.owner(2, 1), Some(0), "fewer shards after a restart wrap around");
         assert_eq!(t.owner(3, 2), None);
         std::fs::write(dir.path().join(CATALOGUE_FILE), b"{not json").expect("write");

@@ -268,9 +268,7 @@ async fn grow_topic(
 ) -> Result<(), (i16, String)> {
     let _admin = ctx.metadata.admin.lock().await;
     let snapshot = ctx.metadata.snapshot();
-    let topic = snapshot
-        .topic(name)
-        .ok_or_else(|| (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`")))?;
+    let topic = snapshot.existing(name)?;
     let have = topic.partitions();
     let max = crate::config::PARTITIONS_MAX;
     if count <= have {

@@ -265,9 +265,7 @@ async fn alter_topic(
 ) -> Result<(), (i16, String)> {
     let _admin = ctx.metadata.admin.lock().await;
     let snapshot = ctx.metadata.snapshot();
-    let topic = snapshot
-        .topic(name)
-        .ok_or_else(|| (ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`")))?;
+    let topic = snapshot.existing(name)?;
     let configs = apply_ops(&topic.configs, ops).map_err(|m| (ec::INVALID_CONFIG, m))?;
     if validate_only || configs == topic.configs {
         return Ok(());
