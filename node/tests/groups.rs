@@ -65,18 +65,72 @@ fn offsets_of_groups_without_members_expire() {
     assert!(text.contains("committed None"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn group_consume(node: &Node, client: &str) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/group_consume.py");
+/// Runs `tests/clients/<script>` against `node` (bounded to 100 s) and checks it printed `ok`.
+fn client_script(node: &Node, script: &str, args: &[&str], ok: &str) {
+    client_script_env(node, script, args, ok, &[]);
+}
+
+fn client_script_env(
+    node: &Node,
+    script: &str,
+    args: &[&str],
+    ok: &str,
+    envs: &[(&str, &std::path::Path)],
+) {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients").join(script);
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "100", "python3"])
-        .arg(script)
-        .args(["--bootstrap", &node.addr(), "--client", client])
+        .arg(path)
+        .args(["--bootstrap", &node.addr()])
+        .args(args)
+        .envs(envs.iter().copied())
         .output()
         .expect("run the script");
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("OK group"), "{client}: {text}");
+    assert!(out.status.success() && text.contains(ok), "{script} {args:?}: {text}");
+}
+
+fn group_consume(node: &Node, client: &str) {
+    client_script(node, "group_consume.py", &["--client", client], "OK group");
+}
+
+/// Member processes of `tests/clients/group_members.py` in scenario `mode`.
+fn group_members(node: &Node, client: &str, mode: &str) {
+    client_script(node, "group_members.py", &["--client", client, "--mode", mode], "OK ");
+}
+
+/// A member is SIGKILLed after committing what it processed: when its session expires, the
+/// other two take its partitions over from its committed offsets, and every record is
+/// consumed exactly once.
+#[test]
+fn kafka_python_members_take_over_from_a_killed_member() {
+    let node = Node::start();
+    group_members(&node, "kafka-python", "killed");
+}
+
+#[test]
+fn confluent_members_take_over_from_a_killed_member() {
+    let node = Node::start();
+    group_members(&node, "confluent", "killed");
+}
+
+/// cooperative-sticky (incremental cooperative rebalancing): a fourth member joins and one
+/// leaves; members that stay give up only the partitions that move.
+#[test]
+fn cooperative_sticky_members_rebalance_incrementally() {
+    let node = Node::start();
+    group_members(&node, "confluent", "cooperative");
+}
+
+/// A static member (group.instance.id) restarted within its session timeout gets its
+/// partitions back without a rebalance of the other member.
+#[test]
+fn static_members_rejoin_without_a_rebalance() {
+    let node = Node::start();
+    group_members(&node, "confluent", "static");
+    group_members(&node, "kafka-python", "static");
 }
 
 /// Three members subscribe to a 6-partition topic, one leaves midway: every record is
@@ -111,21 +165,8 @@ fn a_group_resumes_at_its_committed_offsets_after_a_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("read-before-restart.txt");
     let run = |node: &Node, phase: &str| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/clients/group_resume.py");
-        let out = std::process::Command::new("timeout")
-            .args(["-k", "5", "100", "python3"])
-            .arg(script)
-            .args(["--bootstrap", &node.addr(), phase])
-            .env("RESUME_STATE", &state)
-            .output()
-            .expect("run the script");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success() && text.contains(&format!("OK {phase}")), "{phase}: {text}");
+        let envs = [("RESUME_STATE", state.as_path())];
+        client_script_env(node, "group_resume.py", &[phase], &format!("OK {phase}"), &envs);
     };
     let mut node = Node::start();
     run(&node, "first");

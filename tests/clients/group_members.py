@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Consumer-group scenarios whose members are separate processes, so one can be killed.
+
+Driver modes (each prints "OK <mode> <client> ..." or "FAIL: ..." and exits 1):
+  killed       three members share a 6-partition topic; one is SIGKILLed after it has
+               processed and committed some records; when its session expires the others take
+               its partitions over from its committed offsets: every record exactly once.
+  cooperative  (confluent) cooperative-sticky members: three share the topic, a fourth joins,
+               one leaves; members that stay never give up all their partitions in a
+               rebalance (an eager protocol would revoke everything), every record exactly once.
+  static       two static members (group.instance.id); one is stopped and restarted with the
+               same instance id within its session timeout: it gets its old partitions back,
+               the other member sees no rebalance, and every record is consumed exactly once.
+
+Member mode (`member`) is what the driver starts: it consumes, commits synchronously after
+each processed batch, and only then prints the batch's records ("REC <value>"), so what it
+printed is exactly what it committed. It prints "ASSIGN p,p" / "REVOKE p,p" on rebalances,
+"PAUSED" when --pause-after records were processed (it then goes on polling, so it stays in
+the group, but drops what it gets without committing: as if it hung before processing),
+and on SIGTERM prints "CLOSING" and closes the consumer cleanly.
+
+Usage: group_members.py --bootstrap H:P --client kafka-python|confluent --mode MODE
+"""
+
+import argparse
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import check, fail  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--bootstrap", required=True)
+ap.add_argument("--client", choices=["kafka-python", "confluent"], required=True)
+ap.add_argument("--mode", choices=["killed", "cooperative", "static", "member"], required=True)
+ap.add_argument("--topic")
+ap.add_argument("--group")
+ap.add_argument("--name", default="m")
+ap.add_argument("--instance-id")
+ap.add_argument("--strategy", default="range")
+ap.add_argument("--pause-after", type=int, default=0)
+args = ap.parse_args()
+b = args.bootstrap
+SESSION_MS = 6000  # the smallest the coordinator accepts, so a killed member expires quickly
+
+
+def say(*parts):
+    print(*parts, flush=True)
+
+
+# --- member ---------------------------------------------------------------------------------
+
+def member():
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    processed = 0
+    paused = False
+
+    def process(values, commit):
+        nonlocal processed, paused
+        if not values or paused:
+            return  # a paused member drops what it polls: never committed, never printed
+        commit()
+        for v in values:
+            say("REC", v)
+        processed += len(values)
+        if args.pause_after and processed >= args.pause_after:
+            paused = True
+            say("PAUSED")
+
+    if args.client == "confluent":
+        from confluent_kafka import Consumer
+        conf = {"bootstrap.servers": b, "group.id": args.group, "enable.auto.commit": False,
+                "auto.offset.reset": "earliest", "client.id": args.name,
+                "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500,
+                "partition.assignment.strategy": args.strategy}
+        if args.instance_id:
+            conf["group.instance.id"] = args.instance_id
+        c = Consumer(conf)
+        c.subscribe([args.topic],
+                     on_assign=lambda _c, ps: say("ASSIGN", ",".join(str(p.partition) for p in ps)),
+                     on_revoke=lambda _c, ps: say("REVOKE", ",".join(str(p.partition) for p in ps)))
+        while not stop.is_set():
+            got = []
+            for m in c.consume(num_messages=20, timeout=0.2):
+                if m.error():
+                    say("ERROR", m.error())
+                else:
+                    got.append(m.value().decode())
+            process(got, lambda: c.commit(asynchronous=False))
+        say("CLOSING")
+        c.close()
+    else:
+        from kafka import ConsumerRebalanceListener, KafkaConsumer
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_assigned(self, assigned):
+                say("ASSIGN", ",".join(str(p.partition) for p in assigned))
+
+            def on_partitions_revoked(self, revoked):
+                say("REVOKE", ",".join(str(p.partition) for p in revoked))
+
+        conf = dict(bootstrap_servers=b, group_id=args.group, enable_auto_commit=False,
+                    auto_offset_reset="earliest", session_timeout_ms=SESSION_MS,
+                    heartbeat_interval_ms=500, client_id=args.name, max_poll_records=20)
+        if args.instance_id:
+            conf["group_instance_id"] = args.instance_id
+        c = KafkaConsumer(**conf)
+        c.subscribe([args.topic], listener=Listener())
+        while not stop.is_set():
+            batch = c.poll(timeout_ms=200)
+            process([m.value.decode() for ms in batch.values() for m in ms], c.commit)
+        say("CLOSING")
+        c.close()
+    say("CLOSED")
+
+
+# --- driver ---------------------------------------------------------------------------------
+
+class Member:
+    """One member process and what it printed."""
+
+    def __init__(self, name, topic, group, **extra):
+        cmd = [sys.executable, os.path.abspath(__file__), "--bootstrap", b, "--client",
+               args.client, "--mode", "member", "--topic", topic, "--group", group,
+               "--name", name]
+        for k, v in extra.items():
+            cmd += [f"--{k.replace('_', '-')}", str(v)]
+        self.name = name
+        self.records = []
+        self.events = []  # ("ASSIGN"|"REVOKE", set of partitions), in order, until it closes
+        self.closing = False
+        self.lines = queue.Queue()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            word, _, rest = line.rstrip("\n").partition(" ")
+            if word == "REC":
+                self.records.append(rest)
+            elif word == "CLOSING":
+                self.closing = True
+            elif word in ("ASSIGN", "REVOKE") and not self.closing:
+                self.events.append((word, {int(p) for p in rest.split(",") if p}))
+            self.lines.put(word)
+
+    def wait_for(self, word, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                if self.lines.get(timeout=0.1) == word:
+                    return True
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    return False
+        return False
+
+    def stop(self, sig=signal.SIGTERM, seconds=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.reader.join(5)
+
+
+def describe(members):
+    return "; ".join(f"{m.name}: {len(m.records)} records, {m.events}" for m in members)
+
+
+def setup(topic, count):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": b})
+    for f in admin.create_topics([NewTopic(topic, 6, 1)]).values():
+        f.result(timeout=20)
+    p = Producer({"bootstrap.servers": b, "partitioner": "murmur2_random"})
+    values = [f"{topic}-{i:05d}" for i in range(count)]
+    for i, v in enumerate(values):
+        p.produce(topic, key=str(i).encode(), value=v.encode())
+    check(p.flush(30) == 0, "produce")
+    return values
+
+
+def produce_more(topic, values):
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": b, "partitioner": "murmur2_random"})
+    for i, v in enumerate(values):
+        p.produce(topic, key=str(i).encode(), value=v.encode())
+    check(p.flush(30) == 0, "produce")
+
+
+def wait_all(members, values, seconds):
+    """Until every value was printed by some member, or `seconds` pass."""
+    end = time.monotonic() + seconds
+    want = set(values)
+    while time.monotonic() < end:
+        if want <= {r for m in members for r in m.records}:
+            return
+        time.sleep(0.1)
+
+
+def exactly_once(members, values, what):
+    seen = [r for m in members for r in m.records]
+    dups = len(seen) - len(set(seen))
+    missing = set(values) - set(seen)
+    extra = set(seen) - set(values)
+    if dups or missing or extra:
+        fail(f"{what}: {len(seen)} consumed for {len(values)}: {dups} twice, "
+             f"{len(missing)} missing, {len(extra)} unknown")
+
+
+def killed():
+    topic, group = f"killed-{args.client}{os.environ.get('SUFFIX', '')}", f"gk-{args.client}"
+    values = setup(topic, 1200)
+    victim = Member("m0", topic, group, pause_after=60)
+    others = [Member(f"m{i}", topic, group) for i in (1, 2)]
+    members = [victim] + others
+    try:
+        check(victim.wait_for("PAUSED", 40),
+              f"the member to be killed never processed 60 records: {describe(members)}")
+        victim.stop(signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_all(members, values, 60)
+        took = time.monotonic() - killed_at
+        time.sleep(1.0)  # anything consumed twice would show up now
+    finally:
+        for m in members:
+            m.stop()
+    exactly_once(members, values, "after a member was killed")
+    check(len(victim.records) >= 60, "the killed member's records")
+    say(f"OK killed {args.client} {len(values)} records, the killed member had "
+        f"{len(victim.records)}; the rest were read {took:.1f} s after the kill")
+
+
+def cooperative():
+    check(args.client == "confluent", "cooperative-sticky is a librdkafka assignor here")
+    topic, group = f"coop{os.environ.get('SUFFIX', '')}", "gcoop"
+    values = setup(topic, 1500)
+    first = [Member(f"m{i}", topic, group, strategy="cooperative-sticky") for i in range(3)]
+    members = list(first)
+    try:
+        for m in first:
+            check(m.wait_for("ASSIGN", 30), f"{m.name} was never assigned")
+        time.sleep(2)
+        late = Member("m3", topic, group, strategy="cooperative-sticky")
+        members.append(late)
+        check(late.wait_for("ASSIGN", 30), "the fourth member was never assigned")
+        time.sleep(2)
+        first[0].stop()
+        wait_all(members, values, 60)
+        time.sleep(1.0)
+    finally:
+        for m in members:
+            m.stop()
+    exactly_once(members, values, "cooperative-sticky")
+    stayers = first[1:] + [late]
+    for m in stayers:
+        held = set()
+        for kind, ps in m.events:
+            if kind == "ASSIGN":
+                held |= ps
+            else:
+                check(not held or ps != held or not ps,
+                      f"{m.name} gave up all of {sorted(held)} in a rebalance: not incremental; "
+                      f"{describe(members)}")
+                held -= ps
+    partial = sum(1 for m in stayers for kind, ps in m.events if kind == "REVOKE" and ps)
+    check(partial > 0, "no member gave up part of its partitions when the fourth joined")
+    say(f"OK cooperative {args.client} {len(values)} records, {partial} partial revocations")
+
+
+def static():
+    topic, group = f"static-{args.client}", f"gs-{args.client}"
+    values = setup(topic, 300)
+    a = Member("s0", topic, group, instance_id="inst-0")
+    first_b = Member("s1", topic, group, instance_id="inst-1")
+    members = [a, first_b]
+    try:
+        wait_all(members, values, 40)
+        check(len(a.events) > 0 and len(first_b.events) > 0, "both members were assigned")
+        a_events = len(a.events)
+        held_b = [ps for kind, ps in first_b.events if kind == "ASSIGN"][-1]
+        first_b.stop()
+        second_b = Member("s1", topic, group, instance_id="inst-1")
+        members.append(second_b)
+        check(second_b.wait_for("ASSIGN", 20), "the restarted static member was never assigned")
+        more = [f"{topic}-more-{i:05d}" for i in range(300)]
+        produce_more(topic, more)
+        values += more
+        wait_all(members, values, 40)
+        time.sleep(1.0)
+        a_later = a.events[a_events:]
+        held_b2 = [ps for kind, ps in second_b.events if kind == "ASSIGN"][-1]
+    finally:
+        for m in members:
+            m.stop()
+    exactly_once(members, values, "static members")
+    check(not a_later, f"the other static member saw a rebalance: {a_later}")
+    check(held_b2 == held_b, f"restarted static member got {sorted(held_b2)}, had {sorted(held_b)}")
+    say(f"OK static {args.client} {len(values)} records, partitions {sorted(held_b)} kept "
+        "across a restart without a rebalance")
+
+
+if args.mode == "member":
+    member()
+else:
+    {"killed": killed, "cooperative": cooperative, "static": static}[args.mode]()
