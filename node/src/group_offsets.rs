@@ -9,6 +9,13 @@
 //! Records use Kafka's own layouts (offset commit key v1, value v3), so Kafka's tools can read
 //! the partitions: key `[1 i16][group str][topic str][partition i32]`, value `[3 i16][offset
 //! i64][leader epoch i32][metadata str][commit timestamp i64]`; a null value deletes the key.
+//!
+//! Group metadata (the generation, protocol, leader and each member with its subscription and
+//! assignment) is kept there too, as Kafka keeps it: key `[2 i16][group str]`, value v3
+//! `[3 i16][protocol type str][generation i32][protocol nullable str][leader nullable str]
+//! [state timestamp i64][members: i32 count, each [member id str][instance id nullable str]
+//! [client id str][client host str][rebalance timeout i32][session timeout i32][subscription
+//! bytes][assignment bytes]]`. Values v0–v2 (older Kafka) are read too.
 
 use std::collections::HashMap;
 
@@ -26,6 +33,8 @@ pub const METADATA_MAX_BYTES: usize = 4096;
 
 const KEY_VERSION: i16 = 1;
 const VALUE_VERSION: i16 = 3;
+const GROUP_KEY_VERSION: i16 = 2;
+const GROUP_VALUE_VERSION: i16 = 3;
 
 /// Java's `String.hashCode` over UTF-16 code units.
 fn java_hash(s: &str) -> i32 {
@@ -51,6 +60,18 @@ fn put_str(out: &mut BytesMut, s: &str) {
     out.put_slice(s.as_bytes());
 }
 
+fn put_nullable_str(out: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(out, s),
+        None => out.put_i16(-1),
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_i32(b.len() as i32);
+    out.put_slice(b);
+}
+
 /// The record key of a commit.
 pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
     let mut out = BytesMut::with_capacity(12 + group.len() + topic.len());
@@ -72,14 +93,120 @@ pub fn offset_value(c: &Committed) -> Bytes {
     out.freeze()
 }
 
-/// `(group, topic, partition)` of an offset commit key; `None` for other keys (group metadata,
-/// written by Kafka's coordinator as key version 2) or damaged ones.
-pub fn parse_key(key: &[u8]) -> Option<(String, String, i32)> {
+/// What a record key of `__consumer_offsets` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A committed offset: group, topic, partition.
+    Offset(String, String, i32),
+    /// A group's metadata.
+    Group(String),
+}
+
+/// The key of a record; `None` for damaged keys or kinds this node does not keep.
+pub fn parse_key(key: &[u8]) -> Option<Key> {
     let mut r = Reader::new(key);
     match r.i16()? {
-        0 | 1 => Some((r.str()?, r.str()?, r.i32()?)),
+        0 | 1 => Some(Key::Offset(r.str()?, r.str()?, r.i32()?)),
+        GROUP_KEY_VERSION => Some(Key::Group(r.str()?)),
         _ => None,
     }
+}
+
+/// One member as stored with its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    /// The member's metadata for the group's protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A group's metadata as stored: what a restart needs to let members go on without rejoining.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp: i64,
+    pub members: Vec<StoredMember>,
+}
+
+/// The record key of a group's metadata.
+pub fn group_key(group: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + group.len());
+    out.put_i16(GROUP_KEY_VERSION);
+    put_str(&mut out, group);
+    out.freeze()
+}
+
+/// The record value of a group's metadata (version 3).
+pub fn group_value(g: &StoredGroup) -> Bytes {
+    let members: usize = g
+        .members
+        .iter()
+        .map(|m| 32 + m.id.len() + m.client_id.len() + m.subscription.len() + m.assignment.len())
+        .sum();
+    let mut out = BytesMut::with_capacity(64 + g.protocol_type.len() + members);
+    out.put_i16(GROUP_VALUE_VERSION);
+    put_str(&mut out, &g.protocol_type);
+    out.put_i32(g.generation);
+    put_nullable_str(&mut out, g.protocol.as_deref());
+    put_nullable_str(&mut out, g.leader.as_deref());
+    out.put_i64(g.state_timestamp);
+    out.put_i32(g.members.len() as i32);
+    for m in &g.members {
+        put_str(&mut out, &m.id);
+        put_nullable_str(&mut out, m.instance_id.as_deref());
+        put_str(&mut out, &m.client_id);
+        put_str(&mut out, &m.client_host);
+        out.put_i32(m.rebalance_timeout_ms);
+        out.put_i32(m.session_timeout_ms);
+        put_bytes(&mut out, &m.subscription);
+        put_bytes(&mut out, &m.assignment);
+    }
+    out.freeze()
+}
+
+/// A group metadata value, versions 0 to 3; `None` for damaged values or later versions.
+pub fn parse_group_value(value: &[u8]) -> Option<StoredGroup> {
+    let mut r = Reader::new(value);
+    let version = r.i16()?;
+    if !(0..=GROUP_VALUE_VERSION).contains(&version) {
+        return None;
+    }
+    let protocol_type = r.str()?;
+    let generation = r.i32()?;
+    let protocol = r.nullable_str()?;
+    let leader = r.nullable_str()?;
+    let state_timestamp = if version >= 2 { r.i64()? } else { -1 };
+    let count = usize::try_from(r.i32()?).ok()?;
+    // Each member takes at least 22 bytes: a damaged count cannot make a huge allocation.
+    let mut members = Vec::with_capacity(count.min(value.len() / 22));
+    for _ in 0..count {
+        let id = r.str()?;
+        let instance_id = if version >= 3 { r.nullable_str()? } else { None };
+        let client_id = r.str()?;
+        let client_host = r.str()?;
+        let rebalance_timeout_ms = if version >= 1 { Some(r.i32()?) } else { None };
+        let session_timeout_ms = r.i32()?;
+        members.push(StoredMember {
+            id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout_ms: rebalance_timeout_ms.unwrap_or(session_timeout_ms),
+            session_timeout_ms,
+            subscription: Bytes::copy_from_slice(r.bytes()?),
+            assignment: Bytes::copy_from_slice(r.bytes()?),
+        });
+    }
+    Some(StoredGroup { protocol_type, generation, protocol, leader, state_timestamp, members })
 }
 
 /// A commit value, versions 1 and 3 (the ones with a commit timestamp).
@@ -110,10 +237,15 @@ pub struct GroupOffsets {
 }
 
 impl GroupOffsets {
-    /// Applies one record of `__consumer_offsets` (a commit, or a deletion when `value` is
-    /// `None`). Records that are not offset commits are ignored.
-    pub fn apply_record(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let Some((group, topic, partition)) = parse_key(key) else { return };
+    /// Applies one offset record of `__consumer_offsets` (a commit, or a deletion when
+    /// `value` is `None`).
+    pub fn apply_record(
+        &mut self,
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<&[u8]>,
+    ) {
         match value.and_then(parse_value) {
             Some(c) => {
                 self.groups.entry(group).or_default().insert((topic, partition), c);
@@ -191,8 +323,44 @@ impl GroupOffsets {
 pub struct Coordinated {
     pub offsets: GroupOffsets,
     pub loaded: std::collections::HashSet<i32>,
-    /// Groups with members (or that had some since the start).
+    /// Groups with members, or with stored metadata (then possibly `Empty`).
     pub membership: HashMap<String, crate::membership::Group>,
+}
+
+impl Coordinated {
+    /// Applies the records of one `__consumer_offsets` partition, in log order: the newest
+    /// value of each key wins and a null value deletes it. Groups whose metadata is stored come
+    /// back with their members, generation and assignments (members then have one session
+    /// timeout to heartbeat). Returns how many groups came back.
+    pub fn load(&mut self, records: Vec<(Bytes, Option<Bytes>)>, now: std::time::Instant) -> usize {
+        let mut stored: HashMap<String, Option<StoredGroup>> = HashMap::new();
+        for (key, value) in records {
+            match parse_key(&key) {
+                Some(Key::Offset(group, topic, partition)) => {
+                    self.offsets.apply_record(group, topic, partition, value.as_deref());
+                }
+                Some(Key::Group(group)) => {
+                    let parsed = value.as_deref().and_then(parse_group_value);
+                    if value.is_some() && parsed.is_none() {
+                        tracing::warn!(group, "unreadable group metadata record skipped");
+                        continue;
+                    }
+                    stored.insert(group, parsed);
+                }
+                None => {}
+            }
+        }
+        let mut restored = 0;
+        for (group, g) in stored {
+            if let Some(g) = g
+                && !self.membership.contains_key(&group)
+            {
+                self.membership.insert(group, crate::membership::Group::restore(g, now));
+                restored += 1;
+            }
+        }
+        restored
+    }
 }
 
 #[cfg(test)]
@@ -220,15 +388,115 @@ mod tests {
             commit_timestamp: 1_700_000_000_000,
         };
         let key = offset_key("g", "t", 7);
-        assert_eq!(parse_key(&key), Some(("g".into(), "t".into(), 7)));
+        assert_eq!(parse_key(&key), Some(Key::Offset("g".into(), "t".into(), 7)));
         assert_eq!(parse_value(&offset_value(&c)), Some(c.clone()));
-        let mut offsets = GroupOffsets::default();
-        offsets.apply_record(&key, Some(&offset_value(&c)));
-        assert_eq!(offsets.get("g", "t", 7), Some(&c));
-        assert_eq!(offsets.all("g").len(), 1);
-        offsets.apply_record(&key, None);
-        assert_eq!(offsets.get("g", "t", 7), None);
-        assert!(parse_key(&[0, 2, 0, 1, b'g']).is_none(), "group metadata keys are skipped");
+        let mut coordinated = Coordinated::default();
+        let now = std::time::Instant::now();
+        coordinated.load(vec![(key.clone(), Some(offset_value(&c)))], now);
+        assert_eq!(coordinated.offsets.get("g", "t", 7), Some(&c));
+        assert_eq!(coordinated.offsets.all("g").len(), 1);
+        coordinated.load(vec![(key, None)], now);
+        assert_eq!(coordinated.offsets.get("g", "t", 7), None);
+        assert_eq!(parse_key(&[0, 2, 0, 1, b'g']), Some(Key::Group("g".into())));
+        assert!(parse_key(&[0, 9, 0, 1, b'g']).is_none(), "unknown key versions are skipped");
         assert!(parse_value(&[0, 3, 1]).is_none(), "damaged values are skipped");
+    }
+
+    fn stored_group() -> StoredGroup {
+        StoredGroup {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("a-1".into()),
+            state_timestamp: 1_700_000_000_000,
+            members: vec![
+                StoredMember {
+                    id: "a-1".into(),
+                    instance_id: None,
+                    client_id: "a".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 300_000,
+                    session_timeout_ms: 45_000,
+                    subscription: Bytes::from_static(b"sub-a"),
+                    assignment: Bytes::from_static(b"asg-a"),
+                },
+                StoredMember {
+                    id: "b-2".into(),
+                    instance_id: Some("inst-b".into()),
+                    client_id: "b".into(),
+                    client_host: "/127.0.0.1".into(),
+                    rebalance_timeout_ms: 60_000,
+                    session_timeout_ms: 10_000,
+                    subscription: Bytes::from_static(b"sub-b"),
+                    assignment: Bytes::new(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn group_metadata_uses_kafkas_v3_layout_and_round_trips() {
+        let g = stored_group();
+        let key = group_key("grp");
+        assert_eq!(&key[..], &[0, 2, 0, 3, b'g', b'r', b'p']);
+        let value = group_value(&g);
+        // Version, "consumer", generation 7, then "range".
+        assert_eq!(&value[..2], &[0, 3]);
+        assert_eq!(&value[2..12], b"\0\x08consumer");
+        assert_eq!(&value[12..16], &7i32.to_be_bytes());
+        assert_eq!(&value[16..23], b"\0\x05range");
+        assert_eq!(parse_group_value(&value), Some(g.clone()));
+        // Every cut is refused, never misread.
+        for cut in 0..value.len() {
+            assert_eq!(parse_group_value(&value[..cut]), None, "cut at {cut}");
+        }
+        let empty = StoredGroup { members: Vec::new(), protocol: None, leader: None, ..g };
+        assert_eq!(parse_group_value(&group_value(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn older_group_metadata_versions_are_read() {
+        // Version 0: no state timestamp, no rebalance timeout, no instance id.
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        put_str(&mut v0, "consumer");
+        v0.put_i32(3);
+        put_nullable_str(&mut v0, Some("range"));
+        put_nullable_str(&mut v0, Some("m"));
+        v0.put_i32(1);
+        put_str(&mut v0, "m");
+        put_str(&mut v0, "c");
+        put_str(&mut v0, "/h");
+        v0.put_i32(10_000);
+        put_bytes(&mut v0, b"s");
+        put_bytes(&mut v0, b"a");
+        let g = parse_group_value(&v0).expect("v0");
+        assert_eq!((g.generation, g.state_timestamp, g.members.len()), (3, -1, 1));
+        assert_eq!(g.members[0].rebalance_timeout_ms, 10_000, "defaults to the session timeout");
+        assert_eq!(parse_group_value(&[0, 4]), None, "later versions are not guessed at");
+    }
+
+    #[test]
+    fn loading_restores_the_newest_group_metadata_and_honours_tombstones() {
+        let now = std::time::Instant::now();
+        let g = stored_group();
+        let newer = StoredGroup { generation: 8, ..g.clone() };
+        let mut c = Coordinated::default();
+        let restored = c.load(
+            vec![
+                (group_key("grp"), Some(group_value(&g))),
+                (group_key("grp"), Some(group_value(&newer))),
+                (group_key("gone"), Some(group_value(&g))),
+                (group_key("gone"), None),
+                (group_key("bad"), Some(Bytes::from_static(&[0, 3, 0]))),
+            ],
+            now,
+        );
+        assert_eq!(restored, 1);
+        let grp = c.membership.get("grp").expect("restored");
+        assert_eq!(grp.generation, 8);
+        assert_eq!(grp.members.len(), 2);
+        assert!(!c.membership.contains_key("gone"), "deleted");
+        assert!(!c.membership.contains_key("bad"), "unreadable");
     }
 }

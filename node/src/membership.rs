@@ -9,7 +9,10 @@
 //! `Empty` waits at least `group.initial.rebalance.delay.ms` for more members. Handlers wait
 //! for transitions on [`Group::changed`]; [`Group::tick`] advances timeouts.
 //!
-//! Not kept across restarts: after one, members find their group unknown and rejoin.
+//! A group's metadata (generation, protocol, leader, members and their assignments) is stored
+//! in `__consumer_offsets` when a generation's assignment is handed out, when the group turns
+//! `Empty`, and when a static member is replaced; after a restart the group comes back
+//! `Stable` ([`Group::restore`]) and its members go on heartbeating without a rebalance.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -17,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
+
+use crate::group_offsets::{StoredGroup, StoredMember};
 
 /// Group states, named as Kafka names them (ListGroups, DescribeGroups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +86,9 @@ pub struct Group {
     pub join_not_before: Option<Instant>,
     /// Notified on every change; waiting handlers re-check their condition.
     pub changed: Rc<Event>,
+    /// Changed in a way the stored metadata must follow (emptied, a static member replaced);
+    /// the coordinator's ticker writes it.
+    pub store_pending: bool,
 }
 
 impl Default for Group {
@@ -96,11 +104,80 @@ impl Default for Group {
             rebalance_deadline: None,
             join_not_before: None,
             changed: Rc::new(Event::new()),
+            store_pending: false,
         }
     }
 }
 
 impl Group {
+    /// A group as stored: `Stable` with its members (each given a fresh session), or `Empty`.
+    pub fn restore(stored: StoredGroup, now: Instant) -> Self {
+        let ms = |v: i32| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        let protocol = stored.protocol;
+        let members: BTreeMap<String, Member> = stored
+            .members
+            .into_iter()
+            .map(|m| {
+                let member = Member {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: ms(m.session_timeout_ms),
+                    rebalance_timeout: ms(m.rebalance_timeout_ms),
+                    protocols: protocol
+                        .iter()
+                        .map(|p| (p.clone(), m.subscription.clone()))
+                        .collect(),
+                    assignment: m.assignment,
+                    last_seen: now,
+                    awaiting_join: false,
+                };
+                (m.id, member)
+            })
+            .collect();
+        let empty = members.is_empty();
+        Self {
+            state: if empty { State::Empty } else { State::Stable },
+            generation: stored.generation,
+            protocol_type: Some(stored.protocol_type).filter(|t| !t.is_empty()),
+            protocol: if empty { None } else { protocol },
+            leader: if empty { None } else { stored.leader },
+            members,
+            ..Self::default()
+        }
+    }
+
+    /// What is stored of the group (`state_timestamp`: ms since the epoch).
+    pub fn stored(&self, state_timestamp: i64) -> StoredGroup {
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        let protocol = self.protocol.clone();
+        StoredGroup {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            leader: self.leader.clone(),
+            state_timestamp,
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: ms(m.rebalance_timeout),
+                    session_timeout_ms: ms(m.session_timeout),
+                    subscription: protocol
+                        .as_deref()
+                        .map(|p| m.metadata_for(p))
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+            protocol,
+        }
+    }
+
     /// Starts (or extends) a rebalance: every member must rejoin.
     pub fn prepare_rebalance(&mut self, now: Instant, initial_delay: Duration) {
         let longest = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
@@ -177,6 +254,7 @@ impl Group {
             self.state = State::Empty;
             self.protocol = None;
             self.leader = None;
+            self.store_pending = true;
         } else {
             self.protocol = self.select_protocol();
             if !self.leader.as_ref().is_some_and(|l| self.members.contains_key(l)) {
@@ -302,5 +380,33 @@ mod tests {
         g.tick(t0 + Duration::from_secs(60), Duration::ZERO);
         assert!(g.members.is_empty(), "a's session expired");
         assert_eq!(g.state, State::Empty);
+    }
+
+    #[test]
+    fn a_stored_group_comes_back_stable_with_its_members_and_assignments() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        g.join(member("a", &["range", "roundrobin"], t0), t0, Duration::ZERO);
+        g.join(member("b", &["range"], t0), t0, Duration::ZERO);
+        g.members.get_mut("a").expect("a").awaiting_join = true;
+        g.maybe_complete_join(t0);
+        assert_eq!((g.state, g.generation), (State::CompletingRebalance, 2));
+        g.members.get_mut("a").expect("a").assignment = Bytes::from_static(b"pa");
+        g.members.get_mut("b").expect("b").assignment = Bytes::from_static(b"pb");
+        g.state = State::Stable;
+        let later = t0 + Duration::from_secs(5);
+        let back = Group::restore(g.stored(1), later);
+        assert_eq!((back.state, back.generation), (State::Stable, 2));
+        assert_eq!((back.protocol.as_deref(), back.leader.as_deref()), (Some("range"), Some("a")));
+        let a = back.members.get("a").expect("a");
+        assert_eq!((a.assignment.clone(), a.last_seen), (Bytes::from_static(b"pa"), later));
+        assert_eq!(a.metadata_for("range"), Bytes::from_static(b"m"));
+        assert_eq!(a.session_timeout, Duration::from_secs(10));
+        // Emptied: stored without members, back as Empty with its generation.
+        g.remove("a", later, Duration::ZERO);
+        g.remove("b", later, Duration::ZERO);
+        assert!(g.store_pending);
+        let empty = Group::restore(g.stored(2), later);
+        assert_eq!((empty.state, empty.generation, empty.members.len()), (State::Empty, 3, 0));
     }
 }

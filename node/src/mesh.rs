@@ -24,6 +24,9 @@ pub type Task = Box<dyn FnOnce(&Rc<ShardCtx>) + Send>;
 #[derive(Debug)]
 pub struct Mesh {
     inboxes: Vec<async_channel::Sender<Task>>,
+    /// Shards whose own connections have finished during a stop; a shard keeps serving its
+    /// inbox until all have, so a request still under way elsewhere can reach it.
+    drained: std::sync::atomic::AtomicUsize,
 }
 
 /// The target shard stopped before it answered.
@@ -35,7 +38,18 @@ impl Mesh {
     /// A mesh of `smp` shards and the inbox receiver of each.
     pub fn new(smp: usize) -> (Self, Vec<async_channel::Receiver<Task>>) {
         let (inboxes, receivers) = (0..smp).map(|_| async_channel::bounded(INBOX_CAPACITY)).unzip();
-        (Self { inboxes }, receivers)
+        (Self { inboxes, drained: std::sync::atomic::AtomicUsize::new(0) }, receivers)
+    }
+
+    /// Says this shard's connections are done; whether every shard's are.
+    pub fn drained(&self, this_one: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        let n = if this_one {
+            self.drained.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.drained.load(Ordering::Acquire)
+        };
+        n >= self.inboxes.len()
     }
 }
 

@@ -7,8 +7,9 @@
 //! Start-up: a shard opens (and recovers) every partition it owns before it reports ready.
 //! Shutdown: the node sends every shard its stop signal; a shard stops accepting, lets each
 //! connection finish the request it is in (idle connections close at once), waits for them up
-//! to [`DRAIN_TIMEOUT`], closes its partitions cleanly (flush and clean-shutdown marker), and
-//! its thread ends.
+//! to [`DRAIN_TIMEOUT`], goes on serving its inbox until every shard got that far (a request
+//! under way on another shard may still need it), closes its partitions cleanly (flush and
+//! clean-shutdown marker), and its thread ends.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -326,4 +327,11 @@ async fn drain(ctx: &Rc<ShardCtx>) {
         compio::time::sleep(Duration::from_millis(5)).await;
     }
     info!(shard = ctx.id, open_connections = ctx.connections.get(), "shard stopped");
+    // Requests still under way on other shards may need this one (a fetch of a partition it
+    // owns): its inbox is served until every shard's connections are done.
+    let mut all = ctx.mesh.drained(true);
+    while !all && Instant::now() < deadline {
+        compio::time::sleep(Duration::from_millis(5)).await;
+        all = ctx.mesh.drained(false);
+    }
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Node, create_topic, fetch, idempotent_batch, init_producer_id, produce};
+use common::{
+    Node, create_topic, fetch, idempotent_batch, init_producer_id, init_producer_id_for, produce,
+};
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -17,6 +19,10 @@ fn retries_are_stored_once_even_across_a_sigkill() {
     assert_eq!((err, epoch), (0, 0));
     let (_, other, _) = init_producer_id(&mut s);
     assert_ne!(pid, other, "every InitProducerId gets a new id");
+    // As Kafka: an empty transactional id is an invalid request (not "no transactions"), and
+    // transactional producers are told no coordinator is available.
+    assert_eq!(init_producer_id_for(&mut s, Some("")).0, 42, "INVALID_REQUEST");
+    assert_eq!(init_producer_id_for(&mut s, Some("tx")).0, 15, "COORDINATOR_NOT_AVAILABLE");
 
     let first = idempotent_batch(pid, 0, 0, &[b"a", b"b", b"c"]);
     let second = idempotent_batch(pid, 0, 3, &[b"d", b"e"]);

@@ -48,6 +48,23 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         String::from_utf8(s.to_vec()).ok()
     }
+
+    /// Kafka's `NULLABLE_STRING`: length -1 is null (`Some(None)`).
+    pub fn nullable_str(&mut self) -> Option<Option<String>> {
+        if self.0.starts_with(&[0xff, 0xff]) {
+            self.i16()?;
+            return Some(None);
+        }
+        self.str().map(Some)
+    }
+
+    /// Kafka's `BYTES`: an `i32` length, then that many bytes; `None` if negative or short.
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = usize::try_from(self.i32()?).ok()?;
+        let (b, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(b)
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +81,16 @@ mod tests {
         assert_eq!(r.u8(), None);
         assert_eq!(Reader::new(&[0, 5, b'x']).str(), None, "declared longer than what is there");
         assert_eq!(Reader::new(&[0xff, 0xff]).str(), None, "negative length");
+        let mut r =
+            Reader::new(&[0xff, 0xff, 0, 1, b'a', 0, 0, 0, 2, 9, 8, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(r.nullable_str(), Some(None));
+        assert_eq!(r.nullable_str(), Some(Some("a".to_owned())));
+        assert_eq!(r.bytes(), Some(&[9u8, 8][..]));
+        assert_eq!(r.bytes(), None, "negative length");
+        assert_eq!(
+            Reader::new(&[0, 0, 0, 3, 1]).bytes(),
+            None,
+            "declared longer than what is there"
+        );
     }
 }

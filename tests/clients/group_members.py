@@ -11,6 +11,10 @@ Driver modes (each prints "OK <mode> <client> ..." or "FAIL: ..." and exits 1):
   static       two static members (group.instance.id); one is stopped and restarted with the
                same instance id within its session timeout: it gets its old partitions back,
                the other member sees no rebalance, and every record is consumed exactly once.
+  restart      two members share the topic; the driver prints "RESTART" and waits for a line
+               on stdin while the caller restarts the node (SIGKILL or graceful); the group
+               comes back from __consumer_offsets, so the members go on without a rebalance,
+               and what is produced after the restart is consumed exactly once.
 
 Member mode (`member`) is what the driver starts: it consumes, commits synchronously after
 each processed batch, and only then prints the batch's records ("REC <value>"), so what it
@@ -37,7 +41,8 @@ from common import check, fail  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("--bootstrap", required=True)
 ap.add_argument("--client", choices=["kafka-python", "confluent"], required=True)
-ap.add_argument("--mode", choices=["killed", "cooperative", "static", "member"], required=True)
+ap.add_argument("--mode", choices=["killed", "cooperative", "static", "restart", "member"],
+                required=True)
 ap.add_argument("--topic")
 ap.add_argument("--group")
 ap.add_argument("--name", default="m")
@@ -65,7 +70,18 @@ def member():
         nonlocal processed, paused
         if not values or paused:
             return  # a paused member drops what it polls: never committed, never printed
-        commit()
+        # As an application would: a commit that fails while the coordinator is away (the node
+        # restarting) is retried; records count as processed only once committed.
+        end = time.monotonic() + 30
+        while True:
+            try:
+                commit()
+                break
+            except Exception as e:  # noqa: BLE001
+                if time.monotonic() > end:
+                    raise
+                say("COMMIT-RETRY", repr(e))
+                time.sleep(0.5)
         for v in values:
             say("REC", v)
         processed += len(values)
@@ -113,7 +129,14 @@ def member():
         c = KafkaConsumer(**conf)
         c.subscribe([args.topic], listener=Listener())
         while not stop.is_set():
-            batch = c.poll(timeout_ms=200)
+            try:
+                batch = c.poll(timeout_ms=200)
+            except Exception as e:  # noqa: BLE001
+                # kafka-python 3 raises from poll() while the coordinator is unreachable (the
+                # node restarting); an application polls again.
+                say("POLL-RETRY", repr(e))
+                time.sleep(0.2)
+                continue
             process([m.value.decode() for ms in batch.values() for m in ms], c.commit)
         say("CLOSING")
         c.close()
@@ -135,6 +158,7 @@ class Member:
         self.records = []
         self.events = []  # ("ASSIGN"|"REVOKE", set of partitions), in order, until it closes
         self.closing = False
+        self.notes = []  # other lines (retries, errors), for failure messages
         self.lines = queue.Queue()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -147,8 +171,11 @@ class Member:
                 self.records.append(rest)
             elif word == "CLOSING":
                 self.closing = True
-            elif word in ("ASSIGN", "REVOKE") and not self.closing:
-                self.events.append((word, {int(p) for p in rest.split(",") if p}))
+            elif word in ("ASSIGN", "REVOKE"):
+                if not self.closing:
+                    self.events.append((word, {int(p) for p in rest.split(",") if p}))
+            elif word not in ("PAUSED", "CLOSED"):
+                self.notes.append(line.strip()[:200])
             self.lines.put(word)
 
     def wait_for(self, word, seconds):
@@ -174,7 +201,8 @@ class Member:
 
 
 def describe(members):
-    return "; ".join(f"{m.name}: {len(m.records)} records, {m.events}" for m in members)
+    return "; ".join(f"{m.name}: {len(m.records)} records, {m.events}, notes {m.notes[-5:]}"
+                     for m in members)
 
 
 def setup(topic, count):
@@ -216,7 +244,7 @@ def exactly_once(members, values, what):
     extra = set(seen) - set(values)
     if dups or missing or extra:
         fail(f"{what}: {len(seen)} consumed for {len(values)}: {dups} twice, "
-             f"{len(missing)} missing, {len(extra)} unknown")
+             f"{len(missing)} missing, {len(extra)} unknown; {describe(members)}")
 
 
 def killed():
@@ -287,7 +315,8 @@ def static():
     members = [a, first_b]
     try:
         wait_all(members, values, 40)
-        check(len(a.events) > 0 and len(first_b.events) > 0, "both members were assigned")
+        check(len(a.events) > 0 and len(first_b.events) > 0,
+              f"both members were assigned: {describe(members)}")
         a_events = len(a.events)
         held_b = [ps for kind, ps in first_b.events if kind == "ASSIGN"][-1]
         first_b.stop()
@@ -311,7 +340,33 @@ def static():
         "across a restart without a rebalance")
 
 
+def restart():
+    topic, group = f"restart-{args.client}", f"gr-{args.client}"
+    values = setup(topic, 300)
+    members = [Member(f"r{i}", topic, group) for i in range(2)]
+    try:
+        wait_all(members, values, 40)
+        exactly_once(members, values, "before the restart")
+        time.sleep(1.0)
+        before = [len(m.events) for m in members]
+        say("RESTART")
+        check(sys.stdin.readline().strip() == "GO", "the node was not restarted")
+        more = [f"{topic}-after-{i:05d}" for i in range(300)]
+        produce_more(topic, more)
+        values += more
+        wait_all(members, values, 40)
+        time.sleep(1.0)
+        later = [m.events[n:] for m, n in zip(members, before)]
+    finally:
+        for m in members:
+            m.stop()
+    exactly_once(members, values, "across the restart")
+    check(not any(later), f"members rebalanced after the node restarted: {later}")
+    say(f"OK restart {args.client} {len(values)} records, no rebalance across the restart")
+
+
 if args.mode == "member":
     member()
 else:
-    {"killed": killed, "cooperative": cooperative, "static": static}[args.mode]()
+    {"killed": killed, "cooperative": cooperative, "static": static,
+     "restart": restart}[args.mode]()

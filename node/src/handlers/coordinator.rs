@@ -9,13 +9,16 @@ use crate::shard::ShardCtx;
 /// InitProducerId for idempotent producers (no `transactional_id`): a producer id never
 /// handed out before, at epoch 0. As Kafka does for such producers, a `producer_id` and
 /// `producer_epoch` in the request (v3+) are ignored: a producer that hit a sequence error
-/// simply starts over with a new id. Transactional producers are refused until transactions
-/// exist.
+/// simply starts over with a new id. An empty transactional id is refused with
+/// `INVALID_REQUEST`, as Kafka refuses it; transactional producers are refused until
+/// transactions exist.
 pub fn init_producer_id(ctx: &ShardCtx, req: &InitProducerIdRequest) -> InitProducerIdResponse {
     let resp =
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE);
+    match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
+        None => {}
+        Some("") => return resp.with_error_code(ec::INVALID_REQUEST),
+        Some(_) => return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE),
     }
     match ctx.producer_ids.allocate() {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

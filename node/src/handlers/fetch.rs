@@ -343,10 +343,15 @@ async fn read_all(
         })
     });
     let mut out = Vec::new();
-    for (read, (owner, _)) in join_all(reads).await.into_iter().zip(groups) {
+    for (read, (owner, group)) in join_all(reads).await.into_iter().zip(groups) {
         match read {
             Ok((answers, _)) => out.extend(answers),
-            Err(e) => warn!(owner, error = %e, "fetch: owner shard unreachable"),
+            Err(e) => {
+                // The owner is stopping (graceful shutdown): clients move on as from a leader
+                // that went away, refreshing metadata and fetching again.
+                warn!(owner, error = %e, "fetch: owner shard unreachable");
+                out.extend(group.iter().map(|w| (w.slot, Got::error(ec::NOT_LEADER_OR_FOLLOWER))));
+            }
         }
     }
     out.sort_unstable_by_key(|(slot, _)| *slot);

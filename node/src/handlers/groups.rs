@@ -47,7 +47,7 @@ use tracing::{info, warn};
 use super::{create_topic, str_bytes, topic_name};
 use crate::group_offsets::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
-    offset_key, offset_value, partition_for,
+    group_key, group_value, offset_key, offset_value, partition_for,
 };
 use crate::membership::{Group, Member, State};
 use crate::mesh::on_shard;
@@ -110,35 +110,91 @@ async fn ensure_loaded(
     let end = p.log.log_end_offset();
     let mut records = Vec::new();
     while at < end {
-        let bytes = p
-            .log
-            .read_bytes(at, 1 << 20)
-            .await
-            .map_err(|e| (ec::KAFKA_STORAGE_ERROR, e.to_string()))?;
+        let bytes = p.log.read_bytes(at, 1 << 20).await.map_err(|e| {
+            warn!(partition, offset = at, error = %e, "cannot read group offsets");
+            (ec::KAFKA_STORAGE_ERROR, e.to_string())
+        })?;
         if bytes.is_empty() {
             break;
         }
         let mut pos = 0;
         while pos < bytes.len() {
-            let batch = bytes.slice(pos..);
-            let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(|e| {
+            let refuse = |e: String| {
+                warn!(partition, offset = at, error = %e, "cannot read group offsets");
                 (ec::KAFKA_STORAGE_ERROR, format!("offsets partition {partition}: {e}"))
-            })?;
-            records.extend(recs.into_iter().map(|r| (r.key, r.value)));
+            };
+            // One batch at a time: the read returns as many whole batches as fit.
+            let len = odradek_storage::batch::BatchHeader::parse(&bytes[pos..])
+                .map_err(|e| refuse(e.to_string()))?
+                .total_len();
+            let Some(batch) = bytes.get(pos..pos + len).map(|_| bytes.slice(pos..pos + len)) else {
+                return Err(refuse(format!("a batch of {len} bytes is cut short")));
+            };
+            let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(refuse)?;
+            records.extend(recs.into_iter().filter_map(|r| Some((r.key?, r.value))));
             pos += header.total_len();
             at = header.last_offset() as u64 + 1;
         }
     }
     let mut groups = ctx.groups.borrow_mut();
     if groups.loaded.insert(partition) {
-        for (key, value) in &records {
-            if let Some(key) = key {
-                groups.offsets.apply_record(key, value.as_deref());
-            }
-        }
-        info!(partition, records = records.len(), "group offsets loaded");
+        let n = records.len();
+        let restored = groups.load(records, Instant::now());
+        info!(partition, records = n, groups_restored = restored, "group offsets loaded");
     }
     Ok(())
+}
+
+/// Milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs on the owner: appends `records` (key, value or tombstone) to the group's partition
+/// as one batch and fsyncs it (acks=all), so a reply sent after it survives a crash.
+async fn append_synced(
+    ctx: &Rc<ShardCtx>,
+    topic: &Topic,
+    partition: i32,
+    timestamp: i64,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), i16> {
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+        })
+        .collect();
+    let batch: Bytes =
+        build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
+            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
+    log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
+    log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)
+}
+
+/// Runs on the owner: stores `group`'s metadata as it is now (or its tombstone when the group
+/// is gone from memory).
+async fn store_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
+    let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else {
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    };
+    let partition = partition_for(group, topic.partitions());
+    let now = now_ms();
+    let value = ctx.groups.borrow().membership.get(group).map(|g| group_value(&g.stored(now)));
+    let stored = append_synced(ctx, &topic, partition, now, vec![(group_key(group), value)]).await;
+    if let Err(code) = stored {
+        warn!(group, partition, code, "cannot store group metadata");
+    }
+    stored
 }
 
 /// FindCoordinator: this node for every group (creating `__consumer_offsets` on first use, as
@@ -203,9 +259,7 @@ type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
 pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let snapshot = ctx.metadata.snapshot();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = now_ms();
     // Per partition: Ok(commit) to write, or Err(error code).
     let mut checked: Vec<Checked> = Vec::new();
     let group_error = if group.is_empty() { Some(ec::INVALID_GROUP_ID) } else { None };
@@ -259,6 +313,8 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
             Ok((topic, partition, owner)) => {
                 let group = group.clone();
                 on_shard(ctx, owner, move |there| async move {
+                    // Loaded first: after a restart the group's members come from there.
+                    ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
                     check_committer(&there, &group, &member, generation)?;
                     write_commits(&there, &topic, partition, &group, commits).await
                 })
@@ -318,27 +374,10 @@ async fn write_commits(
     commits: Vec<Commit>,
 ) -> Result<(), i16> {
     ensure_loaded(ctx, topic, partition).await.map_err(|(code, _)| code)?;
-    let records: Vec<Record> = commits
-        .iter()
-        .enumerate()
-        .map(|(i, (t, p, c))| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: Some(offset_key(group, t, *p)),
-            value: Some(offset_value(c)),
-            headers: Vec::new(),
-        })
-        .collect();
     let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let batch: Bytes = build_batch(&BatchParams::simple(Codec::None, now, records.len()), &records)
-        .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
-    let appended = async {
-        log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
-        log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)
-    };
-    if let Err(code) = appended.await {
+    let records =
+        commits.iter().map(|(t, p, c)| (offset_key(group, t, *p), Some(offset_value(c)))).collect();
+    if let Err(code) = append_synced(ctx, topic, partition, now, records).await {
         warn!(group, partition, code, "cannot write committed offsets");
         return Err(code);
     }
@@ -555,7 +594,8 @@ pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGro
                 .map(|g| (g, (String::new(), STATE_EMPTY.to_owned())))
                 .collect();
             for (name, g) in &groups.membership {
-                if !g.members.is_empty() || all.contains_key(name) {
+                // Entries of joins that never formed a generation are not groups yet.
+                if !g.members.is_empty() || g.generation > 0 || all.contains_key(name) {
                     let t = g.protocol_type.clone().unwrap_or_default();
                     all.insert(name.clone(), (t, g.state.name().to_owned()));
                 }
@@ -607,16 +647,18 @@ fn describe_members(ctx: &ShardCtx, group: &str) -> Option<Described> {
     Some((g.state.name(), g.protocol_type.clone().unwrap_or_default(), protocol, members))
 }
 
-/// Whether `group` has committed offsets (loading its partition first).
+/// Whether `group` exists: it has committed offsets, members, or a stored generation.
 async fn group_exists(ctx: &Rc<ShardCtx>, group: &str) -> Result<bool, i16> {
-    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
-    let group = group.to_owned();
-    on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
-        Ok(!there.groups.borrow().offsets.all(&group).is_empty())
+    let group_name = group.to_owned();
+    on_group_owner(ctx, group, move |there| async move {
+        let groups = there.groups.borrow();
+        let formed = groups
+            .membership
+            .get(&group_name)
+            .is_some_and(|g| !g.members.is_empty() || g.generation > 0);
+        formed || !groups.offsets.all(&group_name).is_empty()
     })
     .await
-    .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
 }
 
 pub async fn describe_groups(
@@ -676,31 +718,16 @@ async fn delete_offsets(
         let groups = ctx.groups.borrow();
         keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
     };
-    let records: Vec<Record> = keys
+    let records: Vec<(Bytes, Option<Bytes>)> = keys
         .iter()
         .zip(&existed)
         .filter(|(_, e)| **e)
-        .enumerate()
-        .map(|(i, ((t, p), _))| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: Some(offset_key(group, t, *p)),
-            value: None,
-            headers: Vec::new(),
-        })
+        .map(|((t, p), _)| (offset_key(group, t, *p), None))
         .collect();
     if records.is_empty() {
         return Ok(existed);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let batch = build_batch(&BatchParams::simple(Codec::None, now, records.len()), &records)
-        .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
-    log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
-    log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)?;
+    append_synced(ctx, topic, partition, now_ms(), records).await?;
     let mut groups = ctx.groups.borrow_mut();
     for (t, p) in &keys {
         groups.offsets.remove(group, t, *p);
@@ -727,12 +754,45 @@ async fn delete_on_owner(
     .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
 }
 
+/// Deletes a group without members: its offsets and its stored metadata.
+async fn delete_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
+    let g = group.to_owned();
+    let known = on_group_owner(ctx, group, move |there| async move {
+        let groups = there.groups.borrow();
+        match groups.membership.get(&g) {
+            Some(gr) if !gr.members.is_empty() => Err(ec::NON_EMPTY_GROUP),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    })
+    .await??;
+    let offsets = delete_on_owner(ctx, group, None).await?;
+    if !known && offsets.is_empty() {
+        return Err(ec::GROUP_ID_NOT_FOUND);
+    }
+    if known {
+        let g = group.to_owned();
+        on_group_owner(ctx, group, move |there| async move {
+            // A member may have joined meanwhile: then the group stays.
+            let removed = {
+                let mut groups = there.groups.borrow_mut();
+                match groups.membership.get(&g) {
+                    Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
+                    _ => groups.membership.remove(&g).is_some(),
+                }
+            };
+            if removed { store_group(&there, &g).await } else { Ok(()) }
+        })
+        .await??;
+    }
+    Ok(())
+}
+
 pub async fn delete_groups(ctx: &Rc<ShardCtx>, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in &req.groups_names {
-        let code = match delete_on_owner(ctx, &g.0, None).await {
-            Ok(existed) if existed.is_empty() => ec::GROUP_ID_NOT_FOUND,
-            Ok(_) => {
+        let code = match delete_group(ctx, &g.0).await {
+            Ok(()) => {
                 info!(group = %g.0, "group deleted");
                 ec::NONE
             }
@@ -804,9 +864,7 @@ pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
             warn!(code, %message, "cannot read committed offsets for expiry");
             continue;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = now_ms();
         let cutoff =
             now.saturating_sub(i64::try_from(ctx.config.offsets_retention_ms).unwrap_or(i64::MAX));
         let expired: Vec<(String, Vec<(String, i32)>)> = {
@@ -821,6 +879,17 @@ pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
             match delete_offsets(&ctx, &topic, partition, &group, keys).await {
                 Ok(_) => info!(group, offsets = n, "expired committed offsets deleted"),
                 Err(code) => warn!(group, code, "cannot delete expired offsets"),
+            }
+            // As Kafka: an empty group whose last offsets expired is removed altogether.
+            let gone = {
+                let mut groups = ctx.groups.borrow_mut();
+                let empty = groups.membership.get(&group).is_some_and(|g| g.members.is_empty());
+                empty
+                    && groups.offsets.all(&group).is_empty()
+                    && groups.membership.remove(&group).is_some()
+            };
+            if gone && store_group(&ctx, &group).await.is_ok() {
+                info!(group, "empty group removed with its last offsets");
             }
         }
     }
@@ -838,15 +907,21 @@ fn initial_delay(ctx: &ShardCtx) -> Duration {
     Duration::from_millis(ctx.config.group_initial_rebalance_delay_ms)
 }
 
-/// Runs `work` on the shard coordinating `group`.
+/// Runs `work` on the shard coordinating `group`, once the group's partition of
+/// `__consumer_offsets` is loaded there (so a restarted node knows its groups' members).
 async fn on_group_owner<T, F, Fut>(ctx: &Rc<ShardCtx>, group: &str, work: F) -> Result<T, i16>
 where
     T: Send + 'static,
     F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    let (_, _, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
-    on_shard(ctx, owner, work).await.map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)
+    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    on_shard(ctx, owner, move |there| async move {
+        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+        Ok(work(there).await)
+    })
+    .await
+    .map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?
 }
 
 /// Waits until `done` says something about the group (or `limit` passes: `None`).
@@ -960,6 +1035,7 @@ async fn join_on_owner(
                         g.leader = Some(member_id.clone());
                     }
                 }
+                g.store_pending = true;
                 if g.state == State::Stable {
                     // A quick rejoin of a static member: no rebalance, same generation.
                     let r = base
@@ -1107,7 +1183,7 @@ pub async fn sync_group(
             .unwrap_or_default()
             + Duration::from_secs(5);
         let mut leader_done = false;
-        wait_for(&there, &g, limit, |gr| {
+        let synced = wait_for(&there, &g, limit, |gr| {
             let gr = match check_member(gr, &member, generation) {
                 Ok(gr) => gr,
                 Err(code) => return Some(Err(code)),
@@ -1123,22 +1199,45 @@ pub async fn sync_group(
                             m.assignment = a.clone();
                         }
                     }
-                    gr.state = State::Stable;
-                    gr.changed.notify(usize::MAX);
-                    let own =
-                        gr.members.get(&member).map(|m| m.assignment.clone()).unwrap_or_default();
-                    Some(Ok((own, gr.protocol_type.clone(), gr.protocol.clone())))
+                    Some(Ok(Synced::Store))
                 }
                 State::CompletingRebalance => None,
                 State::Stable => {
                     let m = gr.members.get_mut(&member)?;
                     m.last_seen = Instant::now();
-                    Some(Ok((m.assignment.clone(), gr.protocol_type.clone(), gr.protocol.clone())))
+                    Some(Ok(Synced::Assigned(
+                        m.assignment.clone(),
+                        gr.protocol_type.clone(),
+                        gr.protocol.clone(),
+                    )))
                 }
             }
         })
         .await
-        .unwrap_or(Err(ec::REBALANCE_IN_PROGRESS))
+        .unwrap_or(Err(ec::REBALANCE_IN_PROGRESS))?;
+        match synced {
+            Synced::Assigned(a, t, p) => Ok((a, t, p)),
+            // As Kafka: the generation's assignment is stored before anyone gets theirs.
+            Synced::Store => {
+                let stored = store_group(&there, &g).await;
+                let mut groups = there.groups.borrow_mut();
+                let gr = check_member(groups.membership.get_mut(&g), &member, generation)?;
+                if gr.state != State::CompletingRebalance {
+                    return Err(ec::REBALANCE_IN_PROGRESS);
+                }
+                if let Err(code) = stored {
+                    for m in gr.members.values_mut() {
+                        m.assignment = Bytes::new();
+                    }
+                    gr.prepare_rebalance(Instant::now(), initial_delay(&there));
+                    return Err(code);
+                }
+                gr.state = State::Stable;
+                gr.changed.notify(usize::MAX);
+                let own = gr.members.get(&member).map(|m| m.assignment.clone()).unwrap_or_default();
+                Ok((own, gr.protocol_type.clone(), gr.protocol.clone()))
+            }
+        }
     })
     .await
     .and_then(|r| r);
@@ -1154,6 +1253,13 @@ pub async fn sync_group(
         }
         Err(code) => SyncGroupResponse::default().with_error_code(code),
     }
+}
+
+/// What a SyncGroup found: the member's assignment (with the protocol type and name), or, for
+/// the leader of a generation, that the assignment it brought must be stored first.
+enum Synced {
+    Assigned(Bytes, Option<String>, Option<String>),
+    Store,
 }
 
 pub async fn heartbeat(ctx: &Rc<ShardCtx>, req: HeartbeatRequest) -> HeartbeatResponse {
@@ -1198,29 +1304,41 @@ pub async fn leave_group(
     let g = group.clone();
     let results = on_group_owner(ctx, &group, move |there| async move {
         let delay = initial_delay(&there);
-        let mut groups = there.groups.borrow_mut();
-        let Some(gr) = groups.membership.get_mut(&g) else {
-            return leaving
+        let (results, store) = {
+            let mut groups = there.groups.borrow_mut();
+            let Some(gr) = groups.membership.get_mut(&g) else {
+                return leaving
+                    .into_iter()
+                    .map(|(m, i)| (m, i, ec::UNKNOWN_MEMBER_ID))
+                    .collect::<Vec<_>>();
+            };
+            let results = leaving
                 .into_iter()
-                .map(|(m, i)| (m, i, ec::UNKNOWN_MEMBER_ID))
+                .map(|(member, instance)| {
+                    let id = match (&instance, member.is_empty()) {
+                        (Some(inst), true) => gr.static_member(inst).unwrap_or_default(),
+                        _ => member.clone(),
+                    };
+                    let code = if gr.remove(&id, Instant::now(), delay) {
+                        ec::NONE
+                    } else {
+                        ec::UNKNOWN_MEMBER_ID
+                    };
+                    info!(group = %g, member = %id, code, "member left");
+                    (member, instance, code)
+                })
                 .collect::<Vec<_>>();
+            (results, std::mem::take(&mut gr.store_pending))
         };
-        leaving
-            .into_iter()
-            .map(|(member, instance)| {
-                let id = match (&instance, member.is_empty()) {
-                    (Some(inst), true) => gr.static_member(inst).unwrap_or_default(),
-                    _ => member.clone(),
-                };
-                let code = if gr.remove(&id, Instant::now(), delay) {
-                    ec::NONE
-                } else {
-                    ec::UNKNOWN_MEMBER_ID
-                };
-                info!(group = %g, member = %id, code, "member left");
-                (member, instance, code)
-            })
-            .collect()
+        // A group the leave emptied is stored before the answer (acks=all); on failure the
+        // ticker tries again.
+        if store
+            && store_group(&there, &g).await.is_err()
+            && let Some(gr) = there.groups.borrow_mut().membership.get_mut(&g)
+        {
+            gr.store_pending = true;
+        }
+        results
     })
     .await;
     match results {
@@ -1248,8 +1366,20 @@ pub async fn tick_groups(ctx: Rc<ShardCtx>) {
         compio::time::sleep(RECHECK).await;
         let delay = initial_delay(&ctx);
         let now = Instant::now();
-        for g in ctx.groups.borrow_mut().membership.values_mut() {
+        let mut to_store = Vec::new();
+        for (name, g) in ctx.groups.borrow_mut().membership.iter_mut() {
             g.tick(now, delay);
+            if std::mem::take(&mut g.store_pending) {
+                to_store.push(name.clone());
+            }
+        }
+        for group in to_store {
+            // On failure the flag is set again: the next tick retries.
+            if store_group(&ctx, &group).await.is_err()
+                && let Some(g) = ctx.groups.borrow_mut().membership.get_mut(&group)
+            {
+                g.store_pending = true;
+            }
         }
     }
 }

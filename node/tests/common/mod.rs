@@ -205,9 +205,17 @@ fn records_of(values: &[&[u8]]) -> Vec<Record> {
 
 /// InitProducerId (v4) for an idempotent producer: (error code, producer id, epoch).
 pub fn init_producer_id(s: &mut TcpStream) -> (i16, i64, i16) {
+    init_producer_id_for(s, None)
+}
+
+/// InitProducerId (v4) with `transactional_id`: (error code, producer id, epoch).
+pub fn init_producer_id_for(s: &mut TcpStream, transactional_id: Option<&str>) -> (i16, i64, i16) {
     use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
     let req = InitProducerIdRequest::default()
-        .with_transactional_id(None)
+        .with_transactional_id(
+            transactional_id
+                .map(|t| kafka_protocol::protocol::StrBytes::from_string(t.to_owned()).into()),
+        )
         .with_transaction_timeout_ms(60_000);
     let resp: InitProducerIdResponse = call(s, 4, &req);
     (resp.error_code, resp.producer_id.0, resp.producer_epoch)
