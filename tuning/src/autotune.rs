@@ -17,6 +17,8 @@ pub const FETCH_CACHE_RAM_DIVISOR: u64 = 128;
 /// Bounds of the per-shard recent-batch cache autotune picks.
 pub const FETCH_CACHE_BYTES_MIN: u64 = 16 << 20;
 pub const FETCH_CACHE_BYTES_MAX: u64 = 256 << 20;
+/// The node's recent-batch cache per shard when memory size is unknown (its built-in default).
+pub const FETCH_CACHE_BYTES_DEFAULT: u64 = 32 << 20;
 /// Direct writes are kept unless they measured slower than this share of buffered writes.
 const DIRECT_SLOWER_PERCENT: u64 = 50;
 /// The io_uring submission queue compio gives each shard (not configurable by the node).
@@ -67,28 +69,30 @@ pub struct Autotune {
     pub io_queue_depth: Decision<u64>,
 }
 
-/// Derives the node's defaults from the host and, if given, the iotune result.
-pub fn derive(facts: HostFacts, io: Option<&IoTune>) -> Autotune {
-    let smp = derive_smp(facts);
+/// Derives the node's defaults from the host and, if given, the iotune result. `smp` is the
+/// shard count when configured: memory per shard is then sized for it.
+pub fn derive(facts: HostFacts, io: Option<&IoTune>, smp: Option<usize>) -> Autotune {
+    let derived = derive_smp(facts);
+    let shards = smp.unwrap_or(derived.value).max(1);
     let fetch_cache_bytes = match facts.mem_total_bytes {
         Some(mem) => {
-            let per_shard = (mem / FETCH_CACHE_RAM_DIVISOR / smp.value as u64)
+            let per_shard = (mem / FETCH_CACHE_RAM_DIVISOR / shards as u64)
                 .clamp(FETCH_CACHE_BYTES_MIN, FETCH_CACHE_BYTES_MAX);
             decide(
                 per_shard,
                 format!(
                     "1/{FETCH_CACHE_RAM_DIVISOR} of {} RAM over {} shard(s), within {}..{}",
                     human_bytes(mem),
-                    smp.value,
+                    shards,
                     human_bytes(FETCH_CACHE_BYTES_MIN),
                     human_bytes(FETCH_CACHE_BYTES_MAX)
                 ),
             )
         }
-        None => decide(32 << 20, "memory size unknown: the built-in 32 MiB"),
+        None => decide(FETCH_CACHE_BYTES_DEFAULT, "memory size unknown: the built-in default"),
     };
     Autotune {
-        smp,
+        smp: derived,
         fetch_cache_bytes,
         direct_writes: derive_direct(io),
         group_commit_window_us: io.map(|io| {
@@ -219,34 +223,42 @@ mod tests {
 
     #[test]
     fn a_shard_per_cpu_unless_memory_is_short() {
-        let a = derive(HostFacts { cpus: 2, mem_total_bytes: Some(24 * GIB) }, None);
+        let a = derive(HostFacts { cpus: 2, mem_total_bytes: Some(24 * GIB) }, None, None);
         assert_eq!(a.smp.value, 2);
         assert_eq!(a.fetch_cache_bytes.value, 96 << 20, "24 GiB / 128 / 2");
-        let small = derive(HostFacts { cpus: 8, mem_total_bytes: Some(3 * GIB) }, None);
+        let small = derive(HostFacts { cpus: 8, mem_total_bytes: Some(3 * GIB) }, None, None);
         assert_eq!(small.smp.value, 3);
         assert_eq!(small.fetch_cache_bytes.value, FETCH_CACHE_BYTES_MIN);
-        let big = derive(HostFacts { cpus: 4, mem_total_bytes: Some(1024 * GIB) }, None);
+        let big = derive(HostFacts { cpus: 4, mem_total_bytes: Some(1024 * GIB) }, None, None);
         assert_eq!(big.fetch_cache_bytes.value, FETCH_CACHE_BYTES_MAX);
-        let unknown = derive(HostFacts { cpus: 4, mem_total_bytes: None }, None);
+        let unknown = derive(HostFacts { cpus: 4, mem_total_bytes: None }, None, None);
         assert_eq!((unknown.smp.value, unknown.fetch_cache_bytes.value), (4, 32 << 20));
+        let one = derive(HostFacts { cpus: 2, mem_total_bytes: Some(24 * GIB) }, None, Some(1));
+        assert_eq!(
+            (one.smp.value, one.fetch_cache_bytes.value),
+            (2, 192 << 20),
+            "sized for --smp 1"
+        );
     }
 
     #[test]
     fn iotune_decides_direct_writes_and_the_advisory_figures() {
         let facts = HostFacts { cpus: 2, mem_total_bytes: Some(24 * GIB) };
-        let none = derive(facts, None);
+        let none = derive(facts, None, None);
         assert!(none.direct_writes.value && none.group_commit_window_us.is_none());
 
-        let fast_direct = derive(facts, Some(&io(500 << 20, Some(1400 << 20), 2000)));
+        let fast_direct = derive(facts, Some(&io(500 << 20, Some(1400 << 20), 2000)), None);
         assert!(fast_direct.direct_writes.value);
         assert_eq!(fast_direct.group_commit_window_us.as_ref().map(|d| d.value), Some(2000));
         // 1400 MiB/s × 2 ms = 2.8 MiB, rounded up to 4 KiB.
         let batch = fast_direct.write_batch_bytes.as_ref().map(|d| d.value);
         assert_eq!(batch, Some((1400u64 << 20) * 2 / 1000 / 4096 * 4096 + 4096));
 
-        assert!(!derive(facts, Some(&io(1000 << 20, Some(300 << 20), 100))).direct_writes.value);
-        assert!(!derive(facts, Some(&io(1000 << 20, None, 100))).direct_writes.value);
-        let tiny = derive(facts, Some(&io(1 << 20, None, 10))).write_batch_bytes;
+        assert!(
+            !derive(facts, Some(&io(1000 << 20, Some(300 << 20), 100)), None).direct_writes.value
+        );
+        assert!(!derive(facts, Some(&io(1000 << 20, None, 100)), None).direct_writes.value);
+        let tiny = derive(facts, Some(&io(1 << 20, None, 10)), None).write_batch_bytes;
         assert_eq!(tiny.map(|d| d.value), Some(64 * 1024), "clamped to the minimum");
     }
 }

@@ -25,6 +25,7 @@ pub mod host;
 pub mod iotune;
 pub mod probe;
 pub mod report;
+pub mod startup;
 
 pub use checks::{Change, Check, Ctx, Finding, Severity};
 pub use error::{HostError, IoTuneError, ScriptError};

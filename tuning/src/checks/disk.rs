@@ -221,7 +221,10 @@ impl Check for Scheduler {
         let Some(current) = selected(&text).or((text == "none").then_some("none")) else {
             return Finding::unreadable(self.id(), &HostError::Parse { path, text });
         };
-        let rotational = ctx.host.read(&format!("{queue}/rotational")).is_ok_and(|r| r == "1");
+        // virtio-blk reports itself rotational whatever backs it; the hypervisor schedules.
+        let virtio = queue.contains("/virtio");
+        let rotational =
+            !virtio && ctx.host.read(&format!("{queue}/rotational")).is_ok_and(|r| r == "1");
         let want = if rotational { "mq-deadline" } else { "none" };
         let finding = Finding::new(self.id(), Severity::Ok, current).recommend(want);
         if current == want {
@@ -233,6 +236,8 @@ impl Check for Scheduler {
         }
         let why = if rotational {
             "a spinning disk wants requests sorted"
+        } else if virtio {
+            "a virtio disk: the hypervisor schedules, the guest's scheduler only adds latency"
         } else {
             "a fast device (or the hypervisor) schedules better than the guest"
         };
@@ -356,11 +361,16 @@ mod tests {
             vec![Change::new(format!("{VDA}/queue/scheduler"), "mq-deadline", "none")]
         );
         fake.file(&format!("{VDA}/queue/rotational"), "1\n");
-        assert_eq!(
-            Scheduler.check(&fake.ctx()).severity,
-            Severity::Ok,
-            "a spinning disk keeps mq-deadline"
-        );
+        let virtio = Scheduler.check(&fake.ctx());
+        assert_eq!(virtio.recommended, "none", "virtio's rotational flag is not trusted");
+        let sda = "/sys/devices/pci0000:00/ata1/block/sda";
+        fake.file(MOUNTINFO, "27 1 8:0 / / rw - ext4 /dev/sda rw\n");
+        fake.link("/sys/dev/block/8:0", "../../devices/pci0000:00/ata1/block/sda");
+        fake.file(&format!("{sda}/queue/scheduler"), "none [mq-deadline]\n");
+        fake.file(&format!("{sda}/queue/rotational"), "1\n");
+        let spinning = Scheduler.check(&fake.ctx());
+        assert_eq!(spinning.severity, Severity::Ok, "a spinning disk keeps mq-deadline");
+        fake.file(MOUNTINFO, ROOT_EXT4);
         let n = NoMerges.check(&fake.ctx());
         assert_eq!((n.severity, n.changes[0].to.as_str()), (Severity::Info, "2"));
         std::fs::remove_file(fake.host.path(Path::new(&format!("{VDA}/queue/nomerges"))))

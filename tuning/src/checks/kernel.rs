@@ -124,8 +124,13 @@ impl Check for LockedMemory {
         };
         let charged = kernel_version(ctx).is_none_or(|v| v < RING_MEMLOCK_UNTIL);
         let need = if charged { RING_BYTES * (ctx.shards as u64 + 1) } else { 0 };
-        let finding = Finding::new(self.id(), Severity::Ok, limit_text(soft, true))
-            .recommend(format!(">= {}", human_bytes(need)));
+        let recommended = if charged {
+            format!(">= {} ({} rings)", human_bytes(need), ctx.shards + 1)
+        } else {
+            "any: no registered buffers, rings not charged (Linux >= 5.12)".to_owned()
+        };
+        let finding =
+            Finding::new(self.id(), Severity::Ok, limit_text(soft, true)).recommend(recommended);
         if soft.is_none_or(|s| s >= need) {
             return finding;
         }
@@ -394,7 +399,10 @@ mod tests {
         assert_eq!(LockedMemory.check(&fake.ctx()).severity, Severity::Ok);
         fake.file("/proc/sys/kernel/osrelease", "5.10.0-27-amd64\n");
         let f = LockedMemory.check(&fake.ctx());
-        assert_eq!((f.severity, f.recommended.as_str()), (Severity::Warning, ">= 384 KiB"));
+        assert_eq!(
+            (f.severity, f.recommended.as_str()),
+            (Severity::Warning, ">= 384 KiB (3 rings)")
+        );
     }
 
     #[test]

@@ -1,0 +1,51 @@
+//! What `odradek serve` does with the checks and autotune at start-up: every check once, each
+//! warning logged once, the first fatal finding returned; each autotune decision logged.
+
+use tracing::{debug, info, warn};
+
+use crate::autotune::Autotune;
+use crate::checks::{self, Ctx, Finding, Severity};
+
+/// Runs every check once and logs each problem once (warnings at `warn`, notes at `debug`).
+/// Returns the findings, or the first fatal one: the node must not start.
+pub fn run_checks(ctx: &Ctx<'_>) -> Result<Vec<Finding>, Box<Finding>> {
+    let findings = checks::run(&checks::all(), ctx);
+    for f in &findings {
+        match f.severity {
+            Severity::Fatal => return Err(Box::new(f.clone())),
+            Severity::Warning => warn!(
+                check = f.id,
+                current = %f.current,
+                recommended = %f.recommended,
+                fix = %f.fix,
+                "host check: run `odradek tune` for all checks"
+            ),
+            Severity::Info => debug!(
+                check = f.id,
+                current = %f.current,
+                recommended = %f.recommended,
+                fix = %f.fix,
+                "host check"
+            ),
+            Severity::Ok | Severity::NotApplicable => {}
+        }
+    }
+    Ok(findings)
+}
+
+/// Logs each decision: `applied` when the node uses it, `overridden` when a flag or the config
+/// file set the knob instead, `advisory` for figures the node has no knob for.
+pub fn log_autotune(tuned: &Autotune, overridden: impl Fn(&str) -> bool) {
+    for (knob, value, applies, reason) in tuned.lines() {
+        let overridden = applies && overridden(knob);
+        info!(
+            knob,
+            value = %value,
+            applied = applies && !overridden,
+            overridden,
+            advisory = !applies,
+            reason = %reason,
+            "autotune"
+        );
+    }
+}
