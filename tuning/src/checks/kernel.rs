@@ -127,7 +127,7 @@ impl Check for LockedMemory {
         let recommended = if charged {
             format!(">= {} ({} rings)", human_bytes(need), ctx.shards + 1)
         } else {
-            "any: no registered buffers, rings not charged (Linux >= 5.12)".to_owned()
+            "any (no registered buffers; Linux >= 5.12)".to_owned()
         };
         let finding =
             Finding::new(self.id(), Severity::Ok, limit_text(soft, true)).recommend(recommended);
