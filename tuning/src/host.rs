@@ -50,12 +50,6 @@ impl Host {
         Ok(text.trim().to_owned())
     }
 
-    /// Reads and parses one number.
-    pub fn read_u64(&self, path: &str) -> Result<u64, HostError> {
-        let text = self.read(path)?;
-        text.parse().map_err(|_| HostError::Parse { path: path.to_owned(), text })
-    }
-
     /// Whether the path exists under the root.
     pub fn exists(&self, path: &str) -> bool {
         self.path(Path::new(path)).exists()

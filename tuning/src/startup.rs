@@ -1,10 +1,24 @@
 //! What `odradek serve` does with the checks and autotune at start-up: every check once, each
 //! warning logged once, the first fatal finding returned; each autotune decision logged.
 
-use tracing::{debug, info, warn};
+use tracing::{Level, event, info};
 
 use crate::autotune::Autotune;
 use crate::checks::{self, Ctx, Finding, Severity};
+
+/// Logs a finding at `$level` with its id, values and fix as fields.
+macro_rules! log_finding {
+    ($level:expr, $f:expr, $message:literal) => {
+        event!(
+            $level,
+            check = $f.id,
+            current = %$f.current,
+            recommended = %$f.recommended,
+            fix = %$f.fix,
+            $message
+        )
+    };
+}
 
 /// Runs every check once and logs each problem once (warnings at `warn`, notes at `debug`).
 /// Returns the findings, or the first fatal one: the node must not start.
@@ -13,20 +27,10 @@ pub fn run_checks(ctx: &Ctx<'_>) -> Result<Vec<Finding>, Box<Finding>> {
     for f in &findings {
         match f.severity {
             Severity::Fatal => return Err(Box::new(f.clone())),
-            Severity::Warning => warn!(
-                check = f.id,
-                current = %f.current,
-                recommended = %f.recommended,
-                fix = %f.fix,
-                "host check: run `odradek tune` for all checks"
-            ),
-            Severity::Info => debug!(
-                check = f.id,
-                current = %f.current,
-                recommended = %f.recommended,
-                fix = %f.fix,
-                "host check"
-            ),
+            Severity::Warning => {
+                log_finding!(Level::WARN, f, "host check: run `odradek tune` for all checks")
+            }
+            Severity::Info => log_finding!(Level::DEBUG, f, "host check"),
             Severity::Ok | Severity::NotApplicable => {}
         }
     }

@@ -2,7 +2,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Change, Check, Ctx, Finding, Severity, human_bytes, missing_or_unreadable, selected};
+use super::{
+    Change, Check, Ctx, Finding, Severity, human_bytes, missing_or_unreadable, read_or_finding,
+    selected,
+};
 use crate::error::HostError;
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
@@ -194,6 +197,20 @@ fn queue_dir(ctx: &Ctx<'_>) -> Result<String, String> {
     }
 }
 
+/// Reads `<queue>/<name>` of the data device: `(queue, path, text)`, or the finding to report
+/// (no device: not applicable; the file missing or unreadable).
+fn read_queue_file(
+    ctx: &Ctx<'_>,
+    id: &'static str,
+    name: &str,
+) -> Result<(String, String, String), Box<Finding>> {
+    let queue = queue_dir(ctx)
+        .map_err(|why| Box::new(Finding::new(id, Severity::NotApplicable, "n/a").fix(why)))?;
+    let path = format!("{queue}/{name}");
+    let text = read_or_finding(ctx, id, &path)?;
+    Ok((queue, path, text))
+}
+
 /// The data device's I/O scheduler: `none` on SSD/NVMe/virtio (the device or host schedules;
 /// the node already writes large sequential batches), `mq-deadline` on spinning disks.
 #[derive(Debug)]
@@ -209,14 +226,9 @@ impl Check for Scheduler {
     }
 
     fn check(&self, ctx: &Ctx<'_>) -> Finding {
-        let queue = match queue_dir(ctx) {
-            Ok(q) => q,
-            Err(why) => return Finding::new(self.id(), Severity::NotApplicable, "n/a").fix(why),
-        };
-        let path = format!("{queue}/scheduler");
-        let text = match ctx.host.read(&path) {
-            Ok(t) => t,
-            Err(e) => return missing_or_unreadable(self.id(), &e),
+        let (queue, path, text) = match read_queue_file(ctx, self.id(), "scheduler") {
+            Ok(read) => read,
+            Err(f) => return *f,
         };
         let Some(current) = selected(&text).or((text == "none").then_some("none")) else {
             return Finding::unreadable(self.id(), &HostError::Parse { path, text });
@@ -262,14 +274,12 @@ impl Check for NoMerges {
     }
 
     fn check(&self, ctx: &Ctx<'_>) -> Finding {
-        let queue = match queue_dir(ctx) {
-            Ok(q) => q,
-            Err(why) => return Finding::new(self.id(), Severity::NotApplicable, "n/a").fix(why),
+        let (_, path, text) = match read_queue_file(ctx, self.id(), "nomerges") {
+            Ok(read) => read,
+            Err(f) => return *f,
         };
-        let path = format!("{queue}/nomerges");
-        let current = match ctx.host.read_u64(&path) {
-            Ok(v) => v,
-            Err(e) => return missing_or_unreadable(self.id(), &e),
+        let Ok(current) = text.parse::<u64>() else {
+            return Finding::unreadable(self.id(), &HostError::Parse { path, text });
         };
         let finding = Finding::new(self.id(), Severity::Ok, current.to_string()).recommend("2");
         if current == 2 {
