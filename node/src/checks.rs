@@ -40,8 +40,11 @@ pub fn data_dir_writable(dir: &Path) -> Result<(), StartupError> {
 /// once, and a fatal finding (io_uring disabled or unusable) stops the node. `root` replaces
 /// `/` for /proc, /sys and the mount table (tests).
 pub fn host(root: Option<&Path>, data_dir: &Path, shards: usize) -> Result<(), StartupError> {
-    let host = root.map_or_else(Host::real, Host::new);
-    let ctx = Ctx { host: &host, system: &RealSystem, data_dir, shards };
+    let (host, data_dir) = match root {
+        Some(root) => (Host::new(root), data_dir.to_owned()),
+        None => (Host::real(), odradek_tuning::checks::real_data_dir(data_dir)),
+    };
+    let ctx = Ctx { host: &host, system: &RealSystem, data_dir: &data_dir, shards };
     odradek_tuning::startup::run_checks(&ctx).map(drop).map_err(|f| {
         let problem = format!("{}: {} (recommended: {})", f.id, f.current, f.recommended);
         StartupError::new(problem, f.fix)

@@ -1,7 +1,7 @@
 //! `odradek tune`: check the host (a table), fix what a file write fixes (`--apply`) or write
 //! the equivalent script (`--script`), and `odradek tune iotune` to measure the data device.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -65,7 +65,12 @@ pub fn run(args: &TuneArgs) -> ExitCode {
     let host = Host::new(&args.root);
     let system = RealSystem;
     let shards = args.smp.unwrap_or_else(|| HostFacts::detect(&host, &system).cpus);
-    let ctx = Ctx { host: &host, system: &system, data_dir: &args.data_dir, shards };
+    let data_dir = if args.root == Path::new("/") {
+        checks::real_data_dir(&args.data_dir)
+    } else {
+        args.data_dir.clone()
+    };
+    let ctx = Ctx { host: &host, system: &system, data_dir: &data_dir, shards };
     let all = checks::all();
     let findings = checks::run(&all, &ctx);
     print!("{}", report::table(&findings));

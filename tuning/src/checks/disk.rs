@@ -72,6 +72,18 @@ fn absolute(data_dir: &Path) -> PathBuf {
     out
 }
 
+/// `data_dir` as the real host's mount table names it: absolute, with symlinks resolved as far
+/// as the path exists (the rest appended). Only for a check of the real host (root `/`).
+pub fn real_data_dir(data_dir: &Path) -> PathBuf {
+    let abs = absolute(data_dir);
+    for ancestor in abs.ancestors() {
+        if let Ok(real) = std::fs::canonicalize(ancestor) {
+            return real.join(abs.strip_prefix(ancestor).unwrap_or(Path::new("")));
+        }
+    }
+    abs
+}
+
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
 fn parse_mountinfo_line(line: &str) -> Option<DataDevice> {
     let (left, right) = line.split_once(" - ")?;
@@ -335,6 +347,16 @@ mod tests {
         assert_eq!(d.queue, Some(format!("{nvme}/queue")));
         assert_eq!(FileSystem.check(&fake.ctx()).severity, Severity::Ok);
         assert_eq!(Scheduler.check(&fake.ctx()).severity, Severity::Ok);
+    }
+
+    #[test]
+    fn the_real_data_dir_follows_symlinks_as_far_as_the_path_exists() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("disk")).expect("mkdir");
+        std::os::unix::fs::symlink(tmp.path().join("disk"), tmp.path().join("link")).expect("ln");
+        let real = std::fs::canonicalize(tmp.path().join("disk")).expect("canonical");
+        let got = real_data_dir(&tmp.path().join("link/not-yet/../data"));
+        assert_eq!(got, real.join("data"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::error::HostError;
 use crate::host::{Host, System};
 
-pub use disk::data_device;
+pub use disk::{data_device, real_data_dir};
 pub(crate) use hardware::mem_total as hardware_mem_total;
 
 /// How much a finding matters.
@@ -259,7 +259,67 @@ mod tests {
         fake.file("/sys/devices/virtio1/block/vda/queue/scheduler", "none [mq-deadline]\n");
         fake.file("/sys/devices/virtio1/block/vda/queue/nomerges", "0\n");
         fake.file("/proc/meminfo", "MemTotal: 24681696 kB\n");
+        fake.file(CLOCK, "tsc\n");
+        fake.dir("/sys/devices/system/node/node0");
         fake
+    }
+
+    const CLOCK: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+    #[test]
+    fn each_file_a_check_reads_is_not_applicable_when_missing_and_unknown_when_unreadable() {
+        let mut cases: Vec<(&str, String)> = sysctl::all()
+            .iter()
+            .map(|s| (s.key, format!("/proc/sys/{}", s.key.replace('.', "/"))))
+            .collect();
+        let queue = "/sys/devices/virtio1/block/vda/queue";
+        cases.extend([
+            ("transparent_hugepage", "/sys/kernel/mm/transparent_hugepage/enabled".into()),
+            ("clocksource", CLOCK.into()),
+            ("memory.per_core", "/proc/meminfo".into()),
+            ("data_dir.filesystem", "/proc/self/mountinfo".into()),
+            ("disk.scheduler", format!("{queue}/scheduler")),
+            ("disk.nomerges", format!("{queue}/nomerges")),
+            ("numa", "/sys/devices/system/node".into()),
+        ]);
+        let checks = all();
+        let check = |id: &str| checks.iter().find(|c| c.id() == id).expect("a check with this id");
+        for (id, path) in &cases {
+            let fake = default_host();
+            let read = run_one(check(id).as_ref(), &fake.ctx());
+            assert!(
+                read.severity != Severity::NotApplicable && read.current != "unknown",
+                "{read:?}"
+            );
+
+            let real = fake.host.path(Path::new(path));
+            if real.is_dir() {
+                std::fs::remove_dir_all(&real).expect("rm");
+            } else {
+                std::fs::remove_file(&real).expect("rm");
+            }
+            let missing = run_one(check(id).as_ref(), &fake.ctx());
+            assert_eq!(
+                missing.severity,
+                Severity::NotApplicable,
+                "{id} without {path}: {missing:?}"
+            );
+
+            // Unreadable: root reads through any permission, so put the wrong kind of file there.
+            if *id == "numa" {
+                fake.file(path, "not a directory");
+            } else {
+                fake.dir(path);
+            }
+            let unreadable = run_one(check(id).as_ref(), &fake.ctx());
+            assert_eq!(unreadable.current, "unknown", "{id} with {path} unreadable");
+            assert_eq!(unreadable.severity, Severity::Info, "{id}");
+            assert!(
+                unreadable.fix.contains(path.as_str()),
+                "{id} names the file: {}",
+                unreadable.fix
+            );
+        }
     }
 
     #[test]
@@ -277,8 +337,8 @@ mod tests {
         assert_eq!(severity("io_uring"), Some(Severity::Ok));
         assert_eq!(severity("vm.swappiness"), Some(Severity::Warning));
         assert_eq!(severity("cpu.governor"), Some(Severity::NotApplicable), "no cpufreq");
-        assert_eq!(severity("numa"), Some(Severity::NotApplicable), "no node dir");
-        assert_eq!(severity("clocksource"), Some(Severity::NotApplicable), "file missing");
+        assert_eq!(severity("numa"), Some(Severity::Ok));
+        assert_eq!(severity("rlimit.nofile"), Some(Severity::Ok));
         assert!(findings.iter().all(|f| f.severity != Severity::Fatal));
     }
 
