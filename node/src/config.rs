@@ -36,7 +36,8 @@ pub struct ServeArgs {
     /// its port when listening on all interfaces].
     #[arg(long, env = "ODRADEK_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// Shards: one pinned thread with its own io_uring each [default: one per CPU].
+    /// Shards: one pinned thread with its own io_uring each [default: one per CPU, fewer if
+    /// a shard would get under 1 GiB of RAM].
     #[arg(long, env = "ODRADEK_SMP", value_name = "N")]
     pub smp: Option<usize>,
     /// Partitions of a topic created without a count (num.partitions) [default: 1].
