@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand};
 use futures_util::future::select;
 use tracing::{info, warn};
 
-use odradek_tuning::autotune::{self, HostFacts};
+use odradek_tuning::autotune::{self, HostFacts, InUse};
 use odradek_tuning::{Host, RealSystem, iotune, startup};
 
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
@@ -107,12 +107,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     checks::data_dir_writable(&config.data_dir)?;
     checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
     if let Some(t) = &tuned {
-        startup::log_autotune(t, |knob| match knob {
-            "smp" => config.smp != t.smp.value,
-            "fetch_cache_bytes" => config.fetch_cache_bytes as u64 != t.fetch_cache_bytes.value,
-            "direct_writes" => config.direct_writes != t.direct_writes.value,
-            _ => false,
-        });
+        let in_use = InUse {
+            smp: config.smp,
+            fetch_cache_bytes: config.fetch_cache_bytes as u64,
+            direct_writes: config.direct_writes,
+        };
+        startup::log_autotune(t, &in_use);
     }
     let metadata = Arc::new(metadata::Metadata::open(&config.data_dir).map_err(|e| {
         checks::StartupError::new(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use odradek_tuning::autotune::{self, HostFacts};
+use odradek_tuning::autotune::{self, HostFacts, Use};
 use odradek_tuning::checks::{self, human_bytes};
 use odradek_tuning::{Ctx, Host, RealSystem, Severity, iotune, report};
 
@@ -145,9 +145,9 @@ fn run_iotune(args: &IotuneArgs) -> ExitCode {
         path.display()
     );
     let facts = HostFacts::detect(&Host::real(), &RealSystem);
-    for (knob, value, applied, reason) in autotune::derive(facts, Some(&r), None).lines() {
-        let note = if applied { "" } else { " (advisory: no such knob yet)" };
-        println!("  {knob} = {value}{note}: {reason}");
+    for line in autotune::derive(facts, Some(&r), None).lines(None) {
+        let note = if line.used == Use::Advisory { " (advisory: no such knob yet)" } else { "" };
+        println!("  {} = {}{note}: {}", line.knob, line.value, line.reason);
     }
     ExitCode::SUCCESS
 }

@@ -166,36 +166,76 @@ fn derive_batch(io: &IoTune) -> Decision<u64> {
     decide(bytes, format!("{}/s × fdatasync p50 {} µs", human_bytes(bw), io.fdatasync_p50_us))
 }
 
+/// What became of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// The node runs with it.
+    Applied,
+    /// A flag or the config file set the knob to something else.
+    Overridden,
+    /// The node has no such knob; the figure is for the operator.
+    Advisory,
+}
+
+/// One decision, ready to print or log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub knob: &'static str,
+    pub value: String,
+    pub used: Use,
+    pub reason: String,
+}
+
+/// The values the node actually runs with, to tell applied decisions from overridden ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InUse {
+    pub smp: usize,
+    pub fetch_cache_bytes: u64,
+    pub direct_writes: bool,
+}
+
 impl Autotune {
-    /// The decisions as `(knob, value, applied, reason)` lines, for logs and `iotune` output.
-    pub fn lines(&self) -> Vec<(&'static str, String, bool, String)> {
+    /// The decisions, one line each; with `in_use`, those a flag or file overrode say so.
+    pub fn lines(&self, in_use: Option<&InUse>) -> Vec<Line> {
+        let used = |overridden: Option<bool>| match overridden {
+            Some(true) => Use::Overridden,
+            _ => Use::Applied,
+        };
+        let line =
+            |knob, value, used, reason: &String| Line { knob, value, used, reason: reason.clone() };
         let mut out = vec![
-            ("smp", self.smp.value.to_string(), true, self.smp.reason.clone()),
-            (
+            line(
+                "smp",
+                self.smp.value.to_string(),
+                used(in_use.map(|u| u.smp != self.smp.value)),
+                &self.smp.reason,
+            ),
+            line(
                 "fetch_cache_bytes",
                 human_bytes(self.fetch_cache_bytes.value),
-                true,
-                self.fetch_cache_bytes.reason.clone(),
+                used(in_use.map(|u| u.fetch_cache_bytes != self.fetch_cache_bytes.value)),
+                &self.fetch_cache_bytes.reason,
             ),
-            (
+            line(
                 "direct_writes",
                 self.direct_writes.value.to_string(),
-                true,
-                self.direct_writes.reason.clone(),
+                used(in_use.map(|u| u.direct_writes != self.direct_writes.value)),
+                &self.direct_writes.reason,
             ),
         ];
         if let Some(d) = &self.group_commit_window_us {
-            out.push(("group_commit_window", format!("{} µs", d.value), false, d.reason.clone()));
+            out.push(line(
+                "group_commit_window",
+                format!("{} µs", d.value),
+                Use::Advisory,
+                &d.reason,
+            ));
         }
         if let Some(d) = &self.write_batch_bytes {
-            out.push(("write_batch", human_bytes(d.value), false, d.reason.clone()));
+            out.push(line("write_batch", human_bytes(d.value), Use::Advisory, &d.reason));
         }
-        out.push((
-            "io_queue_depth",
-            self.io_queue_depth.value.to_string(),
-            false,
-            self.io_queue_depth.reason.clone(),
-        ));
+        let d = &self.io_queue_depth;
+        out.push(line("io_queue_depth", d.value.to_string(), Use::Advisory, &d.reason));
         out
     }
 }
@@ -260,5 +300,27 @@ mod tests {
         assert!(!derive(facts, Some(&io(1000 << 20, None, 100)), None).direct_writes.value);
         let tiny = derive(facts, Some(&io(1 << 20, None, 10)), None).write_batch_bytes;
         assert_eq!(tiny.map(|d| d.value), Some(64 * 1024), "clamped to the minimum");
+    }
+
+    #[test]
+    fn lines_tell_applied_from_overridden_and_advisory() {
+        let facts = HostFacts { cpus: 2, mem_total_bytes: Some(24 * GIB) };
+        let a = derive(facts, Some(&io(500 << 20, Some(1400 << 20), 2000)), None);
+        let used = |in_use: Option<&InUse>| -> Vec<(&str, Use)> {
+            a.lines(in_use).iter().map(|l| (l.knob, l.used)).collect()
+        };
+        let in_use = InUse { smp: 1, fetch_cache_bytes: 96 << 20, direct_writes: true };
+        assert_eq!(
+            used(Some(&in_use)),
+            vec![
+                ("smp", Use::Overridden),
+                ("fetch_cache_bytes", Use::Applied),
+                ("direct_writes", Use::Applied),
+                ("group_commit_window", Use::Advisory),
+                ("write_batch", Use::Advisory),
+                ("io_queue_depth", Use::Advisory),
+            ]
+        );
+        assert_eq!(used(None)[0], ("smp", Use::Applied));
     }
 }

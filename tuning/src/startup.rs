@@ -3,7 +3,7 @@
 
 use tracing::{Level, event, info};
 
-use crate::autotune::Autotune;
+use crate::autotune::{Autotune, InUse, Use};
 use crate::checks::{self, Ctx, Finding, Severity};
 
 /// Logs a finding at `$level` with its id, values and fix as fields.
@@ -37,18 +37,17 @@ pub fn run_checks(ctx: &Ctx<'_>) -> Result<Vec<Finding>, Box<Finding>> {
     Ok(findings)
 }
 
-/// Logs each decision: `applied` when the node uses it, `overridden` when a flag or the config
-/// file set the knob instead, `advisory` for figures the node has no knob for.
-pub fn log_autotune(tuned: &Autotune, overridden: impl Fn(&str) -> bool) {
-    for (knob, value, applies, reason) in tuned.lines() {
-        let overridden = applies && overridden(knob);
+/// Logs each decision: `applied` when the node runs with it, `overridden` when a flag or the
+/// config file set the knob instead, `advisory` for figures the node has no knob for.
+pub fn log_autotune(tuned: &Autotune, in_use: &InUse) {
+    for line in tuned.lines(Some(in_use)) {
         info!(
-            knob,
-            value = %value,
-            applied = applies && !overridden,
-            overridden,
-            advisory = !applies,
-            reason = %reason,
+            knob = line.knob,
+            value = %line.value,
+            applied = line.used == Use::Applied,
+            overridden = line.used == Use::Overridden,
+            advisory = line.used == Use::Advisory,
+            reason = %line.reason,
             "autotune"
         );
     }
