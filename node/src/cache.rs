@@ -6,7 +6,8 @@
 //! stored (offsets assigned) and sent to the socket from here with a vectored write: no copy
 //! into a response buffer.
 //!
-//! Bounds: one byte budget per shard ([`FETCH_CACHE_BYTES_DEFAULT`]), evicted oldest-first
+//! Bounds: one byte budget per shard (`NodeConfig::fetch_cache_bytes`, chosen by autotune
+//! unless configured), evicted oldest-first
 //! across all its partitions. A read is served only from a contiguous run of cached batches
 //! starting at the requested offset; anything else goes to the log.
 
@@ -15,9 +16,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
-
-/// Default budget of one shard's cache.
-pub const FETCH_CACHE_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
 
 type Key = (Uuid, i32);
 

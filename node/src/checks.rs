@@ -1,7 +1,11 @@
 //! Start-up checks: each failure is one sentence that says what is wrong and how to fix it.
+//! The host checks themselves live in `odradek_tuning`; this module turns a fatal one into a
+//! [`StartupError`].
 
 use std::io::Write;
 use std::path::Path;
+
+use odradek_tuning::{Ctx, Host, RealSystem};
 
 /// A problem that stops the node from starting.
 #[derive(Debug, thiserror::Error)]
@@ -32,22 +36,18 @@ pub fn data_dir_writable(dir: &Path) -> Result<(), StartupError> {
     })
 }
 
-/// io_uring is enabled for this process and a ring can be created.
-pub fn io_uring_available() -> Result<(), StartupError> {
-    if let Ok(v) = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-        && v.trim() == "2"
-    {
-        return Err(StartupError::new(
-            "io_uring is disabled on this host (kernel.io_uring_disabled = 2)",
-            "run `sysctl -w kernel.io_uring_disabled=0` as root",
-        ));
-    }
-    compio::runtime::Runtime::new().map(drop).map_err(|e| {
-        StartupError::new(
-            format!("cannot create an io_uring instance: {e}"),
-            "check kernel.io_uring_disabled, the container's seccomp profile, and \
-             RLIMIT_MEMLOCK (`ulimit -l`) on kernels before 5.12",
-        )
+/// The host checks of `odradek tune` (`odradek_tuning`), run once: each warning is logged
+/// once, and a fatal finding (io_uring disabled or unusable) stops the node. `root` replaces
+/// `/` for /proc, /sys and the mount table (tests).
+pub fn host(root: Option<&Path>, data_dir: &Path, shards: usize) -> Result<(), StartupError> {
+    let (host, data_dir) = match root {
+        Some(root) => (Host::new(root), data_dir.to_owned()),
+        None => (Host::real(), odradek_tuning::checks::real_data_dir(data_dir)),
+    };
+    let ctx = Ctx { host: &host, system: &RealSystem, data_dir: &data_dir, shards };
+    odradek_tuning::startup::run_checks(&ctx).map(drop).map_err(|f| {
+        let problem = format!("{}: {} (recommended: {})", f.id, f.current, f.recommended);
+        StartupError::new(problem, f.fix)
     })
 }
 
@@ -66,7 +66,8 @@ mod tests {
     }
 
     #[test]
-    fn io_uring_works_on_this_host() {
-        io_uring_available().expect("the test machine has io_uring");
+    fn this_host_passes_the_fatal_checks() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        host(None, tmp.path(), 2).expect("the test machine has io_uring");
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+/// Where partition logs and metadata live unless configured.
+pub const DATA_DIR_DEFAULT: &str = "./odradek-data";
 /// Largest accepted shard count (a bound, not a tuning hint).
 pub const SMP_MAX: usize = 256;
 /// Largest partition count a topic may be created with.
@@ -34,7 +36,8 @@ pub struct ServeArgs {
     /// its port when listening on all interfaces].
     #[arg(long, env = "ODRADEK_ADVERTISE", value_name = "HOST:PORT")]
     pub advertise: Option<String>,
-    /// Shards: one pinned thread with its own io_uring each [default: one per CPU].
+    /// Shards: one pinned thread with its own io_uring each [default: one per CPU, fewer if
+    /// a shard would get under 1 GiB of RAM].
     #[arg(long, env = "ODRADEK_SMP", value_name = "N")]
     pub smp: Option<usize>,
     /// Partitions of a topic created without a count (num.partitions) [default: 1].
@@ -43,6 +46,9 @@ pub struct ServeArgs {
     /// Create a topic when a client first uses it (auto.create.topics.enable) [default: true].
     #[arg(long, env = "ODRADEK_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
+    /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
+    #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
+    pub host_root: Option<PathBuf>,
 }
 
 /// The settings a config file may hold.
@@ -140,10 +146,42 @@ pub enum ConfigError {
     Range { what: &'static str, value: i64, min: i64, max: i64 },
 }
 
+/// Defaults that depend on the host (autotune, `odradek_tuning::autotune`): used where no flag,
+/// environment variable or config-file key sets the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDefaults {
+    pub smp: usize,
+    pub fetch_cache_bytes: usize,
+    pub direct_writes: bool,
+}
+
+impl HostDefaults {
+    /// The built-in defaults: a shard per CPU, 32 MiB of recent batches per shard, O_DIRECT.
+    #[cfg(test)]
+    pub fn plain(cpus: usize) -> Self {
+        Self {
+            smp: cpus.max(1),
+            fetch_cache_bytes: odradek_tuning::autotune::FETCH_CACHE_BYTES_DEFAULT as usize,
+            direct_writes: true,
+        }
+    }
+}
+
 impl NodeConfig {
     /// Resolves flags (already merged with the environment by clap) over the config file over
-    /// the embedded defaults.
+    /// the built-in defaults for `cpus` CPUs.
+    #[cfg(test)]
     pub fn resolve(args: &ServeArgs, cpus: usize) -> Result<Self, ConfigError> {
+        Self::resolve_with(args, |_, _| HostDefaults::plain(cpus))
+    }
+
+    /// Resolves flags over the config file over `host_defaults`, which is asked once the data
+    /// directory and the configured shard count (if any) are known (autotune reads the data
+    /// dir's `iotune.json` and sizes memory per shard).
+    pub fn resolve_with(
+        args: &ServeArgs,
+        host_defaults: impl FnOnce(&Path, Option<usize>) -> HostDefaults,
+    ) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -152,7 +190,9 @@ impl NodeConfig {
             .data_dir
             .clone()
             .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./odradek-data"));
+            .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+        let configured_smp = args.smp.or(file.smp);
+        let host = host_defaults(&data_dir, configured_smp);
         let listen_raw =
             args.listen.clone().or(file.listen).unwrap_or_else(|| "0.0.0.0:9092".into());
         let listen = parse_addr("--listen", &listen_raw)?;
@@ -163,7 +203,7 @@ impl NodeConfig {
             }
             None => (listen.ip().to_string(), listen.port()),
         };
-        let smp = args.smp.or(file.smp).unwrap_or(cpus.max(1));
+        let smp = configured_smp.unwrap_or(host.smp.max(1));
         check_range("--smp", smp as i64, 1, SMP_MAX as i64)?;
         let default_partitions = args.default_partitions.or(file.default_partitions).unwrap_or(1);
         check_range(
@@ -189,11 +229,9 @@ impl NodeConfig {
                 .connections_per_shard_max
                 .unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT)
                 .max(1),
-            fetch_cache_bytes: file
-                .fetch_cache_bytes
-                .unwrap_or(crate::cache::FETCH_CACHE_BYTES_DEFAULT),
+            fetch_cache_bytes: file.fetch_cache_bytes.unwrap_or(host.fetch_cache_bytes),
             fetch_disk_reads: file.fetch_disk_reads.unwrap_or_default(),
-            direct_writes: file.direct_writes.unwrap_or(true),
+            direct_writes: file.direct_writes.unwrap_or(host.direct_writes),
             pin_shards: file.pin_shards.unwrap_or(true),
             fetch_prefetch_bytes: file.fetch_prefetch_bytes.unwrap_or(FETCH_PREFETCH_BYTES_DEFAULT),
             offsets_retention_ms: file.offsets_retention_ms.unwrap_or(7 * 24 * 3600 * 1000),
@@ -251,6 +289,31 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9092".parse().expect("addr"));
         assert_eq!(c.advertise, ("127.0.0.1".to_owned(), 9092), "0.0.0.0 advertises loopback");
         assert_eq!((c.smp, c.default_partitions, c.auto_create_topics), (2, 1, true));
+    }
+
+    #[test]
+    fn host_defaults_fill_only_what_nothing_else_sets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tuned = HostDefaults { smp: 3, fetch_cache_bytes: 7, direct_writes: false };
+        let mut asked = None;
+        let args = ServeArgs { data_dir: Some(dir.path().to_owned()), ..ServeArgs::default() };
+        let c = NodeConfig::resolve_with(&args, |d, smp| {
+            asked = Some((d.to_owned(), smp));
+            tuned
+        })
+        .expect("resolve");
+        assert_eq!(asked, Some((dir.path().to_owned(), None)), "asked with the data dir");
+        assert_eq!((c.smp, c.fetch_cache_bytes, c.direct_writes), (3, 7, false));
+
+        let path = dir.path().join("odradek.toml");
+        std::fs::write(&path, "fetch_cache_bytes = 9\ndirect_writes = true\n").expect("write");
+        let args = ServeArgs { config: Some(path), smp: Some(1), ..args };
+        let c = NodeConfig::resolve_with(&args, |_, smp| {
+            assert_eq!(smp, Some(1), "the configured shard count");
+            tuned
+        })
+        .expect("resolve");
+        assert_eq!((c.smp, c.fetch_cache_bytes, c.direct_writes), (1, 9, true));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod partitions;
 mod producer_ids;
 mod shard;
 mod topic_config;
+mod tune;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +32,10 @@ use clap::{Parser, Subcommand};
 use futures_util::future::select;
 use tracing::{info, warn};
 
-use crate::config::{NodeConfig, ServeArgs};
+use odradek_tuning::autotune::{self, HostFacts, InUse};
+use odradek_tuning::{Host, RealSystem, iotune, startup};
+
+use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::shard::Shards;
 
 /// Total time a graceful shutdown may take before the process exits anyway.
@@ -55,6 +59,10 @@ enum Command {
     /// Run a node. Every flag is optional; settings can also come from ODRADEK_* environment
     /// variables and a TOML file given by --config.
     Serve(ServeArgs),
+    /// Check the host for settings that hurt a storage node and say how to fix each; --apply
+    /// fixes what it can (as root), --script writes the fixes as a shell script. `tune iotune`
+    /// measures the data device for the node's defaults.
+    Tune(tune::TuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,14 +82,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Tune(args) => tune::run(&args),
     }
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let config = Arc::new(NodeConfig::resolve(args, cpus)?);
+    let host = args.host_root.as_deref().map_or_else(Host::real, Host::new);
+    let facts = HostFacts::detect(&host, &RealSystem);
+    let mut tuned = None;
+    let config = Arc::new(NodeConfig::resolve_with(args, |dir, smp| {
+        let io = iotune::load(dir).unwrap_or_else(|e| {
+            warn!(error = %e, "ignoring the iotune result; run `odradek tune iotune` again");
+            None
+        });
+        let t = autotune::derive(facts, io.as_ref(), smp);
+        let defaults = HostDefaults {
+            smp: t.smp.value,
+            fetch_cache_bytes: usize::try_from(t.fetch_cache_bytes.value).unwrap_or(usize::MAX),
+            direct_writes: t.direct_writes.value,
+        };
+        tuned = Some(t);
+        defaults
+    })?);
     checks::data_dir_writable(&config.data_dir)?;
-    checks::io_uring_available()?;
+    checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
+    if let Some(t) = &tuned {
+        let in_use = InUse {
+            smp: config.smp,
+            fetch_cache_bytes: config.fetch_cache_bytes as u64,
+            direct_writes: config.direct_writes,
+        };
+        startup::log_autotune(t, &in_use);
+    }
     let metadata = Arc::new(metadata::Metadata::open(&config.data_dir).map_err(|e| {
         checks::StartupError::new(
             e.to_string(),
