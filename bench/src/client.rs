@@ -249,8 +249,13 @@ pub struct PartitionLeader {
 pub fn topic_leaders(c: &mut Conn, topic: &str) -> Result<Option<Vec<PartitionLeader>>> {
     let t = MetadataRequestTopic::default()
         .with_name(Some(TopicName(StrBytes::from(topic.to_owned()))));
-    let req = MetadataRequest::default().with_topics(Some(vec![t]));
-    let resp = c.call(&req)?;
+    let v = c.versions.pick::<MetadataRequest>()?;
+    let mut req = MetadataRequest::default().with_topics(Some(vec![t]));
+    if v >= 4 {
+        // Never auto-create: the topic is created with the asked partition count.
+        req = req.with_allow_auto_topic_creation(false);
+    }
+    let resp = c.call_at(v, &req)?;
     let brokers: HashMap<i32, String> = resp
         .brokers
         .iter()
@@ -343,7 +348,9 @@ pub fn list_offsets(
 
 /// An idempotent producer id and epoch from InitProducerId.
 pub fn init_producer_id(c: &mut Conn) -> Result<(i64, i16)> {
-    let req = InitProducerIdRequest::default().with_transaction_timeout_ms(60_000);
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
     let resp = c.call(&req)?;
     if resp.error_code != 0 {
         bail!("InitProducerId: error code {}", resp.error_code);
