@@ -404,7 +404,7 @@ fn be_i64(b: &[u8]) -> i64 {
 /// Bytes of `v` as a zigzag varlong.
 pub fn varlong_len(v: i64) -> usize {
     let z = ((v << 1) ^ (v >> 63)) as u64;
-    ((64 - (z | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends `v` as a zigzag varlong.

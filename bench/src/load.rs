@@ -307,7 +307,7 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     }
     barrier.wait();
     let start_us = clock.now_us();
-    let progress = spawn_progress(&plan, start_us)?;
+    let progress = spawn_progress(&plan, workload, start_us)?;
     let mut produced = Part::new();
     let mut first_err = None;
     for t in producer_threads {
@@ -408,7 +408,7 @@ fn start_offsets(plan: &Plan, workload: Workload) -> Result<BTreeMap<i32, (i64, 
     Ok(out)
 }
 
-fn spawn_progress(plan: &Plan, start_us: u64) -> Result<JoinHandle<()>> {
+fn spawn_progress(plan: &Plan, workload: Workload, start_us: u64) -> Result<JoinHandle<()>> {
     let (shared, clock, quiet) = (plan.shared.clone(), plan.clock, plan.args.quiet);
     spawn("progress".to_owned(), move || {
         let (mut last_p, mut last_c, mut last_us) = (0, 0, start_us);
@@ -421,18 +421,28 @@ fn spawn_progress(plan: &Plan, start_us: u64) -> Result<JoinHandle<()>> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let now = clock.now_us();
-            let (p, c) = (shared.produced.load(Ordering::Relaxed), shared.consumed.load(Ordering::Relaxed));
+            let (p, c) =
+                (shared.produced.load(Ordering::Relaxed), shared.consumed.load(Ordering::Relaxed));
             let secs = (now - last_us).max(1) as f64 / 1e6;
             if !quiet {
-                eprintln!(
-                    "[{:>5.1}s] produced {:>10.0} rec/s  consumed {:>10.0} rec/s  produce p99 {}  e2e p99 {}  errors {}",
-                    (now - start_us) as f64 / 1e6,
-                    (p - last_p) as f64 / secs,
-                    (c - last_c) as f64 / secs,
-                    crate::report::fmt_us(shared.produce_p99_us.load(Ordering::Relaxed)),
-                    crate::report::fmt_us(shared.e2e_p99_us.load(Ordering::Relaxed)),
-                    shared.errors.load(Ordering::Relaxed),
-                );
+                let mut line = format!("[{:>5.1}s]", (now - start_us) as f64 / 1e6);
+                if workload != Workload::Consume {
+                    let p99 = crate::report::fmt_us(shared.produce_p99_us.load(Ordering::Relaxed));
+                    line += &format!(
+                        "  produced {:>9.0} rec/s  produce p99 {p99:>8}",
+                        (p - last_p) as f64 / secs
+                    );
+                }
+                if workload != Workload::Produce {
+                    line += &format!("  consumed {:>9.0} rec/s", (c - last_c) as f64 / secs);
+                }
+                if workload == Workload::E2e {
+                    line += &format!(
+                        "  e2e p99 {:>8}",
+                        crate::report::fmt_us(shared.e2e_p99_us.load(Ordering::Relaxed))
+                    );
+                }
+                eprintln!("{line}  errors {}", shared.errors.load(Ordering::Relaxed));
             }
             (last_p, last_c, last_us) = (p, c, now);
         }
@@ -757,6 +767,9 @@ fn read_acks(
     Ok(part)
 }
 
+/// A consumer's connection to one leader and its (partition, next offset) there.
+type FetchLink = (Conn, Vec<(i32, i64)>);
+
 /// Fetches `partitions` (with their start offsets) from their leaders until the run's target or
 /// deadline; with `e2e`, records each value's embedded timestamp against the arrival time.
 fn consumer(
@@ -769,7 +782,7 @@ fn consumer(
     for (p, o) in partitions {
         by_leader.entry(plan.leaders[p as usize].clone()).or_default().push((p, o));
     }
-    let setup: Result<Vec<(Conn, Vec<(i32, i64)>)>> =
+    let setup: Result<Vec<FetchLink>> =
         by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect();
     barrier.wait();
     let mut links = setup?;
