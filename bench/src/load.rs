@@ -205,6 +205,8 @@ struct Part {
     measured: u64,
     measured_bytes: u64,
     errors: u64,
+    /// Records a fetch returned twice (same partition and offset), not counted as consumed.
+    repeated: u64,
     /// Last time (µs) a record was acknowledged or consumed.
     last_us: u64,
 }
@@ -217,6 +219,7 @@ impl Part {
             measured: 0,
             measured_bytes: 0,
             errors: 0,
+            repeated: 0,
             last_us: 0,
         }
     }
@@ -228,6 +231,7 @@ impl Part {
         self.measured += o.measured;
         self.measured_bytes += o.measured_bytes;
         self.errors += o.errors;
+        self.repeated += o.repeated;
         self.last_us = self.last_us.max(o.last_us);
     }
 }
@@ -308,31 +312,13 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     barrier.wait();
     let start_us = clock.now_us();
     let progress = spawn_progress(&plan, workload, start_us)?;
-    let mut produced = Part::new();
     let mut first_err = None;
-    for t in producer_threads {
-        match t.join().map_err(|_| anyhow!("a producer thread panicked")).and_then(|r| r) {
-            Ok(part) => produced.merge(part),
-            Err(e) => {
-                shared.stop.store(true, Ordering::Relaxed);
-                first_err.get_or_insert(e);
-            }
-        }
-    }
+    let produced = join_all(producer_threads, &shared, &mut first_err);
     let produce_end_us = clock.now_us();
     if workload == Workload::E2e {
         shared.consume_target.store(produced.records, Ordering::Relaxed);
     }
-    let mut consumed = Part::new();
-    for t in consumer_threads {
-        match t.join().map_err(|_| anyhow!("a consumer thread panicked")).and_then(|r| r) {
-            Ok(part) => consumed.merge(part),
-            Err(e) => {
-                shared.stop.store(true, Ordering::Relaxed);
-                first_err.get_or_insert(e);
-            }
-        }
-    }
+    let consumed = join_all(consumer_threads, &shared, &mut first_err);
     shared.stop.store(true, Ordering::Relaxed);
     let _ = progress.join();
     if let Some(e) = first_err {
@@ -359,6 +345,11 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
         hists.insert("e2e".to_owned(), consumed.hist);
     }
     let mut summary = Summary::new(workload, &args, produce, consume, hists);
+    if consumed.repeated > 0 {
+        summary
+            .notes
+            .push(format!("the broker returned {} records twice (same offset)", consumed.repeated));
+    }
     if workload == Workload::E2e && consumed.records != produced.records {
         summary.notes.push(format!(
             "consumed {} records but {} were acknowledged",
@@ -366,6 +357,25 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
         ));
     }
     Ok(summary)
+}
+
+/// Joins `threads`, merging what they measured; the first error stops the run and is kept.
+fn join_all(
+    threads: Vec<JoinHandle<Result<Part>>>,
+    shared: &Shared,
+    first_err: &mut Option<anyhow::Error>,
+) -> Part {
+    let mut all = Part::new();
+    for t in threads {
+        match t.join().map_err(|_| anyhow!("a worker thread panicked")).and_then(|r| r) {
+            Ok(part) => all.merge(part),
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    all
 }
 
 fn spawn<T: Send + 'static>(
@@ -885,14 +895,18 @@ fn fetch_once(
             let Some(records) = pd.records.as_ref() else { continue };
             let from = slot.1;
             let mut next = from;
-            let (mut count, mut bytes) = (0u64, 0u64);
+            // Counts each offset once even if a response repeats one (a broker bug, reported).
+            let mut cursor = from;
+            let (mut count, mut bytes, mut repeated) = (0u64, 0u64, 0u64);
             decoder.decode(
                 records,
                 |b| next = next.max(b.last_offset + 1),
                 |offset, key, value| {
-                    if offset < from {
+                    if offset < cursor {
+                        repeated += u64::from(offset >= from);
                         return;
                     }
+                    cursor = offset + 1;
                     count += 1;
                     bytes += (value.len() + key.map_or(0, <[u8]>::len)) as u64;
                     if e2e && measuring && value.len() >= STAMP_BYTES {
@@ -903,6 +917,7 @@ fn fetch_once(
                 },
             )?;
             slot.1 = next;
+            part.repeated += repeated;
             n += count;
             part.records += count;
             if count > 0 {

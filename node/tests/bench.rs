@@ -1,28 +1,30 @@
 //! `odradek-bench` against a real Odradek node on 127.0.0.1: produce, consume and e2e with
 //! exact counts, and librdkafka (kcat) reading back every record the bench's encoder wrote.
 //!
-//! The node binary is `odradek` next to this test's `odradek-bench` (`cargo test --workspace`
-//! builds both); if it is missing it is built with `cargo build -p odradek-node --bin odradek`.
-//! The kcat check is skipped (with a message) when kcat is not installed.
+//! It lives with the node's tests to share their node harness and `CARGO_BIN_EXE_odradek`. The
+//! bench binary is the `odradek-bench` next to `odradek`, (re)built first with `cargo build -p
+//! odradek-bench` (a no-op when `cargo test --workspace` already built it). The kcat check is
+//! skipped (with a message) when kcat is not installed.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-const BENCH: &str = env!("CARGO_BIN_EXE_odradek-bench");
+use common::Node;
 
-fn node_binary() -> PathBuf {
-    let dir = Path::new(BENCH).parent().expect("the bench binary has a directory");
-    let node = dir.join("odradek");
-    if !node.exists() {
-        let release = dir.file_name().is_some_and(|d| d == "release");
+/// The bench binary of the same profile, built once per test process.
+fn bench_binary() -> &'static Path {
+    static BENCH: OnceLock<PathBuf> = OnceLock::new();
+    BENCH.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_odradek")).parent().expect("binary directory");
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-        cmd.args(["build", "-p", "odradek-node", "--bin", "odradek"]);
-        if release {
+        cmd.args(["build", "--quiet", "-p", "odradek-bench", "--bin", "odradek-bench"]);
+        if dir.file_name().is_some_and(|d| d == "release") {
             cmd.arg("--release");
         }
         let ok = cmd
@@ -30,58 +32,16 @@ fn node_binary() -> PathBuf {
             .status()
             .expect("run cargo build")
             .success();
-        assert!(ok && node.exists(), "could not build {}", node.display());
-    }
-    node
-}
-
-struct Node {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn start() -> Node {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port =
-            TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-        let mut child = Command::new(node_binary())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("ODRADEK_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start odradek");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("ready line");
-        assert!(line.starts_with("odradek ready"), "{line}");
-        Node { child, port, _dir: dir }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        let bench = dir.join("odradek-bench");
+        assert!(ok && bench.exists(), "could not build {}", bench.display());
+        bench
+    })
 }
 
 /// Runs the bench (bounded by `timeout`-free flags: every run here has --records or a short
 /// --duration) and returns its JSON summary.
 fn bench(args: &[&str], json: &Path) -> serde_json::Value {
-    let out = Command::new(BENCH)
+    let out = Command::new(bench_binary())
         .args(args)
         .args(["--quiet", "--json"])
         .arg(json)
@@ -251,7 +211,7 @@ fn e2e_open_loop_receives_every_acknowledged_record() {
 #[test]
 fn a_missing_broker_is_a_clean_error() {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let out = Command::new(BENCH)
+    let out = Command::new(bench_binary())
         .args(["produce", "--brokers", &format!("127.0.0.1:{port}"), "--records", "10", "--quiet"])
         .output()
         .expect("run odradek-bench");
