@@ -207,6 +207,8 @@ struct Part {
     errors: u64,
     /// Records a fetch returned twice (same partition and offset), not counted as consumed.
     repeated: u64,
+    /// e2e records stamped before the run began (an earlier run's), not counted as consumed.
+    stale: u64,
     /// Last time (µs) a record was acknowledged or consumed.
     last_us: u64,
 }
@@ -220,6 +222,7 @@ impl Part {
             measured_bytes: 0,
             errors: 0,
             repeated: 0,
+            stale: 0,
             last_us: 0,
         }
     }
@@ -232,6 +235,7 @@ impl Part {
         self.measured_bytes += o.measured_bytes;
         self.errors += o.errors;
         self.repeated += o.repeated;
+        self.stale += o.stale;
         self.last_us = self.last_us.max(o.last_us);
     }
 }
@@ -245,6 +249,9 @@ struct Plan {
     /// Leader address of each partition, indexed by partition.
     leaders: Arc<Vec<String>>,
     topic: TopicName,
+    /// When (µs) the run began, before any thread started: every record this run produces has a
+    /// stamp at or after it, so an e2e consumer can tell records of an earlier run.
+    begun_us: u64,
 }
 
 fn pin(cpus: &[usize], slot: usize) {
@@ -271,6 +278,7 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
         shared: shared.clone(),
         leaders: Arc::new(leaders),
         topic: TopicName(StrBytes::from(args.topic.clone())),
+        begun_us: clock.now_us(),
     };
     let consumers = if workload == Workload::Produce { 0 } else { args.consumers };
     let producers = if workload == Workload::Consume { 0 } else { args.producers };
@@ -349,6 +357,13 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
         summary
             .notes
             .push(format!("the broker returned {} records twice (same offset)", consumed.repeated));
+    }
+    if consumed.stale > 0 {
+        summary.notes.push(format!(
+            "{} records older than this run arrived: the latest offset the broker listed at start \
+             was behind its log end",
+            consumed.stale
+        ));
     }
     if workload == Workload::E2e && consumed.records != produced.records {
         summary.notes.push(format!(
@@ -777,6 +792,13 @@ fn read_acks(
     Ok(part)
 }
 
+/// The timestamp a producer embedded in the first bytes of `value` (at least [`STAMP_BYTES`]).
+fn stamp_of(value: &[u8]) -> u64 {
+    let mut s = [0u8; STAMP_BYTES];
+    s.copy_from_slice(&value[..STAMP_BYTES]);
+    u64::from_be_bytes(s)
+}
+
 /// A consumer's connection to one leader and its (partition, next offset) there.
 type FetchLink = (Conn, Vec<(i32, i64)>);
 
@@ -897,7 +919,7 @@ fn fetch_once(
             let mut next = from;
             // Counts each offset once even if a response repeats one (a broker bug, reported).
             let mut cursor = from;
-            let (mut count, mut bytes, mut repeated) = (0u64, 0u64, 0u64);
+            let (mut count, mut bytes, mut repeated, mut stale) = (0u64, 0u64, 0u64, 0u64);
             decoder.decode(
                 records,
                 |b| next = next.max(b.last_offset + 1),
@@ -907,17 +929,20 @@ fn fetch_once(
                         return;
                     }
                     cursor = offset + 1;
+                    if e2e && value.len() >= STAMP_BYTES && stamp_of(value) < plan.begun_us {
+                        stale += 1; // written before this run: the start offset was not the end
+                        return;
+                    }
                     count += 1;
                     bytes += (value.len() + key.map_or(0, <[u8]>::len)) as u64;
                     if e2e && measuring && value.len() >= STAMP_BYTES {
-                        let mut s = [0u8; 8];
-                        s.copy_from_slice(&value[..STAMP_BYTES]);
-                        rec.record(u64::from_be_bytes(s), now);
+                        rec.record(stamp_of(value), now);
                     }
                 },
             )?;
             slot.1 = next;
             part.repeated += repeated;
+            part.stale += stale;
             n += count;
             part.records += count;
             if count > 0 {
