@@ -37,6 +37,13 @@ fn our_max(key: ApiKey) -> i16 {
         ApiKey::CreateTopics => 7,
         ApiKey::InitProducerId => 4,
         ApiKey::ApiVersions => 3,
+        ApiKey::FindCoordinator => 3,
+        ApiKey::JoinGroup => 7,
+        ApiKey::SyncGroup => 5,
+        ApiKey::Heartbeat => 4,
+        ApiKey::OffsetCommit => 8,
+        ApiKey::OffsetFetch => 7,
+        ApiKey::LeaveGroup => 2,
         _ => 0,
     }
 }

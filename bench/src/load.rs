@@ -24,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::batch::{BatchBuilder, BatchDecoder, Codec, ProducerStamp, partition_for_key};
 use crate::client::{self, Conn, Reader, Writer};
 use crate::dist::{KeyDist, KeySampler, Rng, SizeDist, key_bytes};
+use crate::group;
 use crate::latency::{Clock, Pacer, Recorder, new_histogram};
 use crate::report::{Side, Summary};
 
@@ -70,9 +71,13 @@ pub struct LoadArgs {
     /// Producer connections (threads), each writing to every partition.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
-    /// Consumers (threads); partitions are split statically among them (no consumer group).
+    /// Consumers (threads); without --group, partitions are split statically among them.
     #[arg(long, default_value_t = 1)]
     pub consumers: usize,
+    /// Consumers join this consumer group (range assignment, committed offsets, eager
+    /// rebalances); they start at the group's committed offsets, else at --from.
+    #[arg(long)]
+    pub group: Option<String>,
     /// Record value size in bytes: fixed (`100`, `1KiB`) or uniform range (`64..1024`).
     #[arg(long, default_value = "100")]
     pub record_size: SizeDist,
@@ -285,28 +290,27 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     let offsets = if consumers > 0 { start_offsets(&plan, workload)? } else { BTreeMap::new() };
     if workload == Workload::Consume {
         let available: u64 = offsets.values().map(|(s, e)| e.saturating_sub(*s) as u64).sum();
+        // A group starts at its committed offsets, so "what the topic held" is not its target.
         let target = match (args.records, args.from) {
             (Some(n), _) => n,
-            (None, From::Earliest) => available,
-            (None, From::Latest) => u64::MAX,
+            (None, From::Earliest) if args.group.is_none() => available,
+            (None, _) => u64::MAX,
         };
         shared.consume_target.store(target, Ordering::Relaxed);
     }
     let barrier = Arc::new(Barrier::new(producers + consumers + 1));
     let mut slot = 0;
     let mut consumer_threads = Vec::new();
+    let starts: Arc<BTreeMap<i32, i64>> =
+        Arc::new(offsets.iter().map(|(p, (s, _))| (*p, *s)).collect());
     for c in 0..consumers {
-        let mine: Vec<(i32, i64)> = offsets
-            .iter()
-            .filter(|(p, _)| **p as usize % consumers == c)
-            .map(|(p, (s, _))| (*p, *s))
-            .collect();
-        let (plan, barrier, e2e) = (plan.clone(), barrier.clone(), workload == Workload::E2e);
+        let (plan, barrier, e2e, starts) =
+            (plan.clone(), barrier.clone(), workload == Workload::E2e, starts.clone());
         let s = slot;
         slot += 1;
         consumer_threads.push(spawn(format!("consumer-{c}"), move || {
             pin(&plan.args.cpus, s);
-            consumer(&plan, mine, e2e, &barrier)
+            consumer(&plan, c, &starts, e2e, &barrier)
         })?);
     }
     let mut producer_threads = Vec::new();
@@ -806,18 +810,14 @@ type FetchLink = (Conn, Vec<(i32, i64)>);
 /// deadline; with `e2e`, records each value's embedded timestamp against the arrival time.
 fn consumer(
     plan: &Plan,
-    partitions: Vec<(i32, i64)>,
+    index: usize,
+    starts: &BTreeMap<i32, i64>,
     e2e: bool,
     barrier: &Barrier,
 ) -> Result<Part> {
-    let mut by_leader: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
-    for (p, o) in partitions {
-        by_leader.entry(plan.leaders[p as usize].clone()).or_default().push((p, o));
-    }
-    let setup: Result<Vec<FetchLink>> =
-        by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect();
+    let setup = consumer_setup(plan, index, starts);
     barrier.wait();
-    let mut links = setup?;
+    let (mut member, mut links) = setup?;
     let args = &plan.args;
     let clock = plan.clock;
     let start = clock.now_us();
@@ -856,14 +856,85 @@ fn consumer(
             let n = fetch_once(plan, conn, parts, &mut decoder, &mut rec, &mut part, e2e)?;
             shared.consumed.fetch_add(n, Ordering::Relaxed);
         }
+        if let Some(m) = member.as_mut()
+            && m.heartbeat()?
+        {
+            // Eager rebalance: commit what was read, give everything up, take the new share.
+            m.commit(&positions(&links))?;
+            let assigned = m.rejoin()?;
+            links = group_links(plan, m, &assigned, starts)?;
+        }
         let now = clock.now_us();
         if now >= last_publish + 1_000_000 && e2e {
             last_publish = now;
             shared.e2e_p99_us.fetch_max(rec.hist.value_at_quantile(0.99), Ordering::Relaxed);
         }
     }
+    if let Some(mut m) = member {
+        m.commit(&positions(&links))?;
+        m.leave();
+    }
     part.hist = rec.hist;
     Ok(part)
+}
+
+/// Connects a consumer: with `--group`, joins and takes its assignment; otherwise partitions
+/// `p` with `p % consumers == index`.
+fn consumer_setup(
+    plan: &Plan,
+    index: usize,
+    starts: &BTreeMap<i32, i64>,
+) -> Result<(Option<group::Member>, Vec<FetchLink>)> {
+    let args = &plan.args;
+    match &args.group {
+        Some(g) => {
+            let mut boot = bootstrap(&args.brokers)?;
+            let (mut m, assigned) =
+                group::Member::join(&mut boot, g, &args.topic, plan.leaders.len() as i32)?;
+            let links = group_links(plan, &mut m, &assigned, starts)?;
+            Ok((Some(m), links))
+        }
+        None => {
+            let n = args.consumers;
+            let mine = starts
+                .iter()
+                .filter(|(p, _)| **p as usize % n == index)
+                .map(|(p, o)| (*p, *o))
+                .collect();
+            Ok((None, connect_links(plan, mine)?))
+        }
+    }
+}
+
+/// Links for a group member's `assigned` partitions, from the group's committed offsets or,
+/// where none is committed, the run's start offsets.
+fn group_links(
+    plan: &Plan,
+    m: &mut group::Member,
+    assigned: &[i32],
+    starts: &BTreeMap<i32, i64>,
+) -> Result<Vec<FetchLink>> {
+    let committed = m.committed(assigned)?;
+    let parts = assigned
+        .iter()
+        .map(|p| (*p, committed.get(p).or_else(|| starts.get(p)).copied().unwrap_or(0)))
+        .collect();
+    connect_links(plan, parts)
+}
+
+/// One connection per leader of `parts` (partition, next offset).
+fn connect_links(plan: &Plan, parts: Vec<(i32, i64)>) -> Result<Vec<FetchLink>> {
+    let mut by_leader: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+    for (p, o) in parts {
+        let addr =
+            plan.leaders.get(p as usize).ok_or_else(|| anyhow!("partition {p} has no leader"))?;
+        by_leader.entry(addr.clone()).or_default().push((p, o));
+    }
+    by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect()
+}
+
+fn positions(links: &[FetchLink]) -> Vec<(i32, i64)> {
+    links.iter().flat_map(|(_, parts)| parts.iter().copied()).collect()
 }
 
 /// One Fetch for `parts` (partition, next offset), advancing the offsets; returns the records

@@ -22,6 +22,7 @@ mod client;
 mod counting;
 mod dist;
 mod encode;
+mod group;
 mod latency;
 mod load;
 mod report;

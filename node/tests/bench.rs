@@ -209,6 +209,34 @@ fn e2e_open_loop_receives_every_acknowledged_record() {
 }
 
 #[test]
+fn a_consumer_group_shares_the_partitions_and_resumes_at_its_commits() {
+    let node = Node::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = node.addr();
+    let common = ["--brokers", &addr, "--topic", "grp", "--group", "bench-group"];
+    let e2e = [
+        &common[..],
+        &["--partitions", "4", "--consumers", "3", "--rate", "1000", "--duration", "2s"],
+    ]
+    .concat();
+    let s = bench(&[&["e2e"][..], &e2e].concat(), &dir.path().join("g.json"));
+    let produced = u(&s, &["produce", "records"]);
+    assert!(produced >= 1900, "{produced}");
+    assert_eq!(u(&s, &["consume", "records"]), produced);
+    // The group committed where it stopped: it reads exactly the records produced since.
+    let p = bench(
+        &["produce", "--brokers", &addr, "--topic", "grp", "--records", "500"],
+        &dir.path().join("p.json"),
+    );
+    assert_eq!(u(&p, &["produce", "records"]), 500);
+    let c =
+        [&["consume"][..], &common, &["--consumers", "2", "--records", "500", "--duration", "20s"]]
+            .concat();
+    let c = bench(&c, &dir.path().join("c.json"));
+    assert_eq!(u(&c, &["consume", "records"]), 500);
+}
+
+#[test]
 fn a_missing_broker_is_a_clean_error() {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
     let out = Command::new(bench_binary())
