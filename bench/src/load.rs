@@ -1,0 +1,1029 @@
+//! The load generator: producers, consumers and the run that ties them together.
+//!
+//! Threads: each producer is one writer thread plus one reader thread per leader connection
+//! (the writer pipelines Produce requests, at most `--max-in-flight` per connection, bounded by a
+//! channel of that capacity; the reader takes responses in order and records latencies). Each
+//! consumer is one thread issuing one Fetch at a time to one leader. A progress thread prints a
+//! line per second. Every loop ends at `--duration` or `--records`, whichever comes first.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::batch::{BatchBuilder, BatchDecoder, Codec, ProducerStamp, partition_for_key};
+use crate::client::{self, Conn, Reader, Writer};
+use crate::dist::{KeyDist, KeySampler, Rng, SizeDist, key_bytes};
+use crate::group;
+use crate::latency::{Clock, Pacer, Recorder, new_histogram};
+use crate::report::{Side, Summary};
+
+/// Records generated per round of a producer loop before it looks at the clock again.
+const ROUND_RECORDS_MAX: u64 = 4096;
+/// Per-partition bytes a consumer asks for in one Fetch.
+const FETCH_PARTITION_BYTES: i32 = 1 << 20;
+/// Bytes a consumer asks for in one Fetch, over all partitions.
+const FETCH_BYTES: i32 = 16 << 20;
+/// Longest a Fetch waits at the broker for data.
+const FETCH_WAIT_MS: i32 = 100;
+/// Bytes an embedded timestamp takes at the start of every value (µs since the epoch, BE).
+pub const STAMP_BYTES: usize = 8;
+
+/// Which sides run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    Produce,
+    Consume,
+    E2e,
+}
+
+/// Where consumers start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum From {
+    Earliest,
+    Latest,
+}
+
+/// Parameters shared by `produce`, `consume`, `e2e` and workload files.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct LoadArgs {
+    /// Bootstrap broker, host:port (comma-separated list allowed; the first that answers is used).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Topic; created with --partitions partitions (replication 1) if absent.
+    #[arg(long, default_value = "odradek-bench")]
+    pub topic: String,
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: i32,
+    /// Producer connections (threads), each writing to every partition.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+    /// Consumers (threads); without --group, partitions are split statically among them.
+    #[arg(long, default_value_t = 1)]
+    pub consumers: usize,
+    /// Consumers join this consumer group (range assignment, committed offsets, eager
+    /// rebalances); they start at the group's committed offsets, else at --from.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Record value size in bytes: fixed (`100`, `1KiB`) or uniform range (`64..1024`).
+    #[arg(long, default_value = "100")]
+    pub record_size: SizeDist,
+    /// Keys: `none` (sticky partitioning), `uniform:N` or `zipf:N[:S]` (murmur2 partitioning).
+    #[arg(long, default_value = "none")]
+    pub keys: KeyDist,
+    /// Batch compression.
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Codec,
+    /// Bytes of records (uncompressed) per partition batch before it is sent.
+    #[arg(long, value_parser = crate::units::parse_size, default_value = "16KiB")]
+    pub batch_size: u64,
+    /// Longest a non-full batch waits for more records (0: sent at the end of each round).
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "0ms")]
+    #[serde(serialize_with = "ser_duration")]
+    pub linger: Duration,
+    /// acks: 0, 1 or all (-1).
+    #[arg(long, value_parser = parse_acks, default_value = "1")]
+    pub acks: i16,
+    /// Idempotent producer (InitProducerId, sequence numbers; needs acks=all, ≤ 5 in flight).
+    #[arg(long)]
+    pub idempotence: bool,
+    /// Open loop at this total rate (records/s), latency from each record's intended send time;
+    /// without it, closed loop (as fast as the in-flight bound allows).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Produce requests in flight per connection.
+    #[arg(long, default_value_t = 5)]
+    pub max_in_flight: usize,
+    /// How long producers (or consumers, for `consume`) run.
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "10s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub duration: Duration,
+    /// Stop after this many records in total (across producers; for `consume`, consumed).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Records acknowledged (or consumed) during the first WARMUP are not measured.
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "0s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub warmup: Duration,
+    /// Where consumers start (`consume`; `e2e` always tails from the latest offset).
+    #[arg(long, value_enum, default_value = "earliest")]
+    pub from: From,
+    /// e2e: how long consumers may take, after producers stop, to receive every record.
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "10s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub drain_timeout: Duration,
+    /// Pin the bench's threads to these CPUs, round-robin (e.g. `1` or `0,1`).
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Vec<usize>,
+    /// Name of this run in tables, plots and comparisons (default: workload and broker).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Write the JSON summary here (and the `.hgrm` distributions next to it).
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write an SVG percentile plot of this run here.
+    #[arg(long)]
+    pub svg: Option<std::path::PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Seed of the record contents, sizes and keys.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn parse_acks(s: &str) -> Result<i16, String> {
+    match s {
+        "all" | "-1" => Ok(-1),
+        "0" => Ok(0),
+        "1" => Ok(1),
+        _ => Err(format!("acks `{s}` is not 0, 1 or all")),
+    }
+}
+
+impl LoadArgs {
+    fn validate(&self, w: Workload) -> Result<()> {
+        if self.partitions < 1 || self.partitions > 100_000 {
+            bail!("--partitions must be 1..=100000");
+        }
+        if !(1..=1024).contains(&self.producers) || !(1..=1024).contains(&self.consumers) {
+            bail!("--producers and --consumers must be 1..=1024");
+        }
+        if !(1..=1024).contains(&self.max_in_flight) {
+            bail!("--max-in-flight must be 1..=1024");
+        }
+        if self.batch_size < 1 || self.batch_size > 64 << 20 {
+            bail!("--batch-size must be 1 B..=64 MiB");
+        }
+        if self.rate.is_some_and(|r| !(r > 0.0 && r <= 1e9)) {
+            bail!("--rate must be in (0, 1e9]");
+        }
+        if self.idempotence && (self.acks != -1 || self.max_in_flight > 5) {
+            bail!("--idempotence needs --acks all and --max-in-flight ≤ 5");
+        }
+        if w == Workload::E2e && self.record_size.max() < STAMP_BYTES {
+            bail!("e2e needs records of at least {STAMP_BYTES} bytes (the embedded timestamp)");
+        }
+        if w == Workload::E2e && self.acks == 0 {
+            bail!("e2e needs acks 1 or all (it checks every acknowledged record is consumed)");
+        }
+        Ok(())
+    }
+}
+
+/// Counters shared by every thread of a run, read by the progress line.
+#[derive(Debug, Default)]
+struct Shared {
+    produced: AtomicU64,
+    consumed: AtomicU64,
+    errors: AtomicU64,
+    produce_p99_us: AtomicU64,
+    e2e_p99_us: AtomicU64,
+    /// Consumers stop once `consumed` reaches this (u64::MAX: not known yet).
+    consume_target: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// What a thread measured.
+#[derive(Debug)]
+struct Part {
+    hist: Histogram<u64>,
+    /// Records and payload bytes acknowledged/consumed in total and after the warm-up.
+    records: u64,
+    measured: u64,
+    measured_bytes: u64,
+    errors: u64,
+    /// Records a fetch returned twice (same partition and offset), not counted as consumed.
+    repeated: u64,
+    /// e2e records stamped before the run began (an earlier run's), not counted as consumed.
+    stale: u64,
+    /// Last time (µs) a record was acknowledged or consumed.
+    last_us: u64,
+}
+
+impl Part {
+    fn new() -> Part {
+        Part {
+            hist: new_histogram(),
+            records: 0,
+            measured: 0,
+            measured_bytes: 0,
+            errors: 0,
+            repeated: 0,
+            stale: 0,
+            last_us: 0,
+        }
+    }
+
+    fn merge(&mut self, o: Part) {
+        // Same bounds everywhere: adding cannot fail.
+        let _ = self.hist.add(&o.hist);
+        self.records += o.records;
+        self.measured += o.measured;
+        self.measured_bytes += o.measured_bytes;
+        self.errors += o.errors;
+        self.repeated += o.repeated;
+        self.stale += o.stale;
+        self.last_us = self.last_us.max(o.last_us);
+    }
+}
+
+/// Everything a worker thread needs to know.
+#[derive(Debug, Clone)]
+struct Plan {
+    args: Arc<LoadArgs>,
+    clock: Clock,
+    shared: Arc<Shared>,
+    /// Leader address of each partition, indexed by partition.
+    leaders: Arc<Vec<String>>,
+    topic: TopicName,
+    /// When (µs) the run began, before any thread started: every record this run produces has a
+    /// stamp at or after it, so an e2e consumer can tell records of an earlier run.
+    begun_us: u64,
+}
+
+fn pin(cpus: &[usize], slot: usize) {
+    if cpus.is_empty() {
+        return;
+    }
+    let id = cpus[slot % cpus.len()];
+    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        tracing::warn!(cpu = id, "could not pin a thread");
+    }
+}
+
+/// Runs one workload and returns its summary.
+pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
+    args.validate(workload)?;
+    let clock = Clock::new();
+    let mut conn = bootstrap(&args.brokers)?;
+    let leaders = client::ensure_topic(&mut conn, &args.topic, args.partitions)?;
+    let leaders: Vec<String> = leaders.into_iter().map(|l| l.addr).collect();
+    let shared = Arc::new(Shared { consume_target: AtomicU64::new(u64::MAX), ..Shared::default() });
+    let plan = Plan {
+        args: Arc::new(args.clone()),
+        clock,
+        shared: shared.clone(),
+        leaders: Arc::new(leaders),
+        topic: TopicName(StrBytes::from(args.topic.clone())),
+        begun_us: clock.now_us(),
+    };
+    let consumers = if workload == Workload::Produce { 0 } else { args.consumers };
+    let producers = if workload == Workload::Consume { 0 } else { args.producers };
+    let offsets = if consumers > 0 { start_offsets(&plan, workload)? } else { BTreeMap::new() };
+    if workload == Workload::Consume {
+        let available: u64 = offsets.values().map(|(s, e)| e.saturating_sub(*s) as u64).sum();
+        // A group starts at its committed offsets, so "what the topic held" is not its target.
+        let target = match (args.records, args.from) {
+            (Some(n), _) => n,
+            (None, From::Earliest) if args.group.is_none() => available,
+            (None, _) => u64::MAX,
+        };
+        shared.consume_target.store(target, Ordering::Relaxed);
+    }
+    let barrier = Arc::new(Barrier::new(producers + consumers + 1));
+    let mut slot = 0;
+    let mut consumer_threads = Vec::new();
+    let starts: Arc<BTreeMap<i32, i64>> =
+        Arc::new(offsets.iter().map(|(p, (s, _))| (*p, *s)).collect());
+    for c in 0..consumers {
+        let (plan, barrier, e2e, starts) =
+            (plan.clone(), barrier.clone(), workload == Workload::E2e, starts.clone());
+        let s = slot;
+        slot += 1;
+        consumer_threads.push(spawn(format!("consumer-{c}"), move || {
+            pin(&plan.args.cpus, s);
+            consumer(&plan, c, &starts, e2e, &barrier)
+        })?);
+    }
+    let mut producer_threads = Vec::new();
+    for p in 0..producers {
+        let (plan, barrier) = (plan.clone(), barrier.clone());
+        let s = slot;
+        slot += 2;
+        producer_threads
+            .push(spawn(format!("producer-{p}"), move || producer(&plan, p, s, &barrier))?);
+    }
+    barrier.wait();
+    let start_us = clock.now_us();
+    let progress = spawn_progress(&plan, workload, start_us)?;
+    let mut first_err = None;
+    let produced = join_all(producer_threads, &shared, &mut first_err);
+    let produce_end_us = clock.now_us();
+    if workload == Workload::E2e {
+        shared.consume_target.store(produced.records, Ordering::Relaxed);
+    }
+    let consumed = join_all(consumer_threads, &shared, &mut first_err);
+    shared.stop.store(true, Ordering::Relaxed);
+    let _ = progress.join();
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let end_us = clock.now_us();
+    let warm_us = args.warmup.as_micros() as u64;
+    let side = |part: &Part, until_us: u64| Side {
+        records: part.records,
+        measured_records: part.measured,
+        seconds: (until_us.saturating_sub(start_us + warm_us)).max(1) as f64 / 1e6,
+        measured_bytes: part.measured_bytes,
+        errors: part.errors,
+    };
+    let mut hists = BTreeMap::new();
+    let produce = (producers > 0)
+        .then(|| side(&produced, produced.last_us.max(start_us).min(produce_end_us)));
+    if producers > 0 && args.acks != 0 {
+        hists.insert("produce".to_owned(), produced.hist);
+    }
+    let consume =
+        (consumers > 0).then(|| side(&consumed, consumed.last_us.max(start_us).min(end_us)));
+    if workload == Workload::E2e {
+        hists.insert("e2e".to_owned(), consumed.hist);
+    }
+    let mut summary = Summary::new(workload, &args, produce, consume, hists);
+    if consumed.repeated > 0 {
+        summary
+            .notes
+            .push(format!("the broker returned {} records twice (same offset)", consumed.repeated));
+    }
+    if consumed.stale > 0 {
+        summary.notes.push(format!(
+            "{} records older than this run arrived: the latest offset the broker listed at start \
+             was behind its log end",
+            consumed.stale
+        ));
+    }
+    if workload == Workload::E2e && consumed.records != produced.records {
+        summary.notes.push(format!(
+            "consumed {} records but {} were acknowledged",
+            consumed.records, produced.records
+        ));
+    }
+    Ok(summary)
+}
+
+/// Joins `threads`, merging what they measured; the first error stops the run and is kept.
+fn join_all(
+    threads: Vec<JoinHandle<Result<Part>>>,
+    shared: &Shared,
+    first_err: &mut Option<anyhow::Error>,
+) -> Part {
+    let mut all = Part::new();
+    for t in threads {
+        match t.join().map_err(|_| anyhow!("a worker thread panicked")).and_then(|r| r) {
+            Ok(part) => all.merge(part),
+            Err(e) => {
+                shared.stop.store(true, Ordering::Relaxed);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    all
+}
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>> {
+    std::thread::Builder::new().name(name).spawn(f).context("spawning a thread")
+}
+
+/// Connects to the first broker of a comma-separated list that answers.
+fn bootstrap(brokers: &str) -> Result<Conn> {
+    let mut last = None;
+    for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        match Conn::connect(b) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("no broker given")))
+}
+
+/// Start and end offsets of every partition, asked of each partition's leader.
+fn start_offsets(plan: &Plan, workload: Workload) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (p, addr) in plan.leaders.iter().enumerate() {
+        by_leader.entry(addr.as_str()).or_default().push(p as i32);
+    }
+    let from_latest = workload == Workload::E2e || plan.args.from == From::Latest;
+    let mut out = BTreeMap::new();
+    for (addr, parts) in by_leader {
+        let mut c = Conn::connect(addr)?;
+        let latest = client::list_offsets(&mut c, &plan.args.topic, &parts, -1)?;
+        let earliest = client::list_offsets(&mut c, &plan.args.topic, &parts, -2)?;
+        for p in parts {
+            let (e, l) =
+                (earliest.get(&p).copied().unwrap_or(0), latest.get(&p).copied().unwrap_or(0));
+            out.insert(p, (if from_latest { l } else { e }, l));
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_progress(plan: &Plan, workload: Workload, start_us: u64) -> Result<JoinHandle<()>> {
+    let (shared, clock, quiet) = (plan.shared.clone(), plan.clock, plan.args.quiet);
+    spawn("progress".to_owned(), move || {
+        let (mut last_p, mut last_c, mut last_us) = (0, 0, start_us);
+        while !shared.stop.load(Ordering::Relaxed) {
+            // Sleep a second in short steps so the end of the run is not delayed.
+            for _ in 0..20 {
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let now = clock.now_us();
+            let (p, c) =
+                (shared.produced.load(Ordering::Relaxed), shared.consumed.load(Ordering::Relaxed));
+            let secs = (now - last_us).max(1) as f64 / 1e6;
+            if !quiet {
+                let mut line = format!("[{:>5.1}s]", (now - start_us) as f64 / 1e6);
+                if workload != Workload::Consume {
+                    let p99 = crate::report::fmt_us(shared.produce_p99_us.load(Ordering::Relaxed));
+                    line += &format!(
+                        "  produced {:>9.0} rec/s  produce p99 {p99:>8}",
+                        (p - last_p) as f64 / secs
+                    );
+                }
+                if workload != Workload::Produce {
+                    line += &format!("  consumed {:>9.0} rec/s", (c - last_c) as f64 / secs);
+                }
+                if workload == Workload::E2e {
+                    line += &format!(
+                        "  e2e p99 {:>8}",
+                        crate::report::fmt_us(shared.e2e_p99_us.load(Ordering::Relaxed))
+                    );
+                }
+                eprintln!("{line}  errors {}", shared.errors.load(Ordering::Relaxed));
+            }
+            (last_p, last_c, last_us) = (p, c, now);
+        }
+    })
+    .context("spawning the progress thread")
+}
+
+/// A Produce request sent and not yet answered.
+#[derive(Debug)]
+struct InFlight {
+    correlation_id: i32,
+    /// (partition, records, payload bytes) per batch, in request order.
+    batches: Vec<(i32, u32, u64)>,
+    /// Each record's stamp (intended or creation time, µs), batch after batch.
+    stamps: Vec<u64>,
+}
+
+/// Records of one partition waiting to be sent.
+#[derive(Debug)]
+struct Acc {
+    builder: BatchBuilder,
+    stamps: Vec<u64>,
+    bytes: u64,
+    /// When (µs) the first record was added.
+    since_us: u64,
+    sequence: i32,
+}
+
+/// One producer connection to one leader.
+struct Link {
+    writer: Writer,
+    version: i16,
+    tx: Option<SyncSender<InFlight>>,
+    reader: Option<JoinHandle<Result<Part>>>,
+}
+
+struct Producer<'a> {
+    plan: &'a Plan,
+    links: Vec<Link>,
+    /// Link of each partition.
+    link_of: Vec<usize>,
+    accs: Vec<Acc>,
+    stamp: ProducerStamp,
+    out: Vec<u8>,
+    acks: i16,
+}
+
+fn producer(plan: &Plan, id: usize, slot: usize, barrier: &Barrier) -> Result<Part> {
+    let setup = Producer::connect(plan, slot);
+    barrier.wait();
+    let mut p = setup?;
+    pin(&plan.args.cpus, slot);
+    let result = p.generate(id);
+    let part = p.finish();
+    result?;
+    part
+}
+
+impl<'a> Producer<'a> {
+    fn connect(plan: &'a Plan, slot: usize) -> Result<Producer<'a>> {
+        let args = &plan.args;
+        let mut addrs: Vec<&String> = plan.leaders.iter().collect();
+        addrs.sort();
+        addrs.dedup();
+        let mut links = Vec::new();
+        let mut stamp = ProducerStamp::NONE;
+        for addr in &addrs {
+            let mut c = Conn::connect(addr)?;
+            if args.idempotence && stamp.producer_id < 0 {
+                let (pid, epoch) = client::init_producer_id(&mut c)?;
+                stamp = ProducerStamp { producer_id: pid, epoch, base_sequence: 0 };
+            }
+            let version = c.versions.pick::<ProduceRequest>()?;
+            let (writer, reader) = c.split()?;
+            let (tx, rx) = sync_channel(args.max_in_flight);
+            let (rplan, acks) = (plan.clone(), args.acks);
+            let reader = spawn("producer-reader".to_owned(), move || {
+                pin(&rplan.args.cpus, slot + 1);
+                read_acks(&rplan, reader, rx, version, acks)
+            })?;
+            links.push(Link { writer, version, tx: Some(tx), reader: Some(reader) });
+        }
+        let link_of =
+            plan.leaders.iter().map(|a| addrs.iter().position(|x| *x == a).unwrap_or(0)).collect();
+        let accs = (0..plan.leaders.len())
+            .map(|_| Acc {
+                builder: BatchBuilder::new(args.compression),
+                stamps: Vec::new(),
+                bytes: 0,
+                since_us: 0,
+                sequence: 0,
+            })
+            .collect();
+        Ok(Producer { plan, links, link_of, accs, stamp, out: Vec::new(), acks: args.acks })
+    }
+
+    /// Generates records until the duration or the record quota is reached.
+    fn generate(&mut self, id: usize) -> Result<()> {
+        let args = self.plan.args.clone();
+        let clock = self.plan.clock;
+        let producers = args.producers as u64;
+        let quota = args.records.map(|n| n / producers + u64::from((id as u64) < n % producers));
+        let start_us = clock.now_us();
+        let end_us = start_us + args.duration.as_micros() as u64;
+        let mut pacer = args.rate.map(|r| Pacer::new(start_us, r / producers as f64));
+        let mut rng = Rng::new(args.seed.wrapping_add(id as u64));
+        let noise: Vec<u8> =
+            (0..args.record_size.max() + 4096).map(|_| rng.next_u64() as u8).collect();
+        let keys = KeySampler::new(&args.keys);
+        let partitions = self.accs.len();
+        let mut sticky = id % partitions;
+        let (mut value, mut key) = (Vec::with_capacity(args.record_size.max()), Vec::new());
+        let per_round = (args.batch_size as f64 / (args.record_size.mean() + 16.0))
+            .ceil()
+            .clamp(1.0, ROUND_RECORDS_MAX as f64) as u64;
+        let linger_us = args.linger.as_micros() as u64;
+        let mut generated = 0u64;
+        loop {
+            let now = clock.now_us();
+            let left = quota.map_or(u64::MAX, |q| q - generated);
+            if now >= end_us || left == 0 || self.plan.shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let n = match &pacer {
+                Some(p) => p.due(now).min(ROUND_RECORDS_MAX),
+                None => per_round,
+            }
+            .min(left);
+            if n == 0 {
+                self.flush(|a| now >= a.since_us + linger_us)?;
+                let mut wake = pacer.as_ref().map_or(end_us, Pacer::next_due_us).min(end_us);
+                if let Some(oldest) =
+                    self.accs.iter().filter(|a| a.builder.count() > 0).map(|a| a.since_us).min()
+                {
+                    wake = wake.min(oldest + linger_us);
+                }
+                if wake > now {
+                    std::thread::sleep(Duration::from_micros(wake - now));
+                }
+                continue;
+            }
+            for _ in 0..n {
+                let stamp = pacer.as_mut().map_or(now, Pacer::take);
+                let size = args.record_size.sample(&mut rng);
+                let off = rng.below(4096) as usize;
+                value.clear();
+                value.extend_from_slice(&noise[off..off + size]);
+                if size >= STAMP_BYTES {
+                    value[..STAMP_BYTES].copy_from_slice(&stamp.to_be_bytes());
+                }
+                let k = keys.sample(&mut rng);
+                let p = match k {
+                    Some(k) => {
+                        key_bytes(k, &mut key);
+                        partition_for_key(&key, partitions as u32) as usize
+                    }
+                    None => sticky,
+                };
+                let acc = &mut self.accs[p];
+                if acc.builder.count() == 0 {
+                    acc.since_us = now;
+                }
+                acc.builder.push((stamp / 1000) as i64, k.map(|_| &key[..]), &value);
+                acc.stamps.push(stamp);
+                acc.bytes += (size + k.map_or(0, |_| key.len())) as u64;
+                if acc.builder.records_bytes() as u64 >= args.batch_size {
+                    if k.is_none() {
+                        sticky = (sticky + 1) % partitions;
+                    }
+                    self.flush_one(p)?;
+                }
+            }
+            generated += n;
+            self.flush(|a| now >= a.since_us + linger_us)?;
+        }
+        self.flush(|_| true)
+    }
+
+    fn flush_one(&mut self, p: usize) -> Result<()> {
+        let link = self.link_of[p];
+        self.send(link, &[p])
+    }
+
+    /// Sends every non-empty batch `due` selects, one request per link.
+    fn flush(&mut self, due: impl Fn(&Acc) -> bool) -> Result<()> {
+        for link in 0..self.links.len() {
+            let ready: Vec<usize> = (0..self.accs.len())
+                .filter(|&p| {
+                    self.link_of[p] == link
+                        && self.accs[p].builder.count() > 0
+                        && due(&self.accs[p])
+                })
+                .collect();
+            if !ready.is_empty() {
+                self.send(link, &ready)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, link: usize, parts: &[usize]) -> Result<()> {
+        let mut data = Vec::with_capacity(parts.len());
+        let mut flight = InFlight {
+            correlation_id: 0,
+            batches: Vec::with_capacity(parts.len()),
+            stamps: Vec::new(),
+        };
+        for &p in parts {
+            let acc = &mut self.accs[p];
+            let count = acc.builder.count();
+            let stamp = if self.stamp.producer_id >= 0 {
+                ProducerStamp { base_sequence: acc.sequence, ..self.stamp }
+            } else {
+                self.stamp
+            };
+            acc.builder.finish(stamp, &mut self.out)?;
+            acc.sequence = acc.sequence.wrapping_add(count);
+            data.push(
+                PartitionProduceData::default()
+                    .with_index(p as i32)
+                    .with_records(Some(Bytes::from(std::mem::take(&mut self.out)))),
+            );
+            flight.batches.push((p as i32, count as u32, acc.bytes));
+            flight.stamps.append(&mut acc.stamps);
+            acc.bytes = 0;
+        }
+        let req = ProduceRequest::default()
+            .with_acks(self.acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(self.plan.topic.clone())
+                    .with_partition_data(data),
+            ]);
+        let l = &mut self.links[link];
+        let shared = &self.plan.shared;
+        if self.acks == 0 {
+            l.writer.send(l.version, &req)?;
+            let n: u64 = flight.batches.iter().map(|b| u64::from(b.1)).sum();
+            shared.produced.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
+        flight.correlation_id = l.writer.next_correlation_id();
+        let tx = l.tx.as_ref().ok_or_else(|| anyhow!("producer link already closed"))?;
+        // Blocks while max_in_flight requests are unanswered: the in-flight bound.
+        tx.send(flight).map_err(|_| anyhow!("the response reader of a producer stopped"))?;
+        l.writer.send(l.version, &req)?;
+        Ok(())
+    }
+
+    /// Closes the links and gathers what the readers measured.
+    fn finish(mut self) -> Result<Part> {
+        let mut part = Part::new();
+        for l in &mut self.links {
+            l.tx = None;
+        }
+        for l in &mut self.links {
+            if let Some(r) = l.reader.take() {
+                part.merge(r.join().map_err(|_| anyhow!("a producer reader panicked"))??);
+            }
+        }
+        Ok(part)
+    }
+}
+
+/// Reads Produce responses in order and records each record's latency.
+fn read_acks(
+    plan: &Plan,
+    mut reader: Reader,
+    rx: Receiver<InFlight>,
+    version: i16,
+    acks: i16,
+) -> Result<Part> {
+    let mut part = Part::new();
+    if acks == 0 {
+        return Ok(part); // no responses; producers counted records as they sent them
+    }
+    let warm_end = plan.clock.now_us() + plan.args.warmup.as_micros() as u64;
+    let mut rec = Recorder::new(warm_end);
+    let mut last_publish = 0u64;
+    while let Ok(flight) = rx.recv() {
+        let frame = client::read_frame(&mut reader.stream)?;
+        let resp =
+            client::decode_response::<ProduceRequest>(frame, flight.correlation_id, version)?;
+        let now = plan.clock.now_us();
+        let failed: Vec<(i32, i16)> = resp
+            .responses
+            .iter()
+            .flat_map(|t| t.partition_responses.iter())
+            .filter(|p| p.error_code != 0)
+            .map(|p| (p.index, p.error_code))
+            .collect();
+        let mut at = 0;
+        for &(p, n, bytes) in &flight.batches {
+            let stamps = &flight.stamps[at..at + n as usize];
+            at += n as usize;
+            if let Some((_, code)) = failed.iter().find(|f| f.0 == p) {
+                tracing::warn!(partition = p, error_code = code, records = n, "produce failed");
+                part.errors += u64::from(n);
+                plan.shared.errors.fetch_add(u64::from(n), Ordering::Relaxed);
+                continue;
+            }
+            part.records += u64::from(n);
+            part.last_us = now;
+            if !rec.in_warmup(now) {
+                part.measured += u64::from(n);
+                part.measured_bytes += bytes;
+                for &s in stamps {
+                    rec.record(s, now);
+                }
+            }
+            plan.shared.produced.fetch_add(u64::from(n), Ordering::Relaxed);
+        }
+        if now >= last_publish + 1_000_000 {
+            last_publish = now;
+            plan.shared
+                .produce_p99_us
+                .fetch_max(rec.hist.value_at_quantile(0.99), Ordering::Relaxed);
+        }
+    }
+    part.hist = rec.hist;
+    Ok(part)
+}
+
+/// The timestamp a producer embedded in the first bytes of `value` (at least [`STAMP_BYTES`]).
+fn stamp_of(value: &[u8]) -> u64 {
+    let mut s = [0u8; STAMP_BYTES];
+    s.copy_from_slice(&value[..STAMP_BYTES]);
+    u64::from_be_bytes(s)
+}
+
+/// A consumer's connection to one leader and its (partition, next offset) there.
+type FetchLink = (Conn, Vec<(i32, i64)>);
+
+/// Fetches `partitions` (with their start offsets) from their leaders until the run's target or
+/// deadline; with `e2e`, records each value's embedded timestamp against the arrival time.
+fn consumer(
+    plan: &Plan,
+    index: usize,
+    starts: &BTreeMap<i32, i64>,
+    e2e: bool,
+    barrier: &Barrier,
+) -> Result<Part> {
+    let setup = consumer_setup(plan, index, starts);
+    barrier.wait();
+    let (mut member, mut links) = setup?;
+    let args = &plan.args;
+    let clock = plan.clock;
+    let start = clock.now_us();
+    let mut rec = Recorder::new(start + args.warmup.as_micros() as u64);
+    let mut part = Part::new();
+    let mut decoder = BatchDecoder::default();
+    let shared = &plan.shared;
+    let mut last_publish = 0u64;
+    let mut producers_done_at: Option<u64> = None;
+    loop {
+        let now = clock.now_us();
+        let target = shared.consume_target.load(Ordering::Relaxed);
+        if shared.consumed.load(Ordering::Relaxed) >= target {
+            break;
+        }
+        if e2e {
+            // Producers run for --duration; then consumers have --drain-timeout to catch up.
+            if target != u64::MAX {
+                let since = *producers_done_at.get_or_insert(now);
+                if now > since + args.drain_timeout.as_micros() as u64 {
+                    break;
+                }
+            } else if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+        } else if now >= start + args.duration.as_micros() as u64
+            || shared.stop.load(Ordering::Relaxed)
+        {
+            break;
+        }
+        if links.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        for (conn, parts) in &mut links {
+            let n = fetch_once(plan, conn, parts, &mut decoder, &mut rec, &mut part, e2e)?;
+            shared.consumed.fetch_add(n, Ordering::Relaxed);
+        }
+        if let Some(m) = member.as_mut()
+            && m.heartbeat()?
+        {
+            // Eager rebalance: commit what was read, give everything up, take the new share.
+            m.commit(&positions(&links))?;
+            let assigned = m.rejoin()?;
+            links = group_links(plan, m, &assigned, starts)?;
+        }
+        let now = clock.now_us();
+        if now >= last_publish + 1_000_000 && e2e {
+            last_publish = now;
+            shared.e2e_p99_us.fetch_max(rec.hist.value_at_quantile(0.99), Ordering::Relaxed);
+        }
+    }
+    if let Some(mut m) = member {
+        m.commit(&positions(&links))?;
+        m.leave();
+    }
+    part.hist = rec.hist;
+    Ok(part)
+}
+
+/// Connects a consumer: with `--group`, joins and takes its assignment; otherwise partitions
+/// `p` with `p % consumers == index`.
+fn consumer_setup(
+    plan: &Plan,
+    index: usize,
+    starts: &BTreeMap<i32, i64>,
+) -> Result<(Option<group::Member>, Vec<FetchLink>)> {
+    let args = &plan.args;
+    match &args.group {
+        Some(g) => {
+            let mut boot = bootstrap(&args.brokers)?;
+            let (mut m, assigned) =
+                group::Member::join(&mut boot, g, &args.topic, plan.leaders.len() as i32)?;
+            let links = group_links(plan, &mut m, &assigned, starts)?;
+            Ok((Some(m), links))
+        }
+        None => {
+            let n = args.consumers;
+            let mine = starts
+                .iter()
+                .filter(|(p, _)| **p as usize % n == index)
+                .map(|(p, o)| (*p, *o))
+                .collect();
+            Ok((None, connect_links(plan, mine)?))
+        }
+    }
+}
+
+/// Links for a group member's `assigned` partitions, from the group's committed offsets or,
+/// where none is committed, the run's start offsets.
+fn group_links(
+    plan: &Plan,
+    m: &mut group::Member,
+    assigned: &[i32],
+    starts: &BTreeMap<i32, i64>,
+) -> Result<Vec<FetchLink>> {
+    let committed = m.committed(assigned)?;
+    let parts = assigned
+        .iter()
+        .map(|p| (*p, committed.get(p).or_else(|| starts.get(p)).copied().unwrap_or(0)))
+        .collect();
+    connect_links(plan, parts)
+}
+
+/// One connection per leader of `parts` (partition, next offset).
+fn connect_links(plan: &Plan, parts: Vec<(i32, i64)>) -> Result<Vec<FetchLink>> {
+    let mut by_leader: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
+    for (p, o) in parts {
+        let addr =
+            plan.leaders.get(p as usize).ok_or_else(|| anyhow!("partition {p} has no leader"))?;
+        by_leader.entry(addr.clone()).or_default().push((p, o));
+    }
+    by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect()
+}
+
+fn positions(links: &[FetchLink]) -> Vec<(i32, i64)> {
+    links.iter().flat_map(|(_, parts)| parts.iter().copied()).collect()
+}
+
+/// One Fetch for `parts` (partition, next offset), advancing the offsets; returns the records
+/// consumed.
+#[allow(clippy::too_many_arguments)]
+fn fetch_once(
+    plan: &Plan,
+    conn: &mut Conn,
+    parts: &mut [(i32, i64)],
+    decoder: &mut BatchDecoder,
+    rec: &mut Recorder,
+    part: &mut Part,
+    e2e: bool,
+) -> Result<u64> {
+    let fp = parts
+        .iter()
+        .map(|&(p, o)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(o)
+                .with_partition_max_bytes(FETCH_PARTITION_BYTES)
+        })
+        .collect();
+    let req = FetchRequest::default()
+        .with_max_wait_ms(FETCH_WAIT_MS)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_BYTES)
+        .with_topics(vec![
+            FetchTopic::default().with_topic(plan.topic.clone()).with_partitions(fp),
+        ]);
+    let resp = conn.call(&req)?;
+    if resp.error_code != 0 {
+        bail!("fetch: error code {}", resp.error_code);
+    }
+    let now = plan.clock.now_us();
+    let measuring = !rec.in_warmup(now);
+    let mut n = 0u64;
+    for t in resp.responses {
+        for pd in t.partitions {
+            let Some(slot) = parts.iter_mut().find(|x| x.0 == pd.partition_index) else { continue };
+            if pd.error_code != 0 {
+                tracing::warn!(
+                    partition = pd.partition_index,
+                    error_code = pd.error_code,
+                    "fetch error"
+                );
+                part.errors += 1;
+                plan.shared.errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let Some(records) = pd.records.as_ref() else { continue };
+            let from = slot.1;
+            let mut next = from;
+            // Counts each offset once even if a response repeats one (a broker bug, reported).
+            let mut cursor = from;
+            let (mut count, mut bytes, mut repeated, mut stale) = (0u64, 0u64, 0u64, 0u64);
+            decoder.decode(
+                records,
+                |b| next = next.max(b.last_offset + 1),
+                |offset, key, value| {
+                    if offset < cursor {
+                        repeated += u64::from(offset >= from);
+                        return;
+                    }
+                    cursor = offset + 1;
+                    if e2e && value.len() >= STAMP_BYTES && stamp_of(value) < plan.begun_us {
+                        stale += 1; // written before this run: the start offset was not the end
+                        return;
+                    }
+                    count += 1;
+                    bytes += (value.len() + key.map_or(0, <[u8]>::len)) as u64;
+                    if e2e && measuring && value.len() >= STAMP_BYTES {
+                        rec.record(stamp_of(value), now);
+                    }
+                },
+            )?;
+            slot.1 = next;
+            part.repeated += repeated;
+            part.stale += stale;
+            n += count;
+            part.records += count;
+            if count > 0 {
+                part.last_us = now;
+            }
+            if measuring {
+                part.measured += count;
+                part.measured_bytes += bytes;
+            }
+        }
+    }
+    Ok(n)
+}
