@@ -340,6 +340,22 @@ def static():
         "across a restart without a rebalance")
 
 
+def admin_checks_of_a_live_group(group):
+    """The restored group is listed as Stable, and cannot be deleted while it has members."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": b})
+    listed = admin.list_consumer_groups().result(timeout=10)
+    states = {g.group_id: str(g.state) for g in listed.valid}
+    check("STABLE" in states.get(group, "").upper(), f"{group} not listed as Stable: {states}")
+    try:
+        admin.delete_consumer_groups([group])[group].result(timeout=10)
+        fail("a group with members was deleted")
+    except KafkaException as e:
+        code = e.args[0].code()
+        check(code == KafkaError.NON_EMPTY_GROUP, f"deleting a live group: {e.args[0]}")
+
+
 def restart():
     topic, group = f"restart-{args.client}", f"gr-{args.client}"
     values = setup(topic, 300)
@@ -357,6 +373,7 @@ def restart():
         wait_all(members, values, 40)
         time.sleep(1.0)
         later = [m.events[n:] for m, n in zip(members, before)]
+        admin_checks_of_a_live_group(group)
     finally:
         for m in members:
             m.stop()

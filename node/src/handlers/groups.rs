@@ -1006,7 +1006,9 @@ async fn join_on_owner(
     let name_none = |r: JoinGroupResponse| {
         if version >= 7 { r } else { r.with_protocol_name(Some(str_bytes(""))) }
     };
-    let before_join = {
+    // The generation before this join, or the answer to a static member's quick rejoin (given
+    // once the replaced member id is stored).
+    let before_join: Result<i32, JoinGroupResponse> = 'joined: {
         let mut groups = ctx.groups.borrow_mut();
         let g = groups.membership.entry(group.to_owned()).or_default();
         if g.state != State::Empty && g.protocol_type.as_deref().is_some_and(|t| t != protocol_type)
@@ -1039,6 +1041,7 @@ async fn join_on_owner(
                 if g.state == State::Stable {
                     // A quick rejoin of a static member: no rebalance, same generation.
                     let r = base
+                        .clone()
                         .with_generation_id(g.generation)
                         .with_protocol_type(if version >= 7 {
                             Some(str_bytes(&protocol_type))
@@ -1049,7 +1052,8 @@ async fn join_on_owner(
                         .with_leader(str_bytes(g.leader.as_deref().unwrap_or("")))
                         .with_member_id(str_bytes(&member_id));
                     info!(group, member = %member_id, "static member rejoined without a rebalance");
-                    return r;
+                    g.store_pending = false;
+                    break 'joined Err(r);
                 }
             }
         }
@@ -1091,9 +1095,21 @@ async fn join_on_owner(
         // join may complete the phase itself, bumping the generation right here).
         let before = g.generation;
         g.join(member, now, delay);
-        before
+        Ok(before)
     };
-    let start_generation = before_join;
+    let start_generation = match before_join {
+        Ok(generation) => generation,
+        Err(answer) => {
+            // acks=all: after a crash the member's new id must still be known.
+            if let Err(code) = store_group(ctx, group).await {
+                if let Some(g) = ctx.groups.borrow_mut().membership.get_mut(group) {
+                    g.store_pending = true;
+                }
+                return name_none(base.with_error_code(code));
+            }
+            return answer;
+        }
+    };
     let me = member_id.clone();
     let done = wait_for(ctx, group, rebalance_timeout + delay + Duration::from_secs(5), |g| {
         let g = g?;
