@@ -40,6 +40,9 @@ use odradek_storage::LogConfig;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 /// Pending connections the kernel queues per shard listener.
 const LISTEN_BACKLOG: i32 = 1024;
+/// How often the stall watch wakes up, and how late it must be to say the shard stalled.
+const STALL_TICK: Duration = Duration::from_millis(10);
+const STALL_WARN: Duration = Duration::from_millis(20);
 
 /// What every task of one shard shares (shard-local: `Rc`, never crosses threads).
 #[derive(Debug)]
@@ -258,8 +261,10 @@ fn run_shard(
         };
         let expiry = compio::runtime::spawn(crate::handlers::expire_offsets(ctx.clone()));
         let ticker = compio::runtime::spawn(crate::handlers::tick_groups(ctx.clone()));
+        let watch = compio::runtime::spawn(stall_watch(ctx.clone()));
         accept_loop(&ctx, listener, stop).await;
         drain(&ctx).await;
+        let _ = watch.await;
         let _ = expiry.await;
         let _ = ticker.await;
         let _ = maintenance.await;
@@ -315,6 +320,20 @@ async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: onesho
                 warn!(shard = ctx.id, error = %e, "accept failed");
                 compio::time::sleep(Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// Logs when the shard's event loop was held up: a timer of [`STALL_TICK`] that fires more than
+/// [`STALL_WARN`] late means nothing on this shard ran for that long (a blocking call, a long
+/// computation, or the thread not being scheduled). Every request of the shard waited as long.
+async fn stall_watch(ctx: Rc<ShardCtx>) {
+    while !ctx.stopping.get() {
+        let started = Instant::now();
+        compio::time::sleep(STALL_TICK).await;
+        let late = started.elapsed().saturating_sub(STALL_TICK);
+        if late >= STALL_WARN {
+            warn!(shard = ctx.id, late_ms = late.as_millis() as u64, "shard event loop stalled");
         }
     }
 }

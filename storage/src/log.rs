@@ -45,6 +45,12 @@ pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 pub const LOG_START_FILE: &str = "log-start-offset";
 /// Bound on bytes queued for the writer; an append beyond it waits for the queue to drain.
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// A segment write (or sync) that takes this long is logged: every append waiting on it (and,
+/// for a write, every acks=1 reply) waited as long.
+pub const SLOW_IO: std::time::Duration = std::time::Duration::from_millis(20);
+/// A group-commit fdatasync that takes this long is logged (p50 is a few ms on a typical
+/// disk, so this is far out in the tail).
+pub const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
 /// Producer-state snapshots are `<offset:020>.snapshot`, written at each roll and at close.
 pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
 /// Producer-state snapshots kept per partition (the newest).
@@ -568,7 +574,15 @@ impl<B: Backend> Log<B> {
                 log_start_offset: 0,
             });
         }
-        if let Err(e) = self.write_data(&file, &path, start_pos, iov).await {
+        let bytes: usize = iov.iter().map(Bytes::len).sum();
+        let started = std::time::Instant::now();
+        let written = self.write_data(&file, &path, start_pos, iov).await;
+        let took = started.elapsed();
+        if took >= SLOW_IO {
+            let direct = self.config.borrow().direct_writes;
+            warn!(segment = %path.display(), bytes, ms = took.as_millis() as u64, direct, "slow segment write");
+        }
+        if let Err(e) = written {
             let failure = IoFailure::new("write", &path, e);
             warn!(segment = %path.display(), position = start_pos, error = %failure, "append write failed");
             if let Err(e2) = file.set_len(start_pos).await {
@@ -801,8 +815,13 @@ impl<B: Backend> Log<B> {
                 (seg.base_offset, seg.size),
             )
         };
+        let started = std::time::Instant::now();
         let synced = async {
             file.sync_data().await.map_err(io("fdatasync", &path))?;
+            let took = started.elapsed();
+            if took >= SLOW_SYNC {
+                warn!(segment = %path.display(), ms = took.as_millis() as u64, "slow fdatasync");
+            }
             if need_dir {
                 self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
             }
