@@ -80,6 +80,15 @@ async fn serve_requests(
                 }
             }
         };
+        tracing::trace!(
+            shard = ctx.id,
+            %peer,
+            api = ?request.api_key,
+            version = request.header.request_api_version,
+            correlation_id = request.header.correlation_id,
+            client_id = request.header.client_id.as_deref().unwrap_or(""),
+            "request"
+        );
         respond(ctx, stream, request, &mut out, &mut pipe).await?;
     }
 }
