@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -194,11 +194,39 @@ struct Shared {
     produced: AtomicU64,
     consumed: AtomicU64,
     errors: AtomicU64,
-    produce_p99_us: AtomicU64,
-    e2e_p99_us: AtomicU64,
+    /// Latencies so far of every thread together, merged into once a second by each thread,
+    /// read by the progress line (its "p99 so far").
+    produce_so_far: Mutex<Option<Histogram<u64>>>,
+    e2e_so_far: Mutex<Option<Histogram<u64>>>,
     /// Consumers stop once `consumed` reaches this (u64::MAX: not known yet).
     consume_target: AtomicU64,
     stop: AtomicBool,
+}
+
+/// Adds what `hist` recorded since `published` to `so_far`; `published` becomes `hist`.
+fn publish(
+    so_far: &Mutex<Option<Histogram<u64>>>,
+    hist: &Histogram<u64>,
+    published: &mut Histogram<u64>,
+) {
+    let mut delta = hist.clone();
+    if delta.subtract(&*published).is_err() {
+        return;
+    }
+    if let Ok(mut merged) = so_far.lock() {
+        match merged.as_mut() {
+            Some(h) => {
+                let _ = h.add(&delta);
+            }
+            None => *merged = Some(delta),
+        }
+    }
+    published.clone_from(hist);
+}
+
+/// The 99th percentile of what `so_far` holds (0 before anything was merged).
+fn p99_so_far(so_far: &Mutex<Option<Histogram<u64>>>) -> u64 {
+    so_far.lock().ok().and_then(|h| h.as_ref().map(|h| h.value_at_quantile(0.99))).unwrap_or(0)
 }
 
 /// What a thread measured.
@@ -456,7 +484,7 @@ fn spawn_progress(plan: &Plan, workload: Workload, start_us: u64) -> Result<Join
             if !quiet {
                 let mut line = format!("[{:>5.1}s]", (now - start_us) as f64 / 1e6);
                 if workload != Workload::Consume {
-                    let p99 = crate::report::fmt_us(shared.produce_p99_us.load(Ordering::Relaxed));
+                    let p99 = crate::report::fmt_us(p99_so_far(&shared.produce_so_far));
                     line += &format!(
                         "  produced {:>9.0} rec/s  produce p99 {p99:>8}",
                         (p - last_p) as f64 / secs
@@ -468,7 +496,7 @@ fn spawn_progress(plan: &Plan, workload: Workload, start_us: u64) -> Result<Join
                 if workload == Workload::E2e {
                     line += &format!(
                         "  e2e p99 {:>8}",
-                        crate::report::fmt_us(shared.e2e_p99_us.load(Ordering::Relaxed))
+                        crate::report::fmt_us(p99_so_far(&shared.e2e_so_far))
                     );
                 }
                 eprintln!("{line}  errors {}", shared.errors.load(Ordering::Relaxed));
@@ -752,6 +780,7 @@ fn read_acks(
     let warm_end = plan.clock.now_us() + plan.args.warmup.as_micros() as u64;
     let mut rec = Recorder::new(warm_end);
     let mut last_publish = 0u64;
+    let mut published = crate::latency::new_histogram();
     while let Ok(flight) = rx.recv() {
         let frame = client::read_frame(&mut reader.stream)?;
         let resp =
@@ -787,9 +816,7 @@ fn read_acks(
         }
         if now >= last_publish + 1_000_000 {
             last_publish = now;
-            plan.shared
-                .produce_p99_us
-                .fetch_max(rec.hist.value_at_quantile(0.99), Ordering::Relaxed);
+            publish(&plan.shared.produce_so_far, &rec.hist, &mut published);
         }
     }
     part.hist = rec.hist;
@@ -826,6 +853,7 @@ fn consumer(
     let mut decoder = BatchDecoder::default();
     let shared = &plan.shared;
     let mut last_publish = 0u64;
+    let mut published = crate::latency::new_histogram();
     let mut producers_done_at: Option<u64> = None;
     loop {
         let now = clock.now_us();
@@ -867,7 +895,7 @@ fn consumer(
         let now = clock.now_us();
         if now >= last_publish + 1_000_000 && e2e {
             last_publish = now;
-            shared.e2e_p99_us.fetch_max(rec.hist.value_at_quantile(0.99), Ordering::Relaxed);
+            publish(&shared.e2e_so_far, &rec.hist, &mut published);
         }
     }
     if let Some(mut m) = member {
@@ -1026,4 +1054,33 @@ fn fetch_once(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_p99_merges_every_thread_and_can_come_down() {
+        let so_far = Mutex::new(None);
+        assert_eq!(p99_so_far(&so_far), 0, "nothing merged yet");
+        let (mut a, mut b) = (crate::latency::new_histogram(), crate::latency::new_histogram());
+        let (mut a_published, mut b_published) =
+            (crate::latency::new_histogram(), crate::latency::new_histogram());
+        // Thread a saw a slow second, thread b a fast one.
+        a.record_n(50_000, 100).expect("record");
+        b.record_n(1_000, 100).expect("record");
+        publish(&so_far, &a, &mut a_published);
+        publish(&so_far, &b, &mut b_published);
+        let first = p99_so_far(&so_far);
+        assert!((49_000..=51_000).contains(&first), "p99 of both threads: {first}");
+        // Thread a's next second is fast: only what it recorded since is added, and the p99
+        // so far comes down (a running maximum would not).
+        a.record_n(1_000, 10_000).expect("record");
+        publish(&so_far, &a, &mut a_published);
+        publish(&so_far, &b, &mut b_published);
+        let merged = so_far.lock().expect("lock").as_ref().map(Histogram::len);
+        assert_eq!(merged, Some(10_200), "each record merged once");
+        assert!(p99_so_far(&so_far) <= 1_001, "p99 now {}", p99_so_far(&so_far));
+    }
 }
