@@ -73,6 +73,8 @@ struct Fs {
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
     no_direct_io: bool,
+    /// How long each data write and each `sync_data` takes (a slow device).
+    io_delay: Option<std::time::Duration>,
 }
 
 impl Fs {
@@ -105,6 +107,13 @@ async fn maybe_yield(fs: &Rc<RefCell<Fs>>) {
     let y = fs.borrow().yield_on_io;
     if y {
         crate::backend::yield_now().await;
+    }
+}
+
+async fn maybe_delay(fs: &Rc<RefCell<Fs>>) {
+    let delay = fs.borrow().io_delay;
+    if let Some(d) = delay {
+        compio::time::sleep(d).await;
     }
 }
 
@@ -159,6 +168,11 @@ impl SimBackend {
     /// syncs and reads interleave as they would on a real ring.
     pub fn set_yield_on_io(&self, on: bool) {
         self.fs.borrow_mut().yield_on_io = on;
+    }
+
+    /// Makes every data write and `sync_data` take `delay` (a device holding requests up).
+    pub fn set_io_delay(&self, delay: Option<std::time::Duration>) {
+        self.fs.borrow_mut().io_delay = delay;
     }
 
     /// Makes `open_direct` fail as on a file system without direct I/O (tmpfs).
@@ -290,6 +304,7 @@ impl StorageFile for SimFile {
 
     async fn write_at(&self, pos: u64, bufs: Vec<Bytes>) -> io::Result<()> {
         maybe_yield(&self.fs).await;
+        maybe_delay(&self.fs).await;
         let mut fs = self.fs.borrow_mut();
         fs.charge()?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
@@ -315,6 +330,7 @@ impl StorageFile for SimFile {
 
     async fn sync_data(&self) -> io::Result<()> {
         maybe_yield(&self.fs).await;
+        maybe_delay(&self.fs).await;
         let mut fs = self.fs.borrow_mut();
         fs.charge()?;
         fs.syncs += 1;
@@ -340,6 +356,7 @@ impl StorageFile for SimFile {
     }
 
     async fn write_direct(&self, pos: u64, mut buf: AlignedBuf) -> (io::Result<()>, AlignedBuf) {
+        maybe_delay(&self.fs).await;
         assert_eq!(pos % DIRECT_ALIGN as u64, 0, "direct write position must be aligned");
         assert_eq!(buf.len() % DIRECT_ALIGN, 0, "direct write length must be aligned");
         let bytes = Bytes::copy_from_slice(buf.as_slice());

@@ -8,6 +8,7 @@
 //! - A full disk: the append fails with a disk-full error, the log is unchanged and not fenced,
 //!   and appends work again once there is room.
 //! - Group commit: many concurrent `append + sync` calls share few writes and `fdatasync`s.
+//! - A slow device: writes and syncs slower than `SLOW_IO` / `SLOW_SYNC` are logged.
 
 mod common;
 use std::cell::RefCell;
@@ -339,4 +340,53 @@ fn without_direct_io_the_log_writes_through_the_page_cache() {
         assert_eq!(len, log.size_bytes() - sealed, "buffered writes: no padding");
         assert_eq!(read_all(&log).await.len(), 50);
     });
+}
+
+/// Log lines written while `work` runs on this thread.
+fn logs_of(work: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let bytes = buf.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn a_slow_device_is_named_in_the_log_and_a_fast_one_is_not() {
+    let run = |delay: Option<std::time::Duration>| {
+        logs_of(|| {
+            runtime().block_on(async {
+                let sim = SimBackend::new();
+                let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+                    .await
+                    .expect("open");
+                sim.set_io_delay(delay);
+                log.append(batch_of(&[value(0, 0)], Codec::None, 5_000, false))
+                    .await
+                    .expect("append");
+                log.sync().await.expect("sync");
+            })
+        })
+    };
+    let slow = run(Some(odradek_storage::log::SLOW_SYNC));
+    assert!(slow.contains("slow segment write"), "{slow}");
+    assert!(slow.contains("slow fdatasync"), "{slow}");
+    let fast = run(None);
+    assert!(!fast.contains("slow"), "{fast}");
 }
