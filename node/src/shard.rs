@@ -261,7 +261,23 @@ fn run_shard(
         };
         let expiry = compio::runtime::spawn(crate::handlers::expire_offsets(ctx.clone()));
         let ticker = compio::runtime::spawn(crate::handlers::tick_groups(ctx.clone()));
-        let watch = compio::runtime::spawn(stall_watch(ctx.clone()));
+        let watch = {
+            let ctx = ctx.clone();
+            let id = ctx.id;
+            compio::runtime::spawn(async move {
+                stall_watch(
+                    || ctx.stopping.get(),
+                    |late| {
+                        warn!(
+                            shard = id,
+                            late_ms = late.as_millis() as u64,
+                            "shard event loop stalled"
+                        )
+                    },
+                )
+                .await;
+            })
+        };
         accept_loop(&ctx, listener, stop).await;
         drain(&ctx).await;
         let _ = watch.await;
@@ -327,13 +343,13 @@ async fn accept_loop(ctx: &Rc<ShardCtx>, listener: TcpListener, mut stop: onesho
 /// Logs when the shard's event loop was held up: a timer of [`STALL_TICK`] that fires more than
 /// [`STALL_WARN`] late means nothing on this shard ran for that long (a blocking call, a long
 /// computation, or the thread not being scheduled). Every request of the shard waited as long.
-async fn stall_watch(ctx: Rc<ShardCtx>) {
-    while !ctx.stopping.get() {
+async fn stall_watch(stopping: impl Fn() -> bool, on_stall: impl Fn(Duration)) {
+    while !stopping() {
         let started = Instant::now();
         compio::time::sleep(STALL_TICK).await;
         let late = started.elapsed().saturating_sub(STALL_TICK);
         if late >= STALL_WARN {
-            warn!(shard = ctx.id, late_ms = late.as_millis() as u64, "shard event loop stalled");
+            on_stall(late);
         }
     }
 }
@@ -352,5 +368,39 @@ async fn drain(ctx: &Rc<ShardCtx>) {
     while !all && Instant::now() < deadline {
         compio::time::sleep(Duration::from_millis(5)).await;
         all = ctx.mesh.drained(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stall_watch_sees_a_blocked_event_loop() {
+        let runtime = compio::runtime::Runtime::new().expect("runtime");
+        let stalls = runtime.block_on(async {
+            let stop = Rc::new(Cell::new(false));
+            let seen = Rc::new(RefCell::new(Vec::new()));
+            let watch = {
+                let (stop, seen) = (stop.clone(), seen.clone());
+                compio::runtime::spawn(async move {
+                    stall_watch(|| stop.get(), |late| seen.borrow_mut().push(late)).await;
+                })
+            };
+            // Idle for a while: no stall.
+            compio::time::sleep(Duration::from_millis(60)).await;
+            let idle = seen.borrow().len();
+            // A blocking call holds the event loop for 80 ms.
+            std::thread::sleep(Duration::from_millis(80));
+            compio::time::sleep(Duration::from_millis(30)).await;
+            stop.set(true);
+            let _ = watch.await;
+            let seen = seen.borrow().clone();
+            (idle, seen)
+        });
+        let (idle, seen) = stalls;
+        // (A busy test machine may deschedule the thread too, so smaller stalls are allowed.)
+        let blocked = seen[idle..].iter().filter(|l| **l >= Duration::from_millis(60)).count();
+        assert_eq!(blocked, 1, "the 80 ms block is seen once, late by most of it: {seen:?}");
     }
 }
