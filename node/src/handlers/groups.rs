@@ -95,6 +95,24 @@ async fn group_home(
     Ok((topic, partition, owner))
 }
 
+/// Runs `work` on the shard coordinating `group`, with the offsets topic and the group's
+/// partition of it, once that partition is loaded there. Every group request goes through
+/// here (or [`on_group_owner`]), so none is answered from a half-known group after a start.
+async fn on_group_partition<T, F, Fut>(ctx: &Rc<ShardCtx>, group: &str, work: F) -> Result<T, i16>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<ShardCtx>, Arc<Topic>, i32) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    on_shard(ctx, owner, move |there| async move {
+        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+        Ok(work(there, topic, partition).await)
+    })
+    .await
+    .map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?
+}
+
 /// Runs on the owner: reads the offsets partition into memory once per start.
 async fn ensure_loaded(
     ctx: &Rc<ShardCtx>,
@@ -308,20 +326,13 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
     let outcome = if commits.is_empty() {
         Ok(())
     } else {
-        match group_home(ctx, &group).await {
-            Err((code, _)) => Err(code),
-            Ok((topic, partition, owner)) => {
-                let group = group.clone();
-                on_shard(ctx, owner, move |there| async move {
-                    // Loaded first: after a restart the group's members come from there.
-                    ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
-                    check_committer(&there, &group, &member, generation)?;
-                    write_commits(&there, &topic, partition, &group, commits).await
-                })
-                .await
-                .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
-            }
-        }
+        let g = group.clone();
+        on_group_partition(ctx, &group, move |there, topic, partition| async move {
+            check_committer(&there, &g, &member, generation)?;
+            write_commits(&there, &topic, partition, &g, commits).await
+        })
+        .await
+        .and_then(|r| r)
     };
     let topics = checked
         .into_iter()
@@ -365,7 +376,8 @@ fn check_committer(ctx: &ShardCtx, group: &str, member: &str, generation: i32) -
     }
 }
 
-/// Runs on the owner: appends the commits as one batch, fsyncs, then makes them visible.
+/// Runs on the owner, its partition loaded: appends the commits as one batch, fsyncs, then
+/// makes them visible.
 async fn write_commits(
     ctx: &Rc<ShardCtx>,
     topic: &Topic,
@@ -373,7 +385,6 @@ async fn write_commits(
     group: &str,
     commits: Vec<Commit>,
 ) -> Result<(), i16> {
-    ensure_loaded(ctx, topic, partition).await.map_err(|(code, _)| code)?;
     let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
     let records =
         commits.iter().map(|(t, p, c)| (offset_key(group, t, *p), Some(offset_value(c)))).collect();
@@ -508,10 +519,9 @@ async fn fetch_group(
     if group.is_empty() {
         return Err(ec::INVALID_GROUP_ID);
     }
-    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
-    let group = group.to_owned();
-    on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+    let group_name = group.to_owned();
+    on_group_owner(ctx, group, move |there| async move {
+        let group = group_name;
         let groups = there.groups.borrow();
         let none = Committed {
             offset: -1,
@@ -704,8 +714,8 @@ pub async fn describe_groups(
     DescribeGroupsResponse::default().with_groups(described)
 }
 
-/// Runs on the owner: writes tombstones for `keys` of `group` (one batch, fsynced), then
-/// forgets them. Returns which of them existed.
+/// Runs on the owner, its partition loaded: writes tombstones for `keys` of `group` (one
+/// batch, fsynced), then forgets them. Returns which of them existed.
 async fn delete_offsets(
     ctx: &Rc<ShardCtx>,
     topic: &Topic,
@@ -713,7 +723,6 @@ async fn delete_offsets(
     group: &str,
     keys: Vec<(String, i32)>,
 ) -> Result<Vec<bool>, i16> {
-    ensure_loaded(ctx, topic, partition).await.map_err(|(code, _)| code)?;
     let existed: Vec<bool> = {
         let groups = ctx.groups.borrow();
         keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
@@ -741,51 +750,48 @@ async fn delete_on_owner(
     group: &str,
     keys: Option<Vec<(String, i32)>>,
 ) -> Result<Vec<bool>, i16> {
-    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
-    let group = group.to_owned();
-    on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
+    let group_name = group.to_owned();
+    on_group_partition(ctx, group, move |there, topic, partition| async move {
+        let group = group_name;
         let keys = keys.unwrap_or_else(|| {
             there.groups.borrow().offsets.all(&group).into_iter().map(|(t, p, _)| (t, p)).collect()
         });
         delete_offsets(&there, &topic, partition, &group, keys).await
     })
     .await
-    .unwrap_or(Err(ec::COORDINATOR_NOT_AVAILABLE))
+    .and_then(|r| r)
 }
 
-/// Deletes a group without members: its offsets and its stored metadata.
+/// Deletes a group without members: its offsets and its stored metadata (one hop to the owner).
 async fn delete_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
     let g = group.to_owned();
-    let known = on_group_owner(ctx, group, move |there| async move {
-        let groups = there.groups.borrow();
-        match groups.membership.get(&g) {
-            Some(gr) if !gr.members.is_empty() => Err(ec::NON_EMPTY_GROUP),
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
-    })
-    .await??;
-    let offsets = delete_on_owner(ctx, group, None).await?;
-    if !known && offsets.is_empty() {
-        return Err(ec::GROUP_ID_NOT_FOUND);
-    }
-    if known {
-        let g = group.to_owned();
-        on_group_owner(ctx, group, move |there| async move {
-            // A member may have joined meanwhile: then the group stays.
-            let removed = {
-                let mut groups = there.groups.borrow_mut();
-                match groups.membership.get(&g) {
-                    Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
-                    _ => groups.membership.remove(&g).is_some(),
-                }
+    on_group_partition(ctx, group, move |there, topic, partition| async move {
+        let (known, keys) = {
+            let groups = there.groups.borrow();
+            let known = match groups.membership.get(&g) {
+                Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
+                Some(_) => true,
+                None => false,
             };
-            if removed { store_group(&there, &g).await } else { Ok(()) }
-        })
-        .await??;
-    }
-    Ok(())
+            let keys: Vec<(String, i32)> =
+                groups.offsets.all(&g).into_iter().map(|(t, p, _)| (t, p)).collect();
+            (known, keys)
+        };
+        if !known && keys.is_empty() {
+            return Err(ec::GROUP_ID_NOT_FOUND);
+        }
+        delete_offsets(&there, &topic, partition, &g, keys).await?;
+        // A member may have joined while the tombstones were written: then the group stays.
+        let removed = {
+            let mut groups = there.groups.borrow_mut();
+            match groups.membership.get(&g) {
+                Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
+                _ => groups.membership.remove(&g).is_some(),
+            }
+        };
+        if removed { store_group(&there, &g).await } else { Ok(()) }
+    })
+    .await?
 }
 
 pub async fn delete_groups(ctx: &Rc<ShardCtx>, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
@@ -915,13 +921,7 @@ where
     F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
-    on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
-        Ok(work(there).await)
-    })
-    .await
-    .map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?
+    on_group_partition(ctx, group, move |there, _, _| work(there)).await
 }
 
 /// Waits until `done` says something about the group (or `limit` passes: `None`).
