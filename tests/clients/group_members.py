@@ -206,16 +206,13 @@ def describe(members):
 
 
 def setup(topic, count):
-    from confluent_kafka import Producer
+    """Creates `topic` (6 partitions) and produces `count` records to it; their values."""
     from confluent_kafka.admin import AdminClient, NewTopic
     admin = AdminClient({"bootstrap.servers": b})
     for f in admin.create_topics([NewTopic(topic, 6, 1)]).values():
         f.result(timeout=20)
-    p = Producer({"bootstrap.servers": b, "partitioner": "murmur2_random"})
     values = [f"{topic}-{i:05d}" for i in range(count)]
-    for i, v in enumerate(values):
-        p.produce(topic, key=str(i).encode(), value=v.encode())
-    check(p.flush(30) == 0, "produce")
+    produce_more(topic, values)
     return values
 
 
