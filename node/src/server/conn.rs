@@ -5,16 +5,14 @@
 //! out of bounds, an unknown API key or an undecodable request closes the connection with a log
 //! line saying why (what Kafka does); nothing of such a request is acted on.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
-use compio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use compio::io::AsyncReadExt;
 use compio::net::TcpStream;
 use futures_util::future::{Either, select};
 use odradek_net::fetch_response::encode_fetch_response;
@@ -22,24 +20,29 @@ use odradek_net::request::{Request, decode_request};
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
-use crate::handlers::{self, Payload, Reply};
-use crate::shard::ShardCtx;
+use super::session::Session;
+use super::transport::{SplicePipe, write, write_vectored};
+use crate::api::{self, Reply};
+use crate::partition::Payload;
+use crate::shard::Shard;
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
-pub async fn serve(ctx: &Rc<ShardCtx>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     debug!(shard = ctx.id, %peer, "connection opened");
-    match serve_requests(ctx, &stream, peer).await {
+    let mut session = Session::new(ctx.id, peer);
+    match serve_requests(ctx, &stream, &mut session).await {
         Ok(()) => debug!(shard = ctx.id, %peer, "connection closed"),
         Err(reason) => info!(shard = ctx.id, %peer, %reason, "closing connection"),
     }
 }
 
 async fn serve_requests(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     stream: &TcpStream,
-    peer: SocketAddr,
+    session: &mut Session,
 ) -> Result<(), String> {
+    let peer = session.peer;
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut pipe: Option<SplicePipe> = None;
     loop {
@@ -56,7 +59,7 @@ async fn serve_requests(
         let request = match decode_request(Bytes::from(buf.into_inner())) {
             Ok(r) => r,
             Err(e) => {
-                match handlers::answer_decode_error(&e) {
+                match api::answer_decode_error(&e) {
                     Some((correlation_id, api_key, version, body)) => {
                         // Answerable (an ApiVersions version newer than ours: clients probe
                         // with their newest and retry with what we list).
@@ -89,12 +92,14 @@ async fn serve_requests(
             client_id = request.header.client_id.as_deref().unwrap_or(""),
             "request"
         );
-        respond(ctx, stream, request, &mut out, &mut pipe).await?;
+        session.client_id.clone_from(&request.header.client_id.as_ref().map(|c| c.to_string()));
+        respond(ctx, session, stream, request, &mut out, &mut pipe).await?;
     }
 }
 
 async fn respond(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
+    session: &Session,
     stream: &TcpStream,
     request: Request,
     out: &mut BytesMut,
@@ -103,7 +108,7 @@ async fn respond(
     let version = request.header.request_api_version;
     let correlation_id = request.header.correlation_id;
     let api_key = request.api_key;
-    match handlers::handle(ctx, request).await? {
+    match api::handle(ctx, session, request).await? {
         Reply::Nothing => Ok(()),
         Reply::Body(body) => {
             out.clear();
@@ -139,99 +144,14 @@ async fn respond(
     }
 }
 
-/// A pipe for splicing file ranges to this connection's socket (splice needs a pipe on one
-/// side): file → pipe, then pipe → socket, both as io_uring operations.
-pub struct SplicePipe {
-    rx: compio::fs::pipe::Receiver,
-    tx: compio::fs::pipe::Sender,
-    capacity: usize,
-}
-
-/// The pipe size asked for: one splice moves up to this much.
-const PIPE_BYTES: usize = 1 << 20;
-
-impl SplicePipe {
-    async fn new() -> Result<Self, String> {
-        let (rx, tx) = compio::fs::pipe::anonymous()
-            .await
-            .map_err(|e| format!("creating a splice pipe: {e}"))?;
-        // A larger pipe means fewer splices per fetch; the system limit
-        // (/proc/sys/fs/pipe-max-size) may refuse, and then the default 64 KiB stays.
-        let capacity = rustix::pipe::fcntl_setpipe_size(&tx, PIPE_BYTES).unwrap_or(64 * 1024);
-        Ok(Self { rx, tx, capacity })
-    }
-
-    async fn send_file(
-        &self,
-        stream: &TcpStream,
-        file: &compio::driver::SharedFd<Arc<std::fs::File>>,
-        mut position: u64,
-        mut len: usize,
-    ) -> Result<(), String> {
-        use compio::fs::pipe::splice;
-        let err = |e: std::io::Error| format!("splicing records to the socket: {e}");
-        while len > 0 {
-            let offset =
-                i64::try_from(position).map_err(|_| "file position beyond i64".to_owned())?;
-            let n = splice(file, &self.tx, len.min(self.capacity))
-                .offset_in(offset)
-                .await
-                .map_err(err)?;
-            if n == 0 {
-                return Err("splicing records: the segment file ended early".to_owned());
-            }
-            let mut left = n;
-            while left > 0 {
-                let m = splice(&self.rx, stream, left).await.map_err(err)?;
-                if m == 0 {
-                    return Err("splicing records: the socket took 0 bytes".to_owned());
-                }
-                left -= m;
-            }
-            position += n as u64;
-            len -= n;
-        }
-        Ok(())
-    }
-}
-
-async fn write(stream: &TcpStream, out: &mut BytesMut) -> Result<(), String> {
-    let mut writer = stream;
-    // `split` hands over the filled bytes and keeps the buffer's spare capacity for the next
-    // response.
-    let bytes = out.split().freeze();
-    let BufResult(res, _) = writer.write_all(bytes).await;
-    res.map_err(|e| format!("writing a response: {e}"))
-}
-
-/// Most buffers one `writev` takes (Linux's `UIO_MAXIOV`).
-const IOVECS_PER_WRITE_MAX: usize = 1024;
-
-/// Writes `bufs` in order with vectored writes, however the kernel splits them.
-async fn write_vectored(stream: &TcpStream, bufs: Vec<Bytes>) -> Result<(), String> {
-    let mut pending: VecDeque<Bytes> = bufs.into_iter().filter(|b| !b.is_empty()).collect();
-    let mut writer = stream;
-    while !pending.is_empty() {
-        let take = pending.len().min(IOVECS_PER_WRITE_MAX);
-        let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
-        let BufResult(res, _) = writer.write_vectored(chunk).await;
-        let written = res.map_err(|e| format!("writing a response: {e}"))?;
-        if written == 0 {
-            return Err("writing a response: the socket took 0 bytes".to_owned());
-        }
-        odradek_storage::backend::advance(&mut pending, written);
-    }
-    Ok(())
-}
-
 /// The next request's 4-byte length prefix; `None` when the client closed the connection
 /// between requests, or the shard is stopping and no request is under way.
-async fn next_prefix(ctx: &ShardCtx, stream: &TcpStream) -> Result<Option<[u8; 4]>, String> {
-    if ctx.stopping.get() {
+async fn next_prefix(ctx: &Shard, stream: &TcpStream) -> Result<Option<[u8; 4]>, String> {
+    if ctx.life.stopping.get() {
         return Ok(None);
     }
-    let stop = ctx.stop_event.listen();
-    if ctx.stopping.get() {
+    let stop = ctx.life.stop_event.listen();
+    if ctx.life.stopping.get() {
         return Ok(None);
     }
     let mut reader = stream;

@@ -19,23 +19,23 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::{on_owners, str_bytes};
-use crate::metadata::{Catalogue, Metadata, Topic};
-use crate::shard::ShardCtx;
-use crate::topic_config;
+use crate::cluster::topic_config;
+use crate::cluster::{Catalogue, Metadata, Topic};
+use crate::shard::Shard;
 
 /// Kafka's `ConfigSource` for a value set on the topic, and for a default.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// Publishes the catalogue `snapshot` changed by `change` (call with the admin lock held).
-pub(super) fn publish_change(
-    ctx: &ShardCtx,
+pub(super) async fn publish_change(
+    ctx: &Shard,
     snapshot: &Catalogue,
     change: impl FnOnce(&mut Catalogue),
 ) -> Result<(), (i16, String)> {
     let mut next = snapshot.clone();
     change(&mut next);
-    ctx.metadata.publish(next).map_err(|e| {
+    ctx.metadata.publish(next).await.map_err(|e| {
         warn!(error = %e, "cannot persist the topic catalogue");
         (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
     })
@@ -57,7 +57,7 @@ fn partition_work(
 /// Opens (creates) `partitions` of a new or grown topic on their owners, so that a disk
 /// problem shows up in the admin response's log rather than on the first produce; a failure
 /// is logged and retried on first use.
-async fn open_new(ctx: &Rc<ShardCtx>, topic: &Arc<Topic>, partitions: std::ops::Range<i32>) {
+async fn open_new(ctx: &Rc<Shard>, topic: &Arc<Topic>, partitions: std::ops::Range<i32>) {
     let opened = on_owners(
         ctx,
         partition_work(topic, partitions, ctx.config.smp),
@@ -75,18 +75,19 @@ async fn open_new(ctx: &Rc<ShardCtx>, topic: &Arc<Topic>, partitions: std::ops::
 /// Creates a topic (already validated configs) and opens its partitions on their owners.
 /// `Err((kafka error code, message))`.
 pub async fn create_topic(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     name: &str,
     partitions: i32,
     configs: BTreeMap<String, String>,
 ) -> Result<Arc<Topic>, (i16, String)> {
-    let _admin = ctx.metadata.admin.lock().await;
+    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic =
         Arc::new(Metadata::plan_topic(&snapshot, name, partitions, configs, ctx.config.smp)?);
     publish_change(ctx, &snapshot, |next| {
         next.topics.insert(name.to_owned(), topic.clone());
-    })?;
+    })
+    .await?;
     info!(topic = name, id = %topic.id, partitions, "topic created");
     open_new(ctx, &topic, 0..partitions).await;
     Ok(topic)
@@ -121,7 +122,7 @@ fn described_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopic
 }
 
 pub async fn create_topics(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
@@ -194,11 +195,11 @@ pub async fn create_topics(
 /// Deletes one topic: drops it from the catalogue (durably), then has each owner close and
 /// remove its partitions.
 async fn delete_topic(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     name: Option<&str>,
     id: Uuid,
 ) -> Result<Arc<Topic>, (i16, String)> {
-    let _admin = ctx.metadata.admin.lock().await;
+    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = match name {
         Some(n) => snapshot.topic(n),
@@ -211,7 +212,8 @@ async fn delete_topic(
     };
     publish_change(ctx, &snapshot, |next| {
         next.topics.remove(&topic.name);
-    })?;
+    })
+    .await?;
     let removed = on_owners(
         ctx,
         partition_work(&topic, 0..topic.partitions(), ctx.config.smp),
@@ -227,7 +229,7 @@ async fn delete_topic(
 }
 
 pub async fn delete_topics(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
@@ -261,12 +263,12 @@ pub async fn delete_topics(
 
 /// Grows a topic to `count` partitions; the new ones continue the round-robin over shards.
 async fn grow_topic(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     name: &str,
     count: i32,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
-    let _admin = ctx.metadata.admin.lock().await;
+    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let have = topic.partitions();
@@ -285,18 +287,19 @@ async fn grow_topic(
     }
     let existing: usize = snapshot.topics.values().map(|t| t.shards.len()).sum();
     let mut shards = topic.shards.clone();
-    shards.extend(crate::metadata::spread(existing, (count - have) as usize, ctx.config.smp));
+    shards.extend(crate::cluster::spread(existing, (count - have) as usize, ctx.config.smp));
     let grown = Arc::new(Topic { shards, ..(**topic).clone() });
     publish_change(ctx, &snapshot, |next| {
         next.topics.insert(name.to_owned(), grown.clone());
-    })?;
+    })
+    .await?;
     info!(topic = name, from = have, to = count, "partitions added");
     open_new(ctx, &grown, have..count).await;
     Ok(())
 }
 
 pub async fn create_partitions(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());

@@ -4,7 +4,7 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use odradek_net::error_code as ec;
 
-use crate::shard::ShardCtx;
+use crate::shard::Shard;
 
 /// InitProducerId for idempotent producers (no `transactional_id`): a producer id never
 /// handed out before, at epoch 0. As Kafka does for such producers, a `producer_id` and
@@ -12,7 +12,7 @@ use crate::shard::ShardCtx;
 /// simply starts over with a new id. An empty transactional id is refused with
 /// `INVALID_REQUEST`, as Kafka refuses it; transactional producers are refused until
 /// transactions exist.
-pub fn init_producer_id(ctx: &ShardCtx, req: &InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(ctx: &Shard, req: &InitProducerIdRequest) -> InitProducerIdResponse {
     let resp =
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
@@ -20,7 +20,7 @@ pub fn init_producer_id(ctx: &ShardCtx, req: &InitProducerIdRequest) -> InitProd
         Some("") => return resp.with_error_code(ec::INVALID_REQUEST),
         Some(_) => return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE),
     }
-    match ctx.producer_ids.allocate() {
+    match ctx.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");

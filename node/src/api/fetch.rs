@@ -14,29 +14,27 @@
 //! unknown to this shard (another connection, evicted, or a restart) answers
 //! `FETCH_SESSION_ID_NOT_FOUND`, and the client starts a new one with a full request.
 
-use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use event_listener::Event;
 use futures_util::future::{Either, join_all, select, select_all};
 use kafka_protocol::messages::FetchRequest;
 use odradek_net::error_code as ec;
 use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
-use odradek_storage::StorageFile;
-use odradek_storage::{ReadError, ReadResult};
-use tracing::{debug, warn};
+use odradek_storage::ReadError;
+use tracing::warn;
 use uuid::Uuid;
 
 use super::by_owner;
-use crate::config::DiskReads;
-use crate::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
-use crate::mesh::on_shard;
-use crate::metadata::Topic;
-use crate::shard::ShardCtx;
+use crate::cluster::Topic;
+use crate::error;
+use crate::partition::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
+use crate::partition::{Payload, ReadFailure};
+use crate::runtime::on_shard;
+use crate::shard::Shard;
 
 /// Longest long poll honoured, whatever the client asks.
 pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -64,26 +62,6 @@ struct Got {
     /// More than the partition's `partition_max_bytes`: allowed only as the response's first
     /// partition with data.
     oversize: bool,
-}
-
-/// Some of a partition's records, where they are.
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// In memory: cached batches, or a range read from the log.
-    Mem(Bytes),
-    /// A range of a segment file, spliced to the socket. The descriptor is a duplicate that
-    /// can cross shards (the log's own handle is shard-local) and keeps the file readable
-    /// even if retention deletes the segment meanwhile.
-    File { file: Arc<std::fs::File>, position: u64, len: usize },
-}
-
-impl Payload {
-    pub fn len(&self) -> usize {
-        match self {
-            Payload::Mem(b) => b.len(),
-            Payload::File { len, .. } => *len,
-        }
-    }
 }
 
 impl Got {
@@ -129,7 +107,7 @@ pub struct FetchReply {
     pub records: Vec<Vec<Payload>>,
 }
 
-pub async fn fetch(ctx: &Rc<ShardCtx>, version: i16, req: FetchRequest) -> FetchReply {
+pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchReply {
     let by_id = version >= 13;
     let request_parts: Vec<Part> = req
         .topics
@@ -267,7 +245,7 @@ fn session_error(code: i16) -> FetchReply {
 }
 
 /// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
-async fn read_parts(ctx: &Rc<ShardCtx>, req: &FetchRequest, parts: &[Part]) -> Vec<Got> {
+async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<Got> {
     let snapshot = ctx.metadata.snapshot();
     let smp = ctx.config.smp;
     let mut got: Vec<Option<Got>> = vec![None; parts.len()];
@@ -312,7 +290,7 @@ async fn read_parts(ctx: &Rc<ShardCtx>, req: &FetchRequest, parts: &[Part]) -> V
             || errors
             || now >= deadline
             || groups.is_empty()
-            || ctx.stopping.get()
+            || ctx.life.stopping.get()
         {
             for (slot, g) in results {
                 got[slot] = Some(g);
@@ -332,7 +310,7 @@ async fn read_parts(ctx: &Rc<ShardCtx>, req: &FetchRequest, parts: &[Part]) -> V
 /// taken in request order while they fit, except that the first with data is kept whole. What
 /// is cut costs little: cached batches and spliced file ranges are references, not copies.
 async fn read_all(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     groups: &[(usize, Vec<Want>)],
     max_bytes: u64,
 ) -> (Vec<(usize, Got)>, u64, bool) {
@@ -373,7 +351,7 @@ async fn read_all(
 
 /// Runs on the owner: reads each partition in turn.
 async fn read_group(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     wants: Vec<Want>,
     mut budget: u64,
     mut first: bool,
@@ -392,83 +370,36 @@ async fn read_group(
     (out, used)
 }
 
-async fn read_one(ctx: &Rc<ShardCtx>, w: &Want, budget: u64, first: bool) -> Got {
+async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
     let p = match ctx.partitions.get(&w.topic, w.partition).await {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %w.topic.name, partition = w.partition, error = %e, "cannot open partition");
-            return Got::error(e.error_code());
+            return Got::error(e.code());
         }
     };
-    let hw = p.log.log_end_offset();
-    let start = p.log.log_start_offset();
-    let answer = |error, records| Got {
-        error,
-        high_watermark: hw as i64,
-        log_start_offset: start as i64,
-        records,
-        oversize: false,
-    };
-    let offset = match u64::try_from(w.offset) {
-        Ok(o) if o >= start && o <= hw => o,
-        _ => return answer(ec::OFFSET_OUT_OF_RANGE, Vec::new()),
-    };
-    let limit = w.max_bytes.min(budget);
-    if offset == hw || (limit == 0 && !first) {
-        return answer(ec::NONE, Vec::new());
-    }
-    if let Some(cached) =
-        ctx.partitions.recent.read((w.topic.id, w.partition), offset, limit, hw, first)
-        && !cached.is_empty()
-    {
-        return answer(ec::NONE, cached.into_iter().map(Payload::Mem).collect());
-    }
-    let read = p.log.read(offset, limit, hw, first).await;
-    if let Ok(ReadResult { slice: Some(s), .. }) = &read {
-        // A consumer reading the log from disk will want what follows next: have the kernel
-        // start reading it now (the log writes with O_DIRECT, so it is not in the page cache).
-        let prefetch = ctx.config.fetch_prefetch_bytes;
-        if let Err(e) = s.file.prefetch(s.position + s.len, prefetch) {
-            debug!(topic = %w.topic.name, partition = w.partition, error = %e, "prefetch hint refused");
+    let read = p.read(w.offset, w.max_bytes.min(budget), first).await;
+    let (error, records) = match read.records {
+        Ok(records) => (ec::NONE, records),
+        Err(e @ ReadFailure::Log(ReadError::OffsetOutOfRange { .. })) => {
+            (error::read_failure(&e), Vec::new())
         }
-    }
-    match read {
-        Ok(r) => match r.slice {
-            None => answer(ec::NONE, Vec::new()),
-            Some(s) if ctx.config.fetch_disk_reads == DiskReads::Splice => {
-                match s.file.file().as_fd().try_clone_to_owned() {
-                    Ok(fd) => answer(
-                        ec::NONE,
-                        vec![Payload::File {
-                            file: Arc::new(std::fs::File::from(fd)),
-                            position: s.position,
-                            len: s.len as usize,
-                        }],
-                    ),
-                    Err(e) => {
-                        warn!(topic = %w.topic.name, partition = w.partition, error = %e, "cannot duplicate a segment descriptor");
-                        answer(ec::KAFKA_STORAGE_ERROR, Vec::new())
-                    }
-                }
-            }
-            Some(s) => match s.file.read_at(s.position, s.len as usize).await {
-                Ok(bytes) => answer(ec::NONE, vec![Payload::Mem(bytes)]),
-                Err(e) => {
-                    warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
-                    answer(ec::KAFKA_STORAGE_ERROR, Vec::new())
-                }
-            },
-        },
-        Err(e @ ReadError::OffsetOutOfRange { .. }) => answer(ec::from_read_error(&e), Vec::new()),
         Err(e) => {
             warn!(topic = %w.topic.name, partition = w.partition, error = %e, "read failed");
-            answer(ec::from_read_error(&e), Vec::new())
+            (error::read_failure(&e), Vec::new())
         }
+    };
+    Got {
+        error,
+        high_watermark: read.high_watermark,
+        log_start_offset: read.log_start_offset,
+        records,
+        oversize: false,
     }
 }
 
 /// Waits until a wanted partition on any owner grows past its fetch offset, or `deadline`.
-async fn wait_for_data(ctx: &Rc<ShardCtx>, groups: &[(usize, Vec<Want>)], deadline: Instant) {
+async fn wait_for_data(ctx: &Rc<Shard>, groups: &[(usize, Vec<Want>)], deadline: Instant) {
     let cancel = Arc::new((AtomicBool::new(false), Event::new()));
     let waits: Vec<_> = groups
         .iter()
@@ -490,20 +421,20 @@ async fn wait_for_data(ctx: &Rc<ShardCtx>, groups: &[(usize, Vec<Want>)], deadli
 /// Runs on the owner: returns when one of `watch` has data past its offset, the deadline
 /// passes, or the request stops waiting.
 async fn wait_on_owner(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     watch: &[(Uuid, i32, i64)],
     deadline: Instant,
     cancel: &(AtomicBool, Event),
 ) {
     let grown = || {
         watch.iter().any(|&(id, p, offset)| {
-            ctx.partitions.get_open(id, p).is_some_and(|p| p.log.log_end_offset() as i64 > offset)
+            ctx.partitions.get_open(id, p).is_some_and(|p| p.high_watermark() as i64 > offset)
         })
     };
     loop {
-        let appended = ctx.partitions.appended.listen();
+        let appended = ctx.partitions.appended();
         let cancelled = cancel.1.listen();
-        if grown() || cancel.0.load(Ordering::Acquire) || ctx.stopping.get() {
+        if grown() || cancel.0.load(Ordering::Acquire) || ctx.life.stopping.get() {
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());

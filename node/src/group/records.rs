@@ -324,7 +324,7 @@ pub struct Coordinated {
     pub offsets: GroupOffsets,
     pub loaded: std::collections::HashSet<i32>,
     /// Groups with members, or with stored metadata (then possibly `Empty`).
-    pub membership: HashMap<String, crate::membership::Group>,
+    pub membership: HashMap<String, crate::group::state::Group>,
 }
 
 impl Coordinated {
@@ -355,7 +355,7 @@ impl Coordinated {
             if let Some(g) = g
                 && !self.membership.contains_key(&group)
             {
-                self.membership.insert(group, crate::membership::Group::restore(g, now));
+                self.membership.insert(group, crate::group::state::Group::restore(g, now));
                 restored += 1;
             }
         }

@@ -14,15 +14,16 @@ use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use odradek_net::error_code as ec;
-use odradek_storage::batch::{BatchHeader, HEADER_BYTES, IncomingBatch, stored_header};
+use odradek_storage::batch::BatchHeader;
 use odradek_storage::compression::Codec;
-use odradek_storage::producers::{SeqCheck, SeqError};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{by_owner, str_bytes};
-use crate::mesh::on_shard;
-use crate::metadata::Topic;
-use crate::shard::ShardCtx;
+use crate::cluster::Topic;
+use crate::error;
+use crate::partition::{AppendFailure, Durability};
+use crate::runtime::on_shard;
+use crate::shard::Shard;
 
 /// The outcome of one partition's append.
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ struct Item {
 /// Checks a record set before it goes to the log.
 fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
     let header = BatchHeader::parse(records)
-        .map_err(|e| Outcome::error(ec::from_batch_error(&e), e.to_string()))?;
+        .map_err(|e| Outcome::error(error::from_batch_error(&e), e.to_string()))?;
     if header.total_len() != records.len() {
         return Err(Outcome::error(
             ec::INVALID_RECORD,
@@ -80,7 +81,7 @@ fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
 }
 
 pub async fn produce(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
@@ -171,93 +172,35 @@ pub async fn produce(
 
 /// Runs on the owner shard: append, then (acks=all) fsync, group-committed with every other
 /// append of the partition.
-async fn append(ctx: &Rc<ShardCtx>, item: Item, acks: i16) -> Outcome {
+async fn append(ctx: &Rc<Shard>, item: Item, acks: i16) -> Outcome {
     let partition = match ctx.partitions.get(&item.topic, item.partition).await {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %item.topic.name, partition = item.partition, error = %e, "cannot open partition");
-            return Outcome::error(e.error_code(), e.to_string());
+            return Outcome::error(e.code(), e.to_string());
         }
     };
-    let records = item.records.clone();
-    let Ok(header) = BatchHeader::parse(&records) else {
-        return Outcome::error(ec::CORRUPT_MESSAGE, "unreadable batch header");
-    };
-    // An idempotent producer's batches are checked and appended one at a time per producer
-    // and partition, so that a retry arriving while the original is being written (on another
-    // connection) is recognized as a duplicate. Other producers are not held up.
-    let producer_lock =
-        (header.producer_id >= 0).then(|| partition.producer_lock(header.producer_id));
-    let guard = match &producer_lock {
-        Some(lock) => Some(lock.lock().await),
-        None => None,
-    };
-    match partition.log.check_producer(&header) {
-        SeqCheck::Append => {}
-        SeqCheck::Duplicate { base_offset, .. } => {
-            drop(guard);
-            partition.release_producer_lock(header.producer_id, producer_lock);
-            debug!(topic = %item.topic.name, partition = item.partition, producer_id = header.producer_id, base_offset, "duplicate batch acknowledged, not written again");
-            // The original may not be durable yet: acks=all waits for it like any append.
-            if acks == -1
-                && let Err(e) = partition.log.sync().await
-            {
-                return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
-            }
-            return Outcome {
-                error: ec::NONE,
-                message: None,
-                base_offset: base_offset as i64,
-                log_append_time: -1,
-                log_start_offset: partition.log.log_start_offset() as i64,
-            };
-        }
-        SeqCheck::Refuse(e) => {
-            drop(guard);
-            partition.release_producer_lock(header.producer_id, producer_lock);
-            let code = match e {
-                SeqError::FencedEpoch { .. } => ec::INVALID_PRODUCER_EPOCH,
-                SeqError::OutOfOrder { .. } => ec::OUT_OF_ORDER_SEQUENCE_NUMBER,
-            };
-            info!(topic = %item.topic.name, partition = item.partition, error = %e, "batch refused");
-            return Outcome::error(code, e.to_string());
-        }
-    }
-    let appended = partition.log.append(item.records).await;
-    drop(guard);
-    partition.release_producer_lock(header.producer_id, producer_lock);
-    let info = match appended {
-        Ok(info) => info,
+    let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
+    match partition.append(item.records, durability).await {
+        Ok(a) => Outcome {
+            error: ec::NONE,
+            message: None,
+            base_offset: a.base_offset,
+            log_append_time: a.log_append_time,
+            log_start_offset: a.log_start_offset,
+        },
         Err(e) => {
-            let code = ec::from_append_error(&e);
-            if code == ec::KAFKA_STORAGE_ERROR {
-                warn!(topic = %item.topic.name, partition = item.partition, error = %e, "append failed");
+            let code = error::append_failure(&e);
+            match &e {
+                AppendFailure::Sequence(_) => {
+                    info!(topic = %item.topic.name, partition = item.partition, error = %e, "batch refused")
+                }
+                _ if code == ec::KAFKA_STORAGE_ERROR => {
+                    warn!(topic = %item.topic.name, partition = item.partition, error = %e, "append failed")
+                }
+                _ => {}
             }
-            return Outcome::error(code, e.to_string());
+            Outcome::error(code, e.to_string())
         }
-    };
-    // Keep the batch as stored (offsets assigned) for tailing consumers.
-    let incoming = IncomingBatch { header, bytes: records.clone() };
-    let stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
-    ctx.partitions.recent.insert(
-        (item.topic.id, item.partition),
-        info.base_offset,
-        info.last_offset + 1,
-        &stored,
-        &records[HEADER_BYTES..],
-    );
-    ctx.partitions.appended.notify(usize::MAX);
-    if acks == -1
-        && let Err(e) = partition.log.sync().await
-    {
-        warn!(topic = %item.topic.name, partition = item.partition, error = %e, "fsync failed");
-        return Outcome::error(ec::KAFKA_STORAGE_ERROR, e.to_string());
-    }
-    Outcome {
-        error: ec::NONE,
-        message: None,
-        base_offset: info.base_offset as i64,
-        log_append_time: info.log_append_time.unwrap_or(-1),
-        log_start_offset: info.log_start_offset as i64,
     }
 }

@@ -2,16 +2,16 @@
 //! response (a Produce with acks=0).
 //!
 //! Handlers run on the shard that read the request. Partition work goes to the owning shard
-//! through [`crate::mesh::on_shard`], grouped so that one request makes at most one hop per
+//! through [`crate::runtime::on_shard`], grouped so that one request makes at most one hop per
 //! other shard, and none when all its partitions are local.
 
 mod admin;
 mod configs;
-mod coordinator;
 mod fetch;
-mod groups;
+pub mod groups;
 mod offsets;
 mod produce;
+mod producers;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,17 +29,16 @@ use odradek_net::error_code;
 use odradek_net::request::{DecodeError, Request};
 use odradek_net::versions;
 
-use crate::metadata::Topic;
-use crate::shard::ShardCtx;
+use crate::cluster::Topic;
+use crate::partition::LEADER_EPOCH;
+use crate::server::Session;
+use crate::shard::Shard;
 
 pub use admin::create_topic;
-pub use fetch::Payload;
-pub use groups::{expire_offsets, tick_groups};
+pub use fetch::FetchReply;
 
 /// The cluster id this node reports (single node).
 pub const CLUSTER_ID: &str = "odradek";
-/// The leader epoch of every partition: a single node never changes leaders.
-pub const LEADER_EPOCH: i32 = 0;
 
 /// The APIs this node answers, and so advertises in ApiVersions (versions from
 /// `odradek_net::versions::SUPPORTED`). Any other API closes the connection, as Kafka does.
@@ -85,7 +84,7 @@ pub enum Reply {
 /// Answers one decoded request. `Err` closes the connection with the reason logged: the
 /// decoder admits only the APIs in `versions::SUPPORTED`, so it means the table and this
 /// dispatcher disagree.
-pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, String> {
+pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Result<Reply, String> {
     let version = request.header.request_api_version;
     Ok(Reply::Body(Box::new(match request.body {
         RequestKind::ApiVersions(_) => {
@@ -122,7 +121,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, req).await)
         }
         RequestKind::InitProducerId(req) => {
-            ResponseKind::InitProducerId(coordinator::init_producer_id(ctx, &req))
+            ResponseKind::InitProducerId(producers::init_producer_id(ctx, &req).await)
         }
         RequestKind::FindCoordinator(req) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, version, &req).await)
@@ -131,8 +130,7 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
             ResponseKind::OffsetCommit(groups::offset_commit(ctx, req).await)
         }
         RequestKind::JoinGroup(req) => {
-            let client =
-                request.header.client_id.as_ref().map_or_else(String::new, |c| c.to_string());
+            let client = session.client_id().to_owned();
             ResponseKind::JoinGroup(groups::join_group(ctx, version, req, client).await)
         }
         RequestKind::SyncGroup(req) => {
@@ -184,7 +182,7 @@ pub(crate) fn by_owner<T>(items: impl IntoIterator<Item = (usize, T)>) -> Vec<(u
 /// owners at once, and returns each item's slot with its result. Items of an owner that could
 /// not be reached are left out (and logged), so their slots keep whatever the caller put there.
 pub(crate) async fn on_owners<S, I, R, F, Fut>(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     work: Vec<(usize, (S, I))>,
     each: F,
 ) -> Vec<(S, R)>
@@ -192,12 +190,12 @@ where
     S: Send + 'static,
     I: Send + 'static,
     R: Send + 'static,
-    F: Fn(Rc<ShardCtx>, I) -> Fut + Clone + Send + 'static,
+    F: Fn(Rc<Shard>, I) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = R> + 'static,
 {
     let groups = by_owner(work).into_iter().map(|(owner, items)| {
         let each = each.clone();
-        crate::mesh::on_shard(ctx, owner, move |there| async move {
+        crate::runtime::on_shard(ctx, owner, move |there| async move {
             let mut out = Vec::with_capacity(items.len());
             for (slot, item) in items {
                 out.push((slot, each(there.clone(), item).await));
@@ -240,7 +238,7 @@ fn metadata_topic(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
         .with_partitions(partitions)
 }
 
-async fn metadata(ctx: &Rc<ShardCtx>, version: i16, req: MetadataRequest) -> MetadataResponse {
+async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> MetadataResponse {
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     let broker = MetadataResponseBroker::default()
@@ -301,7 +299,7 @@ async fn metadata(ctx: &Rc<ShardCtx>, version: i16, req: MetadataRequest) -> Met
         .with_topics(topics)
 }
 
-fn describe_cluster(ctx: &ShardCtx) -> DescribeClusterResponse {
+fn describe_cluster(ctx: &Shard) -> DescribeClusterResponse {
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     DescribeClusterResponse::default()

@@ -45,20 +45,22 @@ use odradek_storage::records::Record;
 use tracing::{info, warn};
 
 use super::{create_topic, str_bytes, topic_name};
-use crate::group_offsets::{
+use crate::cluster::Topic;
+use crate::error;
+use crate::group::records::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
     group_key, group_value, offset_key, offset_value, partition_for,
 };
-use crate::membership::{Group, Member, State};
-use crate::mesh::on_shard;
-use crate::metadata::Topic;
-use crate::shard::ShardCtx;
+use crate::group::state::{Group, Member, State};
+use crate::partition::Durability;
+use crate::runtime::on_shard;
+use crate::shard::Shard;
 
 /// Kafka's coordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions).
-pub async fn offsets_topic(ctx: &Rc<ShardCtx>) -> Result<Arc<Topic>, (i16, String)> {
+pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (i16, String)> {
     if let Some(t) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
     }
@@ -84,7 +86,7 @@ pub async fn offsets_topic(ctx: &Rc<ShardCtx>) -> Result<Arc<Topic>, (i16, Strin
 
 /// The offsets topic, the group's partition of it, and that partition's owner shard.
 async fn group_home(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     group: &str,
 ) -> Result<(Arc<Topic>, i32, usize), (i16, String)> {
     let topic = offsets_topic(ctx).await?;
@@ -98,10 +100,10 @@ async fn group_home(
 /// Runs `work` on the shard coordinating `group`, with the offsets topic and the group's
 /// partition of it, once that partition is loaded there. Every group request goes through
 /// here (or [`on_group_owner`]), so none is answered from a half-known group after a start.
-async fn on_group_partition<T, F, Fut>(ctx: &Rc<ShardCtx>, group: &str, work: F) -> Result<T, i16>
+async fn on_group_partition<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, i16>
 where
     T: Send + 'static,
-    F: FnOnce(Rc<ShardCtx>, Arc<Topic>, i32) -> Fut + Send + 'static,
+    F: FnOnce(Rc<Shard>, Arc<Topic>, i32) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
     let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
@@ -115,20 +117,19 @@ where
 
 /// Runs on the owner: reads the offsets partition into memory once per start.
 async fn ensure_loaded(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     topic: &Topic,
     partition: i32,
 ) -> Result<(), (i16, String)> {
     if ctx.groups.borrow().loaded.contains(&partition) {
         return Ok(());
     }
-    let p =
-        ctx.partitions.get(topic, partition).await.map_err(|e| (e.error_code(), e.to_string()))?;
-    let mut at = p.log.log_start_offset();
-    let end = p.log.log_end_offset();
+    let p = ctx.partitions.get(topic, partition).await.map_err(|e| (e.code(), e.to_string()))?;
+    let mut at = p.log_start_offset();
+    let end = p.high_watermark();
     let mut records = Vec::new();
     while at < end {
-        let bytes = p.log.read_bytes(at, 1 << 20).await.map_err(|e| {
+        let bytes = p.read_bytes(at, 1 << 20).await.map_err(|e| {
             warn!(partition, offset = at, error = %e, "cannot read group offsets");
             (ec::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
@@ -173,7 +174,7 @@ fn now_ms() -> i64 {
 /// Runs on the owner: appends `records` (key, value or tombstone) to the group's partition
 /// as one batch and fsyncs it (acks=all), so a reply sent after it survives a crash.
 async fn append_synced(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     topic: &Topic,
     partition: i32,
     timestamp: i64,
@@ -194,14 +195,14 @@ async fn append_synced(
     let batch: Bytes =
         build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
             .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-    let log = ctx.partitions.get(topic, partition).await.map_err(|e| e.error_code())?;
-    log.log.append(batch).await.map_err(|e| ec::from_append_error(&e))?;
-    log.log.sync().await.map_err(|_| ec::KAFKA_STORAGE_ERROR)
+    let p = ctx.partitions.get(topic, partition).await.map_err(|e| e.code())?;
+    p.append(batch, Durability::Synced).await.map_err(|e| error::append_failure(&e))?;
+    Ok(())
 }
 
 /// Runs on the owner: stores `group`'s metadata as it is now (or its tombstone when the group
 /// is gone from memory).
-async fn store_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
+async fn store_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
     let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else {
         return Err(ec::COORDINATOR_NOT_AVAILABLE);
     };
@@ -220,7 +221,7 @@ async fn store_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
 /// librdkafka turns lz4 on only for brokers that advertise it (`Feature LZ4: FindCoordinator
 /// (0..0)`), else kcat and confluent-kafka silently send lz4 batches uncompressed.
 pub async fn find_coordinator(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -274,7 +275,7 @@ type Commit = (String, i32, Committed);
 /// A request's partitions of one topic, each to commit or refused with an error code.
 type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
 
-pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let snapshot = ctx.metadata.snapshot();
     let now = now_ms();
@@ -358,7 +359,7 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
 
 /// Runs on the owner: whether `member` of `generation` may commit for `group`. A consumer
 /// outside any generation (-1, no member id) may commit only to a group without members.
-fn check_committer(ctx: &ShardCtx, group: &str, member: &str, generation: i32) -> Result<(), i16> {
+fn check_committer(ctx: &Shard, group: &str, member: &str, generation: i32) -> Result<(), i16> {
     let mut groups = ctx.groups.borrow_mut();
     let g = groups.membership.get_mut(group);
     if generation < 0 && member.is_empty() {
@@ -379,7 +380,7 @@ fn check_committer(ctx: &ShardCtx, group: &str, member: &str, generation: i32) -
 /// Runs on the owner, its partition loaded: appends the commits as one batch, fsyncs, then
 /// makes them visible.
 async fn write_commits(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     topic: &Topic,
     partition: i32,
     group: &str,
@@ -403,7 +404,7 @@ async fn write_commits(
 type Wanted = (String, Option<Vec<(String, Vec<i32>)>>);
 
 pub async fn offset_fetch(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
@@ -512,7 +513,7 @@ pub async fn offset_fetch(
 /// A group's committed offsets for the wanted partitions (all when `None`); partitions without
 /// a commit get offset -1, as Kafka answers.
 async fn fetch_group(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> Result<Vec<(String, Vec<(i32, Committed)>)>, i16> {
@@ -574,7 +575,7 @@ const TYPE_CLASSIC: &str = "classic";
 
 /// Runs on a shard: reads every `__consumer_offsets` partition it owns, so that its view of
 /// the groups is complete.
-async fn load_all_owned(ctx: &Rc<ShardCtx>) -> Result<(), (i16, String)> {
+async fn load_all_owned(ctx: &Rc<Shard>) -> Result<(), (i16, String)> {
     let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { return Ok(()) };
     for p in 0..topic.partitions() {
         if topic.owner(p, ctx.config.smp) == Some(ctx.id) {
@@ -584,7 +585,7 @@ async fn load_all_owned(ctx: &Rc<ShardCtx>) -> Result<(), (i16, String)> {
     Ok(())
 }
 
-pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGroupsResponse {
+pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroupsResponse {
     let state_ok = |state: &str| {
         req.states_filter.is_empty()
             || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state))
@@ -637,7 +638,7 @@ pub async fn list_groups(ctx: &Rc<ShardCtx>, req: &ListGroupsRequest) -> ListGro
 /// A group's live membership for DescribeGroups: state, protocol type, protocol, members.
 type Described = (&'static str, String, String, Vec<DescribedGroupMember>);
 
-fn describe_members(ctx: &ShardCtx, group: &str) -> Option<Described> {
+fn describe_members(ctx: &Shard, group: &str) -> Option<Described> {
     let groups = ctx.groups.borrow();
     let g = groups.membership.get(group).filter(|g| !g.members.is_empty())?;
     let protocol = g.protocol.clone().unwrap_or_default();
@@ -658,7 +659,7 @@ fn describe_members(ctx: &ShardCtx, group: &str) -> Option<Described> {
 }
 
 /// Whether `group` exists: it has committed offsets, members, or a stored generation.
-async fn group_exists(ctx: &Rc<ShardCtx>, group: &str) -> Result<bool, i16> {
+async fn group_exists(ctx: &Rc<Shard>, group: &str) -> Result<bool, i16> {
     let group_name = group.to_owned();
     on_group_owner(ctx, group, move |there| async move {
         let groups = there.groups.borrow();
@@ -672,7 +673,7 @@ async fn group_exists(ctx: &Rc<ShardCtx>, group: &str) -> Result<bool, i16> {
 }
 
 pub async fn describe_groups(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: &DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
@@ -717,7 +718,7 @@ pub async fn describe_groups(
 /// Runs on the owner, its partition loaded: writes tombstones for `keys` of `group` (one
 /// batch, fsynced), then forgets them. Returns which of them existed.
 async fn delete_offsets(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     topic: &Topic,
     partition: i32,
     group: &str,
@@ -746,7 +747,7 @@ async fn delete_offsets(
 
 /// Deletes `keys` of `group` (all its offsets when `None`) on the group's owner.
 async fn delete_on_owner(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     group: &str,
     keys: Option<Vec<(String, i32)>>,
 ) -> Result<Vec<bool>, i16> {
@@ -763,7 +764,7 @@ async fn delete_on_owner(
 }
 
 /// Deletes a group without members: its offsets and its stored metadata (one hop to the owner).
-async fn delete_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
+async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
     let g = group.to_owned();
     on_group_partition(ctx, group, move |there, topic, partition| async move {
         let (known, keys) = {
@@ -794,7 +795,7 @@ async fn delete_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
     .await?
 }
 
-pub async fn delete_groups(ctx: &Rc<ShardCtx>, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(ctx: &Rc<Shard>, req: &DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in &req.groups_names {
         let code = match delete_group(ctx, &g.0).await {
@@ -810,7 +811,7 @@ pub async fn delete_groups(ctx: &Rc<ShardCtx>, req: &DeleteGroupsRequest) -> Del
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub async fn offset_delete(ctx: &Rc<ShardCtx>, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(ctx: &Rc<Shard>, req: &OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group = req.group_id.0.to_string();
     let keys: Vec<(String, i32)> = req
         .topics
@@ -854,11 +855,11 @@ pub async fn offset_delete(ctx: &Rc<ShardCtx>, req: &OffsetDeleteRequest) -> Off
 /// Runs on every shard until it stops: every `offsets_retention_check_interval_ms`, deletes the
 /// committed offsets older than `offsets_retention_ms` of the groups it coordinates (all of
 /// them are without members for now: Kafka expires the offsets of such groups by commit age).
-pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
+pub async fn expire_offsets(ctx: Rc<Shard>) {
     let interval = std::time::Duration::from_millis(ctx.config.offsets_retention_check_interval_ms);
     let step = std::time::Duration::from_millis(100).min(interval);
     let mut waited = std::time::Duration::ZERO;
-    while !ctx.stopping.get() {
+    while !ctx.life.stopping.get() {
         compio::time::sleep(step).await;
         waited += step;
         if waited < interval {
@@ -909,16 +910,16 @@ const SESSION_TIMEOUT_MAX: i32 = 1_800_000;
 /// How often waiting handlers re-check their group, besides being woken on each change.
 const RECHECK: Duration = Duration::from_millis(100);
 
-fn initial_delay(ctx: &ShardCtx) -> Duration {
+fn initial_delay(ctx: &Shard) -> Duration {
     Duration::from_millis(ctx.config.group_initial_rebalance_delay_ms)
 }
 
 /// Runs `work` on the shard coordinating `group`, once the group's partition of
 /// `__consumer_offsets` is loaded there (so a restarted node knows its groups' members).
-async fn on_group_owner<T, F, Fut>(ctx: &Rc<ShardCtx>, group: &str, work: F) -> Result<T, i16>
+async fn on_group_owner<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, i16>
 where
     T: Send + 'static,
-    F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
     on_group_partition(ctx, group, move |there, _, _| work(there)).await
@@ -926,7 +927,7 @@ where
 
 /// Waits until `done` says something about the group (or `limit` passes: `None`).
 async fn wait_for<T>(
-    ctx: &ShardCtx,
+    ctx: &Shard,
     group: &str,
     limit: Duration,
     mut done: impl FnMut(Option<&mut Group>) -> Option<T>,
@@ -956,7 +957,7 @@ async fn wait_for<T>(
 }
 
 pub async fn join_group(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: JoinGroupRequest,
     client_id: String,
@@ -986,7 +987,7 @@ pub async fn join_group(
 }
 
 async fn join_on_owner(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     group: &str,
     req: JoinGroupRequest,
@@ -1175,11 +1176,7 @@ fn check_member<'a>(
     Ok(g)
 }
 
-pub async fn sync_group(
-    ctx: &Rc<ShardCtx>,
-    version: i16,
-    req: SyncGroupRequest,
-) -> SyncGroupResponse {
+pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let g = group.clone();
     let answer = on_group_owner(ctx, &group, move |there| async move {
@@ -1278,7 +1275,7 @@ enum Synced {
     Store,
 }
 
-pub async fn heartbeat(ctx: &Rc<ShardCtx>, req: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(ctx: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let g = group.clone();
     let code = on_group_owner(ctx, &group, move |there| async move {
@@ -1304,7 +1301,7 @@ pub async fn heartbeat(ctx: &Rc<ShardCtx>, req: HeartbeatRequest) -> HeartbeatRe
 }
 
 pub async fn leave_group(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
@@ -1377,8 +1374,8 @@ pub async fn leave_group(
 }
 
 /// Runs on every shard until it stops: session timeouts and join deadlines of its groups.
-pub async fn tick_groups(ctx: Rc<ShardCtx>) {
-    while !ctx.stopping.get() {
+pub async fn tick_groups(ctx: Rc<Shard>) {
+    while !ctx.life.stopping.get() {
         compio::time::sleep(RECHECK).await;
         let delay = initial_delay(&ctx);
         let now = Instant::now();

@@ -12,18 +12,24 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 
-use crate::shard::ShardCtx;
-
 /// Tasks that may wait in one shard's inbox; a sender waits (async) when it is full.
 pub const INBOX_CAPACITY: usize = 1024;
 
-/// A unit of work sent to another shard.
-pub type Task = Box<dyn FnOnce(&Rc<ShardCtx>) + Send>;
+/// A unit of work sent to another shard, run there with that shard's context `S`.
+pub type Task<S> = Box<dyn FnOnce(&Rc<S>) + Send>;
+
+/// What a shard's context tells the mesh: which shard it is, and the mesh it belongs to. The
+/// mesh knows nothing else of it.
+pub trait Sharded: Sized + 'static {
+    /// This shard's index, `0..smp`.
+    fn shard_id(&self) -> usize;
+    /// The mesh of every shard's inbox.
+    fn mesh(&self) -> &Mesh<Self>;
+}
 
 /// The inboxes of every shard, shared by all of them.
-#[derive(Debug)]
-pub struct Mesh {
-    inboxes: Vec<async_channel::Sender<Task>>,
+pub struct Mesh<S> {
+    inboxes: Vec<async_channel::Sender<Task<S>>>,
     /// Shards whose own connections have finished during a stop; a shard keeps serving its
     /// inbox until all have, so a request still under way elsewhere can reach it.
     drained: std::sync::atomic::AtomicUsize,
@@ -34,9 +40,15 @@ pub struct Mesh {
 #[error("shard {0} is not running")]
 pub struct ShardGone(pub usize);
 
-impl Mesh {
+impl<S> std::fmt::Debug for Mesh<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh").field("shards", &self.inboxes.len()).finish_non_exhaustive()
+    }
+}
+
+impl<S> Mesh<S> {
     /// A mesh of `smp` shards and the inbox receiver of each.
-    pub fn new(smp: usize) -> (Self, Vec<async_channel::Receiver<Task>>) {
+    pub fn new(smp: usize) -> (Self, Vec<async_channel::Receiver<Task<S>>>) {
         let (inboxes, receivers) = (0..smp).map(|_| async_channel::bounded(INBOX_CAPACITY)).unzip();
         (Self { inboxes, drained: std::sync::atomic::AtomicUsize::new(0) }, receivers)
     }
@@ -54,18 +66,19 @@ impl Mesh {
 }
 
 /// Runs `work` on shard `target` and returns its result. Inline when `target` is this shard.
-pub async fn on_shard<T, F, Fut>(ctx: &Rc<ShardCtx>, target: usize, work: F) -> Result<T, ShardGone>
+pub async fn on_shard<S, T, F, Fut>(ctx: &Rc<S>, target: usize, work: F) -> Result<T, ShardGone>
 where
-    F: FnOnce(Rc<ShardCtx>) -> Fut + Send + 'static,
+    S: Sharded,
+    F: FnOnce(Rc<S>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    if target == ctx.id {
+    if target == ctx.shard_id() {
         return Ok(work(ctx.clone()).await);
     }
-    let inbox = ctx.mesh.inboxes.get(target).ok_or(ShardGone(target))?;
+    let inbox = ctx.mesh().inboxes.get(target).ok_or(ShardGone(target))?;
     let (tx, rx) = oneshot::channel();
-    let task: Task = Box::new(move |there: &Rc<ShardCtx>| {
+    let task: Task<S> = Box::new(move |there: &Rc<S>| {
         let fut = work(there.clone());
         compio::runtime::spawn(async move {
             let _ = tx.send(fut.await);
@@ -77,7 +90,7 @@ where
 }
 
 /// Runs tasks from this shard's inbox until every sender is gone or the shard stops.
-pub async fn serve_inbox(ctx: Rc<ShardCtx>, inbox: async_channel::Receiver<Task>) {
+pub async fn serve_inbox<S>(ctx: Rc<S>, inbox: async_channel::Receiver<Task<S>>) {
     while let Ok(task) = inbox.recv().await {
         task(&ctx);
     }

@@ -1,21 +1,32 @@
-//! The topic catalogue: which topics exist, their ids, configs and partitions, and which shard
-//! owns each partition.
+//! The cluster room: the metadata every shard reads — which topics exist, their ids, configs
+//! and partitions, and which shard owns each partition — behind [`MetadataStore`], the trait
+//! the controller quorum implements next. Today's store is the node's own catalogue file,
+//! [`Metadata`]; `topic_config` maps Kafka's topic config keys onto the log's settings.
 //!
-//! Readers (every request on every shard) take an immutable snapshot ([`Metadata::snapshot`],
-//! one atomic load, no lock). Writers (the admin APIs) are serialized by an async mutex held for
-//! the whole operation, including the owner shards' work, and publish a new snapshot only after
-//! the catalogue file is durable: `topics.json` in the data directory, replaced by write, fsync,
-//! rename, fsync of the directory. So a topic acknowledged to a client survives a crash, with the
-//! same id and the same partition-to-shard assignment.
+//! **Invariants.**
+//! - Readers (every request on every shard) take an immutable snapshot
+//!   ([`MetadataStore::snapshot`], one atomic load, no lock).
+//! - Writers (the admin APIs) are serialized by an async mutex held for the whole operation,
+//!   including the owner shards' work, and publish a new snapshot only after it is durable:
+//!   `topics.json` in the data directory, replaced by write, fsync, rename, fsync of the
+//!   directory, on the blocking pool (never on a shard thread). So a topic acknowledged to a
+//!   client survives a crash, with the same id and the same partition-to-shard assignment.
+//!
+//! **What it does not know.** Kafka requests (the `api` room translates), partitions' data
+//! (the `partition` room), or which shard runs a request.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::runtime::blocking::{Blocking, ReplaceError};
+
+pub mod topic_config;
 
 /// The catalogue file in the data directory.
 pub const CATALOGUE_FILE: &str = "topics.json";
@@ -102,10 +113,23 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The shared catalogue of one node.
+/// What the rest of the node may ask of the cluster's metadata, from any shard.
+pub trait MetadataStore: std::fmt::Debug + Send + Sync {
+    /// The catalogue as it is now: one atomic load, no lock.
+    fn snapshot(&self) -> Arc<Catalogue>;
+    /// Serializes admin operations (create, delete, alter), including their work on the owner
+    /// shards. Never taken on the produce or fetch path.
+    fn admin(&self) -> &async_lock::Mutex<()>;
+    /// Makes `next` durable, then visible to every shard. Call with [`MetadataStore::admin`]
+    /// held. Does not block the calling thread.
+    fn publish(&self, next: Catalogue) -> LocalBoxFuture<'_, Result<(), MetadataError>>;
+}
+
+/// The catalogue of a single node, kept in `topics.json`.
 #[derive(Debug)]
 pub struct Metadata {
     path: PathBuf,
+    pool: Blocking,
     current: ArcSwap<Catalogue>,
     /// Serializes admin operations (create, delete, alter), including their work on the owner
     /// shards. Never taken on the produce or fetch path.
@@ -119,11 +143,13 @@ pub enum MetadataError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("topic catalogue {path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("writing the topic catalogue: {0}")]
+    Write(#[from] ReplaceError),
 }
 
 impl Metadata {
     /// Loads the catalogue of `data_dir` (an empty one if the node is new).
-    pub fn open(data_dir: &Path) -> Result<Self, MetadataError> {
+    pub fn open(data_dir: &Path, pool: Blocking) -> Result<Self, MetadataError> {
         let path = data_dir.join(CATALOGUE_FILE);
         let mut catalogue = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<Catalogue>(&bytes).map_err(|e| {
@@ -135,37 +161,10 @@ impl Metadata {
         catalogue.reindex();
         Ok(Self {
             path,
+            pool,
             current: ArcSwap::from_pointee(catalogue),
             admin: async_lock::Mutex::new(()),
         })
-    }
-
-    /// The catalogue as it is now: one atomic load.
-    pub fn snapshot(&self) -> Arc<Catalogue> {
-        self.current.load_full()
-    }
-
-    /// Makes `next` durable, then visible. Call with [`Metadata::admin`] held.
-    pub fn publish(&self, mut next: Catalogue) -> Result<(), MetadataError> {
-        next.reindex();
-        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Invalid {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        })?;
-        let tmp = self.path.with_extension("json.tmp");
-        let io = |op, path: &Path| {
-            let path = path.to_owned();
-            move |source| MetadataError::Io { op, path, source }
-        };
-        let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        f.write_all(&bytes).map_err(io("write", &tmp))?;
-        f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io("rename", &self.path))?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("fsync", dir))?;
-        self.current.store(Arc::new(next));
-        Ok(())
     }
 
     /// A new topic with `partitions` partitions spread over `smp` shards, or why not
@@ -210,6 +209,29 @@ impl Metadata {
     }
 }
 
+impl MetadataStore for Metadata {
+    fn snapshot(&self) -> Arc<Catalogue> {
+        self.current.load_full()
+    }
+
+    fn admin(&self) -> &async_lock::Mutex<()> {
+        &self.admin
+    }
+
+    fn publish(&self, mut next: Catalogue) -> LocalBoxFuture<'_, Result<(), MetadataError>> {
+        Box::pin(async move {
+            next.reindex();
+            let bytes = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Invalid {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
+            self.pool.replace_file(self.path.clone(), bytes).await?;
+            self.current.store(Arc::new(next));
+            Ok(())
+        })
+    }
+}
+
 /// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
 /// many small topics still spread over every shard.
 pub fn spread(existing: usize, count: usize, smp: usize) -> Vec<u32> {
@@ -233,23 +255,25 @@ mod tests {
     #[test]
     fn the_catalogue_survives_reopen_and_partitions_spread() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let m = Metadata::open(dir.path()).expect("open");
+        let pool = Blocking::start().expect("pool");
+        let m = Metadata::open(dir.path(), pool.clone()).expect("open");
         let t = Metadata::plan_topic(&m.snapshot(), "a", 3, BTreeMap::new(), 2).expect("plan");
         assert_eq!(t.shards, vec![0, 1, 0]);
         let mut next = (*m.snapshot()).clone();
         next.topics.insert("a".into(), Arc::new(t.clone()));
-        m.publish(next).expect("publish");
+        let runtime = compio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(m.publish(next)).expect("publish");
         let dup = Metadata::plan_topic(&m.snapshot(), "a", 1, BTreeMap::new(), 2);
         assert_eq!(dup.expect_err("exists").0, odradek_net::error_code::TOPIC_ALREADY_EXISTS);
         let b = Metadata::plan_topic(&m.snapshot(), "b", 1, BTreeMap::new(), 2).expect("plan");
         assert_eq!(b.shards, vec![1], "continues after the 3 existing partitions");
-        let again = Metadata::open(dir.path()).expect("reopen");
+        let again = Metadata::open(dir.path(), pool.clone()).expect("reopen");
         assert_eq!(again.snapshot().topic("a").map(|t| (**t).clone()), Some(t.clone()));
         assert_eq!(again.snapshot().topic_by_id(t.id).map(|t| t.name.clone()), Some("a".into()));
         assert!(again.snapshot().topic_by_id(Uuid::nil()).is_none());
         assert_eq!(t.owner(2, 1), Some(0), "fewer shards after a restart wrap around");
         assert_eq!(t.owner(3, 2), None);
         std::fs::write(dir.path().join(CATALOGUE_FILE), b"{not json").expect("write");
-        assert!(Metadata::open(dir.path()).is_err());
+        assert!(Metadata::open(dir.path(), pool).is_err());
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use event_listener::Event;
 
-use crate::group_offsets::{StoredGroup, StoredMember};
+use crate::group::records::{StoredGroup, StoredMember};
 
 /// Group states, named as Kafka names them (ListGroups, DescribeGroups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,10 +17,10 @@ use odradek_net::error_code as ec;
 use tracing::{info, warn};
 
 use super::{by_owner, str_bytes};
-use crate::mesh::on_shard;
-use crate::metadata::Topic;
-use crate::shard::ShardCtx;
-use crate::topic_config::{self, Kind, TOPIC_CONFIGS};
+use crate::cluster::Topic;
+use crate::cluster::topic_config::{self, Kind, TOPIC_CONFIGS};
+use crate::runtime::on_shard;
+use crate::shard::Shard;
 
 /// Kafka's `ConfigResource.Type`.
 const RESOURCE_TOPIC: i8 = 2;
@@ -89,7 +89,7 @@ fn topic_entries(
 
 /// The broker settings a client may want to see; all read-only (set at start-up).
 fn broker_entries(
-    ctx: &ShardCtx,
+    ctx: &Shard,
     keys: Option<&[String]>,
     with_doc: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
@@ -129,7 +129,7 @@ fn broker_entries(
 }
 
 pub fn describe_configs(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
@@ -222,7 +222,7 @@ fn apply_ops(
 }
 
 pub async fn incremental_alter_configs(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -258,12 +258,12 @@ pub async fn incremental_alter_configs(
 }
 
 async fn alter_topic(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     name: &str,
     ops: &[(String, i8, Option<String>)],
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
-    let _admin = ctx.metadata.admin.lock().await;
+    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let configs = apply_ops(&topic.configs, ops).map_err(|m| (ec::INVALID_CONFIG, m))?;
@@ -273,7 +273,8 @@ async fn alter_topic(
     let updated = Arc::new(Topic { configs, ..(**topic).clone() });
     super::admin::publish_change(ctx, &snapshot, |next| {
         next.topics.insert(name.to_owned(), updated.clone());
-    })?;
+    })
+    .await?;
     info!(topic = name, configs = ?updated.configs, "topic configs altered");
     let smp = ctx.config.smp;
     let owners =

@@ -20,11 +20,13 @@ use odradek_net::error_code as ec;
 use odradek_storage::LogError;
 use tracing::{info, warn};
 
-use super::{LEADER_EPOCH, on_owners};
-use crate::metadata::Topic;
-use crate::partitions::Partition;
-use crate::shard::ShardCtx;
-use crate::topic_config;
+use super::on_owners;
+use crate::cluster::Topic;
+use crate::cluster::topic_config;
+use crate::error;
+use crate::partition::LEADER_EPOCH;
+use crate::partition::Partition;
+use crate::shard::Shard;
 
 /// Kafka's special timestamps.
 const LATEST: i64 = -1;
@@ -41,7 +43,7 @@ type Answer = (i16, i64, i64);
 type Lookup = ((usize, usize), (Arc<Topic>, i32, i64));
 
 pub async fn list_offsets(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     version: i16,
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
@@ -97,21 +99,21 @@ pub async fn list_offsets(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn lookup(ctx: &Rc<ShardCtx>, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
+async fn lookup(ctx: &Rc<Shard>, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
     let p = match ctx.partitions.get(topic, partition).await {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
-            return (e.error_code(), -1, -1);
+            return (e.code(), -1, -1);
         }
     };
     match timestamp {
-        LATEST => (ec::NONE, -1, p.log.log_end_offset() as i64),
-        EARLIEST | EARLIEST_LOCAL => (ec::NONE, -1, p.log.log_start_offset() as i64),
+        LATEST => (ec::NONE, -1, p.high_watermark() as i64),
+        EARLIEST | EARLIEST_LOCAL => (ec::NONE, -1, p.log_start_offset() as i64),
         t if t < 0 && t != MAX_TIMESTAMP => (ec::INVALID_REQUEST, -1, -1),
         t => {
             let wanted = if t == MAX_TIMESTAMP {
-                match p.log.max_timestamp() {
+                match p.max_timestamp() {
                     Some(max) => max,
                     None => return (ec::NONE, -1, -1),
                 }
@@ -125,22 +127,19 @@ async fn lookup(ctx: &Rc<ShardCtx>, topic: &Topic, partition: i32, timestamp: i6
 
 /// The first record at or after `timestamp`.
 async fn by_time(p: &Partition, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
-    match p.log.offset_for_timestamp(timestamp).await {
+    match p.offset_for_timestamp(timestamp).await {
         Ok(Some((offset, ts))) => (ec::NONE, ts, offset as i64),
         // Every record is older: Kafka answers no offset (-1), not an error.
         Ok(None) => (ec::NONE, -1, -1),
         Err(e) => {
             warn!(topic = %topic.name, partition, error = %e, "offset lookup failed");
-            (ec::from_read_error(&e), -1, -1)
+            (error::from_read_error(&e), -1, -1)
         }
     }
 }
 
 /// DeleteRecords: moves each partition's log start offset up (`-1`: to the high watermark).
-pub async fn delete_records(
-    ctx: &Rc<ShardCtx>,
-    req: DeleteRecordsRequest,
-) -> DeleteRecordsResponse {
+pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let snapshot = ctx.metadata.snapshot();
     let smp = ctx.config.smp;
     let mut answers: Vec<Vec<(i16, i64)>> = req
@@ -191,25 +190,20 @@ pub async fn delete_records(
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-async fn delete_below(
-    ctx: &Rc<ShardCtx>,
-    topic: &Topic,
-    partition: i32,
-    offset: i64,
-) -> (i16, i64) {
+async fn delete_below(ctx: &Rc<Shard>, topic: &Topic, partition: i32, offset: i64) -> (i16, i64) {
     let p = match ctx.partitions.get(topic, partition).await {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %topic.name, partition, error = %e, "cannot open partition");
-            return (e.error_code(), -1);
+            return (e.code(), -1);
         }
     };
     let target = match offset {
-        -1 => p.log.log_end_offset(),
+        -1 => p.high_watermark(),
         o if o < 0 => return (ec::OFFSET_OUT_OF_RANGE, -1),
         o => o as u64,
     };
-    match p.log.delete_records(target).await {
+    match p.delete_records(target).await {
         Ok(start) => {
             info!(topic = %topic.name, partition, log_start_offset = start, "records deleted");
             (ec::NONE, start as i64)
@@ -225,7 +219,7 @@ async fn delete_below(
 /// OffsetForLeaderEpoch: the end offset of a leader epoch. A single node has one epoch,
 /// [`LEADER_EPOCH`], that spans the whole log: its end is the log end offset.
 pub async fn offset_for_leader_epoch(
-    ctx: &Rc<ShardCtx>,
+    ctx: &Rc<Shard>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let snapshot = ctx.metadata.snapshot();
@@ -263,8 +257,8 @@ pub async fn offset_for_leader_epoch(
     }
     let done = on_owners(ctx, work, |there, (topic, partition, _)| async move {
         match there.partitions.get(&topic, partition).await {
-            Ok(p) => Ok(p.log.log_end_offset() as i64),
-            Err(e) => Err(e.error_code()),
+            Ok(p) => Ok(p.end_offset_for_epoch(LEADER_EPOCH).map_or(-1, |o| o as i64)),
+            Err(e) => Err(e.code()),
         }
     });
     for ((ti, pi), end) in done.await {

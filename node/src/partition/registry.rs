@@ -1,5 +1,6 @@
-//! The partitions one shard owns: their open logs, opened on first use (or at start-up) and
-//! closed when the topic is deleted or the shard stops. Shard-local: `Rc`, `RefCell`, no locks.
+//! The partitions one shard owns, opened on first use (or at start-up) and closed when the
+//! topic is deleted or the shard stops; and their maintenance (flush.ms, retention,
+//! compaction). Shard-local: `Rc`, `RefCell`, no locks.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,15 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_lock::OnceCell;
-use event_listener::Event;
 use odradek_storage::log::partition_dir;
 use odradek_storage::{CompioBackend, Log, LogConfig, LogError};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::cache::RecentBatches;
-use crate::metadata::{Metadata, Topic};
-use crate::topic_config;
+use super::{Partition, PartitionShared, ReadSettings};
+use crate::cluster::{Catalogue, MetadataStore, Topic, topic_config};
+use crate::runtime::blocking::Blocking;
 
 /// How often a shard looks at its partitions for `flush.ms`, and logs a slow pass.
 pub const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -27,35 +27,6 @@ pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 pub const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 /// A maintenance step that takes longer than this is logged.
 const SLOW_STEP: Duration = Duration::from_millis(500);
-
-/// One open partition.
-#[derive(Debug)]
-pub struct Partition {
-    pub topic: String,
-    pub topic_id: Uuid,
-    pub index: i32,
-    pub log: Log<CompioBackend>,
-    /// One lock per idempotent producer with an append under way (see `produce.rs`); an
-    /// entry lives only while someone holds or waits for it.
-    producer_locks: RefCell<HashMap<i64, Rc<async_lock::Mutex<()>>>>,
-}
-
-impl Partition {
-    /// The lock that orders `producer_id`'s appends to this partition.
-    pub fn producer_lock(&self, producer_id: i64) -> Rc<async_lock::Mutex<()>> {
-        self.producer_locks.borrow_mut().entry(producer_id).or_default().clone()
-    }
-
-    /// Gives back a lock from [`Partition::producer_lock`]; the entry goes when unused.
-    pub fn release_producer_lock(&self, producer_id: i64, lock: Option<Rc<async_lock::Mutex<()>>>) {
-        let Some(lock) = lock else { return };
-        let mut locks = self.producer_locks.borrow_mut();
-        // The map's reference and ours: nobody else holds or waits for it.
-        if Rc::strong_count(&lock) <= 2 {
-            locks.remove(&producer_id);
-        }
-    }
-}
 
 type Slot = Rc<OnceCell<Rc<Partition>>>;
 
@@ -74,7 +45,7 @@ pub enum OpenError {
 
 impl OpenError {
     /// The Kafka error code to answer with.
-    pub fn error_code(&self) -> i16 {
+    pub fn code(&self) -> i16 {
         match self {
             OpenError::Deleted(_) => odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION,
             OpenError::Log(_) => odradek_net::error_code::KAFKA_STORAGE_ERROR,
@@ -86,31 +57,36 @@ impl OpenError {
 #[derive(Debug)]
 pub struct Partitions {
     data_dir: PathBuf,
-    metadata: Arc<Metadata>,
+    metadata: Arc<dyn MetadataStore>,
     engine: LogConfig,
+    pool: Blocking,
     open: RefCell<HashMap<(Uuid, i32), Slot>>,
-    /// Notified after every append to any partition of this shard (long-polling fetches wait
-    /// on it and then check their own partitions).
-    pub appended: Event,
-    /// The batches appended last, served to tailing consumers from memory.
-    pub recent: RecentBatches,
+    shared: Rc<PartitionShared>,
 }
 
 impl Partitions {
     pub fn new(
         data_dir: &Path,
-        metadata: Arc<Metadata>,
+        metadata: Arc<dyn MetadataStore>,
         engine: LogConfig,
+        reads: ReadSettings,
         fetch_cache_bytes: usize,
+        pool: Blocking,
     ) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
             metadata,
             engine,
+            pool,
             open: RefCell::new(HashMap::new()),
-            appended: Event::new(),
-            recent: RecentBatches::new(fetch_cache_bytes),
+            shared: Rc::new(PartitionShared::new(reads, fetch_cache_bytes)),
         }
+    }
+
+    /// Notified after every append to any partition of this shard: long-polling fetches wait
+    /// on it, then look at their own partitions.
+    pub fn appended(&self) -> event_listener::EventListener {
+        self.shared.appended.listen()
     }
 
     /// The open log of `topic`'s `partition`, opening (and recovering) it on first use if its
@@ -156,13 +132,7 @@ impl Partitions {
             ms = started.elapsed().as_millis() as u64,
             "partition opened"
         );
-        Ok(Rc::new(Partition {
-            topic: topic.name.clone(),
-            topic_id: topic.id,
-            index: partition,
-            log,
-            producer_locks: RefCell::new(HashMap::new()),
-        }))
+        Ok(Rc::new(Partition::new(topic, partition, log, self.shared.clone())))
     }
 
     /// Every open partition.
@@ -174,7 +144,7 @@ impl Partitions {
     pub fn reconfigure(&self, topic: &Topic) {
         let config = topic_config::log_config(&topic.configs, &self.engine);
         for p in self.all().iter().filter(|p| p.topic_id == topic.id) {
-            p.log.set_config(config.clone());
+            p.set_config(config.clone());
         }
     }
 
@@ -182,26 +152,30 @@ impl Partitions {
     /// (so a new topic of the same name never sees its files), then deleted.
     pub async fn delete(&self, topic: &Topic, partition: i32) -> Result<(), String> {
         let slot = self.open.borrow_mut().remove(&(topic.id, partition));
-        self.recent.forget((topic.id, partition));
+        self.shared.recent.forget((topic.id, partition));
         if let Some(p) = slot.and_then(|s| s.get().cloned()) {
             // A closed log refuses appends; its files are removed below either way.
-            let _ = p.log.close().await;
+            let _ = p.close().await;
         }
         let dir = partition_dir(&self.data_dir, &topic.name, partition);
         let aside =
             self.data_dir.join(format!("{}-{partition}.{}-delete", topic.name, topic.id.simple()));
-        match std::fs::rename(&dir, &aside) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(format!("rename {} aside: {e}", dir.display())),
-        }
-        std::fs::remove_dir_all(&aside).map_err(|e| format!("remove {}: {e}", aside.display()))
+        // Renaming and removing a directory tree are blocking calls: the pool makes them.
+        let removed = self.pool.run(move || {
+            match std::fs::rename(&dir, &aside) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(format!("rename {} aside: {e}", dir.display())),
+            }
+            std::fs::remove_dir_all(&aside).map_err(|e| format!("remove {}: {e}", aside.display()))
+        });
+        removed.await.map_err(|e| e.to_string())?
     }
 
     /// Closes every open log cleanly (flush and clean-shutdown marker).
     pub async fn close_all(&self) {
         for p in self.all() {
-            if let Err(e) = p.log.close().await {
+            if let Err(e) = p.close().await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "closing a partition failed");
             }
         }
@@ -226,13 +200,13 @@ impl Partitions {
                 if stopping() {
                     return;
                 }
-                step(&p, "flush", p.log.flush_if_due()).await;
-                let policy = p.log.config().cleanup_policy;
+                step(&p, "flush", p.log().flush_if_due()).await;
+                let policy = p.log().config().cleanup_policy;
                 if retention && policy.delete {
-                    step(&p, "retention", p.log.enforce_retention()).await;
+                    step(&p, "retention", p.log().enforce_retention()).await;
                 }
                 if compaction && policy.compact {
-                    step(&p, "compaction", p.log.compact()).await;
+                    step(&p, "compaction", p.log().compact()).await;
                 }
             }
         }
@@ -262,7 +236,7 @@ async fn step<T: std::fmt::Debug>(
 /// Logs partition directories that no topic in the catalogue names (left by hand, or by a
 /// crash between a deletion's catalogue update and its directory removal). They are left
 /// alone: an operator decides.
-pub fn warn_orphans(data_dir: &Path, catalogue: &crate::metadata::Catalogue) {
+pub fn warn_orphans(data_dir: &Path, catalogue: &Catalogue) {
     let Ok(entries) = std::fs::read_dir(data_dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -1,0 +1,108 @@
+//! The server room: listeners, connections, and each connection's session.
+//!
+//! `conn` reads one frame at a time, decodes it (`odradek_net`), hands it with the
+//! connection's [`Session`] to `api::handle`, and writes the answer with `transport` (vectored
+//! writes; file ranges spliced to the socket).
+//!
+//! **Invariants.**
+//! - Responses leave in request order: a connection answers one request at a time.
+//! - Every read from a client is bounded in size (`socket.request.max.bytes`, checked before
+//!   the body is read) and in time (`connections.max.idle.ms`).
+//! - A shard holds at most `connections_per_shard_max` connections; more are closed at once.
+//! - A frame that cannot be decoded, or an API this node does not serve, closes the
+//!   connection with one log line saying why; nothing of it is acted on.
+//!
+//! **What it does not know.** What a request means (that is `api`), or where records live
+//! (a Fetch answer names memory or file ranges; the transport sends them).
+
+pub mod conn;
+pub mod session;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use compio::net::TcpListener;
+use futures_channel::oneshot;
+use futures_util::future::{Either, select};
+use tracing::warn;
+
+pub use session::{Principal, Session};
+
+use crate::checks::StartupError;
+use crate::shard::Shard;
+
+/// Pending connections the kernel queues per shard listener.
+const LISTEN_BACKLOG: i32 = 1024;
+/// How long start-up waits for a port still held by a node that just died.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
+
+/// Fails with a clear message if something (another broker, another odradek) holds the port:
+/// shard listeners use `SO_REUSEPORT`, which would otherwise share it silently.
+///
+/// A node killed a moment ago still holds its listeners for a while after its process is gone
+/// (the kernel tears down an io_uring instance, and the sockets its pending accepts hold, in
+/// the background), so a port in use is retried for up to [`PORT_RELEASE_WAIT`]: an immediate
+/// restart after a crash then succeeds.
+pub fn probe_port_free(addr: SocketAddr) -> Result<(), StartupError> {
+    let deadline = Instant::now() + PORT_RELEASE_WAIT;
+    let mut result = std::net::TcpListener::bind(addr).map(drop);
+    while matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        result = std::net::TcpListener::bind(addr).map(drop);
+    }
+    result.map_err(|e| {
+        let problem = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use (another broker or odradek is listening there)")
+        } else {
+            format!("cannot listen on {addr}: {e}")
+        };
+        StartupError::new(problem, "stop the other process or pass --listen HOST:PORT")
+    })
+}
+
+/// A shard's listener on the node's port (`SO_REUSEPORT`: every shard has one).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Accepts connections until `stop` fires, each served by its own task on this shard.
+pub async fn accept_loop(ctx: &Rc<Shard>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let accept = std::pin::pin!(listener.accept());
+        match select(accept, &mut stop).await {
+            Either::Right(_) => break,
+            Either::Left((Ok((stream, peer)), _)) => {
+                let limit = ctx.config.connections_per_shard_max;
+                let life = &ctx.life;
+                if life.connections.get() >= limit {
+                    // Closing at once is all a client can be told before it sent a request.
+                    warn!(shard = ctx.id, %peer, limit, "connection limit reached; closing the new connection");
+                    drop(stream);
+                    continue;
+                }
+                let ctx = ctx.clone();
+                life.connections.set(life.connections.get() + 1);
+                compio::runtime::spawn(async move {
+                    conn::serve(&ctx, stream, peer).await;
+                    ctx.life.connections.set(ctx.life.connections.get() - 1);
+                })
+                .detach();
+            }
+            Either::Left((Err(e), _)) => {
+                // Out of descriptors and the like: say so, back off a little, keep serving.
+                warn!(shard = ctx.id, error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
