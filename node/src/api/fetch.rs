@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use futures_util::future::{Either, join_all, select, select_all};
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::{FetchRequest, TopicName};
 use odradek_net::error_code as ec;
 use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
 use odradek_storage::ReadError;
@@ -90,6 +90,7 @@ struct Part {
 }
 
 /// What a fetch request asks of the session cache.
+#[derive(Debug, Clone, Copy)]
 enum Mode {
     /// No session: read the request's partitions, answer them all.
     Sessionless,
@@ -109,75 +110,98 @@ pub struct FetchReply {
 
 pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchReply {
     let by_id = version >= 13;
-    let request_parts: Vec<Part> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| Part {
-                key: PartKey {
-                    topic: if by_id { String::new() } else { t.topic.0.to_string() },
-                    topic_id: if by_id { t.topic_id } else { Uuid::nil() },
-                    partition: p.partition,
-                },
-                offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes,
-            })
-        })
-        .collect();
     let now = Instant::now();
-    // KIP-227: (session id, epoch) = (0, -1) sessionless, (0, 0) new session, (S, -1) close S
-    // and fetch sessionless, (S, E > 0) continue S.
-    let mode = if version < 7 || req.session_epoch == FINAL_EPOCH {
+    let mode = match session_mode(ctx, version, &req) {
+        Ok(mode) => mode,
+        Err(code) => return session_error(code),
+    };
+    let parts = match wanted_parts(ctx, &req, by_id, mode, now) {
+        Ok(parts) => parts,
+        Err(code) => return session_error(code),
+    };
+    let got = read_parts(ctx, &req, &parts).await;
+    let (session_id, include) = remember(ctx, mode, &parts, &got, now);
+    let (topics, records) = lay_out(&req, by_id, &parts, got, &include);
+    let session_id = if version >= 7 { session_id } else { 0 };
+    FetchReply { response: FetchOut { session_id, topics, ..FetchOut::default() }, records }
+}
+
+/// KIP-227: (session id, epoch) = (0, -1) sessionless, (0, 0) new session, (S, -1) close S
+/// and fetch sessionless, (S, E > 0) continue S.
+fn session_mode(ctx: &Shard, version: i16, req: &FetchRequest) -> Result<Mode, i16> {
+    if version < 7 || req.session_epoch == FINAL_EPOCH {
         if req.session_id != 0 {
             ctx.fetch_sessions.borrow_mut().remove(req.session_id);
         }
-        Mode::Sessionless
+        Ok(Mode::Sessionless)
     } else if req.session_id == 0 {
         if req.session_epoch != 0 {
-            return session_error(ec::INVALID_FETCH_SESSION_EPOCH);
+            return Err(ec::INVALID_FETCH_SESSION_EPOCH);
         }
-        Mode::Create
+        Ok(Mode::Create)
     } else {
-        Mode::Incremental(req.session_id)
+        Ok(Mode::Incremental(req.session_id))
+    }
+}
+
+fn part_key(by_id: bool, topic: &TopicName, topic_id: Uuid, partition: i32) -> PartKey {
+    PartKey {
+        topic: if by_id { String::new() } else { topic.0.to_string() },
+        topic_id: if by_id { topic_id } else { Uuid::nil() },
+        partition,
+    }
+}
+
+/// The partitions this fetch reads: the request's, or (incremental) the session's after the
+/// request's changes and forgotten partitions are applied.
+fn wanted_parts(
+    ctx: &Shard,
+    req: &FetchRequest,
+    by_id: bool,
+    mode: Mode,
+    now: Instant,
+) -> Result<Vec<Part>, i16> {
+    let request_parts = req.topics.iter().flat_map(|t| {
+        t.partitions.iter().map(|p| Part {
+            key: part_key(by_id, &t.topic, t.topic_id, p.partition),
+            offset: p.fetch_offset,
+            max_bytes: p.partition_max_bytes,
+        })
+    });
+    let Mode::Incremental(id) = mode else { return Ok(request_parts.collect()) };
+    let mut sessions = ctx.fetch_sessions.borrow_mut();
+    let Some(session) = sessions.get_mut(id, now) else {
+        return Err(ec::FETCH_SESSION_ID_NOT_FOUND);
     };
-    let parts: Vec<Part> = match mode {
-        Mode::Sessionless | Mode::Create => request_parts,
-        Mode::Incremental(id) => {
-            let mut sessions = ctx.fetch_sessions.borrow_mut();
-            let Some(session) = sessions.get_mut(id, now) else {
-                return session_error(ec::FETCH_SESSION_ID_NOT_FOUND);
-            };
-            if session.next_epoch != req.session_epoch {
-                return session_error(ec::INVALID_FETCH_SESSION_EPOCH);
-            }
-            let forgotten: Vec<PartKey> = req
-                .forgotten_topics_data
-                .iter()
-                .flat_map(|t| {
-                    t.partitions.iter().map(|&partition| PartKey {
-                        topic: if by_id { String::new() } else { t.topic.0.to_string() },
-                        topic_id: if by_id { t.topic_id } else { Uuid::nil() },
-                        partition,
-                    })
-                })
-                .collect();
-            session.update(
-                request_parts.iter().map(|p| (p.key.clone(), p.offset, p.max_bytes)),
-                &forgotten,
-            );
-            session
-                .parts
-                .iter()
-                .map(|(key, c)| Part { key: key.clone(), offset: c.offset, max_bytes: c.max_bytes })
-                .collect()
-        }
-    };
-    let got = read_parts(ctx, &req, &parts).await;
-    // Session bookkeeping, then which partitions the response names.
-    let (session_id, include): (i32, Vec<bool>) = match mode {
+    if session.next_epoch != req.session_epoch {
+        return Err(ec::INVALID_FETCH_SESSION_EPOCH);
+    }
+    let forgotten: Vec<PartKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| part_key(by_id, &t.topic, t.topic_id, p)))
+        .collect();
+    session.update(request_parts.map(|p| (p.key, p.offset, p.max_bytes)), &forgotten);
+    Ok(session
+        .parts
+        .iter()
+        .map(|(key, c)| Part { key: key.clone(), offset: c.offset, max_bytes: c.max_bytes })
+        .collect())
+}
+
+/// Session bookkeeping after the reads: the session id to answer with, and which partitions
+/// the response names (an incremental response names only what changed).
+fn remember(
+    ctx: &Shard,
+    mode: Mode,
+    parts: &[Part],
+    got: &[Got],
+    now: Instant,
+) -> (i32, Vec<bool>) {
+    match mode {
         Mode::Sessionless => (0, vec![true; parts.len()]),
         Mode::Create => {
-            let seen = parts.iter().zip(&got).map(|(p, g)| {
+            let seen = parts.iter().zip(got).map(|(p, g)| {
                 (p.key.clone(), p.offset, p.max_bytes, g.high_watermark, g.log_start_offset)
             });
             let id = ctx.fetch_sessions.borrow_mut().create(seen, now);
@@ -190,7 +214,7 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
                     session.next_epoch = next_epoch(session.next_epoch);
                     parts
                         .iter()
-                        .zip(&got)
+                        .zip(got)
                         .map(|(p, g)| {
                             session.changed(&p.key, g.high_watermark, g.log_start_offset)
                                 || g.len() > 0
@@ -202,11 +226,21 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
             };
             (id, include)
         }
-    };
-    // Consecutive partitions of one topic share a topic entry, as Kafka lays them out.
+    }
+}
+
+/// The response's topics and each named partition's records. Consecutive partitions of one
+/// topic share a topic entry, as Kafka lays them out.
+fn lay_out(
+    req: &FetchRequest,
+    by_id: bool,
+    parts: &[Part],
+    got: Vec<Got>,
+    include: &[bool],
+) -> (Vec<TopicOut>, Vec<Vec<Payload>>) {
     let mut topics: Vec<TopicOut> = Vec::new();
     let mut records = Vec::new();
-    for ((part, g), _) in parts.iter().zip(got).zip(&include).filter(|(_, inc)| **inc) {
+    for ((part, g), _) in parts.iter().zip(got).zip(include).filter(|(_, inc)| **inc) {
         let out = PartitionOut {
             partition_index: part.key.partition,
             error_code: g.error,
@@ -233,8 +267,7 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
         }
         records.push(g.records);
     }
-    let session_id = if version >= 7 { session_id } else { 0 };
-    FetchReply { response: FetchOut { session_id, topics, ..FetchOut::default() }, records }
+    (topics, records)
 }
 
 fn session_error(code: i16) -> FetchReply {
