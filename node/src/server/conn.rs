@@ -83,7 +83,9 @@ async fn serve_requests(
                 }
             }
         };
+        // The target predates the library (`odradek::conn`); operators' filters name it.
         tracing::trace!(
+            target: "odradek::conn",
             shard = ctx.id,
             %peer,
             api = ?request.api_key,
