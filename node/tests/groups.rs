@@ -230,3 +230,68 @@ fn confluent_group_goes_on_without_a_rebalance_after_a_node_sigkill() {
 fn confluent_group_goes_on_without_a_rebalance_after_a_graceful_node_restart() {
     group_survives_a_restart("confluent", false);
 }
+
+/// A group id longer than a stored string may be (32,767 bytes: `__consumer_offsets` records
+/// give strings an i16 length) is refused with INVALID_REQUEST, and nothing is stored: before,
+/// its length wrapped and the acknowledged commit was skipped when the node read it back. The
+/// same for a JoinGroup bringing such a string into the group's stored metadata.
+#[test]
+fn strings_too_long_to_store_are_refused_and_nothing_is_stored() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+    use kafka_protocol::messages::{
+        GroupId, JoinGroupRequest, JoinGroupResponse, ListGroupsRequest, ListGroupsResponse,
+        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const INVALID_REQUEST: i16 = 42;
+    let long = "g".repeat(40_000);
+    let group = || GroupId(StrBytes::from_string(long.clone()));
+    let mut node = Node::start();
+    let mut s = node.connect();
+    common::create_topic(&mut s, "long-group", &[]);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group())
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("long-group")))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(5),
+                ]),
+        ]);
+    // v8+ carry compact (varint-length) strings, so the group id reaches the node whole.
+    let resp: OffsetCommitResponse = common::call(&mut s, 9, &commit);
+    assert_eq!(resp.topics[0].partitions[0].error_code, INVALID_REQUEST);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("short")))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(StrBytes::from_string(long.clone())),
+        ]);
+    let resp: JoinGroupResponse = common::call(&mut s, 9, &join);
+    assert_eq!(resp.error_code, INVALID_REQUEST, "a protocol name too long to store");
+    let resp: JoinGroupResponse = common::call(&mut s, 9, &join.with_group_id(group()));
+    assert_eq!(resp.error_code, INVALID_REQUEST, "a group id too long to store");
+    node.kill_and_restart();
+    let mut s = node.connect();
+    let fetch = OffsetFetchRequest::default()
+        .with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(group())]);
+    let resp: OffsetFetchResponse = common::call(&mut s, 9, &fetch);
+    assert!(
+        resp.groups[0].topics.iter().all(|t| t.partitions.iter().all(|p| p.committed_offset < 0)),
+        "nothing committed: {resp:?}"
+    );
+    let resp: ListGroupsResponse = common::call(&mut s, 5, &ListGroupsRequest::default());
+    assert_eq!(resp.error_code, 0);
+    assert!(resp.groups.is_empty(), "no group stored: {:?}", resp.groups);
+    node.assert_alive();
+}

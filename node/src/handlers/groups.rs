@@ -47,7 +47,7 @@ use tracing::{info, warn};
 use super::{create_topic, str_bytes, topic_name};
 use crate::group_offsets::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
-    group_key, group_value, offset_key, offset_value, partition_for,
+    RecordError, check_str, group_key, group_value, offset_key, offset_value, partition_for,
 };
 use crate::membership::{Group, Member, State};
 use crate::mesh::on_shard;
@@ -208,7 +208,15 @@ async fn store_group(ctx: &Rc<ShardCtx>, group: &str) -> Result<(), i16> {
     let partition = partition_for(group, topic.partitions());
     let now = now_ms();
     let value = ctx.groups.borrow().membership.get(group).map(|g| group_value(&g.stored(now)));
-    let stored = append_synced(ctx, &topic, partition, now, vec![(group_key(group), value)]).await;
+    let record = group_key(group).and_then(|key| Ok((key, value.transpose()?)));
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "group metadata not storable");
+            return Err(e.error_code());
+        }
+    };
+    let stored = append_synced(ctx, &topic, partition, now, vec![record]).await;
     if let Err(code) = stored {
         warn!(group, partition, code, "cannot store group metadata");
     }
@@ -280,7 +288,12 @@ pub async fn offset_commit(ctx: &Rc<ShardCtx>, req: OffsetCommitRequest) -> Offs
     let now = now_ms();
     // Per partition: Ok(commit) to write, or Err(error code).
     let mut checked: Vec<Checked> = Vec::new();
-    let group_error = if group.is_empty() { Some(ec::INVALID_GROUP_ID) } else { None };
+    let group_error = if group.is_empty() {
+        Some(ec::INVALID_GROUP_ID)
+    } else {
+        // A group id its record cannot hold: refused before anything is written.
+        check_str("group id", &group).err().map(|e| e.error_code())
+    };
     let generation = req.generation_id_or_member_epoch;
     let member = req.member_id.to_string();
     for t in &req.topics {
@@ -386,8 +399,17 @@ async fn write_commits(
     commits: Vec<Commit>,
 ) -> Result<(), i16> {
     let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let records =
-        commits.iter().map(|(t, p, c)| (offset_key(group, t, *p), Some(offset_value(c)))).collect();
+    let records = commits
+        .iter()
+        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
+        .collect::<Result<Vec<_>, RecordError>>();
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
+            return Err(e.error_code());
+        }
+    };
     if let Err(code) = append_synced(ctx, topic, partition, now, records).await {
         warn!(group, partition, code, "cannot write committed offsets");
         return Err(code);
@@ -731,8 +753,9 @@ async fn delete_offsets(
         .iter()
         .zip(&existed)
         .filter(|(_, e)| **e)
-        .map(|((t, p), _)| (offset_key(group, t, *p), None))
-        .collect();
+        .map(|((t, p), _)| Ok((offset_key(group, t, *p)?, None)))
+        .collect::<Result<_, RecordError>>()
+        .map_err(|e| e.error_code())?;
     if records.is_empty() {
         return Ok(existed);
     }
@@ -974,6 +997,10 @@ pub async fn join_group(
     if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&req.session_timeout_ms) {
         return fail(ec::INVALID_SESSION_TIMEOUT);
     }
+    if let Err(e) = join_strings_fit(&req, &client_id) {
+        warn!(group_bytes = group.len(), error = %e, "JoinGroup refused: a string cannot be stored");
+        return fail(e.error_code());
+    }
     let g = group.clone();
     let answer = on_group_owner(ctx, &group, move |there| async move {
         join_on_owner(&there, version, &g, req, client_id).await
@@ -983,6 +1010,28 @@ pub async fn join_group(
         Ok(resp) => resp,
         Err(code) => fail(code),
     }
+}
+
+/// Whether every string a JoinGroup brings into its group's stored metadata fits a stored
+/// string, the member id the node would generate included, so that the group can always be
+/// stored once it has let the member in.
+fn join_strings_fit(req: &JoinGroupRequest, client_id: &str) -> Result<(), RecordError> {
+    check_str("group id", &req.group_id.0)?;
+    check_str("member id", &req.member_id)?;
+    check_str("protocol type", &req.protocol_type)?;
+    for p in &req.protocols {
+        check_str("protocol", &p.name)?;
+    }
+    check_str("client id", client_id)?;
+    if let Some(instance) = &req.group_instance_id {
+        check_str("group instance id", instance)?;
+    }
+    if req.member_id.is_empty() {
+        // A generated id is `<instance id or client id>-<32 hex digits>`.
+        let base = req.group_instance_id.as_deref().unwrap_or(client_id);
+        check_str("member id", &format!("{base}-{:032x}", 0u128))?;
+    }
+    Ok(())
 }
 
 async fn join_on_owner(
