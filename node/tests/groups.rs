@@ -295,3 +295,23 @@ fn strings_too_long_to_store_are_refused_and_nothing_is_stored() {
     assert!(resp.groups.is_empty(), "no group stored: {:?}", resp.groups);
     node.assert_alive();
 }
+
+/// Session timeouts are bounded by `group_min_session_timeout_ms` (Kafka's
+/// `group.min.session.timeout.ms`, 6000): a consumer asking for less gets
+/// INVALID_SESSION_TIMEOUT; with a lower bound in the config file it joins.
+#[test]
+fn session_timeouts_below_the_configured_minimum_are_refused() {
+    let node = Node::start();
+    for client in ["confluent", "kafka-python"] {
+        let args = ["--client", client, "--session-ms", "3000", "refused"];
+        client_script(&node, "session_timeout.py", &args, "OK session");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("odradek.toml");
+    std::fs::write(&config, "group_min_session_timeout_ms = 1000\n").expect("write the config");
+    let node = Node::start_args(&["--config", config.to_str().expect("utf8 path")]);
+    for client in ["confluent", "kafka-python"] {
+        let args = ["--client", client, "--session-ms", "3000", "joins"];
+        client_script(&node, "session_timeout.py", &args, "OK session");
+    }
+}

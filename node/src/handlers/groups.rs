@@ -926,9 +926,6 @@ pub async fn expire_offsets(ctx: Rc<ShardCtx>) {
 
 // --- membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ----------------------------------
 
-/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
-const SESSION_TIMEOUT_MIN: i32 = 6_000;
-const SESSION_TIMEOUT_MAX: i32 = 1_800_000;
 /// How often waiting handlers re-check their group, besides being woken on each change.
 const RECHECK: Duration = Duration::from_millis(100);
 
@@ -994,7 +991,17 @@ pub async fn join_group(
     if group.is_empty() {
         return fail(ec::INVALID_GROUP_ID);
     }
-    if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&req.session_timeout_ms) {
+    // Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    let (min, max) =
+        (ctx.config.group_min_session_timeout_ms, ctx.config.group_max_session_timeout_ms);
+    if !(min..=max).contains(&req.session_timeout_ms) {
+        info!(
+            group,
+            session_timeout_ms = req.session_timeout_ms,
+            min,
+            max,
+            "session timeout out of bounds"
+        );
         return fail(ec::INVALID_SESSION_TIMEOUT);
     }
     if let Err(e) = join_strings_fit(&req, &client_id) {
