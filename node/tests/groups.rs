@@ -315,3 +315,13 @@ fn session_timeouts_below_the_configured_minimum_are_refused() {
         client_script(&node, "session_timeout.py", &args, "OK session");
     }
 }
+
+/// A member that stops polling past its max.poll.interval.ms (its rebalance timeout) while
+/// its heartbeats go on does not hold up a rebalance: the others complete it without the
+/// stalled member, which rejoins under a new member id when it polls again; every record is
+/// consumed exactly once.
+#[test]
+fn a_member_stalled_past_its_rebalance_timeout_does_not_hold_up_a_rebalance() {
+    let node = Node::start();
+    group_members(&node, "confluent", "stalled");
+}
