@@ -325,3 +325,12 @@ fn a_member_stalled_past_its_rebalance_timeout_does_not_hold_up_a_rebalance() {
     let node = Node::start();
     group_members(&node, "confluent", "stalled");
 }
+
+/// Pattern subscriptions (confluent-kafka `^pat-.*`, kafka-python `subscribe(pattern=...)`)
+/// started while no topic matches pick up topics that a producer's Metadata request
+/// auto-creates while they run.
+#[test]
+fn pattern_subscriptions_follow_auto_created_topics() {
+    let node = Node::start();
+    client_script(&node, "pattern_subscribe.py", &[], "OK pattern");
+}
