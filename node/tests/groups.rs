@@ -328,7 +328,7 @@ fn a_member_stalled_past_its_rebalance_timeout_does_not_hold_up_a_rebalance() {
 
 /// Pattern subscriptions (confluent-kafka `^pat-.*`, kafka-python `subscribe(pattern=...)`)
 /// started while no topic matches pick up topics that a producer's Metadata request
-/// auto-creates while they run.
+/// auto-creates while they run; a `.*` pattern leaves out the internal `__consumer_offsets`.
 #[test]
 fn pattern_subscriptions_follow_auto_created_topics() {
     let node = Node::start();

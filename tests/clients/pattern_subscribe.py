@@ -6,7 +6,9 @@ A confluent-kafka consumer subscribed to `^pat-.*` and a kafka-python consumer w
 no topic matches (kafka-python joins its group with no topics; librdkafka joins once a topic
 matches); then a producer writes to `pat-first`, and once both
 read it, to `pat-new`: neither exists before, each is auto-created by the producer's Metadata
-request. Both consumers must get every record of each within a bound. Prints "OK pattern ..." or "FAIL: ..." and exits 1.
+request. Both consumers must get every record of each within a bound. Last, a kafka-python
+consumer subscribed to `.*` is assigned every topic but the internal `__consumer_offsets`
+(clients leave out the topics Metadata marks internal). Prints "OK pattern ..." or "FAIL: ..." and exits 1.
 
 Usage: pattern_subscribe.py --bootstrap H:P
 """
@@ -138,4 +140,24 @@ finally:
     stop.set()
     for t in threads:
         t.join(15)
-print(f"OK pattern both consumers read the auto-created pat-new within {took:.1f} s", flush=True)
+
+
+def match_all():
+    """The partitions a kafka-python consumer subscribed to `.*` is assigned."""
+    from kafka import KafkaConsumer
+    c = KafkaConsumer(bootstrap_servers=b, group_id="gpat-all", auto_offset_reset="earliest",
+                      session_timeout_ms=6000, metadata_max_age_ms=REFRESH_MS)
+    c.subscribe(pattern=".*")
+    end = deadline(WAIT_S)
+    while not expired(end) and not c.assignment():
+        c.poll(timeout_ms=200)
+    assigned = {tp.topic for tp in c.assignment()}
+    c.close()
+    return assigned
+
+
+assigned = match_all()
+check(assigned and "__consumer_offsets" not in assigned,
+      f"a consumer subscribed to .* was assigned {sorted(assigned)}")
+print(f"OK pattern both consumers read the auto-created pat-new within {took:.1f} s; "
+      f".* matched {sorted(assigned)}", flush=True)
