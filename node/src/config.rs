@@ -71,6 +71,8 @@ struct FileConfig {
     offsets_retention_ms: Option<u64>,
     offsets_retention_check_interval_ms: Option<u64>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    group_min_session_timeout_ms: Option<i32>,
+    group_max_session_timeout_ms: Option<i32>,
 }
 
 /// A resolved node configuration.
@@ -119,7 +121,20 @@ pub struct NodeConfig {
     /// generation (Kafka's `group.initial.rebalance.delay.ms`, 3000; config file key
     /// `group_initial_rebalance_delay_ms`).
     pub group_initial_rebalance_delay_ms: u64,
+    /// The shortest session timeout a JoinGroup may ask for; shorter ones get
+    /// INVALID_SESSION_TIMEOUT (Kafka's `group.min.session.timeout.ms`, 6000; config file key
+    /// `group_min_session_timeout_ms`).
+    pub group_min_session_timeout_ms: i32,
+    /// The longest session timeout a JoinGroup may ask for (Kafka's
+    /// `group.max.session.timeout.ms`, 1800000; config file key
+    /// `group_max_session_timeout_ms`).
+    pub group_max_session_timeout_ms: i32,
 }
+
+/// Kafka's `group.min.session.timeout.ms` default.
+pub const GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT: i32 = 6_000;
+/// Kafka's `group.max.session.timeout.ms` default.
+pub const GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT: i32 = 1_800_000;
 
 /// How fetched records get from a segment file to the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -212,6 +227,22 @@ impl NodeConfig {
             1,
             i64::from(PARTITIONS_MAX),
         )?;
+        let group_min_session_timeout_ms =
+            file.group_min_session_timeout_ms.unwrap_or(GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT);
+        let group_max_session_timeout_ms =
+            file.group_max_session_timeout_ms.unwrap_or(GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT);
+        check_range(
+            "group_max_session_timeout_ms",
+            i64::from(group_max_session_timeout_ms),
+            1,
+            i64::from(i32::MAX),
+        )?;
+        check_range(
+            "group_min_session_timeout_ms",
+            i64::from(group_min_session_timeout_ms),
+            1,
+            i64::from(group_max_session_timeout_ms),
+        )?;
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -240,6 +271,8 @@ impl NodeConfig {
                 .unwrap_or(600_000)
                 .max(1),
             group_initial_rebalance_delay_ms: file.group_initial_rebalance_delay_ms.unwrap_or(3000),
+            group_min_session_timeout_ms,
+            group_max_session_timeout_ms,
         })
     }
 }
@@ -352,5 +385,36 @@ mod tests {
             bad(ServeArgs { default_partitions: Some(0), ..Default::default() })
                 .contains("partitions")
         );
+    }
+
+    #[test]
+    fn session_timeout_bounds_have_kafkas_defaults_and_come_from_the_file() {
+        let c = NodeConfig::resolve(&ServeArgs::default(), 2).expect("defaults");
+        assert_eq!(
+            (c.group_min_session_timeout_ms, c.group_max_session_timeout_ms),
+            (6_000, 1_800_000)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("odradek.toml");
+        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        std::fs::write(
+            &path,
+            "group_min_session_timeout_ms = 1000\ngroup_max_session_timeout_ms = 60000\n",
+        )
+        .expect("write");
+        let c = NodeConfig::resolve(&args, 2).expect("resolve");
+        assert_eq!(
+            (c.group_min_session_timeout_ms, c.group_max_session_timeout_ms),
+            (1000, 60_000)
+        );
+        for (text, names) in [
+            ("group_min_session_timeout_ms = 70000\ngroup_max_session_timeout_ms = 60000\n", "min"),
+            ("group_min_session_timeout_ms = 0\n", "min"),
+            ("group_max_session_timeout_ms = 0\n", "max"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = NodeConfig::resolve(&args, 2).expect_err("out of range").to_string();
+            assert!(err.contains(&format!("group_{names}_session_timeout_ms")), "{err}");
+        }
     }
 }

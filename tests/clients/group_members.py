@@ -15,6 +15,12 @@ Driver modes (each prints "OK <mode> <client> ..." or "FAIL: ..." and exits 1):
                on stdin while the caller restarts the node (SIGKILL or graceful); the group
                comes back from __consumer_offsets, so the members go on without a rebalance,
                and what is produced after the restart is consumed exactly once.
+  stalled      (confluent) two members share the topic; one stops polling for longer than its
+               max.poll.interval.ms (its rebalance timeout) while librdkafka's background thread
+               goes on heartbeating; a third member joins, and the rebalance completes without
+               the stalled member, well before it resumes; when it resumes it rejoins under a
+               new member id and gets partitions again, and every record is consumed exactly
+               once.
 
 Member mode (`member`) is what the driver starts: it consumes, commits synchronously after
 each processed batch, and only then prints the batch's records ("REC <value>"), so what it
@@ -41,7 +47,8 @@ from common import check, fail  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("--bootstrap", required=True)
 ap.add_argument("--client", choices=["kafka-python", "confluent"], required=True)
-ap.add_argument("--mode", choices=["killed", "cooperative", "static", "restart", "member"],
+ap.add_argument("--mode", choices=["killed", "cooperative", "static", "restart", "stalled",
+                                   "member"],
                 required=True)
 ap.add_argument("--topic")
 ap.add_argument("--group")
@@ -49,6 +56,9 @@ ap.add_argument("--name", default="m")
 ap.add_argument("--instance-id")
 ap.add_argument("--strategy", default="range")
 ap.add_argument("--pause-after", type=int, default=0)
+ap.add_argument("--stall-after", type=int, default=0)
+ap.add_argument("--stall-s", type=float, default=0.0)
+ap.add_argument("--max-poll-ms", type=int, default=300_000)
 args = ap.parse_args()
 b = args.bootstrap
 SESSION_MS = 6000  # the smallest the coordinator accepts, so a killed member expires quickly
@@ -65,15 +75,20 @@ def member():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     processed = 0
     paused = False
+    stalled = False
 
     def process(values, commit):
-        nonlocal processed, paused
+        nonlocal processed, paused, stalled
         if not values or paused:
             return  # a paused member drops what it polls: never committed, never printed
+        # After its stall the member may have been removed from the group: a refused commit
+        # drops the batch.
+        if stalled and not commit_or_drop(commit):
+            return
         # As an application would: a commit that fails while the coordinator is away (the node
         # restarting) is retried; records count as processed only once committed.
         end = time.monotonic() + 30
-        while True:
+        while not stalled:
             try:
                 commit()
                 break
@@ -88,18 +103,29 @@ def member():
         if args.pause_after and processed >= args.pause_after:
             paused = True
             say("PAUSED")
+        if args.stall_after and processed >= args.stall_after and not stalled:
+            # Stops polling (librdkafka's background thread goes on heartbeating) for longer
+            # than max.poll.interval.ms, once.
+            stalled = True
+            say("STALL")
+            time.sleep(args.stall_s)
+            say("RESUME")
 
     if args.client == "confluent":
         from confluent_kafka import Consumer
         conf = {"bootstrap.servers": b, "group.id": args.group, "enable.auto.commit": False,
                 "auto.offset.reset": "earliest", "client.id": args.name,
                 "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500,
-                "partition.assignment.strategy": args.strategy}
+                "partition.assignment.strategy": args.strategy,
+                "max.poll.interval.ms": args.max_poll_ms}
         if args.instance_id:
             conf["group.instance.id"] = args.instance_id
         c = Consumer(conf)
-        c.subscribe([args.topic],
-                     on_assign=lambda _c, ps: say("ASSIGN", ",".join(str(p.partition) for p in ps)),
+        def on_assign(_c, ps):
+            say("MEMBER-ID", c.memberid())
+            say("ASSIGN", ",".join(str(p.partition) for p in ps))
+
+        c.subscribe([args.topic], on_assign=on_assign,
                      on_revoke=lambda _c, ps: say("REVOKE", ",".join(str(p.partition) for p in ps)))
         while not stop.is_set():
             got = []
@@ -143,6 +169,18 @@ def member():
     say("CLOSED")
 
 
+def commit_or_drop(commit):
+    """Commits; True if it was committed. A commit the group refuses (the member was removed
+    while it stalled, or a rebalance moved its partitions) drops the batch, as an application
+    must: the partitions' new owner reads those records again from the committed offsets."""
+    try:
+        commit()
+        return True
+    except Exception as e:  # noqa: BLE001
+        say("COMMIT-REFUSED", repr(e)[:160])
+        return False
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 class Member:
@@ -159,6 +197,7 @@ class Member:
         self.events = []  # ("ASSIGN"|"REVOKE", set of partitions), in order, until it closes
         self.closing = False
         self.notes = []  # other lines (retries, errors), for failure messages
+        self.seen = []  # (word, rest, monotonic time the driver read it), every line
         self.lines = queue.Queue()
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -167,6 +206,7 @@ class Member:
     def _read(self):
         for line in self.proc.stdout:
             word, _, rest = line.rstrip("\n").partition(" ")
+            self.seen.append((word, rest, time.monotonic()))
             if word == "REC":
                 self.records.append(rest)
             elif word == "CLOSING":
@@ -174,7 +214,7 @@ class Member:
             elif word in ("ASSIGN", "REVOKE"):
                 if not self.closing:
                     self.events.append((word, {int(p) for p in rest.split(",") if p}))
-            elif word not in ("PAUSED", "CLOSED"):
+            elif word not in ("PAUSED", "CLOSED", "MEMBER-ID", "STALL", "RESUME"):
                 self.notes.append(line.strip()[:200])
             self.lines.put(word)
 
@@ -379,8 +419,61 @@ def restart():
     say(f"OK restart {args.client} {len(values)} records, no rebalance across the restart")
 
 
+def first_at(m, word, after=0.0):
+    """When `m` first printed `word` after `after` (monotonic), or None."""
+    return next((t for w, _, t in m.seen if w == word and t > after), None)
+
+
+def stalled():
+    check(args.client == "confluent", "librdkafka heartbeats in the background while not polled")
+    topic, group = f"stalled{os.environ.get('SUFFIX', '')}", "gstalled"
+    max_poll_ms, stall_s = 6000, 12.0
+    values = setup(topic, 600)
+    victim = Member("st0", topic, group, stall_after=30, stall_s=stall_s, max_poll_ms=max_poll_ms)
+    other = Member("st1", topic, group, max_poll_ms=max_poll_ms)
+    members = [victim, other]
+    try:
+        check(victim.wait_for("STALL", 40), f"never stalled: {describe(members)}")
+        stalled_at = first_at(victim, "STALL")
+        third = Member("st2", topic, group, max_poll_ms=max_poll_ms)
+        members.append(third)
+        joined_at = time.monotonic()
+        check(third.wait_for("ASSIGN", 20), f"the third member was never assigned: "
+              f"{describe(members)}")
+        assigned_at = first_at(third, "ASSIGN")
+        resumed_at = first_at(victim, "RESUME")
+        check(resumed_at is None or assigned_at < resumed_at,
+              f"the rebalance waited for the stalled member: {describe(members)}")
+        check(assigned_at - joined_at < max_poll_ms / 1000 + 5,
+              f"the rebalance took {assigned_at - joined_at:.1f} s")
+        check(victim.wait_for("RESUME", stall_s + 10), "the stalled member never resumed")
+        resumed_at = first_at(victim, "RESUME")
+        check(first_at(victim, "ASSIGN", after=resumed_at) or victim.wait_for("ASSIGN", 30),
+              f"the stalled member never rejoined: {describe(members)}")
+        more = [f"{topic}-after-{i:05d}" for i in range(600)]
+        produce_more(topic, more)
+        values += more
+        wait_all(members, values, 40)
+        time.sleep(1.0)
+    finally:
+        for m in members:
+            m.stop()
+    exactly_once(members, values, "with a member stalled past max.poll.interval.ms")
+    ids = [rest for w, rest, t in victim.seen if w == "MEMBER-ID"]
+    before = [rest for w, rest, t in victim.seen if w == "MEMBER-ID" and t < stalled_at]
+    after = [rest for w, rest, t in victim.seen if w == "MEMBER-ID" and t > resumed_at]
+    check(before and after and before[-1] != after[-1],
+          f"the stalled member did not rejoin under a new member id: {ids}")
+    held = [ps for kind, ps in victim.events if kind == "ASSIGN"][-1]
+    check(held, f"the rejoined member got no partitions: {describe(members)}")
+    say(f"OK stalled {args.client} {len(values)} records; the rebalance completed "
+        f"{assigned_at - joined_at:.1f} s after the third member started; the stalled member "
+        f"resumed {resumed_at - assigned_at:.1f} s later and rejoined "
+        f"as {after[-1]} (was {before[-1]})")
+
+
 if args.mode == "member":
     member()
 else:
     {"killed": killed, "cooperative": cooperative, "static": static,
-     "restart": restart}[args.mode]()
+     "restart": restart, "stalled": stalled}[args.mode]()

@@ -49,7 +49,7 @@ use crate::cluster::Topic;
 use crate::error;
 use crate::group::records::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
-    group_key, group_value, offset_key, offset_value, partition_for,
+    RecordError, check_str, group_key, group_value, offset_key, offset_value, partition_for,
 };
 use crate::group::state::{Group, Member, State};
 use crate::partition::Durability;
@@ -209,7 +209,15 @@ async fn store_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
     let partition = partition_for(group, topic.partitions());
     let now = now_ms();
     let value = ctx.groups.borrow().membership.get(group).map(|g| group_value(&g.stored(now)));
-    let stored = append_synced(ctx, &topic, partition, now, vec![(group_key(group), value)]).await;
+    let record = group_key(group).and_then(|key| Ok((key, value.transpose()?)));
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "group metadata not storable");
+            return Err(e.error_code());
+        }
+    };
+    let stored = append_synced(ctx, &topic, partition, now, vec![record]).await;
     if let Err(code) = stored {
         warn!(group, partition, code, "cannot store group metadata");
     }
@@ -281,7 +289,12 @@ pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetC
     let now = now_ms();
     // Per partition: Ok(commit) to write, or Err(error code).
     let mut checked: Vec<Checked> = Vec::new();
-    let group_error = if group.is_empty() { Some(ec::INVALID_GROUP_ID) } else { None };
+    let group_error = if group.is_empty() {
+        Some(ec::INVALID_GROUP_ID)
+    } else {
+        // A group id its record cannot hold: refused before anything is written.
+        check_str("group id", &group).err().map(|e| e.error_code())
+    };
     let generation = req.generation_id_or_member_epoch;
     let member = req.member_id.to_string();
     for t in &req.topics {
@@ -387,8 +400,17 @@ async fn write_commits(
     commits: Vec<Commit>,
 ) -> Result<(), i16> {
     let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let records =
-        commits.iter().map(|(t, p, c)| (offset_key(group, t, *p), Some(offset_value(c)))).collect();
+    let records = commits
+        .iter()
+        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
+        .collect::<Result<Vec<_>, RecordError>>();
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
+            return Err(e.error_code());
+        }
+    };
     if let Err(code) = append_synced(ctx, topic, partition, now, records).await {
         warn!(group, partition, code, "cannot write committed offsets");
         return Err(code);
@@ -732,8 +754,9 @@ async fn delete_offsets(
         .iter()
         .zip(&existed)
         .filter(|(_, e)| **e)
-        .map(|((t, p), _)| (offset_key(group, t, *p), None))
-        .collect();
+        .map(|((t, p), _)| Ok((offset_key(group, t, *p)?, None)))
+        .collect::<Result<_, RecordError>>()
+        .map_err(|e| e.error_code())?;
     if records.is_empty() {
         return Ok(existed);
     }
@@ -904,9 +927,6 @@ pub async fn expire_offsets(ctx: Rc<Shard>) {
 
 // --- membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ----------------------------------
 
-/// Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
-const SESSION_TIMEOUT_MIN: i32 = 6_000;
-const SESSION_TIMEOUT_MAX: i32 = 1_800_000;
 /// How often waiting handlers re-check their group, besides being woken on each change.
 const RECHECK: Duration = Duration::from_millis(100);
 
@@ -972,8 +992,22 @@ pub async fn join_group(
     if group.is_empty() {
         return fail(ec::INVALID_GROUP_ID);
     }
-    if !(SESSION_TIMEOUT_MIN..=SESSION_TIMEOUT_MAX).contains(&req.session_timeout_ms) {
+    // Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
+    let (min, max) =
+        (ctx.config.group_min_session_timeout_ms, ctx.config.group_max_session_timeout_ms);
+    if !(min..=max).contains(&req.session_timeout_ms) {
+        info!(
+            group,
+            session_timeout_ms = req.session_timeout_ms,
+            min,
+            max,
+            "session timeout out of bounds"
+        );
         return fail(ec::INVALID_SESSION_TIMEOUT);
+    }
+    if let Err(e) = join_strings_fit(&req, &client_id) {
+        warn!(group_bytes = group.len(), error = %e, "JoinGroup refused: a string cannot be stored");
+        return fail(e.error_code());
     }
     let g = group.clone();
     let answer = on_group_owner(ctx, &group, move |there| async move {
@@ -984,6 +1018,28 @@ pub async fn join_group(
         Ok(resp) => resp,
         Err(code) => fail(code),
     }
+}
+
+/// Whether every string a JoinGroup brings into its group's stored metadata fits a stored
+/// string, the member id the node would generate included, so that the group can always be
+/// stored once it has let the member in.
+fn join_strings_fit(req: &JoinGroupRequest, client_id: &str) -> Result<(), RecordError> {
+    check_str("group id", &req.group_id.0)?;
+    check_str("member id", &req.member_id)?;
+    check_str("protocol type", &req.protocol_type)?;
+    for p in &req.protocols {
+        check_str("protocol", &p.name)?;
+    }
+    check_str("client id", client_id)?;
+    if let Some(instance) = &req.group_instance_id {
+        check_str("group instance id", instance)?;
+    }
+    if req.member_id.is_empty() {
+        // A generated id is `<instance id or client id>-<32 hex digits>`.
+        let base = req.group_instance_id.as_deref().unwrap_or(client_id);
+        check_str("member id", &format!("{base}-{:032x}", 0u128))?;
+    }
+    Ok(())
 }
 
 async fn join_on_owner(

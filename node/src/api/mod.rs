@@ -235,6 +235,9 @@ fn metadata_topic(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(topic.id)
+        // Clients leave internal topics out of pattern subscriptions (kafka-python's
+        // exclude_internal_topics, Java's exclude.internal.topics) by this flag.
+        .with_is_internal(topic.name == crate::group::records::OFFSETS_TOPIC)
         .with_partitions(partitions)
 }
 

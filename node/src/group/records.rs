@@ -55,42 +55,88 @@ pub struct Committed {
     pub commit_timestamp: i64,
 }
 
-fn put_str(out: &mut BytesMut, s: &str) {
-    out.put_i16(s.len() as i16);
-    out.put_slice(s.as_bytes());
+/// Longest string a record can hold: Kafka's `STRING` has an `i16` length.
+pub const STR_MAX_BYTES: usize = i16::MAX as usize;
+/// Longest byte field a record can hold: Kafka's `BYTES` has an `i32` length.
+pub const BYTES_MAX: usize = i32::MAX as usize;
+
+/// Why a record of `__consumer_offsets` cannot be written: a field too long for its length
+/// prefix. Nothing is written then; the request that brought the field is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("{field} is {len} bytes, longer than the {max} a stored string may have")]
+    StringTooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} is {len} bytes, longer than the {max} stored bytes may have")]
+    BytesTooLong { field: &'static str, len: usize, max: usize },
+    #[error("{field} has {count} entries, more than the {max} a stored array may have")]
+    TooMany { field: &'static str, count: usize, max: usize },
 }
 
-fn put_nullable_str(out: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(out, s),
-        None => out.put_i16(-1),
+impl RecordError {
+    /// The Kafka error for the request that brought the field (Kafka refuses such requests as
+    /// malformed).
+    pub fn error_code(&self) -> i16 {
+        odradek_net::error_code::INVALID_REQUEST
     }
 }
 
-fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+/// Whether `s` fits a stored string (`field` names it in the error).
+pub fn check_str(field: &'static str, s: &str) -> Result<(), RecordError> {
+    if s.len() > STR_MAX_BYTES {
+        return Err(RecordError::StringTooLong { field, len: s.len(), max: STR_MAX_BYTES });
+    }
+    Ok(())
+}
+
+fn put_str(out: &mut BytesMut, field: &'static str, s: &str) -> Result<(), RecordError> {
+    check_str(field, s)?;
+    out.put_i16(s.len() as i16);
+    out.put_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_nullable_str(
+    out: &mut BytesMut,
+    field: &'static str,
+    s: Option<&str>,
+) -> Result<(), RecordError> {
+    match s {
+        Some(s) => put_str(out, field, s),
+        None => {
+            out.put_i16(-1);
+            Ok(())
+        }
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, field: &'static str, b: &[u8]) -> Result<(), RecordError> {
+    if b.len() > BYTES_MAX {
+        return Err(RecordError::BytesTooLong { field, len: b.len(), max: BYTES_MAX });
+    }
     out.put_i32(b.len() as i32);
     out.put_slice(b);
+    Ok(())
 }
 
 /// The record key of a commit.
-pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+pub fn offset_key(group: &str, topic: &str, partition: i32) -> Result<Bytes, RecordError> {
     let mut out = BytesMut::with_capacity(12 + group.len() + topic.len());
     out.put_i16(KEY_VERSION);
-    put_str(&mut out, group);
-    put_str(&mut out, topic);
+    put_str(&mut out, "group id", group)?;
+    put_str(&mut out, "topic", topic)?;
     out.put_i32(partition);
-    out.freeze()
+    Ok(out.freeze())
 }
 
 /// The record value of a commit.
-pub fn offset_value(c: &Committed) -> Bytes {
+pub fn offset_value(c: &Committed) -> Result<Bytes, RecordError> {
     let mut out = BytesMut::with_capacity(26 + c.metadata.len());
     out.put_i16(VALUE_VERSION);
     out.put_i64(c.offset);
     out.put_i32(c.leader_epoch);
-    put_str(&mut out, &c.metadata);
+    put_str(&mut out, "commit metadata", &c.metadata)?;
     out.put_i64(c.commit_timestamp);
-    out.freeze()
+    Ok(out.freeze())
 }
 
 /// What a record key of `__consumer_offsets` names.
@@ -138,15 +184,15 @@ pub struct StoredGroup {
 }
 
 /// The record key of a group's metadata.
-pub fn group_key(group: &str) -> Bytes {
+pub fn group_key(group: &str) -> Result<Bytes, RecordError> {
     let mut out = BytesMut::with_capacity(4 + group.len());
     out.put_i16(GROUP_KEY_VERSION);
-    put_str(&mut out, group);
-    out.freeze()
+    put_str(&mut out, "group id", group)?;
+    Ok(out.freeze())
 }
 
 /// The record value of a group's metadata (version 3).
-pub fn group_value(g: &StoredGroup) -> Bytes {
+pub fn group_value(g: &StoredGroup) -> Result<Bytes, RecordError> {
     let members: usize = g
         .members
         .iter()
@@ -154,23 +200,28 @@ pub fn group_value(g: &StoredGroup) -> Bytes {
         .sum();
     let mut out = BytesMut::with_capacity(64 + g.protocol_type.len() + members);
     out.put_i16(GROUP_VALUE_VERSION);
-    put_str(&mut out, &g.protocol_type);
+    put_str(&mut out, "protocol type", &g.protocol_type)?;
     out.put_i32(g.generation);
-    put_nullable_str(&mut out, g.protocol.as_deref());
-    put_nullable_str(&mut out, g.leader.as_deref());
+    put_nullable_str(&mut out, "protocol", g.protocol.as_deref())?;
+    put_nullable_str(&mut out, "leader", g.leader.as_deref())?;
     out.put_i64(g.state_timestamp);
-    out.put_i32(g.members.len() as i32);
+    let count = i32::try_from(g.members.len()).map_err(|_| RecordError::TooMany {
+        field: "members",
+        count: g.members.len(),
+        max: i32::MAX as usize,
+    })?;
+    out.put_i32(count);
     for m in &g.members {
-        put_str(&mut out, &m.id);
-        put_nullable_str(&mut out, m.instance_id.as_deref());
-        put_str(&mut out, &m.client_id);
-        put_str(&mut out, &m.client_host);
+        put_str(&mut out, "member id", &m.id)?;
+        put_nullable_str(&mut out, "group instance id", m.instance_id.as_deref())?;
+        put_str(&mut out, "client id", &m.client_id)?;
+        put_str(&mut out, "client host", &m.client_host)?;
         out.put_i32(m.rebalance_timeout_ms);
         out.put_i32(m.session_timeout_ms);
-        put_bytes(&mut out, &m.subscription);
-        put_bytes(&mut out, &m.assignment);
+        put_bytes(&mut out, "subscription", &m.subscription)?;
+        put_bytes(&mut out, "assignment", &m.assignment)?;
     }
-    out.freeze()
+    Ok(out.freeze())
 }
 
 /// A group metadata value, versions 0 to 3; `None` for damaged values or later versions.
@@ -387,12 +438,12 @@ mod tests {
             metadata: "m".into(),
             commit_timestamp: 1_700_000_000_000,
         };
-        let key = offset_key("g", "t", 7);
+        let key = offset_key("g", "t", 7).expect("fits");
         assert_eq!(parse_key(&key), Some(Key::Offset("g".into(), "t".into(), 7)));
-        assert_eq!(parse_value(&offset_value(&c)), Some(c.clone()));
+        assert_eq!(parse_value(&offset_value(&c).expect("fits")), Some(c.clone()));
         let mut coordinated = Coordinated::default();
         let now = std::time::Instant::now();
-        coordinated.load(vec![(key.clone(), Some(offset_value(&c)))], now);
+        coordinated.load(vec![(key.clone(), Some(offset_value(&c).expect("fits")))], now);
         assert_eq!(coordinated.offsets.get("g", "t", 7), Some(&c));
         assert_eq!(coordinated.offsets.all("g").len(), 1);
         coordinated.load(vec![(key, None)], now);
@@ -437,9 +488,9 @@ mod tests {
     #[test]
     fn group_metadata_uses_kafkas_v3_layout_and_round_trips() {
         let g = stored_group();
-        let key = group_key("grp");
+        let key = group_key("grp").expect("fits");
         assert_eq!(&key[..], &[0, 2, 0, 3, b'g', b'r', b'p']);
-        let value = group_value(&g);
+        let value = group_value(&g).expect("fits");
         // Version, "consumer", generation 7, then "range".
         assert_eq!(&value[..2], &[0, 3]);
         assert_eq!(&value[2..12], b"\0\x08consumer");
@@ -451,7 +502,52 @@ mod tests {
             assert_eq!(parse_group_value(&value[..cut]), None, "cut at {cut}");
         }
         let empty = StoredGroup { members: Vec::new(), protocol: None, leader: None, ..g };
-        assert_eq!(parse_group_value(&group_value(&empty)), Some(empty));
+        assert_eq!(parse_group_value(&group_value(&empty).expect("fits")), Some(empty));
+    }
+
+    #[test]
+    fn strings_and_bytes_too_long_for_their_length_prefix_are_refused_not_wrapped() {
+        let max = "x".repeat(STR_MAX_BYTES);
+        let over = "x".repeat(STR_MAX_BYTES + 1);
+        let too_long = |field| RecordError::StringTooLong {
+            field,
+            len: STR_MAX_BYTES + 1,
+            max: STR_MAX_BYTES,
+        };
+        // The longest string fits and reads back whole.
+        let key = offset_key(&max, "t", 0).expect("32767 bytes fit");
+        assert_eq!(parse_key(&key), Some(Key::Offset(max.clone(), "t".into(), 0)));
+        assert_eq!(parse_key(&group_key(&max).expect("fits")), Some(Key::Group(max.clone())));
+        // One byte more is refused (before, its i16 length wrapped to -32768).
+        assert_eq!(offset_key(&over, "t", 0), Err(too_long("group id")));
+        assert_eq!(offset_key("g", &over, 0), Err(too_long("topic")));
+        assert_eq!(group_key(&over), Err(too_long("group id")));
+        let c =
+            Committed { offset: 1, leader_epoch: -1, metadata: over.clone(), commit_timestamp: 0 };
+        assert_eq!(offset_value(&c), Err(too_long("commit metadata")));
+        // Every string of a group's metadata, whichever member carries it.
+        let g = stored_group();
+        let cases: Vec<(&str, StoredGroup)> = vec![
+            ("protocol type", StoredGroup { protocol_type: over.clone(), ..g.clone() }),
+            ("protocol", StoredGroup { protocol: Some(over.clone()), ..g.clone() }),
+            ("leader", StoredGroup { leader: Some(over.clone()), ..g.clone() }),
+        ];
+        for (field, bad) in cases {
+            assert_eq!(group_value(&bad), Err(too_long(field)));
+        }
+        type Set = fn(&mut StoredMember, String);
+        let members: Vec<(&str, Set)> = vec![
+            ("member id", |m, s| m.id = s),
+            ("group instance id", |m, s| m.instance_id = Some(s)),
+            ("client id", |m, s| m.client_id = s),
+            ("client host", |m, s| m.client_host = s),
+        ];
+        for (field, set) in members {
+            let mut bad = g.clone();
+            set(&mut bad.members[1], over.clone());
+            assert_eq!(group_value(&bad), Err(too_long(field)), "{field}");
+            assert_eq!(too_long(field).error_code(), odradek_net::error_code::INVALID_REQUEST);
+        }
     }
 
     #[test]
@@ -459,17 +555,17 @@ mod tests {
         // Version 0: no state timestamp, no rebalance timeout, no instance id.
         let mut v0 = BytesMut::new();
         v0.put_i16(0);
-        put_str(&mut v0, "consumer");
+        put_str(&mut v0, "s", "consumer").expect("fits");
         v0.put_i32(3);
-        put_nullable_str(&mut v0, Some("range"));
-        put_nullable_str(&mut v0, Some("m"));
+        put_nullable_str(&mut v0, "s", Some("range")).expect("fits");
+        put_nullable_str(&mut v0, "s", Some("m")).expect("fits");
         v0.put_i32(1);
-        put_str(&mut v0, "m");
-        put_str(&mut v0, "c");
-        put_str(&mut v0, "/h");
+        put_str(&mut v0, "s", "m").expect("fits");
+        put_str(&mut v0, "s", "c").expect("fits");
+        put_str(&mut v0, "s", "/h").expect("fits");
         v0.put_i32(10_000);
-        put_bytes(&mut v0, b"s");
-        put_bytes(&mut v0, b"a");
+        put_bytes(&mut v0, "b", b"s").expect("fits");
+        put_bytes(&mut v0, "b", b"a").expect("fits");
         let g = parse_group_value(&v0).expect("v0");
         assert_eq!((g.generation, g.state_timestamp, g.members.len()), (3, -1, 1));
         assert_eq!(g.members[0].rebalance_timeout_ms, 10_000, "defaults to the session timeout");
@@ -484,11 +580,11 @@ mod tests {
         let mut c = Coordinated::default();
         let restored = c.load(
             vec![
-                (group_key("grp"), Some(group_value(&g))),
-                (group_key("grp"), Some(group_value(&newer))),
-                (group_key("gone"), Some(group_value(&g))),
-                (group_key("gone"), None),
-                (group_key("bad"), Some(Bytes::from_static(&[0, 3, 0]))),
+                (group_key("grp").expect("fits"), Some(group_value(&g).expect("fits"))),
+                (group_key("grp").expect("fits"), Some(group_value(&newer).expect("fits"))),
+                (group_key("gone").expect("fits"), Some(group_value(&g).expect("fits"))),
+                (group_key("gone").expect("fits"), None),
+                (group_key("bad").expect("fits"), Some(Bytes::from_static(&[0, 3, 0]))),
             ],
             now,
         );

@@ -246,6 +246,11 @@ impl Group {
         if !(deadline || (all_joined && delay_over)) {
             return;
         }
+        for m in self.members.values().filter(|m| !m.awaiting_join) {
+            // Kafka's behaviour for a member past its max.poll.interval.ms: heartbeats alone do
+            // not keep it; it rejoins later under a new member id (its old one is unknown).
+            tracing::info!(member = %m.id, generation = self.generation, "member did not rejoin by the rebalance deadline: removed");
+        }
         self.members.retain(|_, m| m.awaiting_join);
         self.generation += 1;
         self.join_not_before = None;
@@ -380,6 +385,31 @@ mod tests {
         g.tick(t0 + Duration::from_secs(60), Duration::ZERO);
         assert!(g.members.is_empty(), "a's session expired");
         assert_eq!(g.state, State::Empty);
+    }
+
+    #[test]
+    fn a_member_that_heartbeats_but_does_not_rejoin_is_removed_at_the_rebalance_deadline() {
+        let t0 = Instant::now();
+        let mut g = Group::default();
+        g.join(member("a", &["range"], t0), t0, Duration::ZERO);
+        g.join(member("b", &["range"], t0), t0, Duration::ZERO);
+        g.members.get_mut("a").expect("a").awaiting_join = true;
+        g.maybe_complete_join(t0);
+        g.state = State::Stable;
+        // c joins: a rejoins at once, b (stalled in its poll loop) only heartbeats.
+        g.join(member("c", &["range"], t0), t0, Duration::ZERO);
+        g.join(member("a", &["range"], t0), t0, Duration::ZERO);
+        let rebalance_timeout = Duration::from_secs(30);
+        for s in 1..30 {
+            let now = t0 + Duration::from_secs(s);
+            g.members.get_mut("b").expect("b heartbeats").last_seen = now;
+            g.tick(now, Duration::ZERO);
+            assert_eq!(g.state, State::PreparingRebalance, "b may still rejoin at {s} s");
+        }
+        g.tick(t0 + rebalance_timeout, Duration::ZERO);
+        assert_eq!(g.state, State::CompletingRebalance, "formed without b");
+        assert_eq!(g.members.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+        assert_eq!(g.generation, 3, "a alone, a and b, then a and c");
     }
 
     #[test]
