@@ -20,7 +20,9 @@ use tracing::{info, warn};
 use crate::checks::StartupError;
 use crate::cluster::MetadataStore;
 use crate::config::NodeConfig;
-use crate::group::Coordinated;
+use crate::group::records::OFFSETS_TOPIC;
+use crate::group::{self, Coordinated, GroupHost, GroupSettings};
+use crate::partition::Partition;
 use crate::partition::fetch_session::Sessions;
 use crate::partition::{Partitions, ReadSettings};
 use crate::producers::ProducerIds;
@@ -70,6 +72,48 @@ impl Sharded for Shard {
 
     fn mesh(&self) -> &Mesh<Self> {
         &self.mesh
+    }
+}
+
+impl GroupHost for Shard {
+    fn groups(&self) -> &RefCell<Coordinated> {
+        &self.groups
+    }
+
+    fn group_settings(&self) -> GroupSettings {
+        let c = &self.config;
+        GroupSettings {
+            initial_rebalance_delay: Duration::from_millis(c.group_initial_rebalance_delay_ms),
+            session_timeout_min_ms: c.group_min_session_timeout_ms,
+            session_timeout_max_ms: c.group_max_session_timeout_ms,
+            offsets_retention: Duration::from_millis(c.offsets_retention_ms),
+            offsets_retention_check_interval: Duration::from_millis(
+                c.offsets_retention_check_interval_ms,
+            ),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.life.stopping.get()
+    }
+
+    fn owned_offsets_partitions(&self) -> Vec<i32> {
+        let Some(topic) = self.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else {
+            return Vec::new();
+        };
+        (0..topic.partitions())
+            .filter(|&p| topic.owner(p, self.config.smp) == Some(self.id))
+            .collect()
+    }
+
+    async fn offsets_partition(&self, index: i32) -> Result<Rc<Partition>, i16> {
+        let topic = self.metadata.snapshot().topic(OFFSETS_TOPIC).cloned();
+        let topic = topic.ok_or(odradek_net::error_code::COORDINATOR_NOT_AVAILABLE)?;
+        self.partitions.get(&topic, index).await.map_err(|e| e.code())
+    }
+
+    fn offsets_partition_count(&self) -> Option<i32> {
+        self.metadata.snapshot().topic(OFFSETS_TOPIC).map(|t| t.partitions())
     }
 }
 
@@ -148,8 +192,14 @@ async fn run(
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
         compio::runtime::spawn(async move { ctx.partitions.maintain(stopping).await })
     };
-    let expiry = compio::runtime::spawn(crate::api::groups::expire_offsets(ctx.clone()));
-    let ticker = compio::runtime::spawn(crate::api::groups::tick_groups(ctx.clone()));
+    let expiry = {
+        let ctx = ctx.clone();
+        compio::runtime::spawn(async move { group::timers::expire_offsets(&*ctx).await })
+    };
+    let ticker = {
+        let ctx = ctx.clone();
+        compio::runtime::spawn(async move { group::timers::tick_groups(&*ctx).await })
+    };
     let watch = compio::runtime::spawn(runtime::stall_watch(stopping, move |late| {
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));

@@ -1,12 +1,9 @@
-//! Group coordination, first part: FindCoordinator for groups, and committed offsets
-//! (OffsetCommit, OffsetFetch) for consumers that assign partitions themselves (generation -1,
-//! no member id: Kafka's "simple" consumers), with the admin side of such groups (ListGroups,
-//! DescribeGroups, DeleteGroups, OffsetDelete). Group membership (JoinGroup and the rest) is
-//! not served yet, so no commit from a group generation can be valid and every group is
-//! `Empty`.
-//!
-//! A group's commits go to its `__consumer_offsets` partition on the shard that owns it, fsynced
-//! before the reply, and are read back from there at the first use after a start.
+//! The group coordinator's APIs, wire ⇄ domain: FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups, DeleteGroups
+//! and OffsetDelete. Each request is routed to the shard that coordinates its group (the owner
+//! of the group's `__consumer_offsets` partition, created on first use), where the `group`
+//! room decides and stores: commits and group metadata are fsynced before the reply, and a
+//! group's partition is read back before its first request after a start.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -39,20 +36,20 @@ use kafka_protocol::messages::{
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use odradek_net::error_code as ec;
-use odradek_storage::builder::{BatchParams, build_batch};
-use odradek_storage::compression::Codec;
-use odradek_storage::records::Record;
 use tracing::{info, warn};
 
 use super::{create_topic, str_bytes, topic_name};
 use crate::cluster::Topic;
-use crate::error;
+use crate::group::GroupHost;
+use crate::group::coordinator::{self, Admission, Join, check_member, wait_for};
 use crate::group::records::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
-    RecordError, check_str, group_key, group_value, offset_key, offset_value, partition_for,
+    RecordError, check_str, partition_for,
 };
-use crate::group::state::{Group, Member, State};
-use crate::partition::Durability;
+use crate::group::state::{Group, State};
+use crate::group::store::{
+    Commit, delete_offsets, ensure_loaded, load_all_owned, now_ms, store_group, write_commits,
+};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -103,125 +100,16 @@ async fn group_home(
 async fn on_group_partition<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, i16>
 where
     T: Send + 'static,
-    F: FnOnce(Rc<Shard>, Arc<Topic>, i32) -> Fut + Send + 'static,
+    F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    let (topic, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    let (_, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
     on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&there, &topic, partition).await.map_err(|(code, _)| code)?;
-        Ok(work(there, topic, partition).await)
+        ensure_loaded(&*there, partition).await.map_err(|(code, _)| code)?;
+        Ok(work(there, partition).await)
     })
     .await
     .map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?
-}
-
-/// Runs on the owner: reads the offsets partition into memory once per start.
-async fn ensure_loaded(
-    ctx: &Rc<Shard>,
-    topic: &Topic,
-    partition: i32,
-) -> Result<(), (i16, String)> {
-    if ctx.groups.borrow().loaded.contains(&partition) {
-        return Ok(());
-    }
-    let p = ctx.partitions.get(topic, partition).await.map_err(|e| (e.code(), e.to_string()))?;
-    let mut at = p.log_start_offset();
-    let end = p.high_watermark();
-    let mut records = Vec::new();
-    while at < end {
-        let bytes = p.read_bytes(at, 1 << 20).await.map_err(|e| {
-            warn!(partition, offset = at, error = %e, "cannot read group offsets");
-            (ec::KAFKA_STORAGE_ERROR, e.to_string())
-        })?;
-        if bytes.is_empty() {
-            break;
-        }
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let refuse = |e: String| {
-                warn!(partition, offset = at, error = %e, "cannot read group offsets");
-                (ec::KAFKA_STORAGE_ERROR, format!("offsets partition {partition}: {e}"))
-            };
-            // One batch at a time: the read returns as many whole batches as fit.
-            let len = odradek_storage::batch::BatchHeader::parse(&bytes[pos..])
-                .map_err(|e| refuse(e.to_string()))?
-                .total_len();
-            let Some(batch) = bytes.get(pos..pos + len).map(|_| bytes.slice(pos..pos + len)) else {
-                return Err(refuse(format!("a batch of {len} bytes is cut short")));
-            };
-            let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(refuse)?;
-            records.extend(recs.into_iter().filter_map(|r| Some((r.key?, r.value))));
-            pos += header.total_len();
-            at = header.last_offset() as u64 + 1;
-        }
-    }
-    let mut groups = ctx.groups.borrow_mut();
-    if groups.loaded.insert(partition) {
-        let n = records.len();
-        let restored = groups.load(records, Instant::now());
-        info!(partition, records = n, groups_restored = restored, "group offsets loaded");
-    }
-    Ok(())
-}
-
-/// Milliseconds since the epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Runs on the owner: appends `records` (key, value or tombstone) to the group's partition
-/// as one batch and fsyncs it (acks=all), so a reply sent after it survives a crash.
-async fn append_synced(
-    ctx: &Rc<Shard>,
-    topic: &Topic,
-    partition: i32,
-    timestamp: i64,
-    records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(), i16> {
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: Some(key),
-            value,
-            headers: Vec::new(),
-        })
-        .collect();
-    let batch: Bytes =
-        build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
-            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
-    let p = ctx.partitions.get(topic, partition).await.map_err(|e| e.code())?;
-    p.append(batch, Durability::Synced).await.map_err(|e| error::append_failure(&e))?;
-    Ok(())
-}
-
-/// Runs on the owner: stores `group`'s metadata as it is now (or its tombstone when the group
-/// is gone from memory).
-async fn store_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
-    let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else {
-        return Err(ec::COORDINATOR_NOT_AVAILABLE);
-    };
-    let partition = partition_for(group, topic.partitions());
-    let now = now_ms();
-    let value = ctx.groups.borrow().membership.get(group).map(|g| group_value(&g.stored(now)));
-    let record = group_key(group).and_then(|key| Ok((key, value.transpose()?)));
-    let record = match record {
-        Ok(record) => record,
-        Err(e) => {
-            warn!(group_bytes = group.len(), partition, error = %e, "group metadata not storable");
-            return Err(e.error_code());
-        }
-    };
-    let stored = append_synced(ctx, &topic, partition, now, vec![record]).await;
-    if let Err(code) = stored {
-        warn!(group, partition, code, "cannot store group metadata");
-    }
-    stored
 }
 
 /// FindCoordinator: this node for every group (creating `__consumer_offsets` on first use, as
@@ -279,7 +167,6 @@ pub async fn find_coordinator(
 }
 
 /// One partition's commit, checked on the connection's shard.
-type Commit = (String, i32, Committed);
 /// A request's partitions of one topic, each to commit or refused with an error code.
 type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
 
@@ -341,9 +228,9 @@ pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetC
         Ok(())
     } else {
         let g = group.clone();
-        on_group_partition(ctx, &group, move |there, topic, partition| async move {
-            check_committer(&there, &g, &member, generation)?;
-            write_commits(&there, &topic, partition, &g, commits).await
+        on_group_partition(ctx, &group, move |there, partition| async move {
+            coordinator::check_committer(&*there, &g, &member, generation)?;
+            write_commits(&*there, partition, &g, commits).await
         })
         .await
         .and_then(|r| r)
@@ -368,58 +255,6 @@ pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetC
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
-}
-
-/// Runs on the owner: whether `member` of `generation` may commit for `group`. A consumer
-/// outside any generation (-1, no member id) may commit only to a group without members.
-fn check_committer(ctx: &Shard, group: &str, member: &str, generation: i32) -> Result<(), i16> {
-    let mut groups = ctx.groups.borrow_mut();
-    let g = groups.membership.get_mut(group);
-    if generation < 0 && member.is_empty() {
-        return match g {
-            Some(g) if !g.members.is_empty() => Err(ec::ILLEGAL_GENERATION),
-            _ => Ok(()),
-        };
-    }
-    let g = check_member(g, member, generation)?;
-    // As Kafka: members of the current generation may commit while the group prepares a
-    // rebalance (before they rejoin), not while the leader is computing the assignment.
-    match g.state {
-        State::CompletingRebalance => Err(ec::REBALANCE_IN_PROGRESS),
-        _ => Ok(()),
-    }
-}
-
-/// Runs on the owner, its partition loaded: appends the commits as one batch, fsyncs, then
-/// makes them visible.
-async fn write_commits(
-    ctx: &Rc<Shard>,
-    topic: &Topic,
-    partition: i32,
-    group: &str,
-    commits: Vec<Commit>,
-) -> Result<(), i16> {
-    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let records = commits
-        .iter()
-        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
-        .collect::<Result<Vec<_>, RecordError>>();
-    let records = match records {
-        Ok(records) => records,
-        Err(e) => {
-            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
-            return Err(e.error_code());
-        }
-    };
-    if let Err(code) = append_synced(ctx, topic, partition, now, records).await {
-        warn!(group, partition, code, "cannot write committed offsets");
-        return Err(code);
-    }
-    let mut groups = ctx.groups.borrow_mut();
-    for (t, p, c) in commits {
-        groups.offsets.commit(group, &t, p, c);
-    }
-    Ok(())
 }
 
 /// What OffsetFetch asks of one group: its id and the partitions wanted (`None`: all).
@@ -595,18 +430,6 @@ const STATE_EMPTY: &str = "Empty";
 const STATE_DEAD: &str = "Dead";
 const TYPE_CLASSIC: &str = "classic";
 
-/// Runs on a shard: reads every `__consumer_offsets` partition it owns, so that its view of
-/// the groups is complete.
-async fn load_all_owned(ctx: &Rc<Shard>) -> Result<(), (i16, String)> {
-    let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { return Ok(()) };
-    for p in 0..topic.partitions() {
-        if topic.owner(p, ctx.config.smp) == Some(ctx.id) {
-            ensure_loaded(ctx, &topic, p).await?;
-        }
-    }
-    Ok(())
-}
-
 pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroupsResponse {
     let state_ok = |state: &str| {
         req.states_filter.is_empty()
@@ -618,7 +441,7 @@ pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroups
     let mut error = ec::NONE;
     for shard in 0..ctx.config.smp {
         let listed = on_shard(ctx, shard, |there| async move {
-            load_all_owned(&there).await.map_err(|(code, _)| code)?;
+            load_all_owned(&*there).await.map_err(|(code, _)| code)?;
             let groups = there.groups.borrow();
             let mut all: BTreeMap<String, (String, String)> = groups
                 .offsets
@@ -739,35 +562,6 @@ pub async fn describe_groups(
 
 /// Runs on the owner, its partition loaded: writes tombstones for `keys` of `group` (one
 /// batch, fsynced), then forgets them. Returns which of them existed.
-async fn delete_offsets(
-    ctx: &Rc<Shard>,
-    topic: &Topic,
-    partition: i32,
-    group: &str,
-    keys: Vec<(String, i32)>,
-) -> Result<Vec<bool>, i16> {
-    let existed: Vec<bool> = {
-        let groups = ctx.groups.borrow();
-        keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
-    };
-    let records: Vec<(Bytes, Option<Bytes>)> = keys
-        .iter()
-        .zip(&existed)
-        .filter(|(_, e)| **e)
-        .map(|((t, p), _)| Ok((offset_key(group, t, *p)?, None)))
-        .collect::<Result<_, RecordError>>()
-        .map_err(|e| e.error_code())?;
-    if records.is_empty() {
-        return Ok(existed);
-    }
-    append_synced(ctx, topic, partition, now_ms(), records).await?;
-    let mut groups = ctx.groups.borrow_mut();
-    for (t, p) in &keys {
-        groups.offsets.remove(group, t, *p);
-    }
-    Ok(existed)
-}
-
 /// Deletes `keys` of `group` (all its offsets when `None`) on the group's owner.
 async fn delete_on_owner(
     ctx: &Rc<Shard>,
@@ -775,12 +569,12 @@ async fn delete_on_owner(
     keys: Option<Vec<(String, i32)>>,
 ) -> Result<Vec<bool>, i16> {
     let group_name = group.to_owned();
-    on_group_partition(ctx, group, move |there, topic, partition| async move {
+    on_group_partition(ctx, group, move |there, partition| async move {
         let group = group_name;
         let keys = keys.unwrap_or_else(|| {
             there.groups.borrow().offsets.all(&group).into_iter().map(|(t, p, _)| (t, p)).collect()
         });
-        delete_offsets(&there, &topic, partition, &group, keys).await
+        delete_offsets(&*there, partition, &group, keys).await
     })
     .await
     .and_then(|r| r)
@@ -789,7 +583,7 @@ async fn delete_on_owner(
 /// Deletes a group without members: its offsets and its stored metadata (one hop to the owner).
 async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
     let g = group.to_owned();
-    on_group_partition(ctx, group, move |there, topic, partition| async move {
+    on_group_partition(ctx, group, move |there, partition| async move {
         let (known, keys) = {
             let groups = there.groups.borrow();
             let known = match groups.membership.get(&g) {
@@ -804,7 +598,7 @@ async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
         if !known && keys.is_empty() {
             return Err(ec::GROUP_ID_NOT_FOUND);
         }
-        delete_offsets(&there, &topic, partition, &g, keys).await?;
+        delete_offsets(&*there, partition, &g, keys).await?;
         // A member may have joined while the tombstones were written: then the group stays.
         let removed = {
             let mut groups = there.groups.borrow_mut();
@@ -813,7 +607,7 @@ async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
                 _ => groups.membership.remove(&g).is_some(),
             }
         };
-        if removed { store_group(&there, &g).await } else { Ok(()) }
+        if removed { store_group(&*there, &g).await } else { Ok(()) }
     })
     .await?
 }
@@ -875,64 +669,7 @@ pub async fn offset_delete(ctx: &Rc<Shard>, req: &OffsetDeleteRequest) -> Offset
     OffsetDeleteResponse::default().with_topics(topics)
 }
 
-/// Runs on every shard until it stops: every `offsets_retention_check_interval_ms`, deletes the
-/// committed offsets older than `offsets_retention_ms` of the groups it coordinates (all of
-/// them are without members for now: Kafka expires the offsets of such groups by commit age).
-pub async fn expire_offsets(ctx: Rc<Shard>) {
-    let interval = std::time::Duration::from_millis(ctx.config.offsets_retention_check_interval_ms);
-    let step = std::time::Duration::from_millis(100).min(interval);
-    let mut waited = std::time::Duration::ZERO;
-    while !ctx.life.stopping.get() {
-        compio::time::sleep(step).await;
-        waited += step;
-        if waited < interval {
-            continue;
-        }
-        waited = std::time::Duration::ZERO;
-        let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { continue };
-        if let Err((code, message)) = load_all_owned(&ctx).await {
-            warn!(code, %message, "cannot read committed offsets for expiry");
-            continue;
-        }
-        let now = now_ms();
-        let cutoff =
-            now.saturating_sub(i64::try_from(ctx.config.offsets_retention_ms).unwrap_or(i64::MAX));
-        let expired: Vec<(String, Vec<(String, i32)>)> = {
-            let groups = ctx.groups.borrow();
-            let active =
-                |g: &String| groups.membership.get(g).is_some_and(|m| !m.members.is_empty());
-            groups.offsets.expired(cutoff).into_iter().filter(|(g, _)| !active(g)).collect()
-        };
-        for (group, keys) in expired {
-            let partition = partition_for(&group, topic.partitions());
-            let n = keys.len();
-            match delete_offsets(&ctx, &topic, partition, &group, keys).await {
-                Ok(_) => info!(group, offsets = n, "expired committed offsets deleted"),
-                Err(code) => warn!(group, code, "cannot delete expired offsets"),
-            }
-            // As Kafka: an empty group whose last offsets expired is removed altogether.
-            let gone = {
-                let mut groups = ctx.groups.borrow_mut();
-                let empty = groups.membership.get(&group).is_some_and(|g| g.members.is_empty());
-                empty
-                    && groups.offsets.all(&group).is_empty()
-                    && groups.membership.remove(&group).is_some()
-            };
-            if gone && store_group(&ctx, &group).await.is_ok() {
-                info!(group, "empty group removed with its last offsets");
-            }
-        }
-    }
-}
-
 // --- membership: JoinGroup, SyncGroup, Heartbeat, LeaveGroup ----------------------------------
-
-/// How often waiting handlers re-check their group, besides being woken on each change.
-const RECHECK: Duration = Duration::from_millis(100);
-
-fn initial_delay(ctx: &Shard) -> Duration {
-    Duration::from_millis(ctx.config.group_initial_rebalance_delay_ms)
-}
 
 /// Runs `work` on the shard coordinating `group`, once the group's partition of
 /// `__consumer_offsets` is loaded there (so a restarted node knows its groups' members).
@@ -942,45 +679,15 @@ where
     F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    on_group_partition(ctx, group, move |there, _, _| work(there)).await
+    on_group_partition(ctx, group, move |there, _| work(there)).await
 }
 
-/// Waits until `done` says something about the group (or `limit` passes: `None`).
-async fn wait_for<T>(
-    ctx: &Shard,
-    group: &str,
-    limit: Duration,
-    mut done: impl FnMut(Option<&mut Group>) -> Option<T>,
-) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let listener = {
-            let mut groups = ctx.groups.borrow_mut();
-            let g = groups.membership.get_mut(group);
-            let listener = g.as_ref().map(|g| g.changed.listen());
-            if let Some(answer) = done(g) {
-                return Some(answer);
-            }
-            listener
-        };
-        if Instant::now() >= deadline {
-            return None;
-        }
-        let timer = std::pin::pin!(compio::time::sleep(RECHECK));
-        match listener {
-            Some(l) => {
-                let _ = futures_util::future::select(l, timer).await;
-            }
-            None => timer.await,
-        }
-    }
-}
-
+/// JoinGroup; `client` is the member's client id and host (`/address`), from its session.
 pub async fn join_group(
     ctx: &Rc<Shard>,
     version: i16,
     req: JoinGroupRequest,
-    client_id: String,
+    client: (String, String),
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let fail = |code: i16| {
@@ -993,8 +700,8 @@ pub async fn join_group(
         return fail(ec::INVALID_GROUP_ID);
     }
     // Kafka's `group.min.session.timeout.ms` and `group.max.session.timeout.ms`.
-    let (min, max) =
-        (ctx.config.group_min_session_timeout_ms, ctx.config.group_max_session_timeout_ms);
+    let settings = ctx.group_settings();
+    let (min, max) = (settings.session_timeout_min_ms, settings.session_timeout_max_ms);
     if !(min..=max).contains(&req.session_timeout_ms) {
         info!(
             group,
@@ -1005,13 +712,13 @@ pub async fn join_group(
         );
         return fail(ec::INVALID_SESSION_TIMEOUT);
     }
-    if let Err(e) = join_strings_fit(&req, &client_id) {
+    if let Err(e) = join_strings_fit(&req, &client.0) {
         warn!(group_bytes = group.len(), error = %e, "JoinGroup refused: a string cannot be stored");
         return fail(e.error_code());
     }
     let g = group.clone();
     let answer = on_group_owner(ctx, &group, move |there| async move {
-        join_on_owner(&there, version, &g, req, client_id).await
+        join_on_owner(&there, version, &g, req, client).await
     })
     .await;
     match answer {
@@ -1047,162 +754,65 @@ async fn join_on_owner(
     version: i16,
     group: &str,
     req: JoinGroupRequest,
-    client_id: String,
+    client: (String, String),
 ) -> JoinGroupResponse {
-    let now = Instant::now();
-    let delay = initial_delay(ctx);
+    let delay = ctx.group_settings().initial_rebalance_delay;
     let protocol_type = req.protocol_type.to_string();
-    let instance = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let protocols: Vec<(String, Bytes)> =
-        req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
     let rebalance_timeout = Duration::from_millis(
         u64::try_from(req.rebalance_timeout_ms.max(req.session_timeout_ms)).unwrap_or(0),
     );
-    let mut member_id = req.member_id.to_string();
+    let join = Join {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: client.0,
+        client_host: client.1,
+        protocol_type: protocol_type.clone(),
+        protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        session_timeout: Duration::from_millis(u64::try_from(req.session_timeout_ms).unwrap_or(0)),
+        rebalance_timeout,
+        member_id_required: version >= 4,
+    };
     let base = JoinGroupResponse::default().with_generation_id(-1);
     let name_none = |r: JoinGroupResponse| {
         if version >= 7 { r } else { r.with_protocol_name(Some(str_bytes(""))) }
     };
-    // The generation before this join, or the answer to a static member's quick rejoin (given
-    // once the replaced member id is stored).
-    let before_join: Result<i32, JoinGroupResponse> = 'joined: {
+    let protocol_type_field = (version >= 7).then(|| str_bytes(&protocol_type));
+    let admission = {
         let mut groups = ctx.groups.borrow_mut();
         let g = groups.membership.entry(group.to_owned()).or_default();
-        if g.state != State::Empty && g.protocol_type.as_deref().is_some_and(|t| t != protocol_type)
-            || !g.members.is_empty()
-                && !g.members.values().next().is_some_and(|m| {
-                    m.protocols.iter().any(|(n, _)| protocols.iter().any(|(p, _)| p == n))
-                })
-        {
-            return name_none(base.with_error_code(ec::INCONSISTENT_GROUP_PROTOCOL));
-        }
-        // Static members: a known instance id with a new member id replaces the old member.
-        if let Some(inst) = &instance
-            && let Some(old) = g.static_member(inst)
-        {
-            if !member_id.is_empty() && member_id != old {
-                return name_none(base.with_error_code(ec::FENCED_INSTANCE_ID));
-            }
-            if member_id.is_empty() {
-                member_id =
-                    format!("{inst}-{}", uuid::Uuid::from_u128(rand::random::<u128>()).simple());
-                if let Some(mut m) = g.members.remove(&old) {
-                    m.id = member_id.clone();
-                    m.last_seen = now;
-                    g.members.insert(member_id.clone(), m);
-                    if g.leader.as_deref() == Some(&old) {
-                        g.leader = Some(member_id.clone());
-                    }
-                }
-                g.store_pending = true;
-                if g.state == State::Stable {
-                    // A quick rejoin of a static member: no rebalance, same generation.
-                    let r = base
-                        .clone()
-                        .with_generation_id(g.generation)
-                        .with_protocol_type(if version >= 7 {
-                            Some(str_bytes(&protocol_type))
-                        } else {
-                            None
-                        })
-                        .with_protocol_name(Some(str_bytes(g.protocol.as_deref().unwrap_or(""))))
-                        .with_leader(str_bytes(g.leader.as_deref().unwrap_or("")))
-                        .with_member_id(str_bytes(&member_id));
-                    info!(group, member = %member_id, "static member rejoined without a rebalance");
-                    g.store_pending = false;
-                    break 'joined Err(r);
-                }
-            }
-        }
-        if member_id.is_empty() {
-            member_id =
-                format!("{client_id}-{}", uuid::Uuid::from_u128(rand::random::<u128>()).simple());
-            if version >= 4 && instance.is_none() {
-                g.pending.insert(member_id.clone(), now);
-                return name_none(
-                    base.with_error_code(ec::MEMBER_ID_REQUIRED)
-                        .with_member_id(str_bytes(&member_id)),
-                );
-            }
-        } else if !g.members.contains_key(&member_id) && !g.pending.contains_key(&member_id) {
+        coordinator::admit(g, join, Instant::now(), delay)
+    };
+    let (member_id, before) = match admission {
+        Admission::Joined { member_id, before } => (member_id, before),
+        Admission::Refused { code, member_id } => {
             return name_none(
-                base.with_error_code(ec::UNKNOWN_MEMBER_ID).with_member_id(str_bytes(&member_id)),
+                base.with_error_code(code)
+                    .with_member_id(str_bytes(&member_id.unwrap_or_default())),
             );
         }
-        if g.members.is_empty() {
-            g.protocol_type = Some(protocol_type.clone());
-        }
-        let assignment =
-            g.members.get(&member_id).map(|m| m.assignment.clone()).unwrap_or_default();
-        let member = Member {
-            id: member_id.clone(),
-            instance_id: instance.clone(),
-            client_id: client_id.clone(),
-            client_host: "/127.0.0.1".to_owned(),
-            session_timeout: Duration::from_millis(
-                u64::try_from(req.session_timeout_ms).unwrap_or(0),
-            ),
-            rebalance_timeout,
-            protocols,
-            assignment,
-            last_seen: now,
-            awaiting_join: false,
-        };
-        // The generation before this join: the answer is the first one formed after it (this
-        // join may complete the phase itself, bumping the generation right here).
-        let before = g.generation;
-        g.join(member, now, delay);
-        Ok(before)
-    };
-    let start_generation = match before_join {
-        Ok(generation) => generation,
-        Err(answer) => {
+        Admission::Rejoined { member_id, generation, protocol, leader } => {
             // acks=all: after a crash the member's new id must still be known.
-            if let Err(code) = store_group(ctx, group).await {
+            if let Err(code) = store_group(&**ctx, group).await {
                 if let Some(g) = ctx.groups.borrow_mut().membership.get_mut(group) {
                     g.store_pending = true;
                 }
                 return name_none(base.with_error_code(code));
             }
-            return answer;
+            info!(group, member = %member_id, "static member rejoined without a rebalance");
+            return base
+                .with_generation_id(generation)
+                .with_protocol_type(protocol_type_field)
+                .with_protocol_name(Some(str_bytes(&protocol)))
+                .with_leader(str_bytes(&leader))
+                .with_member_id(str_bytes(&member_id));
         }
     };
-    let me = member_id.clone();
-    let done = wait_for(ctx, group, rebalance_timeout + delay + Duration::from_secs(5), |g| {
-        let g = g?;
-        let Some(m) = g.members.get(&me) else { return Some(Err(ec::UNKNOWN_MEMBER_ID)) };
-        let formed = matches!(g.state, State::CompletingRebalance | State::Stable)
-            && !m.awaiting_join
-            && g.generation > start_generation;
-        if !formed {
-            return None;
-        }
-        let protocol = g.protocol.clone().unwrap_or_default();
-        let leader = g.leader.clone().unwrap_or_default();
-        let members: Vec<JoinGroupResponseMember> = if leader == me {
-            g.members
-                .values()
-                .map(|m| {
-                    let r = JoinGroupResponseMember::default()
-                        .with_member_id(str_bytes(&m.id))
-                        .with_metadata(m.metadata_for(&protocol));
-                    if version >= 5 {
-                        r.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
-                    } else {
-                        r
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Some(Ok((g.generation, protocol, leader, members)))
-    })
-    .await;
-    match done {
+    let limit = rebalance_timeout + delay + Duration::from_secs(5);
+    let formed = wait_for(&**ctx, group, limit, |g| formed(g, &member_id, before, version)).await;
+    match formed {
         Some(Ok((generation, protocol, leader, members))) => JoinGroupResponse::default()
             .with_generation_id(generation)
-            .with_protocol_type(if version >= 7 { Some(str_bytes(&protocol_type)) } else { None })
+            .with_protocol_type(protocol_type_field)
             .with_protocol_name(Some(str_bytes(&protocol)))
             .with_leader(str_bytes(&leader))
             .with_member_id(str_bytes(&member_id))
@@ -1216,20 +826,39 @@ async fn join_on_owner(
     }
 }
 
-/// Checks a member and generation of `group` (on its owner): the group, or the error code.
-fn check_member<'a>(
-    g: Option<&'a mut Group>,
-    member_id: &str,
-    generation: i32,
-) -> Result<&'a mut Group, i16> {
-    let g = g.ok_or(ec::UNKNOWN_MEMBER_ID)?;
-    if !g.members.contains_key(member_id) {
-        return Err(ec::UNKNOWN_MEMBER_ID);
+/// A generation after `before` that `me` is in, once formed: its number, protocol, leader,
+/// and (for the leader) every member's metadata; or `me`'s error.
+type Formed = Result<(i32, String, String, Vec<JoinGroupResponseMember>), i16>;
+
+fn formed(g: Option<&mut Group>, me: &str, before: i32, version: i16) -> Option<Formed> {
+    let g = g?;
+    let Some(m) = g.members.get(me) else { return Some(Err(ec::UNKNOWN_MEMBER_ID)) };
+    let formed = matches!(g.state, State::CompletingRebalance | State::Stable)
+        && !m.awaiting_join
+        && g.generation > before;
+    if !formed {
+        return None;
     }
-    if generation != g.generation {
-        return Err(ec::ILLEGAL_GENERATION);
-    }
-    Ok(g)
+    let protocol = g.protocol.clone().unwrap_or_default();
+    let leader = g.leader.clone().unwrap_or_default();
+    let members: Vec<JoinGroupResponseMember> = if leader == me {
+        g.members
+            .values()
+            .map(|m| {
+                let r = JoinGroupResponseMember::default()
+                    .with_member_id(str_bytes(&m.id))
+                    .with_metadata(m.metadata_for(&protocol));
+                if version >= 5 {
+                    r.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+                } else {
+                    r
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(Ok((g.generation, protocol, leader, members)))
 }
 
 pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
@@ -1252,7 +881,7 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
             .unwrap_or_default()
             + Duration::from_secs(5);
         let mut leader_done = false;
-        let synced = wait_for(&there, &g, limit, |gr| {
+        let synced = wait_for(&*there, &g, limit, |gr| {
             let gr = match check_member(gr, &member, generation) {
                 Ok(gr) => gr,
                 Err(code) => return Some(Err(code)),
@@ -1288,7 +917,7 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
             Synced::Assigned(a, t, p) => Ok((a, t, p)),
             // As Kafka: the generation's assignment is stored before anyone gets theirs.
             Synced::Store => {
-                let stored = store_group(&there, &g).await;
+                let stored = store_group(&*there, &g).await;
                 let mut groups = there.groups.borrow_mut();
                 let gr = check_member(groups.membership.get_mut(&g), &member, generation)?;
                 if gr.state != State::CompletingRebalance {
@@ -1298,7 +927,10 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
                     for m in gr.members.values_mut() {
                         m.assignment = Bytes::new();
                     }
-                    gr.prepare_rebalance(Instant::now(), initial_delay(&there));
+                    gr.prepare_rebalance(
+                        Instant::now(),
+                        there.group_settings().initial_rebalance_delay,
+                    );
                     return Err(code);
                 }
                 gr.state = State::Stable;
@@ -1372,7 +1004,7 @@ pub async fn leave_group(
     };
     let g = group.clone();
     let results = on_group_owner(ctx, &group, move |there| async move {
-        let delay = initial_delay(&there);
+        let delay = there.group_settings().initial_rebalance_delay;
         let (results, store) = {
             let mut groups = there.groups.borrow_mut();
             let Some(gr) = groups.membership.get_mut(&g) else {
@@ -1402,7 +1034,7 @@ pub async fn leave_group(
         // A group the leave emptied is stored before the answer (acks=all); on failure the
         // ticker tries again.
         if store
-            && store_group(&there, &g).await.is_err()
+            && store_group(&*there, &g).await.is_err()
             && let Some(gr) = there.groups.borrow_mut().membership.get_mut(&g)
         {
             gr.store_pending = true;
@@ -1425,30 +1057,6 @@ pub async fn leave_group(
         ),
         Ok(results) => {
             LeaveGroupResponse::default().with_error_code(results.first().map_or(ec::NONE, |r| r.2))
-        }
-    }
-}
-
-/// Runs on every shard until it stops: session timeouts and join deadlines of its groups.
-pub async fn tick_groups(ctx: Rc<Shard>) {
-    while !ctx.life.stopping.get() {
-        compio::time::sleep(RECHECK).await;
-        let delay = initial_delay(&ctx);
-        let now = Instant::now();
-        let mut to_store = Vec::new();
-        for (name, g) in ctx.groups.borrow_mut().membership.iter_mut() {
-            g.tick(now, delay);
-            if std::mem::take(&mut g.store_pending) {
-                to_store.push(name.clone());
-            }
-        }
-        for group in to_store {
-            // On failure the flag is set again: the next tick retries.
-            if store_group(&ctx, &group).await.is_err()
-                && let Some(g) = ctx.groups.borrow_mut().membership.get_mut(&group)
-            {
-                g.store_pending = true;
-            }
         }
     }
 }

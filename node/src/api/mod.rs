@@ -130,7 +130,7 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
             ResponseKind::OffsetCommit(groups::offset_commit(ctx, req).await)
         }
         RequestKind::JoinGroup(req) => {
-            let client = session.client_id().to_owned();
+            let client = (session.client_id().to_owned(), format!("/{}", session.peer.ip()));
             ResponseKind::JoinGroup(groups::join_group(ctx, version, req, client).await)
         }
         RequestKind::SyncGroup(req) => {

@@ -1,0 +1,266 @@
+//! A coordinator's decisions, on the shard that coordinates the group: whether a JoinGroup is
+//! admitted (and as which member), whether a member or a committer is current, and waiting for
+//! a group to change. Kafka's rules, with no wire types: the `api` room translates.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use odradek_net::error_code as ec;
+
+use super::GroupHost;
+use super::state::{Group, Member, State};
+
+/// How often waiting requests re-check their group, besides being woken on each change.
+pub const RECHECK: Duration = Duration::from_millis(100);
+
+/// A JoinGroup, as the coordinator sees it.
+#[derive(Debug, Clone)]
+pub struct Join {
+    /// The member id the client sent ("" for a new member).
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    /// Kafka's form: "/" and the client's address.
+    pub client_host: String,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    /// JoinGroup v4+: a new dynamic member first gets MEMBER_ID_REQUIRED with its id.
+    pub member_id_required: bool,
+}
+
+/// What a JoinGroup leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A member of the next generation: wait for it to form (a generation after `before`).
+    Joined { member_id: String, before: i32 },
+    /// A static member's quick rejoin of a stable group: answered with the current generation
+    /// and no rebalance, once its new member id is stored.
+    Rejoined { member_id: String, generation: i32, protocol: String, leader: String },
+    /// Refused with `code`; `member_id` is given back where Kafka gives it.
+    Refused { code: i16, member_id: Option<String> },
+}
+
+/// A new member id: `<instance id or client id>-<32 hex digits>`.
+fn new_member_id(base: &str) -> String {
+    format!("{base}-{}", uuid::Uuid::from_u128(rand::random::<u128>()).simple())
+}
+
+/// Admits `join` to `g` (Kafka's rules): protocol checks, static-member replacement, member
+/// ids, then the member joins the next generation.
+pub fn admit(g: &mut Group, mut join: Join, now: Instant, initial_delay: Duration) -> Admission {
+    let refused = |code, member_id| Admission::Refused { code, member_id };
+    if g.state != State::Empty
+        && g.protocol_type.as_deref().is_some_and(|t| t != join.protocol_type)
+        || !g.members.is_empty()
+            && !g.members.values().next().is_some_and(|m| {
+                m.protocols.iter().any(|(n, _)| join.protocols.iter().any(|(p, _)| p == n))
+            })
+    {
+        return refused(ec::INCONSISTENT_GROUP_PROTOCOL, None);
+    }
+    // Static members: a known instance id with a new member id replaces the old member.
+    if let Some(inst) = join.instance_id.clone()
+        && let Some(old) = g.static_member(&inst)
+    {
+        if !join.member_id.is_empty() && join.member_id != old {
+            return refused(ec::FENCED_INSTANCE_ID, None);
+        }
+        if join.member_id.is_empty() {
+            join.member_id = new_member_id(&inst);
+            replace_static(g, &old, &join.member_id, now);
+            if g.state == State::Stable {
+                // Stored by the caller before it answers, not by the ticker.
+                g.store_pending = false;
+                return Admission::Rejoined {
+                    member_id: join.member_id,
+                    generation: g.generation,
+                    protocol: g.protocol.clone().unwrap_or_default(),
+                    leader: g.leader.clone().unwrap_or_default(),
+                };
+            }
+        }
+    }
+    if join.member_id.is_empty() {
+        join.member_id = new_member_id(&join.client_id);
+        if join.member_id_required && join.instance_id.is_none() {
+            g.pending.insert(join.member_id.clone(), now);
+            return refused(ec::MEMBER_ID_REQUIRED, Some(join.member_id));
+        }
+    } else if !g.members.contains_key(&join.member_id) && !g.pending.contains_key(&join.member_id) {
+        return refused(ec::UNKNOWN_MEMBER_ID, Some(join.member_id));
+    }
+    if g.members.is_empty() {
+        g.protocol_type = Some(join.protocol_type.clone());
+    }
+    let member_id = join.member_id.clone();
+    // The generation before this join: the answer is the first one formed after it (this join
+    // may complete the phase itself, bumping the generation right here).
+    let before = g.generation;
+    g.join(member(g, join, now), now, initial_delay);
+    Admission::Joined { member_id, before }
+}
+
+fn member(g: &Group, join: Join, now: Instant) -> Member {
+    let assignment = g.members.get(&join.member_id).map(|m| m.assignment.clone());
+    Member {
+        id: join.member_id,
+        instance_id: join.instance_id,
+        client_id: join.client_id,
+        client_host: join.client_host,
+        session_timeout: join.session_timeout,
+        rebalance_timeout: join.rebalance_timeout,
+        protocols: join.protocols,
+        assignment: assignment.unwrap_or_default(),
+        last_seen: now,
+        awaiting_join: false,
+    }
+}
+
+/// A static member's new id replaces its old one (and its leadership); the group must be
+/// stored before the member is answered.
+fn replace_static(g: &mut Group, old: &str, new: &str, now: Instant) {
+    if let Some(mut m) = g.members.remove(old) {
+        m.id = new.to_owned();
+        m.last_seen = now;
+        g.members.insert(new.to_owned(), m);
+        if g.leader.as_deref() == Some(old) {
+            g.leader = Some(new.to_owned());
+        }
+    }
+    g.store_pending = true;
+}
+
+/// Checks a member and generation of a group: the group, or the error code.
+pub fn check_member<'a>(
+    g: Option<&'a mut Group>,
+    member_id: &str,
+    generation: i32,
+) -> Result<&'a mut Group, i16> {
+    let g = g.ok_or(ec::UNKNOWN_MEMBER_ID)?;
+    if !g.members.contains_key(member_id) {
+        return Err(ec::UNKNOWN_MEMBER_ID);
+    }
+    if generation != g.generation {
+        return Err(ec::ILLEGAL_GENERATION);
+    }
+    Ok(g)
+}
+
+/// Whether `member` of `generation` may commit for `group`. A consumer outside any generation
+/// (-1, no member id) may commit only to a group without members.
+pub fn check_committer(
+    host: &impl GroupHost,
+    group: &str,
+    member: &str,
+    generation: i32,
+) -> Result<(), i16> {
+    let mut groups = host.groups().borrow_mut();
+    let g = groups.membership.get_mut(group);
+    if generation < 0 && member.is_empty() {
+        return match g {
+            Some(g) if !g.members.is_empty() => Err(ec::ILLEGAL_GENERATION),
+            _ => Ok(()),
+        };
+    }
+    let g = check_member(g, member, generation)?;
+    // As Kafka: members of the current generation may commit while the group prepares a
+    // rebalance (before they rejoin), not while the leader is computing the assignment.
+    match g.state {
+        State::CompletingRebalance => Err(ec::REBALANCE_IN_PROGRESS),
+        _ => Ok(()),
+    }
+}
+
+/// Waits until `done` says something about the group (or `limit` passes: `None`).
+pub async fn wait_for<T>(
+    host: &impl GroupHost,
+    group: &str,
+    limit: Duration,
+    mut done: impl FnMut(Option<&mut Group>) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let listener = {
+            let mut groups = host.groups().borrow_mut();
+            let g = groups.membership.get_mut(group);
+            let listener = g.as_ref().map(|g| g.changed.listen());
+            if let Some(answer) = done(g) {
+                return Some(answer);
+            }
+            listener
+        };
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let timer = std::pin::pin!(compio::time::sleep(RECHECK));
+        match listener {
+            Some(l) => {
+                let _ = futures_util::future::select(l, timer).await;
+            }
+            None => timer.await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(member_id: &str, instance: Option<&str>) -> Join {
+        Join {
+            member_id: member_id.to_owned(),
+            instance_id: instance.map(str::to_owned),
+            client_id: "c".to_owned(),
+            client_host: "/10.0.0.7".to_owned(),
+            protocol_type: "consumer".to_owned(),
+            protocols: vec![("range".to_owned(), Bytes::from_static(b"m"))],
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            member_id_required: true,
+        }
+    }
+
+    #[test]
+    fn a_new_dynamic_member_first_gets_its_id_then_joins_with_it() {
+        let mut g = Group::default();
+        let now = Instant::now();
+        let Admission::Refused { code, member_id: Some(id) } =
+            admit(&mut g, join("", None), now, Duration::ZERO)
+        else {
+            panic!("a v4+ dynamic member first gets MEMBER_ID_REQUIRED");
+        };
+        assert_eq!(code, ec::MEMBER_ID_REQUIRED);
+        assert!(id.starts_with("c-"), "{id}");
+        let joined = admit(&mut g, join(&id, None), now, Duration::ZERO);
+        assert_eq!(joined, Admission::Joined { member_id: id.clone(), before: 0 });
+        assert_eq!(g.members.get(&id).map(|m| m.client_host.as_str()), Some("/10.0.0.7"));
+        let unknown = admit(&mut g, join("nobody", None), now, Duration::ZERO);
+        assert_eq!(
+            unknown,
+            Admission::Refused { code: ec::UNKNOWN_MEMBER_ID, member_id: Some("nobody".into()) }
+        );
+    }
+
+    #[test]
+    fn protocols_must_overlap_and_static_ids_are_fenced() {
+        let mut g = Group::default();
+        let now = Instant::now();
+        let Admission::Joined { member_id, .. } =
+            admit(&mut g, join("", Some("i1")), now, Duration::ZERO)
+        else {
+            panic!("a static member joins at once");
+        };
+        let mut other = join("", None);
+        other.protocols = vec![("roundrobin".to_owned(), Bytes::new())];
+        let refused = admit(&mut g, other, now, Duration::ZERO);
+        assert_eq!(
+            refused,
+            Admission::Refused { code: ec::INCONSISTENT_GROUP_PROTOCOL, member_id: None }
+        );
+        let stale = admit(&mut g, join("i1-old", Some("i1")), now, Duration::ZERO);
+        assert_eq!(stale, Admission::Refused { code: ec::FENCED_INSTANCE_ID, member_id: None });
+        assert!(g.members.contains_key(&member_id), "the current static member stays");
+    }
+}

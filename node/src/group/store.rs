@@ -1,0 +1,206 @@
+//! Reading a group partition of `__consumer_offsets` back, and writing to it: commits,
+//! tombstones and group metadata, each write one batch fsynced before it is made visible or
+//! acknowledged. Runs on the shard that owns the partition.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use odradek_net::error_code as ec;
+use odradek_storage::builder::{BatchParams, build_batch};
+use odradek_storage::compression::Codec;
+use odradek_storage::records::Record;
+use tracing::{info, warn};
+
+use super::GroupHost;
+use super::records::{
+    Committed, RecordError, group_key, group_value, offset_key, offset_value, partition_for,
+};
+use crate::error;
+use crate::partition::{Durability, Partition};
+
+/// Most bytes one read of a group partition returns while loading it.
+const LOAD_READ_BYTES: u64 = 1 << 20;
+
+/// One commit: topic, partition, what is committed.
+pub type Commit = (String, i32, Committed);
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads group partition `partition` into memory, once per start.
+pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), (i16, String)> {
+    if host.groups().borrow().loaded.contains(&partition) {
+        return Ok(());
+    }
+    let p = host.offsets_partition(partition).await.map_err(|code| (code, String::new()))?;
+    let records = read_all(&p, partition).await?;
+    let mut groups = host.groups().borrow_mut();
+    if groups.loaded.insert(partition) {
+        let n = records.len();
+        let restored = groups.load(records, Instant::now());
+        info!(partition, records = n, groups_restored = restored, "group offsets loaded");
+    }
+    Ok(())
+}
+
+/// Every keyed record of a group partition below its high watermark, oldest first.
+async fn read_all(
+    p: &Partition,
+    partition: i32,
+) -> Result<Vec<(Bytes, Option<Bytes>)>, (i16, String)> {
+    let mut at = p.log_start_offset();
+    let end = p.high_watermark();
+    let mut records = Vec::new();
+    while at < end {
+        let bytes = p.read_bytes(at, LOAD_READ_BYTES).await.map_err(|e| {
+            warn!(partition, offset = at, error = %e, "cannot read group offsets");
+            (ec::KAFKA_STORAGE_ERROR, e.to_string())
+        })?;
+        if bytes.is_empty() {
+            break;
+        }
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let refuse = |e: String| {
+                warn!(partition, offset = at, error = %e, "cannot read group offsets");
+                (ec::KAFKA_STORAGE_ERROR, format!("offsets partition {partition}: {e}"))
+            };
+            // One batch at a time: the read returns as many whole batches as fit.
+            let len = odradek_storage::batch::BatchHeader::parse(&bytes[pos..])
+                .map_err(|e| refuse(e.to_string()))?
+                .total_len();
+            let Some(batch) = bytes.get(pos..pos + len).map(|_| bytes.slice(pos..pos + len)) else {
+                return Err(refuse(format!("a batch of {len} bytes is cut short")));
+            };
+            let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(refuse)?;
+            records.extend(recs.into_iter().filter_map(|r| Some((r.key?, r.value))));
+            pos += header.total_len();
+            at = header.last_offset() as u64 + 1;
+        }
+    }
+    Ok(records)
+}
+
+/// Appends `records` (key, value or tombstone) to group partition `partition` as one batch
+/// and fsyncs it (acks=all), so a reply sent after it survives a crash.
+pub async fn append_synced(
+    host: &impl GroupHost,
+    partition: i32,
+    timestamp: i64,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), i16> {
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(key),
+            value,
+            headers: Vec::new(),
+        })
+        .collect();
+    let batch: Bytes =
+        build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
+            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+    let p = host.offsets_partition(partition).await?;
+    p.append(batch, Durability::Synced).await.map_err(|e| error::append_failure(&e))?;
+    Ok(())
+}
+
+/// Stores `group`'s metadata as it is now (or its tombstone when the group is gone from
+/// memory).
+pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), i16> {
+    let Some(partitions) = host.offsets_partition_count() else {
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    };
+    let partition = partition_for(group, partitions);
+    let now = now_ms();
+    let value = host.groups().borrow().membership.get(group).map(|g| group_value(&g.stored(now)));
+    let record = group_key(group).and_then(|key| Ok((key, value.transpose()?)));
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "group metadata not storable");
+            return Err(e.error_code());
+        }
+    };
+    let stored = append_synced(host, partition, now, vec![record]).await;
+    if let Err(code) = stored {
+        warn!(group, partition, code, "cannot store group metadata");
+    }
+    stored
+}
+
+/// Appends `group`'s commits to its partition as one batch, fsyncs, then makes them visible.
+pub async fn write_commits(
+    host: &impl GroupHost,
+    partition: i32,
+    group: &str,
+    commits: Vec<Commit>,
+) -> Result<(), i16> {
+    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
+    let records = commits
+        .iter()
+        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
+        .collect::<Result<Vec<_>, RecordError>>();
+    let records = match records {
+        Ok(records) => records,
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
+            return Err(e.error_code());
+        }
+    };
+    if let Err(code) = append_synced(host, partition, now, records).await {
+        warn!(group, partition, code, "cannot write committed offsets");
+        return Err(code);
+    }
+    let mut groups = host.groups().borrow_mut();
+    for (t, p, c) in commits {
+        groups.offsets.commit(group, &t, p, c);
+    }
+    Ok(())
+}
+
+/// Deletes `keys` of `group` (tombstones, fsynced, then forgotten); returns which existed.
+pub async fn delete_offsets(
+    host: &impl GroupHost,
+    partition: i32,
+    group: &str,
+    keys: Vec<(String, i32)>,
+) -> Result<Vec<bool>, i16> {
+    let existed: Vec<bool> = {
+        let groups = host.groups().borrow();
+        keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
+    };
+    let records: Vec<(Bytes, Option<Bytes>)> = keys
+        .iter()
+        .zip(&existed)
+        .filter(|(_, e)| **e)
+        .map(|((t, p), _)| Ok((offset_key(group, t, *p)?, None)))
+        .collect::<Result<_, RecordError>>()
+        .map_err(|e| e.error_code())?;
+    if records.is_empty() {
+        return Ok(existed);
+    }
+    append_synced(host, partition, now_ms(), records).await?;
+    let mut groups = host.groups().borrow_mut();
+    for (t, p) in &keys {
+        groups.offsets.remove(group, t, *p);
+    }
+    Ok(existed)
+}
+
+/// Reads every `__consumer_offsets` partition this shard owns, so that its view of the groups
+/// is complete.
+pub async fn load_all_owned(host: &impl GroupHost) -> Result<(), (i16, String)> {
+    for p in host.owned_offsets_partitions() {
+        ensure_loaded(host, p).await?;
+    }
+    Ok(())
+}
