@@ -184,6 +184,20 @@ async fn run(
         return;
     }
     let _ = ready.send(Ok(()));
+    let background = spawn_background(&ctx);
+    server::accept_loop(&ctx, listener, stop).await;
+    drain(&ctx).await;
+    for task in background {
+        let _ = task.await;
+    }
+    ctx.partitions.close_all().await;
+    info!(shard = ctx.id, "partitions closed");
+}
+
+/// The shard's background tasks, each running until the shard stops: partition maintenance,
+/// the group timers, and the stall watch.
+fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
+    let id = ctx.id;
     let stopping = {
         let ctx = ctx.clone();
         move || ctx.life.stopping.get()
@@ -203,14 +217,7 @@ async fn run(
     let watch = compio::runtime::spawn(runtime::stall_watch(stopping, move |late| {
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));
-    server::accept_loop(&ctx, listener, stop).await;
-    drain(&ctx).await;
-    let _ = watch.await;
-    let _ = expiry.await;
-    let _ = ticker.await;
-    let _ = maintenance.await;
-    ctx.partitions.close_all().await;
-    info!(shard = ctx.id, "partitions closed");
+    vec![watch, expiry, ticker, maintenance]
 }
 
 /// Opens every partition this shard owns, so that recovery happens before the node says it is

@@ -17,6 +17,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestPartition;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -41,7 +42,7 @@ use tracing::{info, warn};
 use super::{create_topic, str_bytes, topic_name};
 use crate::cluster::Topic;
 use crate::group::GroupHost;
-use crate::group::coordinator::{self, Admission, Join, check_member, wait_for};
+use crate::group::coordinator::{self, Admission, Assigned, Join, check_member, wait_for};
 use crate::group::records::{
     Committed, METADATA_MAX_BYTES, OFFSETS_PARTITIONS, OFFSETS_SEGMENT_BYTES, OFFSETS_TOPIC,
     RecordError, check_str, partition_for,
@@ -172,62 +173,15 @@ type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
 
 pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
-    let snapshot = ctx.metadata.snapshot();
-    let now = now_ms();
-    // Per partition: Ok(commit) to write, or Err(error code).
-    let mut checked: Vec<Checked> = Vec::new();
-    let group_error = if group.is_empty() {
-        Some(ec::INVALID_GROUP_ID)
-    } else {
-        // A group id its record cannot hold: refused before anything is written.
-        check_str("group id", &group).err().map(|e| e.error_code())
-    };
-    let generation = req.generation_id_or_member_epoch;
-    let member = req.member_id.to_string();
-    for t in &req.topics {
-        let topic = snapshot.topic(&t.name.0);
-        let parts = t
-            .partitions
-            .iter()
-            .map(|p| {
-                let result = match (group_error, topic) {
-                    (Some(code), _) => Err(code),
-                    (None, Some(tp))
-                        if p.partition_index >= 0 && p.partition_index < tp.partitions() =>
-                    {
-                        let metadata = p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default();
-                        if metadata.len() > METADATA_MAX_BYTES {
-                            Err(ec::OFFSET_METADATA_TOO_LARGE)
-                        } else {
-                            Ok((
-                                tp.name.clone(),
-                                p.partition_index,
-                                Committed {
-                                    offset: p.committed_offset,
-                                    leader_epoch: p.committed_leader_epoch,
-                                    metadata,
-                                    commit_timestamp: now,
-                                },
-                            ))
-                        }
-                    }
-                    _ => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
-                };
-                (p.partition_index, result)
-            })
-            .collect();
-        checked.push((t.name.clone(), parts));
-    }
+    let checked = check_commits(ctx, &group, &req);
     let commits: Vec<Commit> =
         checked.iter().flat_map(|(_, ps)| ps.iter().filter_map(|(_, r)| r.clone().ok())).collect();
     let outcome = if commits.is_empty() {
         Ok(())
     } else {
         let g = group.clone();
+        let member = req.member_id.to_string();
+        let generation = req.generation_id_or_member_epoch;
         on_group_partition(ctx, &group, move |there, partition| async move {
             coordinator::check_committer(&*there, &g, &member, generation)?;
             write_commits(&*there, partition, &g, commits).await
@@ -257,6 +211,44 @@ pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// Each partition of an OffsetCommit: the commit to write, or its error code.
+fn check_commits(ctx: &Shard, group: &str, req: &OffsetCommitRequest) -> Vec<Checked> {
+    let snapshot = ctx.metadata.snapshot();
+    let now = now_ms();
+    let group_error = if group.is_empty() {
+        Some(ec::INVALID_GROUP_ID)
+    } else {
+        // A group id its record cannot hold: refused before anything is written.
+        check_str("group id", group).err().map(|e| e.error_code())
+    };
+    let check = |topic: Option<&Arc<Topic>>, p: &OffsetCommitRequestPartition| {
+        let tp = match (group_error, topic) {
+            (Some(code), _) => return Err(code),
+            (None, Some(tp)) if p.partition_index >= 0 && p.partition_index < tp.partitions() => tp,
+            _ => return Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+        };
+        let metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+        if metadata.len() > METADATA_MAX_BYTES {
+            return Err(ec::OFFSET_METADATA_TOO_LARGE);
+        }
+        let committed = Committed {
+            offset: p.committed_offset,
+            leader_epoch: p.committed_leader_epoch,
+            metadata,
+            commit_timestamp: now,
+        };
+        Ok((tp.name.clone(), p.partition_index, committed))
+    };
+    req.topics
+        .iter()
+        .map(|t| {
+            let topic = snapshot.topic(&t.name.0);
+            let parts = t.partitions.iter().map(|p| (p.partition_index, check(topic, p))).collect();
+            (t.name.clone(), parts)
+        })
+        .collect()
+}
+
 /// What OffsetFetch asks of one group: its id and the partitions wanted (`None`: all).
 type Wanted = (String, Option<Vec<(String, Vec<i32>)>>);
 
@@ -265,8 +257,34 @@ pub async fn offset_fetch(
     version: i16,
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
-    let wanted: Vec<Wanted> = if version >= 8 {
-        req.groups
+    let mut answers = Vec::new();
+    for (group, topics) in wanted_groups(version, &req) {
+        answers.push((group.clone(), fetch_group(ctx, &group, topics).await));
+    }
+    if version >= 8 {
+        return OffsetFetchResponse::default().with_groups(
+            answers.into_iter().map(|(group, result)| group_offsets(&group, result)).collect(),
+        );
+    }
+    let (_, result) =
+        answers.into_iter().next().unwrap_or((String::new(), Err(ec::INVALID_GROUP_ID)));
+    match result {
+        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
+        // v1 has no top-level error: Kafka puts it on every partition asked for.
+        Err(code) => OffsetFetchResponse::default()
+            .with_topics(req.topics.iter().flatten().map(|t| failed_topic(t, code)).collect()),
+        Ok(topics) => OffsetFetchResponse::default().with_topics(
+            topics.into_iter().map(|(t, ps)| topic_offsets(version, &t, ps)).collect(),
+        ),
+    }
+}
+
+/// The groups an OffsetFetch asks for (v8+: several; before: one), each with the partitions
+/// wanted (`None`: all).
+fn wanted_groups(version: i16, req: &OffsetFetchRequest) -> Vec<Wanted> {
+    if version >= 8 {
+        return req
+            .groups
             .iter()
             .map(|g| {
                 let topics = g.topics.as_ref().map(|ts| {
@@ -274,97 +292,77 @@ pub async fn offset_fetch(
                 });
                 (g.group_id.0.to_string(), topics)
             })
-            .collect()
-    } else {
-        let topics = req.topics.as_ref().map(|ts| {
-            ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect()
-        });
-        vec![(req.group_id.0.to_string(), topics)]
-    };
-    let mut answers = Vec::with_capacity(wanted.len());
-    for (group, topics) in wanted {
-        answers.push((group.clone(), fetch_group(ctx, &group, topics).await));
-    }
-    if version >= 8 {
-        let groups = answers
-            .into_iter()
-            .map(|(group, result)| {
-                let g =
-                    OffsetFetchResponseGroup::default().with_group_id(GroupId(str_bytes(&group)));
-                match result {
-                    Err(code) => g.with_error_code(code),
-                    Ok(topics) => g.with_topics(
-                        topics
-                            .into_iter()
-                            .map(|(t, ps)| {
-                                OffsetFetchResponseTopics::default()
-                                    .with_name(topic_name(&t))
-                                    .with_partitions(
-                                        ps.into_iter()
-                                            .map(|(p, c)| {
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(p)
-                                                    .with_committed_offset(c.offset)
-                                                    .with_committed_leader_epoch(c.leader_epoch)
-                                                    .with_metadata(Some(str_bytes(&c.metadata)))
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    ),
-                }
-            })
             .collect();
-        return OffsetFetchResponse::default().with_groups(groups);
     }
-    let (_, result) =
-        answers.into_iter().next().unwrap_or((String::new(), Err(ec::INVALID_GROUP_ID)));
-    match result {
-        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
-        // v1 has no top-level error: Kafka puts it on every partition asked for.
-        Err(code) => OffsetFetchResponse::default().with_topics(
-            req.topics
-                .iter()
-                .flatten()
-                .map(|t| {
-                    OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|&p| {
-                                OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(-1)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ),
-        Ok(topics) => OffsetFetchResponse::default().with_topics(
-            topics
-                .into_iter()
-                .map(|(t, ps)| {
-                    OffsetFetchResponseTopic::default().with_name(topic_name(&t)).with_partitions(
-                        ps.into_iter()
-                            .map(|(p, c)| {
-                                let r = OffsetFetchResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(c.offset)
-                                    .with_metadata(Some(str_bytes(&c.metadata)));
-                                if version >= 5 {
-                                    r.with_committed_leader_epoch(c.leader_epoch)
-                                } else {
-                                    r
-                                }
-                            })
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ),
-    }
+    let topics = req
+        .topics
+        .as_ref()
+        .map(|ts| ts.iter().map(|t| (t.name.0.to_string(), t.partition_indexes.clone())).collect());
+    vec![(req.group_id.0.to_string(), topics)]
+}
+
+type GroupOffsets = Result<Vec<(String, Vec<(i32, Committed)>)>, i16>;
+
+/// One group's answer in OffsetFetch v8+.
+fn group_offsets(group: &str, result: GroupOffsets) -> OffsetFetchResponseGroup {
+    let g = OffsetFetchResponseGroup::default().with_group_id(GroupId(str_bytes(group)));
+    let topics = match result {
+        Err(code) => return g.with_error_code(code),
+        Ok(topics) => topics,
+    };
+    g.with_topics(
+        topics
+            .into_iter()
+            .map(|(t, ps)| {
+                let partitions = ps
+                    .into_iter()
+                    .map(|(p, c)| {
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(c.offset)
+                            .with_committed_leader_epoch(c.leader_epoch)
+                            .with_metadata(Some(str_bytes(&c.metadata)))
+                    })
+                    .collect();
+                OffsetFetchResponseTopics::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    )
+}
+
+/// One topic's committed offsets in OffsetFetch v1–v7.
+fn topic_offsets(version: i16, topic: &str, ps: Vec<(i32, Committed)>) -> OffsetFetchResponseTopic {
+    let partitions = ps
+        .into_iter()
+        .map(|(p, c)| {
+            let r = OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(c.offset)
+                .with_metadata(Some(str_bytes(&c.metadata)));
+            if version >= 5 { r.with_committed_leader_epoch(c.leader_epoch) } else { r }
+        })
+        .collect();
+    OffsetFetchResponseTopic::default().with_name(topic_name(topic)).with_partitions(partitions)
+}
+
+/// A v1 answer's topic: the group's error on every partition asked for.
+fn failed_topic(
+    t: &kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic,
+    code: i16,
+) -> OffsetFetchResponseTopic {
+    let partitions = t
+        .partition_indexes
+        .iter()
+        .map(|&p| {
+            OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(-1)
+                .with_error_code(code)
+        })
+        .collect();
+    OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
 }
 
 /// A group's committed offsets for the wanted partitions (all when `None`); partitions without
@@ -866,84 +864,17 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
     let g = group.clone();
     let answer = on_group_owner(ctx, &group, move |there| async move {
         let member = req.member_id.to_string();
-        let generation = req.generation_id;
         let assignments: Vec<(String, Bytes)> = req
             .assignments
             .iter()
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect();
-        let limit = there
-            .groups
-            .borrow()
-            .membership
-            .get(&g)
-            .and_then(|gr| gr.members.get(&member).map(|m| m.rebalance_timeout))
-            .unwrap_or_default()
-            + Duration::from_secs(5);
-        let mut leader_done = false;
-        let synced = wait_for(&*there, &g, limit, |gr| {
-            let gr = match check_member(gr, &member, generation) {
-                Ok(gr) => gr,
-                Err(code) => return Some(Err(code)),
-            };
-            match gr.state {
-                State::PreparingRebalance | State::Empty => Some(Err(ec::REBALANCE_IN_PROGRESS)),
-                State::CompletingRebalance
-                    if gr.leader.as_deref() == Some(member.as_str()) && !leader_done =>
-                {
-                    leader_done = true;
-                    for (id, a) in &assignments {
-                        if let Some(m) = gr.members.get_mut(id) {
-                            m.assignment = a.clone();
-                        }
-                    }
-                    Some(Ok(Synced::Store))
-                }
-                State::CompletingRebalance => None,
-                State::Stable => {
-                    let m = gr.members.get_mut(&member)?;
-                    m.last_seen = Instant::now();
-                    Some(Ok(Synced::Assigned(
-                        m.assignment.clone(),
-                        gr.protocol_type.clone(),
-                        gr.protocol.clone(),
-                    )))
-                }
-            }
-        })
-        .await
-        .unwrap_or(Err(ec::REBALANCE_IN_PROGRESS))?;
-        match synced {
-            Synced::Assigned(a, t, p) => Ok((a, t, p)),
-            // As Kafka: the generation's assignment is stored before anyone gets theirs.
-            Synced::Store => {
-                let stored = store_group(&*there, &g).await;
-                let mut groups = there.groups.borrow_mut();
-                let gr = check_member(groups.membership.get_mut(&g), &member, generation)?;
-                if gr.state != State::CompletingRebalance {
-                    return Err(ec::REBALANCE_IN_PROGRESS);
-                }
-                if let Err(code) = stored {
-                    for m in gr.members.values_mut() {
-                        m.assignment = Bytes::new();
-                    }
-                    gr.prepare_rebalance(
-                        Instant::now(),
-                        there.group_settings().initial_rebalance_delay,
-                    );
-                    return Err(code);
-                }
-                gr.state = State::Stable;
-                gr.changed.notify(usize::MAX);
-                let own = gr.members.get(&member).map(|m| m.assignment.clone()).unwrap_or_default();
-                Ok((own, gr.protocol_type.clone(), gr.protocol.clone()))
-            }
-        }
+        coordinator::sync(&*there, &g, &member, req.generation_id, assignments).await
     })
     .await
     .and_then(|r| r);
     match answer {
-        Ok((assignment, protocol_type, protocol)) => {
+        Ok(Assigned { assignment, protocol_type, protocol }) => {
             let r = SyncGroupResponse::default().with_assignment(assignment);
             if version >= 5 {
                 r.with_protocol_type(protocol_type.as_deref().map(str_bytes))
@@ -954,13 +885,6 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
         }
         Err(code) => SyncGroupResponse::default().with_error_code(code),
     }
-}
-
-/// What a SyncGroup found: the member's assignment (with the protocol type and name), or, for
-/// the leader of a generation, that the assignment it brought must be stored first.
-enum Synced {
-    Assigned(Bytes, Option<String>, Option<String>),
-    Store,
 }
 
 pub async fn heartbeat(ctx: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatResponse {

@@ -9,6 +9,7 @@ use odradek_net::error_code as ec;
 
 use super::GroupHost;
 use super::state::{Group, Member, State};
+use super::store::store_group;
 
 /// How often waiting requests re-check their group, besides being woken on each change.
 pub const RECHECK: Duration = Duration::from_millis(100);
@@ -202,6 +203,107 @@ pub async fn wait_for<T>(
             None => timer.await,
         }
     }
+}
+
+/// A member's share of a generation, with the group's protocol type and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    pub assignment: Bytes,
+    pub protocol_type: Option<String>,
+    pub protocol: Option<String>,
+}
+
+/// What a SyncGroup found: the member's assignment, or, for the leader of a generation, that
+/// the assignment it brought must be stored first.
+enum Synced {
+    Assigned(Assigned),
+    Store,
+}
+
+/// SyncGroup: the leader's call hands out `assignments` (stored before anyone gets theirs, as
+/// Kafka does); every member waits for the generation to become stable and gets its share.
+pub async fn sync(
+    host: &impl GroupHost,
+    group: &str,
+    member: &str,
+    generation: i32,
+    assignments: Vec<(String, Bytes)>,
+) -> Result<Assigned, i16> {
+    let limit = host
+        .groups()
+        .borrow()
+        .membership
+        .get(group)
+        .and_then(|gr| gr.members.get(member).map(|m| m.rebalance_timeout))
+        .unwrap_or_default()
+        + Duration::from_secs(5);
+    let mut leader_done = false;
+    let synced = wait_for(host, group, limit, |gr| {
+        let gr = match check_member(gr, member, generation) {
+            Ok(gr) => gr,
+            Err(code) => return Some(Err(code)),
+        };
+        match gr.state {
+            State::PreparingRebalance | State::Empty => Some(Err(ec::REBALANCE_IN_PROGRESS)),
+            State::CompletingRebalance if gr.leader.as_deref() == Some(member) && !leader_done => {
+                leader_done = true;
+                for (id, a) in &assignments {
+                    if let Some(m) = gr.members.get_mut(id) {
+                        m.assignment = a.clone();
+                    }
+                }
+                Some(Ok(Synced::Store))
+            }
+            State::CompletingRebalance => None,
+            State::Stable => {
+                let m = gr.members.get_mut(member)?;
+                m.last_seen = Instant::now();
+                Some(Ok(Synced::Assigned(Assigned {
+                    assignment: m.assignment.clone(),
+                    protocol_type: gr.protocol_type.clone(),
+                    protocol: gr.protocol.clone(),
+                })))
+            }
+        }
+    })
+    .await
+    .unwrap_or(Err(ec::REBALANCE_IN_PROGRESS))?;
+    match synced {
+        Synced::Assigned(assigned) => Ok(assigned),
+        // As Kafka: the generation's assignment is stored before anyone gets theirs.
+        Synced::Store => store_assignment(host, group, member, generation).await,
+    }
+}
+
+/// The leader's SyncGroup: stores the generation's assignment, then makes the group stable
+/// (a failed store starts a new rebalance instead).
+async fn store_assignment(
+    host: &impl GroupHost,
+    group: &str,
+    member: &str,
+    generation: i32,
+) -> Result<Assigned, i16> {
+    let stored = store_group(host, group).await;
+    let mut groups = host.groups().borrow_mut();
+    let gr = check_member(groups.membership.get_mut(group), member, generation)?;
+    if gr.state != State::CompletingRebalance {
+        return Err(ec::REBALANCE_IN_PROGRESS);
+    }
+    if let Err(code) = stored {
+        for m in gr.members.values_mut() {
+            m.assignment = Bytes::new();
+        }
+        gr.prepare_rebalance(Instant::now(), host.group_settings().initial_rebalance_delay);
+        return Err(code);
+    }
+    gr.state = State::Stable;
+    gr.changed.notify(usize::MAX);
+    let own = gr.members.get(member).map(|m| m.assignment.clone()).unwrap_or_default();
+    Ok(Assigned {
+        assignment: own,
+        protocol_type: gr.protocol_type.clone(),
+        protocol: gr.protocol.clone(),
+    })
 }
 
 #[cfg(test)]
