@@ -195,12 +195,7 @@ impl Metadata {
                 format!("partitions must be 1..={max}, not {partitions}"),
             ));
         }
-        if current.partition_count() + partitions as usize > PARTITIONS_TOTAL_MAX {
-            return Err((
-                ec::POLICY_VIOLATION,
-                format!("this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all"),
-            ));
-        }
+        check_partitions_room(current, partitions as usize)?;
         Ok(Topic {
             name: name.to_owned(),
             id: Uuid::from_u128(rand::random::<u128>()),
@@ -208,6 +203,49 @@ impl Metadata {
             configs,
         })
     }
+}
+
+/// `topic` grown to `count` partitions, the new ones continuing the round-robin over `smp`
+/// shards, or why not (`Err((kafka error code, message))`): the same per-topic and node-wide
+/// limits as [`Metadata::plan_topic`]. Does not publish it.
+pub fn plan_growth(
+    current: &Catalogue,
+    topic: &Topic,
+    count: i32,
+    smp: usize,
+) -> Result<Topic, (i16, String)> {
+    use odradek_net::error_code as ec;
+    let have = topic.partitions();
+    let max = crate::config::PARTITIONS_MAX;
+    if count <= have {
+        return Err((
+            ec::INVALID_PARTITIONS,
+            format!("topic has {have} partitions; the new count {count} must be larger"),
+        ));
+    }
+    if count > max {
+        return Err((ec::INVALID_PARTITIONS, format!("at most {max} partitions per topic")));
+    }
+    let added = (count - have) as usize;
+    check_partitions_room(current, added)?;
+    let mut shards = topic.shards.clone();
+    shards.extend(spread(current.partition_count(), added, smp));
+    Ok(Topic { shards, ..topic.clone() })
+}
+
+/// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
+/// otherwise, for CreateTopics and CreatePartitions alike).
+fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (i16, String)> {
+    if current.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
+        return Err((
+            odradek_net::error_code::POLICY_VIOLATION,
+            format!(
+                "this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all; {} exist, {added} more asked for",
+                current.partition_count()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
@@ -228,6 +266,42 @@ mod tests {
             assert!(check_topic_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_topic_name(&"x".repeat(TOPIC_NAME_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn growing_a_topic_obeys_the_node_wide_partition_limit() {
+        use odradek_net::error_code as ec;
+        let per_topic = crate::config::PARTITIONS_MAX as usize;
+        let mut full = Catalogue::default();
+        for i in 0..PARTITIONS_TOTAL_MAX / per_topic {
+            let t = Topic {
+                name: format!("t{i}"),
+                id: Uuid::from_u128(i as u128 + 1),
+                shards: vec![0; per_topic],
+                configs: BTreeMap::new(),
+            };
+            full.topics.insert(t.name.clone(), Arc::new(t));
+        }
+        let small = Topic {
+            name: "small".into(),
+            id: Uuid::from_u128(u128::MAX),
+            shards: vec![0],
+            configs: BTreeMap::new(),
+        };
+        let grown = plan_growth(&full, &small, 2, 2);
+        assert_eq!(grown.expect_err("over the limit").0, ec::POLICY_VIOLATION);
+        let created = Metadata::plan_topic(&full, "new", 1, BTreeMap::new(), 2);
+        assert_eq!(created.expect_err("over the limit").0, ec::POLICY_VIOLATION, "same code");
+
+        let mut roomy = full.clone();
+        roomy.topics.remove("t0");
+        let grown = plan_growth(&roomy, &small, 3, 2).expect("room left");
+        assert_eq!(grown.shards.len(), 3);
+        assert_eq!((grown.name.as_str(), grown.id), ("small", small.id), "same topic");
+        let same = plan_growth(&roomy, &small, 1, 2);
+        assert_eq!(same.expect_err("not larger").0, ec::INVALID_PARTITIONS);
+        let huge = plan_growth(&roomy, &small, crate::config::PARTITIONS_MAX + 1, 2);
+        assert_eq!(huge.expect_err("per-topic limit").0, ec::INVALID_PARTITIONS);
     }
 
     #[test]

@@ -270,23 +270,10 @@ async fn grow_topic(
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let have = topic.partitions();
-    let max = crate::config::PARTITIONS_MAX;
-    if count <= have {
-        return Err((
-            ec::INVALID_PARTITIONS,
-            format!("topic has {have} partitions; the new count {count} must be larger"),
-        ));
-    }
-    if count > max {
-        return Err((ec::INVALID_PARTITIONS, format!("at most {max} partitions per topic")));
-    }
+    let grown = Arc::new(crate::metadata::plan_growth(&snapshot, topic, count, ctx.config.smp)?);
     if validate_only {
         return Ok(());
     }
-    let existing: usize = snapshot.topics.values().map(|t| t.shards.len()).sum();
-    let mut shards = topic.shards.clone();
-    shards.extend(crate::metadata::spread(existing, (count - have) as usize, ctx.config.smp));
-    let grown = Arc::new(Topic { shards, ..(**topic).clone() });
     publish_change(ctx, &snapshot, |next| {
         next.topics.insert(name.to_owned(), grown.clone());
     })?;
