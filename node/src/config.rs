@@ -85,6 +85,9 @@ pub struct NodeConfig {
     pub auto_create_topics: bool,
     /// This node's broker id (single node: 0).
     pub node_id: i32,
+    /// The cluster id kept in the data directory's `meta.properties`: empty when resolved, set
+    /// at start-up by `metadata::load_or_create_cluster_id` before the shards start.
+    pub cluster_id: String,
     /// `socket.request.max.bytes`.
     pub request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection with no complete request for this long is
@@ -220,6 +223,7 @@ impl NodeConfig {
             default_partitions,
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
             node_id: 0,
+            cluster_id: String::new(),
             request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max_idle_ms: file
                 .connections_max_idle_ms

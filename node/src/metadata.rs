@@ -248,6 +248,116 @@ fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (i16, 
     Ok(())
 }
 
+/// Kafka's data-directory identity file: `version=1`, `cluster.id`, `node.id`.
+pub const META_PROPERTIES_FILE: &str = "meta.properties";
+
+/// Why `meta.properties` could not be read, written or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaPropertiesError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path} belongs to node {found}, but this node is configured as node {configured}")]
+    NodeIdMismatch { path: PathBuf, found: i32, configured: i32 },
+}
+
+/// The cluster id of the node `node_id` whose data directory is `data_dir`: read from its
+/// `meta.properties`, or generated (a random UUID as 22 characters of unpadded base64url, as
+/// Kafka's `Uuid.toString`) and written durably (temp file, fsync, rename, fsync of the
+/// directory) if the file does not exist yet, for a new or an upgraded data directory.
+///
+/// A file naming another node id, or without a cluster id, is refused and left as it is.
+/// Blocking file I/O: call at start-up, before the shards start.
+pub fn load_or_create_cluster_id(
+    data_dir: &Path,
+    node_id: i32,
+) -> Result<String, MetaPropertiesError> {
+    let path = data_dir.join(META_PROPERTIES_FILE);
+    let io = |op, path: &Path| {
+        let path = path.to_owned();
+        move |source| MetaPropertiesError::Io { op, path, source }
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_meta_properties(&path, &text, node_id),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = uuid_base64url(Uuid::from_u128(rand::random::<u128>()));
+            let text = format!(
+                "#Written by odradek\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+            );
+            let tmp = path.with_extension("properties.tmp");
+            let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+            f.write_all(text.as_bytes()).map_err(io("write", &tmp))?;
+            f.sync_all().map_err(io("fsync", &tmp))?;
+            drop(f);
+            std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+            std::fs::File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("fsync", data_dir))?;
+            tracing::info!(cluster_id = %cluster_id, node_id, path = %path.display(), "new cluster id written");
+            Ok(cluster_id)
+        }
+        Err(source) => Err(MetaPropertiesError::Io { op: "read", path, source }),
+    }
+}
+
+/// The cluster id of a `meta.properties` text (Java properties: `key=value` lines, `#` and `!`
+/// comments), checked against the configured `node_id`.
+fn parse_meta_properties(
+    path: &Path,
+    text: &str,
+    node_id: i32,
+) -> Result<String, MetaPropertiesError> {
+    let invalid = |reason: String| MetaPropertiesError::Invalid { path: path.to_owned(), reason };
+    let mut keys: HashMap<&str, &str> = HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once(['=', ':'])
+            .ok_or_else(|| invalid(format!("line `{line}` is not key=value")))?;
+        keys.insert(k.trim(), v.trim());
+    }
+    // version=1 (KRaft) names the node in node.id; version=0 (ZooKeeper) in broker.id.
+    let id_key = match keys.get("version").copied() {
+        Some("1") => "node.id",
+        Some("0") => "broker.id",
+        other => return Err(invalid(format!("version is {other:?}; expected 0 or 1"))),
+    };
+    let found: i32 = keys
+        .get(id_key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid(format!("no numeric {id_key}")))?;
+    if found != node_id {
+        return Err(MetaPropertiesError::NodeIdMismatch {
+            path: path.to_owned(),
+            found,
+            configured: node_id,
+        });
+    }
+    match keys.get("cluster.id") {
+        Some(id) if !id.is_empty() => Ok((*id).to_owned()),
+        _ => Err(invalid("no cluster.id".to_owned())),
+    }
+}
+
+/// A UUID as Kafka writes one: its 16 bytes in unpadded base64url (22 characters).
+fn uuid_base64url(id: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let mut n = [0u8; 3];
+        n[..chunk.len()].copy_from_slice(chunk);
+        let v = (u32::from(n[0]) << 16) | (u32::from(n[1]) << 8) | u32::from(n[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
 /// many small topics still spread over every shard.
 pub fn spread(existing: usize, count: usize, smp: usize) -> Vec<u32> {
@@ -302,6 +412,43 @@ mod tests {
         assert_eq!(same.expect_err("not larger").0, ec::INVALID_PARTITIONS);
         let huge = plan_growth(&roomy, &small, crate::config::PARTITIONS_MAX + 1, 2);
         assert_eq!(huge.expect_err("per-topic limit").0, ec::INVALID_PARTITIONS);
+    }
+
+    #[test]
+    fn uuids_print_as_kafka_prints_them() {
+        // Kafka: Uuid.fromString("AAAAAAAAAAAAAAAAAAAAAQ") is 0:1.
+        assert_eq!(uuid_base64url(Uuid::from_u128(1)), "AAAAAAAAAAAAAAAAAAAAAQ");
+        assert_eq!(uuid_base64url(Uuid::from_u128(u128::MAX)), "_____________________w");
+    }
+
+    #[test]
+    fn meta_properties_are_created_once_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = load_or_create_cluster_id(dir.path(), 0).expect("create");
+        assert_eq!(id.len(), 22);
+        assert_eq!(load_or_create_cluster_id(dir.path(), 0).expect("read"), id, "stable");
+        let path = dir.path().join(META_PROPERTIES_FILE);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("version=1\n") && text.contains("node.id=0\n"), "{text}");
+        let other = load_or_create_cluster_id(dir.path(), 3);
+        assert!(matches!(other, Err(MetaPropertiesError::NodeIdMismatch { found: 0, .. })));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "left as it was");
+        let kafka = "#\n#Fri Dec 04 10:00:00 UTC 2026\nnode.id=0\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n";
+        std::fs::write(&path, kafka).expect("write");
+        assert_eq!(
+            load_or_create_cluster_id(dir.path(), 0).expect("kafka's"),
+            "MkU3OEVBNTcwNTJENDM2Qg"
+        );
+        for bad in ["version=1\nnode.id=0\n", "version=2\nnode.id=0\ncluster.id=x\n", "junk\n"] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(
+                matches!(
+                    load_or_create_cluster_id(dir.path(), 0),
+                    Err(MetaPropertiesError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -36,8 +36,6 @@ pub use admin::create_topic;
 pub use fetch::Payload;
 pub use groups::{expire_offsets, tick_groups};
 
-/// The cluster id this node reports (single node).
-pub const CLUSTER_ID: &str = "odradek";
 /// The leader epoch of every partition: a single node never changes leaders.
 pub const LEADER_EPOCH: i32 = 0;
 
@@ -296,7 +294,7 @@ async fn metadata(ctx: &Rc<ShardCtx>, version: i16, req: MetadataRequest) -> Met
     }
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_cluster_id(Some(str_bytes(&ctx.config.cluster_id)))
         .with_controller_id(node)
         .with_topics(topics)
 }
@@ -305,7 +303,7 @@ fn describe_cluster(ctx: &ShardCtx) -> DescribeClusterResponse {
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
+        .with_cluster_id(str_bytes(&ctx.config.cluster_id))
         .with_controller_id(node)
         .with_brokers(vec![
             DescribeClusterBroker::default()

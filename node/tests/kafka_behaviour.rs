@@ -1,0 +1,258 @@
+//! Kafka behaviour that clients rely on, checked against a real `odradek serve` process: the
+//! cluster id kept in `meta.properties`, null `error_message`s on success, AlterConfigs, the
+//! broker's DescribeConfigs, keyless records on compacted topics.
+//!
+//! Each test starts its own node on a free loopback port and its own data directory. Protocol
+//! details are checked with raw requests (`common::call`); what a client sees, with a real client
+//! (`tests/clients/behaviour.py`, confluent-kafka and kafka-python). Every wait is bounded: the
+//! node's ready line or exit, each client process.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+
+use common::call;
+
+/// Bound on the node's ready line, and on its exit when it refuses to start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on one client process.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// A node process on a data directory the test chooses; killed (by PID) when dropped.
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+/// How a start ended: ready, or the process exited with its stderr.
+enum Started {
+    Ready(Proc),
+    Exited(ExitStatus, String),
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
+}
+
+/// Starts `odradek serve` on `data_dir` and waits (bounded) for its ready line or its exit.
+fn start(data_dir: &Path) -> Started {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("ODRADEK_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start odradek");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = etx.send(text);
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) => {
+            assert!(line.starts_with("odradek ready"), "{line}");
+            Started::Ready(Proc { child, port })
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = wait_bounded(&mut child, START_TIMEOUT);
+            let text = erx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+            Started::Exited(status, text)
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no ready line within {START_TIMEOUT:?}");
+        }
+    }
+}
+
+fn start_ready(data_dir: &Path) -> Proc {
+    match start(data_dir) {
+        Started::Ready(p) => p,
+        Started::Exited(status, stderr) => panic!("node exited ({status}): {stderr}"),
+    }
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("poll child") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Proc {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
+
+    /// SIGTERM, then a bounded wait for the exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        wait_bounded(&mut self.child, Duration::from_secs(15));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `tests/clients/behaviour.py <mode> <args>` against `addr`; asserts it succeeded and
+/// returns its stdout.
+fn client(addr: &str, mode: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/behaviour.py");
+    let mut child = Command::new("python3")
+        .arg(&path)
+        .args(["--bootstrap", addr, mode])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_bounded(&mut child, CLIENT_TIMEOUT);
+    let (out, err) = (out.join().expect("join"), err.join().expect("join"));
+    assert!(status.success(), "behaviour.py {mode} {args:?} failed ({status})\n{out}\n{err}");
+    out
+}
+
+/// `key=value` lines of a properties file.
+fn properties(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .expect("read properties")
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+fn meta_cluster_id(data_dir: &Path) -> String {
+    let props = properties(&data_dir.join("meta.properties"));
+    let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!(get("version").as_deref(), Some("1"), "{props:?}");
+    assert_eq!(get("node.id").as_deref(), Some("0"), "{props:?}");
+    get("cluster.id").expect("cluster.id")
+}
+
+fn described_cluster_id(node: &Proc) -> String {
+    let resp: DescribeClusterResponse =
+        call(&mut node.connect(), 0, &DescribeClusterRequest::default());
+    resp.cluster_id.to_string()
+}
+
+fn data_dir(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("data")
+}
+
+// ---- The cluster id in meta.properties ----
+
+#[test]
+fn the_cluster_id_is_generated_once_kept_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&dir));
+    let id = meta_cluster_id(&data_dir(&dir));
+    assert_eq!(id.len(), 22, "a base64url UUID: {id}");
+    assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{id}");
+    assert_eq!(described_cluster_id(&node), id, "DescribeCluster");
+    let seen = client(&node.addr(), "cluster-id", &[]);
+    assert!(seen.contains(&format!("confluent cluster id {id}")), "{seen}");
+    node.stop();
+
+    let node = start_ready(&data_dir(&dir));
+    assert_eq!(meta_cluster_id(&data_dir(&dir)), id, "kept across a restart");
+    assert_eq!(described_cluster_id(&node), id, "reported after a restart");
+    node.stop();
+
+    let other = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&other));
+    let other_id = meta_cluster_id(&data_dir(&other));
+    assert_ne!(other_id, id, "a fresh data directory gets its own id");
+    assert_eq!(described_cluster_id(&node), other_id);
+}
+
+#[test]
+fn a_data_directory_without_meta_properties_gets_one_and_keeps_its_topics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&dir));
+    common::create_topic(&mut node.connect(), "kept", &[]);
+    node.stop();
+    let meta = data_dir(&dir).join("meta.properties");
+    std::fs::remove_file(&meta).expect("remove meta.properties: an older node's data dir");
+
+    let node = start_ready(&data_dir(&dir));
+    let id = meta_cluster_id(&data_dir(&dir));
+    assert_eq!(described_cluster_id(&node), id);
+    let seen = client(&node.addr(), "cluster-id", &[]);
+    assert!(seen.contains(&format!("confluent cluster id {id}")), "{seen}");
+    assert!(seen.contains("topic kept"), "the catalogue is untouched: {seen}");
+}
+
+#[test]
+fn a_meta_properties_of_another_node_refuses_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(&dir);
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let text = "#\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\nnode.id=7\n";
+    std::fs::write(data.join("meta.properties"), text).expect("write");
+    match start(&data) {
+        Started::Ready(_) => panic!("a node started on another node's data directory"),
+        Started::Exited(status, stderr) => {
+            assert!(!status.success(), "{status}");
+            assert!(
+                stderr.contains("belongs to node 7") && stderr.contains("node 0"),
+                "a clear message: {stderr}"
+            );
+        }
+    }
+    let after = std::fs::read_to_string(data.join("meta.properties")).expect("read");
+    assert_eq!(after, text, "the file is not changed");
+}
