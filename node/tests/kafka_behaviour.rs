@@ -16,7 +16,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use common::call;
 
@@ -24,6 +36,9 @@ use common::call;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on one client process.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+/// Kafka's `ConfigResource.Type`.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
 
 /// A node process on a data directory the test chooses; killed (by PID) when dropped.
 struct Proc {
@@ -165,6 +180,10 @@ fn client(addr: &str, mode: &str, args: &[&str]) -> String {
     out
 }
 
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
 /// `key=value` lines of a properties file.
 fn properties(path: &Path) -> Vec<(String, String)> {
     std::fs::read_to_string(path)
@@ -255,4 +274,78 @@ fn a_meta_properties_of_another_node_refuses_the_start_and_is_left_alone() {
     }
     let after = std::fs::read_to_string(data.join("meta.properties")).expect("read");
     assert_eq!(after, text, "the file is not changed");
+}
+
+// ---- Null error messages on success ----
+
+#[test]
+fn admin_responses_carry_a_null_error_message_on_success() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&dir));
+    let mut s = node.connect();
+    for version in [2, 5, 7] {
+        let name = format!("nulls-v{version}");
+        let topic = CreatableTopic::default()
+            .with_name(TopicName(str_bytes(&name)))
+            .with_num_partitions(1)
+            .with_replication_factor(1);
+        let resp: CreateTopicsResponse = call(
+            &mut s,
+            version,
+            &CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(5000),
+        );
+        assert_eq!(resp.topics[0].error_code, 0, "CreateTopics v{version}");
+        assert_eq!(resp.topics[0].error_message, None, "CreateTopics v{version}");
+    }
+    let resource = |t: i8, name: &str| {
+        DescribeConfigsResource::default()
+            .with_resource_type(t)
+            .with_resource_name(str_bytes(name))
+            .with_configuration_keys(None)
+    };
+    for version in [1, 4] {
+        let resp: DescribeConfigsResponse = call(
+            &mut s,
+            version,
+            &DescribeConfigsRequest::default().with_resources(vec![
+                resource(RESOURCE_TOPIC, "nulls-v7"),
+                resource(RESOURCE_BROKER, "0"),
+            ]),
+        );
+        for r in &resp.results {
+            assert_eq!((r.error_code, &r.error_message), (0, &None), "DescribeConfigs v{version}");
+        }
+    }
+    for version in [0, 1] {
+        let alter = AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(str_bytes("nulls-v7"))
+            .with_configs(vec![
+                AlterableConfig::default()
+                    .with_name(str_bytes("retention.ms"))
+                    .with_config_operation(0)
+                    .with_value(Some(str_bytes("60000"))),
+            ]);
+        let resp: IncrementalAlterConfigsResponse = call(
+            &mut s,
+            version,
+            &IncrementalAlterConfigsRequest::default().with_resources(vec![alter]),
+        );
+        let r = &resp.responses[0];
+        assert_eq!((r.error_code, &r.error_message), (0, &None), "IncrementalAlterConfigs");
+    }
+    for (version, name) in [(5, "nulls-v2"), (6, "nulls-v5")] {
+        let req = if version >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                DeleteTopicState::default().with_name(Some(TopicName(str_bytes(name)))),
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![TopicName(str_bytes(name))])
+        };
+        let resp: DeleteTopicsResponse = call(&mut s, version, &req.with_timeout_ms(5000));
+        let r = &resp.responses[0];
+        assert_eq!((r.error_code, &r.error_message), (0, &None), "DeleteTopics v{version}");
+    }
+    let out = client(&node.addr(), "admin-success", &[]);
+    assert!(out.contains("kafka-python ok") && out.contains("confluent ok"), "{out}");
 }

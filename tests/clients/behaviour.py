@@ -4,6 +4,8 @@ Usage: behaviour.py --bootstrap HOST:PORT MODE [ARGS...]
 
 Modes:
   cluster-id       print the cluster id and topics confluent-kafka's list_topics() sees
+  admin-success    create, alter, describe and delete a topic with kafka-python and confluent-kafka;
+                   every call must succeed (a non-null error message must not be read as failure)
 """
 
 import argparse
@@ -23,8 +25,32 @@ def cluster_id(bootstrap, _args):
         print(f"topic {name}")
 
 
+def admin_success(bootstrap, _args):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+    try:
+        a.create_topics([NewTopic("kp-admin", 2, 1)])
+        check("kp-admin" in a.list_topics(), "kafka-python: topic not listed")
+        a.delete_topics(["kp-admin"])
+    finally:
+        a.close()
+    print("kafka-python ok")
+
+    from confluent_kafka.admin import AdminClient, NewTopic as CNewTopic
+
+    c = AdminClient({"bootstrap.servers": bootstrap})
+    for name, f in c.create_topics([CNewTopic("cf-admin", 2, 1)]).items():
+        f.result(timeout=TIMEOUT_S)
+    for name, f in c.delete_topics(["cf-admin"]).items():
+        f.result(timeout=TIMEOUT_S)
+    print("confluent ok")
+
+
 MODES = {
     "cluster-id": cluster_id,
+    "admin-success": admin_success,
 }
 
 

@@ -165,7 +165,10 @@ pub async fn create_topics(
             }
             Ok((partitions, configs)) => create_topic(ctx, &name, partitions, configs).await,
         };
-        let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        // kafka-protocol defaults `error_message` to an empty string; Kafka sends null on
+        // success, and some clients read any message as a failure.
+        let mut result =
+            CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         // Fields a version does not have must stay at their defaults (the encoder refuses
         // them otherwise): num_partitions, replication_factor and configs from v5, the topic
         // id from v7.

@@ -142,7 +142,9 @@ pub fn describe_configs(
             let name = r.resource_name.to_string();
             let keys: Option<Vec<String>> =
                 r.configuration_keys.as_ref().map(|k| k.iter().map(|s| s.to_string()).collect());
+            // Null on success, as Kafka sends (kafka-protocol's default is an empty string).
             let result = DescribeConfigsResult::default()
+                .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let fail = |code, msg: String| {
@@ -244,6 +246,7 @@ pub async fn incremental_alter_configs(
             other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
         };
         let resp = AlterConfigsResourceResponse::default()
+            .with_error_message(None)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         responses.push(match outcome {
