@@ -58,11 +58,17 @@ fn free_port() -> u16 {
 
 /// Starts `odradek serve` on `data_dir` and waits (bounded) for its ready line or its exit.
 fn start(data_dir: &Path) -> Started {
+    start_with(data_dir, &[])
+}
+
+/// [`start`] with `extra` flags.
+fn start_with(data_dir: &Path, extra: &[&str]) -> Started {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--smp", "2"])
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("ODRADEK_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -348,4 +354,71 @@ fn admin_responses_carry_a_null_error_message_on_success() {
     }
     let out = client(&node.addr(), "admin-success", &[]);
     assert!(out.contains("kafka-python ok") && out.contains("confluent ok"), "{out}");
+}
+
+// ---- DescribeConfigs for the broker ----
+
+#[test]
+fn the_broker_configs_are_described_under_kafkas_names_with_their_source() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("odradek.toml");
+    std::fs::write(
+        &file,
+        "connections_max_idle_ms = 120000\ngroup_initial_rebalance_delay_ms = 0\n",
+    )
+    .expect("write config");
+    let file_arg = file.display().to_string();
+    let node =
+        match start_with(&data_dir(&dir), &["--default-partitions", "3", "--config", &file_arg]) {
+            Started::Ready(p) => p,
+            Started::Exited(status, stderr) => panic!("node exited ({status}): {stderr}"),
+        };
+    let out = client(&node.addr(), "broker-configs", &["0", "1"]);
+    let data = data_dir(&dir).display().to_string();
+    let (static_, default) = (4, 5);
+    let expected = [
+        ("log.dirs", data.as_str(), static_),
+        ("listeners", &format!("PLAINTEXT://{}", node.addr()), static_),
+        ("num.partitions", "3", static_),
+        ("connections.max.idle.ms", "120000", static_),
+        ("group.initial.rebalance.delay.ms", "0", static_),
+        ("advertised.listeners", &format!("PLAINTEXT://{}", node.addr()), default),
+        ("broker.id", "0", default),
+        ("node.id", "0", default),
+        ("auto.create.topics.enable", "true", default),
+        ("log.retention.ms", "604800000", default),
+        ("log.segment.bytes", "1073741824", default),
+        ("socket.request.max.bytes", "104857600", default),
+        ("offsets.retention.minutes", "10080", default),
+    ];
+    for (name, value, source) in expected {
+        let line = format!("confluent {name}={value} source={source} read_only=True");
+        assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
+        let kp = if source == static_ { "STATIC_BROKER_CONFIG" } else { "DEFAULT_CONFIG" };
+        let line = format!("kafka-python {name}={value} source={kp}");
+        assert!(out.lines().any(|l| l == line), "missing `{line}` in\n{out}");
+    }
+    assert!(out.contains("confluent broker 1 refused"), "{out}");
+
+    // Raw: another broker's id is INVALID_REQUEST (as Kafka); "" is this node's defaults view.
+    let resource = |name: &str, keys: Option<Vec<StrBytes>>| {
+        DescribeConfigsResource::default()
+            .with_resource_type(RESOURCE_BROKER)
+            .with_resource_name(str_bytes(name))
+            .with_configuration_keys(keys)
+    };
+    let resp: DescribeConfigsResponse = call(
+        &mut node.connect(),
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![
+            resource("1", None),
+            resource("x", None),
+            resource("", Some(vec![str_bytes("node.id")])),
+        ]),
+    );
+    let codes: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [42, 42, 0], "INVALID_REQUEST for brokers that are not this node");
+    assert!(resp.results[0].error_message.is_some());
+    let only: Vec<&str> = resp.results[2].configs.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(only, ["node.id"], "configuration_keys filters");
 }

@@ -4,6 +4,8 @@ Usage: behaviour.py --bootstrap HOST:PORT MODE [ARGS...]
 
 Modes:
   cluster-id       print the cluster id and topics confluent-kafka's list_topics() sees
+  broker-configs OWN OTHER
+                   describe broker OWN with confluent-kafka and kafka-python; OTHER must fail
   admin-success    create, alter, describe and delete a topic with kafka-python and confluent-kafka;
                    every call must succeed (a non-null error message must not be read as failure)
 """
@@ -48,7 +50,39 @@ def admin_success(bootstrap, _args):
     print("confluent ok")
 
 
+def broker_configs(bootstrap, args):
+    """Prints `confluent NAME=VALUE source=N read_only=B` and `kafka-python NAME=VALUE source=N`
+    for broker args[0]; checks that broker args[1] (not this node) is an error."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    own, other = args
+    c = AdminClient({"bootstrap.servers": bootstrap})
+    res = ConfigResource(ResourceType.BROKER, own)
+    entries = c.describe_configs([res])[res].result(timeout=TIMEOUT_S)
+    for name, e in sorted(entries.items()):
+        print(f"confluent {name}={e.value} source={int(e.source)} read_only={e.is_read_only}")
+    bad = ConfigResource(ResourceType.BROKER, other)
+    try:
+        # No broker has that id: librdkafka gives up after the request timeout.
+        c.describe_configs([bad], request_timeout=3)[bad].result(timeout=TIMEOUT_S)
+        fail(f"broker {other} was described")
+    except Exception as e:  # the node answers this broker name with an error
+        print(f"confluent broker {other} refused: {e!r}")
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource as KConfigResource, ConfigResourceType
+
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+    try:
+        got = a.describe_configs([KConfigResource(ConfigResourceType.BROKER, own)], config_filter="all")
+        for name, e in sorted(got["broker"][own].items()):
+            print(f"kafka-python {name}={e['value']} source={e['config_source']}")
+    finally:
+        a.close()
+
+
 MODES = {
+    "broker-configs": broker_configs,
     "cluster-id": cluster_id,
     "admin-success": admin_success,
 }

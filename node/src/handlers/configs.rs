@@ -17,6 +17,7 @@ use odradek_net::error_code as ec;
 use tracing::{info, warn};
 
 use super::{by_owner, str_bytes};
+use crate::config::NodeConfig;
 use crate::mesh::on_shard;
 use crate::metadata::Topic;
 use crate::shard::ShardCtx;
@@ -30,6 +31,7 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's `ConfigType`.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
@@ -87,27 +89,44 @@ fn topic_entries(
         .collect()
 }
 
-/// The broker settings a client may want to see; all read-only (set at start-up).
-fn broker_entries(
-    ctx: &ShardCtx,
-    keys: Option<&[String]>,
-    with_doc: bool,
-) -> Vec<DescribeConfigsResourceResult> {
-    let c = &ctx.config;
-    let rows: [(&str, String, i8, &str); 6] = [
+/// Broker-level names of the topic config defaults (Kafka's synonyms), with Kafka's type.
+const TOPIC_DEFAULT_SYNONYMS: &[(&str, &str, i8)] = &[
+    ("log.cleanup.policy", "cleanup.policy", TYPE_LIST),
+    ("compression.type", "compression.type", TYPE_STRING),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms", TYPE_LONG),
+    ("log.flush.interval.messages", "flush.messages", TYPE_LONG),
+    ("log.index.interval.bytes", "index.interval.bytes", TYPE_INT),
+    ("message.max.bytes", "max.message.bytes", TYPE_INT),
+    ("log.message.timestamp.type", "message.timestamp.type", TYPE_STRING),
+    ("min.insync.replicas", "min.insync.replicas", TYPE_INT),
+    ("log.retention.bytes", "retention.bytes", TYPE_LONG),
+    ("log.retention.ms", "retention.ms", TYPE_LONG),
+    ("log.segment.bytes", "segment.bytes", TYPE_INT),
+    ("log.roll.ms", "segment.ms", TYPE_LONG),
+];
+
+/// The node's settings under Kafka's broker config names: (name, value, type, doc).
+fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> {
+    let (host, port) = &c.advertise;
+    let mut rows = vec![
+        ("broker.id", c.node_id.to_string(), TYPE_INT, "this node's id"),
+        ("node.id", c.node_id.to_string(), TYPE_INT, "this node's id"),
         ("log.dirs", c.data_dir.display().to_string(), TYPE_STRING, "where partition logs live"),
+        ("listeners", format!("PLAINTEXT://{}", c.listen), TYPE_LIST, "address clients connect to"),
         (
-            "num.partitions",
-            c.default_partitions.to_string(),
-            TYPE_INT,
-            "partitions of an auto-created topic",
+            "advertised.listeners",
+            format!("PLAINTEXT://{host}:{port}"),
+            TYPE_LIST,
+            "address given to clients in Metadata",
         ),
+        ("num.partitions", c.default_partitions.to_string(), TYPE_INT, "partitions of a new topic"),
         (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
-            TYPE_STRING,
+            TYPE_BOOLEAN,
             "create topics on first use",
         ),
+        ("default.replication.factor", "1".to_owned(), TYPE_INT, "a single node keeps one replica"),
         (
             "socket.request.max.bytes",
             c.request_max_bytes.to_string(),
@@ -120,11 +139,46 @@ fn broker_entries(
             TYPE_LONG,
             "idle connections are closed after this",
         ),
-        ("default.replication.factor", "1".to_owned(), TYPE_INT, "a single node keeps one replica"),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            TYPE_INT,
+            "how long a new group waits for more members",
+        ),
+        (
+            "offsets.retention.minutes",
+            (c.offsets_retention_ms / 60_000).to_string(),
+            TYPE_INT,
+            "how long committed offsets of an empty group are kept",
+        ),
+        (
+            "offsets.retention.check.interval.ms",
+            c.offsets_retention_check_interval_ms.to_string(),
+            TYPE_LONG,
+            "how often expired offsets are looked for",
+        ),
     ];
-    rows.iter()
+    rows.extend(TOPIC_DEFAULT_SYNONYMS.iter().filter_map(|&(name, topic_key, t)| {
+        topic_config::def(topic_key).map(|d| (name, d.default.to_owned(), t, d.doc))
+    }));
+    rows
+}
+
+/// The broker settings, all read-only (set at start-up): STATIC_BROKER_CONFIG when a flag, the
+/// environment or the config file gave them, else DEFAULT_CONFIG.
+fn broker_entries(
+    ctx: &ShardCtx,
+    keys: Option<&[String]>,
+    with_doc: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let c = &ctx.config;
+    broker_rows(c)
+        .iter()
         .filter(|(n, ..)| keys.is_none_or(|k| k.iter().any(|k| k == n)))
-        .map(|(n, v, t, d)| entry(n, v, SOURCE_STATIC_BROKER, true, *t, d, with_doc))
+        .map(|(n, v, t, d)| {
+            let source = if c.given.contains(n) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
+            entry(n, v, source, true, *t, d, with_doc)
+        })
         .collect()
 }
 
