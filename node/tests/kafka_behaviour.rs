@@ -422,3 +422,112 @@ fn the_broker_configs_are_described_under_kafkas_names_with_their_source() {
     let only: Vec<&str> = resp.results[2].configs.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(only, ["node.id"], "configuration_keys filters");
 }
+
+// ---- AlterConfigs (API 33), the whole-set form ----
+
+/// AlterConfigs of one resource with `configs` (a `None` value is a null); its (code, message).
+fn alter_whole(
+    s: &mut TcpStream,
+    version: i16,
+    resource_type: i8,
+    name: &str,
+    configs: &[(&str, Option<&str>)],
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    use kafka_protocol::messages::alter_configs_request::{
+        AlterConfigsResource as WholeResource, AlterableConfig as WholeConfig,
+    };
+    use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+    let resource = WholeResource::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(str_bytes(name))
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    WholeConfig::default().with_name(str_bytes(k)).with_value(v.map(str_bytes))
+                })
+                .collect(),
+        );
+    let req = AlterConfigsRequest::default()
+        .with_resources(vec![resource])
+        .with_validate_only(validate_only);
+    let resp: AlterConfigsResponse = call(s, version, &req);
+    let r = &resp.responses[0];
+    assert_eq!((r.resource_type, r.resource_name.as_str()), (resource_type, name));
+    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()))
+}
+
+/// A topic's (value, config_source) of `keys`, by DescribeConfigs.
+fn topic_configs(s: &mut TcpStream, topic: &str, keys: &[&str]) -> Vec<(String, i8)> {
+    let resource = DescribeConfigsResource::default()
+        .with_resource_type(RESOURCE_TOPIC)
+        .with_resource_name(str_bytes(topic))
+        .with_configuration_keys(Some(keys.iter().map(|k| str_bytes(k)).collect()));
+    let resp: DescribeConfigsResponse =
+        call(s, 4, &DescribeConfigsRequest::default().with_resources(vec![resource]));
+    keys.iter()
+        .map(|k| {
+            let c = resp.results[0]
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == *k)
+                .unwrap_or_else(|| panic!("no {k}"));
+            (c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), c.config_source)
+        })
+        .collect()
+}
+
+#[test]
+fn alter_configs_replaces_the_whole_set_of_a_topics_configs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&dir));
+    let mut s = node.connect();
+    let keys = ["retention.ms", "cleanup.policy", "segment.bytes"];
+    let (set, default) = (1, 5);
+    for version in [0, 1, 2] {
+        let topic = format!("whole-v{version}");
+        common::create_topic(
+            &mut s,
+            &topic,
+            &[("retention.ms", "1000"), ("cleanup.policy", "compact")],
+        );
+        let before = topic_configs(&mut s, &topic, &keys);
+        let given = [("segment.bytes", Some("1048576"))];
+        let checked = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &given, true);
+        assert_eq!(checked, (0, None), "validate_only v{version}");
+        assert_eq!(topic_configs(&mut s, &topic, &keys), before, "validate_only changes nothing");
+
+        // Refusals leave the configs as they were.
+        let bad = [("segment.bytes", Some("1048576")), ("retention.ms", Some("soon"))];
+        let refused = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &bad, false);
+        assert_eq!(refused.0, 40, "INVALID_CONFIG: {refused:?}");
+        let unknown = [("unclean.leader.election.enable", Some("true"))];
+        let refused = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &unknown, false);
+        assert_eq!(refused.0, 40, "INVALID_CONFIG for a key this node ignores: {refused:?}");
+        let null = [("retention.ms", None)];
+        let refused = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &null, false);
+        assert_eq!(refused.0, 42, "INVALID_REQUEST for a null value: {refused:?}");
+        assert_eq!(topic_configs(&mut s, &topic, &keys), before, "refusals change nothing");
+
+        let done = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &given, false);
+        assert_eq!(done, (0, None), "v{version}");
+        let after = topic_configs(&mut s, &topic, &keys);
+        let expected = [
+            ("604800000".to_owned(), default),
+            ("delete".to_owned(), default),
+            ("1048576".to_owned(), set),
+        ];
+        assert_eq!(after, expected, "keys not given return to their defaults");
+    }
+    let broker =
+        alter_whole(&mut s, 1, RESOURCE_BROKER, "0", &[("num.partitions", Some("2"))], false);
+    assert_eq!(broker.0, 42, "INVALID_REQUEST: broker settings are read-only: {broker:?}");
+    let missing = alter_whole(&mut s, 1, RESOURCE_TOPIC, "nope", &[], false);
+    assert_eq!(missing.0, 3, "UNKNOWN_TOPIC_OR_PARTITION: {missing:?}");
+
+    common::create_topic(&mut s, "whole-kp", &[]);
+    let out = client(&node.addr(), "whole-set-alter", &["whole-kp"]);
+    assert!(out.contains("kafka-python retention.ms=3600000"), "{out}");
+    assert_eq!(topic_configs(&mut s, "whole-kp", &["retention.ms"]), [("3600000".to_owned(), set)]);
+}

@@ -6,6 +6,8 @@ Modes:
   cluster-id       print the cluster id and topics confluent-kafka's list_topics() sees
   broker-configs OWN OTHER
                    describe broker OWN with confluent-kafka and kafka-python; OTHER must fail
+  whole-set-alter TOPIC
+                   kafka-python AlterConfigs (API 33) on TOPIC, validate_only first; prints the result
   admin-success    create, alter, describe and delete a topic with kafka-python and confluent-kafka;
                    every call must succeed (a non-null error message must not be read as failure)
 """
@@ -81,7 +83,33 @@ def broker_configs(bootstrap, args):
         a.close()
 
 
+def whole_set_alter(bootstrap, args):
+    """kafka-python's AlterConfigs (API 33, incremental=False) on topic args[0]: validate_only
+    changes nothing, then retention.ms is set; prints what describe reads back."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    (topic,) = args
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+
+    def described():
+        got = a.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+        return {k: v["value"] for k, v in got["topic"][topic].items()}
+
+    try:
+        res = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "3600000"})
+        a.alter_configs([res], validate_only=True, incremental=False)
+        check(described()["retention.ms"] == "604800000", "validate_only changed retention.ms")
+        a.alter_configs([res], incremental=False)
+        now = described()
+        print(f"kafka-python retention.ms={now['retention.ms']}")
+        print(f"kafka-python segment.bytes={now['segment.bytes']}")
+    finally:
+        a.close()
+
+
 MODES = {
+    "whole-set-alter": whole_set_alter,
     "broker-configs": broker_configs,
     "cluster-id": cluster_id,
     "admin-success": admin_success,

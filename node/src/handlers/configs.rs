@@ -1,17 +1,19 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (and a read-only view of the broker).
+//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topics (and a read-only view of
+//! the broker).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as WholeSetResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
@@ -314,6 +316,63 @@ pub async fn incremental_alter_configs(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
+/// AlterConfigs (API 33), the older whole-set form: for a topic, the configs given replace its
+/// set ones and keys not given return to their defaults, with IncrementalAlterConfigs'
+/// validation and `validate_only`. Broker settings are read-only here.
+pub async fn alter_configs(ctx: &Rc<ShardCtx>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let name = r.resource_name.to_string();
+        let given: Vec<(String, Option<String>)> = r
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => match whole_set_ops(&given) {
+                Ok(ops) => alter_topic(ctx, &name, &ops, req.validate_only).await,
+                Err(e) => Err(e),
+            },
+            RESOURCE_BROKER => Err((
+                ec::INVALID_REQUEST,
+                "broker settings are set at start-up (flags or config file)".to_owned(),
+            )),
+            other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+        };
+        let resp = WholeSetResourceResponse::default()
+            .with_error_message(None)
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err((code, msg)) => {
+                info!(resource = %name, code, %msg, "configs not altered");
+                resp.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The operations that turn any topic's configs into exactly `given`: delete every key, then set
+/// the given ones (so the result does not depend on the configs read before the admin lock). A
+/// null value is `INVALID_REQUEST`, as Kafka answers.
+fn whole_set_ops(
+    given: &[(String, Option<String>)],
+) -> Result<Vec<(String, i8, Option<String>)>, (i16, String)> {
+    let nulls: Vec<&str> =
+        given.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
+    if !nulls.is_empty() {
+        return Err((
+            ec::INVALID_REQUEST,
+            format!("null value not supported for {}", nulls.join(",")),
+        ));
+    }
+    let deletes = TOPIC_CONFIGS.iter().map(|d| (d.name.to_owned(), OP_DELETE, None));
+    let sets = given.iter().map(|(n, v)| (n.clone(), OP_SET, v.clone()));
+    Ok(deletes.chain(sets).collect())
+}
+
 async fn alter_topic(
     ctx: &Rc<ShardCtx>,
     name: &str,
@@ -375,5 +434,24 @@ mod tests {
                 .is_err(),
             "an empty policy list is refused"
         );
+    }
+
+    #[test]
+    fn a_whole_set_replaces_every_set_key() {
+        let mut current = BTreeMap::new();
+        current.insert("retention.ms".to_owned(), "1000".to_owned());
+        current.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        let given = [("segment.bytes".to_owned(), Some("1048576".to_owned()))];
+        let next = apply_ops(&current, &whole_set_ops(&given).expect("ops")).expect("apply");
+        assert_eq!(
+            next.into_iter().collect::<Vec<_>>(),
+            [("segment.bytes".into(), "1048576".into())]
+        );
+        let none = apply_ops(&current, &whole_set_ops(&[]).expect("ops")).expect("apply");
+        assert!(none.is_empty(), "an empty set returns every key to its default");
+        let null = whole_set_ops(&[("retention.ms".to_owned(), None)]);
+        assert_eq!(null.expect_err("null").0, ec::INVALID_REQUEST);
+        let bad = whole_set_ops(&[("retention.ms".to_owned(), Some("x".to_owned()))]).expect("ops");
+        assert!(apply_ops(&current, &bad).is_err(), "validated as IncrementalAlterConfigs is");
     }
 }

@@ -52,6 +52,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::DescribeConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::AlterConfigs,
     ApiKey::DeleteRecords,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::DescribeCluster,
@@ -113,6 +114,9 @@ pub async fn handle(ctx: &Rc<ShardCtx>, request: Request) -> Result<Reply, Strin
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(ctx, req).await,
         ),
+        RequestKind::AlterConfigs(req) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(ctx, req).await)
+        }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(offsets::delete_records(ctx, req).await)
         }
