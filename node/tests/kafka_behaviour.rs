@@ -531,3 +531,80 @@ fn alter_configs_replaces_the_whole_set_of_a_topics_configs() {
     assert!(out.contains("kafka-python retention.ms=3600000"), "{out}");
     assert_eq!(topic_configs(&mut s, "whole-kp", &["retention.ms"]), [("3600000".to_owned(), set)]);
 }
+
+// ---- Keyless records on compacted topics ----
+
+/// A batch of records with `keys` (`None`: no key), each with a value.
+fn keyed_batch(keys: &[Option<&str>]) -> bytes::Bytes {
+    use odradek_storage::builder::{BatchParams, build_batch};
+    use odradek_storage::compression::Codec;
+    use odradek_storage::records::Record;
+    let records: Vec<Record> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: k.map(|k| bytes::Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(bytes::Bytes::from_static(b"value")),
+            headers: Vec::new(),
+        })
+        .collect();
+    let params = BatchParams::simple(Codec::Lz4, 1_700_000_000_000, records.len());
+    build_batch(&params, &records).expect("batch")
+}
+
+/// Produce of `records` to partition 0 of `topic`: the partition's response.
+fn produce_partition(
+    s: &mut TcpStream,
+    version: i16,
+    topic: &str,
+    records: bytes::Bytes,
+) -> kafka_protocol::messages::produce_response::PartitionProduceResponse {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        TopicProduceData::default().with_name(TopicName(str_bytes(topic))).with_partition_data(
+            vec![PartitionProduceData::default().with_index(0).with_records(Some(records))],
+        ),
+    ]);
+    let mut resp: ProduceResponse = call(s, version, &req);
+    resp.responses.remove(0).partition_responses.remove(0)
+}
+
+#[test]
+fn a_record_without_a_key_is_refused_by_a_compacted_topic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_ready(&data_dir(&dir));
+    let mut s = node.connect();
+    common::create_topic(&mut s, "compacted", &[("cleanup.policy", "compact,delete")]);
+    common::create_topic(&mut s, "plain", &[]);
+
+    // Raw, compressed: the whole batch is refused, each keyless record named by its index.
+    for version in [8, 9, 11] {
+        let r =
+            produce_partition(&mut s, version, "compacted", keyed_batch(&[Some("a"), None, None]));
+        assert_eq!(r.error_code, 87, "INVALID_RECORD v{version}");
+        let indexes: Vec<i32> = r.record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(indexes, [1, 2], "v{version}");
+        assert!(r.record_errors.iter().all(|e| e.batch_index_error_message.is_some()));
+        assert!(r.error_message.is_some(), "v{version}");
+    }
+    let r = produce_partition(&mut s, 7, "compacted", keyed_batch(&[None]));
+    assert_eq!((r.error_code, r.record_errors.len()), (87, 0), "v7 has no record_errors");
+    let (code, hw, _) = common::fetch(&mut s, "compacted", 0);
+    assert_eq!((code, hw), (0, 0), "nothing of the refused batches was written");
+    let r = produce_partition(&mut s, 9, "plain", keyed_batch(&[None]));
+    assert_eq!((r.error_code, r.base_offset), (0, 0), "keys are optional elsewhere");
+    let r = produce_partition(&mut s, 9, "compacted", keyed_batch(&[Some("a"), Some("b")]));
+    assert_eq!((r.error_code, r.base_offset, r.error_message), (0, 0, None));
+    let (_, hw, _) = common::fetch(&mut s, "compacted", 0);
+    assert_eq!(hw, 2);
+
+    common::create_topic(&mut s, "compacted-client", &[("cleanup.policy", "compact")]);
+    let out = client(&node.addr(), "compacted-keys", &["compacted-client"]);
+    assert!(out.contains("keyless refused: INVALID_RECORD"), "{out}");
+    let (_, hw, _) = common::fetch(&mut s, "compacted-client", 0);
+    assert_eq!(hw, 2, "only the two keyed records are in the log");
+}

@@ -8,6 +8,8 @@ Modes:
                    describe broker OWN with confluent-kafka and kafka-python; OTHER must fail
   whole-set-alter TOPIC
                    kafka-python AlterConfigs (API 33) on TOPIC, validate_only first; prints the result
+  compacted-keys TOPIC
+                   confluent-kafka: a record without a key on compacted TOPIC is refused (INVALID_RECORD)
   admin-success    create, alter, describe and delete a topic with kafka-python and confluent-kafka;
                    every call must succeed (a non-null error message must not be read as failure)
 """
@@ -15,7 +17,7 @@ Modes:
 import argparse
 import sys
 
-from common import check, fail
+from common import check, deadline, expired, fail
 
 TIMEOUT_S = 15
 
@@ -108,7 +110,50 @@ def whole_set_alter(bootstrap, args):
         a.close()
 
 
+def compacted_keys(bootstrap, args):
+    """confluent-kafka producer on compacted topic args[0]: a record without a key fails on
+    delivery with INVALID_RECORD; keyed records (one a tombstone) are delivered; a consumer reads
+    back only the keyed ones."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    (topic,) = args
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "retries": 0})
+    reports = []
+
+    def on_delivery(err, msg):
+        reports.append((err, msg.key()))
+
+    def send(key, value):
+        reports.clear()
+        p.produce(topic, key=key, value=value, partition=0, on_delivery=on_delivery)
+        check(p.flush(TIMEOUT_S) == 0, "delivery report not received")
+        return reports[0][0]
+
+    err = send(None, b"no key")
+    check(err is not None and err.code() == KafkaError.INVALID_RECORD, f"keyless: expected INVALID_RECORD, got {err}")
+    print(f"keyless refused: {err.name()} {err.str()}")
+    for key, value in [(b"k1", b"v1"), (b"k2", None)]:
+        err = send(key, value)
+        check(err is None, f"keyed record {key}: {err}")
+    err = send(None, b"again")
+    check(err is not None and err.code() == KafkaError.INVALID_RECORD, f"second keyless: {err}")
+    print("keyed delivered")
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "behaviour-compacted", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    end = deadline()
+    while len(got) < 2 and not expired(end):
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.key(), m.value()))
+    c.close()
+    check(got == [(0, b"k1", b"v1"), (1, b"k2", None)], f"log holds {got}")
+    print(f"log holds {got}")
+
+
 MODES = {
+    "compacted-keys": compacted_keys,
     "whole-set-alter": whole_set_alter,
     "broker-configs": broker_configs,
     "cluster-id": cluster_id,
