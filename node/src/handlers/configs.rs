@@ -38,6 +38,8 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+/// One config operation: (key, `AlterConfigOp.OpType`, value).
+type ConfigOp = (String, i8, Option<String>);
 /// Kafka's `AlterConfigOp.OpType`.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -357,9 +359,7 @@ pub async fn alter_configs(ctx: &Rc<ShardCtx>, req: AlterConfigsRequest) -> Alte
 /// The operations that turn any topic's configs into exactly `given`: delete every key, then set
 /// the given ones (so the result does not depend on the configs read before the admin lock). A
 /// null value is `INVALID_REQUEST`, as Kafka answers.
-fn whole_set_ops(
-    given: &[(String, Option<String>)],
-) -> Result<Vec<(String, i8, Option<String>)>, (i16, String)> {
+fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, (i16, String)> {
     let nulls: Vec<&str> =
         given.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
     if !nulls.is_empty() {
