@@ -272,13 +272,13 @@ fn api_versions_beyond_what_is_served_gets_the_v0_fallback() {
     // Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator,
     // JoinGroup, Heartbeat, LeaveGroup, SyncGroup, DescribeGroups, ListGroups, DeleteGroups,
     // OffsetDelete, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId,
-    // OffsetForLeaderEpoch, DescribeConfigs, CreatePartitions, IncrementalAlterConfigs,
-    // DescribeCluster: what is served, nothing else.
+    // OffsetForLeaderEpoch, DescribeConfigs, AlterConfigs, CreatePartitions,
+    // IncrementalAlterConfigs, DescribeCluster: what is served, nothing else.
     assert_eq!(
         keys,
         vec![
-            0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 32, 37, 42, 44,
-            47, 60
+            0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 32, 33, 37, 42,
+            44, 47, 60
         ]
     );
 }
