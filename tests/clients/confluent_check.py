@@ -231,8 +231,9 @@ def mode_configs(bootstrap):
     print("partitions 2 -> 4; shrinking -> INVALID_PARTITIONS")
 
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "partitioner": "random"})
+    # cfg is compacted by now (cleanup.policy delete,compact): records need keys.
     for i in range(10):
-        p.produce("cfg", value=f"v{i}".encode(), partition=3)
+        p.produce("cfg", key=f"k{i}".encode(), value=f"v{i}".encode(), partition=3)
     check(p.flush(20) == 0, "produce to a new partition")
     tp = TopicPartition("cfg", 3, 4)
     res = a.delete_records([tp], request_timeout=15)
