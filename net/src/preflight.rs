@@ -70,6 +70,7 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::DeleteTopics => delete_topics(&mut r, version)?,
         ApiKey::DescribeConfigs => describe_configs(&mut r, version)?,
         ApiKey::IncrementalAlterConfigs => incremental_alter_configs(&mut r, version)?,
+        ApiKey::AlterConfigs => alter_configs(&mut r, version)?,
         ApiKey::CreatePartitions => create_partitions(&mut r, version)?,
         ApiKey::DeleteRecords => delete_records(&mut r, version)?,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch(&mut r, version)?,
@@ -555,6 +556,28 @@ fn incremental_alter_configs(r: &mut Reader<'_>, _v: i16) -> Result<()> {
     r.tagged_fields("IncrementalAlterConfigs")
 }
 
+fn alter_configs(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let resources = r.array("AlterConfigs.resources", alter_configs_resource_min(r))?;
+    for _ in 0..resources {
+        r.skip("AlterConfigs.resources.resource_type", I8)?;
+        r.string("AlterConfigs.resources.resource_name")?;
+        let configs = r.array("AlterConfigs.resources.configs", legacy_alterable_config_min(r))?;
+        for _ in 0..configs {
+            r.string("AlterConfigs.configs.name")?;
+            r.string("AlterConfigs.configs.value")?;
+            r.tagged_fields("AlterConfigs.configs")?;
+        }
+        r.tagged_fields("AlterConfigs.resources")?;
+    }
+    r.skip("AlterConfigs.validate_only", I8)?;
+    r.tagged_fields("AlterConfigs")
+}
+
+/// An AlterConfigs (API 33) config: a name and a value, no operation.
+fn legacy_alterable_config_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.string_min() + r.tags_min()
+}
+
 fn alter_configs_resource_min(r: &Reader<'_>) -> usize {
     I8 + r.string_min() + r.array_min() + r.tags_min()
 }
@@ -978,6 +1001,12 @@ pub(crate) mod element_min {
     }
     pub fn alterable_config(v: i16) -> usize {
         alterable_config_min(&reader(ApiKey::IncrementalAlterConfigs, v))
+    }
+    pub fn legacy_alter_configs_resource(v: i16) -> usize {
+        alter_configs_resource_min(&reader(ApiKey::AlterConfigs, v))
+    }
+    pub fn legacy_alterable_config(v: i16) -> usize {
+        legacy_alterable_config_min(&reader(ApiKey::AlterConfigs, v))
     }
     pub fn create_partitions_topic(v: i16) -> usize {
         create_partitions_topic_min(&reader(ApiKey::CreatePartitions, v))

@@ -125,6 +125,7 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::DeleteTopics(_) => Some(ApiKey::DeleteTopics),
         ResponseKind::DescribeConfigs(_) => Some(ApiKey::DescribeConfigs),
         ResponseKind::IncrementalAlterConfigs(_) => Some(ApiKey::IncrementalAlterConfigs),
+        ResponseKind::AlterConfigs(_) => Some(ApiKey::AlterConfigs),
         ResponseKind::CreatePartitions(_) => Some(ApiKey::CreatePartitions),
         ResponseKind::DeleteRecords(_) => Some(ApiKey::DeleteRecords),
         ResponseKind::OffsetForLeaderEpoch(_) => Some(ApiKey::OffsetForLeaderEpoch),

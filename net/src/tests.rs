@@ -49,16 +49,17 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+    BrokerId, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
     OffsetFetchRequest, OffsetFetchResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
@@ -138,6 +139,7 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(sample_incremental_alter_configs())
         }
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(sample_alter_configs()),
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(sample_create_partitions()),
         ApiKey::DeleteRecords => RequestKind::DeleteRecords(sample_delete_records(v)),
         ApiKey::OffsetForLeaderEpoch => {
@@ -351,6 +353,23 @@ fn sample_incremental_alter_configs() -> IncrementalAlterConfigsRequest {
     IncrementalAlterConfigsRequest::default()
         .with_resources(vec![topic, empty])
         .with_validate_only(true)
+}
+
+fn sample_alter_configs() -> AlterConfigsRequest {
+    use kafka_protocol::messages::alter_configs_request::{
+        AlterConfigsResource as WholeResource, AlterableConfig as WholeConfig,
+    };
+    let topic = WholeResource::default()
+        .with_resource_type(2)
+        .with_resource_name(text("orders"))
+        .with_configs(vec![
+            WholeConfig::default()
+                .with_name(text("retention.ms"))
+                .with_value(Some(text("86400000"))),
+            WholeConfig::default().with_name(text("cleanup.policy")).with_value(None),
+        ]);
+    let empty = WholeResource::default().with_resource_type(2).with_resource_name(text("audit"));
+    AlterConfigsRequest::default().with_resources(vec![topic, empty]).with_validate_only(true)
 }
 
 fn sample_create_partitions() -> CreatePartitionsRequest {
@@ -874,6 +893,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::DeleteTopics => 4,
         ApiKey::DescribeConfigs | ApiKey::OffsetForLeaderEpoch => 4,
         ApiKey::IncrementalAlterConfigs => 1,
+        ApiKey::AlterConfigs => 2,
         ApiKey::CreatePartitions | ApiKey::DeleteRecords => 2,
         ApiKey::DescribeCluster => 0,
         ApiKey::FindCoordinator => 3,
@@ -1066,6 +1086,7 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
         ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
         ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+        ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
         ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
         ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
         ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
@@ -1164,6 +1185,7 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::IncrementalAlterConfigs => {
                 &["IncrementalAlterConfigs.resources", "IncrementalAlterConfigs.resources.configs"]
             }
+            ApiKey::AlterConfigs => &["AlterConfigs.resources", "AlterConfigs.resources.configs"],
             ApiKey::CreatePartitions => &[
                 "CreatePartitions.topics",
                 "CreatePartitions.topics.assignments",
@@ -1308,6 +1330,17 @@ fn element_minimums_are_the_smallest_encodings() {
         assert_eq!(element_min::alterable_config(v), encoded_len(&c, v), "v{v}");
         let null = AlterableConfig::default().with_value(None);
         assert_eq!(encoded_len(&null, v), encoded_len(&c, v), "IncrementalAlterConfigs v{v}");
+    }
+    for v in versions(ApiKey::AlterConfigs) {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource as WholeResource, AlterableConfig as WholeConfig,
+        };
+        let r = WholeResource::default();
+        assert_eq!(element_min::legacy_alter_configs_resource(v), encoded_len(&r, v), "v{v}");
+        let c = WholeConfig::default();
+        assert_eq!(element_min::legacy_alterable_config(v), encoded_len(&c, v), "v{v}");
+        let null = WholeConfig::default().with_value(None);
+        assert_eq!(encoded_len(&null, v), encoded_len(&c, v), "AlterConfigs v{v}");
     }
     for v in versions(ApiKey::CreatePartitions) {
         let t = CreatePartitionsTopic::default();
@@ -1516,6 +1549,7 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::IncrementalAlterConfigs => {
             ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default())
         }
+        ApiKey::AlterConfigs => ResponseKind::AlterConfigs(AlterConfigsResponse::default()),
         ApiKey::CreatePartitions => {
             ResponseKind::CreatePartitions(CreatePartitionsResponse::default())
         }

@@ -59,6 +59,11 @@ use crate::request::DecodeError;
 ///   `configuration_keys` is a nullable array: null asks for every key.
 /// - **IncrementalAlterConfigs 0–1**: every version (KIP-339); v1 is flexible. A config's
 ///   `value` is a nullable string (null for DELETE).
+/// - **AlterConfigs 0–2**: every version kafka-protocol knows, and what Kafka 4.0 serves. The
+///   older whole-set form (KIP-133): the configs given replace the resource's set ones, keys not
+///   given return to their defaults. Several admin clients still send it (kafka-python when told
+///   `incremental=False`, or against brokers without IncrementalAlterConfigs). v1 only changes
+///   throttling (KIP-219), v2 is flexible. A config's `value` is a nullable string.
 /// - **CreatePartitions 0–3**: every version (KIP-195). v1 only changes throttling (KIP-219),
 ///   v2 is flexible, v3 only allows `THROTTLING_QUOTA_EXCEEDED` (KIP-599). `assignments` is a
 ///   nullable array: null lets the broker place the new partitions.
@@ -185,6 +190,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
@@ -344,6 +350,7 @@ mod tests {
             (ApiKey::DeleteTopics, 1, 6),
             (ApiKey::DescribeConfigs, 1, 4),
             (ApiKey::IncrementalAlterConfigs, 0, 1),
+            (ApiKey::AlterConfigs, 0, 2),
             (ApiKey::CreatePartitions, 0, 3),
             (ApiKey::DeleteRecords, 0, 2),
             (ApiKey::OffsetForLeaderEpoch, 2, 4),

@@ -87,6 +87,12 @@ pub struct NodeConfig {
     pub auto_create_topics: bool,
     /// This node's broker id (single node: 0).
     pub node_id: i32,
+    /// Kafka names of the broker settings given by a flag, the environment or the config file;
+    /// the others are defaults (DescribeConfigs' `config_source`).
+    pub given: Vec<&'static str>,
+    /// The cluster id kept in the data directory's `meta.properties`: empty when resolved, set
+    /// at start-up by `metadata::load_or_create_cluster_id` before the shards start.
+    pub cluster_id: String,
     /// `socket.request.max.bytes`.
     pub request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection with no complete request for this long is
@@ -201,6 +207,7 @@ impl NodeConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let given = given_broker_keys(args, &file);
         let data_dir = args
             .data_dir
             .clone()
@@ -251,6 +258,8 @@ impl NodeConfig {
             default_partitions,
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
             node_id: 0,
+            cluster_id: String::new(),
+            given,
             request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max_idle_ms: file
                 .connections_max_idle_ms
@@ -275,6 +284,27 @@ impl NodeConfig {
             group_max_session_timeout_ms,
         })
     }
+}
+
+/// The Kafka names of the settings that `args` (flags and environment) or `file` give.
+fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
+    [
+        (args.data_dir.is_some() || file.data_dir.is_some(), "log.dirs"),
+        (args.listen.is_some() || file.listen.is_some(), "listeners"),
+        (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),
+        (args.default_partitions.is_some() || file.default_partitions.is_some(), "num.partitions"),
+        (
+            args.auto_create_topics.is_some() || file.auto_create_topics.is_some(),
+            "auto.create.topics.enable",
+        ),
+        (file.connections_max_idle_ms.is_some(), "connections.max.idle.ms"),
+        (file.offsets_retention_ms.is_some(), "offsets.retention.minutes"),
+        (file.offsets_retention_check_interval_ms.is_some(), "offsets.retention.check.interval.ms"),
+        (file.group_initial_rebalance_delay_ms.is_some(), "group.initial.rebalance.delay.ms"),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect()
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -15,7 +15,7 @@ use odradek_tuning::autotune::{self, HostFacts, InUse};
 use odradek_tuning::{Host, RealSystem, iotune, startup};
 
 use crate::checks::{self, StartupError};
-use crate::cluster::{Metadata, MetadataStore};
+use crate::cluster::{self, Metadata, MetadataStore};
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::partition;
 use crate::producers::ProducerIds;
@@ -32,7 +32,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let host = args.host_root.as_deref().map_or_else(Host::real, Host::new);
     let facts = HostFacts::detect(&host, &RealSystem);
     let mut tuned = None;
-    let config = Arc::new(NodeConfig::resolve_with(args, |dir, smp| {
+    let mut config = NodeConfig::resolve_with(args, |dir, smp| {
         let io = iotune::load(dir).unwrap_or_else(|e| {
             warn!(error = %e, "ignoring the iotune result; run `odradek tune iotune` again");
             None
@@ -45,8 +45,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         };
         tuned = Some(t);
         defaults
-    })?);
+    })?;
     checks::data_dir_writable(&config.data_dir)?;
+    config.cluster_id = cluster_id(&config)?;
+    let config = Arc::new(config);
     checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
     if let Some(t) = &tuned {
         let in_use = InUse {
@@ -112,5 +114,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             );
         }
         Ok(())
+    })
+}
+
+/// The cluster id from the data directory's `meta.properties` (created on first start).
+fn cluster_id(config: &NodeConfig) -> Result<String, StartupError> {
+    cluster::load_or_create_cluster_id(&config.data_dir, config.node_id).map_err(|e| {
+        let fix = match e {
+            cluster::MetaPropertiesError::NodeIdMismatch { .. } => {
+                "point --data-dir at this node's own data directory"
+            }
+            _ => "restore meta.properties from a backup, or fix the line named",
+        };
+        StartupError::new(e.to_string(), fix)
     })
 }

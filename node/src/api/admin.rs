@@ -166,7 +166,10 @@ pub async fn create_topics(
             }
             Ok((partitions, configs)) => create_topic(ctx, &name, partitions, configs).await,
         };
-        let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+        // kafka-protocol defaults `error_message` to an empty string; Kafka sends null on
+        // success, and some clients read any message as a failure.
+        let mut result =
+            CreatableTopicResult::default().with_name(t.name.clone()).with_error_message(None);
         // Fields a version does not have must stay at their defaults (the encoder refuses
         // them otherwise): num_partitions, replication_factor and configs from v5, the topic
         // id from v7.
@@ -272,23 +275,10 @@ async fn grow_topic(
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let have = topic.partitions();
-    let max = crate::config::PARTITIONS_MAX;
-    if count <= have {
-        return Err((
-            ec::INVALID_PARTITIONS,
-            format!("topic has {have} partitions; the new count {count} must be larger"),
-        ));
-    }
-    if count > max {
-        return Err((ec::INVALID_PARTITIONS, format!("at most {max} partitions per topic")));
-    }
+    let grown = Arc::new(crate::cluster::plan_growth(&snapshot, topic, count, ctx.config.smp)?);
     if validate_only {
         return Ok(());
     }
-    let existing: usize = snapshot.topics.values().map(|t| t.shards.len()).sum();
-    let mut shards = topic.shards.clone();
-    shards.extend(crate::cluster::spread(existing, (count - have) as usize, ctx.config.smp));
-    let grown = Arc::new(Topic { shards, ..(**topic).clone() });
     publish_change(ctx, &snapshot, |next| {
         next.topics.insert(name.to_owned(), grown.clone());
     })

@@ -1,17 +1,19 @@
-//! DescribeConfigs and IncrementalAlterConfigs for topics (and a read-only view of the broker).
+//! DescribeConfigs, IncrementalAlterConfigs and AlterConfigs for topics (and a read-only view of
+//! the broker).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as WholeSetResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
@@ -19,6 +21,7 @@ use tracing::{info, warn};
 use super::{by_owner, str_bytes};
 use crate::cluster::Topic;
 use crate::cluster::topic_config::{self, Kind, TOPIC_CONFIGS};
+use crate::config::NodeConfig;
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -30,10 +33,13 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's `ConfigType`.
+const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+/// One config operation: (key, `AlterConfigOp.OpType`, value).
+type ConfigOp = (String, i8, Option<String>);
 /// Kafka's `AlterConfigOp.OpType`.
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -87,27 +93,44 @@ fn topic_entries(
         .collect()
 }
 
-/// The broker settings a client may want to see; all read-only (set at start-up).
-fn broker_entries(
-    ctx: &Shard,
-    keys: Option<&[String]>,
-    with_doc: bool,
-) -> Vec<DescribeConfigsResourceResult> {
-    let c = &ctx.config;
-    let rows: [(&str, String, i8, &str); 6] = [
+/// Broker-level names of the topic config defaults (Kafka's synonyms), with Kafka's type.
+const TOPIC_DEFAULT_SYNONYMS: &[(&str, &str, i8)] = &[
+    ("log.cleanup.policy", "cleanup.policy", TYPE_LIST),
+    ("compression.type", "compression.type", TYPE_STRING),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms", TYPE_LONG),
+    ("log.flush.interval.messages", "flush.messages", TYPE_LONG),
+    ("log.index.interval.bytes", "index.interval.bytes", TYPE_INT),
+    ("message.max.bytes", "max.message.bytes", TYPE_INT),
+    ("log.message.timestamp.type", "message.timestamp.type", TYPE_STRING),
+    ("min.insync.replicas", "min.insync.replicas", TYPE_INT),
+    ("log.retention.bytes", "retention.bytes", TYPE_LONG),
+    ("log.retention.ms", "retention.ms", TYPE_LONG),
+    ("log.segment.bytes", "segment.bytes", TYPE_INT),
+    ("log.roll.ms", "segment.ms", TYPE_LONG),
+];
+
+/// The node's settings under Kafka's broker config names: (name, value, type, doc).
+fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> {
+    let (host, port) = &c.advertise;
+    let mut rows = vec![
+        ("broker.id", c.node_id.to_string(), TYPE_INT, "this node's id"),
+        ("node.id", c.node_id.to_string(), TYPE_INT, "this node's id"),
         ("log.dirs", c.data_dir.display().to_string(), TYPE_STRING, "where partition logs live"),
+        ("listeners", format!("PLAINTEXT://{}", c.listen), TYPE_LIST, "address clients connect to"),
         (
-            "num.partitions",
-            c.default_partitions.to_string(),
-            TYPE_INT,
-            "partitions of an auto-created topic",
+            "advertised.listeners",
+            format!("PLAINTEXT://{host}:{port}"),
+            TYPE_LIST,
+            "address given to clients in Metadata",
         ),
+        ("num.partitions", c.default_partitions.to_string(), TYPE_INT, "partitions of a new topic"),
         (
             "auto.create.topics.enable",
             c.auto_create_topics.to_string(),
-            TYPE_STRING,
+            TYPE_BOOLEAN,
             "create topics on first use",
         ),
+        ("default.replication.factor", "1".to_owned(), TYPE_INT, "a single node keeps one replica"),
         (
             "socket.request.max.bytes",
             c.request_max_bytes.to_string(),
@@ -120,11 +143,46 @@ fn broker_entries(
             TYPE_LONG,
             "idle connections are closed after this",
         ),
-        ("default.replication.factor", "1".to_owned(), TYPE_INT, "a single node keeps one replica"),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay_ms.to_string(),
+            TYPE_INT,
+            "how long a new group waits for more members",
+        ),
+        (
+            "offsets.retention.minutes",
+            (c.offsets_retention_ms / 60_000).to_string(),
+            TYPE_INT,
+            "how long committed offsets of an empty group are kept",
+        ),
+        (
+            "offsets.retention.check.interval.ms",
+            c.offsets_retention_check_interval_ms.to_string(),
+            TYPE_LONG,
+            "how often expired offsets are looked for",
+        ),
     ];
-    rows.iter()
+    rows.extend(TOPIC_DEFAULT_SYNONYMS.iter().filter_map(|&(name, topic_key, t)| {
+        topic_config::def(topic_key).map(|d| (name, d.default.to_owned(), t, d.doc))
+    }));
+    rows
+}
+
+/// The broker settings, all read-only (set at start-up): STATIC_BROKER_CONFIG when a flag, the
+/// environment or the config file gave them, else DEFAULT_CONFIG.
+fn broker_entries(
+    ctx: &Shard,
+    keys: Option<&[String]>,
+    with_doc: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let c = &ctx.config;
+    broker_rows(c)
+        .iter()
         .filter(|(n, ..)| keys.is_none_or(|k| k.iter().any(|k| k == n)))
-        .map(|(n, v, t, d)| entry(n, v, SOURCE_STATIC_BROKER, true, *t, d, with_doc))
+        .map(|(n, v, t, d)| {
+            let source = if c.given.contains(n) { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
+            entry(n, v, source, true, *t, d, with_doc)
+        })
         .collect()
 }
 
@@ -142,7 +200,9 @@ pub fn describe_configs(
             let name = r.resource_name.to_string();
             let keys: Option<Vec<String>> =
                 r.configuration_keys.as_ref().map(|k| k.iter().map(|s| s.to_string()).collect());
+            // Null on success, as Kafka sends (kafka-protocol's default is an empty string).
             let result = DescribeConfigsResult::default()
+                .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             let fail = |code, msg: String| {
@@ -244,6 +304,7 @@ pub async fn incremental_alter_configs(
             other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
         };
         let resp = AlterConfigsResourceResponse::default()
+            .with_error_message(None)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         responses.push(match outcome {
@@ -255,6 +316,61 @@ pub async fn incremental_alter_configs(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// AlterConfigs (API 33), the older whole-set form: for a topic, the configs given replace its
+/// set ones and keys not given return to their defaults, with IncrementalAlterConfigs'
+/// validation and `validate_only`. Broker settings are read-only here.
+pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in &req.resources {
+        let name = r.resource_name.to_string();
+        let given: Vec<(String, Option<String>)> = r
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+            .collect();
+        let outcome = match r.resource_type {
+            RESOURCE_TOPIC => match whole_set_ops(&given) {
+                Ok(ops) => alter_topic(ctx, &name, &ops, req.validate_only).await,
+                Err(e) => Err(e),
+            },
+            RESOURCE_BROKER => Err((
+                ec::INVALID_REQUEST,
+                "broker settings are set at start-up (flags or config file)".to_owned(),
+            )),
+            other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+        };
+        let resp = WholeSetResourceResponse::default()
+            .with_error_message(None)
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err((code, msg)) => {
+                info!(resource = %name, code, %msg, "configs not altered");
+                resp.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The operations that turn any topic's configs into exactly `given`: delete every key, then set
+/// the given ones (so the result does not depend on the configs read before the admin lock). A
+/// null value is `INVALID_REQUEST`, as Kafka answers.
+fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, (i16, String)> {
+    let nulls: Vec<&str> =
+        given.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
+    if !nulls.is_empty() {
+        return Err((
+            ec::INVALID_REQUEST,
+            format!("null value not supported for {}", nulls.join(",")),
+        ));
+    }
+    let deletes = TOPIC_CONFIGS.iter().map(|d| (d.name.to_owned(), OP_DELETE, None));
+    let sets = given.iter().map(|(n, v)| (n.clone(), OP_SET, v.clone()));
+    Ok(deletes.chain(sets).collect())
 }
 
 async fn alter_topic(
@@ -319,5 +435,24 @@ mod tests {
                 .is_err(),
             "an empty policy list is refused"
         );
+    }
+
+    #[test]
+    fn a_whole_set_replaces_every_set_key() {
+        let mut current = BTreeMap::new();
+        current.insert("retention.ms".to_owned(), "1000".to_owned());
+        current.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        let given = [("segment.bytes".to_owned(), Some("1048576".to_owned()))];
+        let next = apply_ops(&current, &whole_set_ops(&given).expect("ops")).expect("apply");
+        assert_eq!(
+            next.into_iter().collect::<Vec<_>>(),
+            [("segment.bytes".into(), "1048576".into())]
+        );
+        let none = apply_ops(&current, &whole_set_ops(&[]).expect("ops")).expect("apply");
+        assert!(none.is_empty(), "an empty set returns every key to its default");
+        let null = whole_set_ops(&[("retention.ms".to_owned(), None)]);
+        assert_eq!(null.expect_err("null").0, ec::INVALID_REQUEST);
+        let bad = whole_set_ops(&[("retention.ms".to_owned(), Some("x".to_owned()))]).expect("ops");
+        assert!(apply_ops(&current, &bad).is_err(), "validated as IncrementalAlterConfigs is");
     }
 }

@@ -37,9 +37,6 @@ use crate::shard::Shard;
 pub use admin::create_topic;
 pub use fetch::FetchReply;
 
-/// The cluster id this node reports (single node).
-pub const CLUSTER_ID: &str = "odradek";
-
 /// The APIs this node answers, and so advertises in ApiVersions (versions from
 /// `odradek_net::versions::SUPPORTED`). Any other API closes the connection, as Kafka does.
 pub const SERVED: &[ApiKey] = &[
@@ -53,6 +50,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::CreatePartitions,
     ApiKey::DescribeConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::AlterConfigs,
     ApiKey::DeleteRecords,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::DescribeCluster,
@@ -114,6 +112,9 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(ctx, req).await,
         ),
+        RequestKind::AlterConfigs(req) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(ctx, req).await)
+        }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(offsets::delete_records(ctx, req).await)
         }
@@ -297,7 +298,7 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     }
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_cluster_id(Some(str_bytes(&ctx.config.cluster_id)))
         .with_controller_id(node)
         .with_topics(topics)
 }
@@ -306,7 +307,7 @@ fn describe_cluster(ctx: &Shard) -> DescribeClusterResponse {
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     DescribeClusterResponse::default()
-        .with_cluster_id(StrBytes::from_static_str(CLUSTER_ID))
+        .with_cluster_id(str_bytes(&ctx.config.cluster_id))
         .with_controller_id(node)
         .with_brokers(vec![
             DescribeClusterBroker::default()

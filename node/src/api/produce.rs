@@ -3,23 +3,27 @@
 //! What is checked before any byte reaches a log (each refusal answers that partition only):
 //! acks is -1, 0 or 1; the topic and partition exist; the record set is exactly one
 //! RecordBatch v2 (Produce v3+); zstd only from v7; no transactional batches (this node has no
-//! transaction coordinator). The log then validates the batch itself (CRC, sizes, counts) and
-//! refuses it whole if it is bad.
+//! transaction coordinator); for a compacted topic, every record has a key (else INVALID_RECORD
+//! with per-record errors, KIP-467). The log then validates the batch itself (CRC, sizes,
+//! counts) and refuses it whole if it is bad.
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use odradek_net::error_code as ec;
 use odradek_storage::batch::BatchHeader;
+use odradek_storage::compact::batch_records;
 use odradek_storage::compression::Codec;
 use tracing::{info, warn};
 
 use super::{by_owner, str_bytes};
-use crate::cluster::Topic;
+use crate::cluster::{Topic, topic_config};
 use crate::error;
 use crate::partition::{AppendFailure, Durability};
 use crate::runtime::on_shard;
@@ -33,6 +37,8 @@ struct Outcome {
     base_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
+    /// Per-record refusals (KIP-467, Produce v8+): (batch index, message).
+    record_errors: Vec<(i32, String)>,
 }
 
 impl Outcome {
@@ -43,6 +49,7 @@ impl Outcome {
             base_offset: -1,
             log_append_time: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -80,6 +87,52 @@ fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
     Ok(())
 }
 
+/// Refuses a batch with a record without a key for a compacted topic, as Kafka does:
+/// `INVALID_RECORD` with one record error per keyless record (KIP-467), and nothing of the batch
+/// written. Decodes (and decompresses, bounded) the batch only for compacted topics.
+fn check_keys(topic: &Topic, partition: i32, records: &Bytes) -> Result<(), Outcome> {
+    let policy = topic_config::value(&topic.configs, "cleanup.policy").unwrap_or("delete");
+    if !policy.split(',').any(|p| p.trim() == "compact") {
+        return Ok(());
+    }
+    let (header, decoded) = batch_records(records)
+        .map_err(|e| Outcome::error(ec::CORRUPT_MESSAGE, format!("unreadable batch: {e}")))?;
+    if header.is_control() {
+        return Ok(());
+    }
+    let message = format!(
+        "Compacted topic cannot accept message without key in topic partition {}-{partition}.",
+        topic.name
+    );
+    let keyless: Vec<(i32, String)> = decoded
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| (i32::try_from(i).unwrap_or(i32::MAX), message.clone()))
+        .collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    info!(topic = %topic.name, partition, keyless = keyless.len(), "batch refused: records without a key for a compacted topic");
+    let summary = format!(
+        "One or more records have been rejected: {} without a key for a compacted topic",
+        keyless.len()
+    );
+    Err(Outcome { record_errors: keyless, ..Outcome::error(ec::INVALID_RECORD, summary) })
+}
+
+/// The wire form of per-record errors.
+fn record_errors(errors: &[(i32, String)]) -> Vec<BatchIndexAndErrorMessage> {
+    errors
+        .iter()
+        .map(|(index, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(*index)
+                .with_batch_index_error_message(Some(str_bytes(message)))
+        })
+        .collect()
+}
+
 pub async fn produce(
     ctx: &Rc<Shard>,
     version: i16,
@@ -106,7 +159,9 @@ pub async fn produce(
                 continue;
             };
             let records = p.records.clone().unwrap_or_default();
-            if let Err(refused) = precheck(version, &records) {
+            if let Err(refused) =
+                precheck(version, &records).and_then(|()| check_keys(&topic, p.index, &records))
+            {
                 *slot = Some(refused);
                 continue;
             }
@@ -157,7 +212,9 @@ pub async fn produce(
                         r = r.with_log_start_offset(o.log_start_offset);
                     }
                     if version >= 8 {
-                        r = r.with_error_message(o.message.as_deref().map(str_bytes));
+                        r = r
+                            .with_error_message(o.message.as_deref().map(str_bytes))
+                            .with_record_errors(record_errors(&o.record_errors));
                     }
                     r
                 })
@@ -188,6 +245,7 @@ async fn append(ctx: &Rc<Shard>, item: Item, acks: i16) -> Outcome {
             base_offset: a.base_offset,
             log_append_time: a.log_append_time,
             log_start_offset: a.log_start_offset,
+            record_errors: Vec::new(),
         },
         Err(e) => {
             let code = error::append_failure(&e);

@@ -24,7 +24,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::runtime::blocking::{Blocking, ReplaceError};
+use crate::runtime::blocking::{Blocking, ReplaceError, replace_file_now};
 
 pub mod topic_config;
 
@@ -194,12 +194,7 @@ impl Metadata {
                 format!("partitions must be 1..={max}, not {partitions}"),
             ));
         }
-        if current.partition_count() + partitions as usize > PARTITIONS_TOTAL_MAX {
-            return Err((
-                ec::POLICY_VIOLATION,
-                format!("this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all"),
-            ));
-        }
+        check_partitions_room(current, partitions as usize)?;
         Ok(Topic {
             name: name.to_owned(),
             id: Uuid::from_u128(rand::random::<u128>()),
@@ -232,6 +227,149 @@ impl MetadataStore for Metadata {
     }
 }
 
+/// `topic` grown to `count` partitions, the new ones continuing the round-robin over `smp`
+/// shards, or why not (`Err((kafka error code, message))`): the same per-topic and node-wide
+/// limits as [`Metadata::plan_topic`]. Does not publish it.
+pub fn plan_growth(
+    current: &Catalogue,
+    topic: &Topic,
+    count: i32,
+    smp: usize,
+) -> Result<Topic, (i16, String)> {
+    use odradek_net::error_code as ec;
+    let have = topic.partitions();
+    let max = crate::config::PARTITIONS_MAX;
+    if count <= have {
+        return Err((
+            ec::INVALID_PARTITIONS,
+            format!("topic has {have} partitions; the new count {count} must be larger"),
+        ));
+    }
+    if count > max {
+        return Err((ec::INVALID_PARTITIONS, format!("at most {max} partitions per topic")));
+    }
+    let added = (count - have) as usize;
+    check_partitions_room(current, added)?;
+    let mut shards = topic.shards.clone();
+    shards.extend(spread(current.partition_count(), added, smp));
+    Ok(Topic { shards, ..topic.clone() })
+}
+
+/// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
+/// otherwise, for CreateTopics and CreatePartitions alike).
+fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (i16, String)> {
+    if current.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
+        return Err((
+            odradek_net::error_code::POLICY_VIOLATION,
+            format!(
+                "this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all; {} exist, {added} more asked for",
+                current.partition_count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's data-directory identity file: `version=1`, `cluster.id`, `node.id`.
+pub const META_PROPERTIES_FILE: &str = "meta.properties";
+
+/// Why `meta.properties` could not be read, written or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaPropertiesError {
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path} belongs to node {found}, but this node is configured as node {configured}")]
+    NodeIdMismatch { path: PathBuf, found: i32, configured: i32 },
+    #[error("writing {0}")]
+    Write(#[from] ReplaceError),
+}
+
+/// The cluster id of the node `node_id` whose data directory is `data_dir`: read from its
+/// `meta.properties`, or generated (a random UUID as 22 characters of unpadded base64url, as
+/// Kafka's `Uuid.toString`) and written durably (temp file, fsync, rename, fsync of the
+/// directory) if the file does not exist yet, for a new or an upgraded data directory.
+///
+/// A file naming another node id, or without a cluster id, is refused and left as it is.
+/// Blocking file I/O: call at start-up, before the shards start.
+pub fn load_or_create_cluster_id(
+    data_dir: &Path,
+    node_id: i32,
+) -> Result<String, MetaPropertiesError> {
+    let path = data_dir.join(META_PROPERTIES_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse_meta_properties(&path, &text, node_id),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = uuid_base64url(Uuid::from_u128(rand::random::<u128>()));
+            let text = format!(
+                "#Written by odradek\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+            );
+            replace_file_now(&path, text.as_bytes())?;
+            tracing::info!(cluster_id = %cluster_id, node_id, path = %path.display(), "new cluster id written");
+            Ok(cluster_id)
+        }
+        Err(source) => Err(MetaPropertiesError::Io { op: "read", path, source }),
+    }
+}
+
+/// The cluster id of a `meta.properties` text (Java properties: `key=value` lines, `#` and `!`
+/// comments), checked against the configured `node_id`.
+fn parse_meta_properties(
+    path: &Path,
+    text: &str,
+    node_id: i32,
+) -> Result<String, MetaPropertiesError> {
+    let invalid = |reason: String| MetaPropertiesError::Invalid { path: path.to_owned(), reason };
+    let mut keys: HashMap<&str, &str> = HashMap::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (k, v) = line
+            .split_once(['=', ':'])
+            .ok_or_else(|| invalid(format!("line `{line}` is not key=value")))?;
+        keys.insert(k.trim(), v.trim());
+    }
+    // version=1 (KRaft) names the node in node.id; version=0 (ZooKeeper) in broker.id.
+    let id_key = match keys.get("version").copied() {
+        Some("1") => "node.id",
+        Some("0") => "broker.id",
+        other => return Err(invalid(format!("version is {other:?}; expected 0 or 1"))),
+    };
+    let found: i32 = keys
+        .get(id_key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| invalid(format!("no numeric {id_key}")))?;
+    if found != node_id {
+        return Err(MetaPropertiesError::NodeIdMismatch {
+            path: path.to_owned(),
+            found,
+            configured: node_id,
+        });
+    }
+    match keys.get("cluster.id") {
+        Some(id) if !id.is_empty() => Ok((*id).to_owned()),
+        _ => Err(invalid("no cluster.id".to_owned())),
+    }
+}
+
+/// A UUID as Kafka writes one: its 16 bytes in unpadded base64url (22 characters).
+fn uuid_base64url(id: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let mut n = [0u8; 3];
+        n[..chunk.len()].copy_from_slice(chunk);
+        let v = (u32::from(n[0]) << 16) | (u32::from(n[1]) << 8) | u32::from(n[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
 /// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
 /// many small topics still spread over every shard.
 pub fn spread(existing: usize, count: usize, smp: usize) -> Vec<u32> {
@@ -250,6 +388,79 @@ mod tests {
             assert!(check_topic_name(bad).is_err(), "{bad:?}");
         }
         assert!(check_topic_name(&"x".repeat(TOPIC_NAME_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn growing_a_topic_obeys_the_node_wide_partition_limit() {
+        use odradek_net::error_code as ec;
+        let per_topic = crate::config::PARTITIONS_MAX as usize;
+        let mut full = Catalogue::default();
+        for i in 0..PARTITIONS_TOTAL_MAX / per_topic {
+            let t = Topic {
+                name: format!("t{i}"),
+                id: Uuid::from_u128(i as u128 + 1),
+                shards: vec![0; per_topic],
+                configs: BTreeMap::new(),
+            };
+            full.topics.insert(t.name.clone(), Arc::new(t));
+        }
+        let small = Topic {
+            name: "small".into(),
+            id: Uuid::from_u128(u128::MAX),
+            shards: vec![0],
+            configs: BTreeMap::new(),
+        };
+        let grown = plan_growth(&full, &small, 2, 2);
+        assert_eq!(grown.expect_err("over the limit").0, ec::POLICY_VIOLATION);
+        let created = Metadata::plan_topic(&full, "new", 1, BTreeMap::new(), 2);
+        assert_eq!(created.expect_err("over the limit").0, ec::POLICY_VIOLATION, "same code");
+
+        let mut roomy = full.clone();
+        roomy.topics.remove("t0");
+        let grown = plan_growth(&roomy, &small, 3, 2).expect("room left");
+        assert_eq!(grown.shards.len(), 3);
+        assert_eq!((grown.name.as_str(), grown.id), ("small", small.id), "same topic");
+        let same = plan_growth(&roomy, &small, 1, 2);
+        assert_eq!(same.expect_err("not larger").0, ec::INVALID_PARTITIONS);
+        let huge = plan_growth(&roomy, &small, crate::config::PARTITIONS_MAX + 1, 2);
+        assert_eq!(huge.expect_err("per-topic limit").0, ec::INVALID_PARTITIONS);
+    }
+
+    #[test]
+    fn uuids_print_as_kafka_prints_them() {
+        // Kafka: Uuid.fromString("AAAAAAAAAAAAAAAAAAAAAQ") is 0:1.
+        assert_eq!(uuid_base64url(Uuid::from_u128(1)), "AAAAAAAAAAAAAAAAAAAAAQ");
+        assert_eq!(uuid_base64url(Uuid::from_u128(u128::MAX)), "_____________________w");
+    }
+
+    #[test]
+    fn meta_properties_are_created_once_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = load_or_create_cluster_id(dir.path(), 0).expect("create");
+        assert_eq!(id.len(), 22);
+        assert_eq!(load_or_create_cluster_id(dir.path(), 0).expect("read"), id, "stable");
+        let path = dir.path().join(META_PROPERTIES_FILE);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains("version=1\n") && text.contains("node.id=0\n"), "{text}");
+        let other = load_or_create_cluster_id(dir.path(), 3);
+        assert!(matches!(other, Err(MetaPropertiesError::NodeIdMismatch { found: 0, .. })));
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "left as it was");
+        let kafka = "#\n#Fri Dec 04 10:00:00 UTC 2026\nnode.id=0\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n";
+        std::fs::write(&path, kafka).expect("write");
+        assert_eq!(
+            load_or_create_cluster_id(dir.path(), 0).expect("kafka's"),
+            "MkU3OEVBNTcwNTJENDM2Qg"
+        );
+        for bad in ["version=1\nnode.id=0\n", "version=2\nnode.id=0\ncluster.id=x\n", "junk\n"] {
+            std::fs::write(&path, bad).expect("write");
+            assert!(
+                matches!(
+                    load_or_create_cluster_id(dir.path(), 0),
+                    Err(MetaPropertiesError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
