@@ -28,17 +28,15 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod batch;
-pub mod builder;
+/// The RecordBatch v2 codec lives in `odradek-records`; re-exported at its old paths.
+pub use odradek_records::{batch, builder, compression, records};
 pub mod compact;
-pub mod compression;
 pub mod config;
 mod direct;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod producers;
-pub mod records;
 pub mod segment;
 pub mod sim;
 pub mod wire;
