@@ -109,6 +109,7 @@ fn too_large(what: &'static str, len: usize, max: usize) -> CompressionError {
     CompressionError::InputTooLarge { what, len, max }
 }
 
+#[inline]
 fn field_len(what: &'static str, len: usize) -> Result<i32, CompressionError> {
     i32::try_from(len).map_err(|_| too_large(what, len, FIELD_BYTES_MAX))
 }
@@ -158,6 +159,7 @@ impl BatchBuilder {
         self.section.len()
     }
 
+    #[inline]
     fn next_offset_delta(&self) -> Result<i32, CompressionError> {
         if self.count == i32::MAX {
             return Err(too_large("record count", i32::MAX as usize, i32::MAX as usize - 1));
@@ -165,6 +167,7 @@ impl BatchBuilder {
         Ok(self.count)
     }
 
+    #[inline]
     fn note_timestamp(&mut self, timestamp_ms: i64) {
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
@@ -182,6 +185,7 @@ impl BatchBuilder {
     /// [`CompressionError::InputTooLarge`] if the key, the value or the record does not fit
     /// the format's `int32` lengths, or the batch already holds `i32::MAX` records; nothing is
     /// appended then.
+    #[inline]
     pub fn push(
         &mut self,
         timestamp_ms: i64,

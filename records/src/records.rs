@@ -410,6 +410,7 @@ pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
 }
 
 /// Appends the zigzag varint encoding of `value` (1 to 5 bytes) to `out`.
+#[inline]
 pub fn write_varint(out: &mut Vec<u8>, value: i32) {
     let mut raw = ((value << 1) ^ (value >> 31)) as u32;
     while raw >= 0x80 {
@@ -420,6 +421,7 @@ pub fn write_varint(out: &mut Vec<u8>, value: i32) {
 }
 
 /// Appends the zigzag varlong encoding of `value` (1 to 10 bytes) to `out`.
+#[inline]
 pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     let mut raw = ((value << 1) ^ (value >> 63)) as u64;
     while raw >= 0x80 {
@@ -430,6 +432,7 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
 }
 
 /// The number of bytes [`write_varint`] writes for `value`.
+#[inline]
 pub fn varint_len(value: i32) -> usize {
     let raw = ((value << 1) ^ (value >> 31)) as u32;
     // Bits needed (at least one), seven per byte.
@@ -438,6 +441,7 @@ pub fn varint_len(value: i32) -> usize {
 }
 
 /// The number of bytes [`write_varlong`] writes for `value`.
+#[inline]
 pub fn varlong_len(value: i64) -> usize {
     let raw = ((value << 1) ^ (value >> 63)) as u64;
     let bits = (u64::BITS - raw.leading_zeros()).max(1) as usize;
