@@ -192,24 +192,24 @@ impl BatchBuilder {
         key: Option<&[u8]>,
         value: &[u8],
     ) -> Result<(), CompressionError> {
-        let key_len = match key {
-            None => -1,
-            Some(k) => field_len("key", k.len())?,
-        };
-        let value_len = field_len("value", value.len())?;
         let offset_delta = self.next_offset_delta()?;
+        // Slices are at most isize::MAX bytes, so their lengths fit an i64 exactly.
+        let key_len = key.map_or(-1, |k| k.len() as i64);
+        let value_len = value.len() as i64;
         let ts_delta =
             if self.count == 0 { 0 } else { timestamp_ms.wrapping_sub(self.base_timestamp) };
         // Body: attributes, timestamp delta, offset delta, key, value, header count (0).
         let body = 1
             + records::varlong_len(ts_delta)
             + records::varint_len(offset_delta)
-            + records::varint_len(key_len)
+            + records::varlong_len(key_len)
             + key.map_or(0, <[u8]>::len)
-            + records::varint_len(value_len)
+            + records::varlong_len(value_len)
             + value.len()
             + 1;
+        // One check covers the key and the value too: each is shorter than the body.
         let body_wire = field_len("record", body)?;
+        let (key_len, value_len) = (key_len as i32, value_len as i32);
         self.note_timestamp(timestamp_ms);
         let s = &mut self.section;
         s.reserve(body + 5);
