@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreateTopicsRequest, InitProducerIdRequest, ListOffsetsRequest,
-    MetadataRequest,
+    ApiVersionsRequest, CreateTopicsRequest, FetchResponse, InitProducerIdRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::{HeaderVersion, Request};
 
 use crate::error::{ClientError, Result};
 use crate::proto::{self, FRAME_PREFIX_BYTES, Versions};
-use crate::requests::{self, PartitionLeader};
+use crate::requests::{self, FetchLimits, PartitionLeader};
 
 /// How long a blocking read or write may wait before the connection is declared dead.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -269,6 +269,44 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Produces `batches` (partition, record batches built with `odradek-records`) to `topic`
+    /// at the negotiated version and returns the answer (per-partition error codes and base
+    /// offsets). With `acks` 0 the broker does not answer: use a [`Writer`] for that.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conn::call`].
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        acks: i16,
+        timeout_ms: i32,
+        batches: impl IntoIterator<Item = (i32, Bytes)>,
+    ) -> Result<ProduceResponse> {
+        self.call(&requests::produce(requests::topic_name(topic), acks, timeout_ms, batches))
+    }
+
+    /// Fetches `(partition, offset)`s of `topic` within `limits` at the negotiated version;
+    /// decode the records with `odradek_records::BatchDecoder`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Conn::call`], or the answer's top-level error code.
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        wanted: &[(i32, i64)],
+        limits: FetchLimits,
+    ) -> Result<FetchResponse> {
+        let resp = self.call(&requests::fetch(requests::topic_name(topic), wanted, limits))?;
+        if resp.error_code != 0 {
+            return Err(ClientError::broker(format!("Fetch {topic}"), resp.error_code));
+        }
+        Ok(resp)
+    }
+}
+
 /// The sending half of a pipelined connection.
 #[derive(Debug)]
 pub struct Writer {
@@ -316,5 +354,71 @@ impl Reader {
     {
         let frame = read_frame(&mut self.stream)?;
         proto::decode_response::<R>(frame, correlation_id, version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+    use kafka_protocol::messages::{MetadataResponse, ResponseHeader};
+    use kafka_protocol::protocol::Encodable;
+
+    /// A stream whose reads come from a prepared answer and whose writes are kept.
+    struct Scripted {
+        answer: std::io::Cursor<Vec<u8>>,
+        sent: Vec<u8>,
+    }
+
+    impl Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.answer.read(buf)
+        }
+    }
+
+    impl Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.sent.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn answer(correlation_id: i32, version: i16) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        let header = ResponseHeader::default().with_correlation_id(correlation_id);
+        header.encode(&mut body, MetadataResponse::header_version(version)).expect("header");
+        MetadataResponse::default().encode(&mut body, version).expect("body");
+        let mut frame = Vec::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    #[test]
+    fn call_on_sends_one_frame_and_reads_its_answer() {
+        let mut s = Scripted { answer: std::io::Cursor::new(answer(9, 12)), sent: Vec::new() };
+        let resp = call_on(&mut s, "t", 9, 12, &MetadataRequest::default()).expect("answered");
+        assert_eq!(resp, MetadataResponse::default());
+        let len = proto::frame_len([s.sent[0], s.sent[1], s.sent[2], s.sent[3]]).expect("len");
+        assert_eq!(len, s.sent.len() - FRAME_PREFIX_BYTES, "exactly one frame sent");
+    }
+
+    #[test]
+    fn an_answer_to_another_request_is_refused() {
+        let mut s = Scripted { answer: std::io::Cursor::new(answer(8, 12)), sent: Vec::new() };
+        let err = call_on(&mut s, "t", 9, 12, &MetadataRequest::default());
+        assert!(matches!(err, Err(ClientError::Correlation { expected: 9, found: 8 })), "{err:?}");
+    }
+
+    #[test]
+    fn a_cut_answer_is_an_io_error() {
+        let mut cut = answer(9, 12);
+        cut.truncate(cut.len() - 1);
+        let mut s = Scripted { answer: std::io::Cursor::new(cut), sent: Vec::new() };
+        let err = call_on(&mut s, "t", 9, 12, &MetadataRequest::default());
+        assert!(matches!(err, Err(ClientError::Io { .. })), "{err:?}");
     }
 }
