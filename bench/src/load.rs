@@ -975,11 +975,7 @@ fn fetch_once(
     part: &mut Part,
     e2e: bool,
 ) -> Result<u64> {
-    let req = requests::fetch(plan.topic.clone(), parts, FETCH_LIMITS);
-    let resp = conn.call(&req)?;
-    if resp.error_code != 0 {
-        bail!("fetch: error code {}", resp.error_code);
-    }
+    let resp = conn.fetch(&plan.args.topic, parts, FETCH_LIMITS)?;
     let now = plan.clock.now_us();
     let measuring = !rec.in_warmup(now);
     let mut n = 0u64;
