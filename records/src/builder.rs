@@ -120,7 +120,9 @@ fn field_len(what: &'static str, len: usize) -> Result<i32, CompressionError> {
 #[derive(Debug)]
 pub struct BatchBuilder {
     codec: Codec,
-    /// The uncompressed records section of the batch being built.
+    /// [`HEADER_BYTES`] of room for the header, then the uncompressed records section of the
+    /// batch being built. An uncompressed batch is finished in this buffer, which then
+    /// changes places with the caller's: the section is never copied.
     section: Vec<u8>,
     count: i32,
     base_timestamp: i64,
@@ -135,13 +137,9 @@ impl BatchBuilder {
 
     /// An empty builder whose records section starts with room for `section_bytes`.
     pub fn with_capacity(codec: Codec, section_bytes: usize) -> BatchBuilder {
-        BatchBuilder {
-            codec,
-            section: Vec::with_capacity(section_bytes),
-            count: 0,
-            base_timestamp: 0,
-            max_timestamp: 0,
-        }
+        let mut section = Vec::with_capacity(HEADER_BYTES.saturating_add(section_bytes));
+        section.resize(HEADER_BYTES, 0);
+        BatchBuilder { codec, section, count: 0, base_timestamp: 0, max_timestamp: 0 }
     }
 
     /// The codec [`finish`](Self::finish) uses.
@@ -156,7 +154,7 @@ impl BatchBuilder {
 
     /// Uncompressed bytes of the records pushed since the last finish.
     pub fn records_bytes(&self) -> usize {
-        self.section.len()
+        self.section.len() - HEADER_BYTES
     }
 
     #[inline]
@@ -292,22 +290,31 @@ impl BatchBuilder {
         out: &mut Vec<u8>,
     ) -> Result<(), CompressionError> {
         let count = self.count;
-        let result = write_batch(params, count, &self.section, out);
+        let capacity = self.section.capacity();
+        let result = match Codec::from_attributes(params.attributes) {
+            Ok(Codec::None) => fill_header(&mut self.section, params, count)
+                .map(|()| std::mem::swap(out, &mut self.section)),
+            Ok(codec) => write_batch(params, codec, count, &self.section[HEADER_BYTES..], out),
+            Err(e) => Err(e),
+        };
+        // Empty again, with the room it had (after a swap it holds the caller's old buffer).
         self.section.clear();
+        self.section.reserve(capacity);
+        self.section.resize(HEADER_BYTES, 0);
         self.count = 0;
         result
     }
 }
 
-/// Writes the header of `params` with `count`, then `section` compressed, into `out` (cleared
-/// first), and fills `batchLength` and the CRC in place.
+/// Writes the header of `params` with `count`, then `section` compressed with `codec`, into
+/// `out` (cleared first), and fills `batchLength` and the CRC in place.
 fn write_batch(
     params: &BatchParams,
+    codec: Codec,
     count: i32,
     section: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CompressionError> {
-    let codec = Codec::from_attributes(params.attributes)?;
     let max_section = MAX_BATCH_LENGTH - (HEADER_BYTES - LOG_OVERHEAD_BYTES);
     if section.len() > max_section {
         return Err(too_large("records section", section.len(), max_section));
@@ -316,10 +323,17 @@ fn write_batch(
     out.reserve(HEADER_BYTES + section.len());
     out.resize(HEADER_BYTES, 0);
     compression::compress_into(codec, section, out)?;
-    let batch_length = out.len() - LOG_OVERHEAD_BYTES;
+    fill_header(out, params, count)
+}
+
+/// Fills the header of the whole batch `batch` (its first [`HEADER_BYTES`], the records after
+/// them already in place): the fields of `params`, `count`, then `batchLength` and the CRC.
+fn fill_header(batch: &mut [u8], params: &BatchParams, count: i32) -> Result<(), CompressionError> {
+    assert!(batch.len() >= HEADER_BYTES, "a batch holds at least its header");
+    let batch_length = batch.len() - LOG_OVERHEAD_BYTES;
     let batch_length = i32::try_from(batch_length)
         .map_err(|_| too_large("batch length", batch_length, MAX_BATCH_LENGTH))?;
-    let h = &mut out[..HEADER_BYTES];
+    let h = &mut batch[..HEADER_BYTES];
     h[0..8].copy_from_slice(&params.base_offset.to_be_bytes());
     h[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
     h[12..16].copy_from_slice(&params.partition_leader_epoch.to_be_bytes());
@@ -332,8 +346,8 @@ fn write_batch(
     h[51..53].copy_from_slice(&params.producer_epoch.to_be_bytes());
     h[53..57].copy_from_slice(&params.base_sequence.to_be_bytes());
     h[57..61].copy_from_slice(&count.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
 
@@ -668,5 +682,36 @@ mod tests {
             Err(CompressionError::InputTooLarge { what: "record count", .. })
         ));
         assert_eq!(b.records_bytes(), before);
+    }
+
+    #[test]
+    fn a_reused_builder_writes_independent_batches_into_reused_and_fresh_buffers() {
+        for codec in Codec::ALL {
+            let mut b = BatchBuilder::new(codec);
+            let mut out = Vec::new();
+            let mut kept = Vec::new();
+            for round in 0..4usize {
+                for i in 0..=round {
+                    b.push(10 + i as i64, None, &[round as u8; 40]).expect("push");
+                }
+                if round % 2 == 0 {
+                    b.finish(ProducerStamp::NONE, &mut out).expect("finish");
+                    kept.push(out.clone());
+                } else {
+                    let mut fresh = Vec::new();
+                    b.finish(ProducerStamp::NONE, &mut fresh).expect("finish");
+                    kept.push(fresh);
+                }
+                assert_eq!((b.count(), b.records_bytes()), (0, 0));
+            }
+            for (round, batch) in kept.iter().enumerate() {
+                let h = crate::batch::validate(batch, crate::batch::Strictness::Produce)
+                    .expect("valid");
+                assert_eq!(h.records_count as usize, round + 1, "{codec}");
+                let section = decompress(codec, &batch[61..], 1 << 20).expect("decompress");
+                let records = decode_records(&Bytes::from(section), round + 1).expect("decode");
+                assert!(records.iter().all(|r| r.value.as_deref() == Some(&[round as u8; 40][..])));
+            }
+        }
     }
 }
