@@ -29,6 +29,8 @@ use crate::dist::{KeyDist, KeySampler, Rng, SizeDist, key_bytes};
 use crate::latency::{Clock, Pacer, Recorder, new_histogram};
 use crate::report::{Side, Summary};
 
+/// The client id the bench's connections send (a broker's logs and quotas see it).
+const CLIENT_ID: &str = "odradek-bench";
 /// Records generated per round of a producer loop before it looks at the clock again.
 const ROUND_RECORDS_MAX: u64 = 4096;
 /// Per-partition bytes a consumer asks for in one Fetch.
@@ -447,7 +449,7 @@ fn spawn<T: Send + 'static>(
 fn bootstrap(brokers: &str) -> Result<Conn> {
     let mut last = None;
     for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-        match Conn::connect(b) {
+        match Conn::connect_as(b, CLIENT_ID) {
             Ok(c) => return Ok(c),
             Err(e) => last = Some(anyhow::Error::from(e)),
         }
@@ -464,7 +466,7 @@ fn start_offsets(plan: &Plan, workload: Workload) -> Result<BTreeMap<i32, (i64, 
     let from_latest = workload == Workload::E2e || plan.args.from == From::Latest;
     let mut out = BTreeMap::new();
     for (addr, parts) in by_leader {
-        let mut c = Conn::connect(addr)?;
+        let mut c = Conn::connect_as(addr, CLIENT_ID)?;
         let latest = c.list_offsets(&plan.args.topic, &parts, -1)?;
         let earliest = c.list_offsets(&plan.args.topic, &parts, -2)?;
         for p in parts {
@@ -578,7 +580,7 @@ impl<'a> Producer<'a> {
         let mut links = Vec::new();
         let mut stamp = ProducerStamp::NONE;
         for addr in &addrs {
-            let mut c = Conn::connect(addr)?;
+            let mut c = Conn::connect_as(addr, CLIENT_ID)?;
             if args.idempotence && stamp.producer_id < 0 {
                 let (pid, epoch) = c.init_producer_id()?;
                 stamp = ProducerStamp { producer_id: pid, epoch, base_sequence: 0 };
@@ -956,7 +958,10 @@ fn connect_links(plan: &Plan, parts: Vec<(i32, i64)>) -> Result<Vec<FetchLink>> 
             plan.leaders.get(p as usize).ok_or_else(|| anyhow!("partition {p} has no leader"))?;
         by_leader.entry(addr.clone()).or_default().push((p, o));
     }
-    by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect()
+    by_leader
+        .into_iter()
+        .map(|(addr, parts)| Ok((Conn::connect_as(&addr, CLIENT_ID)?, parts)))
+        .collect()
 }
 
 fn positions(links: &[FetchLink]) -> Vec<(i32, i64)> {

@@ -144,6 +144,11 @@ impl Conn {
         &self.versions
     }
 
+    /// The client id this connection sends.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// The address this connection was opened to.
     pub fn addr(&self) -> &str {
         &self.addr

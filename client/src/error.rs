@@ -7,6 +7,9 @@ pub enum ClientError {
     Encode { api: i16, version: i16, reason: String },
     #[error("decoding the response of api {api} v{version}: {reason}")]
     Decode { api: i16, version: i16, reason: String },
+    /// A consumer-protocol message (subscription, assignment) embedded in a group request.
+    #[error("consumer protocol message v{version}: {reason}")]
+    ConsumerProtocol { version: i16, reason: String },
     #[error("response correlation id {found}, expected {expected}")]
     Correlation { expected: i32, found: i32 },
     #[error("response frame of {len} bytes exceeds the limit of {max_bytes} bytes")]

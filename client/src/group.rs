@@ -68,11 +68,9 @@ pub fn range_assign(members: &[String], partitions: i32) -> HashMap<String, Vec<
 fn versioned<M: Encodable>(message: &M, version: i16) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     buf.put_i16(version);
-    message.encode(&mut buf, version).map_err(|e| ClientError::Encode {
-        api: -1,
-        version,
-        reason: format!("consumer protocol message: {e:#}"),
-    })?;
+    message
+        .encode(&mut buf, version)
+        .map_err(|e| ClientError::ConsumerProtocol { version, reason: format!("{e:#}") })?;
     Ok(buf.freeze())
 }
 
@@ -92,7 +90,7 @@ impl Member {
         }
         let addr = format!("{}:{}", resp.host.as_str(), resp.port);
         let mut m = Member {
-            coordinator: Conn::connect(&addr)?,
+            coordinator: Conn::connect_as(&addr, bootstrap.client_id())?,
             group: GroupId(StrBytes::from(group.to_owned())),
             topic: TopicName(StrBytes::from(topic.to_owned())),
             partitions,
@@ -192,7 +190,7 @@ impl Member {
         let _ = bytes.split_to(2);
         let version = version.clamp(0, 3);
         let a = ConsumerProtocolAssignment::decode(&mut bytes, version).map_err(|e| {
-            ClientError::Decode { api: -1, version, reason: format!("assignment: {e:#}") }
+            ClientError::ConsumerProtocol { version, reason: format!("assignment: {e:#}") }
         })?;
         let mut parts: Vec<i32> = a
             .assigned_partitions
