@@ -37,11 +37,15 @@ cargo fmt --all -- --check
 
 log "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# `odradek-bench storage` is behind the bench's `storage` feature (off by default).
+cargo clippy -p odradek-bench --all-targets --features storage --locked -- -D warnings
 
 log "cargo test"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$out"
+log "cargo test -p odradek-bench --features storage"
+cargo test -p odradek-bench --features storage --locked 2>&1 | tee -a "$out"
 
 # One closing line for the whole suite (cargo prints one summary per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nall tests: %d passed, %d failed\n", p, f }' "$out"

@@ -50,8 +50,8 @@ if ! command -v fio >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to parse fio's JSON output"
 
-log "cargo build --release -p odradek-bench"
-cargo build --release -p odradek-bench
+log "cargo build --release -p odradek-bench --features storage"
+cargo build --release -p odradek-bench --features storage
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/odradek-bench"
 [ -x "$BIN" ] || die "no binary at $BIN"
 

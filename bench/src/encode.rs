@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::batch::{BatchBuilder, Codec, ProducerStamp};
 use crate::dist::Rng;
+use odradek_records::{BatchBuilder, Codec, ProducerStamp};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EncodeArgs {
@@ -15,7 +15,7 @@ pub struct EncodeArgs {
     /// Bytes of records per batch.
     #[arg(long, value_parser = crate::units::parse_size, default_value = "16KiB")]
     pub batch_size: u64,
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_parser = crate::codec_arg::parser(), default_value = "none")]
     pub compression: Codec,
     #[arg(long, value_parser = crate::units::parse_duration, default_value = "5s")]
     pub duration: Duration,
@@ -42,7 +42,7 @@ pub fn run(args: &EncodeArgs) -> anyhow::Result<()> {
             if size >= 8 {
                 value[..8].copy_from_slice(&(records + i).to_be_bytes());
             }
-            builder.push(1_700_000_000_000, None, &value);
+            builder.push(1_700_000_000_000, None, &value)?;
             if builder.records_bytes() as u64 >= args.batch_size {
                 builder.finish(ProducerStamp::NONE, &mut out)?;
                 batches += 1;

@@ -16,18 +16,21 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::batch::{BatchBuilder, BatchDecoder, Codec, ProducerStamp, partition_for_key};
-use crate::client::{self, Conn, Reader, Writer};
+use odradek_client::blocking::{Conn, Reader, Writer};
+use odradek_client::group;
+use odradek_client::partitioner::partition_for_key;
+use odradek_client::requests::{self, FetchLimits};
+use odradek_records::{BatchBuilder, BatchDecoder, Codec, ProducerStamp};
+
 use crate::dist::{KeyDist, KeySampler, Rng, SizeDist, key_bytes};
-use crate::group;
 use crate::latency::{Clock, Pacer, Recorder, new_histogram};
 use crate::report::{Side, Summary};
 
+/// The client id the bench's connections send (a broker's logs and quotas see it).
+const CLIENT_ID: &str = "odradek-bench";
 /// Records generated per round of a producer loop before it looks at the clock again.
 const ROUND_RECORDS_MAX: u64 = 4096;
 /// Per-partition bytes a consumer asks for in one Fetch.
@@ -36,6 +39,15 @@ const FETCH_PARTITION_BYTES: i32 = 1 << 20;
 const FETCH_BYTES: i32 = 16 << 20;
 /// Longest a Fetch waits at the broker for data.
 const FETCH_WAIT_MS: i32 = 100;
+/// A consumer's Fetch bounds.
+const FETCH_LIMITS: FetchLimits = FetchLimits {
+    max_wait_ms: FETCH_WAIT_MS,
+    min_bytes: 1,
+    max_bytes: FETCH_BYTES,
+    partition_max_bytes: FETCH_PARTITION_BYTES,
+};
+/// How long the broker may take to acknowledge a Produce.
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// Bytes an embedded timestamp takes at the start of every value (µs since the epoch, BE).
 pub const STAMP_BYTES: usize = 8;
 
@@ -85,7 +97,8 @@ pub struct LoadArgs {
     #[arg(long, default_value = "none")]
     pub keys: KeyDist,
     /// Batch compression.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_parser = crate::codec_arg::parser(), default_value = "none")]
+    #[serde(serialize_with = "crate::codec_arg::serialize")]
     pub compression: Codec,
     /// Bytes of records (uncompressed) per partition batch before it is sent.
     #[arg(long, value_parser = crate::units::parse_size, default_value = "16KiB")]
@@ -302,7 +315,7 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     args.validate(workload)?;
     let clock = Clock::new();
     let mut conn = bootstrap(&args.brokers)?;
-    let leaders = client::ensure_topic(&mut conn, &args.topic, args.partitions)?;
+    let leaders = conn.ensure_topic(&args.topic, args.partitions)?;
     let leaders: Vec<String> = leaders.into_iter().map(|l| l.addr).collect();
     let shared = Arc::new(Shared { consume_target: AtomicU64::new(u64::MAX), ..Shared::default() });
     let plan = Plan {
@@ -436,9 +449,9 @@ fn spawn<T: Send + 'static>(
 fn bootstrap(brokers: &str) -> Result<Conn> {
     let mut last = None;
     for b in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-        match Conn::connect(b) {
+        match Conn::connect_as(b, CLIENT_ID) {
             Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(anyhow::Error::from(e)),
         }
     }
     Err(last.unwrap_or_else(|| anyhow!("no broker given")))
@@ -453,9 +466,9 @@ fn start_offsets(plan: &Plan, workload: Workload) -> Result<BTreeMap<i32, (i64, 
     let from_latest = workload == Workload::E2e || plan.args.from == From::Latest;
     let mut out = BTreeMap::new();
     for (addr, parts) in by_leader {
-        let mut c = Conn::connect(addr)?;
-        let latest = client::list_offsets(&mut c, &plan.args.topic, &parts, -1)?;
-        let earliest = client::list_offsets(&mut c, &plan.args.topic, &parts, -2)?;
+        let mut c = Conn::connect_as(addr, CLIENT_ID)?;
+        let latest = c.list_offsets(&plan.args.topic, &parts, -1)?;
+        let earliest = c.list_offsets(&plan.args.topic, &parts, -2)?;
         for p in parts {
             let (e, l) =
                 (earliest.get(&p).copied().unwrap_or(0), latest.get(&p).copied().unwrap_or(0));
@@ -567,12 +580,12 @@ impl<'a> Producer<'a> {
         let mut links = Vec::new();
         let mut stamp = ProducerStamp::NONE;
         for addr in &addrs {
-            let mut c = Conn::connect(addr)?;
+            let mut c = Conn::connect_as(addr, CLIENT_ID)?;
             if args.idempotence && stamp.producer_id < 0 {
-                let (pid, epoch) = client::init_producer_id(&mut c)?;
+                let (pid, epoch) = c.init_producer_id()?;
                 stamp = ProducerStamp { producer_id: pid, epoch, base_sequence: 0 };
             }
-            let version = c.versions.pick::<ProduceRequest>()?;
+            let version = c.versions().pick::<ProduceRequest>()?;
             let (writer, reader) = c.split()?;
             let (tx, rx) = sync_channel(args.max_in_flight);
             let (rplan, acks) = (plan.clone(), args.acks);
@@ -662,7 +675,7 @@ impl<'a> Producer<'a> {
                 if acc.builder.count() == 0 {
                     acc.since_us = now;
                 }
-                acc.builder.push((stamp / 1000) as i64, k.map(|_| &key[..]), &value);
+                acc.builder.push((stamp / 1000) as i64, k.map(|_| &key[..]), &value)?;
                 acc.stamps.push(stamp);
                 acc.bytes += (size + k.map_or(0, |_| key.len())) as u64;
                 if acc.builder.records_bytes() as u64 >= args.batch_size {
@@ -717,23 +730,12 @@ impl<'a> Producer<'a> {
             };
             acc.builder.finish(stamp, &mut self.out)?;
             acc.sequence = acc.sequence.wrapping_add(count);
-            data.push(
-                PartitionProduceData::default()
-                    .with_index(p as i32)
-                    .with_records(Some(Bytes::from(std::mem::take(&mut self.out)))),
-            );
+            data.push((p as i32, Bytes::from(std::mem::take(&mut self.out))));
             flight.batches.push((p as i32, count as u32, acc.bytes));
             flight.stamps.append(&mut acc.stamps);
             acc.bytes = 0;
         }
-        let req = ProduceRequest::default()
-            .with_acks(self.acks)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![
-                TopicProduceData::default()
-                    .with_name(self.plan.topic.clone())
-                    .with_partition_data(data),
-            ]);
+        let req = requests::produce(self.plan.topic.clone(), self.acks, PRODUCE_TIMEOUT_MS, data);
         let l = &mut self.links[link];
         let shared = &self.plan.shared;
         if self.acks == 0 {
@@ -782,9 +784,7 @@ fn read_acks(
     let mut last_publish = 0u64;
     let mut published = crate::latency::new_histogram();
     while let Ok(flight) = rx.recv() {
-        let frame = client::read_frame(&mut reader.stream)?;
-        let resp =
-            client::decode_response::<ProduceRequest>(frame, flight.correlation_id, version)?;
+        let resp = reader.recv::<ProduceRequest>(flight.correlation_id, version)?;
         let now = plan.clock.now_us();
         let failed: Vec<(i32, i16)> = resp
             .responses
@@ -958,7 +958,10 @@ fn connect_links(plan: &Plan, parts: Vec<(i32, i64)>) -> Result<Vec<FetchLink>> 
             plan.leaders.get(p as usize).ok_or_else(|| anyhow!("partition {p} has no leader"))?;
         by_leader.entry(addr.clone()).or_default().push((p, o));
     }
-    by_leader.into_iter().map(|(addr, parts)| Ok((Conn::connect(&addr)?, parts))).collect()
+    by_leader
+        .into_iter()
+        .map(|(addr, parts)| Ok((Conn::connect_as(&addr, CLIENT_ID)?, parts)))
+        .collect()
 }
 
 fn positions(links: &[FetchLink]) -> Vec<(i32, i64)> {
@@ -977,26 +980,7 @@ fn fetch_once(
     part: &mut Part,
     e2e: bool,
 ) -> Result<u64> {
-    let fp = parts
-        .iter()
-        .map(|&(p, o)| {
-            FetchPartition::default()
-                .with_partition(p)
-                .with_fetch_offset(o)
-                .with_partition_max_bytes(FETCH_PARTITION_BYTES)
-        })
-        .collect();
-    let req = FetchRequest::default()
-        .with_max_wait_ms(FETCH_WAIT_MS)
-        .with_min_bytes(1)
-        .with_max_bytes(FETCH_BYTES)
-        .with_topics(vec![
-            FetchTopic::default().with_topic(plan.topic.clone()).with_partitions(fp),
-        ]);
-    let resp = conn.call(&req)?;
-    if resp.error_code != 0 {
-        bail!("fetch: error code {}", resp.error_code);
-    }
+    let resp = conn.fetch(&plan.args.topic, parts, FETCH_LIMITS)?;
     let now = plan.clock.now_us();
     let measuring = !rec.in_warmup(now);
     let mut n = 0u64;
@@ -1022,7 +1006,8 @@ fn fetch_once(
             decoder.decode(
                 records,
                 |b| next = next.max(b.last_offset + 1),
-                |offset, key, value| {
+                |r| {
+                    let (offset, key, value) = (r.offset, r.key, r.value.unwrap_or_default());
                     if offset < cursor {
                         repeated += u64::from(offset >= from);
                         return;

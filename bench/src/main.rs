@@ -1,14 +1,15 @@
 //! `odradek-bench`: a load generator and latency harness for Kafka-compatible brokers (its own
-//! Kafka client: it links no broker internals), and the storage-engine benchmark.
+//! Kafka client, `odradek-client`: it links no broker internals), and the storage-engine
+//! benchmark (built with the `storage` feature).
 //!
 //! Subcommands:
 //! - `produce`, `consume`, `e2e`: workloads against any Kafka-compatible broker ([`load`]);
 //!   closed loop, or open loop at `--rate` with coordinated-omission-corrected latency.
 //! - `run WORKLOAD.toml`: the same parameters from a file ([`workload`]).
 //! - `plot`, `compare`: percentile plots and ratios of saved JSON summaries ([`report`]).
-//! - `encode`: the RecordBatch encoder alone, records/s ([`batch`]).
-//! - `storage`: drives one partition [`odradek_storage::Log`] directly (no network) with
-//!   concurrent producers and reports throughput and append(+sync) latency.
+//! - `encode`: the RecordBatch encoder alone (`odradek_records::BatchBuilder`), records/s.
+//! - `storage` (feature `storage`): drives one partition `odradek_storage::Log` directly (no
+//!   network) with concurrent producers and reports throughput and append(+sync) latency.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,15 +18,15 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-mod batch;
-mod client;
+mod codec_arg;
+#[cfg(feature = "storage")]
 mod counting;
 mod dist;
 mod encode;
-mod group;
 mod latency;
 mod load;
 mod report;
+#[cfg(feature = "storage")]
 mod storage;
 mod units;
 mod workload;
@@ -74,7 +75,9 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Storage-engine benchmark: concurrent producers append prebuilt RecordBatch v2 batches to
     /// one partition log (optionally with an fdatasync per append, i.e. acks=all) and the
-    /// throughput and append(+sync) latency percentiles are reported.
+    /// throughput and append(+sync) latency percentiles are reported. Built with the `storage`
+    /// feature (`cargo build --release -p odradek-bench --features storage`).
+    #[cfg(feature = "storage")]
     Storage(storage::StorageArgs),
 }
 
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "storage")]
         Command::Storage(args) => storage::run(args),
         Command::Produce(args) => run_load(load::Workload::Produce, args),
         Command::Consume(args) => run_load(load::Workload::Consume, args),

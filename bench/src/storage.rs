@@ -19,9 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
-use odradek_storage::builder::{BatchParams, build_batch};
-use odradek_storage::compression::Codec;
-use odradek_storage::records::Record;
+use odradek_records::{BatchParams, Codec, Record, build_batch};
 use odradek_storage::{Backend, CompioBackend, Log, LogConfig};
 use serde::Serialize;
 
@@ -40,28 +38,6 @@ const RECORD_SIZE_MAX: u64 = 64 << 20;
 const BATCH_BYTES_MAX: u64 = 64 << 20;
 /// Interval of the live progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// Compression codec of the prebuilt batches (Kafka's `compression.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CodecArg {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl CodecArg {
-    fn codec(self) -> Codec {
-        match self {
-            CodecArg::None => Codec::None,
-            CodecArg::Gzip => Codec::Gzip,
-            CodecArg::Snappy => Codec::Snappy,
-            CodecArg::Lz4 => Codec::Lz4,
-            CodecArg::Zstd => Codec::Zstd,
-        }
-    }
-}
 
 /// When producers make their appends durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,8 +84,8 @@ pub struct StorageArgs {
     /// Compression codec of the batches (values are random, so they barely compress; this
     /// measures the log's handling of compressed batches, not codec speed: batches are built
     /// before timing starts).
-    #[arg(long, value_enum, default_value_t = CodecArg::None)]
-    pub codec: CodecArg,
+    #[arg(long, value_parser = crate::codec_arg::parser(), default_value = "none")]
+    pub codec: Codec,
 
     /// Number of concurrent producer tasks, all on one compio runtime, appending to ONE log.
     #[arg(long, value_name = "N", default_value_t = 4)]
@@ -238,7 +214,7 @@ impl Plan {
             records_per_batch,
             batch_bytes_requested: args.batch_bytes,
             batch_bytes_on_disk: 0,
-            codec: args.codec.codec().name(),
+            codec: args.codec.name(),
             producers: args.producers,
             duration_s: args.duration.as_secs_f64(),
             warmup_s: args.warmup.as_secs_f64(),
@@ -786,7 +762,7 @@ pub fn run(args: StorageArgs) -> BenchResult<()> {
     let parent_existed = args.dir.exists();
     let dir = run_dir(&args.dir);
     let mut plan = Plan::new(&args, dir.clone())?;
-    let codec = args.codec.codec();
+    let codec = args.codec;
 
     let record_size = usize::try_from(plan.record_size).map_err(|e| e.to_string())?;
     let rpb = usize::try_from(plan.records_per_batch).map_err(|e| e.to_string())?;
@@ -880,7 +856,7 @@ mod tests {
         let a = parse(&[]).expect("defaults parse");
         assert_eq!(a.record_size, 1024);
         assert_eq!(a.batch_bytes, 1 << 20);
-        assert_eq!(a.codec, CodecArg::None);
+        assert_eq!(a.codec, Codec::None);
         assert_eq!(a.producers, 4);
         assert_eq!(a.duration, Duration::from_secs(10));
         assert_eq!(a.warmup, Duration::from_secs(2));
@@ -911,7 +887,7 @@ mod tests {
             "1",
         ])
         .expect("options parse");
-        assert_eq!(a.codec, CodecArg::Zstd);
+        assert_eq!(a.codec, Codec::Zstd);
         assert_eq!(a.sync, SyncMode::None);
         assert_eq!(a.duration, Duration::from_millis(500));
         assert_eq!(a.total_bytes, Some(1 << 30));

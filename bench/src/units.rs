@@ -77,6 +77,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Formats a byte count with a binary unit, e.g. `1 MiB`, `64 KiB`, `1.5 GiB`.
+#[cfg(any(feature = "storage", test))]
 pub fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

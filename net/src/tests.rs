@@ -67,9 +67,7 @@ use kafka_protocol::messages::{
     TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
-use odradek_storage::builder::{BatchParams, build_batch};
-use odradek_storage::compression::Codec;
-use odradek_storage::records::Record;
+use odradek_records::{BatchParams, Codec, Record, build_batch};
 
 use crate::error_code;
 use crate::frame::{self, SOCKET_REQUEST_MAX_BYTES_DEFAULT};

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::{Node, batch, create_topic, fetch, produce};
-use odradek_storage::compression::Codec;
+use odradek_records::Codec;
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;

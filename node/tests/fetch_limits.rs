@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Node, batch, create_topic_with, fetch_many, produce_to};
-use odradek_storage::compression::Codec;
+use odradek_records::Codec;
 
 /// Bytes of the one stored batch each partition gets.
 fn fill(s: &mut std::net::TcpStream, topic: &str, partitions: i32) -> usize {

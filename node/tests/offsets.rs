@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Node, batch_at, create_topic, list_offset, produce};
-use odradek_storage::compression::Codec;
+use odradek_records::Codec;
 
 const T0: i64 = 1_700_000_000_000;
 

@@ -7,7 +7,8 @@
 //! # How the pieces fit
 //! - [`batch`] parses and validates batch headers (CRC-32C, lengths, magic, record count) and
 //!   rewrites base offsets; [`records`], [`compression`] and [`builder`] read and write the
-//!   records inside a batch (used by compaction, timestamp lookups, tests and benchmarks).
+//!   records inside a batch (used by compaction and timestamp lookups). All four are
+//!   `odradek-records`, the one RecordBatch codec, re-exported here at their old paths.
 //! - [`backend`] is the narrow file-I/O trait. [`backend::CompioBackend`] drives io_uring through
 //!   compio; [`sim::SimBackend`] keeps files in memory, injects I/O errors and simulates crashes
 //!   that keep only what was fsynced.
@@ -28,17 +29,15 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
-pub mod batch;
-pub mod builder;
+/// The RecordBatch v2 codec lives in `odradek-records`; re-exported at its old paths.
+pub use odradek_records::{batch, builder, compression, records};
 pub mod compact;
-pub mod compression;
 pub mod config;
 mod direct;
 pub mod error;
 pub mod index;
 pub mod log;
 pub mod producers;
-pub mod records;
 pub mod segment;
 pub mod sim;
 pub mod wire;

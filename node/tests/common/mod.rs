@@ -1,25 +1,23 @@
 //! Helpers for tests that speak the Kafka protocol to a real node directly: start a node, send
-//! one request encoded with kafka-protocol's client side, decode its response.
+//! one request at a version the test chooses and decode its response (through `odradek-client`'s
+//! framing), build batches with `odradek-records`.
 #![allow(dead_code)] // each test file uses its own subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    CreateTopicsRequest, CreateTopicsResponse, FetchResponse, ProduceResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use odradek_storage::builder::{BatchParams, build_batch};
-use odradek_storage::compression::Codec;
-use odradek_storage::records::Record;
+use kafka_protocol::protocol::{HeaderVersion, Request, StrBytes};
+use odradek_client::blocking::call_on;
+use odradek_client::requests::{self, FetchLimits};
+use odradek_records::{BatchParams, Codec, Record, build_batch};
 
 pub struct Node {
     pub child: Child,
@@ -119,32 +117,16 @@ impl Drop for Node {
     }
 }
 
-/// Sends one request and decodes its response.
+/// Correlation id of every request a test sends (one at a time per connection).
+const CORRELATION_ID: i32 = 7;
+
+/// Sends one request at `version` and decodes its response.
 pub fn call<Req, Resp>(s: &mut TcpStream, version: i16, req: &Req) -> Resp
 where
-    Req: Request + Encodable + HeaderVersion,
-    Resp: Decodable,
+    Req: Request<Response = Resp>,
+    Resp: HeaderVersion,
 {
-    let header = RequestHeader::default()
-        .with_request_api_key(Req::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("bad-input-test")));
-    let mut buf = BytesMut::new();
-    header.encode(&mut buf, Req::header_version(version)).expect("encode header");
-    req.encode(&mut buf, version).expect("encode body");
-    s.write_all(&(buf.len() as u32).to_be_bytes()).expect("write");
-    s.write_all(&buf).expect("write");
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("response length");
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut body).expect("response body");
-    let mut body = Bytes::from(body);
-    let api = ApiKey::try_from(Req::KEY).expect("api key");
-    let rh =
-        ResponseHeader::decode(&mut body, api.response_header_version(version)).expect("header");
-    assert_eq!(rh.correlation_id, 7);
-    Resp::decode(&mut body, version).expect("decode response")
+    call_on(s, "bad-input-test", CORRELATION_ID, version, req).expect("request answered")
 }
 
 pub fn create_topic(s: &mut TcpStream, name: &str, configs: &[(&str, &str)]) {
@@ -240,13 +222,7 @@ pub fn produce_to(
     partition: i32,
     records: Bytes,
 ) -> (i16, i64) {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
-        TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![
-                PartitionProduceData::default().with_index(partition).with_records(Some(records)),
-            ]),
-    ]);
+    let req = requests::produce(requests::topic_name(topic), -1, 5000, [(partition, records)]);
     let resp: ProduceResponse = call(s, version, &req);
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
@@ -267,25 +243,8 @@ pub fn fetch_many(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> Vec<(i32, i16, i64, usize)> {
-    let partitions = wanted
-        .iter()
-        .map(|&(p, offset)| {
-            FetchPartition::default()
-                .with_partition(p)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(partition_max_bytes)
-        })
-        .collect();
-    let req = FetchRequest::default()
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(max_bytes)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partitions(partitions),
-        ]);
+    let limits = FetchLimits { max_wait_ms: 0, min_bytes: 1, max_bytes, partition_max_bytes };
+    let req = requests::fetch(requests::topic_name(topic), wanted, limits);
     let resp: FetchResponse = call(s, 11, &req);
     resp.responses
         .iter()

@@ -2,13 +2,12 @@
 //! protocol, SyncGroup (the leader computes the range assignment), Heartbeat, OffsetFetch,
 //! OffsetCommit and LeaveGroup, over one blocking connection to the coordinator.
 //!
-//! Every member of a bench group subscribes to the one topic of the run, so the leader assigns
+//! Every member subscribes to the one topic of the run, so the leader assigns
 //! partitions by member id without reading the others' subscriptions.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -24,7 +23,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::client::Conn;
+use crate::blocking::Conn;
+use crate::error::{ClientError, Result};
 
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 const REBALANCE_TIMEOUT_MS: i32 = 30_000;
@@ -68,7 +68,9 @@ pub fn range_assign(members: &[String], partitions: i32) -> HashMap<String, Vec<
 fn versioned<M: Encodable>(message: &M, version: i16) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     buf.put_i16(version);
-    message.encode(&mut buf, version)?;
+    message
+        .encode(&mut buf, version)
+        .map_err(|e| ClientError::ConsumerProtocol { version, reason: format!("{e:#}") })?;
     Ok(buf.freeze())
 }
 
@@ -84,11 +86,11 @@ impl Member {
         let resp = bootstrap
             .call(&FindCoordinatorRequest::default().with_key(StrBytes::from(group.to_owned())))?;
         if resp.error_code != 0 {
-            bail!("FindCoordinator {group}: error code {}", resp.error_code);
+            return Err(ClientError::broker(format!("FindCoordinator {group}"), resp.error_code));
         }
         let addr = format!("{}:{}", resp.host.as_str(), resp.port);
         let mut m = Member {
-            coordinator: Conn::connect(&addr)?,
+            coordinator: Conn::connect_as(&addr, bootstrap.client_id())?,
             group: GroupId(StrBytes::from(group.to_owned())),
             topic: TopicName(StrBytes::from(topic.to_owned())),
             partitions,
@@ -121,7 +123,7 @@ impl Member {
                 continue;
             }
             if resp.error_code != 0 {
-                bail!("JoinGroup: error code {}", resp.error_code);
+                return Err(ClientError::broker("JoinGroup", resp.error_code));
             }
             self.member_id = resp.member_id;
             self.generation = resp.generation_id;
@@ -140,7 +142,9 @@ impl Member {
                 None => continue, // a rebalance began meanwhile
             }
         }
-        bail!("could not join group {} in {JOIN_ATTEMPTS_MAX} attempts", self.group.as_str())
+        let what =
+            format!("could not join group {} in {JOIN_ATTEMPTS_MAX} attempts", self.group.as_str());
+        Err(ClientError::Unexpected { what })
     }
 
     fn assignments(&self, members: &[String]) -> Result<Vec<SyncGroupRequestAssignment>> {
@@ -160,7 +164,7 @@ impl Member {
 
     /// SyncGroup; `None` if a rebalance started (join again).
     fn sync(&mut self, assignments: Vec<SyncGroupRequestAssignment>) -> Result<Option<Vec<i32>>> {
-        let v = self.coordinator.versions.pick::<SyncGroupRequest>()?;
+        let v = self.coordinator.versions().pick::<SyncGroupRequest>()?;
         let mut req = SyncGroupRequest::default()
             .with_group_id(self.group.clone())
             .with_generation_id(self.generation)
@@ -176,7 +180,7 @@ impl Member {
             return Ok(None);
         }
         if resp.error_code != 0 {
-            bail!("SyncGroup: error code {}", resp.error_code);
+            return Err(ClientError::broker("SyncGroup", resp.error_code));
         }
         let mut bytes = resp.assignment;
         if bytes.len() < 2 {
@@ -184,7 +188,10 @@ impl Member {
         }
         let version = i16::from_be_bytes([bytes[0], bytes[1]]);
         let _ = bytes.split_to(2);
-        let a = ConsumerProtocolAssignment::decode(&mut bytes, version.clamp(0, 3))?;
+        let version = version.clamp(0, 3);
+        let a = ConsumerProtocolAssignment::decode(&mut bytes, version).map_err(|e| {
+            ClientError::ConsumerProtocol { version, reason: format!("assignment: {e:#}") }
+        })?;
         let mut parts: Vec<i32> = a
             .assigned_partitions
             .into_iter()
@@ -210,7 +217,7 @@ impl Member {
         match self.coordinator.call(&req)?.error_code {
             0 => Ok(false),
             REBALANCE_IN_PROGRESS => Ok(true),
-            other => bail!("Heartbeat: error code {other}"),
+            other => Err(ClientError::broker("Heartbeat", other)),
         }
     }
 
@@ -224,7 +231,7 @@ impl Member {
             .with_topics(Some(vec![t]));
         let resp = self.coordinator.call(&req)?;
         if resp.error_code != 0 {
-            bail!("OffsetFetch: error code {}", resp.error_code);
+            return Err(ClientError::broker("OffsetFetch", resp.error_code));
         }
         let mut out = HashMap::new();
         for t in resp.topics {
@@ -262,7 +269,8 @@ impl Member {
         for t in resp.topics {
             for p in t.partitions {
                 if p.error_code != 0 {
-                    bail!("OffsetCommit {}: error code {}", p.partition_index, p.error_code);
+                    let what = format!("OffsetCommit {}", p.partition_index);
+                    return Err(ClientError::broker(what, p.error_code));
                 }
             }
         }

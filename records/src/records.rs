@@ -205,6 +205,50 @@ pub fn count_records(data: &[u8]) -> Result<usize, RecordsError> {
     Ok(count)
 }
 
+/// One record borrowed from a records section, as [`walk_records`] hands it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub attributes: i8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    /// `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// `None` for a null value (a tombstone).
+    pub value: Option<&'a [u8]>,
+}
+
+/// Validates exactly `count` records of the records section `data`, as [`decode_records`]
+/// does, and calls `visit` with each, borrowed from `data`: the consumer's path, which copies
+/// and allocates nothing.
+///
+/// # Errors
+///
+/// The same as [`decode_records`]; records before the bad one have been visited.
+pub fn walk_records(
+    data: &[u8],
+    count: usize,
+    mut visit: impl FnMut(RecordRef<'_>),
+) -> Result<(), RecordsError> {
+    if count > data.len() / MIN_RECORD_LEN {
+        return Err(RecordsError::TooManyRecords { count });
+    }
+    let mut pos = 0usize;
+    for _ in 0..count {
+        let raw = parse_record(data, &mut pos)?;
+        visit(RecordRef {
+            attributes: raw.attributes,
+            timestamp_delta: raw.timestamp_delta,
+            offset_delta: raw.offset_delta,
+            key: raw.key.map(|k| &data[k]),
+            value: raw.value.map(|v| &data[v]),
+        });
+    }
+    if pos != data.len() {
+        return Err(RecordsError::TrailingBytes { count: data.len() - pos });
+    }
+    Ok(())
+}
+
 /// The fixed fields of one validated record, with its variable-length
 /// fields as byte ranges of the records section.
 struct RawRecord {
@@ -326,7 +370,7 @@ fn read_nullable(buf: &[u8], pos: &mut usize) -> Result<Option<Range<usize>>, Re
 
 /// Reads a zigzag varint (at most 5 bytes, value within `i32`) at `*pos`,
 /// advancing `*pos` past it only on success.
-pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordsError> {
+pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordsError> {
     let at = *pos;
     let mut raw: u32 = 0;
     for i in 0..5usize {
@@ -347,7 +391,7 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordsErr
 
 /// Reads a zigzag varlong (at most 10 bytes, value within `i64`) at `*pos`,
 /// advancing `*pos` past it only on success.
-pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
+pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
     let at = *pos;
     let mut raw: u64 = 0;
     for i in 0..10usize {
@@ -366,7 +410,8 @@ pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsEr
 }
 
 /// Appends the zigzag varint encoding of `value` (1 to 5 bytes) to `out`.
-pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
+#[inline]
+pub fn write_varint(out: &mut Vec<u8>, value: i32) {
     let mut raw = ((value << 1) ^ (value >> 31)) as u32;
     while raw >= 0x80 {
         out.push((raw as u8) | 0x80);
@@ -376,7 +421,8 @@ pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
 }
 
 /// Appends the zigzag varlong encoding of `value` (1 to 10 bytes) to `out`.
-pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
+#[inline]
+pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     let mut raw = ((value << 1) ^ (value >> 63)) as u64;
     while raw >= 0x80 {
         out.push((raw as u8) | 0x80);
@@ -386,7 +432,8 @@ pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
 }
 
 /// The number of bytes [`write_varint`] writes for `value`.
-pub(crate) fn varint_len(value: i32) -> usize {
+#[inline]
+pub fn varint_len(value: i32) -> usize {
     let raw = ((value << 1) ^ (value >> 31)) as u32;
     // Bits needed (at least one), seven per byte.
     let bits = (u32::BITS - raw.leading_zeros()).max(1) as usize;
@@ -394,7 +441,8 @@ pub(crate) fn varint_len(value: i32) -> usize {
 }
 
 /// The number of bytes [`write_varlong`] writes for `value`.
-pub(crate) fn varlong_len(value: i64) -> usize {
+#[inline]
+pub fn varlong_len(value: i64) -> usize {
     let raw = ((value << 1) ^ (value >> 63)) as u64;
     let bits = (u64::BITS - raw.leading_zeros()).max(1) as usize;
     bits.div_ceil(7)

@@ -102,6 +102,25 @@ impl Codec {
     }
 }
 
+/// A `compression.type` name that is none of [`Codec`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown compression {name:?} (expected none, gzip, snappy, lz4 or zstd)")]
+pub struct UnknownCodecName {
+    pub name: String,
+}
+
+impl std::str::FromStr for Codec {
+    type Err = UnknownCodecName;
+
+    /// Parses Kafka's `compression.type` spelling ([`Codec::name`]).
+    fn from_str(name: &str) -> Result<Codec, UnknownCodecName> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .ok_or_else(|| UnknownCodecName { name: name.to_owned() })
+    }
+}
+
 impl std::fmt::Display for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -214,31 +233,58 @@ fn encode_failed(codec: Codec, reason: impl std::fmt::Display) -> CompressionErr
 /// * [`CompressionError::Corrupt`] if `data` is empty (for a real codec),
 ///   malformed, truncated, or followed by trailing bytes.
 pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+    if codec == Codec::None && data.len() <= limit {
+        return Ok(data.to_vec()); // exactly sized
+    }
+    let mut out = Vec::new();
+    decompress_into(codec, data, limit, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress`] into a caller-owned buffer, which is cleared first and keeps its capacity
+/// across calls (a consumer inflates every batch of a fetch into the same buffer). On error
+/// `out` holds an unspecified prefix, never more than `limit + 1` bytes.
+///
+/// # Errors
+///
+/// The same as [`decompress`].
+pub fn decompress_into(
+    codec: Codec,
+    data: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
+    out.clear();
     if codec == Codec::None {
         if data.len() > limit {
             return Err(CompressionError::TooLarge { limit });
         }
-        return Ok(data.to_vec());
+        out.extend_from_slice(data);
+        return Ok(());
     }
     if data.is_empty() {
         return Err(corrupt(codec, "empty input"));
     }
     match codec {
-        Codec::None => Ok(data.to_vec()),
-        Codec::Gzip => read_bounded(flate2::bufread::MultiGzDecoder::new(data), codec, limit),
-        Codec::Snappy => snappy_decompress(data, limit),
+        Codec::None => {
+            out.extend_from_slice(data);
+            Ok(())
+        }
+        Codec::Gzip => {
+            read_bounded_into(flate2::bufread::MultiGzDecoder::new(data), codec, limit, out)
+        }
+        Codec::Snappy => snappy_decompress_into(data, limit, out),
         Codec::Lz4 => {
             // The decoder stops after one frame, so frames are located first
             // (which also validates their structure) and decoded one by one.
-            let mut out = Vec::new();
             let mut start = 0usize;
             while start < data.len() {
                 let end = lz4_frame_end(data, start)?;
                 let frame = lz4_flex::frame::FrameDecoder::new(&data[start..end]);
-                read_bounded_into(frame, codec, limit, &mut out)?;
+                read_bounded_into(frame, codec, limit, out)?;
                 start = end;
             }
-            Ok(out)
+            Ok(())
         }
         Codec::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(data)
@@ -246,7 +292,7 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Co
             decoder
                 .window_log_max(zstd_window_log_max(limit))
                 .map_err(|e| corrupt(codec, format!("cannot bound window: {e}")))?;
-            read_bounded(decoder, codec, limit)
+            read_bounded_into(decoder, codec, limit, out)
         }
     }
 }
@@ -264,6 +310,19 @@ pub fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, Co
 ///   [`MAX_COMPRESS_INPUT`].
 /// * [`CompressionError::EncodeFailed`] if the codec library fails.
 pub fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressionError> {
+    let mut out = Vec::with_capacity(data.len() / 2 + 64);
+    compress_into(codec, data, &mut out)?;
+    Ok(out)
+}
+
+/// [`compress`], appending to `out` (a batch builder compresses the records section straight
+/// after the header it has already written). On error `out` may hold a partial stream after
+/// its original length.
+///
+/// # Errors
+///
+/// The same as [`compress`].
+pub fn compress_into(codec: Codec, data: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     if data.len() > MAX_COMPRESS_INPUT {
         return Err(CompressionError::InputTooLarge {
             what: "compression input",
@@ -272,40 +331,34 @@ pub fn compress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressionError> 
         });
     }
     match codec {
-        Codec::None => Ok(data.to_vec()),
+        Codec::None => out.extend_from_slice(data),
         Codec::Gzip => {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(data.len() / 2 + 64),
-                flate2::Compression::new(GZIP_LEVEL),
-            );
+            let mut encoder =
+                flate2::write::GzEncoder::new(&mut *out, flate2::Compression::new(GZIP_LEVEL));
             encoder.write_all(data).map_err(|e| encode_failed(codec, e))?;
-            encoder.finish().map_err(|e| encode_failed(codec, e))
+            encoder.finish().map_err(|e| encode_failed(codec, e))?;
         }
-        Codec::Snappy => snappy_compress(data),
+        Codec::Snappy => snappy_compress_into(data, out)?,
         Codec::Lz4 => {
             let info = lz4_flex::frame::FrameInfo::new()
                 .block_size(lz4_flex::frame::BlockSize::Max64KB)
                 .block_mode(lz4_flex::frame::BlockMode::Independent);
-            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(
-                info,
-                Vec::with_capacity(data.len() / 2 + 64),
-            );
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, &mut *out);
             encoder.write_all(data).map_err(|e| encode_failed(codec, e))?;
-            encoder.finish().map_err(|e| encode_failed(codec, e))
+            encoder.finish().map_err(|e| encode_failed(codec, e))?;
         }
-        Codec::Zstd => zstd::bulk::compress(data, ZSTD_LEVEL).map_err(|e| encode_failed(codec, e)),
+        Codec::Zstd => {
+            let mut encoder = zstd::stream::write::Encoder::new(&mut *out, ZSTD_LEVEL)
+                .map_err(|e| encode_failed(codec, e))?;
+            encoder
+                .set_pledged_src_size(Some(data.len() as u64))
+                .map_err(|e| encode_failed(codec, e))?;
+            encoder.include_contentsize(true).map_err(|e| encode_failed(codec, e))?;
+            encoder.write_all(data).map_err(|e| encode_failed(codec, e))?;
+            encoder.finish().map_err(|e| encode_failed(codec, e))?;
+        }
     }
-}
-
-/// Reads `reader` to its end into a new buffer; see [`read_bounded_into`].
-fn read_bounded<R: Read>(
-    reader: R,
-    codec: Codec,
-    limit: usize,
-) -> Result<Vec<u8>, CompressionError> {
-    let mut out = Vec::new();
-    read_bounded_into(reader, codec, limit, &mut out)?;
-    Ok(out)
+    Ok(())
 }
 
 /// Appends everything `reader` produces to `out`, failing with `TooLarge`
@@ -371,15 +424,17 @@ fn grow_bounded(out: &mut Vec<u8>, additional: usize, limit: usize) {
 
 /// Decompresses snappy: xerial framing when `data` starts with the full
 /// 16-byte header's magic (as snappy-java decides), a raw block otherwise.
-fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionError> {
+fn snappy_decompress_into(
+    data: &[u8],
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CompressionError> {
     let codec = Codec::Snappy;
     let is_xerial = data.len() >= XERIAL_HEADER.len()
         && data[..XERIAL_MAGIC_LEN] == XERIAL_HEADER[..XERIAL_MAGIC_LEN];
-    let mut out = Vec::new();
     let mut decoder = snap::raw::Decoder::new();
     if !is_xerial {
-        snappy_block_into(&mut decoder, data, &mut out, limit, 0)?;
-        return Ok(out);
+        return snappy_block_into(&mut decoder, data, out, limit, 0);
     }
 
     // Header versions are not checked, as snappy-java does not check them.
@@ -424,10 +479,10 @@ fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionEr
                 ),
             ));
         };
-        snappy_block_into(&mut decoder, chunk, &mut out, limit, start)?;
+        snappy_block_into(&mut decoder, chunk, out, limit, start)?;
         pos = start + chunk_len;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Appends the decompression of one raw snappy block (at input offset `at`)
@@ -462,12 +517,10 @@ fn snappy_block_into(
 /// Writes xerial snappy-java framing: the 16-byte header, then for each
 /// chunk of at most [`SNAPPY_CHUNK`] input bytes a big-endian `int32`
 /// compressed length and the raw snappy block.
-fn snappy_compress(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
+fn snappy_compress_into(data: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let codec = Codec::Snappy;
     let chunks = data.len().div_ceil(SNAPPY_CHUNK);
-    let mut out = Vec::with_capacity(
-        XERIAL_HEADER.len() + chunks * 4 + snap::raw::max_compress_len(data.len()),
-    );
+    out.reserve(XERIAL_HEADER.len() + chunks * 4 + snap::raw::max_compress_len(data.len()));
     out.extend_from_slice(&XERIAL_HEADER);
     let mut encoder = snap::raw::Encoder::new();
     for chunk in data.chunks(SNAPPY_CHUNK) {
@@ -481,7 +534,7 @@ fn snappy_compress(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
             i32::try_from(written).map_err(|_| encode_failed(codec, "block length overflow"))?;
         out[len_at..block_at].copy_from_slice(&written.to_be_bytes());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Walks the structure of the LZ4 frame starting at `start` without

@@ -1,0 +1,40 @@
+//! The Kafka client of Odradek: one client for the bench, the node's tests and the coming CLI.
+//!
+//! # How the pieces fit
+//! - [`proto`] is the sans-I/O core: request framing and headers, version negotiation from an
+//!   ApiVersions answer ([`proto::Versions::pick`]), response parsing with the correlation id
+//!   checked. Pure functions and plain state; it never touches a socket.
+//! - [`requests`] builds the requests the helpers send (Metadata, CreateTopics, ListOffsets,
+//!   InitProducerId, Produce, Fetch) and reads their answers, also without I/O.
+//! - [`blocking`] is the one transport today: `std::net::TcpStream`, a [`blocking::Conn`] for one
+//!   request at a time, split into a pipelined [`blocking::Writer`] and [`blocking::Reader`].
+//! - [`group`] is a classic consumer-group member over a blocking connection.
+//! - [`partitioner`] is Kafka's murmur2 key partitioner.
+//! - Record batches are built and decoded by `odradek-records`, re-exported as [`records`].
+//!
+//! # The transport seam
+//! A transport is a module beside [`blocking`] that moves bytes and nothing else: it encodes
+//! with [`proto::encode_request`], reads a 4-byte prefix and checks it with
+//! [`proto::frame_len`], and decodes with [`proto::decode_response`]. The compio (io_uring)
+//! transport that the node's replica fetchers will use goes there, as `compio`, on the same
+//! core; nothing in [`proto`] or [`requests`] changes for it.
+//!
+//! # Guarantees
+//! - Every response frame is bounded ([`proto::FRAME_BYTES_MAX`]) before it is read; every
+//!   blocking read and write has a timeout ([`blocking::IO_TIMEOUT`]).
+//! - A response is accepted only for the correlation id it answers.
+//! - Errors are [`ClientError`]s that carry the API, version or Kafka error code involved.
+//!
+//! # What this crate does not know
+//! Odradek's broker: it speaks Kafka to any broker, so the bench measures all brokers the same.
+#![forbid(unsafe_code)]
+
+pub mod blocking;
+mod error;
+pub mod group;
+pub mod partitioner;
+pub mod proto;
+pub mod requests;
+
+pub use error::{ClientError, Result};
+pub use odradek_records as records;
