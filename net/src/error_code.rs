@@ -12,160 +12,220 @@
 
 pub use kafka_protocol::ResponseError;
 
+/// A Kafka error code, as a response carries it (`i16` on the wire): the node's handlers and
+/// rooms pass these, never bare integers, and turn them into the wire's `i16` only when they
+/// fill in a response ([`ErrorCode::code`], or `i16::from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ErrorCode(i16);
+
+impl ErrorCode {
+    /// The code Kafka numbers `code` (any `i16`, known to this table or not).
+    pub const fn new(code: i16) -> Self {
+        Self(code)
+    }
+
+    /// The number on the wire.
+    pub const fn code(self) -> i16 {
+        self.0
+    }
+
+    /// Whether this is `NONE`.
+    pub const fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Whether a client retries a request that got this code (Kafka's `RetriableException`).
+    pub fn is_retriable(self) -> bool {
+        ResponseError::try_from_code(self.0).is_some_and(|e| e.is_retriable())
+    }
+}
+
+impl From<ErrorCode> for i16 {
+    fn from(code: ErrorCode) -> i16 {
+        code.0
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match ResponseError::try_from_code(self.0) {
+            None => write!(f, "NONE"),
+            Some(e) => write!(f, "{e} ({})", self.0),
+        }
+    }
+}
+
 /// No error.
-pub const NONE: i16 = 0;
+pub const NONE: ErrorCode = ErrorCode(0);
 /// An unexpected server error (Kafka's answer to an exception it does not map).
-pub const UNKNOWN_SERVER_ERROR: i16 = ResponseError::UnknownServerError.code();
+pub const UNKNOWN_SERVER_ERROR: ErrorCode = ErrorCode(ResponseError::UnknownServerError.code());
 /// The requested offset is outside the log.
-pub const OFFSET_OUT_OF_RANGE: i16 = ResponseError::OffsetOutOfRange.code();
+pub const OFFSET_OUT_OF_RANGE: ErrorCode = ErrorCode(ResponseError::OffsetOutOfRange.code());
 /// A batch failed its CRC or its framing (retriable: the bytes may have been damaged in flight).
-pub const CORRUPT_MESSAGE: i16 = ResponseError::CorruptMessage.code();
+pub const CORRUPT_MESSAGE: ErrorCode = ErrorCode(ResponseError::CorruptMessage.code());
 /// This broker does not host the topic or partition.
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
+pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode =
+    ErrorCode(ResponseError::UnknownTopicOrPartition.code());
 /// This broker is not the leader (retriable: the client refreshes its metadata).
-pub const NOT_LEADER_OR_FOLLOWER: i16 = ResponseError::NotLeaderOrFollower.code();
+pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(ResponseError::NotLeaderOrFollower.code());
 /// The request timed out.
-pub const REQUEST_TIMED_OUT: i16 = ResponseError::RequestTimedOut.code();
+pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(ResponseError::RequestTimedOut.code());
 /// A batch is larger than `max.message.bytes`.
-pub const MESSAGE_TOO_LARGE: i16 = ResponseError::MessageTooLarge.code();
+pub const MESSAGE_TOO_LARGE: ErrorCode = ErrorCode(ResponseError::MessageTooLarge.code());
 /// The server disconnected before a response was received.
-pub const NETWORK_EXCEPTION: i16 = ResponseError::NetworkException.code();
+pub const NETWORK_EXCEPTION: ErrorCode = ErrorCode(ResponseError::NetworkException.code());
 /// The group coordinator is not available.
-pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
+pub const COORDINATOR_NOT_AVAILABLE: ErrorCode =
+    ErrorCode(ResponseError::CoordinatorNotAvailable.code());
 /// This broker is not the group's coordinator.
-pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+pub const NOT_COORDINATOR: ErrorCode = ErrorCode(ResponseError::NotCoordinator.code());
 /// The topic name is invalid.
-pub const INVALID_TOPIC_EXCEPTION: i16 = ResponseError::InvalidTopicException.code();
+pub const INVALID_TOPIC_EXCEPTION: ErrorCode =
+    ErrorCode(ResponseError::InvalidTopicException.code());
 /// A record set is larger than the segment size.
-pub const RECORD_LIST_TOO_LARGE: i16 = ResponseError::RecordListTooLarge.code();
+pub const RECORD_LIST_TOO_LARGE: ErrorCode = ErrorCode(ResponseError::RecordListTooLarge.code());
 /// `acks` is not -1, 0 or 1.
-pub const INVALID_REQUIRED_ACKS: i16 = ResponseError::InvalidRequiredAcks.code();
+pub const INVALID_REQUIRED_ACKS: ErrorCode = ErrorCode(ResponseError::InvalidRequiredAcks.code());
 /// The API version is not supported.
-pub const UNSUPPORTED_VERSION: i16 = ResponseError::UnsupportedVersion.code();
+pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(ResponseError::UnsupportedVersion.code());
 /// The topic already exists.
-pub const TOPIC_ALREADY_EXISTS: i16 = ResponseError::TopicAlreadyExists.code();
+pub const TOPIC_ALREADY_EXISTS: ErrorCode = ErrorCode(ResponseError::TopicAlreadyExists.code());
 /// The number of partitions is invalid.
-pub const INVALID_PARTITIONS: i16 = ResponseError::InvalidPartitions.code();
+pub const INVALID_PARTITIONS: ErrorCode = ErrorCode(ResponseError::InvalidPartitions.code());
 /// The replication factor is invalid.
-pub const INVALID_REPLICATION_FACTOR: i16 = ResponseError::InvalidReplicationFactor.code();
+pub const INVALID_REPLICATION_FACTOR: ErrorCode =
+    ErrorCode(ResponseError::InvalidReplicationFactor.code());
 /// The request is malformed.
-pub const INVALID_REQUEST: i16 = ResponseError::InvalidRequest.code();
+pub const INVALID_REQUEST: ErrorCode = ErrorCode(ResponseError::InvalidRequest.code());
 /// The message format does not support the request.
-pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = ResponseError::UnsupportedForMessageFormat.code();
+pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: ErrorCode =
+    ErrorCode(ResponseError::UnsupportedForMessageFormat.code());
 /// The request violates a configured policy.
-pub const POLICY_VIOLATION: i16 = ResponseError::PolicyViolation.code();
+pub const POLICY_VIOLATION: ErrorCode = ErrorCode(ResponseError::PolicyViolation.code());
 /// A disk error (retriable: Kafka marks the log directory offline and the client retries).
-pub const KAFKA_STORAGE_ERROR: i16 = ResponseError::KafkaStorageError.code();
+pub const KAFKA_STORAGE_ERROR: ErrorCode = ErrorCode(ResponseError::KafkaStorageError.code());
 /// A batch's codec is not allowed at this request version (zstd before Produce v7).
-pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = ResponseError::UnsupportedCompressionType.code();
+pub const UNSUPPORTED_COMPRESSION_TYPE: ErrorCode =
+    ErrorCode(ResponseError::UnsupportedCompressionType.code());
 /// A batch or record failed validation in a way resending cannot fix (not retriable).
-pub const INVALID_RECORD: i16 = ResponseError::InvalidRecord.code();
+pub const INVALID_RECORD: ErrorCode = ErrorCode(ResponseError::InvalidRecord.code());
 /// No topic has this id (Fetch v13+, Metadata by id).
-pub const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+pub const UNKNOWN_TOPIC_ID: ErrorCode = ErrorCode(ResponseError::UnknownTopicId.code());
 /// A topic config key or value the broker does not accept.
-pub const INVALID_CONFIG: i16 = ResponseError::InvalidConfig.code();
+pub const INVALID_CONFIG: ErrorCode = ErrorCode(ResponseError::InvalidConfig.code());
 /// The fetch session named by the client does not exist (here: the broker keeps none).
-pub const FETCH_SESSION_ID_NOT_FOUND: i16 = ResponseError::FetchSessionIdNotFound.code();
+pub const FETCH_SESSION_ID_NOT_FOUND: ErrorCode =
+    ErrorCode(ResponseError::FetchSessionIdNotFound.code());
 /// The fetch session epoch is not the one the broker expects.
-pub const INVALID_FETCH_SESSION_EPOCH: i16 = ResponseError::InvalidFetchSessionEpoch.code();
+pub const INVALID_FETCH_SESSION_EPOCH: ErrorCode =
+    ErrorCode(ResponseError::InvalidFetchSessionEpoch.code());
 /// A partition that exists is not ready to serve yet (retriable).
-pub const LEADER_NOT_AVAILABLE: i16 = ResponseError::LeaderNotAvailable.code();
+pub const LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(ResponseError::LeaderNotAvailable.code());
 /// A transactional batch arrived, but this broker has no transaction coordinator.
-pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = ResponseError::TransactionalIdNotFound.code();
+pub const TRANSACTIONAL_ID_NOT_FOUND: ErrorCode =
+    ErrorCode(ResponseError::TransactionalIdNotFound.code());
 /// A replica assignment names a broker that does not exist.
-pub const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
+pub const INVALID_REPLICA_ASSIGNMENT: ErrorCode =
+    ErrorCode(ResponseError::InvalidReplicaAssignment.code());
 /// The leader epoch in a request is newer than the broker's (retriable).
-pub const UNKNOWN_LEADER_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
+pub const UNKNOWN_LEADER_EPOCH: ErrorCode = ErrorCode(ResponseError::UnknownLeaderEpoch.code());
 /// The leader epoch in a request is older than the broker's.
-pub const FENCED_LEADER_EPOCH: i16 = ResponseError::FencedLeaderEpoch.code();
+pub const FENCED_LEADER_EPOCH: ErrorCode = ErrorCode(ResponseError::FencedLeaderEpoch.code());
 /// An idempotent batch's first sequence neither follows the last appended one nor (new epoch) is 0.
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = ResponseError::OutOfOrderSequenceNumber.code();
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: ErrorCode =
+    ErrorCode(ResponseError::OutOfOrderSequenceNumber.code());
 /// A batch was appended already (clients take it as success; Kafka 4.0 answers NONE instead).
-pub const DUPLICATE_SEQUENCE_NUMBER: i16 = ResponseError::DuplicateSequenceNumber.code();
+pub const DUPLICATE_SEQUENCE_NUMBER: ErrorCode =
+    ErrorCode(ResponseError::DuplicateSequenceNumber.code());
 /// A producer epoch older than the partition's last; also PRODUCER_FENCED for InitProducerId < v4.
-pub const INVALID_PRODUCER_EPOCH: i16 = ResponseError::InvalidProducerEpoch.code();
+pub const INVALID_PRODUCER_EPOCH: ErrorCode = ErrorCode(ResponseError::InvalidProducerEpoch.code());
 /// A producer id is not the one assigned to the request's transactional id (transactional APIs).
-pub const INVALID_PRODUCER_ID_MAPPING: i16 = ResponseError::InvalidProducerIdMapping.code();
+pub const INVALID_PRODUCER_ID_MAPPING: ErrorCode =
+    ErrorCode(ResponseError::InvalidProducerIdMapping.code());
 /// A transactional InitProducerId's timeout is not in 1..=`transaction.max.timeout.ms`.
-pub const INVALID_TRANSACTION_TIMEOUT: i16 = ResponseError::InvalidTransactionTimeout.code();
+pub const INVALID_TRANSACTION_TIMEOUT: ErrorCode =
+    ErrorCode(ResponseError::InvalidTransactionTimeout.code());
 /// The broker has no state for a batch's producer id (since KIP-360 Kafka accepts it instead).
-pub const UNKNOWN_PRODUCER_ID: i16 = ResponseError::UnknownProducerId.code();
+pub const UNKNOWN_PRODUCER_ID: ErrorCode = ErrorCode(ResponseError::UnknownProducerId.code());
 /// A newer producer with the same transactional id exists (InitProducerId v4+, transactions).
-pub const PRODUCER_FENCED: i16 = ResponseError::ProducerFenced.code();
+pub const PRODUCER_FENCED: ErrorCode = ErrorCode(ResponseError::ProducerFenced.code());
 /// A commit's metadata is longer than `offset.metadata.max.bytes`.
-pub const OFFSET_METADATA_TOO_LARGE: i16 = ResponseError::OffsetMetadataTooLarge.code();
+pub const OFFSET_METADATA_TOO_LARGE: ErrorCode =
+    ErrorCode(ResponseError::OffsetMetadataTooLarge.code());
 /// A commit or heartbeat names a group generation the coordinator does not have.
-pub const ILLEGAL_GENERATION: i16 = ResponseError::IllegalGeneration.code();
+pub const ILLEGAL_GENERATION: ErrorCode = ErrorCode(ResponseError::IllegalGeneration.code());
 /// The group id is empty or otherwise not allowed.
-pub const INVALID_GROUP_ID: i16 = ResponseError::InvalidGroupId.code();
+pub const INVALID_GROUP_ID: ErrorCode = ErrorCode(ResponseError::InvalidGroupId.code());
 /// DeleteGroups of a group that still has members.
-pub const NON_EMPTY_GROUP: i16 = ResponseError::NonEmptyGroup.code();
+pub const NON_EMPTY_GROUP: ErrorCode = ErrorCode(ResponseError::NonEmptyGroup.code());
 /// The group has no members and no committed offsets.
-pub const GROUP_ID_NOT_FOUND: i16 = ResponseError::GroupIdNotFound.code();
+pub const GROUP_ID_NOT_FOUND: ErrorCode = ErrorCode(ResponseError::GroupIdNotFound.code());
 /// A JoinGroup's protocols share none with the group's.
-pub const INCONSISTENT_GROUP_PROTOCOL: i16 = ResponseError::InconsistentGroupProtocol.code();
+pub const INCONSISTENT_GROUP_PROTOCOL: ErrorCode =
+    ErrorCode(ResponseError::InconsistentGroupProtocol.code());
 /// The member id is not one of the group's.
-pub const UNKNOWN_MEMBER_ID: i16 = ResponseError::UnknownMemberId.code();
+pub const UNKNOWN_MEMBER_ID: ErrorCode = ErrorCode(ResponseError::UnknownMemberId.code());
 /// The session timeout is outside what the broker allows.
-pub const INVALID_SESSION_TIMEOUT: i16 = ResponseError::InvalidSessionTimeout.code();
+pub const INVALID_SESSION_TIMEOUT: ErrorCode =
+    ErrorCode(ResponseError::InvalidSessionTimeout.code());
 /// The group is rebalancing: rejoin.
-pub const REBALANCE_IN_PROGRESS: i16 = ResponseError::RebalanceInProgress.code();
+pub const REBALANCE_IN_PROGRESS: ErrorCode = ErrorCode(ResponseError::RebalanceInProgress.code());
 /// A first JoinGroup (v4+) gets its member id with this, and joins again with it.
-pub const MEMBER_ID_REQUIRED: i16 = ResponseError::MemberIdRequired.code();
+pub const MEMBER_ID_REQUIRED: ErrorCode = ErrorCode(ResponseError::MemberIdRequired.code());
 /// A static member's instance id is now held by another member id.
-pub const FENCED_INSTANCE_ID: i16 = ResponseError::FencedInstanceId.code();
+pub const FENCED_INSTANCE_ID: ErrorCode = ErrorCode(ResponseError::FencedInstanceId.code());
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
-const _: () = assert!(UNKNOWN_SERVER_ERROR == -1);
-const _: () = assert!(OFFSET_OUT_OF_RANGE == 1);
-const _: () = assert!(CORRUPT_MESSAGE == 2);
-const _: () = assert!(UNKNOWN_TOPIC_OR_PARTITION == 3);
-const _: () = assert!(NOT_LEADER_OR_FOLLOWER == 6);
-const _: () = assert!(REQUEST_TIMED_OUT == 7);
-const _: () = assert!(MESSAGE_TOO_LARGE == 10);
-const _: () = assert!(NETWORK_EXCEPTION == 13);
-const _: () = assert!(COORDINATOR_NOT_AVAILABLE == 15);
-const _: () = assert!(NOT_COORDINATOR == 16);
-const _: () = assert!(INVALID_TOPIC_EXCEPTION == 17);
-const _: () = assert!(RECORD_LIST_TOO_LARGE == 18);
-const _: () = assert!(INVALID_REQUIRED_ACKS == 21);
-const _: () = assert!(UNSUPPORTED_VERSION == 35);
-const _: () = assert!(TOPIC_ALREADY_EXISTS == 36);
-const _: () = assert!(INVALID_PARTITIONS == 37);
-const _: () = assert!(INVALID_REPLICATION_FACTOR == 38);
-const _: () = assert!(INVALID_REQUEST == 42);
-const _: () = assert!(UNSUPPORTED_FOR_MESSAGE_FORMAT == 43);
-const _: () = assert!(POLICY_VIOLATION == 44);
-const _: () = assert!(KAFKA_STORAGE_ERROR == 56);
-const _: () = assert!(UNSUPPORTED_COMPRESSION_TYPE == 76);
-const _: () = assert!(INVALID_RECORD == 87);
-const _: () = assert!(INVALID_CONFIG == 40);
-const _: () = assert!(OFFSET_METADATA_TOO_LARGE == 12);
-const _: () = assert!(ILLEGAL_GENERATION == 22);
-const _: () = assert!(INVALID_GROUP_ID == 24);
-const _: () = assert!(INCONSISTENT_GROUP_PROTOCOL == 23);
-const _: () = assert!(UNKNOWN_MEMBER_ID == 25);
-const _: () = assert!(INVALID_SESSION_TIMEOUT == 26);
-const _: () = assert!(REBALANCE_IN_PROGRESS == 27);
-const _: () = assert!(MEMBER_ID_REQUIRED == 79);
-const _: () = assert!(FENCED_INSTANCE_ID == 82);
-const _: () = assert!(NON_EMPTY_GROUP == 68);
-const _: () = assert!(GROUP_ID_NOT_FOUND == 69);
-const _: () = assert!(INVALID_REPLICA_ASSIGNMENT == 39);
-const _: () = assert!(UNKNOWN_LEADER_EPOCH == 75);
-const _: () = assert!(FENCED_LEADER_EPOCH == 74);
-const _: () = assert!(FETCH_SESSION_ID_NOT_FOUND == 70);
-const _: () = assert!(INVALID_FETCH_SESSION_EPOCH == 71);
-const _: () = assert!(LEADER_NOT_AVAILABLE == 5);
-const _: () = assert!(TRANSACTIONAL_ID_NOT_FOUND == 105);
-const _: () = assert!(UNKNOWN_TOPIC_ID == 100);
-const _: () = assert!(OUT_OF_ORDER_SEQUENCE_NUMBER == 45);
-const _: () = assert!(DUPLICATE_SEQUENCE_NUMBER == 46);
-const _: () = assert!(INVALID_PRODUCER_EPOCH == 47);
-const _: () = assert!(INVALID_PRODUCER_ID_MAPPING == 49);
-const _: () = assert!(INVALID_TRANSACTION_TIMEOUT == 50);
-const _: () = assert!(UNKNOWN_PRODUCER_ID == 59);
-const _: () = assert!(PRODUCER_FENCED == 90);
+const _: () = assert!(UNKNOWN_SERVER_ERROR.code() == -1);
+const _: () = assert!(OFFSET_OUT_OF_RANGE.code() == 1);
+const _: () = assert!(CORRUPT_MESSAGE.code() == 2);
+const _: () = assert!(UNKNOWN_TOPIC_OR_PARTITION.code() == 3);
+const _: () = assert!(NOT_LEADER_OR_FOLLOWER.code() == 6);
+const _: () = assert!(REQUEST_TIMED_OUT.code() == 7);
+const _: () = assert!(MESSAGE_TOO_LARGE.code() == 10);
+const _: () = assert!(NETWORK_EXCEPTION.code() == 13);
+const _: () = assert!(COORDINATOR_NOT_AVAILABLE.code() == 15);
+const _: () = assert!(NOT_COORDINATOR.code() == 16);
+const _: () = assert!(INVALID_TOPIC_EXCEPTION.code() == 17);
+const _: () = assert!(RECORD_LIST_TOO_LARGE.code() == 18);
+const _: () = assert!(INVALID_REQUIRED_ACKS.code() == 21);
+const _: () = assert!(UNSUPPORTED_VERSION.code() == 35);
+const _: () = assert!(TOPIC_ALREADY_EXISTS.code() == 36);
+const _: () = assert!(INVALID_PARTITIONS.code() == 37);
+const _: () = assert!(INVALID_REPLICATION_FACTOR.code() == 38);
+const _: () = assert!(INVALID_REQUEST.code() == 42);
+const _: () = assert!(UNSUPPORTED_FOR_MESSAGE_FORMAT.code() == 43);
+const _: () = assert!(POLICY_VIOLATION.code() == 44);
+const _: () = assert!(KAFKA_STORAGE_ERROR.code() == 56);
+const _: () = assert!(UNSUPPORTED_COMPRESSION_TYPE.code() == 76);
+const _: () = assert!(INVALID_RECORD.code() == 87);
+const _: () = assert!(INVALID_CONFIG.code() == 40);
+const _: () = assert!(OFFSET_METADATA_TOO_LARGE.code() == 12);
+const _: () = assert!(ILLEGAL_GENERATION.code() == 22);
+const _: () = assert!(INVALID_GROUP_ID.code() == 24);
+const _: () = assert!(INCONSISTENT_GROUP_PROTOCOL.code() == 23);
+const _: () = assert!(UNKNOWN_MEMBER_ID.code() == 25);
+const _: () = assert!(INVALID_SESSION_TIMEOUT.code() == 26);
+const _: () = assert!(REBALANCE_IN_PROGRESS.code() == 27);
+const _: () = assert!(MEMBER_ID_REQUIRED.code() == 79);
+const _: () = assert!(FENCED_INSTANCE_ID.code() == 82);
+const _: () = assert!(NON_EMPTY_GROUP.code() == 68);
+const _: () = assert!(GROUP_ID_NOT_FOUND.code() == 69);
+const _: () = assert!(INVALID_REPLICA_ASSIGNMENT.code() == 39);
+const _: () = assert!(UNKNOWN_LEADER_EPOCH.code() == 75);
+const _: () = assert!(FENCED_LEADER_EPOCH.code() == 74);
+const _: () = assert!(FETCH_SESSION_ID_NOT_FOUND.code() == 70);
+const _: () = assert!(INVALID_FETCH_SESSION_EPOCH.code() == 71);
+const _: () = assert!(LEADER_NOT_AVAILABLE.code() == 5);
+const _: () = assert!(TRANSACTIONAL_ID_NOT_FOUND.code() == 105);
+const _: () = assert!(UNKNOWN_TOPIC_ID.code() == 100);
+const _: () = assert!(OUT_OF_ORDER_SEQUENCE_NUMBER.code() == 45);
+const _: () = assert!(DUPLICATE_SEQUENCE_NUMBER.code() == 46);
+const _: () = assert!(INVALID_PRODUCER_EPOCH.code() == 47);
+const _: () = assert!(INVALID_PRODUCER_ID_MAPPING.code() == 49);
+const _: () = assert!(INVALID_TRANSACTION_TIMEOUT.code() == 50);
+const _: () = assert!(UNKNOWN_PRODUCER_ID.code() == 59);
+const _: () = assert!(PRODUCER_FENCED.code() == 90);
 
 #[cfg(test)]
 mod tests {
@@ -174,7 +234,7 @@ mod tests {
     #[test]
     fn retriability_follows_the_cause() {
         // Faults a resend may fix are retriable; deterministic refusals are not.
-        let retriable = |code| ResponseError::try_from_code(code).is_some_and(|e| e.is_retriable());
+        let retriable = |code: ErrorCode| code.is_retriable();
         assert!(retriable(CORRUPT_MESSAGE));
         assert!(retriable(KAFKA_STORAGE_ERROR));
         assert!(retriable(NOT_LEADER_OR_FOLLOWER));

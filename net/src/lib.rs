@@ -39,6 +39,7 @@ pub mod request;
 pub mod response;
 pub mod versions;
 
+pub use error_code::ErrorCode;
 pub use frame::{FrameError, SOCKET_REQUEST_MAX_BYTES_DEFAULT, frame_len};
 pub use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 pub use request::{DecodeError, Request, decode_request};

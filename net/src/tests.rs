@@ -1495,7 +1495,7 @@ fn api_versions_of_a_future_version_is_answered_at_v0() {
     encode_response(correlation_id, api, version, &body, &mut out).expect("encodes");
     let (correlation_id, rest) = open_frame(&out);
     assert_eq!(correlation_id, 91);
-    assert_eq!(&rest[..2], &error_code::UNSUPPORTED_VERSION.to_be_bytes());
+    assert_eq!(&rest[..2], &error_code::UNSUPPORTED_VERSION.code().to_be_bytes());
     let decoded = ApiVersionsResponse::decode(&mut rest.clone(), 0).expect("decodes at v0");
     assert_eq!(decoded.error_code, 35);
     let api_versions = decoded
@@ -1603,11 +1603,11 @@ fn produce_response_round_trips() {
         TopicProduceResponse::default().with_name(name("orders")).with_partition_responses(vec![
             PartitionProduceResponse::default()
                 .with_index(0)
-                .with_error_code(error_code::NONE)
+                .with_error_code(error_code::NONE.code())
                 .with_base_offset(41),
             PartitionProduceResponse::default()
                 .with_index(1)
-                .with_error_code(error_code::CORRUPT_MESSAGE),
+                .with_error_code(error_code::CORRUPT_MESSAGE.code()),
         ]),
     ]);
     for v in [3, 8, 9, 11] {
@@ -1639,7 +1639,7 @@ fn find_coordinator_response_round_trips() {
         Coordinator::default()
             .with_key(text("share-a:AAAAAAAAAAAAAAAAAAAAAA:0"))
             .with_node_id(BrokerId(-1))
-            .with_error_code(error_code::COORDINATOR_NOT_AVAILABLE)
+            .with_error_code(error_code::COORDINATOR_NOT_AVAILABLE.code())
             .with_error_message(None),
     ]);
     for v in 0..=6 {
@@ -1675,7 +1675,7 @@ fn init_producer_id_response_round_trips() {
         .with_producer_id(ProducerId(1_000))
         .with_producer_epoch(0);
     let refused = InitProducerIdResponse::default()
-        .with_error_code(error_code::TRANSACTIONAL_ID_NOT_FOUND)
+        .with_error_code(error_code::TRANSACTIONAL_ID_NOT_FOUND.code())
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     for v in 0..=5 {
@@ -1772,7 +1772,7 @@ fn offset_fetch_response_round_trips() {
                     ]),
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group("audit-consumers"))
-                    .with_error_code(error_code::NOT_COORDINATOR),
+                    .with_error_code(error_code::NOT_COORDINATOR.code()),
             ])
         };
         let body = ResponseKind::OffsetFetch(body);
@@ -1792,7 +1792,7 @@ fn offset_fetch_response_round_trips() {
     // a word, so a handler must put a group-level error into every partition (what Kafka does
     // for v0–v1).
     let error = ResponseKind::OffsetFetch(
-        OffsetFetchResponse::default().with_error_code(error_code::NOT_COORDINATOR),
+        OffsetFetchResponse::default().with_error_code(error_code::NOT_COORDINATOR.code()),
     );
     assert_eq!(
         response_round_trip(api, 1, &error),

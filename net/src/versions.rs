@@ -252,9 +252,9 @@ pub fn api_versions_response(version: i16) -> ApiVersionsResponse {
 /// send only what is advertised, and a node closes the connection on anything else).
 pub fn api_versions_response_for(version: i16, served: &[ApiKey]) -> ApiVersionsResponse {
     let error_code = if is_supported(ApiKey::ApiVersions, version) {
-        error_code::NONE
+        error_code::NONE.code()
     } else {
-        error_code::UNSUPPORTED_VERSION
+        error_code::UNSUPPORTED_VERSION.code()
     };
     ApiVersionsResponse::default()
         .with_error_code(error_code)
@@ -393,7 +393,7 @@ mod tests {
     fn api_versions_lists_every_api_and_produce_from_v0() {
         for version in 0..=3 {
             let r = api_versions_response(version);
-            assert_eq!(r.error_code, error_code::NONE);
+            assert_eq!(r.error_code, error_code::NONE.code());
             assert_eq!(r.throttle_time_ms, 0);
             assert!(r.supported_features.is_empty());
             assert!(r.finalized_features.is_empty());
@@ -488,7 +488,7 @@ mod tests {
     fn api_versions_of_an_unsupported_version_says_so() {
         for version in [-1, 4, 99, i16::MAX] {
             let r = api_versions_response(version);
-            assert_eq!(r.error_code, error_code::UNSUPPORTED_VERSION);
+            assert_eq!(r.error_code, error_code::UNSUPPORTED_VERSION.code());
             assert_eq!(r.api_keys.len(), SUPPORTED.len());
         }
     }

@@ -7,6 +7,7 @@
 //! `MESSAGE_TOO_LARGE`). So a fault that resending the same bytes cannot fix is never mapped to a
 //! retriable code.
 
+use odradek_net::ErrorCode;
 use odradek_net::error_code::*;
 use odradek_storage::batch::BatchError;
 use odradek_storage::producers::SeqError;
@@ -15,7 +16,7 @@ use odradek_storage::{AppendError, ReadError};
 use crate::partition::{AppendFailure, ReadFailure};
 
 /// The error code for a partition's refused or failed append.
-pub fn append_failure(failure: &AppendFailure) -> i16 {
+pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
     match failure {
         AppendFailure::Log(e) => from_append_error(e),
         AppendFailure::Sequence(SeqError::FencedEpoch { .. }) => INVALID_PRODUCER_EPOCH,
@@ -26,7 +27,7 @@ pub fn append_failure(failure: &AppendFailure) -> i16 {
 }
 
 /// The error code for a partition's failed read.
-pub fn read_failure(failure: &ReadFailure) -> i16 {
+pub fn read_failure(failure: &ReadFailure) -> ErrorCode {
     match failure {
         ReadFailure::Log(e) => from_read_error(e),
         ReadFailure::Descriptor(_) | ReadFailure::Io(_) => KAFKA_STORAGE_ERROR,
@@ -34,7 +35,7 @@ pub fn read_failure(failure: &ReadFailure) -> i16 {
 }
 
 /// The error code for a refused or failed append (a Produce partition response).
-pub fn from_append_error(error: &AppendError) -> i16 {
+pub fn from_append_error(error: &AppendError) -> ErrorCode {
     match error {
         AppendError::InvalidBatch(e) => from_batch_error(e),
         // Kafka turns an I/O failure on append (a full disk included) into a
@@ -66,7 +67,7 @@ pub fn from_append_error(error: &AppendError) -> i16 {
 ///   `LogValidator.validateBatch` (record count inconsistent with the offset range) and the
 ///   record iterators (records section does not hold the declared records);
 /// - over `max.message.bytes` → `MESSAGE_TOO_LARGE` (`RecordTooLargeException`).
-pub fn from_batch_error(error: &BatchError) -> i16 {
+pub fn from_batch_error(error: &BatchError) -> ErrorCode {
     match error {
         BatchError::CrcMismatch { .. } => CORRUPT_MESSAGE,
         BatchError::BadLength { .. } => CORRUPT_MESSAGE,
@@ -88,7 +89,7 @@ pub fn from_batch_error(error: &BatchError) -> i16 {
 }
 
 /// The error code for a failed read (a Fetch partition response).
-pub fn from_read_error(error: &ReadError) -> i16 {
+pub fn from_read_error(error: &ReadError) -> ErrorCode {
     match error {
         ReadError::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         // Kafka: an IOException while reading takes the log directory offline →
@@ -108,8 +109,8 @@ mod tests {
     use super::*;
     use odradek_net::error_code::ResponseError;
 
-    fn name(code: i16) -> String {
-        match ResponseError::try_from_code(code) {
+    fn name(code: ErrorCode) -> String {
+        match ResponseError::try_from_code(code.code()) {
             None => "NONE".to_owned(),
             Some(e) => e.to_string(),
         }

@@ -9,6 +9,7 @@
 //! under way on another shard may still need it), closes its partitions cleanly (flush and
 //! clean-shutdown marker), and its thread ends.
 
+use odradek_net::ErrorCode;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -106,7 +107,7 @@ impl GroupHost for Shard {
             .collect()
     }
 
-    async fn offsets_partition(&self, index: i32) -> Result<Rc<Partition>, i16> {
+    async fn offsets_partition(&self, index: i32) -> Result<Rc<Partition>, ErrorCode> {
         let topic = self.metadata.snapshot().topic(OFFSETS_TOPIC).cloned();
         let topic = topic.ok_or(odradek_net::error_code::COORDINATOR_NOT_AVAILABLE)?;
         self.partitions.get(&topic, index).await.map_err(|e| e.code())

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -32,7 +33,7 @@ pub(super) async fn publish_change(
     ctx: &Shard,
     snapshot: &Catalogue,
     change: impl FnOnce(&mut Catalogue),
-) -> Result<(), (i16, String)> {
+) -> Result<(), (ErrorCode, String)> {
     let mut next = snapshot.clone();
     change(&mut next);
     ctx.metadata.publish(next).await.map_err(|e| {
@@ -79,7 +80,7 @@ pub async fn create_topic(
     name: &str,
     partitions: i32,
     configs: BTreeMap<String, String>,
-) -> Result<Arc<Topic>, (i16, String)> {
+) -> Result<Arc<Topic>, (ErrorCode, String)> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic =
@@ -95,7 +96,7 @@ pub async fn create_topic(
 
 fn check_configs(
     configs: impl IntoIterator<Item = (String, Option<String>)>,
-) -> Result<BTreeMap<String, String>, (i16, String)> {
+) -> Result<BTreeMap<String, String>, (ErrorCode, String)> {
     let mut out = BTreeMap::new();
     for (name, value) in configs {
         let Some(value) = value else {
@@ -186,8 +187,10 @@ pub async fn create_topics(
                 }
             }
             Err((code, message)) => {
-                info!(topic = %name, code, %message, "topic not created");
-                result = result.with_error_code(code).with_error_message(Some(str_bytes(&message)));
+                info!(topic = %name, %code, %message, "topic not created");
+                result = result
+                    .with_error_code(code.into())
+                    .with_error_message(Some(str_bytes(&message)));
             }
         }
         results.push(result);
@@ -201,7 +204,7 @@ async fn delete_topic(
     ctx: &Rc<Shard>,
     name: Option<&str>,
     id: Uuid,
-) -> Result<Arc<Topic>, (i16, String)> {
+) -> Result<Arc<Topic>, (ErrorCode, String)> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = match name {
@@ -251,11 +254,11 @@ pub async fn delete_topics(
                 .with_name(Some(super::topic_name(&t.name)))
                 .with_topic_id(if version >= 6 { t.id } else { Uuid::nil() }),
             Err((code, message)) => {
-                info!(topic = ?name, %id, code, %message, "topic not deleted");
+                info!(topic = ?name, %id, %code, %message, "topic not deleted");
                 let r = result
                     .with_name(name.as_deref().map(super::topic_name))
                     .with_topic_id(if version >= 6 { id } else { Uuid::nil() })
-                    .with_error_code(code);
+                    .with_error_code(code.into());
                 if version >= 5 { r.with_error_message(Some(str_bytes(&message))) } else { r }
             }
         };
@@ -270,7 +273,7 @@ async fn grow_topic(
     name: &str,
     count: i32,
     validate_only: bool,
-) -> Result<(), (i16, String)> {
+) -> Result<(), (ErrorCode, String)> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
@@ -306,8 +309,8 @@ pub async fn create_partitions(
         results.push(match outcome {
             Ok(()) => r,
             Err((code, msg)) => {
-                info!(topic = %t.name.0, code, %msg, "partitions not added");
-                r.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+                info!(topic = %t.name.0, %code, %msg, "partitions not added");
+                r.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }
         });
     }

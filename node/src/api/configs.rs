@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
 
@@ -205,8 +206,11 @@ pub fn describe_configs(
                 .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let fail = |code, msg: String| {
-                result.clone().with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+            let fail = |code: ErrorCode, msg: String| {
+                result
+                    .clone()
+                    .with_error_code(code.into())
+                    .with_error_message(Some(str_bytes(&msg)))
             };
             match r.resource_type {
                 RESOURCE_TOPIC => match snapshot.topic(&name) {
@@ -310,8 +314,8 @@ pub async fn incremental_alter_configs(
         responses.push(match outcome {
             Ok(()) => resp,
             Err((code, msg)) => {
-                info!(resource = %name, code, %msg, "configs not altered");
-                resp.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+                info!(resource = %name, %code, %msg, "configs not altered");
+                resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }
         });
     }
@@ -348,8 +352,8 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
         responses.push(match outcome {
             Ok(()) => resp,
             Err((code, msg)) => {
-                info!(resource = %name, code, %msg, "configs not altered");
-                resp.with_error_code(code).with_error_message(Some(str_bytes(&msg)))
+                info!(resource = %name, %code, %msg, "configs not altered");
+                resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }
         });
     }
@@ -359,7 +363,7 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
 /// The operations that turn any topic's configs into exactly `given`: delete every key, then set
 /// the given ones (so the result does not depend on the configs read before the admin lock). A
 /// null value is `INVALID_REQUEST`, as Kafka answers.
-fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, (i16, String)> {
+fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, (ErrorCode, String)> {
     let nulls: Vec<&str> =
         given.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
     if !nulls.is_empty() {
@@ -378,7 +382,7 @@ async fn alter_topic(
     name: &str,
     ops: &[(String, i8, Option<String>)],
     validate_only: bool,
-) -> Result<(), (i16, String)> {
+) -> Result<(), (ErrorCode, String)> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use futures_util::future::{Either, join_all, select, select_all};
 use kafka_protocol::messages::{FetchRequest, TopicName};
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
 use odradek_storage::ReadError;
@@ -54,7 +55,7 @@ struct Want {
 /// One partition's answer.
 #[derive(Debug, Clone)]
 struct Got {
-    error: i16,
+    error: ErrorCode,
     high_watermark: i64,
     log_start_offset: i64,
     /// Whole stored batches, as pieces (cached batches, or one range of the log).
@@ -65,7 +66,7 @@ struct Got {
 }
 
 impl Got {
-    fn error(error: i16) -> Self {
+    fn error(error: ErrorCode) -> Self {
         Self {
             error,
             high_watermark: -1,
@@ -128,7 +129,7 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
 
 /// KIP-227: (session id, epoch) = (0, -1) sessionless, (0, 0) new session, (S, -1) close S
 /// and fetch sessionless, (S, E > 0) continue S.
-fn session_mode(ctx: &Shard, version: i16, req: &FetchRequest) -> Result<Mode, i16> {
+fn session_mode(ctx: &Shard, version: i16, req: &FetchRequest) -> Result<Mode, ErrorCode> {
     if version < 7 || req.session_epoch == FINAL_EPOCH {
         if req.session_id != 0 {
             ctx.fetch_sessions.borrow_mut().remove(req.session_id);
@@ -160,7 +161,7 @@ fn wanted_parts(
     by_id: bool,
     mode: Mode,
     now: Instant,
-) -> Result<Vec<Part>, i16> {
+) -> Result<Vec<Part>, ErrorCode> {
     let request_parts = req.topics.iter().flat_map(|t| {
         t.partitions.iter().map(|p| Part {
             key: part_key(by_id, &t.topic, t.topic_id, p.partition),
@@ -243,7 +244,7 @@ fn lay_out(
     for ((part, g), _) in parts.iter().zip(got).zip(include).filter(|(_, inc)| **inc) {
         let out = PartitionOut {
             partition_index: part.key.partition,
-            error_code: g.error,
+            error_code: g.error.into(),
             high_watermark: g.high_watermark,
             last_stable_offset: g.high_watermark,
             log_start_offset: g.log_start_offset,
@@ -270,9 +271,9 @@ fn lay_out(
     (topics, records)
 }
 
-fn session_error(code: i16) -> FetchReply {
+fn session_error(code: ErrorCode) -> FetchReply {
     FetchReply {
-        response: FetchOut { error_code: code, ..FetchOut::default() },
+        response: FetchOut { error_code: code.into(), ..FetchOut::default() },
         records: Vec::new(),
     }
 }

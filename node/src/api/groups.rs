@@ -36,6 +36,7 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
 
@@ -58,7 +59,7 @@ use crate::shard::Shard;
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions).
-pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (i16, String)> {
+pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (ErrorCode, String)> {
     if let Some(t) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
     }
@@ -86,7 +87,7 @@ pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (i16, String)>
 async fn group_home(
     ctx: &Rc<Shard>,
     group: &str,
-) -> Result<(Arc<Topic>, i32, usize), (i16, String)> {
+) -> Result<(Arc<Topic>, i32, usize), (ErrorCode, String)> {
     let topic = offsets_topic(ctx).await?;
     let partition = partition_for(group, topic.partitions());
     let owner = topic
@@ -98,7 +99,11 @@ async fn group_home(
 /// Runs `work` on the shard coordinating `group`, with the offsets topic and the group's
 /// partition of it, once that partition is loaded there. Every group request goes through
 /// here (or [`on_group_owner`]), so none is answered from a half-known group after a start.
-async fn on_group_partition<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, i16>
+async fn on_group_partition<T, F, Fut>(
+    ctx: &Rc<Shard>,
+    group: &str,
+    work: F,
+) -> Result<T, ErrorCode>
 where
     T: Send + 'static,
     F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
@@ -125,16 +130,17 @@ pub async fn find_coordinator(
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     // Groups: this node, once the offsets topic exists. Transactions: none yet.
-    let answer =
-        |key_type: i8, ready: &Result<Arc<Topic>, (i16, String)>| -> Result<(), (i16, String)> {
-            if key_type != KEY_TYPE_GROUP {
-                return Err((
-                    ec::COORDINATOR_NOT_AVAILABLE,
-                    "transactions are not supported yet".to_owned(),
-                ));
-            }
-            ready.as_ref().map(|_| ()).map_err(Clone::clone)
-        };
+    let answer = |key_type: i8,
+                  ready: &Result<Arc<Topic>, (ErrorCode, String)>|
+     -> Result<(), (ErrorCode, String)> {
+        if key_type != KEY_TYPE_GROUP {
+            return Err((
+                ec::COORDINATOR_NOT_AVAILABLE,
+                "transactions are not supported yet".to_owned(),
+            ));
+        }
+        ready.as_ref().map(|_| ()).map_err(Clone::clone)
+    };
     let ready = offsets_topic(ctx).await;
     if version >= 4 {
         let coordinators = req
@@ -149,7 +155,7 @@ pub async fn find_coordinator(
                     Err((code, message)) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
-                        .with_error_code(code)
+                        .with_error_code(code.into())
                         .with_error_message(Some(str_bytes(&message))),
                 }
             })
@@ -160,7 +166,7 @@ pub async fn find_coordinator(
     match answer(req.key_type, &ready) {
         Ok(()) => resp.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port)),
         Err((code, message)) => {
-            let resp = resp.with_error_code(code).with_node_id(BrokerId(-1)).with_port(-1);
+            let resp = resp.with_error_code(code.into()).with_node_id(BrokerId(-1)).with_port(-1);
             // The error message exists from v1.
             if version >= 1 { resp.with_error_message(Some(str_bytes(&message))) } else { resp }
         }
@@ -169,7 +175,7 @@ pub async fn find_coordinator(
 
 /// One partition's commit, checked on the connection's shard.
 /// A request's partitions of one topic, each to commit or refused with an error code.
-type Checked = (TopicName, Vec<(i32, Result<Commit, i16>)>);
+type Checked = (TopicName, Vec<(i32, Result<Commit, ErrorCode>)>);
 
 pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
@@ -202,7 +208,7 @@ pub async fn offset_commit(ctx: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetC
                     };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(index)
-                        .with_error_code(code)
+                        .with_error_code(code.into())
                 })
                 .collect();
             OffsetCommitResponseTopic::default().with_name(name).with_partitions(partitions)
@@ -269,7 +275,7 @@ pub async fn offset_fetch(
     let (_, result) =
         answers.into_iter().next().unwrap_or((String::new(), Err(ec::INVALID_GROUP_ID)));
     match result {
-        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
+        Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code.into()),
         // v1 has no top-level error: Kafka puts it on every partition asked for.
         Err(code) => OffsetFetchResponse::default()
             .with_topics(req.topics.iter().flatten().map(|t| failed_topic(t, code)).collect()),
@@ -301,13 +307,13 @@ fn wanted_groups(version: i16, req: &OffsetFetchRequest) -> Vec<Wanted> {
     vec![(req.group_id.0.to_string(), topics)]
 }
 
-type GroupOffsets = Result<Vec<(String, Vec<(i32, Committed)>)>, i16>;
+type GroupOffsets = Result<Vec<(String, Vec<(i32, Committed)>)>, ErrorCode>;
 
 /// One group's answer in OffsetFetch v8+.
 fn group_offsets(group: &str, result: GroupOffsets) -> OffsetFetchResponseGroup {
     let g = OffsetFetchResponseGroup::default().with_group_id(GroupId(str_bytes(group)));
     let topics = match result {
-        Err(code) => return g.with_error_code(code),
+        Err(code) => return g.with_error_code(code.into()),
         Ok(topics) => topics,
     };
     g.with_topics(
@@ -350,7 +356,7 @@ fn topic_offsets(version: i16, topic: &str, ps: Vec<(i32, Committed)>) -> Offset
 /// A v1 answer's topic: the group's error on every partition asked for.
 fn failed_topic(
     t: &kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic,
-    code: i16,
+    code: ErrorCode,
 ) -> OffsetFetchResponseTopic {
     let partitions = t
         .partition_indexes
@@ -359,7 +365,7 @@ fn failed_topic(
             OffsetFetchResponsePartition::default()
                 .with_partition_index(p)
                 .with_committed_offset(-1)
-                .with_error_code(code)
+                .with_error_code(code.into())
         })
         .collect();
     OffsetFetchResponseTopic::default().with_name(t.name.clone()).with_partitions(partitions)
@@ -371,7 +377,7 @@ async fn fetch_group(
     ctx: &Rc<Shard>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<(String, Vec<(i32, Committed)>)>, i16> {
+) -> Result<Vec<(String, Vec<(i32, Committed)>)>, ErrorCode> {
     if group.is_empty() {
         return Err(ec::INVALID_GROUP_ID);
     }
@@ -454,7 +460,7 @@ pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroups
                     all.insert(name.clone(), (t, g.state.name().to_owned()));
                 }
             }
-            Ok::<_, i16>(all.into_iter().collect::<Vec<_>>())
+            Ok::<_, ErrorCode>(all.into_iter().collect::<Vec<_>>())
         })
         .await;
         match listed {
@@ -475,7 +481,7 @@ pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroups
                 .with_group_type(str_bytes(TYPE_CLASSIC))
         })
         .collect();
-    ListGroupsResponse::default().with_error_code(error).with_groups(listed)
+    ListGroupsResponse::default().with_error_code(error.into()).with_groups(listed)
 }
 
 /// A group's live membership for DescribeGroups: state, protocol type, protocol, members.
@@ -502,7 +508,7 @@ fn describe_members(ctx: &Shard, group: &str) -> Option<Described> {
 }
 
 /// Whether `group` exists: it has committed offsets, members, or a stored generation.
-async fn group_exists(ctx: &Rc<Shard>, group: &str) -> Result<bool, i16> {
+async fn group_exists(ctx: &Rc<Shard>, group: &str) -> Result<bool, ErrorCode> {
     let group_name = group.to_owned();
     on_group_owner(ctx, group, move |there| async move {
         let groups = there.groups.borrow();
@@ -548,10 +554,10 @@ pub async fn describe_groups(
             // v6 (KIP-1043) reports an unknown group as an error; before, as a Dead group.
             Ok(false) if version >= 6 => d
                 .with_group_state(str_bytes(STATE_DEAD))
-                .with_error_code(ec::GROUP_ID_NOT_FOUND)
+                .with_error_code(ec::GROUP_ID_NOT_FOUND.into())
                 .with_error_message(Some(str_bytes("no such group"))),
             Ok(false) => d.with_group_state(str_bytes(STATE_DEAD)),
-            Err(code) => d.with_group_state(str_bytes("")).with_error_code(code),
+            Err(code) => d.with_group_state(str_bytes("")).with_error_code(code.into()),
         };
         described.push(d);
     }
@@ -565,7 +571,7 @@ async fn delete_on_owner(
     ctx: &Rc<Shard>,
     group: &str,
     keys: Option<Vec<(String, i32)>>,
-) -> Result<Vec<bool>, i16> {
+) -> Result<Vec<bool>, ErrorCode> {
     let group_name = group.to_owned();
     on_group_partition(ctx, group, move |there, partition| async move {
         let group = group_name;
@@ -579,7 +585,7 @@ async fn delete_on_owner(
 }
 
 /// Deletes a group without members: its offsets and its stored metadata (one hop to the owner).
-async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), i16> {
+async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), ErrorCode> {
     let g = group.to_owned();
     on_group_partition(ctx, group, move |there, partition| async move {
         let (known, keys) = {
@@ -620,8 +626,9 @@ pub async fn delete_groups(ctx: &Rc<Shard>, req: &DeleteGroupsRequest) -> Delete
             }
             Err(code) => code,
         };
-        results
-            .push(DeletableGroupResult::default().with_group_id(g.clone()).with_error_code(code));
+        results.push(
+            DeletableGroupResult::default().with_group_id(g.clone()).with_error_code(code.into()),
+        );
     }
     DeleteGroupsResponse::default().with_results(results)
 }
@@ -639,7 +646,7 @@ pub async fn offset_delete(ctx: &Rc<Shard>, req: &OffsetDeleteRequest) -> Offset
         Err(code) => Some(code),
     };
     if let Some(code) = top_error {
-        return OffsetDeleteResponse::default().with_error_code(code);
+        return OffsetDeleteResponse::default().with_error_code(code.into());
     }
     let outcome = delete_on_owner(ctx, &group, Some(keys)).await;
     let topics = req
@@ -656,7 +663,7 @@ pub async fn offset_delete(ctx: &Rc<Shard>, req: &OffsetDeleteRequest) -> Offset
                     };
                     OffsetDeleteResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(code)
+                        .with_error_code(code.into())
                 })
                 .collect();
             OffsetDeleteResponseTopic::default()
@@ -671,7 +678,7 @@ pub async fn offset_delete(ctx: &Rc<Shard>, req: &OffsetDeleteRequest) -> Offset
 
 /// Runs `work` on the shard coordinating `group`, once the group's partition of
 /// `__consumer_offsets` is loaded there (so a restarted node knows its groups' members).
-async fn on_group_owner<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, i16>
+async fn on_group_owner<T, F, Fut>(ctx: &Rc<Shard>, group: &str, work: F) -> Result<T, ErrorCode>
 where
     T: Send + 'static,
     F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
@@ -688,9 +695,9 @@ pub async fn join_group(
     client: (String, String),
 ) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
-    let fail = |code: i16| {
+    let fail = |code: ErrorCode| {
         JoinGroupResponse::default()
-            .with_error_code(code)
+            .with_error_code(code.into())
             .with_generation_id(-1)
             .with_protocol_name(if version >= 7 { None } else { Some(str_bytes("")) })
     };
@@ -784,7 +791,7 @@ async fn join_on_owner(
         Admission::Joined { member_id, before } => (member_id, before),
         Admission::Refused { code, member_id } => {
             return name_none(
-                base.with_error_code(code)
+                base.with_error_code(code.into())
                     .with_member_id(str_bytes(&member_id.unwrap_or_default())),
             );
         }
@@ -794,7 +801,7 @@ async fn join_on_owner(
                 if let Some(g) = ctx.groups.borrow_mut().membership.get_mut(group) {
                     g.store_pending = true;
                 }
-                return name_none(base.with_error_code(code));
+                return name_none(base.with_error_code(code.into()));
             }
             info!(group, member = %member_id, "static member rejoined without a rebalance");
             return base
@@ -816,17 +823,18 @@ async fn join_on_owner(
             .with_member_id(str_bytes(&member_id))
             .with_members(members),
         Some(Err(code)) => {
-            name_none(base.with_error_code(code).with_member_id(str_bytes(&member_id)))
+            name_none(base.with_error_code(code.into()).with_member_id(str_bytes(&member_id)))
         }
         None => name_none(
-            base.with_error_code(ec::REBALANCE_IN_PROGRESS).with_member_id(str_bytes(&member_id)),
+            base.with_error_code(ec::REBALANCE_IN_PROGRESS.into())
+                .with_member_id(str_bytes(&member_id)),
         ),
     }
 }
 
 /// A generation after `before` that `me` is in, once formed: its number, protocol, leader,
 /// and (for the leader) every member's metadata; or `me`'s error.
-type Formed = Result<(i32, String, String, Vec<JoinGroupResponseMember>), i16>;
+type Formed = Result<(i32, String, String, Vec<JoinGroupResponseMember>), ErrorCode>;
 
 fn formed(g: Option<&mut Group>, me: &str, before: i32, version: i16) -> Option<Formed> {
     let g = g?;
@@ -883,7 +891,7 @@ pub async fn sync_group(ctx: &Rc<Shard>, version: i16, req: SyncGroupRequest) ->
                 r
             }
         }
-        Err(code) => SyncGroupResponse::default().with_error_code(code),
+        Err(code) => SyncGroupResponse::default().with_error_code(code.into()),
     }
 }
 
@@ -909,7 +917,7 @@ pub async fn heartbeat(ctx: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatRespo
     })
     .await
     .unwrap_or_else(|code| code);
-    HeartbeatResponse::default().with_error_code(code)
+    HeartbeatResponse::default().with_error_code(code.into())
 }
 
 pub async fn leave_group(
@@ -949,7 +957,7 @@ pub async fn leave_group(
                     } else {
                         ec::UNKNOWN_MEMBER_ID
                     };
-                    info!(group = %g, member = %id, code, "member left");
+                    info!(group = %g, member = %id, %code, "member left");
                     (member, instance, code)
                 })
                 .collect::<Vec<_>>();
@@ -967,7 +975,7 @@ pub async fn leave_group(
     })
     .await;
     match results {
-        Err(code) => LeaveGroupResponse::default().with_error_code(code),
+        Err(code) => LeaveGroupResponse::default().with_error_code(code.into()),
         Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(
             results
                 .into_iter()
@@ -975,12 +983,11 @@ pub async fn leave_group(
                     MemberResponse::default()
                         .with_member_id(str_bytes(&m))
                         .with_group_instance_id(i.as_deref().map(str_bytes))
-                        .with_error_code(code)
+                        .with_error_code(code.into())
                 })
                 .collect(),
         ),
-        Ok(results) => {
-            LeaveGroupResponse::default().with_error_code(results.first().map_or(ec::NONE, |r| r.2))
-        }
+        Ok(results) => LeaveGroupResponse::default()
+            .with_error_code(results.first().map_or(ec::NONE, |r| r.2).into()),
     }
 }

@@ -13,6 +13,7 @@ mod offsets;
 mod produce;
 mod producers;
 
+use odradek_net::ErrorCode;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -264,7 +265,7 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     } else {
         for wanted in req.topics.iter().flatten() {
             let snapshot = ctx.metadata.snapshot();
-            let found: Result<Arc<Topic>, (i16, String)> = match &wanted.name {
+            let found: Result<Arc<Topic>, (ErrorCode, String)> = match &wanted.name {
                 Some(name) => match snapshot.topic(name) {
                     Some(t) => Ok(t.clone()),
                     None if may_create => {
@@ -292,7 +293,7 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
                 Err((code, _)) => MetadataResponseTopic::default()
                     .with_name(wanted.name.clone())
                     .with_topic_id(wanted.topic_id)
-                    .with_error_code(code),
+                    .with_error_code(code.into()),
             });
         }
     }

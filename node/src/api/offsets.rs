@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_storage::LogError;
 use tracing::{info, warn};
@@ -37,7 +38,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 /// `(error, timestamp, offset)` of one partition.
-type Answer = (i16, i64, i64);
+type Answer = (ErrorCode, i64, i64);
 /// One partition's lookup on its owner: response slot, then topic, partition, and the
 /// request's timestamp or offset.
 type Lookup = ((usize, usize), (Arc<Topic>, i32, i64));
@@ -81,7 +82,7 @@ pub async fn list_offsets(
                 .map(|(p, (error, timestamp, offset))| {
                     let r = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(error)
+                        .with_error_code(error.into())
                         .with_timestamp(timestamp)
                         .with_offset(offset);
                     if version >= 4 && error == ec::NONE && offset >= 0 {
@@ -142,7 +143,7 @@ async fn by_time(p: &Partition, topic: &Topic, partition: i32, timestamp: i64) -
 pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let snapshot = ctx.metadata.snapshot();
     let smp = ctx.config.smp;
-    let mut answers: Vec<Vec<(i16, i64)>> = req
+    let mut answers: Vec<Vec<(ErrorCode, i64)>> = req
         .topics
         .iter()
         .map(|t| vec![(ec::UNKNOWN_TOPIC_OR_PARTITION, -1); t.partitions.len()])
@@ -178,7 +179,7 @@ pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> Delet
                 .map(|(p, (error, low))| {
                     DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(error)
+                        .with_error_code(error.into())
                         .with_low_watermark(low)
                 })
                 .collect();
@@ -190,7 +191,12 @@ pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> Delet
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-async fn delete_below(ctx: &Rc<Shard>, topic: &Topic, partition: i32, offset: i64) -> (i16, i64) {
+async fn delete_below(
+    ctx: &Rc<Shard>,
+    topic: &Topic,
+    partition: i32,
+    offset: i64,
+) -> (ErrorCode, i64) {
     let p = match ctx.partitions.get(topic, partition).await {
         Ok(p) => p,
         Err(e) => {
@@ -237,19 +243,19 @@ pub async fn offset_for_leader_epoch(
             let owner = topic.and_then(|tp| tp.owner(p.partition, smp));
             match (topic, owner) {
                 (Some(_), Some(_)) if p.current_leader_epoch > LEADER_EPOCH => {
-                    answer = answer.with_error_code(ec::UNKNOWN_LEADER_EPOCH);
+                    answer = answer.with_error_code(ec::UNKNOWN_LEADER_EPOCH.into());
                 }
                 (Some(_), Some(_))
                     if p.current_leader_epoch != -1 && p.current_leader_epoch < LEADER_EPOCH =>
                 {
-                    answer = answer.with_error_code(ec::FENCED_LEADER_EPOCH);
+                    answer = answer.with_error_code(ec::FENCED_LEADER_EPOCH.into());
                 }
                 (Some(topic), Some(owner)) if p.leader_epoch == LEADER_EPOCH => {
                     work.push((owner, ((ti, pi), (topic.clone(), p.partition, 0))));
                 }
                 // An epoch this node never had: Kafka answers "undefined" (-1, -1).
                 (Some(_), Some(_)) => {}
-                _ => answer = answer.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                _ => answer = answer.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION.into()),
             }
             row.push(answer);
         }
@@ -265,7 +271,7 @@ pub async fn offset_for_leader_epoch(
         let a = &mut answers[ti][pi];
         *a = match end {
             Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
-            Err(code) => a.clone().with_error_code(code),
+            Err(code) => a.clone().with_error_code(code.into()),
         };
     }
     let topics = req

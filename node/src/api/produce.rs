@@ -16,6 +16,7 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_storage::batch::BatchHeader;
 use odradek_storage::compact::batch_records;
@@ -32,7 +33,7 @@ use crate::shard::Shard;
 /// The outcome of one partition's append.
 #[derive(Debug, Clone)]
 struct Outcome {
-    error: i16,
+    error: ErrorCode,
     message: Option<String>,
     base_offset: i64,
     log_append_time: i64,
@@ -42,7 +43,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn error(error: i16, message: impl Into<String>) -> Self {
+    fn error(error: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             error,
             message: Some(message.into()),
@@ -205,7 +206,7 @@ pub async fn produce(
                     });
                     let mut r = PartitionProduceResponse::default()
                         .with_index(p.index)
-                        .with_error_code(o.error)
+                        .with_error_code(o.error.into())
                         .with_base_offset(o.base_offset)
                         .with_log_append_time_ms(o.log_append_time);
                     if version >= 5 {

@@ -17,14 +17,14 @@ pub async fn init_producer_id(ctx: &Shard, req: &InitProducerIdRequest) -> InitP
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
         None => {}
-        Some("") => return resp.with_error_code(ec::INVALID_REQUEST),
-        Some(_) => return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE),
+        Some("") => return resp.with_error_code(ec::INVALID_REQUEST.into()),
+        Some(_) => return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE.into()),
     }
     match ctx.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");
-            resp.with_error_code(ec::KAFKA_STORAGE_ERROR)
+            resp.with_error_code(ec::KAFKA_STORAGE_ERROR.into())
         }
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures_util::future::LocalBoxFuture;
+use odradek_net::ErrorCode;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -82,7 +83,7 @@ impl Catalogue {
     }
 
     /// The topic named `name`, or `UNKNOWN_TOPIC_OR_PARTITION` (for the admin paths).
-    pub fn existing(&self, name: &str) -> Result<&Arc<Topic>, (i16, String)> {
+    pub fn existing(&self, name: &str) -> Result<&Arc<Topic>, (ErrorCode, String)> {
         self.topic(name).ok_or_else(|| {
             (odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`"))
         })
@@ -175,7 +176,7 @@ impl Metadata {
         partitions: i32,
         configs: BTreeMap<String, String>,
         smp: usize,
-    ) -> Result<Topic, (i16, String)> {
+    ) -> Result<Topic, (ErrorCode, String)> {
         use odradek_net::error_code as ec;
         check_topic_name(name).map_err(|m| (ec::INVALID_TOPIC_EXCEPTION, m))?;
         if current.topics.contains_key(name) {
@@ -235,7 +236,7 @@ pub fn plan_growth(
     topic: &Topic,
     count: i32,
     smp: usize,
-) -> Result<Topic, (i16, String)> {
+) -> Result<Topic, (ErrorCode, String)> {
     use odradek_net::error_code as ec;
     let have = topic.partitions();
     let max = crate::config::PARTITIONS_MAX;
@@ -257,7 +258,7 @@ pub fn plan_growth(
 
 /// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
 /// otherwise, for CreateTopics and CreatePartitions alike).
-fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (i16, String)> {
+fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (ErrorCode, String)> {
     if current.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
         return Err((
             odradek_net::error_code::POLICY_VIOLATION,

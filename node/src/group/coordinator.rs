@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 
 use super::GroupHost;
@@ -40,7 +41,7 @@ pub enum Admission {
     /// and no rebalance, once its new member id is stored.
     Rejoined { member_id: String, generation: i32, protocol: String, leader: String },
     /// Refused with `code`; `member_id` is given back where Kafka gives it.
-    Refused { code: i16, member_id: Option<String> },
+    Refused { code: ErrorCode, member_id: Option<String> },
 }
 
 /// A new member id: `<instance id or client id>-<32 hex digits>`.
@@ -138,7 +139,7 @@ pub fn check_member<'a>(
     g: Option<&'a mut Group>,
     member_id: &str,
     generation: i32,
-) -> Result<&'a mut Group, i16> {
+) -> Result<&'a mut Group, ErrorCode> {
     let g = g.ok_or(ec::UNKNOWN_MEMBER_ID)?;
     if !g.members.contains_key(member_id) {
         return Err(ec::UNKNOWN_MEMBER_ID);
@@ -156,7 +157,7 @@ pub fn check_committer(
     group: &str,
     member: &str,
     generation: i32,
-) -> Result<(), i16> {
+) -> Result<(), ErrorCode> {
     let mut groups = host.groups().borrow_mut();
     let g = groups.membership.get_mut(group);
     if generation < 0 && member.is_empty() {
@@ -228,7 +229,7 @@ pub async fn sync(
     member: &str,
     generation: i32,
     assignments: Vec<(String, Bytes)>,
-) -> Result<Assigned, i16> {
+) -> Result<Assigned, ErrorCode> {
     let limit = host
         .groups()
         .borrow()
@@ -282,7 +283,7 @@ async fn store_assignment(
     group: &str,
     member: &str,
     generation: i32,
-) -> Result<Assigned, i16> {
+) -> Result<Assigned, ErrorCode> {
     let stored = store_group(host, group).await;
     let mut groups = host.groups().borrow_mut();
     let gr = check_member(groups.membership.get_mut(group), member, generation)?;

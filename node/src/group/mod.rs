@@ -31,6 +31,7 @@ pub mod state;
 pub mod store;
 pub mod timers;
 
+use odradek_net::ErrorCode;
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
@@ -67,7 +68,10 @@ pub trait GroupHost {
     fn owned_offsets_partitions(&self) -> Vec<i32>;
     /// This shard's `__consumer_offsets` partition `index`, opened, or the Kafka error code
     /// to answer with.
-    fn offsets_partition(&self, index: i32) -> impl Future<Output = Result<Rc<Partition>, i16>>;
+    fn offsets_partition(
+        &self,
+        index: i32,
+    ) -> impl Future<Output = Result<Rc<Partition>, ErrorCode>>;
     /// The number of `__consumer_offsets` partitions, once the topic exists.
     fn offsets_partition_count(&self) -> Option<i32>;
 }

@@ -75,7 +75,7 @@ pub enum RecordError {
 impl RecordError {
     /// The Kafka error for the request that brought the field (Kafka refuses such requests as
     /// malformed).
-    pub fn error_code(&self) -> i16 {
+    pub fn error_code(&self) -> odradek_net::ErrorCode {
         odradek_net::error_code::INVALID_REQUEST
     }
 }

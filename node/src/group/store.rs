@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compression::Codec;
@@ -32,7 +33,10 @@ pub fn now_ms() -> i64 {
 }
 
 /// Reads group partition `partition` into memory, once per start.
-pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), (i16, String)> {
+pub async fn ensure_loaded(
+    host: &impl GroupHost,
+    partition: i32,
+) -> Result<(), (ErrorCode, String)> {
     if host.groups().borrow().loaded.contains(&partition) {
         return Ok(());
     }
@@ -51,7 +55,7 @@ pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), 
 async fn read_all(
     p: &Partition,
     partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, (i16, String)> {
+) -> Result<Vec<(Bytes, Option<Bytes>)>, (ErrorCode, String)> {
     let mut at = p.log_start_offset();
     let end = p.high_watermark();
     let mut records = Vec::new();
@@ -92,7 +96,7 @@ pub async fn append_synced(
     partition: i32,
     timestamp: i64,
     records: Vec<(Bytes, Option<Bytes>)>,
-) -> Result<(), i16> {
+) -> Result<(), ErrorCode> {
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
@@ -115,7 +119,7 @@ pub async fn append_synced(
 
 /// Stores `group`'s metadata as it is now (or its tombstone when the group is gone from
 /// memory).
-pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), i16> {
+pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), ErrorCode> {
     let Some(partitions) = host.offsets_partition_count() else {
         return Err(ec::COORDINATOR_NOT_AVAILABLE);
     };
@@ -132,7 +136,7 @@ pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), i16> 
     };
     let stored = append_synced(host, partition, now, vec![record]).await;
     if let Err(code) = stored {
-        warn!(group, partition, code, "cannot store group metadata");
+        warn!(group, partition, %code, "cannot store group metadata");
     }
     stored
 }
@@ -143,7 +147,7 @@ pub async fn write_commits(
     partition: i32,
     group: &str,
     commits: Vec<Commit>,
-) -> Result<(), i16> {
+) -> Result<(), ErrorCode> {
     let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
     let records = commits
         .iter()
@@ -157,7 +161,7 @@ pub async fn write_commits(
         }
     };
     if let Err(code) = append_synced(host, partition, now, records).await {
-        warn!(group, partition, code, "cannot write committed offsets");
+        warn!(group, partition, %code, "cannot write committed offsets");
         return Err(code);
     }
     let mut groups = host.groups().borrow_mut();
@@ -173,7 +177,7 @@ pub async fn delete_offsets(
     partition: i32,
     group: &str,
     keys: Vec<(String, i32)>,
-) -> Result<Vec<bool>, i16> {
+) -> Result<Vec<bool>, ErrorCode> {
     let existed: Vec<bool> = {
         let groups = host.groups().borrow();
         keys.iter().map(|(t, p)| groups.offsets.get(group, t, *p).is_some()).collect()
@@ -198,7 +202,7 @@ pub async fn delete_offsets(
 
 /// Reads every `__consumer_offsets` partition this shard owns, so that its view of the groups
 /// is complete.
-pub async fn load_all_owned(host: &impl GroupHost) -> Result<(), (i16, String)> {
+pub async fn load_all_owned(host: &impl GroupHost) -> Result<(), (ErrorCode, String)> {
     for p in host.owned_offsets_partitions() {
         ensure_loaded(host, p).await?;
     }

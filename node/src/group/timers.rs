@@ -33,7 +33,7 @@ pub async fn expire_offsets(host: &impl GroupHost) {
 async fn expire_once(host: &impl GroupHost) {
     let Some(partitions) = host.offsets_partition_count() else { return };
     if let Err((code, message)) = load_all_owned(host).await {
-        warn!(code, %message, "cannot read committed offsets for expiry");
+        warn!(%code, %message, "cannot read committed offsets for expiry");
         return;
     }
     let retention = host.group_settings().offsets_retention;
@@ -48,7 +48,7 @@ async fn expire_once(host: &impl GroupHost) {
         let n = keys.len();
         match delete_offsets(host, partition, &group, keys).await {
             Ok(_) => info!(group, offsets = n, "expired committed offsets deleted"),
-            Err(code) => warn!(group, code, "cannot delete expired offsets"),
+            Err(code) => warn!(group, %code, "cannot delete expired offsets"),
         }
         // As Kafka: an empty group whose last offsets expired is removed altogether.
         let gone = {

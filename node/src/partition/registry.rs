@@ -45,7 +45,7 @@ pub enum OpenError {
 
 impl OpenError {
     /// The Kafka error code to answer with.
-    pub fn code(&self) -> i16 {
+    pub fn code(&self) -> odradek_net::ErrorCode {
         match self {
             OpenError::Deleted(_) => odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION,
             OpenError::Log(_) => odradek_net::error_code::KAFKA_STORAGE_ERROR,
