@@ -15,6 +15,27 @@ use odradek_storage::{AppendError, ReadError};
 
 use crate::partition::{AppendFailure, ReadFailure};
 
+/// A refusal or failure to answer a client with: Kafka's error code, and a message for the
+/// response's `error_message` (where the API has one) and the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct KafkaError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+impl From<ErrorCode> for KafkaError {
+    fn from(code: ErrorCode) -> Self {
+        Self { code, message: String::new() }
+    }
+}
+
 /// The error code for a partition's refused or failed append.
 pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
     match failure {

@@ -14,7 +14,6 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
-use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -22,6 +21,7 @@ use uuid::Uuid;
 use super::{on_owners, str_bytes};
 use crate::cluster::topic_config;
 use crate::cluster::{Catalogue, Metadata, Topic};
+use crate::error::KafkaError;
 use crate::shard::Shard;
 
 /// Kafka's `ConfigSource` for a value set on the topic, and for a default.
@@ -33,12 +33,12 @@ pub(super) async fn publish_change(
     ctx: &Shard,
     snapshot: &Catalogue,
     change: impl FnOnce(&mut Catalogue),
-) -> Result<(), (ErrorCode, String)> {
+) -> Result<(), KafkaError> {
     let mut next = snapshot.clone();
     change(&mut next);
     ctx.metadata.publish(next).await.map_err(|e| {
         warn!(error = %e, "cannot persist the topic catalogue");
-        (ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
+        KafkaError::new(ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
     })
 }
 
@@ -74,13 +74,13 @@ async fn open_new(ctx: &Rc<Shard>, topic: &Arc<Topic>, partitions: std::ops::Ran
 }
 
 /// Creates a topic (already validated configs) and opens its partitions on their owners.
-/// `Err((kafka error code, message))`.
+/// `Err(KafkaError::new(kafka error code, message))`.
 pub async fn create_topic(
     ctx: &Rc<Shard>,
     name: &str,
     partitions: i32,
     configs: BTreeMap<String, String>,
-) -> Result<Arc<Topic>, (ErrorCode, String)> {
+) -> Result<Arc<Topic>, KafkaError> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic =
@@ -96,13 +96,17 @@ pub async fn create_topic(
 
 fn check_configs(
     configs: impl IntoIterator<Item = (String, Option<String>)>,
-) -> Result<BTreeMap<String, String>, (ErrorCode, String)> {
+) -> Result<BTreeMap<String, String>, KafkaError> {
     let mut out = BTreeMap::new();
     for (name, value) in configs {
         let Some(value) = value else {
-            return Err((ec::INVALID_CONFIG, format!("config `{name}` has no value")));
+            return Err(KafkaError::new(
+                ec::INVALID_CONFIG,
+                format!("config `{name}` has no value"),
+            ));
         };
-        topic_config::validate(&name, &value).map_err(|m| (ec::INVALID_CONFIG, m))?;
+        topic_config::validate(&name, &value)
+            .map_err(|m| KafkaError::new(ec::INVALID_CONFIG, m))?;
         out.insert(name, value);
     }
     Ok(out)
@@ -134,7 +138,7 @@ pub async fn create_topics(
             if t.num_partitions == -1 { ctx.config.default_partitions } else { t.num_partitions };
         let checked = (|| {
             if t.replication_factor != -1 && t.replication_factor != 1 {
-                return Err((
+                return Err(KafkaError::new(
                     ec::INVALID_REPLICATION_FACTOR,
                     format!(
                         "replication factor {} is more than the 1 broker available",
@@ -144,9 +148,9 @@ pub async fn create_topics(
             }
             let node = ctx.config.node_id;
             if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node)) {
-                return Err((
+                return Err(KafkaError::new(
                     ec::INVALID_REPLICATION_FACTOR,
-                    "assignment names an unknown broker".into(),
+                    "assignment names an unknown broker",
                 ));
             }
             let partitions =
@@ -186,7 +190,7 @@ pub async fn create_topics(
                     result = result.with_topic_id(topic.id);
                 }
             }
-            Err((code, message)) => {
+            Err(KafkaError { code, message }) => {
                 info!(topic = %name, %code, %message, "topic not created");
                 result = result
                     .with_error_code(code.into())
@@ -204,7 +208,7 @@ async fn delete_topic(
     ctx: &Rc<Shard>,
     name: Option<&str>,
     id: Uuid,
-) -> Result<Arc<Topic>, (ErrorCode, String)> {
+) -> Result<Arc<Topic>, KafkaError> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = match name {
@@ -214,7 +218,7 @@ async fn delete_topic(
     let Some(topic) = topic.cloned() else {
         let code =
             if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
-        return Err((code, "no such topic".into()));
+        return Err(KafkaError::new(code, "no such topic"));
     };
     publish_change(ctx, &snapshot, |next| {
         next.topics.remove(&topic.name);
@@ -253,7 +257,7 @@ pub async fn delete_topics(
             Ok(t) => result
                 .with_name(Some(super::topic_name(&t.name)))
                 .with_topic_id(if version >= 6 { t.id } else { Uuid::nil() }),
-            Err((code, message)) => {
+            Err(KafkaError { code, message }) => {
                 info!(topic = ?name, %id, %code, %message, "topic not deleted");
                 let r = result
                     .with_name(name.as_deref().map(super::topic_name))
@@ -273,7 +277,7 @@ async fn grow_topic(
     name: &str,
     count: i32,
     validate_only: bool,
-) -> Result<(), (ErrorCode, String)> {
+) -> Result<(), KafkaError> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
@@ -301,14 +305,17 @@ pub async fn create_partitions(
         let foreign =
             t.assignments.iter().flatten().any(|a| a.broker_ids.iter().any(|b| b.0 != node));
         let outcome = if foreign {
-            Err((ec::INVALID_REPLICA_ASSIGNMENT, "assignment names an unknown broker".to_owned()))
+            Err(KafkaError::new(
+                ec::INVALID_REPLICA_ASSIGNMENT,
+                "assignment names an unknown broker".to_owned(),
+            ))
         } else {
             grow_topic(ctx, &t.name.0, t.count, req.validate_only).await
         };
         let r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         results.push(match outcome {
             Ok(()) => r,
-            Err((code, msg)) => {
+            Err(KafkaError { code, message: msg }) => {
                 info!(topic = %t.name.0, %code, %msg, "partitions not added");
                 r.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }

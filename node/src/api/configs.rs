@@ -23,6 +23,7 @@ use super::{by_owner, str_bytes};
 use crate::cluster::Topic;
 use crate::cluster::topic_config::{self, Kind, TOPIC_CONFIGS};
 use crate::config::NodeConfig;
+use crate::error::KafkaError;
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -301,11 +302,14 @@ pub async fn incremental_alter_configs(
             .collect();
         let outcome = match r.resource_type {
             RESOURCE_TOPIC => alter_topic(ctx, &name, &ops, req.validate_only).await,
-            RESOURCE_BROKER => Err((
+            RESOURCE_BROKER => Err(KafkaError::new(
                 ec::INVALID_REQUEST,
                 "broker settings are set at start-up (flags or config file)".to_owned(),
             )),
-            other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+            other => Err(KafkaError::new(
+                ec::INVALID_REQUEST,
+                format!("resource type {other} is not supported"),
+            )),
         };
         let resp = AlterConfigsResourceResponse::default()
             .with_error_message(None)
@@ -313,7 +317,7 @@ pub async fn incremental_alter_configs(
             .with_resource_name(r.resource_name.clone());
         responses.push(match outcome {
             Ok(()) => resp,
-            Err((code, msg)) => {
+            Err(KafkaError { code, message: msg }) => {
                 info!(resource = %name, %code, %msg, "configs not altered");
                 resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }
@@ -339,11 +343,14 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
                 Ok(ops) => alter_topic(ctx, &name, &ops, req.validate_only).await,
                 Err(e) => Err(e),
             },
-            RESOURCE_BROKER => Err((
+            RESOURCE_BROKER => Err(KafkaError::new(
                 ec::INVALID_REQUEST,
                 "broker settings are set at start-up (flags or config file)".to_owned(),
             )),
-            other => Err((ec::INVALID_REQUEST, format!("resource type {other} is not supported"))),
+            other => Err(KafkaError::new(
+                ec::INVALID_REQUEST,
+                format!("resource type {other} is not supported"),
+            )),
         };
         let resp = WholeSetResourceResponse::default()
             .with_error_message(None)
@@ -351,7 +358,7 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
             .with_resource_name(r.resource_name.clone());
         responses.push(match outcome {
             Ok(()) => resp,
-            Err((code, msg)) => {
+            Err(KafkaError { code, message: msg }) => {
                 info!(resource = %name, %code, %msg, "configs not altered");
                 resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
             }
@@ -363,11 +370,11 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
 /// The operations that turn any topic's configs into exactly `given`: delete every key, then set
 /// the given ones (so the result does not depend on the configs read before the admin lock). A
 /// null value is `INVALID_REQUEST`, as Kafka answers.
-fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, (ErrorCode, String)> {
+fn whole_set_ops(given: &[(String, Option<String>)]) -> Result<Vec<ConfigOp>, KafkaError> {
     let nulls: Vec<&str> =
         given.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| n.as_str()).collect();
     if !nulls.is_empty() {
-        return Err((
+        return Err(KafkaError::new(
             ec::INVALID_REQUEST,
             format!("null value not supported for {}", nulls.join(",")),
         ));
@@ -382,11 +389,12 @@ async fn alter_topic(
     name: &str,
     ops: &[(String, i8, Option<String>)],
     validate_only: bool,
-) -> Result<(), (ErrorCode, String)> {
+) -> Result<(), KafkaError> {
     let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
-    let configs = apply_ops(&topic.configs, ops).map_err(|m| (ec::INVALID_CONFIG, m))?;
+    let configs =
+        apply_ops(&topic.configs, ops).map_err(|m| KafkaError::new(ec::INVALID_CONFIG, m))?;
     if validate_only || configs == topic.configs {
         return Ok(());
     }
@@ -455,7 +463,7 @@ mod tests {
         let none = apply_ops(&current, &whole_set_ops(&[]).expect("ops")).expect("apply");
         assert!(none.is_empty(), "an empty set returns every key to its default");
         let null = whole_set_ops(&[("retention.ms".to_owned(), None)]);
-        assert_eq!(null.expect_err("null").0, ec::INVALID_REQUEST);
+        assert_eq!(null.expect_err("null").code, ec::INVALID_REQUEST);
         let bad = whole_set_ops(&[("retention.ms".to_owned(), Some("x".to_owned()))]).expect("ops");
         assert!(apply_ops(&current, &bad).is_err(), "validated as IncrementalAlterConfigs is");
     }

@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 use super::{create_topic, str_bytes, topic_name};
 use crate::cluster::Topic;
+use crate::error::KafkaError;
 use crate::group::GroupHost;
 use crate::group::coordinator::{self, Admission, Assigned, Join, check_member, wait_for};
 use crate::group::records::{
@@ -59,7 +60,7 @@ use crate::shard::Shard;
 const KEY_TYPE_GROUP: i8 = 0;
 
 /// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions).
-pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (ErrorCode, String)> {
+pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, KafkaError> {
     if let Some(t) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
     }
@@ -75,24 +76,22 @@ pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, (ErrorCode, St
             .snapshot()
             .topic(OFFSETS_TOPIC)
             .cloned()
-            .ok_or((ec::UNKNOWN_SERVER_ERROR, String::new())),
-        Err((_, message)) => {
+            .ok_or(KafkaError::new(ec::UNKNOWN_SERVER_ERROR, String::new())),
+        Err(KafkaError { message, .. }) => {
             warn!(%message, "cannot create the offsets topic");
-            Err((ec::COORDINATOR_NOT_AVAILABLE, message))
+            Err(KafkaError::new(ec::COORDINATOR_NOT_AVAILABLE, message))
         }
     }
 }
 
 /// The offsets topic, the group's partition of it, and that partition's owner shard.
-async fn group_home(
-    ctx: &Rc<Shard>,
-    group: &str,
-) -> Result<(Arc<Topic>, i32, usize), (ErrorCode, String)> {
+async fn group_home(ctx: &Rc<Shard>, group: &str) -> Result<(Arc<Topic>, i32, usize), KafkaError> {
     let topic = offsets_topic(ctx).await?;
     let partition = partition_for(group, topic.partitions());
-    let owner = topic
-        .owner(partition, ctx.config.smp)
-        .ok_or((ec::COORDINATOR_NOT_AVAILABLE, "offsets partition missing".to_owned()))?;
+    let owner = topic.owner(partition, ctx.config.smp).ok_or(KafkaError::new(
+        ec::COORDINATOR_NOT_AVAILABLE,
+        "offsets partition missing".to_owned(),
+    ))?;
     Ok((topic, partition, owner))
 }
 
@@ -109,9 +108,9 @@ where
     F: FnOnce(Rc<Shard>, i32) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = T> + 'static,
 {
-    let (_, partition, owner) = group_home(ctx, group).await.map_err(|(code, _)| code)?;
+    let (_, partition, owner) = group_home(ctx, group).await.map_err(|e| e.code)?;
     on_shard(ctx, owner, move |there| async move {
-        ensure_loaded(&*there, partition).await.map_err(|(code, _)| code)?;
+        ensure_loaded(&*there, partition).await.map_err(|e| e.code)?;
         Ok(work(there, partition).await)
     })
     .await
@@ -130,11 +129,9 @@ pub async fn find_coordinator(
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = &ctx.config.advertise;
     // Groups: this node, once the offsets topic exists. Transactions: none yet.
-    let answer = |key_type: i8,
-                  ready: &Result<Arc<Topic>, (ErrorCode, String)>|
-     -> Result<(), (ErrorCode, String)> {
+    let answer = |key_type: i8, ready: &Result<Arc<Topic>, KafkaError>| -> Result<(), KafkaError> {
         if key_type != KEY_TYPE_GROUP {
-            return Err((
+            return Err(KafkaError::new(
                 ec::COORDINATOR_NOT_AVAILABLE,
                 "transactions are not supported yet".to_owned(),
             ));
@@ -152,7 +149,7 @@ pub async fn find_coordinator(
                     Ok(()) => {
                         c.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port))
                     }
-                    Err((code, message)) => c
+                    Err(KafkaError { code, message }) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
                         .with_error_code(code.into())
@@ -165,7 +162,7 @@ pub async fn find_coordinator(
     let resp = FindCoordinatorResponse::default();
     match answer(req.key_type, &ready) {
         Ok(()) => resp.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port)),
-        Err((code, message)) => {
+        Err(KafkaError { code, message }) => {
             let resp = resp.with_error_code(code.into()).with_node_id(BrokerId(-1)).with_port(-1);
             // The error message exists from v1.
             if version >= 1 { resp.with_error_message(Some(str_bytes(&message))) } else { resp }
@@ -445,7 +442,7 @@ pub async fn list_groups(ctx: &Rc<Shard>, req: &ListGroupsRequest) -> ListGroups
     let mut error = ec::NONE;
     for shard in 0..ctx.config.smp {
         let listed = on_shard(ctx, shard, |there| async move {
-            load_all_owned(&*there).await.map_err(|(code, _)| code)?;
+            load_all_owned(&*there).await.map_err(|e| e.code)?;
             let groups = there.groups.borrow();
             let mut all: BTreeMap<String, (String, String)> = groups
                 .offsets

@@ -13,7 +13,6 @@ mod offsets;
 mod produce;
 mod producers;
 
-use odradek_net::ErrorCode;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -31,6 +30,7 @@ use odradek_net::request::{DecodeError, Request};
 use odradek_net::versions;
 
 use crate::cluster::Topic;
+use crate::error::KafkaError;
 use crate::partition::LEADER_EPOCH;
 use crate::server::Session;
 use crate::shard::Shard;
@@ -265,32 +265,34 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     } else {
         for wanted in req.topics.iter().flatten() {
             let snapshot = ctx.metadata.snapshot();
-            let found: Result<Arc<Topic>, (ErrorCode, String)> = match &wanted.name {
+            let found: Result<Arc<Topic>, KafkaError> = match &wanted.name {
                 Some(name) => match snapshot.topic(name) {
                     Some(t) => Ok(t.clone()),
                     None if may_create => {
                         create_topic(ctx, name, ctx.config.default_partitions, Default::default())
                             .await
-                            .or_else(|(code, msg)| {
+                            .or_else(|KafkaError { code, message: msg }| {
                                 // Another client created it first: fine.
                                 match ctx.metadata.snapshot().topic(name) {
                                     Some(t) if code == error_code::TOPIC_ALREADY_EXISTS => {
                                         Ok(t.clone())
                                     }
-                                    _ => Err((code, msg)),
+                                    _ => Err(KafkaError::new(code, msg)),
                                 }
                             })
                     }
-                    None => Err((error_code::UNKNOWN_TOPIC_OR_PARTITION, String::new())),
+                    None => {
+                        Err(KafkaError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, String::new()))
+                    }
                 },
                 None => snapshot
                     .topic_by_id(wanted.topic_id)
                     .cloned()
-                    .ok_or((error_code::UNKNOWN_TOPIC_ID, String::new())),
+                    .ok_or(KafkaError::new(error_code::UNKNOWN_TOPIC_ID, String::new())),
             };
             topics.push(match found {
                 Ok(t) => metadata_topic(&t, node),
-                Err((code, _)) => MetadataResponseTopic::default()
+                Err(KafkaError { code, .. }) => MetadataResponseTopic::default()
                     .with_name(wanted.name.clone())
                     .with_topic_id(wanted.topic_id)
                     .with_error_code(code.into()),

@@ -21,10 +21,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures_util::future::LocalBoxFuture;
-use odradek_net::ErrorCode;
+use odradek_net::error_code as ec;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::error::KafkaError;
 use crate::runtime::blocking::{Blocking, ReplaceError, replace_file_now};
 
 pub mod topic_config;
@@ -83,9 +84,9 @@ impl Catalogue {
     }
 
     /// The topic named `name`, or `UNKNOWN_TOPIC_OR_PARTITION` (for the admin paths).
-    pub fn existing(&self, name: &str) -> Result<&Arc<Topic>, (ErrorCode, String)> {
+    pub fn existing(&self, name: &str) -> Result<&Arc<Topic>, KafkaError> {
         self.topic(name).ok_or_else(|| {
-            (odradek_net::error_code::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`"))
+            KafkaError::new(ec::UNKNOWN_TOPIC_OR_PARTITION, format!("no topic `{name}`"))
         })
     }
 
@@ -169,28 +170,30 @@ impl Metadata {
     }
 
     /// A new topic with `partitions` partitions spread over `smp` shards, or why not
-    /// (`Err((kafka error code, message))`). Does not publish it.
+    /// (`Err(KafkaError::new(kafka error code, message))`). Does not publish it.
     pub fn plan_topic(
         current: &Catalogue,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
         smp: usize,
-    ) -> Result<Topic, (ErrorCode, String)> {
-        use odradek_net::error_code as ec;
-        check_topic_name(name).map_err(|m| (ec::INVALID_TOPIC_EXCEPTION, m))?;
+    ) -> Result<Topic, KafkaError> {
+        check_topic_name(name).map_err(|m| KafkaError::new(ec::INVALID_TOPIC_EXCEPTION, m))?;
         if current.topics.contains_key(name) {
-            return Err((ec::TOPIC_ALREADY_EXISTS, format!("topic `{name}` already exists")));
+            return Err(KafkaError::new(
+                ec::TOPIC_ALREADY_EXISTS,
+                format!("topic `{name}` already exists"),
+            ));
         }
         if current.topics.len() >= TOPICS_MAX {
-            return Err((
+            return Err(KafkaError::new(
                 ec::POLICY_VIOLATION,
                 format!("this node holds at most {TOPICS_MAX} topics"),
             ));
         }
         let max = crate::config::PARTITIONS_MAX;
         if partitions < 1 || partitions > max {
-            return Err((
+            return Err(KafkaError::new(
                 ec::INVALID_PARTITIONS,
                 format!("partitions must be 1..={max}, not {partitions}"),
             ));
@@ -229,25 +232,27 @@ impl MetadataStore for Metadata {
 }
 
 /// `topic` grown to `count` partitions, the new ones continuing the round-robin over `smp`
-/// shards, or why not (`Err((kafka error code, message))`): the same per-topic and node-wide
+/// shards, or why not (`Err(KafkaError::new(kafka error code, message))`): the same per-topic and node-wide
 /// limits as [`Metadata::plan_topic`]. Does not publish it.
 pub fn plan_growth(
     current: &Catalogue,
     topic: &Topic,
     count: i32,
     smp: usize,
-) -> Result<Topic, (ErrorCode, String)> {
-    use odradek_net::error_code as ec;
+) -> Result<Topic, KafkaError> {
     let have = topic.partitions();
     let max = crate::config::PARTITIONS_MAX;
     if count <= have {
-        return Err((
+        return Err(KafkaError::new(
             ec::INVALID_PARTITIONS,
             format!("topic has {have} partitions; the new count {count} must be larger"),
         ));
     }
     if count > max {
-        return Err((ec::INVALID_PARTITIONS, format!("at most {max} partitions per topic")));
+        return Err(KafkaError::new(
+            ec::INVALID_PARTITIONS,
+            format!("at most {max} partitions per topic"),
+        ));
     }
     let added = (count - have) as usize;
     check_partitions_room(current, added)?;
@@ -258,9 +263,9 @@ pub fn plan_growth(
 
 /// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
 /// otherwise, for CreateTopics and CreatePartitions alike).
-fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), (ErrorCode, String)> {
+fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), KafkaError> {
     if current.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
-        return Err((
+        return Err(KafkaError::new(
             odradek_net::error_code::POLICY_VIOLATION,
             format!(
                 "this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all; {} exist, {added} more asked for",
@@ -393,7 +398,6 @@ mod tests {
 
     #[test]
     fn growing_a_topic_obeys_the_node_wide_partition_limit() {
-        use odradek_net::error_code as ec;
         let per_topic = crate::config::PARTITIONS_MAX as usize;
         let mut full = Catalogue::default();
         for i in 0..PARTITIONS_TOTAL_MAX / per_topic {
@@ -412,9 +416,9 @@ mod tests {
             configs: BTreeMap::new(),
         };
         let grown = plan_growth(&full, &small, 2, 2);
-        assert_eq!(grown.expect_err("over the limit").0, ec::POLICY_VIOLATION);
+        assert_eq!(grown.expect_err("over the limit").code, ec::POLICY_VIOLATION);
         let created = Metadata::plan_topic(&full, "new", 1, BTreeMap::new(), 2);
-        assert_eq!(created.expect_err("over the limit").0, ec::POLICY_VIOLATION, "same code");
+        assert_eq!(created.expect_err("over the limit").code, ec::POLICY_VIOLATION, "same code");
 
         let mut roomy = full.clone();
         roomy.topics.remove("t0");
@@ -422,9 +426,9 @@ mod tests {
         assert_eq!(grown.shards.len(), 3);
         assert_eq!((grown.name.as_str(), grown.id), ("small", small.id), "same topic");
         let same = plan_growth(&roomy, &small, 1, 2);
-        assert_eq!(same.expect_err("not larger").0, ec::INVALID_PARTITIONS);
+        assert_eq!(same.expect_err("not larger").code, ec::INVALID_PARTITIONS);
         let huge = plan_growth(&roomy, &small, crate::config::PARTITIONS_MAX + 1, 2);
-        assert_eq!(huge.expect_err("per-topic limit").0, ec::INVALID_PARTITIONS);
+        assert_eq!(huge.expect_err("per-topic limit").code, ec::INVALID_PARTITIONS);
     }
 
     #[test]
@@ -476,7 +480,7 @@ mod tests {
         let runtime = compio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(m.publish(next)).expect("publish");
         let dup = Metadata::plan_topic(&m.snapshot(), "a", 1, BTreeMap::new(), 2);
-        assert_eq!(dup.expect_err("exists").0, odradek_net::error_code::TOPIC_ALREADY_EXISTS);
+        assert_eq!(dup.expect_err("exists").code, odradek_net::error_code::TOPIC_ALREADY_EXISTS);
         let b = Metadata::plan_topic(&m.snapshot(), "b", 1, BTreeMap::new(), 2).expect("plan");
         assert_eq!(b.shards, vec![1], "continues after the 3 existing partitions");
         let again = Metadata::open(dir.path(), pool.clone()).expect("reopen");

@@ -17,6 +17,7 @@ use super::records::{
     Committed, RecordError, group_key, group_value, offset_key, offset_value, partition_for,
 };
 use crate::error;
+use crate::error::KafkaError;
 use crate::partition::{Durability, Partition};
 
 /// Most bytes one read of a group partition returns while loading it.
@@ -33,14 +34,11 @@ pub fn now_ms() -> i64 {
 }
 
 /// Reads group partition `partition` into memory, once per start.
-pub async fn ensure_loaded(
-    host: &impl GroupHost,
-    partition: i32,
-) -> Result<(), (ErrorCode, String)> {
+pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), KafkaError> {
     if host.groups().borrow().loaded.contains(&partition) {
         return Ok(());
     }
-    let p = host.offsets_partition(partition).await.map_err(|code| (code, String::new()))?;
+    let p = host.offsets_partition(partition).await.map_err(KafkaError::from)?;
     let records = read_all(&p, partition).await?;
     let mut groups = host.groups().borrow_mut();
     if groups.loaded.insert(partition) {
@@ -55,14 +53,14 @@ pub async fn ensure_loaded(
 async fn read_all(
     p: &Partition,
     partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, (ErrorCode, String)> {
+) -> Result<Vec<(Bytes, Option<Bytes>)>, KafkaError> {
     let mut at = p.log_start_offset();
     let end = p.high_watermark();
     let mut records = Vec::new();
     while at < end {
         let bytes = p.read_bytes(at, LOAD_READ_BYTES).await.map_err(|e| {
             warn!(partition, offset = at, error = %e, "cannot read group offsets");
-            (ec::KAFKA_STORAGE_ERROR, e.to_string())
+            KafkaError::new(ec::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
         if bytes.is_empty() {
             break;
@@ -71,7 +69,10 @@ async fn read_all(
         while pos < bytes.len() {
             let refuse = |e: String| {
                 warn!(partition, offset = at, error = %e, "cannot read group offsets");
-                (ec::KAFKA_STORAGE_ERROR, format!("offsets partition {partition}: {e}"))
+                KafkaError::new(
+                    ec::KAFKA_STORAGE_ERROR,
+                    format!("offsets partition {partition}: {e}"),
+                )
             };
             // One batch at a time: the read returns as many whole batches as fit.
             let len = odradek_storage::batch::BatchHeader::parse(&bytes[pos..])
@@ -202,7 +203,7 @@ pub async fn delete_offsets(
 
 /// Reads every `__consumer_offsets` partition this shard owns, so that its view of the groups
 /// is complete.
-pub async fn load_all_owned(host: &impl GroupHost) -> Result<(), (ErrorCode, String)> {
+pub async fn load_all_owned(host: &impl GroupHost) -> Result<(), KafkaError> {
     for p in host.owned_offsets_partitions() {
         ensure_loaded(host, p).await?;
     }

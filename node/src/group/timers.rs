@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use super::GroupHost;
 use super::records::partition_for;
 use super::store::{delete_offsets, load_all_owned, now_ms, store_group};
+use crate::error::KafkaError;
 
 /// How often the group ticker looks at session timeouts and join deadlines.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -32,7 +33,7 @@ pub async fn expire_offsets(host: &impl GroupHost) {
 
 async fn expire_once(host: &impl GroupHost) {
     let Some(partitions) = host.offsets_partition_count() else { return };
-    if let Err((code, message)) = load_all_owned(host).await {
+    if let Err(KafkaError { code, message }) = load_all_owned(host).await {
         warn!(%code, %message, "cannot read committed offsets for expiry");
         return;
     }
