@@ -113,6 +113,147 @@ async fn persist_log_start<B: Backend>(
     Ok(())
 }
 
+/// Removes what an interrupted compaction swap or small-file write left (`.cleaned`, `.tmp`)
+/// and index files without a segment. Returns the segments' base offsets, ascending, and
+/// whether a name in the directory changed.
+async fn remove_leftovers<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    names: &[String],
+) -> Result<(Vec<u64>, bool), LogError> {
+    let mut bases: Vec<u64> = Vec::new();
+    let mut dir_changed = false;
+    for name in names {
+        if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+            bases.push(base);
+        } else if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            let p = dir.join(name);
+            backend.remove_file(&p).await.map_err(io("remove", &p))?;
+            dir_changed = true;
+        }
+    }
+    bases.sort_unstable();
+    for name in names {
+        let orphan = [".index", ".timeindex"].iter().any(|ext| {
+            name.strip_suffix(ext)
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|b| bases.binary_search(&b).is_err())
+        });
+        if orphan {
+            let p = dir.join(name);
+            backend.remove_file(&p).await.map_err(io("remove", &p))?;
+            dir_changed = true;
+        }
+    }
+    Ok((bases, dir_changed))
+}
+
+/// Opens segment `base` at recovery: loads it from its indexes when they can be trusted (after
+/// a clean shutdown, or any segment but the last), else rebuilds it with a verifying scan and
+/// cuts a torn tail off its file. A rebuilt closed segment gets its indexes written.
+async fn recover_segment<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    base: u64,
+    clean: bool,
+    is_last: bool,
+    cfg: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<Segment<B::File>, LogError> {
+    let path = segment::log_path(dir, base);
+    let file = backend.open(&path, false).await.map_err(io("open", &path))?;
+    let len = file.size().await.map_err(io("stat", &path))?;
+    let mut seg = Segment::empty(base, path, file);
+    if (clean || !is_last) && seg.load(backend, dir, len).await? {
+        return Ok(seg);
+    }
+    report.indexes_rebuilt += 1;
+    if let ScanEnd::Torn { valid_bytes, reason } =
+        seg.rebuild(len, cfg.index_interval_bytes).await?
+    {
+        cut_torn_tail(&seg, len, valid_bytes, reason, cfg.direct_writes, report).await?;
+    }
+    // Pair of the append-side checks: what recovery keeps is whole validated batches, and the
+    // file now ends where they do.
+    assert!(seg.size <= len, "a segment never counts bytes its file lacks");
+    if !is_last {
+        // Save the repaired indexes so the next open does not scan again.
+        seg.push_time_entry();
+        let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
+        segment::write_whole(backend, &segment::index_path(dir, base), ix).await?;
+        segment::write_whole(backend, &segment::time_index_path(dir, base), tx).await?;
+    }
+    Ok(seg)
+}
+
+/// Cuts the file of `seg` (of `len` bytes) back to its `valid_bytes` of whole batches and syncs
+/// the cut, telling the zero padding of a direct write from a torn or corrupt tail.
+async fn cut_torn_tail<F: StorageFile>(
+    seg: &Segment<F>,
+    len: u64,
+    valid_bytes: u64,
+    reason: String,
+    direct_writes: bool,
+    report: &mut RecoveryReport,
+) -> Result<(), LogError> {
+    assert_eq!(seg.size, valid_bytes, "the scan keeps exactly the valid prefix");
+    let (path, cut) = (&seg.path, len - valid_bytes);
+    // In direct mode a sub-block zero tail is the padding of the last write; in buffered mode
+    // zeros mean a write that never reached the disk.
+    let padding = direct_writes
+        && cut < DIRECT_ALIGN as u64
+        && seg
+            .file
+            .read_at(valid_bytes, cut as usize)
+            .await
+            .is_ok_and(|b| b.iter().all(|&x| x == 0));
+    if padding {
+        info!(segment = %path.display(), cut_bytes = cut, log_end_offset = seg.next_offset,
+            "recovery cuts the zero padding of a direct write");
+    } else {
+        warn!(
+            segment = %path.display(),
+            valid_bytes,
+            truncated_bytes = cut,
+            log_end_offset = seg.next_offset,
+            %reason,
+            "recovery truncates a torn or corrupt segment tail"
+        );
+    }
+    seg.file.set_len(valid_bytes).await.map_err(io("truncate", path))?;
+    seg.file.sync_data().await.map_err(io("fdatasync", path))?;
+    if padding {
+        report.padding_bytes += cut;
+    } else {
+        report.truncated_bytes += cut;
+        report.truncated_reason = Some(reason);
+    }
+    Ok(())
+}
+
+/// The log start offset at open: the first segment's base or a persisted DeleteRecords start,
+/// whichever is higher. An empty directory gets its first segment here, at the persisted start
+/// (or 0). Returns the start and whether a file was created.
+async fn recover_log_start<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    segments: &mut BTreeMap<u64, Segment<B::File>>,
+) -> Result<(u64, bool), LogError> {
+    let persisted_start = match segment::read_whole(backend, &dir.join(LOG_START_FILE)).await? {
+        Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse::<u64>().ok()),
+        None => None,
+    };
+    if segments.is_empty() {
+        let base = persisted_start.unwrap_or(0);
+        let path = segment::log_path(dir, base);
+        let file = backend.open(&path, true).await.map_err(io("create", &path))?;
+        segments.insert(base, Segment::empty(base, path, file));
+        return Ok((base, true));
+    }
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    Ok((first_base.max(persisted_start.unwrap_or(0)), false))
+}
+
 /// The result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult<F> {
@@ -169,6 +310,48 @@ pub(crate) struct State<F> {
 }
 
 impl<F: StorageFile> State<F> {
+    /// The state recovery found: `segments` (at least one) starting at `log_start`, everything
+    /// in them on stable storage (recovery synced every cut, and kept only what it read back).
+    fn recovered(segments: BTreeMap<u64, Segment<F>>, log_start: u64) -> Self {
+        let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
+        let state = State {
+            segments,
+            log_start_offset: log_start,
+            synced_offset: end,
+            dir_gen: 0,
+            dir_synced_gen: 0,
+            records_written: 0,
+            records_synced: 0,
+            oldest_unsynced_ms: None,
+            fenced: None,
+            closed: false,
+        };
+        state.assert_invariants();
+        state
+    }
+
+    /// Asserts the log's documented invariants (ARCHITECTURE.md, `storage/`) where they are
+    /// established: at open, and after a roll, a truncation or a segment deletion. O(segments).
+    pub(crate) fn assert_invariants(&self) {
+        assert!(!self.segments.is_empty(), "a log always has an active segment");
+        let end = self.log_end_offset();
+        let (start, synced) = (self.log_start_offset, self.synced_offset);
+        assert!(synced <= end, "synced offset {synced} beyond the log end {end}");
+        assert!(start <= end, "log start {start} beyond the log end {end}");
+        let active = self.active().base_offset;
+        let mut prev_end: Option<u64> = None;
+        for (&base, seg) in &self.segments {
+            assert_eq!(base, seg.base_offset, "segments are keyed by their base offset");
+            assert!(seg.next_offset >= base, "segment {base} ends before it starts");
+            // Offsets only grow: no segment starts below the end of the one before it.
+            assert!(prev_end.is_none_or(|p| base >= p), "segment {base} overlaps its predecessor");
+            prev_end = Some(seg.next_offset);
+            // Only the active segment is written directly, so only it may end in padding.
+            let direct = matches!(seg.direct, DirectState::Open { .. });
+            assert!(base == active || !direct, "sealed segment {base} is open for direct writes");
+        }
+    }
+
     pub(crate) fn active(&self) -> &Segment<F> {
         self.segments.values().next_back().expect("a log always has an active segment")
     }
@@ -239,94 +422,20 @@ impl<B: Backend> Log<B> {
     ) -> Result<(Self, RecoveryReport), LogError> {
         backend.create_dir_all(dir).await.map_err(io("mkdir", dir))?;
         let names = backend.list_dir(dir).await.map_err(io("list", dir))?;
-        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let mut report = RecoveryReport { clean_shutdown: clean, ..Default::default() };
-        let mut bases: Vec<u64> = Vec::new();
-        let mut dir_changed = false;
-        for name in &names {
-            if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
-                bases.push(base);
-            } else if name.ends_with(".cleaned") || name.ends_with(".tmp") {
-                // Leftovers of an interrupted compaction swap or small-file write.
-                let p = dir.join(name);
-                backend.remove_file(&p).await.map_err(io("remove", &p))?;
-                dir_changed = true;
-            }
-        }
-        bases.sort_unstable();
-        for name in &names {
-            let orphan = [".index", ".timeindex"].iter().any(|ext| {
-                name.strip_suffix(ext)
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_some_and(|b| bases.binary_search(&b).is_err())
-            });
-            if orphan {
-                let p = dir.join(name);
-                backend.remove_file(&p).await.map_err(io("remove", &p))?;
-                dir_changed = true;
-            }
-        }
-        let cfg = config.clone();
+        let (bases, mut dir_changed) = remove_leftovers(&backend, dir, &names).await?;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
-            let path = segment::log_path(dir, base);
-            let file = backend.open(&path, false).await.map_err(io("open", &path))?;
-            let len = file.size().await.map_err(io("stat", &path))?;
-            let mut seg = Segment::empty(base, path.clone(), file);
-            let trusted = (clean || !is_last) && seg.load(&backend, dir, len).await?;
-            if !trusted {
-                report.indexes_rebuilt += 1;
-                if let ScanEnd::Torn { valid_bytes, reason } =
-                    seg.rebuild(len, cfg.index_interval_bytes).await?
-                {
-                    let cut = len - valid_bytes;
-                    // In direct mode a sub-block zero tail is the padding of the last write; in
-                    // buffered mode zeros mean a write that never reached the disk.
-                    let padding = cfg.direct_writes
-                        && cut < DIRECT_ALIGN as u64
-                        && seg
-                            .file
-                            .read_at(valid_bytes, cut as usize)
-                            .await
-                            .is_ok_and(|b| b.iter().all(|&x| x == 0));
-                    if padding {
-                        info!(segment = %path.display(), cut_bytes = cut, log_end_offset = seg.next_offset,
-                            "recovery cuts the zero padding of a direct write");
-                    } else {
-                        warn!(
-                            segment = %path.display(),
-                            valid_bytes,
-                            truncated_bytes = cut,
-                            log_end_offset = seg.next_offset,
-                            %reason,
-                            "recovery truncates a torn or corrupt segment tail"
-                        );
-                    }
-                    seg.file.set_len(valid_bytes).await.map_err(io("truncate", &path))?;
-                    seg.file.sync_data().await.map_err(io("fdatasync", &path))?;
-                    if padding {
-                        report.padding_bytes += cut;
-                    } else {
-                        report.truncated_bytes += cut;
-                        report.truncated_reason = Some(reason);
-                    }
-                }
-            }
-            if !trusted && !is_last {
-                // Save the repaired indexes so the next open does not scan again.
-                seg.push_time_entry();
-                let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
-                segment::write_whole(&backend, &segment::index_path(dir, base), ix).await?;
-                segment::write_whole(&backend, &segment::time_index_path(dir, base), tx).await?;
-            }
+            let seg =
+                recover_segment(&backend, dir, base, clean, is_last, &config, &mut report).await?;
             if let Some(prev) =
                 segments.values().next_back().map(|s: &Segment<B::File>| s.next_offset)
                 && base < prev
             {
                 return Err(LogError::Corrupt {
-                    path,
+                    path: seg.path,
                     position: 0,
                     reason: format!(
                         "segment base {base} overlaps the previous segment ending at {prev}"
@@ -335,22 +444,10 @@ impl<B: Backend> Log<B> {
             }
             segments.insert(base, seg);
         }
-        let persisted_start = match segment::read_whole(&backend, &dir.join(LOG_START_FILE)).await?
-        {
-            Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse::<u64>().ok()),
-            None => None,
-        };
-        let first_base = segments.keys().next().copied();
-        let mut log_start = first_base.unwrap_or(0).max(persisted_start.unwrap_or(0));
-        if segments.is_empty() {
-            let base = persisted_start.unwrap_or(0);
-            let path = segment::log_path(dir, base);
-            let file = backend.open(&path, true).await.map_err(io("create", &path))?;
-            segments.insert(base, Segment::empty(base, path, file));
-            dir_changed = true;
-            log_start = base;
-        }
+        let (mut log_start, created) = recover_log_start(&backend, dir, &mut segments).await?;
+        dir_changed |= created;
         if clean {
+            let marker = dir.join(CLEAN_SHUTDOWN_FILE);
             backend.remove_file(&marker).await.map_err(io("remove", &marker))?;
             dir_changed = true;
         }
@@ -375,19 +472,21 @@ impl<B: Backend> Log<B> {
             truncated_bytes = report.truncated_bytes,
             "partition log opened"
         );
-        let state = State {
-            segments,
-            log_start_offset: log_start,
-            synced_offset: end,
-            dir_gen: 0,
-            dir_synced_gen: 0,
-            records_written: 0,
-            records_synced: 0,
-            oldest_unsynced_ms: None,
-            fenced: None,
-            closed: false,
-        };
-        let log = Log {
+        let state = State::recovered(segments, log_start);
+        let log = Log::with_state(backend, dir, config, clock, state);
+        log.load_producers().await?;
+        Ok((log, report))
+    }
+
+    /// A log over recovered `state`, with nothing queued and no producer state yet.
+    fn with_state(
+        backend: B,
+        dir: &Path,
+        config: LogConfig,
+        clock: Clock,
+        state: State<B::File>,
+    ) -> Self {
+        Log {
             backend,
             dir: dir.to_path_buf(),
             config: RefCell::new(config),
@@ -399,9 +498,7 @@ impl<B: Backend> Log<B> {
             syncer: Mutex::new(()),
             maintenance: Mutex::new(()),
             producers: RefCell::new(ProducerStates::default()),
-        };
-        log.load_producers().await?;
-        Ok((log, report))
+        }
     }
 
     pub fn dir(&self) -> &Path {
