@@ -40,6 +40,10 @@ const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes of output buffered before they are written.
 const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
+// A read chunk holds at least one batch header, so every chunk makes progress.
+const _: () = assert!(READ_CHUNK_BYTES >= HEADER_BYTES);
+const _: () = assert!(WRITE_CHUNK_BYTES >= READ_CHUNK_BYTES);
+
 /// What a compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionReport {

@@ -56,6 +56,12 @@ pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
 /// Producer-state snapshots kept per partition (the newest).
 pub const PRODUCER_SNAPSHOTS_KEPT: usize = 3;
 
+const _: () = assert!(PENDING_BYTES_MAX > 0);
+// Opening falls back to an older snapshot when the newest is damaged: keep at least one.
+const _: () = assert!(PRODUCER_SNAPSHOTS_KEPT >= 1);
+// Recovery tells a direct write's padding by its being shorter than one block.
+const _: () = assert!(DIRECT_ALIGN.is_power_of_two());
+
 /// Milliseconds since the Unix epoch; injectable for tests.
 pub type Clock = Rc<dyn Fn() -> i64>;
 
@@ -292,6 +298,58 @@ struct PendingAppend {
     bytes: usize,
     records: u64,
     slot: AppendSlot,
+}
+
+/// One group write, ready to go: the stored headers joined to the producers' payloads, what
+/// each append will be told, and the log end offset after it.
+struct Staged {
+    iov: Vec<Bytes>,
+    headers: Vec<BatchHeader>,
+    infos: Vec<AppendInfo>,
+    records: u64,
+    bytes: usize,
+    end_offset: u64,
+}
+
+/// Assigns offsets from `next` (the log end) on to every batch of `entries`, in order, and
+/// builds their stored headers; no I/O.
+fn stage(entries: &[PendingAppend], mut next: u64, log_append_time: Option<i64>) -> Staged {
+    let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
+    let mut headers: Vec<BatchHeader> = Vec::new();
+    let mut infos = Vec::with_capacity(entries.len());
+    let mut records = 0u64;
+    for entry in entries {
+        let base = next;
+        for b in &entry.batches {
+            let raw = batch::stored_header(b, next as i64, log_append_time);
+            let header = BatchHeader::parse(&raw).expect("a validated header still parses");
+            // Offsets only grow, densely from the log end; and what is written passes the check
+            // that recovery runs when it reads the batch back (CRC included).
+            assert_eq!(header.base_offset as u64, next, "offsets are assigned from the log end");
+            assert!(header.offset_span() >= 1, "a stored batch spans at least one offset");
+            debug_assert!(
+                batch::validate(
+                    &[&raw[..], &b.bytes[batch::HEADER_BYTES..]].concat(),
+                    batch::Strictness::Stored
+                )
+                .is_ok(),
+                "a batch about to be written fails the recovery check"
+            );
+            iov.push(Bytes::copy_from_slice(&raw));
+            iov.push(b.bytes.slice(batch::HEADER_BYTES..));
+            next += header.offset_span();
+            headers.push(header);
+        }
+        records += entry.records;
+        infos.push(AppendInfo {
+            base_offset: base,
+            last_offset: next - 1,
+            log_append_time,
+            log_start_offset: 0,
+        });
+    }
+    let bytes: usize = iov.iter().map(Bytes::len).sum();
+    Staged { iov, headers, infos, records, bytes, end_offset: next }
 }
 
 pub(crate) struct State<F> {
@@ -641,37 +699,20 @@ impl<B: Backend> Log<B> {
     /// Assigns offsets to a run of entries, writes them with one vectored write, then records
     /// them in the active segment. On a write error the file is cut back and nothing changes.
     async fn write_chunk(&self, entries: &[PendingAppend]) -> Result<Vec<AppendInfo>, AppendError> {
+        // A fenced log takes no more writes. Checked again here, with no `.await` before the
+        // write: a buffered-mode sync (which does not take the writer lock) may have failed and
+        // fenced the log while `write_pending` was rolling the segment.
+        self.state.borrow().check_writable()?;
         let now = (self.clock)();
         let log_append_time =
             (self.config.borrow().timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        let (file, path, start_pos, mut next) = {
+        let (file, path, start_pos, next) = {
             let st = self.state.borrow();
             let seg = st.active();
             (seg.file.clone(), seg.path.clone(), seg.size, seg.next_offset)
         };
-        let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
-        let mut headers: Vec<BatchHeader> = Vec::new();
-        let mut infos = Vec::with_capacity(entries.len());
-        let mut records = 0u64;
-        for entry in entries {
-            let base = next;
-            for b in &entry.batches {
-                let raw = batch::stored_header(b, next as i64, log_append_time);
-                let header = BatchHeader::parse(&raw).expect("a validated header still parses");
-                iov.push(Bytes::copy_from_slice(&raw));
-                iov.push(b.bytes.slice(batch::HEADER_BYTES..));
-                next += header.offset_span();
-                headers.push(header);
-            }
-            records += entry.records;
-            infos.push(AppendInfo {
-                base_offset: base,
-                last_offset: next - 1,
-                log_append_time,
-                log_start_offset: 0,
-            });
-        }
-        let bytes: usize = iov.iter().map(Bytes::len).sum();
+        let Staged { iov, headers, mut infos, records, bytes, end_offset } =
+            stage(entries, next, log_append_time);
         let started = std::time::Instant::now();
         let written = self.write_data(&file, &path, start_pos, iov).await;
         let took = started.elapsed();
@@ -697,6 +738,9 @@ impl<B: Backend> Log<B> {
             seg.note_batch(pos, h, interval);
             pos += h.total_len() as u64;
         }
+        // The segment counts exactly the whole batches just written, and ends at their end.
+        assert_eq!(seg.size, start_pos + bytes as u64, "segment size counts whole batches");
+        assert_eq!(seg.next_offset, end_offset, "the log end follows the last batch written");
         {
             let mut producers = self.producers.borrow_mut();
             for h in &headers {
@@ -813,10 +857,13 @@ impl<B: Backend> Log<B> {
         let new_path = segment::log_path(&self.dir, end);
         let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
         let mut st = self.state.borrow_mut();
+        // The new segment starts where the sealed one ends: offsets only grow, with no gap.
+        assert_eq!(end, st.log_end_offset(), "the log end moved during a roll");
         // Every earlier segment was synced when it was rolled; this one just was.
         st.synced_offset = st.synced_offset.max(end);
         st.dir_gen += 1;
         st.segments.insert(end, Segment::empty(end, new_path.clone(), new_file));
+        st.assert_invariants();
         debug!(segment = %new_path.display(), base_offset = end, "rolled segment");
         Ok(())
     }
@@ -837,6 +884,7 @@ impl<B: Backend> Log<B> {
             (f, p, seg.base_offset, seg.next_offset, seg.size, padded, ix, tx)
         };
         if padded {
+            // Only the active segment may end in padding: a sealed one is exactly its data.
             file.set_len(size).await.map_err(io("truncate", &path))?;
         }
         file.sync_data().await.map_err(io("fdatasync", &path))?;
@@ -935,6 +983,8 @@ impl<B: Backend> Log<B> {
             return Err(LogError::Io(failure));
         }
         st.synced_offset = st.synced_offset.max(upto);
+        // The syncer lock keeps truncation out, so the log end only grew meanwhile.
+        assert!(st.synced_offset <= st.log_end_offset(), "synced beyond the log end");
         drop(st);
         self.drop_behind(synced_base, synced_pos);
         let mut st = self.state.borrow_mut();
@@ -1276,6 +1326,7 @@ impl<B: Backend> Log<B> {
             let first = st.segments.keys().next().copied().unwrap_or(0);
             st.log_start_offset = st.log_start_offset.max(first);
             report.log_start_offset = st.log_start_offset;
+            st.assert_invariants();
             out
         };
         for seg in &removed {
@@ -1309,6 +1360,7 @@ impl<B: Backend> Log<B> {
         self.persist_log_start(offset).await?;
         let doomed: Vec<u64> = {
             let mut st = self.state.borrow_mut();
+            assert!(offset <= st.log_end_offset(), "the maintenance lock keeps truncation out");
             st.log_start_offset = offset;
             let keys: Vec<(u64, u64)> =
                 st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
@@ -1383,6 +1435,8 @@ impl<B: Backend> Log<B> {
         st.segments.insert(view.base_offset, rebuilt);
         st.synced_offset = st.synced_offset.min(new_end);
         st.log_start_offset = st.log_start_offset.min(new_end);
+        assert!(new_end <= end, "truncation never moves the log end forward");
+        st.assert_invariants();
         info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, "log truncated");
         Ok(new_end)
     }
@@ -1406,7 +1460,9 @@ impl<B: Backend> Log<B> {
         segment::write_whole(&self.backend, &marker, Vec::new()).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
         let mut st = self.state.borrow_mut();
+        assert_eq!(end, st.log_end_offset(), "the writer lock keeps appends out of a close");
         st.synced_offset = st.log_end_offset();
+        st.assert_invariants();
         info!(dir = %self.dir.display(), log_end_offset = st.log_end_offset(), "partition log closed cleanly");
         Ok(())
     }

@@ -22,6 +22,12 @@ pub const RECOVERY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// treats a batch beyond it as corrupt (its base offset is not covered by the CRC).
 pub const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
 
+// A scan chunk holds at least a batch's length prefix and its whole header.
+const _: () = assert!(SCAN_CHUNK_BYTES >= LOG_OVERHEAD_BYTES && SCAN_CHUNK_BYTES >= HEADER_BYTES);
+const _: () = assert!(RECOVERY_BATCH_BYTES_MAX >= SCAN_CHUNK_BYTES);
+// Index entries hold a relative offset in 32 bits (Kafka's format).
+const _: () = assert!(RELATIVE_OFFSET_MAX <= u32::MAX as u64);
+
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
 }
@@ -125,6 +131,8 @@ impl<F: StorageFile> Segment<F> {
             self.first_timestamp = Some(header.max_timestamp);
         }
         if self.bytes_since_index >= index_interval && position > 0 {
+            // Index entries hold the position in 32 bits.
+            assert!(position <= u64::from(u32::MAX), "segment position {position} beyond 4 GiB");
             let rel = self.relative(header.base_offset as u64);
             self.offset_index.push(OffsetEntry { relative_offset: rel, position: position as u32 });
             self.push_time_entry();
