@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::path::Path;
 
 use bytes::Bytes;
 use tracing::info;
@@ -38,6 +39,10 @@ pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
 const READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Bytes of output buffered before they are written.
 const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+// A read chunk holds at least one batch header, so every chunk makes progress.
+const _: () = assert!(READ_CHUNK_BYTES >= HEADER_BYTES);
+const _: () = assert!(WRITE_CHUNK_BYTES >= READ_CHUNK_BYTES);
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -199,80 +204,65 @@ impl<B: Backend> Log<B> {
         newest: &HashMap<u128, u64>,
         horizon: i64,
     ) -> Result<Option<(u64, u64)>, LogError> {
-        let mut out: Vec<Bytes> = Vec::new();
-        let mut removed = 0u64;
-        for_each_batch(seg, |b| {
-            let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
-            if h.is_control() {
-                out.push(b);
-                return Ok(());
-            }
-            let before = recs.len();
-            let kept: Vec<Record> = recs
-                .into_iter()
-                .filter(|r| {
-                    let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
-                    let Some(k) = &r.key else { return true };
-                    let is_newest = newest.get(&key_hash(k)).is_none_or(|&o| o <= offset);
-                    let expired_tombstone = r.value.is_none() && h.max_timestamp < horizon;
-                    is_newest && !expired_tombstone
-                })
-                .collect();
-            removed += (before - kept.len()) as u64;
-            if kept.len() == before {
-                out.push(b);
-            } else if !kept.is_empty() {
-                let params = BatchParams {
-                    base_offset: h.base_offset,
-                    partition_leader_epoch: h.partition_leader_epoch,
-                    attributes: h.attributes,
-                    last_offset_delta: h.last_offset_delta,
-                    base_timestamp: h.base_timestamp,
-                    max_timestamp: h.max_timestamp,
-                    producer_id: h.producer_id,
-                    producer_epoch: h.producer_epoch,
-                    base_sequence: h.base_sequence,
-                };
-                let rebuilt =
-                    build_batch(&params, &kept).map_err(|e| seg_corrupt(seg, &e.to_string()))?;
-                out.push(rebuilt);
-            }
-            Ok(())
-        })
-        .await?;
+        let (out, removed) = thin_segment(seg, newest, horizon).await?;
         if removed == 0 {
             return Ok(None);
         }
-        let dir = &self.dir;
-        let cleaned = dir.join(format!("{:020}.log.cleaned", seg.base_offset));
+        let cleaned = self.dir.join(format!("{:020}.log.cleaned", seg.base_offset));
+        let (file, written) = self.write_cleaned(&cleaned, out).await?;
+        let after = self.swap_cleaned(seg, &cleaned, file, written).await?;
+        Ok(Some((removed, after)))
+    }
+
+    /// Writes `batches` to a fresh `cleaned` file in groups of about [`WRITE_CHUNK_BYTES`],
+    /// and syncs it. Returns the file and the bytes written.
+    async fn write_cleaned(
+        &self,
+        cleaned: &Path,
+        batches: Vec<Bytes>,
+    ) -> Result<(B::File, u64), LogError> {
         let file = self
             .backend
-            .open(&cleaned, true)
+            .open(cleaned, true)
             .await
-            .map_err(|e| IoFailure::new("create", &cleaned, e))?;
-        file.set_len(0).await.map_err(|e| IoFailure::new("truncate", &cleaned, e))?;
+            .map_err(|e| IoFailure::new("create", cleaned, e))?;
+        file.set_len(0).await.map_err(|e| IoFailure::new("truncate", cleaned, e))?;
         let mut pos = 0u64;
         let mut group: Vec<Bytes> = Vec::new();
         let mut group_bytes = 0usize;
-        let total = out.len();
-        for (i, b) in out.into_iter().enumerate() {
+        let total = batches.len();
+        for (i, b) in batches.into_iter().enumerate() {
             group_bytes += b.len();
             group.push(b);
             if group_bytes >= WRITE_CHUNK_BYTES || i + 1 == total {
                 let n = group_bytes as u64;
                 file.write_at(pos, std::mem::take(&mut group))
                     .await
-                    .map_err(|e| IoFailure::new("write", &cleaned, e))?;
+                    .map_err(|e| IoFailure::new("write", cleaned, e))?;
                 pos += n;
                 group_bytes = 0;
             }
         }
-        file.sync_data().await.map_err(|e| IoFailure::new("fdatasync", &cleaned, e))?;
-        // Verify what we wrote exactly as recovery would.
+        file.sync_data().await.map_err(|e| IoFailure::new("fdatasync", cleaned, e))?;
+        Ok((file, pos))
+    }
+
+    /// Verifies the `cleaned` file (of `len` bytes) exactly as recovery would, then puts it in
+    /// place of `seg`: old indexes removed, rename, directory synced, new indexes written.
+    /// Returns the new segment's size.
+    async fn swap_cleaned(
+        &self,
+        seg: &SegView<B::File>,
+        cleaned: &Path,
+        file: B::File,
+        len: u64,
+    ) -> Result<u64, LogError> {
+        let dir = &self.dir;
         let interval = self.config.borrow().index_interval_bytes;
-        let mut fresh = Segment::empty(seg.base_offset, seg.path.clone(), file.clone());
-        if let ScanEnd::Torn { valid_bytes, reason } = fresh.rebuild(pos, interval).await? {
-            return Err(LogError::Corrupt { path: cleaned, position: valid_bytes, reason });
+        let mut fresh = Segment::empty(seg.base_offset, seg.path.clone(), file);
+        if let ScanEnd::Torn { valid_bytes, reason } = fresh.rebuild(len, interval).await? {
+            let path = cleaned.to_path_buf();
+            return Err(LogError::Corrupt { path, position: valid_bytes, reason });
         }
         fresh.push_time_entry();
         let index = segment::index_path(dir, seg.base_offset);
@@ -282,16 +272,85 @@ impl<B: Backend> Log<B> {
         }
         self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
         self.backend
-            .rename(&cleaned, &seg.path)
+            .rename(cleaned, &seg.path)
             .await
             .map_err(|e| IoFailure::new("rename", &seg.path, e))?;
         self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
         segment::write_whole(&self.backend, &index, fresh.offset_index.encode()).await?;
         segment::write_whole(&self.backend, &tindex, fresh.time_index.encode()).await?;
         let after = fresh.size;
-        self.state.borrow_mut().segments.insert(seg.base_offset, fresh);
-        Ok(Some((removed, after)))
+        let mut st = self.state.borrow_mut();
+        // Offsets never move: the cleaned segment ends where the old one did, or before.
+        let old = st.segments.get(&seg.base_offset).map(|s| s.next_offset);
+        assert!(old.is_none_or(|end| fresh.next_offset <= end), "compaction renumbered");
+        st.segments.insert(seg.base_offset, fresh);
+        Ok(after)
     }
+}
+
+/// The batches of `seg` with superseded records and expired tombstones removed (see the module
+/// docs), and how many records were removed.
+async fn thin_segment<F: StorageFile>(
+    seg: &SegView<F>,
+    newest: &HashMap<u128, u64>,
+    horizon: i64,
+) -> Result<(Vec<Bytes>, u64), LogError> {
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut removed = 0u64;
+    for_each_batch(seg, |b| {
+        let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
+        if h.is_control() {
+            out.push(b);
+            return Ok(());
+        }
+        let before = recs.len();
+        let kept: Vec<Record> = recs
+            .into_iter()
+            .filter(|r| {
+                let offset = (h.base_offset + i64::from(r.offset_delta)) as u64;
+                let Some(k) = &r.key else { return true };
+                let is_newest = newest.get(&key_hash(k)).is_none_or(|&o| o <= offset);
+                let expired_tombstone = r.value.is_none() && h.max_timestamp < horizon;
+                is_newest && !expired_tombstone
+            })
+            .collect();
+        removed += (before - kept.len()) as u64;
+        if kept.len() == before {
+            out.push(b);
+        } else if !kept.is_empty() {
+            out.push(rebuild_thinned(seg, &h, &kept)?);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((out, removed))
+}
+
+/// A batch holding `kept`, a subset of the records of the batch `h` heads, with `h`'s base
+/// offset, last offset delta, producer fields and codec, so that no offset moves.
+fn rebuild_thinned<F: StorageFile>(
+    seg: &SegView<F>,
+    h: &BatchHeader,
+    kept: &[Record],
+) -> Result<Bytes, LogError> {
+    let params = BatchParams {
+        base_offset: h.base_offset,
+        partition_leader_epoch: h.partition_leader_epoch,
+        attributes: h.attributes,
+        last_offset_delta: h.last_offset_delta,
+        base_timestamp: h.base_timestamp,
+        max_timestamp: h.max_timestamp,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        base_sequence: h.base_sequence,
+    };
+    let rebuilt = build_batch(&params, kept).map_err(|e| seg_corrupt(seg, &e.to_string()))?;
+    debug_assert!(
+        BatchHeader::parse(&rebuilt)
+            .is_ok_and(|r| r.base_offset == h.base_offset && r.last_offset() == h.last_offset()),
+        "a thinned batch keeps its offsets"
+    );
+    Ok(rebuilt)
 }
 
 fn seg_corrupt<F: StorageFile>(seg: &SegView<F>, reason: &str) -> LogError {

@@ -56,6 +56,12 @@ pub const PRODUCER_SNAPSHOT_SUFFIX: &str = "snapshot";
 /// Producer-state snapshots kept per partition (the newest).
 pub const PRODUCER_SNAPSHOTS_KEPT: usize = 3;
 
+const _: () = assert!(PENDING_BYTES_MAX > 0);
+// Opening falls back to an older snapshot when the newest is damaged: keep at least one.
+const _: () = assert!(PRODUCER_SNAPSHOTS_KEPT >= 1);
+// Recovery tells a direct write's padding by its being shorter than one block.
+const _: () = assert!(DIRECT_ALIGN.is_power_of_two());
+
 /// Milliseconds since the Unix epoch; injectable for tests.
 pub type Clock = Rc<dyn Fn() -> i64>;
 
@@ -113,6 +119,147 @@ async fn persist_log_start<B: Backend>(
     Ok(())
 }
 
+/// Removes what an interrupted compaction swap or small-file write left (`.cleaned`, `.tmp`)
+/// and index files without a segment. Returns the segments' base offsets, ascending, and
+/// whether a name in the directory changed.
+async fn remove_leftovers<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    names: &[String],
+) -> Result<(Vec<u64>, bool), LogError> {
+    let mut bases: Vec<u64> = Vec::new();
+    let mut dir_changed = false;
+    for name in names {
+        if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+            bases.push(base);
+        } else if name.ends_with(".cleaned") || name.ends_with(".tmp") {
+            let p = dir.join(name);
+            backend.remove_file(&p).await.map_err(io("remove", &p))?;
+            dir_changed = true;
+        }
+    }
+    bases.sort_unstable();
+    for name in names {
+        let orphan = [".index", ".timeindex"].iter().any(|ext| {
+            name.strip_suffix(ext)
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|b| bases.binary_search(&b).is_err())
+        });
+        if orphan {
+            let p = dir.join(name);
+            backend.remove_file(&p).await.map_err(io("remove", &p))?;
+            dir_changed = true;
+        }
+    }
+    Ok((bases, dir_changed))
+}
+
+/// Opens segment `base` at recovery: loads it from its indexes when they can be trusted (after
+/// a clean shutdown, or any segment but the last), else rebuilds it with a verifying scan and
+/// cuts a torn tail off its file. A rebuilt closed segment gets its indexes written.
+async fn recover_segment<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    base: u64,
+    clean: bool,
+    is_last: bool,
+    cfg: &LogConfig,
+    report: &mut RecoveryReport,
+) -> Result<Segment<B::File>, LogError> {
+    let path = segment::log_path(dir, base);
+    let file = backend.open(&path, false).await.map_err(io("open", &path))?;
+    let len = file.size().await.map_err(io("stat", &path))?;
+    let mut seg = Segment::empty(base, path, file);
+    if (clean || !is_last) && seg.load(backend, dir, len).await? {
+        return Ok(seg);
+    }
+    report.indexes_rebuilt += 1;
+    if let ScanEnd::Torn { valid_bytes, reason } =
+        seg.rebuild(len, cfg.index_interval_bytes).await?
+    {
+        cut_torn_tail(&seg, len, valid_bytes, reason, cfg.direct_writes, report).await?;
+    }
+    // Pair of the append-side checks: what recovery keeps is whole validated batches, and the
+    // file now ends where they do.
+    assert!(seg.size <= len, "a segment never counts bytes its file lacks");
+    if !is_last {
+        // Save the repaired indexes so the next open does not scan again.
+        seg.push_time_entry();
+        let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
+        segment::write_whole(backend, &segment::index_path(dir, base), ix).await?;
+        segment::write_whole(backend, &segment::time_index_path(dir, base), tx).await?;
+    }
+    Ok(seg)
+}
+
+/// Cuts the file of `seg` (of `len` bytes) back to its `valid_bytes` of whole batches and syncs
+/// the cut, telling the zero padding of a direct write from a torn or corrupt tail.
+async fn cut_torn_tail<F: StorageFile>(
+    seg: &Segment<F>,
+    len: u64,
+    valid_bytes: u64,
+    reason: String,
+    direct_writes: bool,
+    report: &mut RecoveryReport,
+) -> Result<(), LogError> {
+    assert_eq!(seg.size, valid_bytes, "the scan keeps exactly the valid prefix");
+    let (path, cut) = (&seg.path, len - valid_bytes);
+    // In direct mode a sub-block zero tail is the padding of the last write; in buffered mode
+    // zeros mean a write that never reached the disk.
+    let padding = direct_writes
+        && cut < DIRECT_ALIGN as u64
+        && seg
+            .file
+            .read_at(valid_bytes, cut as usize)
+            .await
+            .is_ok_and(|b| b.iter().all(|&x| x == 0));
+    if padding {
+        info!(segment = %path.display(), cut_bytes = cut, log_end_offset = seg.next_offset,
+            "recovery cuts the zero padding of a direct write");
+    } else {
+        warn!(
+            segment = %path.display(),
+            valid_bytes,
+            truncated_bytes = cut,
+            log_end_offset = seg.next_offset,
+            %reason,
+            "recovery truncates a torn or corrupt segment tail"
+        );
+    }
+    seg.file.set_len(valid_bytes).await.map_err(io("truncate", path))?;
+    seg.file.sync_data().await.map_err(io("fdatasync", path))?;
+    if padding {
+        report.padding_bytes += cut;
+    } else {
+        report.truncated_bytes += cut;
+        report.truncated_reason = Some(reason);
+    }
+    Ok(())
+}
+
+/// The log start offset at open: the first segment's base or a persisted DeleteRecords start,
+/// whichever is higher. An empty directory gets its first segment here, at the persisted start
+/// (or 0). Returns the start and whether a file was created.
+async fn recover_log_start<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    segments: &mut BTreeMap<u64, Segment<B::File>>,
+) -> Result<(u64, bool), LogError> {
+    let persisted_start = match segment::read_whole(backend, &dir.join(LOG_START_FILE)).await? {
+        Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse::<u64>().ok()),
+        None => None,
+    };
+    if segments.is_empty() {
+        let base = persisted_start.unwrap_or(0);
+        let path = segment::log_path(dir, base);
+        let file = backend.open(&path, true).await.map_err(io("create", &path))?;
+        segments.insert(base, Segment::empty(base, path, file));
+        return Ok((base, true));
+    }
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    Ok((first_base.max(persisted_start.unwrap_or(0)), false))
+}
+
 /// The result of a read.
 #[derive(Debug, Clone)]
 pub struct ReadResult<F> {
@@ -153,6 +300,58 @@ struct PendingAppend {
     slot: AppendSlot,
 }
 
+/// One group write, ready to go: the stored headers joined to the producers' payloads, what
+/// each append will be told, and the log end offset after it.
+struct Staged {
+    iov: Vec<Bytes>,
+    headers: Vec<BatchHeader>,
+    infos: Vec<AppendInfo>,
+    records: u64,
+    bytes: usize,
+    end_offset: u64,
+}
+
+/// Assigns offsets from `next` (the log end) on to every batch of `entries`, in order, and
+/// builds their stored headers; no I/O.
+fn stage(entries: &[PendingAppend], mut next: u64, log_append_time: Option<i64>) -> Staged {
+    let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
+    let mut headers: Vec<BatchHeader> = Vec::new();
+    let mut infos = Vec::with_capacity(entries.len());
+    let mut records = 0u64;
+    for entry in entries {
+        let base = next;
+        for b in &entry.batches {
+            let raw = batch::stored_header(b, next as i64, log_append_time);
+            let header = BatchHeader::parse(&raw).expect("a validated header still parses");
+            // Offsets only grow, densely from the log end; and what is written passes the check
+            // that recovery runs when it reads the batch back (CRC included).
+            assert_eq!(header.base_offset as u64, next, "offsets are assigned from the log end");
+            assert!(header.offset_span() >= 1, "a stored batch spans at least one offset");
+            debug_assert!(
+                batch::validate(
+                    &[&raw[..], &b.bytes[batch::HEADER_BYTES..]].concat(),
+                    batch::Strictness::Stored
+                )
+                .is_ok(),
+                "a batch about to be written fails the recovery check"
+            );
+            iov.push(Bytes::copy_from_slice(&raw));
+            iov.push(b.bytes.slice(batch::HEADER_BYTES..));
+            next += header.offset_span();
+            headers.push(header);
+        }
+        records += entry.records;
+        infos.push(AppendInfo {
+            base_offset: base,
+            last_offset: next - 1,
+            log_append_time,
+            log_start_offset: 0,
+        });
+    }
+    let bytes: usize = iov.iter().map(Bytes::len).sum();
+    Staged { iov, headers, infos, records, bytes, end_offset: next }
+}
+
 pub(crate) struct State<F> {
     pub(crate) segments: BTreeMap<u64, Segment<F>>,
     pub(crate) log_start_offset: u64,
@@ -169,6 +368,48 @@ pub(crate) struct State<F> {
 }
 
 impl<F: StorageFile> State<F> {
+    /// The state recovery found: `segments` (at least one) starting at `log_start`, everything
+    /// in them on stable storage (recovery synced every cut, and kept only what it read back).
+    fn recovered(segments: BTreeMap<u64, Segment<F>>, log_start: u64) -> Self {
+        let end = segments.values().next_back().map(|s| s.next_offset).unwrap_or(0);
+        let state = State {
+            segments,
+            log_start_offset: log_start,
+            synced_offset: end,
+            dir_gen: 0,
+            dir_synced_gen: 0,
+            records_written: 0,
+            records_synced: 0,
+            oldest_unsynced_ms: None,
+            fenced: None,
+            closed: false,
+        };
+        state.assert_invariants();
+        state
+    }
+
+    /// Asserts the log's documented invariants (ARCHITECTURE.md, `storage/`) where they are
+    /// established: at open, and after a roll, a truncation or a segment deletion. O(segments).
+    pub(crate) fn assert_invariants(&self) {
+        assert!(!self.segments.is_empty(), "a log always has an active segment");
+        let end = self.log_end_offset();
+        let (start, synced) = (self.log_start_offset, self.synced_offset);
+        assert!(synced <= end, "synced offset {synced} beyond the log end {end}");
+        assert!(start <= end, "log start {start} beyond the log end {end}");
+        let active = self.active().base_offset;
+        let mut prev_end: Option<u64> = None;
+        for (&base, seg) in &self.segments {
+            assert_eq!(base, seg.base_offset, "segments are keyed by their base offset");
+            assert!(seg.next_offset >= base, "segment {base} ends before it starts");
+            // Offsets only grow: no segment starts below the end of the one before it.
+            assert!(prev_end.is_none_or(|p| base >= p), "segment {base} overlaps its predecessor");
+            prev_end = Some(seg.next_offset);
+            // Only the active segment is written directly, so only it may end in padding.
+            let direct = matches!(seg.direct, DirectState::Open { .. });
+            assert!(base == active || !direct, "sealed segment {base} is open for direct writes");
+        }
+    }
+
     pub(crate) fn active(&self) -> &Segment<F> {
         self.segments.values().next_back().expect("a log always has an active segment")
     }
@@ -239,94 +480,20 @@ impl<B: Backend> Log<B> {
     ) -> Result<(Self, RecoveryReport), LogError> {
         backend.create_dir_all(dir).await.map_err(io("mkdir", dir))?;
         let names = backend.list_dir(dir).await.map_err(io("list", dir))?;
-        let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let mut report = RecoveryReport { clean_shutdown: clean, ..Default::default() };
-        let mut bases: Vec<u64> = Vec::new();
-        let mut dir_changed = false;
-        for name in &names {
-            if let Some(base) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
-                bases.push(base);
-            } else if name.ends_with(".cleaned") || name.ends_with(".tmp") {
-                // Leftovers of an interrupted compaction swap or small-file write.
-                let p = dir.join(name);
-                backend.remove_file(&p).await.map_err(io("remove", &p))?;
-                dir_changed = true;
-            }
-        }
-        bases.sort_unstable();
-        for name in &names {
-            let orphan = [".index", ".timeindex"].iter().any(|ext| {
-                name.strip_suffix(ext)
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .is_some_and(|b| bases.binary_search(&b).is_err())
-            });
-            if orphan {
-                let p = dir.join(name);
-                backend.remove_file(&p).await.map_err(io("remove", &p))?;
-                dir_changed = true;
-            }
-        }
-        let cfg = config.clone();
+        let (bases, mut dir_changed) = remove_leftovers(&backend, dir, &names).await?;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
-            let path = segment::log_path(dir, base);
-            let file = backend.open(&path, false).await.map_err(io("open", &path))?;
-            let len = file.size().await.map_err(io("stat", &path))?;
-            let mut seg = Segment::empty(base, path.clone(), file);
-            let trusted = (clean || !is_last) && seg.load(&backend, dir, len).await?;
-            if !trusted {
-                report.indexes_rebuilt += 1;
-                if let ScanEnd::Torn { valid_bytes, reason } =
-                    seg.rebuild(len, cfg.index_interval_bytes).await?
-                {
-                    let cut = len - valid_bytes;
-                    // In direct mode a sub-block zero tail is the padding of the last write; in
-                    // buffered mode zeros mean a write that never reached the disk.
-                    let padding = cfg.direct_writes
-                        && cut < DIRECT_ALIGN as u64
-                        && seg
-                            .file
-                            .read_at(valid_bytes, cut as usize)
-                            .await
-                            .is_ok_and(|b| b.iter().all(|&x| x == 0));
-                    if padding {
-                        info!(segment = %path.display(), cut_bytes = cut, log_end_offset = seg.next_offset,
-                            "recovery cuts the zero padding of a direct write");
-                    } else {
-                        warn!(
-                            segment = %path.display(),
-                            valid_bytes,
-                            truncated_bytes = cut,
-                            log_end_offset = seg.next_offset,
-                            %reason,
-                            "recovery truncates a torn or corrupt segment tail"
-                        );
-                    }
-                    seg.file.set_len(valid_bytes).await.map_err(io("truncate", &path))?;
-                    seg.file.sync_data().await.map_err(io("fdatasync", &path))?;
-                    if padding {
-                        report.padding_bytes += cut;
-                    } else {
-                        report.truncated_bytes += cut;
-                        report.truncated_reason = Some(reason);
-                    }
-                }
-            }
-            if !trusted && !is_last {
-                // Save the repaired indexes so the next open does not scan again.
-                seg.push_time_entry();
-                let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
-                segment::write_whole(&backend, &segment::index_path(dir, base), ix).await?;
-                segment::write_whole(&backend, &segment::time_index_path(dir, base), tx).await?;
-            }
+            let seg =
+                recover_segment(&backend, dir, base, clean, is_last, &config, &mut report).await?;
             if let Some(prev) =
                 segments.values().next_back().map(|s: &Segment<B::File>| s.next_offset)
                 && base < prev
             {
                 return Err(LogError::Corrupt {
-                    path,
+                    path: seg.path,
                     position: 0,
                     reason: format!(
                         "segment base {base} overlaps the previous segment ending at {prev}"
@@ -335,22 +502,10 @@ impl<B: Backend> Log<B> {
             }
             segments.insert(base, seg);
         }
-        let persisted_start = match segment::read_whole(&backend, &dir.join(LOG_START_FILE)).await?
-        {
-            Some(b) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse::<u64>().ok()),
-            None => None,
-        };
-        let first_base = segments.keys().next().copied();
-        let mut log_start = first_base.unwrap_or(0).max(persisted_start.unwrap_or(0));
-        if segments.is_empty() {
-            let base = persisted_start.unwrap_or(0);
-            let path = segment::log_path(dir, base);
-            let file = backend.open(&path, true).await.map_err(io("create", &path))?;
-            segments.insert(base, Segment::empty(base, path, file));
-            dir_changed = true;
-            log_start = base;
-        }
+        let (mut log_start, created) = recover_log_start(&backend, dir, &mut segments).await?;
+        dir_changed |= created;
         if clean {
+            let marker = dir.join(CLEAN_SHUTDOWN_FILE);
             backend.remove_file(&marker).await.map_err(io("remove", &marker))?;
             dir_changed = true;
         }
@@ -375,19 +530,21 @@ impl<B: Backend> Log<B> {
             truncated_bytes = report.truncated_bytes,
             "partition log opened"
         );
-        let state = State {
-            segments,
-            log_start_offset: log_start,
-            synced_offset: end,
-            dir_gen: 0,
-            dir_synced_gen: 0,
-            records_written: 0,
-            records_synced: 0,
-            oldest_unsynced_ms: None,
-            fenced: None,
-            closed: false,
-        };
-        let log = Log {
+        let state = State::recovered(segments, log_start);
+        let log = Log::with_state(backend, dir, config, clock, state);
+        log.load_producers().await?;
+        Ok((log, report))
+    }
+
+    /// A log over recovered `state`, with nothing queued and no producer state yet.
+    fn with_state(
+        backend: B,
+        dir: &Path,
+        config: LogConfig,
+        clock: Clock,
+        state: State<B::File>,
+    ) -> Self {
+        Log {
             backend,
             dir: dir.to_path_buf(),
             config: RefCell::new(config),
@@ -399,9 +556,7 @@ impl<B: Backend> Log<B> {
             syncer: Mutex::new(()),
             maintenance: Mutex::new(()),
             producers: RefCell::new(ProducerStates::default()),
-        };
-        log.load_producers().await?;
-        Ok((log, report))
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -544,37 +699,20 @@ impl<B: Backend> Log<B> {
     /// Assigns offsets to a run of entries, writes them with one vectored write, then records
     /// them in the active segment. On a write error the file is cut back and nothing changes.
     async fn write_chunk(&self, entries: &[PendingAppend]) -> Result<Vec<AppendInfo>, AppendError> {
+        // A fenced log takes no more writes. Checked again here, with no `.await` before the
+        // write: a buffered-mode sync (which does not take the writer lock) may have failed and
+        // fenced the log while `write_pending` was rolling the segment.
+        self.state.borrow().check_writable()?;
         let now = (self.clock)();
         let log_append_time =
             (self.config.borrow().timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        let (file, path, start_pos, mut next) = {
+        let (file, path, start_pos, next) = {
             let st = self.state.borrow();
             let seg = st.active();
             (seg.file.clone(), seg.path.clone(), seg.size, seg.next_offset)
         };
-        let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
-        let mut headers: Vec<BatchHeader> = Vec::new();
-        let mut infos = Vec::with_capacity(entries.len());
-        let mut records = 0u64;
-        for entry in entries {
-            let base = next;
-            for b in &entry.batches {
-                let raw = batch::stored_header(b, next as i64, log_append_time);
-                let header = BatchHeader::parse(&raw).expect("a validated header still parses");
-                iov.push(Bytes::copy_from_slice(&raw));
-                iov.push(b.bytes.slice(batch::HEADER_BYTES..));
-                next += header.offset_span();
-                headers.push(header);
-            }
-            records += entry.records;
-            infos.push(AppendInfo {
-                base_offset: base,
-                last_offset: next - 1,
-                log_append_time,
-                log_start_offset: 0,
-            });
-        }
-        let bytes: usize = iov.iter().map(Bytes::len).sum();
+        let Staged { iov, headers, mut infos, records, bytes, end_offset } =
+            stage(entries, next, log_append_time);
         let started = std::time::Instant::now();
         let written = self.write_data(&file, &path, start_pos, iov).await;
         let took = started.elapsed();
@@ -600,6 +738,9 @@ impl<B: Backend> Log<B> {
             seg.note_batch(pos, h, interval);
             pos += h.total_len() as u64;
         }
+        // The segment counts exactly the whole batches just written, and ends at their end.
+        assert_eq!(seg.size, start_pos + bytes as u64, "segment size counts whole batches");
+        assert_eq!(seg.next_offset, end_offset, "the log end follows the last batch written");
         {
             let mut producers = self.producers.borrow_mut();
             for h in &headers {
@@ -716,10 +857,13 @@ impl<B: Backend> Log<B> {
         let new_path = segment::log_path(&self.dir, end);
         let new_file = self.backend.open(&new_path, true).await.map_err(io("create", &new_path))?;
         let mut st = self.state.borrow_mut();
+        // The new segment starts where the sealed one ends: offsets only grow, with no gap.
+        assert_eq!(end, st.log_end_offset(), "the log end moved during a roll");
         // Every earlier segment was synced when it was rolled; this one just was.
         st.synced_offset = st.synced_offset.max(end);
         st.dir_gen += 1;
         st.segments.insert(end, Segment::empty(end, new_path.clone(), new_file));
+        st.assert_invariants();
         debug!(segment = %new_path.display(), base_offset = end, "rolled segment");
         Ok(())
     }
@@ -740,6 +884,7 @@ impl<B: Backend> Log<B> {
             (f, p, seg.base_offset, seg.next_offset, seg.size, padded, ix, tx)
         };
         if padded {
+            // Only the active segment may end in padding: a sealed one is exactly its data.
             file.set_len(size).await.map_err(io("truncate", &path))?;
         }
         file.sync_data().await.map_err(io("fdatasync", &path))?;
@@ -838,6 +983,8 @@ impl<B: Backend> Log<B> {
             return Err(LogError::Io(failure));
         }
         st.synced_offset = st.synced_offset.max(upto);
+        // The syncer lock keeps truncation out, so the log end only grew meanwhile.
+        assert!(st.synced_offset <= st.log_end_offset(), "synced beyond the log end");
         drop(st);
         self.drop_behind(synced_base, synced_pos);
         let mut st = self.state.borrow_mut();
@@ -1179,6 +1326,7 @@ impl<B: Backend> Log<B> {
             let first = st.segments.keys().next().copied().unwrap_or(0);
             st.log_start_offset = st.log_start_offset.max(first);
             report.log_start_offset = st.log_start_offset;
+            st.assert_invariants();
             out
         };
         for seg in &removed {
@@ -1212,6 +1360,7 @@ impl<B: Backend> Log<B> {
         self.persist_log_start(offset).await?;
         let doomed: Vec<u64> = {
             let mut st = self.state.borrow_mut();
+            assert!(offset <= st.log_end_offset(), "the maintenance lock keeps truncation out");
             st.log_start_offset = offset;
             let keys: Vec<(u64, u64)> =
                 st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
@@ -1286,6 +1435,8 @@ impl<B: Backend> Log<B> {
         st.segments.insert(view.base_offset, rebuilt);
         st.synced_offset = st.synced_offset.min(new_end);
         st.log_start_offset = st.log_start_offset.min(new_end);
+        assert!(new_end <= end, "truncation never moves the log end forward");
+        st.assert_invariants();
         info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, "log truncated");
         Ok(new_end)
     }
@@ -1309,7 +1460,9 @@ impl<B: Backend> Log<B> {
         segment::write_whole(&self.backend, &marker, Vec::new()).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
         let mut st = self.state.borrow_mut();
+        assert_eq!(end, st.log_end_offset(), "the writer lock keeps appends out of a close");
         st.synced_offset = st.log_end_offset();
+        st.assert_invariants();
         info!(dir = %self.dir.display(), log_end_offset = st.log_end_offset(), "partition log closed cleanly");
         Ok(())
     }

@@ -22,6 +22,12 @@ pub const RECOVERY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// treats a batch beyond it as corrupt (its base offset is not covered by the CRC).
 pub const RELATIVE_OFFSET_MAX: u64 = i32::MAX as u64;
 
+// A scan chunk holds at least a batch's length prefix and its whole header.
+const _: () = assert!(SCAN_CHUNK_BYTES >= LOG_OVERHEAD_BYTES && SCAN_CHUNK_BYTES >= HEADER_BYTES);
+const _: () = assert!(RECOVERY_BATCH_BYTES_MAX >= SCAN_CHUNK_BYTES);
+// Index entries hold a relative offset in 32 bits (Kafka's format).
+const _: () = assert!(RELATIVE_OFFSET_MAX <= u32::MAX as u64);
+
 pub fn log_path(dir: &Path, base_offset: u64) -> PathBuf {
     dir.join(format!("{base_offset:020}.log"))
 }
@@ -125,6 +131,8 @@ impl<F: StorageFile> Segment<F> {
             self.first_timestamp = Some(header.max_timestamp);
         }
         if self.bytes_since_index >= index_interval && position > 0 {
+            // Index entries hold the position in 32 bits.
+            assert!(position <= u64::from(u32::MAX), "segment position {position} beyond 4 GiB");
             let rel = self.relative(header.base_offset as u64);
             self.offset_index.push(OffsetEntry { relative_offset: rel, position: position as u32 });
             self.push_time_entry();
@@ -154,71 +162,76 @@ impl<F: StorageFile> Segment<F> {
         index_interval: u64,
     ) -> Result<ScanEnd, IoFailure> {
         self.reset();
+        let mut window = ScanWindow { buf: Bytes::new(), pos: 0 };
         let mut pos = 0u64;
-        let mut buf = Bytes::new();
-        let mut buf_pos = 0u64;
-        loop {
-            if pos == file_len {
-                return Ok(ScanEnd::Clean);
-            }
-            // The batch's 12-byte prefix, then the whole batch, each read only when missing.
-            if (pos - buf_pos) as usize + LOG_OVERHEAD_BYTES > buf.len() {
-                buf = read_upto(&self.file, &self.path, pos, SCAN_CHUNK_BYTES, file_len).await?;
-                buf_pos = pos;
-            }
-            let total = match batch::peek_total_len(&buf[(pos - buf_pos) as usize..]) {
-                None => {
-                    return Ok(ScanEnd::Torn {
-                        valid_bytes: pos,
-                        reason: "incomplete batch header".into(),
-                    });
+        while pos < file_len {
+            let (header, total) = match self.verify_batch_at(&mut window, pos, file_len).await? {
+                Ok(found) => found,
+                Err(reason) => {
+                    // Pair of the append-side checks: the valid prefix is whole batches only.
+                    assert_eq!(self.size, pos, "the kept prefix is whole batches");
+                    return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
                 }
-                Some(Err(e)) => {
-                    return Ok(ScanEnd::Torn { valid_bytes: pos, reason: e.to_string() });
-                }
-                Some(Ok(n)) => n,
             };
-            if pos + total as u64 > file_len {
-                let reason = format!("batch of {total} bytes runs past the end of the file");
-                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
-            }
-            if total > RECOVERY_BATCH_BYTES_MAX {
-                let reason = format!("batch length {total} exceeds the recovery bound");
-                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
-            }
-            if (pos - buf_pos) as usize + total > buf.len() {
-                let want = total.max(SCAN_CHUNK_BYTES);
-                buf = read_upto(&self.file, &self.path, pos, want, file_len).await?;
-                buf_pos = pos;
-            }
-            let rest = &buf[(pos - buf_pos) as usize..];
-            if total > rest.len() {
-                let reason = format!("short read: {} of {total} bytes", rest.len());
-                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
-            }
-            let header = match batch::validate(&rest[..total], Strictness::Stored) {
-                Ok(h) => h,
-                Err(e) => return Ok(ScanEnd::Torn { valid_bytes: pos, reason: e.to_string() }),
-            };
-            if !self.fits(&header) {
-                let reason = format!(
-                    "batch offsets {}..={} do not fit segment {}",
-                    header.base_offset,
-                    header.last_offset(),
-                    self.base_offset
-                );
-                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
-            }
-            if (header.base_offset as u64) < self.next_offset {
-                let reason = format!(
-                    "batch base offset {} is below the expected {}",
-                    header.base_offset, self.next_offset
-                );
-                return Ok(ScanEnd::Torn { valid_bytes: pos, reason });
-            }
             self.note_batch(pos, &header, index_interval);
             pos += total as u64;
         }
+        assert_eq!(self.size, file_len, "a clean scan accounts for every byte");
+        Ok(ScanEnd::Clean)
+    }
+
+    /// Reads the batch at `pos` (through `window`) and verifies it as recovery must: its length
+    /// within the file and the recovery bound, [`batch::validate`] (CRC included), offsets that
+    /// fit this segment and follow its last batch. `Ok(Err(reason))`: the batch is torn or
+    /// corrupt. Returns the header and the batch's length.
+    async fn verify_batch_at(
+        &self,
+        window: &mut ScanWindow,
+        pos: u64,
+        file_len: u64,
+    ) -> Result<Result<(BatchHeader, usize), String>, IoFailure> {
+        // The batch's 12-byte prefix, then the whole batch, each read only when missing.
+        let prefix = window.at(&self.file, &self.path, pos, LOG_OVERHEAD_BYTES, file_len).await?;
+        let total = match batch::peek_total_len(prefix) {
+            None => return Ok(Err("incomplete batch header".into())),
+            Some(Err(e)) => return Ok(Err(e.to_string())),
+            Some(Ok(n)) => n,
+        };
+        if pos + total as u64 > file_len {
+            return Ok(Err(format!("batch of {total} bytes runs past the end of the file")));
+        }
+        if total > RECOVERY_BATCH_BYTES_MAX {
+            return Ok(Err(format!("batch length {total} exceeds the recovery bound")));
+        }
+        let rest = window.at(&self.file, &self.path, pos, total, file_len).await?;
+        if total > rest.len() {
+            return Ok(Err(format!("short read: {} of {total} bytes", rest.len())));
+        }
+        let header = match batch::validate(&rest[..total], Strictness::Stored) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        Ok(self.check_follows(&header).map(|()| (header, total)))
+    }
+
+    /// Whether a verified batch may be the next one of this segment: its offsets fit the
+    /// segment's relative range and start at or after the segment's end (offsets only grow).
+    fn check_follows(&self, header: &BatchHeader) -> Result<(), String> {
+        if !self.fits(header) {
+            return Err(format!(
+                "batch offsets {}..={} do not fit segment {}",
+                header.base_offset,
+                header.last_offset(),
+                self.base_offset
+            ));
+        }
+        if (header.base_offset as u64) < self.next_offset {
+            return Err(format!(
+                "batch base offset {} is below the expected {}",
+                header.base_offset, self.next_offset
+            ));
+        }
+        Ok(())
     }
 
     /// Restores the segment from its index files, trusting them and the data (a clean shutdown
@@ -232,6 +245,30 @@ impl<F: StorageFile> Segment<F> {
         file_len: u64,
     ) -> Result<bool, IoFailure> {
         self.reset();
+        let loaded =
+            self.load_indexes(backend, dir, file_len).await? && self.walk_tail(file_len).await?;
+        if !loaded {
+            self.reset();
+            return Ok(false);
+        }
+        // The index entries and the tail walk account for every byte, in whole batches.
+        assert_eq!(self.size, file_len, "a loaded segment ends where its file does");
+        if self.size > 0 {
+            let head = self.read_header(0).await?;
+            self.first_timestamp = BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
+        }
+        Ok(true)
+    }
+
+    /// Reads both index files and takes the segment's state at the last offset-index entry
+    /// from them; `false` when one is missing or damaged, or the last entry does not name the
+    /// batch that really starts at its position.
+    async fn load_indexes<B: Backend<File = F>>(
+        &mut self,
+        backend: &B,
+        dir: &Path,
+        file_len: u64,
+    ) -> Result<bool, IoFailure> {
         let ipath = index_path(dir, self.base_offset);
         let tpath = time_index_path(dir, self.base_offset);
         let (Some(ibytes), Some(tbytes)) =
@@ -255,37 +292,30 @@ impl<F: StorageFile> Segment<F> {
         self.time_index = time_index;
         if self.size > 0 {
             // The last entry must name the batch that really starts there.
-            let head = self
-                .file
-                .read_at(self.size, HEADER_BYTES)
-                .await
-                .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            let head = self.read_header(self.size).await?;
             let agrees =
                 BatchHeader::parse(&head).is_ok_and(|h| h.base_offset as u64 == self.next_offset);
-            if !agrees {
-                self.reset();
-                return Ok(false);
-            }
+            return Ok(agrees);
         }
+        Ok(true)
+    }
+
+    /// Walks the batch headers from the end the indexes gave to the end of the file, keeping
+    /// the loaded index entries and accounting the tail batch by batch; `false` when a header
+    /// does not parse, runs past the file, or goes back in offsets.
+    async fn walk_tail(&mut self, file_len: u64) -> Result<bool, IoFailure> {
         let mut pos = self.size;
         while pos < file_len {
-            let head = self
-                .file
-                .read_at(pos, HEADER_BYTES)
-                .await
-                .map_err(|e| IoFailure::new("read", &self.path, e))?;
+            let head = self.read_header(pos).await?;
             let Ok(header) = BatchHeader::parse(&head) else {
-                self.reset();
                 return Ok(false);
             };
             if pos + header.total_len() as u64 > file_len
                 || (header.base_offset as u64) < self.next_offset
                 || !self.fits(&header)
             {
-                self.reset();
                 return Ok(false);
             }
-            // Keep the index entries we loaded; account the tail batch by batch.
             let len = header.total_len() as u64;
             if header.max_timestamp > self.max_timestamp {
                 self.max_timestamp = header.max_timestamp;
@@ -296,15 +326,15 @@ impl<F: StorageFile> Segment<F> {
             self.next_offset = header.last_offset() as u64 + 1;
             pos += len;
         }
-        if self.size > 0 {
-            let head = self
-                .file
-                .read_at(0, HEADER_BYTES)
-                .await
-                .map_err(|e| IoFailure::new("read", &self.path, e))?;
-            self.first_timestamp = BatchHeader::parse(&head).ok().map(|h| h.max_timestamp);
-        }
         Ok(true)
+    }
+
+    /// Reads the batch header at `pos` (fewer bytes where the file ends).
+    async fn read_header(&self, pos: u64) -> Result<Bytes, IoFailure> {
+        self.file
+            .read_at(pos, HEADER_BYTES)
+            .await
+            .map_err(|e| IoFailure::new("read", &self.path, e))
     }
 
     fn reset(&mut self) {
@@ -320,6 +350,32 @@ pub enum ScanEnd {
     Clean,
     /// The file holds `valid_bytes` of valid batches, then something that is not one.
     Torn { valid_bytes: u64, reason: String },
+}
+
+/// The bytes a verifying scan read last, from file position `pos` on.
+struct ScanWindow {
+    buf: Bytes,
+    pos: u64,
+}
+
+impl ScanWindow {
+    /// The bytes from `at` on, at least `want` of them unless the file ends first: those
+    /// already read, else a fresh read of `max(want, SCAN_CHUNK_BYTES)` bytes at `at`.
+    async fn at<F: StorageFile>(
+        &mut self,
+        file: &F,
+        path: &Path,
+        at: u64,
+        want: usize,
+        file_len: u64,
+    ) -> Result<&[u8], IoFailure> {
+        assert!(at >= self.pos, "a scan only moves forward");
+        if (at - self.pos) as usize + want > self.buf.len() {
+            self.buf = read_upto(file, path, at, want.max(SCAN_CHUNK_BYTES), file_len).await?;
+            self.pos = at;
+        }
+        Ok(&self.buf[(at - self.pos) as usize..])
+    }
 }
 
 /// Reads `len` bytes at `pos`, or fewer where the file (of `file_len` bytes) ends.
