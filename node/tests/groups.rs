@@ -424,11 +424,13 @@ fn a_heartbeating_member_that_does_not_rejoin_is_removed_at_the_join_deadline() 
         took >= timeout - Duration::from_millis(500),
         "the join phase ended after {took:?}, before the {timeout:?} deadline"
     );
+    // Heartbeats sent before b's JoinGroup reached the coordinator still find a stable group.
+    let after_b: Vec<i16> = codes.iter().copied().skip_while(|c| *c == 0).collect();
     assert!(
-        codes.iter().all(|c| *c == REBALANCE_IN_PROGRESS || *c == UNKNOWN_MEMBER_ID),
+        after_b.iter().all(|c| *c == REBALANCE_IN_PROGRESS || *c == UNKNOWN_MEMBER_ID),
         "{codes:?}"
     );
-    assert_eq!(codes.first(), Some(&REBALANCE_IN_PROGRESS), "heartbeats during the join phase");
+    assert_eq!(after_b.first(), Some(&REBALANCE_IN_PROGRESS), "heartbeats during the join phase");
     // a's old id is gone: its heartbeat and its rejoin are refused; it joins as a new member.
     assert_eq!(heartbeat(&mut a, &a_id, 1), UNKNOWN_MEMBER_ID);
     let rejoin: JoinGroupResponse = common::call(&mut a, 5, &join_req(&a_id));
