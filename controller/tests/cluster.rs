@@ -1,0 +1,117 @@
+//! Three controllers in one process (one thread and runtime each) on 127.0.0.2–127.0.0.4.
+//! Each test uses its own port so that tests may run in parallel.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use common::*;
+use odradek_controller::{Command, CommandError, CommandResult, Controller, ControllerError};
+
+#[test]
+fn three_nodes_elect_replicate_and_agree() {
+    init_tracing();
+    let root = tempfile::tempdir().expect("tmp");
+    let port = 39_301;
+    let started = Instant::now();
+    let nodes: Vec<Controller> = (1..=3)
+        .map(|id| Controller::start(config(id, 3, port, root.path())).expect("start"))
+        .collect();
+    let refs: Vec<&Controller> = nodes.iter().collect();
+    let leader = agreed_leader(&refs);
+    eprintln!("first leader {leader} elected {:?} after start", started.elapsed());
+    // Through a follower: the proposal is forwarded to the leader.
+    let follower = nodes.iter().find(|c| c.node_id() != leader).expect("a follower");
+    for b in 1..=3 {
+        register(follower, b);
+    }
+    let CommandResult::TopicCreated { partitions, .. } = create_topic(follower, "orders", 6, 3)
+    else {
+        panic!("created")
+    };
+    let leaders: Vec<i32> = partitions.iter().map(|p| p.leader).collect();
+    for b in 1..=3 {
+        assert_eq!(leaders.iter().filter(|l| **l == b).count(), 2, "leaders {leaders:?}");
+    }
+    let refused = propose(follower, Command::DeleteTopic { name: "nope".into() });
+    assert!(
+        matches!(refused, Err(ControllerError::Refused(CommandError::UnknownTopic { .. }))),
+        "{refused:?}"
+    );
+    let image = converged(&refs);
+    assert_eq!(image.topics["orders"].partitions.len(), 6);
+    assert_eq!(image.brokers.len(), 3);
+    // Every node adopted the one cluster id.
+    let ids: BTreeSet<_> = nodes.iter().map(|c| c.quorum_status().cluster_id).collect();
+    assert_eq!(ids.len(), 1);
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+    // The leader sees every voter caught up (or nearly).
+    let status = nodes.iter().find(|c| c.node_id() == leader).expect("leader").quorum_status();
+    assert_eq!(status.voters.len(), 3);
+    assert!(status.voters.iter().all(|v| v.matched_index.is_some()), "{status:?}");
+}
+
+#[test]
+fn leader_loss_restart_and_unique_producer_ids() {
+    init_tracing();
+    let root = tempfile::tempdir().expect("tmp");
+    let port = 39_311;
+    let mut nodes: Vec<Option<Controller>> = (1..=3)
+        .map(|id| Some(Controller::start(config(id, 3, port, root.path())).expect("start")))
+        .collect();
+    let live = |nodes: &Vec<Option<Controller>>| -> Vec<u64> {
+        nodes.iter().flatten().map(Controller::node_id).collect()
+    };
+    let mut blocks = Vec::new();
+    {
+        let refs: Vec<&Controller> = nodes.iter().flatten().collect();
+        let _ = agreed_leader(&refs);
+        register(refs[0], 1);
+        create_topic(refs[1], "before", 3, 1);
+        blocks.push(pid_block(refs[2]));
+    }
+    let mut failovers = Vec::new();
+    for round in 0..2 {
+        let refs: Vec<&Controller> = nodes.iter().flatten().collect();
+        let leader = agreed_leader(&refs);
+        let idx = (leader - 1) as usize;
+        let killed = Instant::now();
+        if round == 0 {
+            nodes[idx].take().expect("leader").shutdown();
+        } else {
+            drop(nodes[idx].take());
+        }
+        let refs: Vec<&Controller> = nodes.iter().flatten().collect();
+        let new_leader = wait_for("a new leader", || {
+            let l = agreed_leader(&refs);
+            (l != leader).then_some(l)
+        });
+        failovers.push(killed.elapsed());
+        eprintln!(
+            "round {round}: leader {leader} stopped, {new_leader} leads after {:?}",
+            killed.elapsed()
+        );
+        create_topic(refs[0], &format!("after{round}"), 2, 1);
+        blocks.push(pid_block(refs[1]));
+        // Bring the stopped node back from its data dir; it catches up.
+        nodes[idx] =
+            Some(Controller::start(config(leader, 3, port, root.path())).expect("restart"));
+        let refs: Vec<&Controller> = nodes.iter().flatten().collect();
+        let image = converged(&refs);
+        assert!(
+            image.topics.contains_key("before")
+                && image.topics.contains_key(&format!("after{round}"))
+        );
+        blocks.push(pid_block(refs[2]));
+    }
+    assert_eq!(live(&nodes).len(), 3);
+    let refs: Vec<&Controller> = nodes.iter().flatten().collect();
+    let image = converged(&refs);
+    assert_eq!(image.topics.len(), 3, "nothing committed lost: {:?}", image.topics.keys());
+    blocks.sort();
+    for w in blocks.windows(2) {
+        assert!(w[0].0 + i64::from(w[0].1) <= w[1].0, "producer-id blocks overlap: {blocks:?}");
+    }
+    eprintln!("failover times: {failovers:?}");
+}
