@@ -422,8 +422,11 @@ impl Node {
                 Ok(None) => {
                     return debug!(%peer, node = peer_id, "controller connection closed by peer");
                 }
-                Err(e) => {
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     return warn!(%peer, node = peer_id, error = %e, "controller connection closed: bad frame");
+                }
+                Err(e) => {
+                    return info!(%peer, node = peer_id, error = %e, "controller connection lost");
                 }
             };
             let raft = &self.raft;
