@@ -290,7 +290,8 @@ struct Node {
     log_store: LogStore,
     ident: Rc<Identity>,
     config: ControllerConfig,
-    listener: TcpListener,
+    listener: std::cell::RefCell<Option<TcpListener>>,
+    stopping: Event,
     shared: Arc<Shared>,
 }
 
@@ -336,7 +337,15 @@ impl Node {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let node = Node { raft, log_store, ident, config, listener, shared };
+        let node = Node {
+            raft,
+            log_store,
+            ident,
+            config,
+            listener: std::cell::RefCell::new(Some(listener)),
+            stopping: Event::new(),
+            shared,
+        };
         if pristine && node.config.voters.bootstrapper() == Some(node.config.node_id) {
             node.bootstrap().await?;
         }
@@ -371,7 +380,7 @@ impl Node {
     ) {
         let me = Rc::new(self);
         compio::runtime::spawn(me.clone().watch_metrics()).detach();
-        compio::runtime::spawn(me.clone().accept_loop()).detach();
+        let acceptor = compio::runtime::spawn(me.clone().accept_loop());
         loop {
             let next = std::pin::pin!(proposals.recv());
             match select(next, &mut stop).await {
@@ -387,6 +396,9 @@ impl Node {
             }
         }
         info!(node = me.config.node_id, "controller stopping");
+        // Close the listener first, so that a restart can bind the address at once.
+        me.stopping.notify(usize::MAX);
+        let _ = acceptor.await;
         if let Err(e) = me.raft.shutdown().await {
             warn!(node = me.config.node_id, error = %e, "raft shutdown");
         }
@@ -396,16 +408,23 @@ impl Node {
     }
 
     async fn accept_loop(self: Rc<Self>) {
+        let Some(listener) = self.listener.borrow_mut().take() else { return };
         loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
+            let stop = self.stopping.listen();
+            let accept = std::pin::pin!(listener.accept());
+            match select(accept, stop).await {
+                Either::Right(_) => break,
+                Either::Left((Ok((stream, peer)), _)) => {
                     compio::runtime::spawn(self.clone().serve_conn(stream, peer)).detach();
                 }
-                Err(e) => {
+                Either::Left((Err(e), _)) => {
                     warn!(node = self.config.node_id, error = %e, "controller accept failed");
                     compio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
+        }
+        if let Err(e) = listener.close().await {
+            debug!(node = self.config.node_id, error = %e, "closing the controller listener");
         }
     }
 

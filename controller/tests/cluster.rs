@@ -13,7 +13,7 @@ use odradek_controller::{Command, CommandError, CommandResult, Controller, Contr
 fn three_nodes_elect_replicate_and_agree() {
     init_tracing();
     let root = tempfile::tempdir().expect("tmp");
-    let port = 39_301;
+    let port = 29_301;
     let started = Instant::now();
     let nodes: Vec<Controller> = (1..=3)
         .map(|id| Controller::start(config(id, 3, port, root.path())).expect("start"))
@@ -56,7 +56,7 @@ fn three_nodes_elect_replicate_and_agree() {
 fn leader_loss_restart_and_unique_producer_ids() {
     init_tracing();
     let root = tempfile::tempdir().expect("tmp");
-    let port = 39_311;
+    let port = 29_311;
     let mut nodes: Vec<Option<Controller>> = (1..=3)
         .map(|id| Some(Controller::start(config(id, 3, port, root.path())).expect("start")))
         .collect();
