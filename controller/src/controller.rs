@@ -72,6 +72,10 @@ pub enum StartError {
     ThreadDied,
 }
 
+/// Most accepted controller connections served at once (peers hold one per replication
+/// stream and reconnect after errors; forwarded proposals open short-lived ones).
+pub const CONNECTIONS_MAX: usize = 64;
+
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
@@ -292,6 +296,8 @@ struct Node {
     config: ControllerConfig,
     listener: std::cell::RefCell<Option<TcpListener>>,
     stopping: Event,
+    /// Accepted connections being served.
+    connections: std::cell::Cell<usize>,
     shared: Arc<Shared>,
 }
 
@@ -344,6 +350,7 @@ impl Node {
             config,
             listener: std::cell::RefCell::new(Some(listener)),
             stopping: Event::new(),
+            connections: std::cell::Cell::new(0),
             shared,
         };
         if pristine && node.config.voters.bootstrapper() == Some(node.config.node_id) {
@@ -381,7 +388,10 @@ impl Node {
         let me = Rc::new(self);
         compio::runtime::spawn(me.clone().watch_metrics()).detach();
         let acceptor = compio::runtime::spawn(me.clone().accept_loop());
+        // Bounds the proposals in flight on this thread (each waits at most `propose_timeout`).
+        let inflight = Arc::new(async_lock::Semaphore::new(me.config.proposals_queued_max.max(1)));
         loop {
+            let permit = inflight.acquire_arc().await;
             let next = std::pin::pin!(proposals.recv());
             match select(next, &mut stop).await {
                 Either::Left((Ok(p), _)) => {
@@ -389,6 +399,7 @@ impl Node {
                     compio::runtime::spawn(async move {
                         let result = node.propose(p.command).await;
                         let _ = p.reply.send(result);
+                        drop(permit);
                     })
                     .detach();
                 }
@@ -415,7 +426,17 @@ impl Node {
             match select(accept, stop).await {
                 Either::Right(_) => break,
                 Either::Left((Ok((stream, peer)), _)) => {
-                    compio::runtime::spawn(self.clone().serve_conn(stream, peer)).detach();
+                    if self.connections.get() >= CONNECTIONS_MAX {
+                        warn!(node = self.config.node_id, %peer, limit = CONNECTIONS_MAX, "controller connection refused: too many");
+                        continue;
+                    }
+                    self.connections.set(self.connections.get() + 1);
+                    let node = self.clone();
+                    compio::runtime::spawn(async move {
+                        node.clone().serve_conn(stream, peer).await;
+                        node.connections.set(node.connections.get() - 1);
+                    })
+                    .detach();
                 }
                 Either::Left((Err(e), _)) => {
                     warn!(node = self.config.node_id, error = %e, "controller accept failed");

@@ -27,11 +27,11 @@ use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compression::Codec;
 use odradek_storage::records::{Record, decode_records};
 use odradek_storage::segment::{read_whole, write_whole};
-use odradek_storage::{Backend, CompioBackend, Log, LogConfig};
+use odradek_storage::{Backend, CompioBackend, Log, LogConfig, StorageFile};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader};
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 
@@ -39,6 +39,8 @@ use crate::types::{Entry, LogId, TypeConfig, Vote};
 pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
 /// The file that holds the vote, the purged log id and the index delta.
 pub const QUORUM_STATE_FILE: &str = "quorum-state.json";
+/// The file that holds the last committed log id (a hint, written without fsync).
+pub const COMMITTED_FILE: &str = "committed.json";
 /// Most bytes read from the log per read call when serving entries.
 const READ_BYTES_MAX: u64 = 1 << 20;
 
@@ -57,6 +59,18 @@ pub async fn write_durably(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result
     write_whole(&backend, &tmp, bytes).await.map_err(io::Error::other)?;
     backend.rename(&tmp, &dir.join(name)).await?;
     backend.sync_dir(dir).await
+}
+
+/// Replaces `dir/name` without any fsync (a tmp file and a rename): for hints that may be lost
+/// or come back torn after a crash, never for what raft's safety rests on.
+async fn write_unsynced(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+    let backend = CompioBackend;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let file = backend.open(&tmp, true).await?;
+    let len = bytes.len() as u64;
+    file.write_at(0, vec![Bytes::from(bytes)]).await?;
+    file.set_len(len).await?;
+    backend.rename(&tmp, &dir.join(name)).await
 }
 
 /// Reads `dir/name` whole, `None` if it does not exist.
@@ -165,7 +179,13 @@ impl LogStore {
                 let base = u64::try_from(header.base_offset).map_err(other)?;
                 if base >= offset {
                     let entry = decode_entry(&bytes.slice(pos..pos + total), &header)?;
-                    assert_eq!(entry.log_id.index, base + delta, "raft index must map to offset");
+                    if entry.log_id.index != base + delta {
+                        return Err(other(format!(
+                            "entry at offset {base} has index {}, expected {}",
+                            entry.log_id.index,
+                            base + delta
+                        )));
+                    }
                     out.push(entry);
                     offset = base + 1;
                 }
@@ -244,6 +264,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         let last_log_id = last.or(last_purged);
         Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+    }
+
+    /// Remembers the committed log id so that a restarted node re-applies its log up to it at
+    /// once instead of showing its last snapshot's image until the quorum commits again.
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let bytes = serde_json::to_vec(&committed).map_err(other)?;
+        write_unsynced(&self.inner.dir, COMMITTED_FILE, bytes).await
+    }
+
+    /// The saved committed log id, if it is readable and within the durable log (the file is
+    /// not fsynced, so after a crash it may be torn, or ahead of what the log kept).
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let Some(bytes) = read_file(&self.inner.dir, COMMITTED_FILE).await? else {
+            return Ok(None);
+        };
+        let committed: Option<LogId> = match serde_json::from_slice(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "committed log id unreadable; recovering from the snapshot");
+                return Ok(None);
+            }
+        };
+        let Some(c) = committed else { return Ok(None) };
+        let held = self.read_entries(c.index, c.index + 1).await?.pop().map(|e| e.log_id);
+        let purged = self.inner.state.borrow().last_purged;
+        Ok((held == Some(c) || purged.is_some_and(|p| p.index >= c.index)).then_some(c))
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -115,3 +115,37 @@ fn leader_loss_restart_and_unique_producer_ids() {
     }
     eprintln!("failover times: {failovers:?}");
 }
+
+#[test]
+fn without_quorum_proposals_fail_retriably_and_the_image_survives_restart() {
+    init_tracing();
+    let root = tempfile::tempdir().expect("tmp");
+    let port = 29_361;
+    let nodes: Vec<Controller> = (1..=3)
+        .map(|id| Controller::start(config(id, 3, port, root.path())).expect("start"))
+        .collect();
+    let refs: Vec<&Controller> = nodes.iter().collect();
+    let _ = agreed_leader(&refs);
+    register(refs[0], 1);
+    create_topic(refs[1], "kept", 4, 1);
+    let before = converged(&refs);
+    for c in nodes {
+        c.shutdown();
+    }
+    // One node of three: its committed image is back (re-applied from its own log), but
+    // nothing new can commit.
+    let alone = Controller::start(config(2, 3, port, root.path())).expect("restart 2");
+    let image = wait_for("the committed image", || {
+        let i = alone.image();
+        (i.applied_index >= before.applied_index).then_some(i)
+    });
+    assert_eq!(image.topics, before.topics);
+    let started = Instant::now();
+    let r = common::block_on(alone.propose(Command::DeleteTopic { name: "kept".into() }));
+    match r {
+        Err(e) => assert!(e.is_retriable(), "{e:?}"),
+        Ok(r) => panic!("committed without a quorum: {r:?}"),
+    }
+    eprintln!("no-quorum proposal answered in {:?}", started.elapsed());
+    assert!(alone.image().topics.contains_key("kept"));
+}
