@@ -617,3 +617,10 @@ async fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(addr).await?;
     socket.listen(128).await
 }
+
+// The node shares one `Controller` between its shard threads.
+const _: fn() = || {
+    fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<Controller>();
+    shared_across_threads::<ImageWatch>();
+};
