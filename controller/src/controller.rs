@@ -24,7 +24,9 @@ use uuid::Uuid;
 use odradek_storage::{Backend, CompioBackend};
 
 use crate::config::ControllerConfig;
-use crate::image::{Command, CommandError, CommandReply, CommandResult, MetadataImage};
+use crate::image::{
+    COMMAND_BYTES_MAX, Command, CommandError, CommandReply, CommandResult, MetadataImage,
+};
 use crate::log_store::{LogStore, read_file};
 use crate::net::{
     self, CLUSTER_ID_FILE, FRAME_BYTES_MAX, ForwardFailure, IDLE_TIMEOUT, Identity, Network,
@@ -71,6 +73,11 @@ pub enum StartError {
     #[error("the controller thread died while starting")]
     ThreadDied,
 }
+
+/// Most entries in one AppendEntries: with `COMMAND_BYTES_MAX` each (and JSON's overhead) a
+/// request stays far below `FRAME_BYTES_MAX`.
+pub const ENTRIES_PER_APPEND_MAX: u64 = 64;
+const _: () = assert!(ENTRIES_PER_APPEND_MAX as usize * COMMAND_BYTES_MAX * 2 < FRAME_BYTES_MAX);
 
 /// Most accepted controller connections served at once (peers hold one per replication
 /// stream and reconnect after errors; forwarded proposals open short-lived ones).
@@ -334,6 +341,7 @@ impl Node {
             election_timeout_max: hb * 6,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries.max(1)),
             max_in_snapshot_log_to_keep: config.keep_after_snapshot,
+            max_payload_entries: ENTRIES_PER_APPEND_MAX,
             ..Default::default()
         }
         .validate()
@@ -479,9 +487,12 @@ impl Node {
                     Response::Vote(raft.pre_vote(r).await.map_err(|e| e.to_string()))
                 }
                 Request::Snapshot { vote, meta, data } => Response::Snapshot(
-                    raft.install_full_snapshot(vote, Snapshot { meta, snapshot: data })
-                        .await
-                        .map_err(|e| e.to_string()),
+                    raft.install_full_snapshot(
+                        vote,
+                        Snapshot { meta, snapshot: data.into_bytes() },
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
                 ),
                 Request::Propose(cmd) => Response::Propose(self.propose_local(cmd).await),
             };
@@ -493,6 +504,11 @@ impl Node {
 
     /// Proposes on this node's raft; no forwarding.
     async fn propose_local(&self, command: Command) -> Result<CommandReply, ForwardFailure> {
+        // Refused before raft sees it: an entry the log cannot take would stop the quorum.
+        let bytes = serde_json::to_vec(&command).map_or(usize::MAX, |b| b.len());
+        if bytes > COMMAND_BYTES_MAX {
+            return Ok(Err(CommandError::TooLarge { bytes }));
+        }
         let timeout = self.config.propose_timeout;
         match compio::time::timeout(timeout, self.raft.client_write(command)).await {
             Err(_) => Err(ForwardFailure::Timeout),

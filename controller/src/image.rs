@@ -21,6 +21,9 @@ pub const CONFIG_VALUE_BYTES_MAX: usize = 4096;
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Largest producer-id block one request may take.
 pub const PRODUCER_ID_BLOCK_SIZE_MAX: i32 = 10_000;
+/// Largest command, serialized: it bounds an entry of the metadata log (below the log's
+/// `max.message.bytes`) and, times `ENTRIES_PER_APPEND_MAX`, a replication frame.
+pub const COMMAND_BYTES_MAX: usize = 128 << 10;
 /// Longest host name in a broker's endpoint, and longest rack name.
 pub const HOST_BYTES_MAX: usize = 255;
 pub const RACK_BYTES_MAX: usize = 255;
@@ -184,13 +187,15 @@ pub enum CommandError {
     InvalidBlockSize { size: i32 },
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("the command takes {bytes} bytes, more than {COMMAND_BYTES_MAX}")]
+    TooLarge { bytes: usize },
 }
 
 /// The reply the state machine gives for one log entry.
 pub type CommandReply = Result<CommandResult, CommandError>;
 
 impl MetadataImage {
-    /// Applies `command`, committed at log `index`. On `Err`, `self` is unchanged.
+    /// Applies `command`, committed at log `index`. On `Err` nothing but `applied_index` moves.
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandReply {
         let reply = match command {
             Command::RegisterBroker { broker_id, incarnation, host, port, rack } => {

@@ -103,7 +103,9 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 impl LogStore {
     /// Opens (recovering if needed) the log in `data_dir` and reads the quorum state.
     pub async fn open(data_dir: &Path, segment_bytes: u64) -> io::Result<Self> {
+        // Entries are bounded by `COMMAND_BYTES_MAX` well below the default max.message.bytes.
         let config = LogConfig { segment_bytes, ..LogConfig::default() };
+        const _: () = assert!(crate::image::COMMAND_BYTES_MAX * 2 < 1_048_588);
         let log = Log::open(CompioBackend, &data_dir.join(METADATA_LOG_DIR), config)
             .await
             .map_err(other)?;

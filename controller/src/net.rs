@@ -70,10 +70,11 @@ pub enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
+    /// The snapshot is JSON text, so it travels as a string (a byte array would take ~3.5×).
     Snapshot {
         vote: Vote,
         meta: SnapshotMeta,
-        data: Vec<u8>,
+        data: String,
     },
     /// A proposal forwarded to the leader.
     Propose(Command),
@@ -422,7 +423,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         _cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let req = Request::Snapshot { vote, meta: snapshot.meta, data: snapshot.snapshot };
+        let data = String::from_utf8(snapshot.snapshot).map_err(|e| {
+            StreamingError::Network(NetworkError::new(&io::Error::other(e.to_string())))
+        })?;
+        let req = Request::Snapshot { vote, meta: snapshot.meta, data };
         let reply = self.call(&req, option.hard_ttl()).await.map_err(|f| match f {
             Fail::Unreachable(e) => StreamingError::Unreachable(Unreachable::new(&e)),
             Fail::Network(e) => StreamingError::Network(NetworkError::new(&e)),

@@ -39,7 +39,16 @@ fn three_nodes_elect_replicate_and_agree() {
         matches!(refused, Err(ControllerError::Refused(CommandError::UnknownTopic { .. }))),
         "{refused:?}"
     );
+    // A command too large for one entry of the metadata log is refused before raft sees it.
+    let big = (0..200).map(|i| (format!("k{i}"), "v".repeat(1000))).collect();
+    let huge = Command::AlterTopicConfigs { name: "orders".into(), set: big, delete: Vec::new() };
+    let refused = propose(follower, huge);
+    assert!(
+        matches!(refused, Err(ControllerError::Refused(CommandError::TooLarge { .. }))),
+        "{refused:?}"
+    );
     let image = converged(&refs);
+    assert_eq!(image.topics["orders"].configs.len(), 1);
     assert_eq!(image.topics["orders"].partitions.len(), 6);
     assert_eq!(image.brokers.len(), 3);
     // Every node adopted the one cluster id.
