@@ -272,6 +272,8 @@ impl Controller {
     }
 
     /// Stops raft, closes the listener and the metadata log cleanly, and joins the thread.
+    /// Blocks the calling thread until then (milliseconds): call it (or drop the controller)
+    /// from a thread that may block, not from a shard.
     pub fn shutdown(mut self) {
         self.stop_and_join();
     }

@@ -37,7 +37,15 @@ fn single_voter_forms_alone_snapshots_purges_and_restarts() {
     cfg.keep_after_snapshot = 5;
     cfg.segment_bytes = 2048;
     let c = Controller::start(cfg.clone()).expect("start");
+    let mut watch = c.subscribe();
     register(&c, 1);
+    // The watch hands out images as they are applied, never an older one.
+    let seen = block_on(compio::time::timeout(BOUND, watch.changed())).expect("an image in time");
+    assert!(seen.applied_index > 0);
+    create_topic(&c, "watched", 1, 1);
+    let newer =
+        block_on(compio::time::timeout(BOUND, watch.changed())).expect("a newer image in time");
+    assert!(newer.applied_index > seen.applied_index);
     for i in 0..40 {
         create_topic(&c, &format!("t{i}"), 1, 1);
         pid_block(&c);
@@ -55,6 +63,7 @@ fn single_voter_forms_alone_snapshots_purges_and_restarts() {
         (i.applied_index >= before.applied_index).then_some(i)
     });
     assert_eq!(after.topics, before.topics);
+    assert!(after.topics.contains_key("watched"));
     assert_eq!(after.brokers, before.brokers);
     assert_eq!(after.next_producer_id, before.next_producer_id);
     let (first, _) = pid_block(&c);
