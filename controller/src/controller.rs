@@ -344,6 +344,9 @@ impl Node {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries.max(1)),
             max_in_snapshot_log_to_keep: config.keep_after_snapshot,
             max_payload_entries: ENTRIES_PER_APPEND_MAX,
+            // A snapshot travels in one frame of up to FRAME_BYTES_MAX; 200 ms (the default)
+            // would time out a large one forever.
+            install_snapshot_timeout: 10_000,
             ..Default::default()
         }
         .validate()
