@@ -15,7 +15,9 @@ fn three_nodes_elect_replicate_and_agree() {
     let root = tempfile::tempdir().expect("tmp");
     let port = 29_301;
     let started = Instant::now();
+    // The bootstrapper (node 1) starts last: the others wait for it, then adopt its cluster id.
     let nodes: Vec<Controller> = (1..=3)
+        .rev()
         .map(|id| Controller::start(config(id, 3, port, root.path())).expect("start"))
         .collect();
     let refs: Vec<&Controller> = nodes.iter().collect();
