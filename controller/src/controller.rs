@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use compio::net::{TcpListener, TcpSocket, TcpStream};
@@ -78,6 +78,12 @@ pub enum StartError {
 /// request stays far below `FRAME_BYTES_MAX`.
 pub const ENTRIES_PER_APPEND_MAX: u64 = 64;
 const _: () = assert!(ENTRIES_PER_APPEND_MAX as usize * COMMAND_BYTES_MAX * 2 < FRAME_BYTES_MAX);
+
+/// Most proposals forwarded to the leader at once from one node (each on its own connection).
+pub const FORWARD_CONNECTIONS_MAX: usize = 8;
+/// An idle forwarding connection is reused only this long (far below the server's
+/// `IDLE_TIMEOUT`, so the leader has not closed it for idleness).
+const FORWARD_IDLE_REUSE: Duration = Duration::from_secs(30);
 
 /// Most accepted controller connections served at once (peers hold one per replication
 /// stream and reconnect after errors; forwarded proposals open short-lived ones).
@@ -307,6 +313,9 @@ struct Node {
     stopping: Event,
     /// Accepted connections being served.
     connections: std::cell::Cell<usize>,
+    /// Idle connections for forwarded proposals: (leader, idle since, stream).
+    forward_idle: std::cell::RefCell<Vec<(NodeId, Instant, TcpStream)>>,
+    forward_slots: async_lock::Semaphore,
     shared: Arc<Shared>,
 }
 
@@ -364,6 +373,8 @@ impl Node {
             listener: std::cell::RefCell::new(Some(listener)),
             stopping: Event::new(),
             connections: std::cell::Cell::new(0),
+            forward_idle: std::cell::RefCell::new(Vec::new()),
+            forward_slots: async_lock::Semaphore::new(FORWARD_CONNECTIONS_MAX),
             shared,
         };
         if pristine && node.config.voters.bootstrapper() == Some(node.config.node_id) {
@@ -545,15 +556,33 @@ impl Node {
                 reason: format!("leader {leader} is not a configured voter"),
             });
         };
+        // At most FORWARD_CONNECTIONS_MAX forwards at once, each on a connection of its own,
+        // reused while it is fresh (well within the leader's idle timeout).
+        let _slot = self.forward_slots.acquire().await;
+        let pooled = {
+            let mut idle = self.forward_idle.borrow_mut();
+            idle.retain(|(_, since, _)| since.elapsed() < FORWARD_IDLE_REUSE);
+            idle.iter().position(|(id, _, _)| *id == leader).map(|i| idle.swap_remove(i).2)
+        };
         let exchange = async {
-            let mut stream = net::connect(&self.ident, addr).await?;
+            let mut stream = match pooled {
+                Some(s) => s,
+                None => net::connect(&self.ident, addr).await?,
+            };
             net::write_frame(&mut stream, &Request::Propose(command)).await?;
-            net::read_frame::<Response>(
+            let reply = net::read_frame::<Response>(
                 &mut stream,
                 FRAME_BYTES_MAX,
                 self.config.propose_timeout * 2,
             )
-            .await
+            .await?;
+            if reply.is_some() {
+                let mut idle = self.forward_idle.borrow_mut();
+                if idle.len() < FORWARD_CONNECTIONS_MAX {
+                    idle.push((leader, Instant::now(), stream));
+                }
+            }
+            Ok::<_, io::Error>(reply)
         };
         match exchange.await {
             Ok(Some(Response::Propose(Ok(reply)))) => reply.map_err(ControllerError::Refused),
