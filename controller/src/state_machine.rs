@@ -1,9 +1,10 @@
 //! openraft's state machine: applies committed entries to the [`MetadataImage`], publishes each
 //! new image, and keeps snapshots of it as files in `<data_dir>/snapshots/`.
 //!
-//! The image is an `Arc`: applying clones it only when a snapshot builder or a reader still
-//! holds the previous one (copy on write), so building a snapshot takes a reference, not a
-//! lock, and never stalls the raft core; the snapshot file is written through io_uring.
+//! The image is an `Arc`, copied on write: a batch of applied entries clones it once (the
+//! published image is still held by readers), so building a snapshot takes a reference, not a
+//! lock, and never stalls the raft core; the snapshot file is written through io_uring. (A
+//! persistent map would make that clone cheap for very large images; not needed yet.)
 
 use std::cell::RefCell;
 use std::io;
@@ -99,10 +100,12 @@ impl StateMachine {
         self.shared.publish(image);
     }
 
-    /// Removes snapshot files other than `keep`.
-    async fn remove_others(&self, keep: &str) {
+    /// Removes snapshot files older than `keep` (names sort by index): a newer one written
+    /// meanwhile (an install during a build) stays.
+    async fn remove_older(&self, keep: &str) {
         let Ok(names) = CompioBackend.list_dir(&self.dir).await else { return };
-        for n in names.iter().filter(|n| n.as_str() != keep && n.starts_with("snapshot-")) {
+        let keep_stem = keep.trim_end_matches(".json");
+        for n in names.iter().filter(|n| n.starts_with("snapshot-") && n.as_str() < keep_stem) {
             if let Err(e) = CompioBackend.remove_file(&self.dir.join(n)).await {
                 warn!(file = %n, error = %e, "could not remove an old snapshot");
             }
@@ -135,8 +138,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let name = file_name(&meta);
         write_durably(&self.sm.dir, &name, bytes.clone()).await?;
-        self.sm.state.borrow_mut().current = Some((meta.clone(), name.clone()));
-        self.sm.remove_others(&name).await;
+        {
+            let mut st = self.sm.state.borrow_mut();
+            if st.current.as_ref().is_none_or(|(m, _)| m.last_log_id <= meta.last_log_id) {
+                st.current = Some((meta.clone(), name.clone()));
+            }
+        }
+        self.sm.remove_older(&name).await;
         info!(snapshot = %name, bytes = bytes.len(), "snapshot built");
         Ok(Snapshot { meta, snapshot: bytes })
     }
@@ -217,7 +225,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         write_durably(&self.dir, &name, snapshot).await?;
         info!(snapshot = %name, applied_index = body.image.applied_index, "snapshot installed");
         self.install(meta.clone(), body, name.clone());
-        self.remove_others(&name).await;
+        self.remove_older(&name).await;
         Ok(())
     }
 
