@@ -29,8 +29,8 @@ use crate::image::{
 };
 use crate::log_store::{LogStore, read_file};
 use crate::net::{
-    self, CLUSTER_ID_FILE, FRAME_BYTES_MAX, ForwardFailure, IDLE_TIMEOUT, Identity, Network,
-    Request, Response,
+    self, CLUSTER_ID_FILE, FRAME_BYTES_MAX, ForwardFailure, IDLE_TIMEOUT, IMAGE_POLL, Identity,
+    Network, Request, Response,
 };
 use crate::state_machine::StateMachine;
 use crate::types::{NodeId, Raft, Snapshot};
@@ -72,6 +72,8 @@ pub enum StartError {
     Raft(String),
     #[error("the controller thread died while starting")]
     ThreadDied,
+    #[error("observer node id {node_id} is a voter's id ({voters})")]
+    ObserverIsVoter { node_id: NodeId, voters: String },
 }
 
 /// Most entries in one AppendEntries: with `COMMAND_BYTES_MAX` each (and JSON's overhead) a
@@ -89,7 +91,7 @@ const FORWARD_IDLE_REUSE: Duration = Duration::from_secs(30);
 /// stream and reconnect after errors; forwarded proposals open short-lived ones).
 pub const CONNECTIONS_MAX: usize = 64;
 
-fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
+pub(crate) fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
     move |source| StartError::Io { what, source }
 }
 
@@ -120,12 +122,26 @@ pub struct QuorumStatus {
 /// What the controller thread publishes for every other thread.
 #[derive(Debug, Default)]
 pub struct Shared {
-    image: ArcSwap<MetadataImage>,
+    pub(crate) image: ArcSwap<MetadataImage>,
     image_changed: Event,
     status: ArcSwap<QuorumStatus>,
 }
 
 impl Shared {
+    /// The image, once its applied index differs from `after`; `None` after `wait`.
+    pub async fn next_image(&self, after: u64, wait: Duration) -> Option<Arc<MetadataImage>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let listener = self.image_changed.listen();
+            let image = self.image.load_full();
+            if image.applied_index != after {
+                return Some(image);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            compio::time::timeout(left, listener).await.ok()?;
+        }
+    }
+
     /// Publishes a newly applied image and wakes every watcher.
     pub fn publish(&self, image: Arc<MetadataImage>) {
         self.image.store(image);
@@ -136,8 +152,8 @@ impl Shared {
 /// Waits for new images; see [`Controller::subscribe`].
 #[derive(Debug)]
 pub struct ImageWatch {
-    shared: Arc<Shared>,
-    seen: u64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) seen: u64,
 }
 
 impl ImageWatch {
@@ -156,9 +172,36 @@ impl ImageWatch {
     }
 }
 
-struct Proposal {
-    command: Command,
-    reply: futures_channel::oneshot::Sender<Result<CommandResult, ControllerError>>,
+pub(crate) struct Proposal {
+    pub(crate) command: Command,
+    pub(crate) reply: futures_channel::oneshot::Sender<Result<CommandResult, ControllerError>>,
+}
+
+/// Queues `command` on `proposals` and waits for its answer (shared by controller and observer).
+pub(crate) async fn submit(
+    proposals: &async_channel::Sender<Proposal>,
+    mut command: Command,
+) -> Result<CommandResult, ControllerError> {
+    if let Command::CreateTopic { topic_id, .. } = &mut command
+        && topic_id.is_nil()
+    {
+        *topic_id = Uuid::new_v4();
+    }
+    let (reply, rx) = futures_channel::oneshot::channel();
+    proposals.send(Proposal { command, reply }).await.map_err(|_| ControllerError::ShutDown)?;
+    rx.await.unwrap_or(Err(ControllerError::ShutDown))
+}
+
+/// The cluster id stored in `dir`, if any.
+pub(crate) async fn read_cluster_id(dir: &std::path::Path) -> Result<Option<Uuid>, StartError> {
+    CompioBackend.create_dir_all(dir).await.map_err(io_err("create data dir"))?;
+    match read_file(dir, CLUSTER_ID_FILE).await.map_err(io_err("read cluster id"))? {
+        Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| StartError::Io {
+            what: "parse cluster id",
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?)),
+        None => Ok(None),
+    }
 }
 
 /// The controller: a member of the controller quorum running on its own thread.
@@ -248,18 +291,8 @@ impl Controller {
     /// Proposes `command` to the quorum: applied through the active leader (forwarded to it if
     /// this node is not), answered once committed and applied there. A nil topic id in
     /// `CreateTopic` is replaced by a random one.
-    pub async fn propose(&self, mut command: Command) -> Result<CommandResult, ControllerError> {
-        if let Command::CreateTopic { topic_id, .. } = &mut command
-            && topic_id.is_nil()
-        {
-            *topic_id = Uuid::new_v4();
-        }
-        let (reply, rx) = futures_channel::oneshot::channel();
-        self.proposals
-            .send(Proposal { command, reply })
-            .await
-            .map_err(|_| ControllerError::ShutDown)?;
-        rx.await.unwrap_or(Err(ControllerError::ShutDown))
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        submit(&self.proposals, command).await
     }
 
     /// The latest applied image.
@@ -323,14 +356,7 @@ impl Node {
     async fn boot(config: ControllerConfig, shared: Arc<Shared>) -> Result<Node, StartError> {
         let dir = config.data_dir.clone();
         CompioBackend.create_dir_all(&dir).await.map_err(io_err("create data dir"))?;
-        let cluster_id: Option<Uuid> =
-            match read_file(&dir, CLUSTER_ID_FILE).await.map_err(io_err("read cluster id"))? {
-                Some(b) => Some(serde_json::from_slice(&b).map_err(|e| StartError::Io {
-                    what: "parse cluster id",
-                    source: io::Error::new(io::ErrorKind::InvalidData, e),
-                })?),
-                None => None,
-            };
+        let cluster_id = read_cluster_id(&dir).await?;
         let log_store = LogStore::open(&dir, config.segment_bytes)
             .await
             .map_err(io_err("open metadata log"))?;
@@ -475,7 +501,8 @@ impl Node {
 
     async fn serve_conn(self: Rc<Self>, mut stream: TcpStream, peer: SocketAddr) {
         stream.set_nodelay(true).ok();
-        let Some(peer_id) = net::accept_handshake(&self.ident, &mut stream, peer).await else {
+        let Some((peer_id, observer)) = net::accept_handshake(&self.ident, &mut stream, peer).await
+        else {
             return;
         };
         loop {
@@ -493,6 +520,9 @@ impl Node {
                     return info!(%peer, node = peer_id, error = %e, "controller connection lost");
                 }
             };
+            if observer && !matches!(req, Request::Propose(_) | Request::FetchImage { .. }) {
+                return warn!(%peer, node = peer_id, "controller connection closed: an observer sent a raft request");
+            }
             let raft = &self.raft;
             let resp = match req {
                 Request::AppendEntries(r) => {
@@ -511,6 +541,9 @@ impl Node {
                     .map_err(|e| e.to_string()),
                 ),
                 Request::Propose(cmd) => Response::Propose(self.propose_local(cmd).await),
+                Request::FetchImage { after } => {
+                    Response::Image(self.shared.next_image(after, IMAGE_POLL).await)
+                }
             };
             if let Err(e) = net::write_frame(&mut stream, &resp).await {
                 return debug!(%peer, node = peer_id, error = %e, "controller connection closed while replying");
@@ -645,7 +678,7 @@ impl Node {
     }
 }
 
-fn failure(f: ForwardFailure) -> ControllerError {
+pub(crate) fn failure(f: ForwardFailure) -> ControllerError {
     match f {
         ForwardFailure::NotLeader { leader } => ControllerError::NoQuorum {
             reason: match leader {

@@ -14,6 +14,8 @@
 //!   that refuses other clusters, unknown nodes and different voter lists.
 //! - [`controller`]: [`Controller`], the handle; its thread runs raft, the listener and the
 //!   proposals on one compio runtime.
+//! - [`observer`]: [`Observer`], for a node that is not a voter (`process.roles=broker`): it
+//!   follows the image from the voters and forwards proposals, without a log of its own.
 //!
 //! # Contract
 //! - [`Controller::start`] returns once the node runs; it never blocks the caller's runtime
@@ -43,6 +45,7 @@ pub mod controller;
 pub mod image;
 pub mod log_store;
 pub mod net;
+pub mod observer;
 pub mod state_machine;
 pub mod types;
 
@@ -54,3 +57,4 @@ pub use image::{
     BrokerRecord, Command, CommandError, CommandReply, CommandResult, MetadataImage,
     PartitionRecord, TopicRecord,
 };
+pub use observer::{Observer, ObserverConfig};

@@ -42,6 +42,8 @@ pub const HANDSHAKE_BYTES_MAX: usize = 64 << 10;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection may stay silent before the server closes it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest a `FetchImage` waits for a new image before answering `None`.
+pub const IMAGE_POLL: Duration = Duration::from_secs(2);
 /// Version tag of this protocol.
 const MAGIC: &str = "odradek-controller/1";
 /// The file holding the adopted cluster id.
@@ -55,6 +57,10 @@ pub struct Handshake {
     pub node_id: NodeId,
     /// The sender's voter list, canonical (`Voters::canonical`).
     pub voters: String,
+    /// An observer (a broker-only node, not a voter): it may only follow the image and
+    /// forward proposals, and its node id must not be a voter's.
+    #[serde(default)]
+    pub observer: bool,
 }
 
 /// The accepting side's answer to a handshake.
@@ -78,6 +84,11 @@ pub enum Request {
     },
     /// A proposal forwarded to the leader.
     Propose(Command),
+    /// The image, once it differs from the one applied at `after` (a long poll of at most
+    /// `IMAGE_POLL`; `None` if nothing changed by then).
+    FetchImage {
+        after: u64,
+    },
 }
 
 /// Why a forwarded proposal was not applied.
@@ -98,6 +109,7 @@ pub enum Response {
     Vote(Result<VoteResponse<TypeConfig>, String>),
     Snapshot(Result<SnapshotResponse<TypeConfig>, String>),
     Propose(Result<CommandReply, ForwardFailure>),
+    Image(Option<std::sync::Arc<crate::image::MetadataImage>>),
 }
 
 /// Who this node is and which cluster it belongs to; shared by the server, the clients and
@@ -109,6 +121,8 @@ pub struct Identity {
     pub voters: Voters,
     pub data_dir: std::path::PathBuf,
     pub cluster_id: RefCell<Option<Uuid>>,
+    /// Whether this node is an observer (see [`Handshake::observer`]).
+    pub observer: bool,
     adopt_lock: async_lock::Mutex<()>,
 }
 
@@ -126,8 +140,20 @@ impl Identity {
             voters,
             data_dir,
             cluster_id: RefCell::new(cluster_id),
+            observer: false,
             adopt_lock: async_lock::Mutex::new(()),
         }
+    }
+
+    /// The identity of an observer: `node_id` must not be a voter's id.
+    pub fn observer(
+        node_id: NodeId,
+        source: SocketAddr,
+        voters: Voters,
+        data_dir: std::path::PathBuf,
+        cluster_id: Option<Uuid>,
+    ) -> Self {
+        Identity { observer: true, ..Identity::new(node_id, source, voters, data_dir, cluster_id) }
     }
 
     fn handshake(&self) -> Handshake {
@@ -136,6 +162,7 @@ impl Identity {
             cluster_id: *self.cluster_id.borrow(),
             node_id: self.node_id,
             voters: self.voters.canonical(),
+            observer: self.observer,
         }
     }
 
@@ -169,7 +196,10 @@ impl Identity {
                 self.voters.canonical()
             ));
         }
-        if h.node_id == self.node_id || !self.voters.contains(h.node_id) {
+        if h.observer && self.voters.contains(h.node_id) {
+            return Err(format!("observer node id {} is a voter's id", h.node_id));
+        }
+        if !h.observer && (h.node_id == self.node_id || !self.voters.contains(h.node_id)) {
             return Err(format!("node id {} is not another configured voter", h.node_id));
         }
         if let (Some(theirs), Some(ours)) = (h.cluster_id, *self.cluster_id.borrow())
@@ -271,7 +301,7 @@ pub async fn accept_handshake(
     ident: &Identity,
     stream: &mut TcpStream,
     peer: SocketAddr,
-) -> Option<NodeId> {
+) -> Option<(NodeId, bool)> {
     let hs = match read_frame::<Handshake>(stream, HANDSHAKE_BYTES_MAX, HANDSHAKE_TIMEOUT).await {
         Ok(Some(h)) => h,
         Ok(None) => {
@@ -284,9 +314,10 @@ pub async fn accept_handshake(
         }
     };
     let verdict = match ident.check(&hs) {
+        // Only a voter's cluster id is adopted; an observer follows the voters' one.
         Ok(()) => match hs.cluster_id {
-            Some(id) => ident.adopt(id).await.map_err(|e| e.to_string()),
-            None => Ok(()),
+            Some(id) if !hs.observer => ident.adopt(id).await.map_err(|e| e.to_string()),
+            _ => Ok(()),
         },
         Err(reason) => Err(reason),
     };
@@ -294,7 +325,7 @@ pub async fn accept_handshake(
         Ok(()) => {
             let reply = HandshakeReply::Accepted { cluster_id: *ident.cluster_id.borrow() };
             write_frame(stream, &reply).await.ok()?;
-            Some(hs.node_id)
+            Some((hs.node_id, hs.observer))
         }
         Err(reason) => {
             warn!(%peer, node = hs.node_id, %reason, "controller connection refused");

@@ -63,6 +63,10 @@ fn other_cluster_unknown_node_and_other_voters_are_refused() {
     let to = addr(1, port);
     let reason = try_handshake(root.path(), 4, None, v.clone(), to);
     assert!(reason.contains("not another configured voter"), "{reason}");
+    let ident = Identity::observer(2, addr(3, 0), v.clone(), root.path().join("obs"), None);
+    let reason =
+        block_on(net::connect(&ident, to)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(reason.contains("observer node id 2 is a voter's id"), "{reason}");
     let reason = try_handshake(root.path(), 2, Some(Uuid::new_v4()), v.clone(), to);
     assert!(reason.contains("cluster id differs"), "{reason}");
     let odd = Voters::parse(&format!("1@{},2@{},3@127.0.0.9:{port}", addr(1, port), addr(2, port)))
@@ -86,8 +90,16 @@ fn expect_closed(mut s: TcpStream, what: &str) {
         match s.read(&mut buf) {
             Ok(0) => return,
             Ok(_) => continue, // a refusal reply before the close
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("{what}: expected a close, got {e}"),
+            // Only a read that timed out means the server kept the connection open.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("{what}: the connection stayed open ({e})")
+            }
+            Err(_) => return, // reset or aborted: closed
         }
     }
 }
@@ -98,14 +110,15 @@ fn frame(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Connects and passes the handshake as node 3 (which is not running).
-fn handshaken(to: SocketAddr, voters: &Voters) -> TcpStream {
+/// Connects and passes the handshake as node 3 (which is not running), or as observer 10.
+fn handshaken(to: SocketAddr, voters: &Voters, observer: bool) -> TcpStream {
     let mut s = TcpStream::connect(to).expect("connect");
     let hs = Handshake {
         magic: "odradek-controller/1".into(),
         cluster_id: None,
-        node_id: 3,
+        node_id: if observer { 10 } else { 3 },
         voters: voters.canonical(),
+        observer,
     };
     s.write_all(&frame(&serde_json::to_vec(&hs).expect("json"))).expect("write");
     let mut len = [0u8; 4];
@@ -138,17 +151,32 @@ fn garbage_and_oversize_frames_close_the_connection() {
     s.write_all(&frame(b"{\"not\":\"a handshake\"}")).expect("write");
     expect_closed(s, "an undecodable handshake");
 
-    let mut s = handshaken(to, &v);
+    let mut s = handshaken(to, &v, false);
     s.write_all(&u32::MAX.to_be_bytes()).expect("write");
     expect_closed(s, "an oversize frame");
 
-    let mut s = handshaken(to, &v);
+    let mut s = handshaken(to, &v, false);
     s.write_all(&frame(b"\x00\xffgarbage")).expect("write");
     expect_closed(s, "a garbage frame");
 
-    let mut s = handshaken(to, &v);
+    let mut s = handshaken(to, &v, false);
     s.write_all(&frame(b"{\"Vote\":{\"vote\":42}}")).expect("write");
     expect_closed(s, "a request that does not decode");
+
+    // An observer may follow and propose, never speak raft.
+    let mut s = handshaken(to, &v, true);
+    s.write_all(&frame(b"{\"FetchImage\":{\"after\":0}}")).expect("write");
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("an image");
+    let mut s = handshaken(to, &v, true);
+    // A well-formed vote request: refused for who sent it, not for its bytes.
+    let vote = net::Request::Vote(openraft::raft::VoteRequest::new(
+        odradek_controller::types::Vote::new(99, 10),
+        None,
+    ));
+    let vote = serde_json::to_string(&vote).expect("json");
+    s.write_all(&frame(vote.as_bytes())).expect("write");
+    expect_closed(s, "a raft request from an observer");
 
     let after = converged(&[&n1, &n2]);
     assert!(same_metadata(&before, &after), "garbage changed nothing");
