@@ -84,7 +84,7 @@ struct Inner {
     state: RefCell<QuorumState>,
 }
 
-/// The log store handed to openraft; [`LogStore::reader`]s share it (one thread).
+/// The log store handed to openraft; its log readers are clones sharing it (one thread).
 #[derive(Clone)]
 pub struct LogStore {
     inner: Rc<Inner>,
