@@ -18,14 +18,17 @@
 //!   follows the image from the voters and forwards proposals, without a log of its own.
 //!
 //! # Contract
-//! - [`Controller::start`] returns once the node runs; it never blocks the caller's runtime
-//!   afterwards. Every method may be called from any thread.
+//! - [`Controller::start`] blocks its caller until the data directory is open and the
+//!   listener bound (not until a leader is elected); `shutdown` and drop block until the
+//!   controller thread has stopped. Every other method is non-blocking and may be called from
+//!   any thread: call `start` and `shutdown` outside the shards.
 //! - [`Controller::propose`] returns `Ok` only after the command is committed by a quorum and
 //!   applied on the leader; `Err(Refused)` means the state machine refused it and nothing
 //!   changed; a retriable error ([`ControllerError::is_retriable`]) when there is no quorum.
 //! - [`Controller::image`] is the latest image applied on this node (it may trail the leader
 //!   by the replication delay); images only move forward, and every node applies the same
-//!   sequence of images.
+//!   sequence of images. After a restart the image starts from the last snapshot and the
+//!   saved committed index, and catches up with the quorum.
 //!
 //! # Invariants
 //! - An entry is acknowledged to raft only after `Log::sync` returned; a vote only after its
