@@ -67,10 +67,19 @@ fn three_nodes_elect_replicate_and_agree() {
     let ids: BTreeSet<_> = nodes.iter().map(|c| c.quorum_status().cluster_id).collect();
     assert_eq!(ids.len(), 1);
     assert!(ids.iter().all(Option::is_some), "{ids:?}");
-    // The leader sees every voter caught up (or nearly).
-    let status = nodes.iter().find(|c| c.node_id() == leader).expect("leader").quorum_status();
+    // The leader sees every voter caught up (its metrics follow replication asynchronously).
+    let leader_node = nodes.iter().find(|c| c.node_id() == leader).expect("leader");
+    let status = wait_for("every voter matched with no lag", || {
+        let s = leader_node.quorum_status();
+        s.voters.iter().all(|v| v.lag == Some(0)).then_some(s)
+    });
     assert_eq!(status.voters.len(), 3);
-    assert!(status.voters.iter().all(|v| v.matched_index.is_some()), "{status:?}");
+    assert_eq!(status.leader_id, Some(leader));
+    assert!(status.term >= 1);
+    assert_eq!(
+        status.voters.iter().map(|v| v.matched_index).collect::<Vec<_>>(),
+        vec![status.last_log_index; 3]
+    );
 }
 
 #[test]
