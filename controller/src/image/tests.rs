@@ -171,3 +171,50 @@ fn producer_id_blocks_never_overlap_and_lost_disk_procedure() {
     };
     assert_eq!(image.apply(22, &cmd), Ok(CommandResult::BrokerRegistered { broker_epoch: 22 }));
 }
+
+mod placement_model {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// For any set of racked brokers, partition count and feasible replication factor:
+        /// replicas are distinct unfenced brokers, on distinct racks while racks suffice,
+        /// leaders differ by at most one partition between brokers, and the ISR is all.
+        #[test]
+        fn placement_invariants(
+            racks in proptest::collection::vec(0u8..4, 1..9),
+            fenced in proptest::collection::vec(any::<bool>(), 9),
+            partitions in 1i32..40,
+            rf_seed in 0usize..100,
+        ) {
+            let mut image = MetadataImage::default();
+            for (i, rack) in racks.iter().enumerate() {
+                let id = i as i32 + 1;
+                broker(&mut image, (i as u64 + 1) * 10, id, Some(&format!("r{rack}")));
+                if fenced[i] {
+                    image.apply((i as u64 + 1) * 10 + 5, &Command::FenceBroker { broker_id: id }).expect("fence");
+                }
+            }
+            let live: Vec<BrokerRecord> = image.unfenced_brokers().cloned().collect();
+            prop_assume!(!live.is_empty());
+            let rack_count = live.iter().map(|b| b.rack.clone()).collect::<BTreeSet<_>>().len();
+            let rf = (rf_seed % live.len()) as i16 + 1;
+            let Ok(CommandResult::TopicCreated { partitions: placed, .. }) = create(&mut image, "t", partitions, rf) else {
+                panic!("placement failed");
+            };
+            let mut leaders: BTreeMap<i32, usize> = live.iter().map(|b| (b.id, 0)).collect();
+            for p in &placed {
+                let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
+                prop_assert_eq!(distinct.len(), rf as usize);
+                prop_assert!(p.replicas.iter().all(|r| !image.brokers[r].fenced));
+                let racks_used: BTreeSet<_> = p.replicas.iter().map(|r| image.brokers[r].rack.clone()).collect();
+                prop_assert_eq!(racks_used.len(), (rf as usize).min(rack_count));
+                prop_assert_eq!(&p.isr, &p.replicas);
+                *leaders.get_mut(&p.leader).expect("leader is live") += 1;
+            }
+            let (lo, hi) = (leaders.values().min().copied(), leaders.values().max().copied());
+            prop_assert!(hi.unwrap_or(0) - lo.unwrap_or(0) <= 1, "leaders {:?}", leaders);
+        }
+    }
+}
