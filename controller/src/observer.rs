@@ -1,0 +1,330 @@
+//! [`Observer`]: a broker-only node's view of the controller quorum (KRaft's observer role,
+//! reduced): it follows the metadata image from the voters and forwards proposals to the
+//! leader, without voting or storing the log.
+//!
+//! The observer connects from its own address with an observer handshake (its node id must not
+//! be a voter's); the voters answer it only `FetchImage` (a long poll) and `Propose`. It keeps
+//! the cluster id it learns from the voters in `<data_dir>/cluster.json` and refuses another.
+//! Its image only moves forward: an image from a voter that is behind is ignored.
+
+use std::cell::Cell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use event_listener::Event;
+use futures_util::future::{Either, select};
+use tracing::{debug, error, info};
+
+use crate::config::Voters;
+use crate::controller::{
+    ControllerError, ImageWatch, Proposal, Shared, StartError, failure, io_err, read_cluster_id,
+    submit,
+};
+use crate::image::{Command, CommandResult, MetadataImage};
+use crate::net::{
+    self, FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT, IMAGE_POLL, Identity, Request, Response,
+};
+use crate::types::NodeId;
+
+/// Pause before an observer tries the next voter after a failure.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Empty long polls in a row after which the observer tries another voter (one that is cut off
+/// from the quorum would never have anything new).
+const QUIET_POLLS_MAX: u32 = 5;
+/// Most proposals an observer forwards at once.
+pub const OBSERVER_PROPOSALS_MAX: usize = 8;
+
+/// What [`Observer::start`] needs.
+#[derive(Debug, Clone)]
+pub struct ObserverConfig {
+    /// This node's id: not a voter's.
+    pub node_id: NodeId,
+    /// The address outgoing connections come from (the node's own, e.g. 127.0.0.5).
+    pub source_ip: IpAddr,
+    pub voters: Voters,
+    /// Where the cluster id is kept.
+    pub data_dir: PathBuf,
+    pub propose_timeout: Duration,
+}
+
+impl ObserverConfig {
+    pub fn new(node_id: NodeId, source_ip: IpAddr, voters: Voters, data_dir: PathBuf) -> Self {
+        ObserverConfig {
+            node_id,
+            source_ip,
+            voters,
+            data_dir,
+            propose_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A follower of the image that is not a voter; every method may be called from any thread.
+#[derive(Debug)]
+pub struct Observer {
+    node_id: NodeId,
+    shared: Arc<Shared>,
+    proposals: async_channel::Sender<Proposal>,
+    stop: Option<futures_channel::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    /// Starts the observer's thread; returns at once (the image arrives when a voter answers).
+    pub fn start(config: ObserverConfig) -> Result<Observer, StartError> {
+        if config.voters.contains(config.node_id) {
+            return Err(StartError::ObserverIsVoter {
+                node_id: config.node_id,
+                voters: config.voters.canonical(),
+            });
+        }
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = async_channel::bounded(OBSERVER_PROPOSALS_MAX);
+        let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let node_id = config.node_id;
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("observer-{node_id}"))
+            .spawn(move || {
+                let rt = match compio::runtime::Runtime::new() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StartError::Io { what: "runtime", source: e }));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let cluster_id = match read_cluster_id(&config.data_dir).await {
+                        Ok(id) => id,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let ident = Identity::observer(
+                        config.node_id,
+                        SocketAddr::new(config.source_ip, 0),
+                        config.voters.clone(),
+                        config.data_dir.clone(),
+                        cluster_id,
+                    );
+                    let _ = ready_tx.send(Ok(()));
+                    let node = Rc::new(ObserverNode {
+                        ident,
+                        config,
+                        shared: thread_shared,
+                        leader_hint: Cell::new(None),
+                        next_voter: Cell::new(0),
+                        stopping: Event::new(),
+                    });
+                    node.run(rx, stop_rx).await;
+                });
+            })
+            .map_err(io_err("spawn thread"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Observer {
+                node_id,
+                shared,
+                proposals: tx,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(StartError::ThreadDied)
+            }
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Proposes through the leader (found from the voters' answers), as
+    /// [`crate::Controller::propose`].
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        submit(&self.proposals, command).await
+    }
+
+    /// The newest image received.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.shared.image.load_full()
+    }
+
+    /// A watch that returns each newer image.
+    pub fn subscribe(&self) -> ImageWatch {
+        ImageWatch { shared: self.shared.clone(), seen: self.shared.image.load().applied_index }
+    }
+
+    /// Stops the thread and joins it (blocks the caller briefly, like `Controller::shutdown`).
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.proposals.close();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            error!(node = self.node_id, "observer thread panicked");
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+struct ObserverNode {
+    ident: Identity,
+    config: ObserverConfig,
+    shared: Arc<Shared>,
+    leader_hint: Cell<Option<NodeId>>,
+    next_voter: Cell<usize>,
+    stopping: Event,
+}
+
+impl ObserverNode {
+    async fn run(
+        self: Rc<Self>,
+        proposals: async_channel::Receiver<Proposal>,
+        mut stop: futures_channel::oneshot::Receiver<()>,
+    ) {
+        info!(node = self.config.node_id, voters = %self.config.voters.canonical(), "observer started");
+        let follower = compio::runtime::spawn(self.clone().follow());
+        let inflight = Arc::new(async_lock::Semaphore::new(OBSERVER_PROPOSALS_MAX));
+        loop {
+            let permit = inflight.acquire_arc().await;
+            let next = std::pin::pin!(proposals.recv());
+            match select(next, &mut stop).await {
+                Either::Left((Ok(p), _)) => {
+                    let node = self.clone();
+                    compio::runtime::spawn(async move {
+                        let result = node.propose(p.command).await;
+                        let _ = p.reply.send(result);
+                        drop(permit);
+                    })
+                    .detach();
+                }
+                Either::Left((Err(_), _)) | Either::Right(_) => break,
+            }
+        }
+        self.stopping.notify(usize::MAX);
+        let _ = follower.await;
+        info!(node = self.config.node_id, "observer stopped");
+    }
+
+    /// The voter to try next, round robin.
+    fn rotate(&self) -> (NodeId, SocketAddr) {
+        let voters: Vec<(NodeId, SocketAddr)> = self.config.voters.iter().collect();
+        let i = self.next_voter.get();
+        self.next_voter.set(i.wrapping_add(1));
+        voters[i % voters.len()]
+    }
+
+    /// Follows the image from one voter after another until stopped.
+    async fn follow(self: Rc<Self>) {
+        loop {
+            let (id, addr) = self.rotate();
+            let stop = self.stopping.listen();
+            let poll = std::pin::pin!(self.follow_one(addr));
+            match select(poll, stop).await {
+                Either::Right(_) => return,
+                Either::Left((r, _)) => {
+                    debug!(node = self.config.node_id, voter = id, result = ?r, "observer switches voter")
+                }
+            }
+            let stop = self.stopping.listen();
+            if let Either::Right(_) =
+                select(std::pin::pin!(compio::time::sleep(RETRY_PAUSE)), stop).await
+            {
+                return;
+            }
+        }
+    }
+
+    async fn follow_one(&self, addr: SocketAddr) -> io::Result<()> {
+        let mut stream = net::connect(&self.ident, addr).await?;
+        let mut quiet = 0;
+        while quiet < QUIET_POLLS_MAX {
+            let after = self.shared.image.load().applied_index;
+            net::write_frame(&mut stream, &Request::FetchImage { after }).await?;
+            let timeout = IMAGE_POLL + HANDSHAKE_TIMEOUT;
+            match net::read_frame::<Response>(&mut stream, FRAME_BYTES_MAX, timeout).await? {
+                Some(Response::Image(Some(image))) if image.applied_index > after => {
+                    quiet = 0;
+                    self.shared.publish(image);
+                }
+                Some(Response::Image(_)) => quiet += 1,
+                other => return Err(io::Error::other(format!("unexpected reply {other:?}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `command` to the leader: the hinted one, else the voters in turn; a voter that
+    /// names another leader is followed once; a voter that cannot be reached is skipped.
+    async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        let mut redirected = false;
+        let mut target = self.leader_hint.get().unwrap_or_else(|| self.rotate().0);
+        for _ in 0..=self.config.voters.ids().count() {
+            let Some(addr) = self.config.voters.addr(target) else { break };
+            let mut stream = match net::connect(&self.ident, addr).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(node = self.config.node_id, voter = target, error = %e, "voter unreachable");
+                    self.leader_hint.set(None);
+                    target = self.rotate().0;
+                    continue;
+                }
+            };
+            let exchange = async {
+                net::write_frame(&mut stream, &Request::Propose(command.clone())).await?;
+                let wait = self.config.propose_timeout * 2;
+                net::read_frame::<Response>(&mut stream, FRAME_BYTES_MAX, wait).await
+            };
+            match exchange.await {
+                Ok(Some(Response::Propose(Ok(reply)))) => {
+                    self.leader_hint.set(Some(target));
+                    return reply.map_err(ControllerError::Refused);
+                }
+                Ok(Some(Response::Propose(Err(net::ForwardFailure::NotLeader {
+                    leader: Some(l),
+                }))))
+                    if !redirected && l != target =>
+                {
+                    redirected = true;
+                    self.leader_hint.set(Some(l));
+                    target = l;
+                }
+                Ok(Some(Response::Propose(Err(f)))) => return Err(failure(f)),
+                Ok(_) => {
+                    return Err(ControllerError::Unknown {
+                        reason: format!("voter {target} closed or answered oddly"),
+                    });
+                }
+                Err(e) => {
+                    return Err(ControllerError::Unknown {
+                        reason: format!("voter {target}: {e}"),
+                    });
+                }
+            }
+        }
+        Err(ControllerError::NoQuorum { reason: "no voter reachable".into() })
+    }
+}
