@@ -293,37 +293,54 @@ pub async fn incremental_alter_configs(
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in &req.resources {
         let name = r.resource_name.to_string();
-        let ops: Vec<(String, i8, Option<String>)> = r
+        let ops: Vec<ConfigOp> = r
             .configs
             .iter()
             .map(|c| {
                 (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))
             })
             .collect();
-        let outcome = match r.resource_type {
-            RESOURCE_TOPIC => alter_topic(ctx, &name, &ops, req.validate_only).await,
-            RESOURCE_BROKER => Err(KafkaError::new(
-                ec::INVALID_REQUEST,
-                "broker settings are set at start-up (flags or config file)".to_owned(),
-            )),
-            other => Err(KafkaError::new(
-                ec::INVALID_REQUEST,
-                format!("resource type {other} is not supported"),
-            )),
-        };
+        let outcome = alter_resource(ctx, r.resource_type, &name, Ok(ops), req.validate_only);
         let resp = AlterConfigsResourceResponse::default()
-            .with_error_message(None)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        responses.push(match outcome {
-            Ok(()) => resp,
-            Err(KafkaError { code, message: msg }) => {
-                info!(resource = %name, %code, %msg, "configs not altered");
-                resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
+        responses.push(match outcome.await {
+            Ok(()) => resp.with_error_message(None),
+            Err(e) => {
+                resp.with_error_code(e.code.into()).with_error_message(Some(str_bytes(&e.message)))
             }
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Alters one resource (both AlterConfigs forms): a topic takes `ops`; broker settings are
+/// set at start-up and read-only here. A refusal is logged.
+async fn alter_resource(
+    ctx: &Rc<Shard>,
+    resource_type: i8,
+    name: &str,
+    ops: Result<Vec<ConfigOp>, KafkaError>,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    let outcome = match resource_type {
+        RESOURCE_TOPIC => match ops {
+            Ok(ops) => alter_topic(ctx, name, &ops, validate_only).await,
+            Err(e) => Err(e),
+        },
+        RESOURCE_BROKER => Err(KafkaError::new(
+            ec::INVALID_REQUEST,
+            "broker settings are set at start-up (flags or config file)",
+        )),
+        other => Err(KafkaError::new(
+            ec::INVALID_REQUEST,
+            format!("resource type {other} is not supported"),
+        )),
+    };
+    if let Err(e) = &outcome {
+        info!(resource = %name, code = %e.code, msg = %e.message, "configs not altered");
+    }
+    outcome
 }
 
 /// AlterConfigs (API 33), the older whole-set form: for a topic, the configs given replace its
@@ -338,29 +355,15 @@ pub async fn alter_configs(ctx: &Rc<Shard>, req: AlterConfigsRequest) -> AlterCo
             .iter()
             .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
             .collect();
-        let outcome = match r.resource_type {
-            RESOURCE_TOPIC => match whole_set_ops(&given) {
-                Ok(ops) => alter_topic(ctx, &name, &ops, req.validate_only).await,
-                Err(e) => Err(e),
-            },
-            RESOURCE_BROKER => Err(KafkaError::new(
-                ec::INVALID_REQUEST,
-                "broker settings are set at start-up (flags or config file)".to_owned(),
-            )),
-            other => Err(KafkaError::new(
-                ec::INVALID_REQUEST,
-                format!("resource type {other} is not supported"),
-            )),
-        };
+        let ops = whole_set_ops(&given);
+        let outcome = alter_resource(ctx, r.resource_type, &name, ops, req.validate_only);
         let resp = WholeSetResourceResponse::default()
-            .with_error_message(None)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
-        responses.push(match outcome {
-            Ok(()) => resp,
-            Err(KafkaError { code, message: msg }) => {
-                info!(resource = %name, %code, %msg, "configs not altered");
-                resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&msg)))
+        responses.push(match outcome.await {
+            Ok(()) => resp.with_error_message(None),
+            Err(e) => {
+                resp.with_error_code(e.code.into()).with_error_message(Some(str_bytes(&e.message)))
             }
         });
     }
