@@ -1,9 +1,18 @@
-//! Per-API request handlers. Each returns the response body, or `None` when Kafka sends no
-//! response (a Produce with acks=0).
+//! The api room: one file per API family, each translating wire ⇄ domain. [`handle`] answers a
+//! decoded request with its response body, a Fetch reply whose records travel separately, or
+//! nothing (a Produce with acks=0).
 //!
-//! Handlers run on the shard that read the request. Partition work goes to the owning shard
-//! through [`crate::runtime::on_shard`], grouped so that one request makes at most one hop per
-//! other shard, and none when all its partitions are local.
+//! **Invariants.**
+//! - Handlers run on the shard that read the request. Partition work goes to the owning shard
+//!   through [`crate::runtime::on_shard`], grouped so that one request makes at most one hop
+//!   per other shard, and none when all its partitions are local.
+//! - A handler decides nothing a room owns: appends, reads and offsets are the `partition`
+//!   room's, group decisions the `group` room's, topics the `cluster` room's. Handlers check
+//!   what the wire allows (versions, acks, names) and choose the error code to send.
+//! - Only APIs in [`SERVED`] are answered; any other closes the connection (in `server`).
+//!
+//! **What it does not know.** Bytes on the wire (`net` encodes and decodes), sockets (`server`),
+//! or the storage engine (it never sees a `storage::Log`).
 
 mod admin;
 mod configs;
