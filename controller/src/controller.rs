@@ -211,11 +211,115 @@ pub(crate) async fn read_cluster_id(dir: &std::path::Path) -> Result<Option<Uuid
 /// `quorum_status` read an atomically swapped `Arc`.
 #[derive(Debug)]
 pub struct Controller {
-    node_id: NodeId,
-    shared: Arc<Shared>,
+    thread: NodeThread,
+}
+
+/// What the thread running a node (controller or observer) is handed besides its shared
+/// state: the proposals to serve and its stop signal.
+pub(crate) struct RunInputs {
+    pub(crate) proposals: async_channel::Receiver<Proposal>,
+    pub(crate) stop: futures_channel::oneshot::Receiver<()>,
+}
+
+/// A node's main loop, returned by its boot once it is ready to serve.
+pub(crate) type RunBody = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+type Boot = std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunBody, StartError>>>>;
+
+/// The thread of a controller or an observer, with its own compio runtime, and the handle's
+/// side of it: the proposals queue, the published image and status, the stop signal.
+#[derive(Debug)]
+pub(crate) struct NodeThread {
+    kind: &'static str,
+    pub(crate) node_id: NodeId,
+    pub(crate) shared: Arc<Shared>,
     proposals: async_channel::Sender<Proposal>,
     stop: Option<futures_channel::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl NodeThread {
+    /// Starts `kind-node_id`'s thread and returns once `boot` has finished there (its error if
+    /// it failed); the loop `boot` returns then runs until the stop signal.
+    pub(crate) fn spawn<B>(
+        kind: &'static str,
+        node_id: NodeId,
+        proposals_queued_max: usize,
+        boot: B,
+    ) -> Result<Self, StartError>
+    where
+        B: FnOnce(Arc<Shared>, RunInputs) -> Boot + Send + 'static,
+    {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = async_channel::bounded(proposals_queued_max);
+        let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{kind}-{node_id}"))
+            .spawn(move || {
+                let rt = match compio::runtime::Runtime::new() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StartError::Io { what: "runtime", source: e }));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let inputs = RunInputs { proposals: rx, stop: stop_rx };
+                    match boot(thread_shared, inputs).await {
+                        Ok(run) => {
+                            let _ = ready_tx.send(Ok(()));
+                            run.await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(io_err("spawn thread"))?;
+        let failed = match ready_rx.recv() {
+            Ok(Ok(())) => {
+                let (stop, thread) = (Some(stop_tx), Some(thread));
+                return Ok(NodeThread { kind, node_id, shared, proposals: tx, stop, thread });
+            }
+            Ok(Err(e)) => e,
+            Err(_) => StartError::ThreadDied,
+        };
+        let _ = thread.join();
+        Err(failed)
+    }
+
+    pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
+        submit(&self.proposals, command).await
+    }
+
+    pub(crate) fn image(&self) -> Arc<MetadataImage> {
+        self.shared.image.load_full()
+    }
+
+    pub(crate) fn subscribe(&self) -> ImageWatch {
+        ImageWatch { shared: self.shared.clone(), seen: self.shared.image.load().applied_index }
+    }
+
+    /// Sends the stop signal and joins the thread (blocks the caller briefly).
+    pub(crate) fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.proposals.close();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            error!(node = self.node_id, kind = self.kind, "node thread panicked");
+        }
+    }
+}
+
+impl Drop for NodeThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
 }
 
 impl std::fmt::Debug for Proposal {
@@ -236,103 +340,48 @@ impl Controller {
                 voters: config.voters.canonical(),
             });
         }
-        let shared = Arc::new(Shared::default());
-        let (tx, rx) = async_channel::bounded(config.proposals_queued_max.max(1));
-        let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let node_id = config.node_id;
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("controller-{node_id}"))
-            .spawn(move || {
-                let rt = match compio::runtime::Runtime::new() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(StartError::Io { what: "runtime", source: e }));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let node = match Node::boot(config, thread_shared).await {
-                        Ok(node) => node,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    node.run(rx, stop_rx).await;
-                });
+        let queued = config.proposals_queued_max.max(1);
+        let thread = NodeThread::spawn("controller", node_id, queued, move |shared, run| {
+            Box::pin(async move {
+                let node = Node::boot(config, shared).await?;
+                Ok(Box::pin(async move { node.run(run.proposals, run.stop).await }) as RunBody)
             })
-            .map_err(io_err("spawn thread"))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Controller {
-                node_id,
-                shared,
-                proposals: tx,
-                stop: Some(stop_tx),
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(StartError::ThreadDied)
-            }
-        }
+        })?;
+        Ok(Controller { thread })
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.node_id
+        self.thread.node_id
     }
 
     /// Proposes `command` to the quorum: applied through the active leader (forwarded to it if
     /// this node is not), answered once committed and applied there. A nil topic id in
     /// `CreateTopic` is replaced by a random one.
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
-        submit(&self.proposals, command).await
+        self.thread.propose(command).await
     }
 
     /// The latest applied image.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.shared.image.load_full()
+        self.thread.image()
     }
 
     /// A watch that returns each newly applied image.
     pub fn subscribe(&self) -> ImageWatch {
-        ImageWatch { shared: self.shared.clone(), seen: self.shared.image.load().applied_index }
+        self.thread.subscribe()
     }
 
     /// The quorum's state as last reported by raft on this node.
     pub fn quorum_status(&self) -> Arc<QuorumStatus> {
-        self.shared.status.load_full()
+        self.thread.shared.status.load_full()
     }
 
     /// Stops raft, closes the listener and the metadata log cleanly, and joins the thread.
     /// Blocks the calling thread until then (milliseconds): call it (or drop the controller)
     /// from a thread that may block, not from a shard.
     pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.proposals.close();
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
-        {
-            error!(node = self.node_id, "controller thread panicked");
-        }
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.stop_and_join();
+        self.thread.stop_and_join();
     }
 }
 

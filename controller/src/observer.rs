@@ -13,17 +13,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use event_listener::Event;
 use futures_util::future::{Either, select};
-use tracing::{debug, error, info};
+use tracing::{debug, info};
 
 use crate::config::Voters;
 use crate::controller::{
-    ControllerError, ImageWatch, Proposal, Shared, StartError, failure, io_err, read_cluster_id,
-    submit,
+    ControllerError, ImageWatch, NodeThread, Proposal, RunBody, Shared, StartError, failure,
+    read_cluster_id,
 };
 use crate::image::{Command, CommandResult, MetadataImage};
 use crate::net::{
@@ -67,11 +66,7 @@ impl ObserverConfig {
 /// A follower of the image that is not a voter; every method may be called from any thread.
 #[derive(Debug)]
 pub struct Observer {
-    node_id: NodeId,
-    shared: Arc<Shared>,
-    proposals: async_channel::Sender<Proposal>,
-    stop: Option<futures_channel::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: NodeThread,
 }
 
 impl Observer {
@@ -83,30 +78,11 @@ impl Observer {
                 voters: config.voters.canonical(),
             });
         }
-        let shared = Arc::new(Shared::default());
-        let (tx, rx) = async_channel::bounded(OBSERVER_PROPOSALS_MAX);
-        let (stop_tx, stop_rx) = futures_channel::oneshot::channel();
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         let node_id = config.node_id;
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("observer-{node_id}"))
-            .spawn(move || {
-                let rt = match compio::runtime::Runtime::new() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(StartError::Io { what: "runtime", source: e }));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let cluster_id = match read_cluster_id(&config.data_dir).await {
-                        Ok(id) => id,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
+        let thread =
+            NodeThread::spawn("observer", node_id, OBSERVER_PROPOSALS_MAX, move |shared, run| {
+                Box::pin(async move {
+                    let cluster_id = read_cluster_id(&config.data_dir).await?;
                     let ident = Identity::observer(
                         config.node_id,
                         SocketAddr::new(config.source_ip, 0),
@@ -114,79 +90,43 @@ impl Observer {
                         config.data_dir.clone(),
                         cluster_id,
                     );
-                    let _ = ready_tx.send(Ok(()));
                     let node = Rc::new(ObserverNode {
                         ident,
                         config,
-                        shared: thread_shared,
+                        shared,
                         leader_hint: Cell::new(None),
                         next_voter: Cell::new(0),
                         stopping: Event::new(),
                     });
-                    node.run(rx, stop_rx).await;
-                });
-            })
-            .map_err(io_err("spawn thread"))?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Observer {
-                node_id,
-                shared,
-                proposals: tx,
-                stop: Some(stop_tx),
-                thread: Some(thread),
-            }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(StartError::ThreadDied)
-            }
-        }
+                    Ok(Box::pin(async move { node.run(run.proposals, run.stop).await }) as RunBody)
+                })
+            })?;
+        Ok(Observer { thread })
     }
 
     pub fn node_id(&self) -> NodeId {
-        self.node_id
+        self.thread.node_id
     }
 
     /// Proposes through the leader (found from the voters' answers), as
     /// [`crate::Controller::propose`].
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
-        submit(&self.proposals, command).await
+        self.thread.propose(command).await
     }
 
     /// The newest image received.
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.shared.image.load_full()
+        self.thread.image()
     }
 
     /// A watch that returns each newer image.
     pub fn subscribe(&self) -> ImageWatch {
-        ImageWatch { shared: self.shared.clone(), seen: self.shared.image.load().applied_index }
+        self.thread.subscribe()
     }
 
     /// Stops the thread and joins it (blocks the caller briefly, like `Controller::shutdown`).
     pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.proposals.close();
-        if let Some(t) = self.thread.take()
-            && t.join().is_err()
-        {
-            error!(node = self.node_id, "observer thread panicked");
-        }
-    }
-}
-
-impl Drop for Observer {
-    fn drop(&mut self) {
-        self.stop_and_join();
+        self.thread.stop_and_join();
     }
 }
 
