@@ -139,10 +139,25 @@ pub async fn produce(
     version: i16,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    let (mut outcomes, work) = check_partitions(ctx, version, &req);
+    append_on_owners(ctx, work, req.acks, &mut outcomes).await;
+    (req.acks != 0).then(|| response(version, &req, outcomes))
+}
+
+/// Each partition's outcome, by topic and partition index: a refusal, or `None` while it is
+/// still to be appended.
+type Outcomes = Vec<Vec<Option<Outcome>>>;
+
+/// Each partition's outcome so far, and the record sets to append, by owner shard.
+fn check_partitions(
+    ctx: &Shard,
+    version: i16,
+    req: &ProduceRequest,
+) -> (Outcomes, Vec<(usize, Item)>) {
     let acks = req.acks;
     let snapshot = ctx.metadata.snapshot();
     let smp = ctx.config.smp;
-    let mut outcomes: Vec<Vec<Option<Outcome>>> =
+    let mut outcomes: Outcomes =
         req.topic_data.iter().map(|t| vec![None; t.partition_data.len()]).collect();
     let mut work = Vec::new();
     for (ti, t) in req.topic_data.iter().enumerate() {
@@ -169,16 +184,30 @@ pub async fn produce(
             work.push((owner, Item { slot: (ti, pi), topic, partition: p.index, records }));
         }
     }
-    let groups = by_owner(work).into_iter().map(|(owner, items)| {
-        on_shard(ctx, owner, move |there| async move {
-            let appends = items.into_iter().map(|item| {
-                let there = there.clone();
-                async move { (item.slot, append(&there, item, acks).await) }
+    (outcomes, work)
+}
+
+/// Appends every item on its owner (one hop per other shard) and fills in their outcomes.
+async fn append_on_owners(
+    ctx: &Rc<Shard>,
+    work: Vec<(usize, Item)>,
+    acks: i16,
+    outcomes: &mut [Vec<Option<Outcome>>],
+) {
+    let (owners, groups): (Vec<usize>, Vec<_>) = by_owner(work)
+        .into_iter()
+        .map(|(owner, items)| {
+            let appended = on_shard(ctx, owner, move |there| async move {
+                let appends = items.into_iter().map(|item| {
+                    let there = there.clone();
+                    async move { (item.slot, append(&there, item, acks).await) }
+                });
+                join_all(appends).await
             });
-            join_all(appends).await
+            (owner, appended)
         })
-    });
-    for (owner, result) in join_all(groups).await.into_iter().enumerate() {
+        .unzip();
+    for (owner, result) in owners.into_iter().zip(join_all(groups).await) {
         match result {
             Ok(done) => {
                 for ((ti, pi), outcome) in done {
@@ -188,9 +217,9 @@ pub async fn produce(
             Err(e) => warn!(owner, error = %e, "produce: owner shard unreachable"),
         }
     }
-    if acks == 0 {
-        return None;
-    }
+}
+
+fn response(version: i16, req: &ProduceRequest, outcomes: Outcomes) -> ProduceResponse {
     let responses = req
         .topic_data
         .iter()
@@ -225,7 +254,7 @@ pub async fn produce(
                 .with_partition_responses(partitions)
         })
         .collect();
-    Some(ProduceResponse::default().with_responses(responses))
+    ProduceResponse::default().with_responses(responses)
 }
 
 /// Runs on the owner shard: append, then (acks=all) fsync, group-committed with every other
