@@ -29,35 +29,7 @@ const SIGTERM: i32 = 15;
 
 /// Runs a node until SIGTERM or SIGINT.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let host = args.host_root.as_deref().map_or_else(Host::real, Host::new);
-    let facts = HostFacts::detect(&host, &RealSystem);
-    let mut tuned = None;
-    let mut config = NodeConfig::resolve_with(args, |dir, smp| {
-        let io = iotune::load(dir).unwrap_or_else(|e| {
-            warn!(error = %e, "ignoring the iotune result; run `odradek tune iotune` again");
-            None
-        });
-        let t = autotune::derive(facts, io.as_ref(), smp);
-        let defaults = HostDefaults {
-            smp: t.smp.value,
-            fetch_cache_bytes: usize::try_from(t.fetch_cache_bytes.value).unwrap_or(usize::MAX),
-            direct_writes: t.direct_writes.value,
-        };
-        tuned = Some(t);
-        defaults
-    })?;
-    checks::data_dir_writable(&config.data_dir)?;
-    config.cluster_id = cluster_id(&config)?;
-    let config = Arc::new(config);
-    checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
-    if let Some(t) = &tuned {
-        let in_use = InUse {
-            smp: config.smp,
-            fetch_cache_bytes: config.fetch_cache_bytes as u64,
-            direct_writes: config.direct_writes,
-        };
-        startup::log_autotune(t, &in_use);
-    }
+    let config = Arc::new(resolve_config(args)?);
     let pool = Blocking::start().map_err(|e| {
         StartupError::new(
             format!("cannot start the blocking pool's threads: {e}"),
@@ -115,6 +87,41 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The config the node runs with: flags, environment, file, then autotune's defaults for what
+/// none of them set (each decision logged); the data directory checked writable, the cluster
+/// id read or created, and the host checked.
+fn resolve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
+    let host = args.host_root.as_deref().map_or_else(Host::real, Host::new);
+    let facts = HostFacts::detect(&host, &RealSystem);
+    let mut tuned = None;
+    let mut config = NodeConfig::resolve_with(args, |dir, smp| {
+        let io = iotune::load(dir).unwrap_or_else(|e| {
+            warn!(error = %e, "ignoring the iotune result; run `odradek tune iotune` again");
+            None
+        });
+        let t = autotune::derive(facts, io.as_ref(), smp);
+        let defaults = HostDefaults {
+            smp: t.smp.value,
+            fetch_cache_bytes: usize::try_from(t.fetch_cache_bytes.value).unwrap_or(usize::MAX),
+            direct_writes: t.direct_writes.value,
+        };
+        tuned = Some(t);
+        defaults
+    })?;
+    checks::data_dir_writable(&config.data_dir)?;
+    config.cluster_id = cluster_id(&config)?;
+    checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
+    if let Some(t) = &tuned {
+        let in_use = InUse {
+            smp: config.smp,
+            fetch_cache_bytes: config.fetch_cache_bytes as u64,
+            direct_writes: config.direct_writes,
+        };
+        startup::log_autotune(t, &in_use);
+    }
+    Ok(config)
 }
 
 /// The cluster id from the data directory's `meta.properties` (created on first start).
