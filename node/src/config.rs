@@ -46,6 +46,14 @@ pub struct ServeArgs {
     /// Create a topic when a client first uses it (auto.create.topics.enable) [default: true].
     #[arg(long, env = "ODRADEK_AUTO_CREATE_TOPICS", value_name = "BOOL")]
     pub auto_create_topics: Option<bool>,
+    /// This node's id (Kafka's `node.id` / `broker.id`), kept in the data directory's
+    /// `meta.properties`; a node never changes it [default: 0].
+    #[arg(long, env = "ODRADEK_NODE_ID", value_name = "ID")]
+    pub node_id: Option<i32>,
+    /// The rack (or zone) this node is in (Kafka's `broker.rack`), reported to clients in
+    /// Metadata and DescribeCluster [default: none].
+    #[arg(long, env = "ODRADEK_RACK", value_name = "RACK")]
+    pub rack: Option<String>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -56,6 +64,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    node_id: Option<i32>,
+    rack: Option<String>,
     listen: Option<String>,
     advertise: Option<String>,
     smp: Option<usize>,
@@ -85,8 +95,10 @@ pub struct NodeConfig {
     pub smp: usize,
     pub default_partitions: i32,
     pub auto_create_topics: bool,
-    /// This node's broker id (single node: 0).
+    /// This node's id (Kafka's `node.id`, also its `broker.id`).
     pub node_id: i32,
+    /// Kafka's `broker.rack`.
+    pub rack: Option<String>,
     /// Kafka names of the broker settings given by a flag, the environment or the config file;
     /// the others are defaults (DescribeConfigs' `config_source`).
     pub given: Vec<&'static str>,
@@ -250,6 +262,9 @@ impl NodeConfig {
             1,
             i64::from(group_max_session_timeout_ms),
         )?;
+        let node_id = args.node_id.or(file.node_id).unwrap_or(0);
+        check_range("--node-id", i64::from(node_id), 0, i64::from(i32::MAX))?;
+        let rack = args.rack.clone().or(file.rack).filter(|r| !r.is_empty());
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -257,7 +272,8 @@ impl NodeConfig {
             smp,
             default_partitions,
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
-            node_id: 0,
+            node_id,
+            rack,
             cluster_id: String::new(),
             given,
             request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
@@ -290,6 +306,9 @@ impl NodeConfig {
 fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
     [
         (args.data_dir.is_some() || file.data_dir.is_some(), "log.dirs"),
+        (args.node_id.is_some() || file.node_id.is_some(), "node.id"),
+        (args.node_id.is_some() || file.node_id.is_some(), "broker.id"),
+        (args.rack.is_some() || file.rack.is_some(), "broker.rack"),
         (args.listen.is_some() || file.listen.is_some(), "listeners"),
         (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),
         (args.default_partitions.is_some() || file.default_partitions.is_some(), "num.partitions"),

@@ -282,6 +282,36 @@ fn a_meta_properties_of_another_node_refuses_the_start_and_is_left_alone() {
     assert_eq!(after, text, "the file is not changed");
 }
 
+#[test]
+fn the_node_id_and_rack_are_kept_and_given_to_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(&dir);
+    let node = match start_with(&data, &["--node-id", "7", "--rack", "r1"]) {
+        Started::Ready(p) => p,
+        Started::Exited(status, stderr) => panic!("node exited ({status}): {stderr}"),
+    };
+    let meta = std::fs::read_to_string(data.join("meta.properties")).expect("read");
+    assert!(meta.lines().any(|l| l == "node.id=7"), "{meta}");
+    let seen = client(&node.addr(), "brokers", &[]);
+    assert!(seen.lines().any(|l| l == "confluent broker 7"), "{seen}");
+    assert!(seen.lines().any(|l| l == "kafka-python broker 7 rack r1"), "{seen}");
+    let configs = client(&node.addr(), "broker-configs", &["7", "0"]);
+    for line in ["node.id=7 source=4", "broker.id=7 source=4", "broker.rack=r1 source=4"] {
+        let line = format!("confluent {line} read_only=True");
+        assert!(configs.lines().any(|l| l == line), "missing `{line}` in\n{configs}");
+    }
+    node.stop();
+    // The id is the data directory's: another one is refused, and the file is left alone.
+    match start_with(&data, &["--node-id", "8"]) {
+        Started::Ready(_) => panic!("node 8 started on node 7's data directory"),
+        Started::Exited(status, stderr) => {
+            assert!(!status.success(), "{status}");
+            assert!(stderr.contains("belongs to node 7"), "a clear message: {stderr}");
+        }
+    }
+    assert_eq!(std::fs::read_to_string(data.join("meta.properties")).expect("read"), meta);
+}
+
 // ---- Null error messages on success ----
 
 #[test]

@@ -31,6 +31,24 @@ def cluster_id(bootstrap, _args):
         print(f"topic {name}")
 
 
+def brokers(bootstrap, _args):
+    """The brokers each client sees: id, and (kafka-python) rack."""
+    from confluent_kafka.admin import AdminClient
+    from kafka import KafkaAdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=TIMEOUT_S)
+    for b in sorted(md.brokers.values(), key=lambda b: b.id):
+        print(f"confluent broker {b.id}")
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+    try:
+        for b in a.describe_cluster()["brokers"]:
+            # The key is the protocol field's name, which differs across kafka-python versions.
+            node = next(b[k] for k in ("node_id", "broker_id", "nodeId") if k in b)
+            print(f"kafka-python broker {node} rack {b['rack']}")
+    finally:
+        a.close()
+
+
 def admin_success(bootstrap, _args):
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -158,6 +176,7 @@ MODES = {
     "broker-configs": broker_configs,
     "cluster-id": cluster_id,
     "admin-success": admin_success,
+    "brokers": brokers,
 }
 
 

@@ -167,6 +167,9 @@ fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> 
     rows.extend(TOPIC_DEFAULT_SYNONYMS.iter().filter_map(|&(name, topic_key, t)| {
         topic_config::def(topic_key).map(|d| (name, d.default.to_owned(), t, d.doc))
     }));
+    if let Some(rack) = &c.rack {
+        rows.push(("broker.rack", rack.clone(), TYPE_STRING, "the rack this node is in"));
+    }
     rows
 }
 

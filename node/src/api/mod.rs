@@ -258,7 +258,8 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     let broker = MetadataResponseBroker::default()
         .with_node_id(node)
         .with_host(str_bytes(host))
-        .with_port(i32::from(*port));
+        .with_port(i32::from(*port))
+        .with_rack(ctx.config.rack.as_deref().map(str_bytes));
     // v0: an empty list means every topic; v1+: a null list does.
     let all = match &req.topics {
         None => true,
@@ -325,6 +326,7 @@ fn describe_cluster(ctx: &Shard) -> DescribeClusterResponse {
             DescribeClusterBroker::default()
                 .with_broker_id(node)
                 .with_host(str_bytes(host))
-                .with_port(i32::from(*port)),
+                .with_port(i32::from(*port))
+                .with_rack(ctx.config.rack.as_deref().map(str_bytes)),
         ])
 }
