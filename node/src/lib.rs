@@ -17,7 +17,8 @@
 //!
 //! Only `shard` (the per-shard composition of the rooms) and the rooms above it (`server`,
 //! `api`) know every room; `partition`, `cluster`, `group` and `producers` know none of the
-//! others except what their signatures name, and `runtime` knows none at all.
+//! others except what their signatures name, and `runtime` knows none at all (it only uses
+//! `checks::StartupError` to report a shard that cannot start).
 #![forbid(unsafe_code)]
 
 pub mod api;

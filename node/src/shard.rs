@@ -52,8 +52,6 @@ pub struct Shard {
     pub fetch_sessions: RefCell<Sessions>,
     /// The groups this shard coordinates: committed offsets and membership.
     pub groups: RefCell<Coordinated>,
-    /// The blocking pool, for the few file calls io_uring cannot make.
-    pub pool: Blocking,
     pub life: Life,
 }
 
@@ -176,7 +174,6 @@ async fn run(
         partitions,
         fetch_sessions: RefCell::new(Sessions::new(id, smp)),
         groups: RefCell::new(Coordinated::default()),
-        pool,
         life: Life::default(),
     });
     compio::runtime::spawn(runtime::serve_inbox(ctx.clone(), inbox)).detach();

@@ -561,8 +561,6 @@ pub async fn describe_groups(
     DescribeGroupsResponse::default().with_groups(described)
 }
 
-/// Runs on the owner, its partition loaded: writes tombstones for `keys` of `group` (one
-/// batch, fsynced), then forgets them. Returns which of them existed.
 /// Deletes `keys` of `group` (all its offsets when `None`) on the group's owner.
 async fn delete_on_owner(
     ctx: &Rc<Shard>,

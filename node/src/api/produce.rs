@@ -96,8 +96,10 @@ fn check_keys(topic: &Topic, partition: i32, records: &Bytes) -> Result<(), Outc
     if !policy.split(',').any(|p| p.trim() == "compact") {
         return Ok(());
     }
+    // A batch whose records do not decode (its CRC passed) cannot be fixed by resending it:
+    // INVALID_RECORD, as the log answers such batches (`error::from_batch_error`).
     let (header, decoded) = batch_records(records)
-        .map_err(|e| Outcome::error(ec::CORRUPT_MESSAGE, format!("unreadable batch: {e}")))?;
+        .map_err(|e| Outcome::error(ec::INVALID_RECORD, format!("unreadable batch: {e}")))?;
     if header.is_control() {
         return Ok(());
     }

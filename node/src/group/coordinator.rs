@@ -85,7 +85,9 @@ pub fn admit(g: &mut Group, mut join: Join, now: Instant, initial_delay: Duratio
         }
     }
     if join.member_id.is_empty() {
-        join.member_id = new_member_id(&join.client_id);
+        // Kafka's form: a static member's id starts with its instance id, a dynamic one's
+        // with its client id (what `join_strings_fit` checks the length of).
+        join.member_id = new_member_id(join.instance_id.as_deref().unwrap_or(&join.client_id));
         if join.member_id_required && join.instance_id.is_none() {
             g.pending.insert(join.member_id.clone(), now);
             return refused(ec::MEMBER_ID_REQUIRED, Some(join.member_id));
@@ -365,5 +367,34 @@ mod tests {
         let stale = admit(&mut g, join("i1-old", Some("i1")), now, Duration::ZERO);
         assert_eq!(stale, Admission::Refused { code: ec::FENCED_INSTANCE_ID, member_id: None });
         assert!(g.members.contains_key(&member_id), "the current static member stays");
+    }
+
+    #[test]
+    fn entries_that_never_formed_a_generation_are_forgotten() {
+        let mut groups = crate::group::Coordinated::default();
+        let now = Instant::now();
+        for name in ["asked-for-an-id", "joined"] {
+            let g = groups.membership.entry(name.to_owned()).or_default();
+            let Admission::Refused { member_id: Some(id), .. } =
+                admit(g, join("", None), now, Duration::ZERO)
+            else {
+                panic!("MEMBER_ID_REQUIRED first");
+            };
+            if name == "joined" {
+                admit(g, join(&id, None), now, Duration::ZERO);
+            }
+        }
+        groups.membership.insert("nothing".to_owned(), Group::default());
+        groups.forget_unformed();
+        let left: Vec<&String> = groups.membership.keys().collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(!groups.membership.contains_key("nothing"));
+        // Once the pending id expires, the entry that never joined goes too.
+        if let Some(g) = groups.membership.get_mut("asked-for-an-id") {
+            g.pending.clear();
+        }
+        groups.forget_unformed();
+        assert!(groups.membership.contains_key("joined"), "a group with a member stays");
+        assert!(!groups.membership.contains_key("asked-for-an-id"));
     }
 }

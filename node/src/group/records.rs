@@ -379,6 +379,14 @@ pub struct Coordinated {
 }
 
 impl Coordinated {
+    /// Forgets membership entries that hold nothing: never a generation, no member, no pending
+    /// member id (a JoinGroup answered MEMBER_ID_REQUIRED, then never completed, or refused).
+    /// Without this, random group ids would grow the map, and the ticker's walk of it, forever.
+    pub fn forget_unformed(&mut self) {
+        self.membership
+            .retain(|_, g| !(g.generation == 0 && g.members.is_empty() && g.pending.is_empty()));
+    }
+
     /// Applies the records of one `__consumer_offsets` partition, in log order: the newest
     /// value of each key wins and a null value deletes it. Groups whose metadata is stored come
     /// back with their members, generation and assignments (members then have one session

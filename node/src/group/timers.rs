@@ -73,11 +73,15 @@ pub async fn tick_groups(host: &impl GroupHost) {
         let delay = host.group_settings().initial_rebalance_delay;
         let now = Instant::now();
         let mut to_store = Vec::new();
-        for (name, g) in host.groups().borrow_mut().membership.iter_mut() {
-            g.tick(now, delay);
-            if std::mem::take(&mut g.store_pending) {
-                to_store.push(name.clone());
+        {
+            let mut groups = host.groups().borrow_mut();
+            for (name, g) in groups.membership.iter_mut() {
+                g.tick(now, delay);
+                if std::mem::take(&mut g.store_pending) {
+                    to_store.push(name.clone());
+                }
             }
+            groups.forget_unformed();
         }
         for group in to_store {
             if store_group(host, &group).await.is_err()

@@ -6,9 +6,12 @@
 //! - One thread per shard, pinned to its core when asked; everything a shard owns stays on its
 //!   thread (`Rc`, `RefCell`). Shards reach each other only through [`mesh::on_shard`], whose
 //!   inboxes are bounded ([`mesh::INBOX_CAPACITY`]).
-//! - No blocking call runs on a shard thread: the blocking file calls that io_uring cannot make
-//!   (a directory's `fsync` after a rename, `remove_dir_all`) go to [`blocking`], a small pool
-//!   with a bounded queue, and the shard awaits the answer.
+//! - No blocking disk call runs on a shard thread while it serves, with one exception: the
+//!   file calls io_uring cannot make (a directory's `fsync` after a rename, `remove_dir_all`)
+//!   go to [`blocking`], a small pool with a bounded queue, and the shard awaits the answer.
+//!   The exception: opening a partition lists its directory (`CompioBackend::list_dir`, a
+//!   `read_dir`, since io_uring has no `getdents`) on the owner shard — at start-up, and when a
+//!   topic is created or grows.
 //! - [`ShardThreads::start`] returns only after every shard reported ready (or the first one
 //!   failed, and then every thread is stopped).
 //!
