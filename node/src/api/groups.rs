@@ -583,30 +583,7 @@ async fn delete_on_owner(
 async fn delete_group(ctx: &Rc<Shard>, group: &str) -> Result<(), ErrorCode> {
     let g = group.to_owned();
     on_group_partition(ctx, group, move |there, partition| async move {
-        let (known, keys) = {
-            let groups = there.groups.borrow();
-            let known = match groups.membership.get(&g) {
-                Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
-                Some(_) => true,
-                None => false,
-            };
-            let keys: Vec<(String, i32)> =
-                groups.offsets.all(&g).into_iter().map(|(t, p, _)| (t, p)).collect();
-            (known, keys)
-        };
-        if !known && keys.is_empty() {
-            return Err(ec::GROUP_ID_NOT_FOUND);
-        }
-        delete_offsets(&*there, partition, &g, keys).await?;
-        // A member may have joined while the tombstones were written: then the group stays.
-        let removed = {
-            let mut groups = there.groups.borrow_mut();
-            match groups.membership.get(&g) {
-                Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
-                _ => groups.membership.remove(&g).is_some(),
-            }
-        };
-        if removed { store_group(&*there, &g).await } else { Ok(()) }
+        coordinator::delete_group(&*there, partition, &g).await
     })
     .await?
 }
@@ -931,42 +908,7 @@ pub async fn leave_group(
     };
     let g = group.clone();
     let results = on_group_owner(ctx, &group, move |there| async move {
-        let delay = there.group_settings().initial_rebalance_delay;
-        let (results, store) = {
-            let mut groups = there.groups.borrow_mut();
-            let Some(gr) = groups.membership.get_mut(&g) else {
-                return leaving
-                    .into_iter()
-                    .map(|(m, i)| (m, i, ec::UNKNOWN_MEMBER_ID))
-                    .collect::<Vec<_>>();
-            };
-            let results = leaving
-                .into_iter()
-                .map(|(member, instance)| {
-                    let id = match (&instance, member.is_empty()) {
-                        (Some(inst), true) => gr.static_member(inst).unwrap_or_default(),
-                        _ => member.clone(),
-                    };
-                    let code = if gr.remove(&id, Instant::now(), delay) {
-                        ec::NONE
-                    } else {
-                        ec::UNKNOWN_MEMBER_ID
-                    };
-                    info!(group = %g, member = %id, %code, "member left");
-                    (member, instance, code)
-                })
-                .collect::<Vec<_>>();
-            (results, std::mem::take(&mut gr.store_pending))
-        };
-        // A group the leave emptied is stored before the answer (acks=all); on failure the
-        // ticker tries again.
-        if store
-            && store_group(&*there, &g).await.is_err()
-            && let Some(gr) = there.groups.borrow_mut().membership.get_mut(&g)
-        {
-            gr.store_pending = true;
-        }
-        results
+        coordinator::leave(&*there, &g, leaving).await
     })
     .await;
     match results {

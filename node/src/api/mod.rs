@@ -6,11 +6,10 @@
 //! - Handlers run on the shard that read the request. Partition work goes to the owning shard
 //!   through [`crate::runtime::on_shard`], grouped so that one request makes at most one hop
 //!   per other shard, and none when all its partitions are local.
-//! - Appends, reads and offsets are the `partition` room's, a coordinator's join, sync and
-//!   commit decisions and the group store the `group` room's, topics the `cluster` room's.
-//!   Handlers check what the wire allows (versions, acks, names), route work to its owner, and
-//!   choose the error code to send. (LeaveGroup's and DeleteGroups' member bookkeeping still
-//!   sits in `groups.rs`; it moves into `group::coordinator` when it next changes.)
+//! - A handler decides nothing a room owns: appends, reads and offsets are the `partition`
+//!   room's, a coordinator's decisions (join, sync, leave, commit, delete) and the group store
+//!   the `group` room's, topics the `cluster` room's. Handlers check what the wire allows
+//!   (versions, acks, names), route work to its owner, and choose the error code to send.
 //! - Only APIs in [`SERVED`] are answered; any other closes the connection (in `server`).
 //!
 //! **What it does not know.** Bytes on the wire (`net` encodes and decodes), sockets (`server`),

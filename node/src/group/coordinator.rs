@@ -10,7 +10,7 @@ use odradek_net::error_code as ec;
 
 use super::GroupHost;
 use super::state::{Group, Member, State};
-use super::store::store_group;
+use super::store::{delete_offsets, store_group};
 
 /// How often waiting requests re-check their group, besides being woken on each change.
 pub const RECHECK: Duration = Duration::from_millis(100);
@@ -307,6 +307,81 @@ async fn store_assignment(
         protocol_type: gr.protocol_type.clone(),
         protocol: gr.protocol.clone(),
     })
+}
+
+/// LeaveGroup: each `(member id, instance id)` leaves (a static member may be named by its
+/// instance id alone); each gets `NONE` or `UNKNOWN_MEMBER_ID`. A group the leave changed is
+/// stored before the answer (on failure the ticker tries again).
+pub async fn leave(
+    host: &impl GroupHost,
+    group: &str,
+    leaving: Vec<(String, Option<String>)>,
+) -> Vec<(String, Option<String>, ErrorCode)> {
+    let delay = host.group_settings().initial_rebalance_delay;
+    let (results, store) = {
+        let mut groups = host.groups().borrow_mut();
+        let Some(g) = groups.membership.get_mut(group) else {
+            return leaving.into_iter().map(|(m, i)| (m, i, ec::UNKNOWN_MEMBER_ID)).collect();
+        };
+        let results = leaving
+            .into_iter()
+            .map(|(member, instance)| {
+                let id = match (&instance, member.is_empty()) {
+                    (Some(inst), true) => g.static_member(inst).unwrap_or_default(),
+                    _ => member.clone(),
+                };
+                let code = if g.remove(&id, Instant::now(), delay) {
+                    ec::NONE
+                } else {
+                    ec::UNKNOWN_MEMBER_ID
+                };
+                tracing::info!(group, member = %id, %code, "member left");
+                (member, instance, code)
+            })
+            .collect::<Vec<_>>();
+        (results, std::mem::take(&mut g.store_pending))
+    };
+    if store
+        && store_group(host, group).await.is_err()
+        && let Some(g) = host.groups().borrow_mut().membership.get_mut(group)
+    {
+        g.store_pending = true;
+    }
+    results
+}
+
+/// DeleteGroups for one group, on its coordinator with its partition loaded: a group with
+/// members is `NON_EMPTY_GROUP`, an unknown one `GROUP_ID_NOT_FOUND`; otherwise its offsets'
+/// tombstones and its metadata's tombstone are written (fsynced) and it is forgotten.
+pub async fn delete_group(
+    host: &impl GroupHost,
+    partition: i32,
+    group: &str,
+) -> Result<(), ErrorCode> {
+    let (known, keys) = {
+        let groups = host.groups().borrow();
+        let known = match groups.membership.get(group) {
+            Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
+            Some(_) => true,
+            None => false,
+        };
+        let keys: Vec<(String, i32)> =
+            groups.offsets.all(group).into_iter().map(|(t, p, _)| (t, p)).collect();
+        (known, keys)
+    };
+    if !known && keys.is_empty() {
+        return Err(ec::GROUP_ID_NOT_FOUND);
+    }
+    delete_offsets(host, partition, group, keys).await?;
+    // A member may have joined while the tombstones were written: then the group stays.
+    let removed = {
+        let mut groups = host.groups().borrow_mut();
+        match groups.membership.get(group) {
+            Some(gr) if !gr.members.is_empty() => return Err(ec::NON_EMPTY_GROUP),
+            _ => groups.membership.remove(group).is_some(),
+        }
+    };
+    if removed { store_group(host, group).await } else { Ok(()) }
 }
 
 #[cfg(test)]
