@@ -3,6 +3,8 @@
 //! framing), build batches with `odradek-records`.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

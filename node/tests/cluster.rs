@@ -1,0 +1,674 @@
+//! Several `odradek serve` processes forming one cluster (the controller quorum wired into the
+//! node): what Kafka's clients and tools see of a 3-node KRaft cluster.
+//!
+//! Each test starts three real processes on 127.0.0.2, 127.0.0.3 and 127.0.0.4 (free ports,
+//! fresh data directories; `common::cluster`), all three voters and brokers, and talks to them
+//! with raw Kafka requests (`odradek-client`'s framing), the Python clients
+//! (`tests/clients/cluster_check.py`) and kcat. Tests run one at a time (the harness's lock).
+//! Every wait is bounded (ready lines, exits, polls, client processes); no assertion has an
+//! upper time bound: measured times (fencing, failover) are printed.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::cluster::{
+    Cluster, ClusterNode, Meta, create_topic_at, create_topic_retrying, describe_quorum_at,
+    free_port, metadata_at, node_args, topic_configs_at, wait_until,
+};
+use odradek_client::blocking::connect_tcp;
+use odradek_records::Codec;
+
+/// Bound on one topic creation (it may wait for a quorum or an election).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a broker being fenced, or unfenced again, after it stops or resumes.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(40);
+/// Bound on a refused node's log line.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one client process (kcat call or Python script).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Session timeout and heartbeat interval of the tests that fence a broker (short, so fencing
+/// takes seconds).
+const SHORT_SESSION: [&str; 4] =
+    ["--broker-session-timeout-ms", "3000", "--broker-heartbeat-interval-ms", "500"];
+
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+fn connect(addr: &str) -> TcpStream {
+    connect_tcp(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+}
+
+/// Per broker id, the partitions of `topic` it leads.
+fn leaders_by_broker(m: &Meta, topic: &str) -> BTreeMap<i32, Vec<i32>> {
+    let mut out: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+    for p in &m.topics[topic].partitions {
+        out.entry(p.leader).or_default().push(p.index);
+    }
+    out
+}
+
+/// Waits until `asker`'s Metadata has `topic` with `partitions` partitions, each with a leader.
+fn wait_topic(c: &Cluster, asker: i32, topic: &str, partitions: usize) -> Meta {
+    wait_until(&format!("{topic} with leaders in node {asker}'s Metadata"), CREATE_TIMEOUT, || {
+        let m = c.metadata(asker)?;
+        match m.topics.get(topic) {
+            Some(t)
+                if t.error_code == 0
+                    && t.partitions.len() == partitions
+                    && t.partitions.iter().all(|p| p.error_code == 0 && p.leader >= 0) =>
+            {
+                Ok(m)
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+}
+
+/// A topic to create: name, partition count, configs, the node it is created through.
+type TopicSpec = (&'static str, i32, &'static [(&'static str, &'static str)], i32);
+
+/// What must survive restarts, as every node's Metadata and DescribeConfigs say it: per topic,
+/// its id and replica assignment, and its configs.
+type Durable =
+    (BTreeMap<String, (uuid::Uuid, Vec<Vec<i32>>)>, BTreeMap<String, BTreeMap<String, String>>);
+
+fn durable_at(addr: &str) -> Result<Durable, String> {
+    let m = metadata_at(addr)?;
+    let mut configs = BTreeMap::new();
+    for t in m.topics.keys() {
+        configs.insert(t.clone(), topic_configs_at(addr, t)?);
+    }
+    Ok((m.assignment(), configs))
+}
+
+/// Waits until every node's view equals `want` (each may still be catching up after a start);
+/// on timeout, the message shows the last view against `want`.
+fn wait_durable(c: &Cluster, want: &Durable, what: &str) {
+    for id in c.ids() {
+        wait_until(&format!("{what}: node {id}'s topics as before"), CREATE_TIMEOUT, || {
+            let got = durable_at(&c.addr(id))?;
+            if &got == want { Ok(()) } else { Err(format!("{got:?}\nwanted {want:?}")) }
+        });
+    }
+}
+
+/// Every node's Metadata after the cluster formed: the brokers (id, host, port, rack) of every
+/// node, the same cluster id and a controller among them; DescribeQuorum names the same leader
+/// everywhere with the three voters. CreateTopics sent to a broker that is not the active
+/// controller is forwarded: the topic appears on every broker with one topic id, its six
+/// partitions' leaders spread two per broker, each partition's only replica its leader. A
+/// second create through a third broker is TOPIC_ALREADY_EXISTS.
+#[test]
+fn brokers_controller_and_forwarded_create_topics() {
+    let c = Cluster::start_with(3, |id| vec!["--rack".into(), format!("rack-{id}")]);
+    let m = c.wait_formed();
+    let ids = c.ids();
+    let cluster_id = m.cluster_id.clone();
+    assert!(cluster_id.as_ref().is_some_and(|id| !id.is_empty()), "cluster id {cluster_id:?}");
+    for id in &ids {
+        let m = c.metadata(*id).expect("metadata");
+        assert_eq!(m.brokers, c.expected_brokers(&ids), "node {id}");
+        assert!(ids.contains(&m.controller_id), "node {id}: controller id {}", m.controller_id);
+        assert_eq!(m.cluster_id, cluster_id, "node {id}: cluster id");
+    }
+
+    let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+    println!("quorum: {q:?}");
+    assert_eq!(q.voters, ids, "DescribeQuorum voters");
+    assert!(q.leader_epoch >= 1, "leader epoch {}", q.leader_epoch);
+    for id in &ids {
+        let qi = c.quorum(*id).expect("DescribeQuorum");
+        assert_eq!((qi.leader_id, qi.voters.clone()), (q.leader_id, ids.clone()), "node {id}");
+    }
+
+    // Through a broker that is not the active controller: forwarded.
+    let via = *ids.iter().find(|&&i| i != q.leader_id).expect("a follower");
+    let (code, msg) = create_topic_at(&c.addr(via), "spread", 6, &[]).expect("CreateTopics");
+    assert_eq!(code, 0, "CreateTopics at node {via} (controller {}): {msg:?}", q.leader_id);
+    let m = wait_topic(&c, via, "spread", 6);
+    let id = m.topics["spread"].id;
+    assert!(!id.is_nil(), "topic id");
+    for p in &m.topics["spread"].partitions {
+        assert_eq!(p.replicas, vec![p.leader], "partition {}", p.index);
+    }
+    let spread = leaders_by_broker(&m, "spread");
+    let counts: Vec<(i32, usize)> = spread.iter().map(|(b, ps)| (*b, ps.len())).collect();
+    assert_eq!(counts, vec![(1, 2), (2, 2), (3, 2)], "leaders per broker: {spread:?}");
+    for other in &ids {
+        let mo = wait_topic(&c, *other, "spread", 6);
+        assert_eq!(mo.topics["spread"], m.topics["spread"], "node {other}'s view of spread");
+    }
+
+    let third = *ids.iter().rev().find(|&&i| i != via).expect("another node");
+    let (code, msg) = create_topic_at(&c.addr(third), "spread", 6, &[]).expect("CreateTopics");
+    assert_eq!(code, TOPIC_ALREADY_EXISTS, "second create at node {third}: {msg:?}");
+    let m = c.metadata(third).expect("metadata");
+    assert_eq!(m.topics["spread"].id, id, "topic id after the second create");
+}
+
+/// Produce and Fetch of a partition sent to a broker that does not lead it are
+/// NOT_LEADER_OR_FOLLOWER (6) and write nothing; at its leader they succeed, whichever broker
+/// the topic was created through.
+#[test]
+fn produce_and_fetch_away_from_the_leader_are_not_leader_or_follower() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(3), "lead", 6, &[], CREATE_TIMEOUT);
+    let m = wait_topic(&c, 1, "lead", 6);
+    for p in &m.topics["lead"].partitions {
+        for b in c.ids() {
+            let mut s = connect(&c.addr(b));
+            let batch = common::batch(Codec::None, &[b"x", b"y"]);
+            let (code, base) = common::produce_to(&mut s, 9, "lead", p.index, batch);
+            let fetched = common::fetch_many(&mut s, "lead", &[(p.index, 0)], 1 << 20, 1 << 20);
+            if b == p.leader {
+                assert_eq!(
+                    (code, base),
+                    (0, 0),
+                    "produce to partition {} at its leader {b}",
+                    p.index
+                );
+                assert_eq!(
+                    (fetched[0].1, fetched[0].2),
+                    (0, 2),
+                    "fetch of partition {} at its leader {b}",
+                    p.index
+                );
+                assert!(fetched[0].3 > 0, "records of partition {}", p.index);
+            } else {
+                assert_eq!(
+                    code, NOT_LEADER_OR_FOLLOWER,
+                    "produce to partition {} at broker {b} (leader {})",
+                    p.index, p.leader
+                );
+                assert_eq!(
+                    fetched[0].1, NOT_LEADER_OR_FOLLOWER,
+                    "fetch of partition {} at broker {b} (leader {})",
+                    p.index, p.leader
+                );
+                assert_eq!(fetched[0].3, 0, "no records from a non-leader");
+            }
+        }
+    }
+    // Nothing the non-leaders refused was written anywhere: each leader holds its 2 records.
+    for p in &m.topics["lead"].partitions {
+        let mut s = connect(&c.addr(p.leader));
+        let got = common::fetch_many(&mut s, "lead", &[(p.index, 0)], 1 << 20, 1 << 20);
+        assert_eq!((got[0].1, got[0].2), (0, 2), "partition {} at its leader", p.index);
+    }
+}
+
+/// A broker SIGSTOPped past its session timeout (3 s here) is fenced: it disappears from the
+/// other brokers' Metadata (not before a second has passed), and a topic created meanwhile is
+/// placed on the live brokers only. After SIGCONT it heartbeats again, reappears, and leads
+/// its partitions again.
+#[test]
+fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
+    let mut c = Cluster::start(3, &SHORT_SESSION);
+    c.wait_formed();
+    let ids = c.ids();
+    let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+    // The victim is not the active controller: this test is about the broker's session.
+    let victim = *ids.iter().rev().find(|&&i| i != q.leader_id).expect("a follower");
+    let live: Vec<i32> = ids.iter().copied().filter(|&i| i != victim).collect();
+    create_topic_retrying(&c.addr(live[0]), "before", 3, &[], CREATE_TIMEOUT);
+    let m = wait_topic(&c, live[0], "before", 3);
+    let victims_partitions = leaders_by_broker(&m, "before").remove(&victim).unwrap_or_default();
+    assert!(!victims_partitions.is_empty(), "victim {victim} leads none of {m:?}");
+
+    c.sigstop(victim);
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let m = c.metadata(live[0]).expect("metadata");
+    assert!(
+        m.broker_ids().contains(&victim),
+        "broker {victim} fenced within 1 s of SIGSTOP with a 3 s session timeout: {:?}",
+        m.brokers
+    );
+    c.wait_brokers(&live, &live, FENCE_TIMEOUT);
+    println!("broker {victim} fenced {:?} after SIGSTOP", stopped.elapsed());
+    let m = c.metadata(live[0]).expect("metadata");
+    println!("while fenced, before = {:?}", m.topics["before"]);
+
+    // While it is fenced, a new topic's replicas go to the live brokers only.
+    create_topic_retrying(&c.addr(live[1]), "during", 4, &[], CREATE_TIMEOUT);
+    let m = wait_topic(&c, live[0], "during", 4);
+    for p in &m.topics["during"].partitions {
+        assert!(
+            p.replicas.iter().all(|r| live.contains(r)) && live.contains(&p.leader),
+            "partition {} of a topic created while {victim} is fenced: {p:?}",
+            p.index
+        );
+    }
+
+    c.sigcont(victim);
+    let resumed = Instant::now();
+    c.wait_brokers(&ids, &ids, FENCE_TIMEOUT);
+    println!("broker {victim} unfenced {:?} after SIGCONT", resumed.elapsed());
+    let m = wait_topic(&c, live[0], "before", 3);
+    for &p in &victims_partitions {
+        assert_eq!(m.topics["before"].partitions[p as usize].leader, victim, "partition {p}");
+        let mut s = connect(&c.addr(victim));
+        let (code, _) =
+            common::produce_to(&mut s, 9, "before", p, common::batch(Codec::None, &[b"back"]));
+        assert_eq!(code, 0, "produce to partition {p} at {victim} after it returned");
+    }
+}
+
+/// After every node is stopped with SIGTERM (one after the other) and started again, and then
+/// after all are SIGKILLed at once and started again, every topic has the same topic id,
+/// partition count, replica assignment and configs on every node, and what was produced
+/// before the graceful stop is still there.
+#[test]
+fn topics_survive_graceful_and_crash_restarts_of_every_node() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_formed();
+    // (name, partitions, configs, the node it is created through)
+    let topics: [TopicSpec; 3] = [
+        ("keep-a", 6, &[("retention.ms", "3600000"), ("cleanup.policy", "compact")], 1),
+        ("keep-b", 3, &[("max.message.bytes", "200000"), ("segment.bytes", "1048576")], 2),
+        ("keep-c", 1, &[], 3),
+    ];
+    for (name, partitions, configs, via) in topics {
+        create_topic_retrying(&c.addr(via), name, partitions, configs, CREATE_TIMEOUT);
+        wait_topic(&c, 1, name, partitions as usize);
+    }
+    let m = wait_topic(&c, 1, "keep-b", 3);
+    for p in &m.topics["keep-b"].partitions {
+        let mut s = connect(&c.addr(p.leader));
+        let batch = common::batch(Codec::None, &[b"one", b"two", b"three"]);
+        assert_eq!(common::produce_to(&mut s, 9, "keep-b", p.index, batch), (0, 0));
+    }
+    let before = durable_at(&c.addr(1)).expect("topics");
+    assert_eq!(before.0.keys().filter(|n| !n.starts_with("__")).count(), 3, "{before:?}");
+    for (name, _, configs, _) in topics {
+        for (k, v) in configs {
+            assert_eq!(before.1[name].get(*k).map(String::as_str), Some(*v), "{name} {k}");
+        }
+    }
+    wait_durable(&c, &before, "before the restarts");
+
+    for id in c.ids() {
+        let status = c.stop(id);
+        assert!(status.success(), "node {id} after SIGTERM: {status}");
+    }
+    c.start_all();
+    c.wait_formed();
+    wait_durable(&c, &before, "after SIGTERM and restart of every node");
+    let m = wait_topic(&c, 1, "keep-b", 3);
+    for p in &m.topics["keep-b"].partitions {
+        let mut s = connect(&c.addr(p.leader));
+        let got = common::fetch_many(&mut s, "keep-b", &[(p.index, 0)], 1 << 20, 1 << 20);
+        assert_eq!((got[0].1, got[0].2), (0, 3), "keep-b[{}] after the graceful restart", p.index);
+    }
+
+    for id in c.ids() {
+        c.node(id).signal("-KILL");
+    }
+    for id in c.ids() {
+        c.kill(id);
+    }
+    c.start_all();
+    c.wait_formed();
+    wait_durable(&c, &before, "after SIGKILL of every node at once and restart");
+    for (name, partitions, _, _) in topics {
+        wait_topic(&c, 2, name, partitions as usize);
+    }
+}
+
+/// Bytes no controller sends, on every node's controller port: garbage, a zero length, a frame
+/// that is not JSON, oversize length prefixes. Each connection is closed by the node; every
+/// node keeps running, the metadata is unchanged and the quorum still creates topics.
+#[test]
+fn garbage_on_a_controller_port_closes_the_connection_and_changes_nothing() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "calm", 2, &[("retention.ms", "60000")], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "calm", 2);
+    let before = durable_at(&c.addr(1)).expect("topics");
+    wait_durable(&c, &before, "before the garbage");
+    let q = c.wait_leader(&c.ids(), &c.ids(), Duration::from_secs(30));
+
+    let mut not_json = 16u32.to_be_bytes().to_vec();
+    not_json.extend_from_slice(&[0xff; 16]);
+    let mut huge = 0x7fff_ffffu32.to_be_bytes().to_vec();
+    huge.extend_from_slice(b"more bytes after the length");
+    let mut over_frame = ((64u32 << 20) + 1).to_be_bytes().to_vec();
+    over_frame.extend_from_slice(&[b'{'; 1024]);
+    let mut over_handshake = ((64u32 << 10) + 1).to_be_bytes().to_vec();
+    over_handshake.extend_from_slice(&[b'{'; 1024]);
+    let noise: Vec<u8> =
+        (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("http request", b"GET / HTTP/1.1\r\nHost: odradek\r\n\r\n".to_vec()),
+        ("zero length", vec![0, 0, 0, 0, 1, 2, 3]),
+        ("16 bytes that are not json", not_json),
+        ("length 2^31-1", huge),
+        ("length over the frame bound", over_frame),
+        ("length over the handshake bound", over_handshake),
+        ("100 kB of noise", noise),
+    ];
+    for id in c.ids() {
+        let addr = c.node(id).controller_addr();
+        for (what, bytes) in &cases {
+            let closed = closes_after(&addr, bytes);
+            println!("node {id} controller port, {what}: closed after {closed:?}");
+        }
+    }
+    for id in c.ids() {
+        assert!(c.node(id).is_running(), "node {id} exited after garbage on its controller port");
+    }
+    wait_durable(&c, &before, "after the garbage");
+    c.wait_formed();
+    create_topic_retrying(&c.addr(2), "after-garbage", 1, &[], CREATE_TIMEOUT);
+    wait_topic(&c, 3, "after-garbage", 1);
+    let q2 = c.quorum(1).expect("DescribeQuorum");
+    println!("quorum before {q:?}, after {q2:?}");
+    assert_eq!(q2.voters, c.ids(), "voters after the garbage");
+}
+
+/// Sends `bytes` to `addr` and waits (at most 30 s) for the peer to close the connection;
+/// returns how long that took after the write. Panics if it stays open.
+fn closes_after(addr: &str, bytes: &[u8]) -> Duration {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    // The peer may close before it read everything: a failed write is a close too.
+    let _ = s.write_all(bytes);
+    let sent = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut total = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return sent.elapsed(),
+            Ok(n) => {
+                total += n;
+                assert!(total < 1 << 20, "{addr} keeps answering garbage ({total} bytes)");
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{addr}: connection still open 30 s after garbage ({total} bytes read)")
+            }
+            Err(_) => return sent.elapsed(), // reset
+        }
+    }
+}
+
+/// A fourth node whose `--controller-quorum-voters` differs from the cluster's (it adds itself)
+/// is refused: a log line says why (a line saying refused and naming the voter list, on
+/// the newcomer's or a member's stderr), it never becomes a broker of the cluster, and the
+/// cluster's brokers, topics and voters do not change.
+#[test]
+fn a_node_with_another_voter_list_is_refused() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "mine", 3, &[], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "mine", 3);
+    let before = durable_at(&c.addr(1)).expect("topics");
+    wait_durable(&c, &before, "before the newcomer");
+
+    let host = "127.0.0.2";
+    let (port, cport) = (free_port(host), free_port(host));
+    let voters = format!("{},4@{host}:{cport}", c.voters);
+    let mut newcomer =
+        ClusterNode::new(4, host, port, cport, node_args(4, host, port, cport, &voters));
+    newcomer.spawn();
+    let refused = |l: &str| {
+        let l = l.to_lowercase();
+        l.contains("refus") && l.contains("voter")
+    };
+    let line = wait_until("a log line refusing the other voter list", REFUSAL_TIMEOUT, || {
+        if let Some(l) = newcomer.find_log(refused) {
+            return Ok(format!("newcomer: {l}"));
+        }
+        c.find_log(refused).map(|(id, l)| format!("node {id}: {l}")).ok_or_else(|| {
+            format!("no such line; newcomer exited: {:?}{}", newcomer.exited(), newcomer.logs(30))
+        })
+    });
+    println!("refusal: {line}");
+    // Give a wrongly accepted newcomer time to register, then check nothing changed.
+    std::thread::sleep(Duration::from_secs(3));
+    println!("newcomer exit status: {:?}", newcomer.exited());
+    let ids = c.ids();
+    for id in &ids {
+        let m = c.metadata(*id).expect("metadata");
+        assert_eq!(m.brokers, c.expected_brokers(&ids), "node {id}'s brokers after the newcomer");
+        let q = c.quorum(*id).expect("DescribeQuorum");
+        assert_eq!(q.voters, ids, "node {id}'s voters after the newcomer");
+    }
+    wait_durable(&c, &before, "after the newcomer");
+    newcomer.kill();
+}
+
+/// After the cluster formed, node 3 is SIGKILLed, fenced, and started again with the same id
+/// on an empty data directory (a lost disk): it is refused with a log line saying why, broker
+/// 3 stays fenced, and the topics do not change.
+#[test]
+fn a_reused_node_id_on_an_empty_directory_is_refused() {
+    let mut c = Cluster::start(3, &SHORT_SESSION);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "owned", 6, &[("retention.ms", "120000")], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "owned", 6);
+    let before = durable_at(&c.addr(1)).expect("topics");
+    wait_durable(&c, &before, "before the reuse");
+
+    c.kill(3);
+    c.wait_brokers(&[1, 2], &[1, 2], FENCE_TIMEOUT);
+    c.node(3).wipe();
+    let marker = c.node(3).log_lines().len();
+    c.node(3).spawn();
+    let refused = |l: &str| {
+        let l = l.to_lowercase();
+        l.contains("registered by another")
+            || (l.contains("refus")
+                && (l.contains("id 3") || l.contains("id=3") || l.contains("node=3")))
+    };
+    let line = wait_until("a log line refusing the reused node id 3", REFUSAL_TIMEOUT, || {
+        let new_lines = c.nodes[2].log_lines().split_off(marker);
+        if let Some(l) = new_lines.iter().find(|l| refused(l)) {
+            return Ok(format!("node 3 (new): {l}"));
+        }
+        c.nodes[..2]
+            .iter()
+            .find_map(|n| n.find_log(refused).map(|l| format!("node {}: {l}", n.id)))
+            .ok_or_else(|| format!("no such line{}", c.nodes[2].logs(20)))
+    });
+    println!("refusal: {line}");
+    // Twice the session timeout: a wrongly accepted node 3 would be unfenced by then.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        for id in [1, 2] {
+            let m = c.metadata(id).expect("metadata");
+            assert_eq!(m.broker_ids(), vec![1, 2], "node {id}'s brokers after the reuse");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for id in [1, 2] {
+        let got = durable_at(&c.addr(id)).expect("topics");
+        assert_eq!(got, before, "node {id}'s topics after the reuse");
+    }
+}
+
+/// Three times: SIGKILL the active controller (DescribeQuorum's leader); the two survivors
+/// elect a new one and topic creation resumes (the failover time is printed: kill to first
+/// created topic); the old controller is restarted and rejoins before the next round.
+#[test]
+fn killing_the_active_controller_elects_a_new_one() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_formed();
+    let ids = c.ids();
+    for round in 1..=3 {
+        let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+        let old = q.leader_id;
+        let survivors: Vec<i32> = ids.iter().copied().filter(|&i| i != old).collect();
+        c.kill(old);
+        let killed = Instant::now();
+        let nq = c.wait_leader(&survivors, &survivors, Duration::from_secs(30));
+        let elected = killed.elapsed();
+        assert!(
+            nq.leader_epoch > q.leader_epoch,
+            "epoch {} then {}",
+            q.leader_epoch,
+            nq.leader_epoch
+        );
+        let topic = format!("after-failover-{round}");
+        create_topic_retrying(&c.addr(survivors[0]), &topic, 1, &[], CREATE_TIMEOUT);
+        let created = killed.elapsed();
+        println!(
+            "round {round}: controller {old} killed; {} elected (epoch {}) after {elected:?}; \
+             topic created after {created:?}",
+            nq.leader_id, nq.leader_epoch
+        );
+        c.restart(old);
+        c.wait_formed();
+        for id in &ids {
+            wait_until(&format!("{topic} known at node {id}"), CREATE_TIMEOUT, || {
+                let m = c.metadata(*id)?;
+                if m.topics.contains_key(&topic) {
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", m.topics.keys()))
+                }
+            });
+        }
+    }
+    let m = c.metadata(1).expect("metadata");
+    let names: BTreeSet<&str> =
+        m.topics.keys().map(String::as_str).filter(|n| !n.starts_with("__")).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["after-failover-1", "after-failover-2", "after-failover-3"]),
+        "topics after three failovers"
+    );
+    let q = describe_quorum_at(&c.addr(2)).expect("DescribeQuorum");
+    assert_eq!(q.voters, ids, "voters");
+}
+
+// --- Real clients ----------------------------------------------------------------------------
+
+/// A finished client process.
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn text(&self) -> String {
+        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout, self.stderr)
+    }
+}
+
+fn reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Runs a client with `input` on stdin, killing it (by PID) after [`CLIENT_TIMEOUT`].
+fn run(cmd: &mut Command, input: &[u8]) -> Out {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = reader(child.stdout.take().expect("stdout"));
+    let err = reader(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll client") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+            let _ = child.wait();
+            break ExitStatus::default();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    let timed_out = Instant::now() > deadline;
+    let out = Out {
+        status,
+        stdout: String::from_utf8_lossy(&out.join().expect("join")).into_owned(),
+        stderr: String::from_utf8_lossy(&err.join().expect("join")).into_owned(),
+    };
+    assert!(!timed_out, "{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n{}", out.text());
+    out
+}
+
+/// `tests/clients/cluster_check.py` with the three brokers as three separate bootstraps:
+/// confluent-kafka and kafka-python each list 3 brokers; a 6-partition topic created through
+/// the first has leaders on all three; 600 messages produced through the second are all
+/// consumed through the third.
+#[test]
+fn python_clients_see_one_cluster() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/cluster_check.py");
+    let out = run(
+        Command::new("python3")
+            .arg(&path)
+            .arg("--bootstrap")
+            .args(c.ids().iter().map(|&i| c.addr(i))),
+        b"",
+    );
+    assert!(out.status.success(), "cluster_check.py failed ({})\n{}", out.status, out.text());
+    println!("{}", out.stdout);
+}
+
+/// kcat: `-L` through one broker lists the three brokers (their addresses) and a topic's
+/// three partitions led by three brokers; keyed lines produced through a second broker are
+/// all consumed, with their keys, through the third.
+#[test]
+fn kcat_sees_one_cluster() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "kc", 3, &[], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "kc", 3);
+    let kcat = |addr: String, args: &[&str], input: &str| {
+        let out = run(Command::new("kcat").args(["-b", &addr]).args(args), input.as_bytes());
+        assert!(
+            out.status.success() && !out.stderr.contains("ERROR"),
+            "kcat -b {addr} {args:?} failed ({})\n{}",
+            out.status,
+            out.text()
+        );
+        out
+    };
+    let out = kcat(c.addr(1), &["-L", "-m", "20"], "");
+    let t = out.text();
+    assert!(t.contains("3 brokers:"), "{t}");
+    for id in c.ids() {
+        assert!(t.contains(&format!("broker {id} at {}", c.addr(id))), "broker {id}: {t}");
+    }
+    assert!(t.contains("topic \"kc\" with 3 partitions:"), "{t}");
+    let leaders: BTreeSet<&str> = t
+        .lines()
+        .filter(|l| l.contains("partition ") && l.contains("leader "))
+        .filter_map(|l| l.split("leader ").nth(1)?.split(',').next())
+        .collect();
+    assert_eq!(leaders, BTreeSet::from(["1", "2", "3"]), "leaders of kc: {t}");
+
+    let input: String = (0..90).map(|i| format!("k{i}:value-{i}\n")).collect();
+    kcat(c.addr(2), &["-P", "-t", "kc", "-K:"], &input);
+    let out = kcat(c.addr(3), &["-C", "-t", "kc", "-o", "beginning", "-e", "-f", "%k:%s\n"], "");
+    let got: BTreeSet<&str> = out.stdout.lines().collect();
+    let want: BTreeSet<&str> = input.lines().collect();
+    assert_eq!(got, want, "consumed through broker 3\n{}", out.text());
+    assert_eq!(out.stdout.lines().count(), 90, "{}", out.text());
+}
