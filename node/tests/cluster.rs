@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    Cluster, ClusterNode, Meta, create_topic_at, create_topic_retrying, describe_quorum_at,
-    free_port, metadata_at, node_args, topic_configs_at, wait_until,
+    Cluster, ClusterNode, FORM_TIMEOUT, Meta, create_topic_at, create_topic_retrying,
+    describe_quorum_at, free_port, metadata_at, node_args, topic_configs_at, wait_until,
 };
 use odradek_client::blocking::connect_tcp;
 use odradek_records::Codec;
@@ -416,6 +416,7 @@ fn a_node_with_another_voter_list_is_refused() {
     let host = "127.0.0.2";
     let (port, cport) = (free_port(host), free_port(host));
     let voters = format!("{},4@{host}:{cport}", c.voters);
+    let marks = c.log_marks();
     let mut newcomer =
         ClusterNode::new(4, host, port, cport, node_args(4, host, port, cport, &voters));
     newcomer.spawn();
@@ -427,9 +428,15 @@ fn a_node_with_another_voter_list_is_refused() {
         if let Some(l) = newcomer.find_log(refused) {
             return Ok(format!("newcomer: {l}"));
         }
-        c.find_log(refused).map(|(id, l)| format!("node {id}: {l}")).ok_or_else(|| {
-            format!("no such line; newcomer exited: {:?}{}", newcomer.exited(), newcomer.logs(30))
-        })
+        c.find_log_since(&marks, refused).map(|(id, l)| format!("node {id}: {l}")).ok_or_else(
+            || {
+                format!(
+                    "no such line; newcomer exited: {:?}{}",
+                    newcomer.exited(),
+                    newcomer.logs(30)
+                )
+            },
+        )
     });
     println!("refusal: {line}");
     // Give a wrongly accepted newcomer time to register, then check nothing changed.
@@ -461,7 +468,7 @@ fn a_reused_node_id_on_an_empty_directory_is_refused() {
     c.kill(3);
     c.wait_brokers(&[1, 2], &[1, 2], FENCE_TIMEOUT);
     c.node(3).wipe();
-    let marker = c.node(3).log_lines().len();
+    let marks = c.log_marks();
     c.node(3).spawn();
     let refused = |l: &str| {
         let l = l.to_lowercase();
@@ -470,13 +477,8 @@ fn a_reused_node_id_on_an_empty_directory_is_refused() {
                 && (l.contains("id 3") || l.contains("id=3") || l.contains("node=3")))
     };
     let line = wait_until("a log line refusing the reused node id 3", REFUSAL_TIMEOUT, || {
-        let new_lines = c.nodes[2].log_lines().split_off(marker);
-        if let Some(l) = new_lines.iter().find(|l| refused(l)) {
-            return Ok(format!("node 3 (new): {l}"));
-        }
-        c.nodes[..2]
-            .iter()
-            .find_map(|n| n.find_log(refused).map(|l| format!("node {}: {l}", n.id)))
+        c.find_log_since(&marks, refused)
+            .map(|(id, l)| format!("node {id}: {l}"))
             .ok_or_else(|| format!("no such line{}", c.nodes[2].logs(20)))
     });
     println!("refusal: {line}");
@@ -493,6 +495,46 @@ fn a_reused_node_id_on_an_empty_directory_is_refused() {
         let got = durable_at(&c.addr(id)).expect("topics");
         assert_eq!(got, before, "node {id}'s topics after the reuse");
     }
+}
+
+/// A fourth node with `process.roles=broker`, configured through ODRADEK_* environment
+/// variables only (no flags but its data directory; no controller listener, as a Kafka
+/// broker-only node has none), joins as a broker that is not a voter: every node's Metadata
+/// lists four brokers, DescribeQuorum still three voters, a topic created through the new
+/// broker is forwarded to the controller and its eight partitions are led two per broker.
+#[test]
+fn a_broker_only_node_configured_by_environment_joins_as_a_fourth_broker() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_formed();
+    let host = "127.0.0.2";
+    let port = free_port(host);
+    let mut n4 = ClusterNode::new(4, host, port, 0, Vec::new());
+    n4.envs = vec![
+        ("ODRADEK_NODE_ID".into(), "4".into()),
+        ("ODRADEK_LISTEN".into(), format!("{host}:{port}")),
+        ("ODRADEK_CONTROLLER_QUORUM_VOTERS".into(), c.voters.clone()),
+        ("ODRADEK_PROCESS_ROLES".into(), "broker".into()),
+        ("ODRADEK_SMP".into(), "1".into()),
+    ];
+    n4.start();
+    c.nodes.push(n4);
+    let all = [1, 2, 3, 4];
+    c.wait_brokers(&all, &all, FORM_TIMEOUT);
+    let q = c.wait_leader(&all, &[1, 2, 3], Duration::from_secs(30));
+    assert_eq!(q.voters, vec![1, 2, 3], "voters with a broker-only node: {q:?}");
+    println!("quorum with a broker-only node: {q:?}");
+
+    create_topic_retrying(&c.addr(4), "four", 8, &[], CREATE_TIMEOUT);
+    let m = wait_topic(&c, 1, "four", 8);
+    let spread = leaders_by_broker(&m, "four");
+    let counts: Vec<(i32, usize)> = spread.iter().map(|(b, ps)| (*b, ps.len())).collect();
+    assert_eq!(counts, vec![(1, 2), (2, 2), (3, 2), (4, 2)], "leaders per broker: {spread:?}");
+    let m4 = wait_topic(&c, 4, "four", 8);
+    assert_eq!(m4.topics["four"], m.topics["four"], "node 4's view of four");
+    let p = m.topics["four"].partitions.iter().find(|p| p.leader == 4).expect("led by 4");
+    let mut s = connect(&c.addr(4));
+    let got = common::produce_to(&mut s, 9, "four", p.index, common::batch(Codec::None, &[b"4"]));
+    assert_eq!(got, (0, 0), "produce at the broker-only node");
 }
 
 /// Three times: SIGKILL the active controller (DescribeQuorum's leader); the two survivors

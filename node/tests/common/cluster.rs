@@ -353,6 +353,8 @@ pub struct ClusterNode {
     pub dir: tempfile::TempDir,
     /// Flags after `serve` other than `--data-dir`.
     pub args: Vec<String>,
+    /// Environment variables set on the process (besides the log settings).
+    pub envs: Vec<(String, String)>,
     pub child: Option<Child>,
     /// stderr lines of every incarnation; each start adds a `=== start N ===` marker.
     pub log: Arc<Mutex<Vec<String>>>,
@@ -370,6 +372,7 @@ impl ClusterNode {
             controller_port,
             dir: tempfile::tempdir().expect("tempdir"),
             args,
+            envs: Vec::new(),
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
             starts: 0,
@@ -404,6 +407,7 @@ impl ClusterNode {
             .arg(self.data_dir())
             .env("ODRADEK_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -702,6 +706,24 @@ impl Cluster {
     /// The first line (of any node, any incarnation) matching `pred`, with its node id.
     pub fn find_log(&self, pred: impl Fn(&str) -> bool) -> Option<(i32, String)> {
         self.nodes.iter().find_map(|n| n.find_log(&pred).map(|l| (n.id, l)))
+    }
+
+    /// How many stderr lines each node has so far (for [`Cluster::find_log_since`]).
+    pub fn log_marks(&self) -> Vec<usize> {
+        self.nodes.iter().map(|n| n.log.lock().expect("log lock").len()).collect()
+    }
+
+    /// The first line written after `marks` (by any node) matching `pred`, with its node id.
+    /// Lines are only dropped past [`LOG_LINES_KEPT`], far beyond any test's output.
+    pub fn find_log_since(
+        &self,
+        marks: &[usize],
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(i32, String)> {
+        self.nodes.iter().zip(marks).find_map(|(n, &from)| {
+            let lines = n.log.lock().expect("log lock");
+            lines.iter().skip(from).find(|l| pred(l)).map(|l| (n.id, l.clone()))
+        })
     }
 
     /// The last lines of every node's stderr.
