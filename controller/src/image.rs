@@ -126,6 +126,18 @@ pub enum Command {
         broker_id: i32,
         size: i32,
     },
+    /// Moves the producer-id counter to at least `at_least` (never back): a single node's
+    /// data directory upgraded into a cluster keeps its ids unique.
+    AdvanceProducerIds {
+        at_least: i64,
+    },
+    /// A broker's liveness signal. Answered by the active controller from memory (it unfences
+    /// the broker if it is fenced with this epoch) and never appended to the log; the state
+    /// machine ignores one if it ever meets it.
+    BrokerHeartbeat {
+        broker_id: i32,
+        epoch: u64,
+    },
 }
 
 impl std::fmt::Display for Command {
@@ -218,6 +230,15 @@ impl MetadataImage {
             Command::AllocateProducerIdBlock { broker_id, size } => {
                 self.allocate_producer_ids(*broker_id, *size)
             }
+            Command::AdvanceProducerIds { at_least } => {
+                if *at_least < 0 {
+                    Err(CommandError::InvalidBlockSize { size: -1 })
+                } else {
+                    self.next_producer_id = self.next_producer_id.max(*at_least);
+                    Ok(CommandResult::Done)
+                }
+            }
+            Command::BrokerHeartbeat { .. } => Ok(CommandResult::Done),
         };
         self.applied_index = index;
         reply
@@ -448,8 +469,11 @@ impl MetadataImage {
                 }
             }
             assert_eq!(replicas.len(), rf_n, "placement must fill every replica");
+            // Only the leader is in sync at first: a follower joins the ISR once it has caught
+            // up by fetching (replication), so leadership never moves to a replica that lacks
+            // acknowledged records.
             out.push(PartitionRecord {
-                isr: replicas.clone(),
+                isr: vec![replicas[0]],
                 leader: replicas[0],
                 replicas,
                 leader_epoch: 0,

@@ -18,6 +18,7 @@ use std::time::Duration;
 use event_listener::Event;
 use futures_util::future::{Either, select};
 use tracing::{debug, info};
+use uuid::Uuid;
 
 use crate::config::Voters;
 use crate::controller::{
@@ -49,6 +50,8 @@ pub struct ObserverConfig {
     /// Where the cluster id is kept.
     pub data_dir: PathBuf,
     pub propose_timeout: Duration,
+    /// The cluster id the node already knows (see `ControllerConfig::cluster_id`).
+    pub cluster_id: Option<Uuid>,
 }
 
 impl ObserverConfig {
@@ -59,6 +62,7 @@ impl ObserverConfig {
             voters,
             data_dir,
             propose_timeout: Duration::from_secs(5),
+            cluster_id: None,
         }
     }
 }
@@ -82,7 +86,8 @@ impl Observer {
         let thread =
             NodeThread::spawn("observer", node_id, OBSERVER_PROPOSALS_MAX, move |shared, run| {
                 Box::pin(async move {
-                    let cluster_id = read_cluster_id(&config.data_dir).await?;
+                    let cluster_id = read_cluster_id(&config.data_dir).await?.or(config.cluster_id);
+                    *shared.cluster_id.lock().unwrap_or_else(|p| p.into_inner()) = cluster_id;
                     let ident = Identity::observer(
                         config.node_id,
                         SocketAddr::new(config.source_ip, 0),
@@ -112,6 +117,11 @@ impl Observer {
     /// [`crate::Controller::propose`].
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ControllerError> {
         self.thread.propose(command).await
+    }
+
+    /// The cluster id, once a voter has told it (or read from the data directory).
+    pub fn cluster_id(&self) -> Option<Uuid> {
+        self.thread.cluster_id()
     }
 
     /// The newest image received.
@@ -200,6 +210,9 @@ impl ObserverNode {
 
     async fn follow_one(&self, addr: SocketAddr) -> io::Result<()> {
         let mut stream = net::connect(&self.ident, addr).await?;
+        if let Some(id) = *self.ident.cluster_id.borrow() {
+            *self.shared.cluster_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+        }
         let mut quiet = 0;
         while quiet < QUIET_POLLS_MAX {
             let after = self.shared.image.load().applied_index;

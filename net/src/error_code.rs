@@ -68,6 +68,10 @@ pub const UNKNOWN_TOPIC_OR_PARTITION: ErrorCode =
     ErrorCode(ResponseError::UnknownTopicOrPartition.code());
 /// This broker is not the leader (retriable: the client refreshes its metadata).
 pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(ResponseError::NotLeaderOrFollower.code());
+/// The broker is not available (shutting down).
+pub const BROKER_NOT_AVAILABLE: ErrorCode = ErrorCode(ResponseError::BrokerNotAvailable.code());
+/// No active controller could take the request (retriable: the client retries).
+pub const NOT_CONTROLLER: ErrorCode = ErrorCode(ResponseError::NotController.code());
 /// The request timed out.
 pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(ResponseError::RequestTimedOut.code());
 /// A batch is larger than `max.message.bytes`.
@@ -181,6 +185,8 @@ const _: () = assert!(OFFSET_OUT_OF_RANGE.code() == 1);
 const _: () = assert!(CORRUPT_MESSAGE.code() == 2);
 const _: () = assert!(UNKNOWN_TOPIC_OR_PARTITION.code() == 3);
 const _: () = assert!(NOT_LEADER_OR_FOLLOWER.code() == 6);
+const _: () = assert!(BROKER_NOT_AVAILABLE.code() == 8);
+const _: () = assert!(NOT_CONTROLLER.code() == 41);
 const _: () = assert!(REQUEST_TIMED_OUT.code() == 7);
 const _: () = assert!(MESSAGE_TOO_LARGE.code() == 10);
 const _: () = assert!(NETWORK_EXCEPTION.code() == 13);

@@ -13,8 +13,9 @@
 //! `last_stable_offset` (v4+), `log_start_offset` (v5+), `aborted_transactions` (v4+,
 //! nullable), `preferred_read_replica` (v11+) and `records` (nullable). From v12 the message is
 //! flexible: compact strings, arrays and bytes, and an empty tagged-field section after each
-//! structure (every tagged field — diverging epoch, current leader, snapshot id, node
-//! endpoints — is left at its default and so not written). Tests check every version against
+//! structure: a partition's `current_leader` (tag 1) and the response's `node_endpoints`
+//! (tag 0, v16+) are written when set (KIP-951); diverging epoch and snapshot id are left at
+//! their defaults and so not written. Tests check every version against
 //! kafka-protocol's decoder.
 //!
 //! [`SUPPORTED`]: crate::versions::SUPPORTED
@@ -40,6 +41,18 @@ pub struct PartitionOut {
     pub preferred_read_replica: i32,
     /// Bytes of records that follow this partition's piece; `None` writes null records.
     pub records_len: Option<usize>,
+    /// KIP-951's `current_leader` (leader id, leader epoch), tagged field 1 from v12: sent
+    /// with NOT_LEADER_OR_FOLLOWER so the client need not refresh its metadata.
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// A broker's endpoint in KIP-951's `node_endpoints` (v16+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointOut {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// One topic of a Fetch response: by name up to v12, by id from v13.
@@ -57,6 +70,8 @@ pub struct FetchOut {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<TopicOut>,
+    /// The leaders named in `current_leader`s (tagged field 0 from v16).
+    pub node_endpoints: Vec<EndpointOut>,
 }
 
 /// Encodes the frame of a Fetch response (`version`) to the request `correlation_id`, less the
@@ -120,14 +135,41 @@ pub fn encode_fetch_response(
             }
             w.records(p.records_len)?;
             if flexible {
-                w.tags();
+                match p.current_leader {
+                    Some((id, epoch)) => {
+                        w.uvarint(1); // one tagged field
+                        w.uvarint(1); // tag 1: CurrentLeader
+                        w.uvarint(9); // its size: two int32 and an empty tag section
+                        w.out.put_i32(id);
+                        w.out.put_i32(epoch);
+                        w.tags();
+                    }
+                    None => w.tags(),
+                }
             }
         }
         if flexible {
             w.tags();
         }
     }
-    if flexible {
+    if version >= 16 && !response.node_endpoints.is_empty() {
+        let mut field = Writer { out: BytesMut::new(), flexible, pieces: Vec::new(), records: 0 };
+        field.array_len(response.node_endpoints.len())?;
+        for e in &response.node_endpoints {
+            field.out.put_i32(e.node_id);
+            field.string(&e.host)?;
+            field.out.put_i32(e.port);
+            match &e.rack {
+                Some(r) => field.string(r)?,
+                None => field.uvarint(0),
+            }
+            field.tags();
+        }
+        w.uvarint(1); // one tagged field
+        w.uvarint(0); // tag 0: NodeEndpoints
+        w.uvarint(field.out.len() as u64);
+        w.out.put_slice(&field.out);
+    } else if flexible {
         w.tags();
     }
     let Writer { mut out, mut pieces, records, .. } = w;
@@ -241,6 +283,7 @@ mod tests {
             aborted_transactions: (i == 2).then(|| vec![(5, 9)]),
             preferred_read_replica: -1,
             records_len: r.map(<[u8]>::len),
+            current_leader: (i == 1).then_some((3, 0)),
         };
         FetchOut {
             throttle_time_ms: 0,
@@ -257,6 +300,10 @@ mod tests {
                     topic_id: Uuid::from_u128(0xdef),
                     partitions: vec![part(2, Some(records[1])), part(3, Some(records[2]))],
                 },
+            ],
+            node_endpoints: vec![
+                EndpointOut { node_id: 3, host: "127.0.0.4".into(), port: 9092, rack: None },
+                EndpointOut { node_id: 4, host: "b4".into(), port: 9093, rack: Some("r".into()) },
             ],
         }
     }
@@ -302,6 +349,32 @@ mod tests {
             let aborted = parts[2].aborted_transactions.as_ref().expect("aborted list");
             assert_eq!((aborted[0].producer_id.0, aborted[0].first_offset), (5, 9));
             assert!(parts[0].aborted_transactions.is_none());
+            if version >= 12 {
+                let leader = &parts[1].current_leader;
+                assert_eq!((leader.leader_id.0, leader.leader_epoch), (3, 0), "v{version}");
+                assert_eq!(parts[0].current_leader.leader_id.0, -1, "left at its default");
+            }
+            if version >= 16 {
+                let e: Vec<_> = decoded
+                    .node_endpoints
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.node_id.0,
+                            e.host.to_string(),
+                            e.port,
+                            e.rack.as_deref().map(str::to_owned),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    e,
+                    vec![
+                        (3, "127.0.0.4".into(), 9092, None),
+                        (4, "b4".into(), 9093, Some("r".into()))
+                    ]
+                );
+            }
             if version >= 13 {
                 assert_eq!(decoded.responses[1].topic_id, Uuid::from_u128(0xdef));
             } else {

@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use odradek_controller::{Voters, VotersError};
 use serde::Deserialize;
 
 /// Where partition logs and metadata live unless configured.
@@ -54,6 +55,26 @@ pub struct ServeArgs {
     /// Metadata and DescribeCluster [default: none].
     #[arg(long, env = "ODRADEK_RACK", value_name = "RACK")]
     pub rack: Option<String>,
+    /// What this node runs (Kafka's `process.roles`): `broker`, `controller` or
+    /// `broker,controller` [default: broker,controller].
+    #[arg(long, env = "ODRADEK_PROCESS_ROLES", value_name = "ROLES")]
+    pub process_roles: Option<String>,
+    /// Address of this node's controller listener (raft among the voters) [default: the
+    /// listen IP with an ephemeral port when this node is the only voter].
+    #[arg(long, env = "ODRADEK_CONTROLLER_LISTEN", value_name = "HOST:PORT")]
+    pub controller_listen: Option<String>,
+    /// The controller quorum (Kafka's `controller.quorum.voters`):
+    /// `1@127.0.0.2:9093,2@127.0.0.3:9093,3@127.0.0.4:9093` [default: this node alone].
+    #[arg(long, env = "ODRADEK_CONTROLLER_QUORUM_VOTERS", value_name = "ID@HOST:PORT,...")]
+    pub controller_quorum_voters: Option<String>,
+    /// A broker without a heartbeat for this long is fenced (Kafka's
+    /// `broker.session.timeout.ms`) [default: 9000].
+    #[arg(long, env = "ODRADEK_BROKER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker heartbeats to the active controller (Kafka's
+    /// `broker.heartbeat.interval.ms`) [default: 2000].
+    #[arg(long, env = "ODRADEK_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -83,6 +104,11 @@ struct FileConfig {
     group_initial_rebalance_delay_ms: Option<u64>,
     group_min_session_timeout_ms: Option<i32>,
     group_max_session_timeout_ms: Option<i32>,
+    process_roles: Option<String>,
+    controller_listen: Option<String>,
+    controller_quorum_voters: Option<String>,
+    broker_session_timeout_ms: Option<u64>,
+    broker_heartbeat_interval_ms: Option<u64>,
 }
 
 /// A resolved node configuration.
@@ -102,9 +128,6 @@ pub struct NodeConfig {
     /// Kafka names of the broker settings given by a flag, the environment or the config file;
     /// the others are defaults (DescribeConfigs' `config_source`).
     pub given: Vec<&'static str>,
-    /// The cluster id kept in the data directory's `meta.properties`: empty when resolved, set
-    /// at start-up by `metadata::load_or_create_cluster_id` before the shards start.
-    pub cluster_id: String,
     /// `socket.request.max.bytes`.
     pub request_max_bytes: usize,
     /// `connections.max.idle.ms`: a connection with no complete request for this long is
@@ -147,7 +170,59 @@ pub struct NodeConfig {
     /// `group.max.session.timeout.ms`, 1800000; config file key
     /// `group_max_session_timeout_ms`).
     pub group_max_session_timeout_ms: i32,
+    /// Roles, controller quorum and broker liveness settings.
+    pub cluster: ClusterConfig,
 }
+
+/// What a node runs (Kafka's `process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Roles {
+    fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let mut roles = Roles { broker: false, controller: false };
+        for role in raw.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => {
+                    return Err(ConfigError::Roles {
+                        value: raw.to_owned(),
+                        reason: format!("unknown role `{other}`"),
+                    });
+                }
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err(ConfigError::Roles { value: raw.to_owned(), reason: "no role".into() });
+        }
+        Ok(roles)
+    }
+}
+
+/// The cluster side of a node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub roles: Roles,
+    /// The controller listener (voters only).
+    pub controller_listen: SocketAddr,
+    /// The controller quorum; a node given none is a quorum of one (itself).
+    pub voters: Voters,
+    /// Whether the voters were configured (a cluster), not this node alone by default.
+    pub configured_voters: bool,
+    /// Kafka's `broker.session.timeout.ms`.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka's `broker.heartbeat.interval.ms`.
+    pub broker_heartbeat_interval_ms: u64,
+}
+
+/// Kafka's `broker.session.timeout.ms` default.
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
+/// Kafka's `broker.heartbeat.interval.ms` default.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 
 /// Kafka's `group.min.session.timeout.ms` default.
 pub const GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT: i32 = 6_000;
@@ -177,6 +252,12 @@ pub enum ConfigError {
     Address { what: &'static str, value: String, reason: String },
     #[error("{what} must be between {min} and {max}, not {value}")]
     Range { what: &'static str, value: i64, min: i64, max: i64 },
+    #[error("--process-roles `{value}`: {reason}; use broker, controller or broker,controller")]
+    Roles { value: String, reason: String },
+    #[error("--controller-quorum-voters: {0}")]
+    Voters(#[from] VotersError),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Defaults that depend on the host (autotune, `odradek_tuning::autotune`): used where no flag,
@@ -220,6 +301,12 @@ impl NodeConfig {
             None => FileConfig::default(),
         };
         let given = given_broker_keys(args, &file);
+        let node_id = args.node_id.or(file.node_id).unwrap_or(0);
+        check_range("--node-id", i64::from(node_id), 0, i64::from(i32::MAX))?;
+        let listen_raw =
+            args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "0.0.0.0:9092".into());
+        let listen = parse_addr("--listen", &listen_raw)?;
+        let cluster = resolve_cluster(args, &file, node_id, listen)?;
         let data_dir = args
             .data_dir
             .clone()
@@ -227,9 +314,6 @@ impl NodeConfig {
             .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
         let configured_smp = args.smp.or(file.smp);
         let host = host_defaults(&data_dir, configured_smp);
-        let listen_raw =
-            args.listen.clone().or(file.listen).unwrap_or_else(|| "0.0.0.0:9092".into());
-        let listen = parse_addr("--listen", &listen_raw)?;
         let advertise = match args.advertise.clone().or(file.advertise) {
             Some(raw) => split_host_port("--advertise", &raw)?,
             None if listen.ip().is_unspecified() => {
@@ -262,9 +346,7 @@ impl NodeConfig {
             1,
             i64::from(group_max_session_timeout_ms),
         )?;
-        let node_id = args.node_id.or(file.node_id).unwrap_or(0);
-        check_range("--node-id", i64::from(node_id), 0, i64::from(i32::MAX))?;
-        let rack = args.rack.clone().or(file.rack).filter(|r| !r.is_empty());
+        let rack = args.rack.clone().or(file.rack.clone()).filter(|r| !r.is_empty());
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -274,7 +356,6 @@ impl NodeConfig {
             auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
             node_id,
             rack,
-            cluster_id: String::new(),
             given,
             request_max_bytes: odradek_net::frame::SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             connections_max_idle_ms: file
@@ -298,8 +379,94 @@ impl NodeConfig {
             group_initial_rebalance_delay_ms: file.group_initial_rebalance_delay_ms.unwrap_or(3000),
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
+            cluster,
         })
     }
+}
+
+/// Roles, voters and the controller listener: a node without `--controller-quorum-voters` is
+/// the only voter of its own quorum, its controller listening on an ephemeral port of the
+/// client listener's IP (nobody else needs to reach it).
+fn resolve_cluster(
+    args: &ServeArgs,
+    file: &FileConfig,
+    node_id: i32,
+    listen: SocketAddr,
+) -> Result<ClusterConfig, ConfigError> {
+    let roles_raw = args.process_roles.clone().or(file.process_roles.clone());
+    let roles = match &roles_raw {
+        Some(raw) => Roles::parse(raw)?,
+        None => Roles { broker: true, controller: true },
+    };
+    let voters_raw =
+        args.controller_quorum_voters.clone().or(file.controller_quorum_voters.clone());
+    let listen_raw = args.controller_listen.clone().or(file.controller_listen.clone());
+    let controller_listen = match &listen_raw {
+        Some(raw) => parse_addr("--controller-listen", raw)?,
+        None if voters_raw.is_some() && roles.controller => {
+            return Err(ConfigError::Cluster(
+                "a voter needs --controller-listen (its address in --controller-quorum-voters)"
+                    .into(),
+            ));
+        }
+        None => SocketAddr::new(listen.ip(), 0),
+    };
+    let configured_voters = voters_raw.is_some();
+    let voters = match &voters_raw {
+        Some(raw) => Voters::parse(raw)?,
+        None if roles.broker && roles.controller => {
+            Voters::parse(&format!("{node_id}@{controller_listen}"))?
+        }
+        None => {
+            return Err(ConfigError::Cluster(
+                "--process-roles without both roles needs --controller-quorum-voters".into(),
+            ));
+        }
+    };
+    let node = u64::try_from(node_id).unwrap_or(u64::MAX);
+    if roles.controller && !voters.contains(node) {
+        return Err(ConfigError::Cluster(format!(
+            "node {node_id} runs the controller role but is not in --controller-quorum-voters {}",
+            voters.canonical()
+        )));
+    }
+    if !roles.controller && voters.contains(node) {
+        return Err(ConfigError::Cluster(format!(
+            "node {node_id} is a voter in {} but --process-roles has no controller",
+            voters.canonical()
+        )));
+    }
+    if let (Some(_), Some(addr)) = (&listen_raw, voters.addr(node))
+        && roles.controller
+        && addr != controller_listen
+    {
+        return Err(ConfigError::Cluster(format!(
+            "--controller-listen {controller_listen} differs from this node's voter address {addr}"
+        )));
+    }
+    let broker_session_timeout_ms = args
+        .broker_session_timeout_ms
+        .or(file.broker_session_timeout_ms)
+        .unwrap_or(BROKER_SESSION_TIMEOUT_MS_DEFAULT);
+    check_range("--broker-session-timeout-ms", broker_session_timeout_ms as i64, 100, 3_600_000)?;
+    let broker_heartbeat_interval_ms = args
+        .broker_heartbeat_interval_ms
+        .or(file.broker_heartbeat_interval_ms)
+        .unwrap_or(BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT);
+    check_range(
+        "--broker-heartbeat-interval-ms",
+        broker_heartbeat_interval_ms as i64,
+        10,
+        broker_session_timeout_ms as i64,
+    )?;
+    Ok(ClusterConfig {
+        roles,
+        controller_listen,
+        voters,
+        configured_voters,
+        broker_session_timeout_ms,
+        broker_heartbeat_interval_ms,
+    })
 }
 
 /// The Kafka names of the settings that `args` (flags and environment) or `file` give.
@@ -309,6 +476,20 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
         (args.node_id.is_some() || file.node_id.is_some(), "node.id"),
         (args.node_id.is_some() || file.node_id.is_some(), "broker.id"),
         (args.rack.is_some() || file.rack.is_some(), "broker.rack"),
+        (args.process_roles.is_some() || file.process_roles.is_some(), "process.roles"),
+        (
+            args.controller_quorum_voters.is_some() || file.controller_quorum_voters.is_some(),
+            "controller.quorum.voters",
+        ),
+        (
+            args.broker_session_timeout_ms.is_some() || file.broker_session_timeout_ms.is_some(),
+            "broker.session.timeout.ms",
+        ),
+        (
+            args.broker_heartbeat_interval_ms.is_some()
+                || file.broker_heartbeat_interval_ms.is_some(),
+            "broker.heartbeat.interval.ms",
+        ),
         (args.listen.is_some() || file.listen.is_some(), "listeners"),
         (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),
         (args.default_partitions.is_some() || file.default_partitions.is_some(), "num.partitions"),

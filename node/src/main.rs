@@ -33,10 +33,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // openraft logs every election with its whole state at info; its warnings are enough
+    // unless the filter names it.
+    let mut filter = std::env::var("ODRADEK_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ODRADEK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

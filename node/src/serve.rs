@@ -1,21 +1,29 @@
 //! `odradek serve`: the process around the shards. It resolves the config (autotune fills in
-//! what no flag or file sets), checks the host, loads the cluster metadata and the producer-id
-//! allocator, starts the shards, prints one line when ready, and on SIGTERM or SIGINT stops
-//! accepting, lets in-flight requests finish and returns within [`SHUTDOWN_TIMEOUT`]. A
-//! start-up problem is returned as an error that says what is wrong and how to fix it.
+//! what no flag or file sets), checks the host, joins the controller quorum (a voter, or an
+//! observer on a broker-only node; a quorum of one by default), keeps the broker registered,
+//! starts the shards, prints one line when ready, and on SIGTERM or SIGINT stops accepting,
+//! lets in-flight requests finish and returns within [`SHUTDOWN_TIMEOUT`]. A start-up problem
+//! is returned as an error that says what is wrong and how to fix it.
+//!
+//! The main thread, idle otherwise, follows the metadata image (turning each into the shards'
+//! catalogue) and runs the broker's registration and heartbeats. A quorum of one is ready only
+//! once its broker is unfenced (and a single node's old `topics.json` upgraded); a member of a
+//! larger cluster is ready once it listens, and registers as soon as a quorum forms.
 
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::future::select;
-use tracing::{info, warn};
+use event_listener::Event;
+use futures_util::future::{Either, select};
+use tracing::{error, info, warn};
 
 use odradek_tuning::autotune::{self, HostFacts, InUse};
 use odradek_tuning::{Host, RealSystem, iotune, startup};
 
 use crate::checks::{self, StartupError};
-use crate::cluster::{self, Metadata, MetadataStore};
+use crate::cluster::quorum::QuorumStore;
+use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy};
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::partition;
 use crate::producers::ProducerIds;
@@ -36,47 +44,96 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             "check the process's thread limit (ulimit -u)",
         )
     })?;
-    let metadata = Arc::new(Metadata::open(&config.data_dir, pool.clone()).map_err(|e| {
+    let legacy = legacy::read(&config.data_dir).map_err(|e| {
+        StartupError::new(e.to_string(), "restore the file from a backup, or move it away")
+    })?;
+    if legacy.is_some() && config.cluster.configured_voters {
+        return Err(StartupError::new(
+            format!("{} holds a single node's topics.json", config.data_dir.display()),
+            "start it once without --controller-quorum-voters to upgrade it in place (a quorum of one), then grow the cluster",
+        )
+        .into());
+    }
+    let dir_identity = identity(&config)?;
+    let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
         StartupError::new(
-            e.to_string(),
-            "restore topics.json from a backup, or move it away to start with no topics",
+            format!("cannot start the controller quorum member: {e}"),
+            "check --controller-listen (free, this host's address) and the data directory; another cluster's data directory is refused",
         )
     })?);
-    let producer_ids =
-        Arc::new(ProducerIds::open(&config.data_dir, pool.clone()).map_err(|e| {
-            StartupError::new(
-                e.to_string(),
-                "restore the file from a backup; never lower its number",
-            )
-        })?);
     partition::remove_deleted_leftovers(&config.data_dir);
-    partition::warn_orphans(&config.data_dir, &metadata.snapshot());
     let runtime = compio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
-        // ready line is never met by the default action (which would kill the process).
-        let mut term = std::pin::pin!(compio::signal::unix::signal(SIGTERM));
-        let mut int = std::pin::pin!(compio::signal::unix::signal(SIGINT));
-        let early = std::future::poll_fn(|cx| {
-            let t = term.as_mut().poll(cx).is_ready();
-            let i = int.as_mut().poll(cx).is_ready();
-            Poll::Ready(t || i)
-        })
-        .await;
-        let shards = shard::start(config.clone(), metadata, producer_ids, pool)?;
-        println!(
-            "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}",
-            config.listen,
-            config.advertise.0,
-            config.advertise.1,
-            config.smp,
-            if config.smp == 1 { "" } else { "s" },
-            config.data_dir.display()
+    let result = runtime.block_on(serve(config.clone(), store.clone(), dir_identity, legacy, pool));
+    store.shutdown();
+    result
+}
+
+/// The node's life on the main thread: follows the metadata, keeps the broker registered,
+/// starts the shards, and stops them on a signal or a fatal refusal.
+async fn serve(
+    config: Arc<NodeConfig>,
+    store: Arc<QuorumStore>,
+    dir_identity: DirIdentity,
+    legacy: Option<legacy::Legacy>,
+    pool: Blocking,
+) -> anyhow::Result<()> {
+    // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
+    // ready line is never met by the default action (which would kill the process).
+    let mut term = std::pin::pin!(compio::signal::unix::signal(SIGTERM));
+    let mut int = std::pin::pin!(compio::signal::unix::signal(SIGINT));
+    let early = std::future::poll_fn(|cx| {
+        let t = term.as_mut().poll(cx).is_ready();
+        let i = int.as_mut().poll(cx).is_ready();
+        Poll::Ready(t || i)
+    })
+    .await;
+    let stop = Arc::new(broker::Stop::default());
+    let follower = compio::runtime::spawn(follow(store.clone(), config.clone(), dir_identity));
+    let (fatal_tx, fatal_rx) = async_channel::bounded::<String>(1);
+    let mut shards = None;
+    if config.cluster.roles.broker {
+        let registered = Arc::new(Event::new());
+        let listener = registered.listen();
+        let lifecycle = broker::run(
+            store.clone(),
+            registration(&config, dir_identity),
+            Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+            stop.clone(),
+            registered.clone(),
         );
-        if !early {
-            let _ = select(term, int).await;
+        compio::runtime::spawn(async move {
+            if let Err(e) = lifecycle.await {
+                let _ = fatal_tx.try_send(e.to_string());
+            }
+        })
+        .detach();
+        if !config.cluster.configured_voters {
+            // A quorum of one: serve only once the broker leads its partitions, and upgrade a
+            // single node's old catalogue first.
+            wait_unfenced(listener, &fatal_rx).await?;
+            if let Some(legacy) = &legacy {
+                upgrade(&store, &config, legacy).await?;
+            }
         }
-        info!("shutting down: no new connections; finishing in-flight requests");
+        let metadata: Arc<dyn MetadataStore> = store.clone();
+        let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
+        if !config.cluster.configured_voters {
+            partition::warn_orphans(&config.data_dir, &store.snapshot());
+        }
+        shards = Some(shard::start(config.clone(), metadata, producer_ids, pool)?);
+    }
+    print_ready(&config);
+    let mut failure = None;
+    if !early {
+        let signal = select(term, int);
+        if let Either::Right((Ok(why), _)) = select(signal, std::pin::pin!(fatal_rx.recv())).await {
+            error!(reason = %why, "the controller refused this broker; stopping");
+            failure = Some(why);
+        }
+    }
+    info!("shutting down: no new connections; finishing in-flight requests");
+    stop.stop();
+    if let Some(shards) = shards {
         if shards.stop(SHUTDOWN_TIMEOUT) {
             info!("stopped cleanly");
         } else {
@@ -85,8 +142,123 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 "shards did not stop in time; exiting anyway"
             );
         }
-        Ok(())
-    })
+    }
+    drop(follower);
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(StartupError::new(why, LOST_DISK_FIX).into()),
+    }
+}
+
+/// What to do when the controller refuses this broker's registration.
+const LOST_DISK_FIX: &str = "if this node's disk was lost, follow README \"Replacing a broker whose disk was lost\" (unregister the old id), or start it with a node id never used before";
+
+fn print_ready(config: &NodeConfig) {
+    let c = &config.cluster;
+    let roles = match (c.roles.broker, c.roles.controller) {
+        (true, true) => "broker,controller",
+        (true, false) => "broker",
+        _ => "controller",
+    };
+    if c.roles.broker {
+        println!(
+            "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}, node {} ({roles})",
+            config.listen,
+            config.advertise.0,
+            config.advertise.1,
+            config.smp,
+            if config.smp == 1 { "" } else { "s" },
+            config.data_dir.display(),
+            config.node_id,
+        );
+    } else {
+        println!(
+            "odradek ready: controller on {}, data dir {}, node {} ({roles})",
+            c.controller_listen,
+            config.data_dir.display(),
+            config.node_id
+        );
+    }
+}
+
+/// Turns each new metadata image into the shards' catalogue, and records the cluster id in
+/// `meta.properties` once a joining node learns it.
+async fn follow(store: Arc<QuorumStore>, config: Arc<NodeConfig>, mut dir: DirIdentity) {
+    let Some(mut watch) = store.subscribe() else { return };
+    loop {
+        store.refresh();
+        if dir.cluster_id.is_none()
+            && let Some(id) = store.cluster_id()
+        {
+            dir.cluster_id = Some(id);
+            // A small blocking write, once, on the main thread (never a shard).
+            if let Err(e) = identity::record_cluster_id(&config.data_dir, config.node_id, dir) {
+                error!(error = %e, "cannot record the cluster id in meta.properties");
+            }
+            store.refresh();
+        }
+        // Wakes on every image, and at least every second for the cluster id.
+        let _ = compio::time::timeout(Duration::from_secs(1), watch.changed()).await;
+    }
+}
+
+fn registration(config: &NodeConfig, dir: DirIdentity) -> broker::Registration {
+    broker::Registration {
+        broker_id: config.node_id,
+        incarnation: dir.directory_id,
+        host: config.advertise.0.clone(),
+        port: config.advertise.1,
+        rack: config.rack.clone(),
+    }
+}
+
+/// How long a quorum of one may take to elect itself and unfence its broker.
+const SOLO_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn wait_unfenced(
+    listener: event_listener::EventListener,
+    fatal: &async_channel::Receiver<String>,
+) -> anyhow::Result<()> {
+    let fatal = std::pin::pin!(fatal.recv());
+    match compio::time::timeout(SOLO_START_TIMEOUT, select(listener, fatal)).await {
+        Ok(Either::Left(_)) => Ok(()),
+        Ok(Either::Right((why, _))) => {
+            Err(StartupError::new(why.unwrap_or_default(), LOST_DISK_FIX).into())
+        }
+        Err(_) => Err(StartupError::new(
+            "the controller (a quorum of one) did not unfence this broker in time",
+            "see the log lines above for the controller's error",
+        )
+        .into()),
+    }
+}
+
+async fn upgrade(
+    store: &QuorumStore,
+    config: &NodeConfig,
+    legacy: &legacy::Legacy,
+) -> anyhow::Result<()> {
+    legacy::upgrade(store, legacy).await.map_err(|e| {
+        StartupError::new(
+            format!("cannot upgrade the single node's topics into the controller quorum: {e}"),
+            "nothing was removed; fix the cause above and start again (the upgrade resumes)",
+        )
+    })?;
+    legacy::retire(&config.data_dir).map_err(|e| {
+        StartupError::new(
+            format!("cannot rename topics.json and producer-ids aside: {e}"),
+            "check the data directory's permissions",
+        )
+    })?;
+    let want = legacy.topics.len();
+    let caught_up = cluster::wait_for(store, Duration::from_secs(10), |c| {
+        legacy.topics.iter().all(|t| c.topic(&t.name).is_some())
+    });
+    if !caught_up.await {
+        warn!(topics = want, "upgraded topics not yet visible; they appear shortly");
+    }
+    info!(topics = want, "single-node data directory upgraded into a quorum of one");
+    Ok(())
 }
 
 /// The config the node runs with: flags, environment, file, then autotune's defaults for what
@@ -96,7 +268,7 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     let host = args.host_root.as_deref().map_or_else(Host::real, Host::new);
     let facts = HostFacts::detect(&host, &RealSystem);
     let mut tuned = None;
-    let mut config = NodeConfig::resolve_with(args, |dir, smp| {
+    let config = NodeConfig::resolve_with(args, |dir, smp| {
         let io = iotune::load(dir).unwrap_or_else(|e| {
             warn!(error = %e, "ignoring the iotune result; run `odradek tune iotune` again");
             None
@@ -111,7 +283,6 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
         defaults
     })?;
     checks::data_dir_writable(&config.data_dir)?;
-    config.cluster_id = cluster_id(&config)?;
     checks::host(args.host_root.as_deref(), &config.data_dir, config.smp)?;
     if let Some(t) = &tuned {
         let in_use = InUse {
@@ -124,9 +295,13 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     Ok(config)
 }
 
-/// The cluster id from the data directory's `meta.properties` (created on first start).
-fn cluster_id(config: &NodeConfig) -> Result<String, StartupError> {
-    cluster::load_or_create_cluster_id(&config.data_dir, config.node_id).map_err(|e| {
+/// The data directory's identity from `meta.properties` (created on first start; a node that
+/// initializes a new cluster generates the cluster id, the others adopt the quorum's).
+fn identity(config: &NodeConfig) -> Result<DirIdentity, StartupError> {
+    let c = &config.cluster;
+    let bootstraps =
+        c.roles.controller && c.voters.bootstrapper() == u64::try_from(config.node_id).ok();
+    identity::load_or_create(&config.data_dir, config.node_id, bootstraps).map_err(|e| {
         let fix = match e {
             cluster::MetaPropertiesError::NodeIdMismatch { .. } => {
                 "point --data-dir at this node's own data directory"

@@ -204,6 +204,12 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
         compio::runtime::spawn(async move { ctx.partitions.maintain(stopping).await })
     };
+    let follow = {
+        let (ctx, stopping) = (ctx.clone(), stopping.clone());
+        compio::runtime::spawn(async move {
+            ctx.partitions.follow_metadata(ctx.id, ctx.config.smp, stopping).await
+        })
+    };
     let expiry = {
         let ctx = ctx.clone();
         compio::runtime::spawn(async move { group::timers::expire_offsets(&*ctx).await })
@@ -215,7 +221,7 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
     let watch = compio::runtime::spawn(runtime::stall_watch(stopping, move |late| {
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));
-    vec![watch, expiry, ticker, maintenance]
+    vec![watch, expiry, ticker, maintenance, follow]
 }
 
 /// Opens every partition this shard owns, so that recovery happens before the node says it is

@@ -1,9 +1,11 @@
-//! CreateTopics and DeleteTopics. Admin operations hold the catalogue's admin lock for their
-//! whole duration, including the owner shards' work, so they never interleave.
+//! CreateTopics, DeleteTopics and CreatePartitions: checked here with Kafka's error codes,
+//! then proposed to the controller quorum (forwarded to the active controller from any
+//! broker), which serializes every change; answered once this broker's metadata shows it.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
@@ -15,82 +17,75 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
 use odradek_net::error_code as ec;
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
-use super::{on_owners, str_bytes};
-use crate::cluster::topic_config;
-use crate::cluster::{Catalogue, Metadata, Topic};
+use odradek_controller::{Command, CommandResult};
+
+use super::str_bytes;
+use crate::cluster::{self, Catalogue, NOT_HERE, Placement, Topic, topic_config};
 use crate::error::KafkaError;
 use crate::shard::Shard;
+
+/// Replicas of a topic created without a replication factor (Kafka's
+/// `default.replication.factor`).
+pub const DEFAULT_REPLICATION_FACTOR: i16 = 1;
 
 /// Kafka's `ConfigSource` for a value set on the topic, and for a default.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Publishes the catalogue `snapshot` changed by `change` (call with the admin lock held).
-pub(super) async fn publish_change(
+/// How long an admin request waits for its committed change to reach this broker's own
+/// metadata (so the client's next request here sees it). Normally milliseconds.
+pub(super) const VISIBLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Proposes `command` and waits until this broker's snapshot satisfies `visible`.
+pub(super) async fn propose_and_wait(
     ctx: &Shard,
-    snapshot: &Catalogue,
-    change: impl FnOnce(&mut Catalogue),
-) -> Result<(), KafkaError> {
-    let mut next = snapshot.clone();
-    change(&mut next);
-    ctx.metadata.publish(next).await.map_err(|e| {
-        warn!(error = %e, "cannot persist the topic catalogue");
-        KafkaError::new(ec::KAFKA_STORAGE_ERROR, format!("cannot persist the topic catalogue: {e}"))
-    })
-}
-
-/// One partition of a topic as work for [`on_owners`]: owner, then (partition, (topic,
-/// partition)).
-type PartitionWork = (usize, (i32, (Arc<Topic>, i32)));
-
-/// Work for [`on_owners`], one item per partition of `partitions`.
-fn partition_work(
-    topic: &Arc<Topic>,
-    partitions: std::ops::Range<i32>,
-    smp: usize,
-) -> Vec<PartitionWork> {
-    partitions.filter_map(|p| topic.owner(p, smp).map(|o| (o, (p, (topic.clone(), p))))).collect()
-}
-
-/// Opens (creates) `partitions` of a new or grown topic on their owners, so that a disk
-/// problem shows up in the admin response's log rather than on the first produce; a failure
-/// is logged and retried on first use.
-async fn open_new(ctx: &Rc<Shard>, topic: &Arc<Topic>, partitions: std::ops::Range<i32>) {
-    let opened = on_owners(
-        ctx,
-        partition_work(topic, partitions, ctx.config.smp),
-        |there, (topic, p)| async move {
-            there.partitions.get(&topic, p).await.err().map(|e| e.to_string())
-        },
-    );
-    for (p, error) in opened.await {
-        if let Some(error) = error {
-            warn!(topic = %topic.name, partition = p, %error, "cannot open a new partition");
-        }
+    command: Command,
+    visible: impl Fn(&Catalogue, &CommandResult) -> bool,
+) -> Result<CommandResult, KafkaError> {
+    let result = ctx.metadata.propose(command).await?;
+    if !cluster::wait_for(&*ctx.metadata, VISIBLE_WAIT, |c| visible(c, &result)).await {
+        return Err(KafkaError::new(
+            ec::REQUEST_TIMED_OUT,
+            "committed by the controller quorum but not yet visible on this broker",
+        ));
     }
+    Ok(result)
 }
 
-/// Creates a topic (already validated configs) and opens its partitions on their owners.
+/// Creates a topic (already validated configs) through the controller quorum; its partitions
+/// are opened by the brokers that hold them as the change reaches them.
 /// `Err(KafkaError::new(kafka error code, message))`.
 pub async fn create_topic(
     ctx: &Rc<Shard>,
     name: &str,
     partitions: i32,
+    replication_factor: i16,
     configs: BTreeMap<String, String>,
 ) -> Result<Arc<Topic>, KafkaError> {
-    let _admin = ctx.metadata.admin().lock().await;
-    let snapshot = ctx.metadata.snapshot();
-    let topic =
-        Arc::new(Metadata::plan_topic(&snapshot, name, partitions, configs, ctx.config.smp)?);
-    publish_change(ctx, &snapshot, |next| {
-        next.topics.insert(name.to_owned(), topic.clone());
+    ctx.metadata.snapshot().check_new_topic(name, partitions)?;
+    let command = Command::CreateTopic {
+        name: name.to_owned(),
+        topic_id: Uuid::nil(),
+        partitions,
+        replication_factor,
+        configs,
+    };
+    let created = propose_and_wait(ctx, command, |c, r| match r {
+        CommandResult::TopicCreated { topic_id, .. } => c.topic_by_id(*topic_id).is_some(),
+        _ => true,
     })
     .await?;
-    info!(topic = name, id = %topic.id, partitions, "topic created");
-    open_new(ctx, &topic, 0..partitions).await;
+    let CommandResult::TopicCreated { topic_id, .. } = created else {
+        return Err(KafkaError::new(ec::UNKNOWN_SERVER_ERROR, format!("odd reply {created:?}")));
+    };
+    let snapshot = ctx.metadata.snapshot();
+    let topic = snapshot.topic_by_id(topic_id).cloned().ok_or_else(|| {
+        KafkaError::new(ec::UNKNOWN_TOPIC_OR_PARTITION, "deleted right after its creation")
+    })?;
+    info!(topic = name, id = %topic.id, partitions, replication_factor, "topic created");
     Ok(topic)
 }
 
@@ -136,40 +131,63 @@ pub async fn create_topics(
         let name = t.name.0.to_string();
         let partitions =
             if t.num_partitions == -1 { ctx.config.default_partitions } else { t.num_partitions };
+        let snapshot = ctx.metadata.snapshot();
         let checked = (|| {
-            if t.replication_factor != -1 && t.replication_factor != 1 {
+            let mut rf = if t.replication_factor == -1 {
+                DEFAULT_REPLICATION_FACTOR
+            } else {
+                t.replication_factor
+            };
+            // Explicit assignments give the partition count and replication factor; the
+            // controller places the replicas (rack-aware) itself.
+            let brokers: Vec<i32> =
+                t.assignments.iter().flat_map(|a| a.broker_ids.iter().map(|b| b.0)).collect();
+            if let Some(b) = brokers.iter().find(|b| !snapshot.brokers.contains_key(b)) {
                 return Err(KafkaError::new(
-                    ec::INVALID_REPLICATION_FACTOR,
-                    format!(
-                        "replication factor {} is more than the 1 broker available",
-                        t.replication_factor
-                    ),
+                    ec::INVALID_REPLICA_ASSIGNMENT,
+                    format!("assignment names broker {b}, which is not a live broker"),
                 ));
             }
-            let node = ctx.config.node_id;
-            if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != node)) {
+            let partitions = match t.assignments.first() {
+                None => partitions,
+                Some(a) => {
+                    rf = i16::try_from(a.broker_ids.len()).unwrap_or(i16::MAX);
+                    t.assignments.len() as i32
+                }
+            };
+            if rf < 1 || rf as usize > snapshot.brokers.len() {
                 return Err(KafkaError::new(
                     ec::INVALID_REPLICATION_FACTOR,
-                    "assignment names an unknown broker",
+                    format!("replication factor {rf}: {} live broker(s)", snapshot.brokers.len()),
                 ));
             }
-            let partitions =
-                if t.assignments.is_empty() { partitions } else { t.assignments.len() as i32 };
             let configs = check_configs(
                 t.configs
                     .iter()
                     .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
             )?;
-            Ok((partitions, configs))
+            Ok((partitions, rf, configs))
         })();
         let outcome = match checked {
             Err(e) => Err(e),
-            Ok((partitions, configs)) if req.validate_only => {
-                let snapshot = ctx.metadata.snapshot();
-                Metadata::plan_topic(&snapshot, &name, partitions, configs, ctx.config.smp)
-                    .map(Arc::new)
+            Ok((partitions, rf, configs)) if req.validate_only => {
+                snapshot.check_new_topic(&name, partitions).map(|()| {
+                    let placement = vec![Placement::default(); partitions as usize];
+                    (
+                        Arc::new(Topic {
+                            name: name.clone(),
+                            id: Uuid::nil(),
+                            shards: vec![NOT_HERE; partitions as usize],
+                            configs,
+                            placement,
+                        }),
+                        rf,
+                    )
+                })
             }
-            Ok((partitions, configs)) => create_topic(ctx, &name, partitions, configs).await,
+            Ok((partitions, rf, configs)) => {
+                create_topic(ctx, &name, partitions, rf, configs).await.map(|t| (t, rf))
+            }
         };
         // kafka-protocol defaults `error_message` to an empty string; Kafka sends null on
         // success, and some clients read any message as a failure.
@@ -179,11 +197,11 @@ pub async fn create_topics(
         // them otherwise): num_partitions, replication_factor and configs from v5, the topic
         // id from v7.
         match outcome {
-            Ok(topic) => {
+            Ok((topic, rf)) => {
                 if version >= 5 {
                     result = result
                         .with_num_partitions(topic.partitions())
-                        .with_replication_factor(1)
+                        .with_replication_factor(rf)
                         .with_configs(Some(described_configs(&topic.configs)));
                 }
                 if version >= 7 && !req.validate_only {
@@ -202,14 +220,13 @@ pub async fn create_topics(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Deletes one topic: drops it from the catalogue (durably), then has each owner close and
-/// remove its partitions.
+/// Deletes one topic through the controller quorum; every broker that holds its partitions
+/// closes and removes them as the change reaches it.
 async fn delete_topic(
     ctx: &Rc<Shard>,
     name: Option<&str>,
     id: Uuid,
 ) -> Result<Arc<Topic>, KafkaError> {
-    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = match name {
         Some(n) => snapshot.topic(n),
@@ -220,20 +237,11 @@ async fn delete_topic(
             if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
         return Err(KafkaError::new(code, "no such topic"));
     };
-    publish_change(ctx, &snapshot, |next| {
-        next.topics.remove(&topic.name);
+    let gone = topic.id;
+    propose_and_wait(ctx, Command::DeleteTopic { name: topic.name.clone() }, |c, _| {
+        c.topic_by_id(gone).is_none()
     })
     .await?;
-    let removed = on_owners(
-        ctx,
-        partition_work(&topic, 0..topic.partitions(), ctx.config.smp),
-        |there, (topic, p)| async move { there.partitions.delete(&topic, p).await },
-    );
-    for (p, result) in removed.await {
-        if let Err(e) = result {
-            warn!(topic = %topic.name, partition = p, error = %e, "cannot remove a deleted partition's files");
-        }
-    }
     info!(topic = %topic.name, id = %topic.id, "topic deleted");
     Ok(topic)
 }
@@ -271,27 +279,28 @@ pub async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Grows a topic to `count` partitions; the new ones continue the round-robin over shards.
+/// Grows a topic to `count` partitions through the controller quorum.
 async fn grow_topic(
     ctx: &Rc<Shard>,
     name: &str,
     count: i32,
     validate_only: bool,
 ) -> Result<(), KafkaError> {
-    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let have = topic.partitions();
-    let grown = Arc::new(crate::cluster::plan_growth(&snapshot, topic, count, ctx.config.smp)?);
+    snapshot.check_growth(topic, count)?;
     if validate_only {
         return Ok(());
     }
-    publish_change(ctx, &snapshot, |next| {
-        next.topics.insert(name.to_owned(), grown.clone());
-    })
+    let id = topic.id;
+    propose_and_wait(
+        ctx,
+        Command::CreatePartitions { name: name.to_owned(), total: count },
+        |c, _| c.topic_by_id(id).is_none_or(|t| t.partitions() >= count),
+    )
     .await?;
     info!(topic = name, from = have, to = count, "partitions added");
-    open_new(ctx, &grown, have..count).await;
     Ok(())
 }
 
@@ -300,10 +309,13 @@ pub async fn create_partitions(
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
-    let node = ctx.config.node_id;
+    let brokers = ctx.metadata.snapshot().brokers.clone();
     for t in &req.topics {
-        let foreign =
-            t.assignments.iter().flatten().any(|a| a.broker_ids.iter().any(|b| b.0 != node));
+        let foreign = t
+            .assignments
+            .iter()
+            .flatten()
+            .any(|a| a.broker_ids.iter().any(|b| !brokers.contains_key(&b.0)));
         let outcome = if foreign {
             Err(KafkaError::new(
                 ec::INVALID_REPLICA_ASSIGNMENT,

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use futures_util::future::join_all;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse as WholeSetResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -15,16 +13,16 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use odradek_controller::Command;
 use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::{by_owner, str_bytes};
+use super::str_bytes;
 use crate::cluster::Topic;
 use crate::cluster::topic_config::{self, Kind, TOPIC_CONFIGS};
 use crate::config::NodeConfig;
 use crate::error::KafkaError;
-use crate::runtime::on_shard;
 use crate::shard::Shard;
 
 /// Kafka's `ConfigResource.Type`.
@@ -396,7 +394,6 @@ async fn alter_topic(
     ops: &[(String, i8, Option<String>)],
     validate_only: bool,
 ) -> Result<(), KafkaError> {
-    let _admin = ctx.metadata.admin().lock().await;
     let snapshot = ctx.metadata.snapshot();
     let topic = snapshot.existing(name)?;
     let configs =
@@ -404,24 +401,23 @@ async fn alter_topic(
     if validate_only || configs == topic.configs {
         return Ok(());
     }
-    let updated = Arc::new(Topic { configs, ..(**topic).clone() });
-    super::admin::publish_change(ctx, &snapshot, |next| {
-        next.topics.insert(name.to_owned(), updated.clone());
+    // Only what changed travels, so that alterations of other keys from other brokers meet
+    // in the controller's order without undoing each other.
+    let set: BTreeMap<String, String> = configs
+        .iter()
+        .filter(|(k, v)| topic.configs.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let delete: Vec<String> =
+        topic.configs.keys().filter(|k| !configs.contains_key(*k)).cloned().collect();
+    let id = topic.id;
+    let command = Command::AlterTopicConfigs { name: name.to_owned(), set, delete };
+    super::admin::propose_and_wait(ctx, command, |c, _| {
+        c.topic_by_id(id).is_none_or(|t| t.configs == configs)
     })
     .await?;
-    info!(topic = name, configs = ?updated.configs, "topic configs altered");
-    let smp = ctx.config.smp;
-    let owners =
-        by_owner((0..updated.partitions()).filter_map(|p| updated.owner(p, smp).map(|o| (o, ()))));
-    let applied = owners.into_iter().map(|(owner, _)| {
-        let topic = updated.clone();
-        on_shard(ctx, owner, move |there| async move { there.partitions.reconfigure(&topic) })
-    });
-    for r in join_all(applied).await {
-        if let Err(e) = r {
-            warn!(topic = name, error = %e, "cannot reach a shard to apply new configs");
-        }
-    }
+    // Each broker's partitions take the new settings as the change reaches it.
+    info!(topic = name, configs = ?configs, "topic configs altered");
     Ok(())
 }
 

@@ -24,14 +24,15 @@ use futures_util::future::{Either, join_all, select, select_all};
 use kafka_protocol::messages::{FetchRequest, TopicName};
 use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
-use odradek_net::fetch_response::{FetchOut, PartitionOut, TopicOut};
+use odradek_net::fetch_response::{EndpointOut, FetchOut, PartitionOut, TopicOut};
 use odradek_storage::ReadError;
 use tracing::warn;
 use uuid::Uuid;
 
 use super::by_owner;
-use crate::cluster::Topic;
+use crate::cluster::{Route, Topic};
 use crate::error;
+use crate::partition::LEADER_EPOCH;
 use crate::partition::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
 use crate::partition::{Payload, ReadFailure};
 use crate::runtime::on_shard;
@@ -63,6 +64,8 @@ struct Got {
     /// More than the partition's `partition_max_bytes`: allowed only as the response's first
     /// partition with data.
     oversize: bool,
+    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader (KIP-951's `current_leader`).
+    leader: Option<i32>,
 }
 
 impl Got {
@@ -73,7 +76,12 @@ impl Got {
             log_start_offset: -1,
             records: Vec::new(),
             oversize: false,
+            leader: None,
         }
+    }
+
+    fn not_leader(leader: i32) -> Self {
+        Self { leader: Some(leader), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER) }
     }
 
     fn len(&self) -> usize {
@@ -122,9 +130,15 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
     };
     let got = read_parts(ctx, &req, &parts).await;
     let (session_id, include) = remember(ctx, mode, &parts, &got, now);
+    let leaders: Vec<i32> = got.iter().filter_map(|g| g.leader).collect();
+    let node_endpoints = super::leader_endpoints(ctx, leaders)
+        .into_iter()
+        .map(|b| EndpointOut { node_id: b.id, host: b.host, port: i32::from(b.port), rack: b.rack })
+        .collect();
     let (topics, records) = lay_out(&req, by_id, &parts, got, &include);
     let session_id = if version >= 7 { session_id } else { 0 };
-    FetchReply { response: FetchOut { session_id, topics, ..FetchOut::default() }, records }
+    let response = FetchOut { session_id, topics, node_endpoints, ..FetchOut::default() };
+    FetchReply { response, records }
 }
 
 /// KIP-227: (session id, epoch) = (0, -1) sessionless, (0, 0) new session, (S, -1) close S
@@ -252,6 +266,7 @@ fn lay_out(
             aborted_transactions: (req.isolation_level == 1).then(Vec::new),
             preferred_read_replica: -1,
             records_len: Some(g.len()),
+            current_leader: g.leader.map(|l| (l, LEADER_EPOCH)),
         };
         let same = topics.last().is_some_and(|t| {
             if by_id { t.topic_id == part.key.topic_id } else { t.name == part.key.topic }
@@ -281,7 +296,7 @@ fn session_error(code: ErrorCode) -> FetchReply {
 /// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
 async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<Got> {
     let snapshot = ctx.metadata.snapshot();
-    let smp = ctx.config.smp;
+    let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut got: Vec<Option<Got>> = vec![None; parts.len()];
     let mut wants = Vec::new();
     for (slot, part) in parts.iter().enumerate() {
@@ -291,18 +306,19 @@ async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<
         } else {
             snapshot.topic(&part.key.topic)
         };
-        match topic.and_then(|tp| tp.owner(part.key.partition, smp).map(|o| (tp.clone(), o))) {
-            Some((topic, owner)) => wants.push((
+        match topic.map(|tp| (tp, tp.route(part.key.partition, me, smp))) {
+            Some((_, Route::Elsewhere { leader })) => got[slot] = Some(Got::not_leader(leader)),
+            Some((topic, Route::Local(owner))) => wants.push((
                 owner,
                 Want {
                     slot,
-                    topic,
+                    topic: topic.clone(),
                     partition: part.key.partition,
                     offset: part.offset,
                     max_bytes: u64::try_from(part.max_bytes).unwrap_or(0),
                 },
             )),
-            None => {
+            Some((_, Route::Missing)) | None => {
                 got[slot] = Some(Got::error(if by_id && topic.is_none() {
                     ec::UNKNOWN_TOPIC_ID
                 } else {
@@ -429,6 +445,7 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         log_start_offset: read.log_start_offset,
         records,
         oversize: false,
+        leader: None,
     }
 }
 

@@ -41,7 +41,7 @@ use odradek_net::error_code as ec;
 use tracing::{info, warn};
 
 use super::{create_topic, str_bytes, topic_name};
-use crate::cluster::Topic;
+use crate::cluster::{Broker, Route, Topic};
 use crate::error::KafkaError;
 use crate::group::GroupHost;
 use crate::group::coordinator::{self, Admission, Assigned, Join, check_member, wait_for};
@@ -68,7 +68,7 @@ pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, KafkaError> {
         ("cleanup.policy".to_owned(), "compact".to_owned()),
         ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
     ]);
-    match create_topic(ctx, OFFSETS_TOPIC, OFFSETS_PARTITIONS, configs).await {
+    match create_topic(ctx, OFFSETS_TOPIC, OFFSETS_PARTITIONS, 1, configs).await {
         Ok(t) => Ok(t),
         // Created meanwhile by another request.
         Err(_) if ctx.metadata.snapshot().topic(OFFSETS_TOPIC).is_some() => ctx
@@ -88,10 +88,21 @@ pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, KafkaError> {
 async fn group_home(ctx: &Rc<Shard>, group: &str) -> Result<(Arc<Topic>, i32, usize), KafkaError> {
     let topic = offsets_topic(ctx).await?;
     let partition = partition_for(group, topic.partitions());
-    let owner = topic.owner(partition, ctx.config.smp).ok_or(KafkaError::new(
-        ec::COORDINATOR_NOT_AVAILABLE,
-        "offsets partition missing".to_owned(),
-    ))?;
+    let owner = match topic.route(partition, ctx.config.node_id, ctx.config.smp) {
+        Route::Local(owner) => owner,
+        Route::Elsewhere { leader } => {
+            return Err(KafkaError::new(
+                ec::NOT_COORDINATOR,
+                format!("broker {leader} coordinates this group"),
+            ));
+        }
+        Route::Missing => {
+            return Err(KafkaError::new(
+                ec::COORDINATOR_NOT_AVAILABLE,
+                "offsets partition missing".to_owned(),
+            ));
+        }
+    };
     Ok((topic, partition, owner))
 }
 
@@ -126,29 +137,36 @@ pub async fn find_coordinator(
     version: i16,
     req: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(ctx.config.node_id);
-    let (host, port) = &ctx.config.advertise;
-    // Groups: this node, once the offsets topic exists. Transactions: none yet.
-    let answer = |key_type: i8, ready: &Result<Arc<Topic>, KafkaError>| -> Result<(), KafkaError> {
-        if key_type != KEY_TYPE_GROUP {
+    // Groups: the broker that leads the group's partition of the offsets topic. Transactions:
+    // none yet.
+    let ready = offsets_topic(ctx).await;
+    let answer = |key: &str| -> Result<Broker, KafkaError> {
+        if req.key_type != KEY_TYPE_GROUP {
             return Err(KafkaError::new(
                 ec::COORDINATOR_NOT_AVAILABLE,
                 "transactions are not supported yet".to_owned(),
             ));
         }
-        ready.as_ref().map(|_| ()).map_err(Clone::clone)
+        let topic = ready.as_ref().map_err(Clone::clone)?;
+        let leader = topic.leader(partition_for(key, topic.partitions())).unwrap_or(-1);
+        ctx.metadata.snapshot().brokers.get(&leader).cloned().ok_or_else(|| {
+            KafkaError::new(
+                ec::COORDINATOR_NOT_AVAILABLE,
+                format!("the group's offsets partition has no live leader ({leader})"),
+            )
+        })
     };
-    let ready = offsets_topic(ctx).await;
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match answer(req.key_type, &ready) {
-                    Ok(()) => {
-                        c.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port))
-                    }
+                match answer(key) {
+                    Ok(b) => c
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(i32::from(b.port)),
                     Err(KafkaError { code, message }) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
@@ -160,8 +178,11 @@ pub async fn find_coordinator(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let resp = FindCoordinatorResponse::default();
-    match answer(req.key_type, &ready) {
-        Ok(()) => resp.with_node_id(node).with_host(str_bytes(host)).with_port(i32::from(*port)),
+    match answer(&req.key) {
+        Ok(b) => resp
+            .with_node_id(BrokerId(b.id))
+            .with_host(str_bytes(&b.host))
+            .with_port(i32::from(b.port)),
         Err(KafkaError { code, message }) => {
             let resp = resp.with_error_code(code.into()).with_node_id(BrokerId(-1)).with_port(-1);
             // The error message exists from v1.

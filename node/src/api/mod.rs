@@ -39,7 +39,7 @@ use odradek_net::error_code;
 use odradek_net::request::{DecodeError, Request};
 use odradek_net::versions;
 
-use crate::cluster::Topic;
+use crate::cluster::{Catalogue, Topic};
 use crate::error::KafkaError;
 use crate::partition::LEADER_EPOCH;
 use crate::server::Session;
@@ -225,6 +225,14 @@ where
     out
 }
 
+/// The live brokers among `leaders` (each once), for KIP-951's `node_endpoints`.
+pub(crate) fn leader_endpoints(ctx: &Shard, mut leaders: Vec<i32>) -> Vec<crate::cluster::Broker> {
+    leaders.sort_unstable();
+    leaders.dedup();
+    let snapshot = ctx.metadata.snapshot();
+    leaders.iter().filter_map(|l| snapshot.brokers.get(l).cloned()).collect()
+}
+
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
@@ -233,15 +241,26 @@ pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
 
-fn metadata_topic(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions())
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(node)
+fn metadata_topic(topic: &Topic) -> MetadataResponseTopic {
+    let partitions = topic
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(p, pl)| {
+            let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+            let r = MetadataResponsePartition::default()
+                .with_partition_index(p as i32)
+                .with_leader_id(BrokerId(pl.leader))
+                // Leader epochs of the partition logs arrive with replication; until then
+                // every partition stays at LEADER_EPOCH (see the partition room).
                 .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(ids(&pl.replicas))
+                .with_isr_nodes(ids(&pl.isr));
+            if pl.leader < 0 {
+                r.with_error_code(error_code::LEADER_NOT_AVAILABLE.into())
+            } else {
+                r
+            }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -253,14 +272,18 @@ fn metadata_topic(topic: &Topic, node: BrokerId) -> MetadataResponseTopic {
         .with_partitions(partitions)
 }
 
+/// The broker clients are told is the controller: the active controller when it is a live
+/// broker, else this broker (any broker takes admin requests and forwards them).
+fn controller_id(ctx: &Shard, snapshot: &Catalogue) -> BrokerId {
+    let active = ctx.metadata.quorum_status().and_then(|s| s.leader_id);
+    let active = active.and_then(|id| i32::try_from(id).ok());
+    BrokerId(match active {
+        Some(id) if snapshot.brokers.contains_key(&id) => id,
+        _ => ctx.config.node_id,
+    })
+}
+
 async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> MetadataResponse {
-    let node = BrokerId(ctx.config.node_id);
-    let (host, port) = &ctx.config.advertise;
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(str_bytes(host))
-        .with_port(i32::from(*port))
-        .with_rack(ctx.config.rack.as_deref().map(str_bytes));
     // v0: an empty list means every topic; v1+: a null list does.
     let all = match &req.topics {
         None => true,
@@ -272,26 +295,28 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     let mut topics = Vec::new();
     if all {
         let snapshot = ctx.metadata.snapshot();
-        topics.extend(snapshot.topics.values().map(|t| metadata_topic(t, node)));
+        topics.extend(snapshot.topics.values().map(|t| metadata_topic(t)));
     } else {
         for wanted in req.topics.iter().flatten() {
             let snapshot = ctx.metadata.snapshot();
             let found: Result<Arc<Topic>, KafkaError> = match &wanted.name {
                 Some(name) => match snapshot.topic(name) {
                     Some(t) => Ok(t.clone()),
-                    None if may_create => {
-                        create_topic(ctx, name, ctx.config.default_partitions, Default::default())
-                            .await
-                            .or_else(|KafkaError { code, message: msg }| {
-                                // Another client created it first: fine.
-                                match ctx.metadata.snapshot().topic(name) {
-                                    Some(t) if code == error_code::TOPIC_ALREADY_EXISTS => {
-                                        Ok(t.clone())
-                                    }
-                                    _ => Err(KafkaError::new(code, msg)),
-                                }
-                            })
-                    }
+                    None if may_create => create_topic(
+                        ctx,
+                        name,
+                        ctx.config.default_partitions,
+                        admin::DEFAULT_REPLICATION_FACTOR,
+                        Default::default(),
+                    )
+                    .await
+                    .or_else(|KafkaError { code, message: msg }| {
+                        // Another client created it first: fine.
+                        match ctx.metadata.snapshot().topic(name) {
+                            Some(t) if code == error_code::TOPIC_ALREADY_EXISTS => Ok(t.clone()),
+                            _ => Err(KafkaError::new(code, msg)),
+                        }
+                    }),
                     None => {
                         Err(KafkaError::new(error_code::UNKNOWN_TOPIC_OR_PARTITION, String::new()))
                     }
@@ -302,7 +327,7 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
                     .ok_or(KafkaError::new(error_code::UNKNOWN_TOPIC_ID, String::new())),
             };
             topics.push(match found {
-                Ok(t) => metadata_topic(&t, node),
+                Ok(t) => metadata_topic(&t),
                 Err(KafkaError { code, .. }) => MetadataResponseTopic::default()
                     .with_name(wanted.name.clone())
                     .with_topic_id(wanted.topic_id)
@@ -310,24 +335,40 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
             });
         }
     }
+    let snapshot = ctx.metadata.snapshot();
+    let brokers = snapshot
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![broker])
-        .with_cluster_id(Some(str_bytes(&ctx.config.cluster_id)))
-        .with_controller_id(node)
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(&snapshot.cluster_id)))
+        .with_controller_id(controller_id(ctx, &snapshot))
         .with_topics(topics)
 }
 
 fn describe_cluster(ctx: &Shard) -> DescribeClusterResponse {
-    let node = BrokerId(ctx.config.node_id);
-    let (host, port) = &ctx.config.advertise;
-    DescribeClusterResponse::default()
-        .with_cluster_id(str_bytes(&ctx.config.cluster_id))
-        .with_controller_id(node)
-        .with_brokers(vec![
+    let snapshot = ctx.metadata.snapshot();
+    let brokers = snapshot
+        .brokers
+        .values()
+        .map(|b| {
             DescribeClusterBroker::default()
-                .with_broker_id(node)
-                .with_host(str_bytes(host))
-                .with_port(i32::from(*port))
-                .with_rack(ctx.config.rack.as_deref().map(str_bytes)),
-        ])
+                .with_broker_id(BrokerId(b.id))
+                .with_host(str_bytes(&b.host))
+                .with_port(i32::from(b.port))
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
+    DescribeClusterResponse::default()
+        .with_cluster_id(str_bytes(&snapshot.cluster_id))
+        .with_controller_id(controller_id(ctx, &snapshot))
+        .with_brokers(brokers)
 }

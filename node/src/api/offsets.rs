@@ -49,7 +49,7 @@ pub async fn list_offsets(
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let snapshot = ctx.metadata.snapshot();
-    let smp = ctx.config.smp;
+    let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut answers: Vec<Vec<Answer>> = req
         .topics
         .iter()
@@ -59,8 +59,11 @@ pub async fn list_offsets(
     for (ti, t) in req.topics.iter().enumerate() {
         let Some(topic) = snapshot.topic(&t.name.0) else { continue };
         for (pi, p) in t.partitions.iter().enumerate() {
-            if let Some(owner) = topic.owner(p.partition_index, smp) {
-                work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.timestamp))));
+            match topic.route(p.partition_index, me, smp).local() {
+                Ok(owner) => {
+                    work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.timestamp))))
+                }
+                Err(code) => answers[ti][pi].0 = code,
             }
         }
     }
@@ -142,7 +145,7 @@ async fn by_time(p: &Partition, topic: &Topic, partition: i32, timestamp: i64) -
 /// DeleteRecords: moves each partition's log start offset up (`-1`: to the high watermark).
 pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let snapshot = ctx.metadata.snapshot();
-    let smp = ctx.config.smp;
+    let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut answers: Vec<Vec<(ErrorCode, i64)>> = req
         .topics
         .iter()
@@ -156,8 +159,13 @@ pub async fn delete_records(ctx: &Rc<Shard>, req: DeleteRecordsRequest) -> Delet
             if compact_only {
                 // Kafka refuses to move the start of a compacted-only log.
                 answers[ti][pi] = (ec::POLICY_VIOLATION, -1);
-            } else if let Some(owner) = topic.owner(p.partition_index, smp) {
-                work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.offset))));
+            } else {
+                match topic.route(p.partition_index, me, smp).local() {
+                    Ok(owner) => {
+                        work.push((owner, ((ti, pi), (topic.clone(), p.partition_index, p.offset))))
+                    }
+                    Err(code) => answers[ti][pi].0 = code,
+                }
             }
         }
     }
@@ -229,7 +237,7 @@ pub async fn offset_for_leader_epoch(
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let snapshot = ctx.metadata.snapshot();
-    let smp = ctx.config.smp;
+    let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut work: Vec<(usize, Lookup)> = Vec::new();
     let mut answers: Vec<Vec<EpochEndOffset>> = Vec::with_capacity(req.topics.len());
     for (ti, t) in req.topics.iter().enumerate() {
@@ -240,7 +248,12 @@ pub async fn offset_for_leader_epoch(
                 .with_partition(p.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            let owner = topic.and_then(|tp| tp.owner(p.partition, smp));
+            let route = topic.map(|tp| tp.route(p.partition, me, smp).local());
+            if let Some(Err(code)) = route {
+                row.push(answer.with_error_code(code.into()));
+                continue;
+            }
+            let owner = route.and_then(Result::ok);
             match (topic, owner) {
                 (Some(_), Some(_)) if p.current_leader_epoch > LEADER_EPOCH => {
                     answer = answer.with_error_code(ec::UNKNOWN_LEADER_EPOCH.into());

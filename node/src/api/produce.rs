@@ -13,9 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_storage::batch::BatchHeader;
@@ -24,9 +25,9 @@ use odradek_storage::compression::Codec;
 use tracing::{info, warn};
 
 use super::{by_owner, str_bytes};
-use crate::cluster::{Topic, topic_config};
+use crate::cluster::{Route, Topic, topic_config};
 use crate::error;
-use crate::partition::{AppendFailure, Durability};
+use crate::partition::{AppendFailure, Durability, LEADER_EPOCH};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -40,6 +41,8 @@ struct Outcome {
     log_start_offset: i64,
     /// Per-record refusals (KIP-467, Produce v8+): (batch index, message).
     record_errors: Vec<(i32, String)>,
+    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader, for KIP-951's `current_leader`.
+    leader: Option<i32>,
 }
 
 impl Outcome {
@@ -51,7 +54,17 @@ impl Outcome {
             log_append_time: -1,
             log_start_offset: -1,
             record_errors: Vec::new(),
+            leader: None,
         }
+    }
+
+    fn not_leader(leader: i32) -> Self {
+        let message = if leader < 0 {
+            "the partition has no live leader".to_owned()
+        } else {
+            format!("broker {leader} leads this partition")
+        };
+        Self { leader: Some(leader), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER, message) }
     }
 }
 
@@ -143,7 +156,7 @@ pub async fn produce(
 ) -> Option<ProduceResponse> {
     let (mut outcomes, work) = check_partitions(ctx, version, &req);
     append_on_owners(ctx, work, req.acks, &mut outcomes).await;
-    (req.acks != 0).then(|| response(version, &req, outcomes))
+    (req.acks != 0).then(|| response(ctx, version, &req, outcomes))
 }
 
 /// Each partition's outcome, by topic and partition index: a refusal, or `None` while it is
@@ -158,7 +171,7 @@ fn check_partitions(
 ) -> (Outcomes, Vec<(usize, Item)>) {
     let acks = req.acks;
     let snapshot = ctx.metadata.snapshot();
-    let smp = ctx.config.smp;
+    let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut outcomes: Outcomes =
         req.topic_data.iter().map(|t| vec![None; t.partition_data.len()]).collect();
     let mut work = Vec::new();
@@ -170,11 +183,17 @@ fn check_partitions(
                 *slot = Some(Outcome::error(ec::INVALID_REQUIRED_ACKS, format!("acks={acks}")));
                 continue;
             }
-            let Some((topic, owner)) =
-                topic.and_then(|tp| tp.owner(p.index, smp).map(|o| (tp.clone(), o)))
-            else {
-                *slot = Some(Outcome::error(ec::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
-                continue;
+            let (topic, owner) = match topic.map(|tp| (tp, tp.route(p.index, me, smp))) {
+                Some((tp, Route::Local(owner))) => (tp.clone(), owner),
+                Some((_, Route::Elsewhere { leader })) => {
+                    *slot = Some(Outcome::not_leader(leader));
+                    continue;
+                }
+                _ => {
+                    *slot =
+                        Some(Outcome::error(ec::UNKNOWN_TOPIC_OR_PARTITION, "no such partition"));
+                    continue;
+                }
             };
             let records = p.records.clone().unwrap_or_default();
             if let Err(refused) =
@@ -221,7 +240,13 @@ async fn append_on_owners(
     }
 }
 
-fn response(version: i16, req: &ProduceRequest, outcomes: Outcomes) -> ProduceResponse {
+fn response(
+    ctx: &Shard,
+    version: i16,
+    req: &ProduceRequest,
+    outcomes: Outcomes,
+) -> ProduceResponse {
+    let mut leaders = Vec::new();
     let responses = req
         .topic_data
         .iter()
@@ -248,6 +273,14 @@ fn response(version: i16, req: &ProduceRequest, outcomes: Outcomes) -> ProduceRe
                             .with_error_message(o.message.as_deref().map(str_bytes))
                             .with_record_errors(record_errors(&o.record_errors));
                     }
+                    if let (Some(leader), true) = (o.leader, version >= 10) {
+                        leaders.push(leader);
+                        r = r.with_current_leader(
+                            LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(LEADER_EPOCH),
+                        );
+                    }
                     r
                 })
                 .collect();
@@ -256,7 +289,14 @@ fn response(version: i16, req: &ProduceRequest, outcomes: Outcomes) -> ProduceRe
                 .with_partition_responses(partitions)
         })
         .collect();
-    ProduceResponse::default().with_responses(responses)
+    let endpoints = super::leader_endpoints(ctx, leaders).into_iter().map(|b| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(b.id))
+            .with_host(str_bytes(&b.host))
+            .with_port(i32::from(b.port))
+            .with_rack(b.rack.as_deref().map(str_bytes))
+    });
+    ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints.collect())
 }
 
 /// Runs on the owner shard: append, then (acks=all) fsync, group-committed with every other
@@ -278,6 +318,7 @@ async fn append(ctx: &Rc<Shard>, item: Item, acks: i16) -> Outcome {
             log_append_time: a.log_append_time,
             log_start_offset: a.log_start_offset,
             record_errors: Vec::new(),
+            leader: None,
         },
         Err(e) => {
             let code = error::append_failure(&e);

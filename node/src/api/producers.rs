@@ -23,8 +23,12 @@ pub async fn init_producer_id(ctx: &Shard, req: &InitProducerIdRequest) -> InitP
     match ctx.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot allocate a producer id");
-            resp.with_error_code(ec::KAFKA_STORAGE_ERROR.into())
+            tracing::warn!(code = %e.code, error = %e.message, "cannot allocate a producer id");
+            // The quorum unavailable: the producer retries, as it does for a coordinator.
+            let retriable = [ec::NOT_CONTROLLER, ec::REQUEST_TIMED_OUT, ec::BROKER_NOT_AVAILABLE];
+            let code =
+                if retriable.contains(&e.code) { ec::COORDINATOR_NOT_AVAILABLE } else { e.code };
+            resp.with_error_code(code.into())
         }
     }
 }

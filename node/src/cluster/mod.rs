@@ -1,54 +1,76 @@
-//! The cluster room: the metadata every shard reads — which topics exist, their ids, configs
-//! and partitions, and which shard owns each partition — behind [`MetadataStore`], the trait
-//! the controller quorum implements next. Today's store is the node's own catalogue file,
-//! [`Metadata`]; `topic_config` maps Kafka's topic config keys onto the log's settings.
+//! The cluster room: the metadata every shard reads — the brokers, which topics exist, their
+//! ids, configs and partitions, each partition's replicas and leader, and which local shard
+//! owns each partition this node holds — behind [`MetadataStore`]. The store is the controller
+//! quorum ([`quorum::QuorumStore`], KRaft's role, on `odradek-controller`): every node follows
+//! the metadata log and serves from its own copy; changes are proposed to the active
+//! controller. `broker` keeps this node registered and heartbeating; `identity` is the data
+//! directory's `meta.properties`; `legacy` reads a single node's `topics.json` once, to upgrade
+//! it into the quorum; `topic_config` maps Kafka's topic config keys onto the log's settings.
 //!
 //! **Invariants.**
 //! - Readers (every request on every shard) take an immutable snapshot
-//!   ([`MetadataStore::snapshot`], one atomic load, no lock).
-//! - Writers (the admin APIs) are serialized by an async mutex held for the whole operation,
-//!   including the owner shards' work, and publish a new snapshot only after it is durable:
-//!   `topics.json` in the data directory, replaced by write, fsync, rename, fsync of the
-//!   directory, on the blocking pool (never on a shard thread). So a topic acknowledged to a
-//!   client survives a crash, with the same id and the same partition-to-shard assignment.
+//!   ([`MetadataStore::snapshot`], one atomic load, no lock); snapshots only move forward, in
+//!   the metadata log's order.
+//! - A change is acknowledged to a client only after the quorum committed it and this node's
+//!   snapshot shows it, so the client's next request to this node sees it.
+//! - Only the image decides: which partitions a node holds (it is among the replicas) and
+//!   leads; a node never creates a partition directory for a partition it does not hold.
 //!
 //! **What it does not know.** Kafka requests (the `api` room translates), partitions' data
 //! (the `partition` room), or which shard runs a request.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::BoxFuture;
+use odradek_controller::{Command, CommandResult, QuorumStatus};
 use odradek_net::error_code as ec;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::KafkaError;
-use crate::runtime::blocking::{Blocking, ReplaceError, replace_file_now};
 
+pub mod broker;
+pub mod identity;
+pub mod legacy;
+pub mod quorum;
 pub mod topic_config;
 
-/// The catalogue file in the data directory.
-pub const CATALOGUE_FILE: &str = "topics.json";
+pub use identity::{DirIdentity, MetaPropertiesError};
+
 /// Longest topic name Kafka allows.
 pub const TOPIC_NAME_MAX: usize = 249;
-/// Bound on the topics one node holds (each costs a catalogue entry and open files).
+/// Bound on the topics one cluster holds (each costs a catalogue entry and open files).
 pub const TOPICS_MAX: usize = 10_000;
 /// Bound on all partitions of all topics (each is an open log with its own files).
 pub const PARTITIONS_TOTAL_MAX: usize = 100_000;
+/// The shard index of a partition this node does not hold (not among its replicas).
+pub const NOT_HERE: u32 = u32::MAX;
+
+/// One partition's replicas and leadership, as the controller decided them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 while no in-sync replica is live.
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    /// Owning shard of each partition, by partition index. A shard index at or above the
-    /// running shard count wraps around (see [`Topic::owner`]).
+    /// Owning shard of each partition on this node, by partition index ([`NOT_HERE`] for a
+    /// partition this node does not hold). A shard index at or above the running shard count
+    /// wraps around (see [`Topic::owner`]).
     pub shards: Vec<u32>,
     /// The topic-level keys set for this topic (the rest take their defaults).
     pub configs: BTreeMap<String, String>,
+    /// Replicas and leader of each partition, by partition index.
+    #[serde(default)]
+    pub placement: Vec<Placement>,
 }
 
 impl Topic {
@@ -57,21 +79,81 @@ impl Topic {
     }
 
     /// The shard that owns `partition` on a node with `smp` shards, or `None` if the topic has
-    /// no such partition.
+    /// no such partition or this node does not hold it.
     pub fn owner(&self, partition: i32, smp: usize) -> Option<usize> {
         let p = usize::try_from(partition).ok()?;
-        self.shards.get(p).map(|&s| s as usize % smp.max(1))
+        self.shards.get(p).filter(|s| **s != NOT_HERE).map(|&s| s as usize % smp.max(1))
+    }
+
+    /// The leader of `partition` (-1 if none is live, `None` if there is no such partition).
+    pub fn leader(&self, partition: i32) -> Option<i32> {
+        let p = usize::try_from(partition).ok()?;
+        self.placement.get(p).map(|pl| pl.leader)
+    }
+
+    /// Where requests for `partition` go from node `me` with `smp` shards.
+    pub fn route(&self, partition: i32, me: i32, smp: usize) -> Route {
+        match (self.leader(partition), self.owner(partition, smp)) {
+            (None, _) => Route::Missing,
+            (Some(l), Some(shard)) if l == me => Route::Local(shard),
+            (Some(l), _) => Route::Elsewhere { leader: l },
+        }
     }
 }
 
-/// An immutable view of every topic.
+impl Route {
+    /// The owning shard, or the error code to answer: NOT_LEADER_OR_FOLLOWER for a partition
+    /// another broker leads (or none does), UNKNOWN_TOPIC_OR_PARTITION for none at all.
+    pub fn local(self) -> Result<usize, odradek_net::ErrorCode> {
+        match self {
+            Route::Local(shard) => Ok(shard),
+            Route::Elsewhere { .. } => Err(ec::NOT_LEADER_OR_FOLLOWER),
+            Route::Missing => Err(ec::UNKNOWN_TOPIC_OR_PARTITION),
+        }
+    }
+}
+
+/// Where a partition's produce and fetch requests are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// This node leads it; the shard that owns it.
+    Local(usize),
+    /// Another broker leads it (or none, `leader == -1`): NOT_LEADER_OR_FOLLOWER.
+    Elsewhere { leader: i32 },
+    /// No such partition: UNKNOWN_TOPIC_OR_PARTITION.
+    Missing,
+}
+
+/// A live (unfenced) broker, as clients are told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broker {
+    pub id: i32,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+}
+
+/// An immutable view of the cluster's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalogue {
     pub topics: BTreeMap<String, Arc<Topic>>,
     /// Topic id → name, for requests that name topics by id (Fetch v13+, DeleteTopics v6,
-    /// Metadata by id): derived from `topics` when a catalogue is loaded or published.
+    /// Metadata by id): derived from `topics` when a catalogue is built.
     #[serde(skip)]
     ids: HashMap<Uuid, String>,
+    /// Unfenced brokers, by id.
+    #[serde(skip)]
+    pub brokers: BTreeMap<i32, Broker>,
+    /// The broker clients are told is the controller (the active controller when it is a
+    /// broker, else this node: any broker forwards admin requests).
+    #[serde(skip)]
+    pub controller_id: i32,
+    /// The cluster id as Kafka prints it (empty until known).
+    #[serde(skip)]
+    pub cluster_id: String,
+    /// The metadata log index this view reflects.
+    #[serde(skip)]
+    pub applied_index: u64,
 }
 
 impl Catalogue {
@@ -90,12 +172,72 @@ impl Catalogue {
         })
     }
 
-    fn reindex(&mut self) {
+    pub(crate) fn reindex(&mut self) {
         self.ids = self.topics.values().map(|t| (t.id, t.name.clone())).collect();
     }
 
-    fn partition_count(&self) -> usize {
+    pub fn partition_count(&self) -> usize {
         self.topics.values().map(|t| t.shards.len()).sum()
+    }
+
+    /// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
+    /// otherwise, for CreateTopics and CreatePartitions alike).
+    pub fn check_partitions_room(&self, added: usize) -> Result<(), KafkaError> {
+        if self.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
+            return Err(KafkaError::new(
+                ec::POLICY_VIOLATION,
+                format!(
+                    "the cluster holds at most {PARTITIONS_TOTAL_MAX} partitions in all; {} exist, {added} more asked for",
+                    self.partition_count()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a new topic against the name rules and the cluster's bounds (the controller
+    /// checks again; this answers early with Kafka's codes).
+    pub fn check_new_topic(&self, name: &str, partitions: i32) -> Result<(), KafkaError> {
+        check_topic_name(name).map_err(|m| KafkaError::new(ec::INVALID_TOPIC_EXCEPTION, m))?;
+        if self.topics.contains_key(name) {
+            return Err(KafkaError::new(
+                ec::TOPIC_ALREADY_EXISTS,
+                format!("topic `{name}` already exists"),
+            ));
+        }
+        if self.topics.len() >= TOPICS_MAX {
+            return Err(KafkaError::new(
+                ec::POLICY_VIOLATION,
+                format!("the cluster holds at most {TOPICS_MAX} topics"),
+            ));
+        }
+        let max = crate::config::PARTITIONS_MAX;
+        if partitions < 1 || partitions > max {
+            return Err(KafkaError::new(
+                ec::INVALID_PARTITIONS,
+                format!("partitions must be 1..={max}, not {partitions}"),
+            ));
+        }
+        self.check_partitions_room(partitions as usize)
+    }
+
+    /// Checks growing `topic` to `count` partitions.
+    pub fn check_growth(&self, topic: &Topic, count: i32) -> Result<(), KafkaError> {
+        let have = topic.partitions();
+        let max = crate::config::PARTITIONS_MAX;
+        if count <= have {
+            return Err(KafkaError::new(
+                ec::INVALID_PARTITIONS,
+                format!("topic has {have} partitions; the new count {count} must be larger"),
+            ));
+        }
+        if count > max {
+            return Err(KafkaError::new(
+                ec::INVALID_PARTITIONS,
+                format!("at most {max} partitions per topic"),
+            ));
+        }
+        self.check_partitions_room((count - have) as usize)
     }
 }
 
@@ -119,268 +261,34 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
 pub trait MetadataStore: std::fmt::Debug + Send + Sync {
     /// The catalogue as it is now: one atomic load, no lock.
     fn snapshot(&self) -> Arc<Catalogue>;
-    /// Serializes admin operations (create, delete, alter), including their work on the owner
-    /// shards. Never taken on the produce or fetch path.
-    fn admin(&self) -> &async_lock::Mutex<()>;
-    /// Makes `next` durable, then visible to every shard. Call with [`MetadataStore::admin`]
-    /// held. Does not block the calling thread.
-    fn publish(&self, next: Catalogue) -> LocalBoxFuture<'_, Result<(), MetadataError>>;
+    /// Notified after every new snapshot.
+    fn changed(&self) -> event_listener::EventListener;
+    /// Proposes `command` to the active controller (forwarded there if this node is not it);
+    /// answered once committed, with the refusal or the quorum's failure as a Kafka error.
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<CommandResult, KafkaError>>;
+    /// The controller quorum's state as this node sees it (`None` on a broker-only node).
+    fn quorum_status(&self) -> Option<Arc<QuorumStatus>>;
 }
 
-/// The catalogue of a single node, kept in `topics.json`.
-#[derive(Debug)]
-pub struct Metadata {
-    path: PathBuf,
-    pool: Blocking,
-    current: ArcSwap<Catalogue>,
-    /// Serializes admin operations (create, delete, alter), including their work on the owner
-    /// shards. Never taken on the produce or fetch path.
-    pub admin: async_lock::Mutex<()>,
-}
-
-/// Why the catalogue could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum MetadataError {
-    #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("topic catalogue {path} is not valid: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("writing the topic catalogue: {0}")]
-    Write(#[from] ReplaceError),
-}
-
-impl Metadata {
-    /// Loads the catalogue of `data_dir` (an empty one if the node is new).
-    pub fn open(data_dir: &Path, pool: Blocking) -> Result<Self, MetadataError> {
-        let path = data_dir.join(CATALOGUE_FILE);
-        let mut catalogue = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Catalogue>(&bytes).map_err(|e| {
-                MetadataError::Invalid { path: path.clone(), reason: e.to_string() }
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalogue::default(),
-            Err(source) => return Err(MetadataError::Io { op: "read", path, source }),
+/// Waits until `done` holds for `store`'s snapshot, at most `wait`; whether it does.
+pub async fn wait_for(
+    store: &dyn MetadataStore,
+    wait: std::time::Duration,
+    done: impl Fn(&Catalogue) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let listener = store.changed();
+        if done(&store.snapshot()) {
+            return true;
+        }
+        let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            return false;
         };
-        catalogue.reindex();
-        Ok(Self {
-            path,
-            pool,
-            current: ArcSwap::from_pointee(catalogue),
-            admin: async_lock::Mutex::new(()),
-        })
-    }
-
-    /// A new topic with `partitions` partitions spread over `smp` shards, or why not
-    /// (`Err(KafkaError::new(kafka error code, message))`). Does not publish it.
-    pub fn plan_topic(
-        current: &Catalogue,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        smp: usize,
-    ) -> Result<Topic, KafkaError> {
-        check_topic_name(name).map_err(|m| KafkaError::new(ec::INVALID_TOPIC_EXCEPTION, m))?;
-        if current.topics.contains_key(name) {
-            return Err(KafkaError::new(
-                ec::TOPIC_ALREADY_EXISTS,
-                format!("topic `{name}` already exists"),
-            ));
-        }
-        if current.topics.len() >= TOPICS_MAX {
-            return Err(KafkaError::new(
-                ec::POLICY_VIOLATION,
-                format!("this node holds at most {TOPICS_MAX} topics"),
-            ));
-        }
-        let max = crate::config::PARTITIONS_MAX;
-        if partitions < 1 || partitions > max {
-            return Err(KafkaError::new(
-                ec::INVALID_PARTITIONS,
-                format!("partitions must be 1..={max}, not {partitions}"),
-            ));
-        }
-        check_partitions_room(current, partitions as usize)?;
-        Ok(Topic {
-            name: name.to_owned(),
-            id: Uuid::from_u128(rand::random::<u128>()),
-            shards: spread(current.partition_count(), partitions as usize, smp),
-            configs,
-        })
-    }
-}
-
-impl MetadataStore for Metadata {
-    fn snapshot(&self) -> Arc<Catalogue> {
-        self.current.load_full()
-    }
-
-    fn admin(&self) -> &async_lock::Mutex<()> {
-        &self.admin
-    }
-
-    fn publish(&self, mut next: Catalogue) -> LocalBoxFuture<'_, Result<(), MetadataError>> {
-        Box::pin(async move {
-            next.reindex();
-            let bytes = serde_json::to_vec_pretty(&next).map_err(|e| MetadataError::Invalid {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-            self.pool.replace_file(self.path.clone(), bytes).await?;
-            self.current.store(Arc::new(next));
-            Ok(())
-        })
-    }
-}
-
-/// `topic` grown to `count` partitions, the new ones continuing the round-robin over `smp`
-/// shards, or why not (`Err(KafkaError::new(kafka error code, message))`): the same per-topic and node-wide
-/// limits as [`Metadata::plan_topic`]. Does not publish it.
-pub fn plan_growth(
-    current: &Catalogue,
-    topic: &Topic,
-    count: i32,
-    smp: usize,
-) -> Result<Topic, KafkaError> {
-    let have = topic.partitions();
-    let max = crate::config::PARTITIONS_MAX;
-    if count <= have {
-        return Err(KafkaError::new(
-            ec::INVALID_PARTITIONS,
-            format!("topic has {have} partitions; the new count {count} must be larger"),
-        ));
-    }
-    if count > max {
-        return Err(KafkaError::new(
-            ec::INVALID_PARTITIONS,
-            format!("at most {max} partitions per topic"),
-        ));
-    }
-    let added = (count - have) as usize;
-    check_partitions_room(current, added)?;
-    let mut shards = topic.shards.clone();
-    shards.extend(spread(current.partition_count(), added, smp));
-    Ok(Topic { shards, ..topic.clone() })
-}
-
-/// Whether `added` more partitions fit under [`PARTITIONS_TOTAL_MAX`] (`POLICY_VIOLATION`
-/// otherwise, for CreateTopics and CreatePartitions alike).
-fn check_partitions_room(current: &Catalogue, added: usize) -> Result<(), KafkaError> {
-    if current.partition_count().saturating_add(added) > PARTITIONS_TOTAL_MAX {
-        return Err(KafkaError::new(
-            odradek_net::error_code::POLICY_VIOLATION,
-            format!(
-                "this node holds at most {PARTITIONS_TOTAL_MAX} partitions in all; {} exist, {added} more asked for",
-                current.partition_count()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Kafka's data-directory identity file: `version=1`, `cluster.id`, `node.id`.
-pub const META_PROPERTIES_FILE: &str = "meta.properties";
-
-/// Why `meta.properties` could not be read, written or accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaPropertiesError {
-    #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{path} is not valid: {reason}")]
-    Invalid { path: PathBuf, reason: String },
-    #[error("{path} belongs to node {found}, but this node is configured as node {configured}")]
-    NodeIdMismatch { path: PathBuf, found: i32, configured: i32 },
-    #[error("writing {0}")]
-    Write(#[from] ReplaceError),
-}
-
-/// The cluster id of the node `node_id` whose data directory is `data_dir`: read from its
-/// `meta.properties`, or generated (a random UUID as 22 characters of unpadded base64url, as
-/// Kafka's `Uuid.toString`) and written durably (temp file, fsync, rename, fsync of the
-/// directory) if the file does not exist yet, for a new or an upgraded data directory.
-///
-/// A file naming another node id, or without a cluster id, is refused and left as it is.
-/// Blocking file I/O: call at start-up, before the shards start.
-pub fn load_or_create_cluster_id(
-    data_dir: &Path,
-    node_id: i32,
-) -> Result<String, MetaPropertiesError> {
-    let path = data_dir.join(META_PROPERTIES_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_meta_properties(&path, &text, node_id),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = uuid_base64url(Uuid::from_u128(rand::random::<u128>()));
-            let text = format!(
-                "#Written by odradek\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
-            );
-            replace_file_now(&path, text.as_bytes())?;
-            tracing::info!(cluster_id = %cluster_id, node_id, path = %path.display(), "new cluster id written");
-            Ok(cluster_id)
-        }
-        Err(source) => Err(MetaPropertiesError::Io { op: "read", path, source }),
-    }
-}
-
-/// The cluster id of a `meta.properties` text (Java properties: `key=value` lines, `#` and `!`
-/// comments), checked against the configured `node_id`.
-fn parse_meta_properties(
-    path: &Path,
-    text: &str,
-    node_id: i32,
-) -> Result<String, MetaPropertiesError> {
-    let invalid = |reason: String| MetaPropertiesError::Invalid { path: path.to_owned(), reason };
-    let mut keys: HashMap<&str, &str> = HashMap::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let (k, v) = line
-            .split_once(['=', ':'])
-            .ok_or_else(|| invalid(format!("line `{line}` is not key=value")))?;
-        keys.insert(k.trim(), v.trim());
-    }
-    // version=1 (KRaft) names the node in node.id; version=0 (ZooKeeper) in broker.id.
-    let id_key = match keys.get("version").copied() {
-        Some("1") => "node.id",
-        Some("0") => "broker.id",
-        other => return Err(invalid(format!("version is {other:?}; expected 0 or 1"))),
-    };
-    let found: i32 = keys
-        .get(id_key)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| invalid(format!("no numeric {id_key}")))?;
-    if found != node_id {
-        return Err(MetaPropertiesError::NodeIdMismatch {
-            path: path.to_owned(),
-            found,
-            configured: node_id,
-        });
-    }
-    match keys.get("cluster.id") {
-        Some(id) if !id.is_empty() => Ok((*id).to_owned()),
-        _ => Err(invalid("no cluster.id".to_owned())),
-    }
-}
-
-/// A UUID as Kafka writes one: its 16 bytes in unpadded base64url (22 characters).
-fn uuid_base64url(id: Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let mut n = [0u8; 3];
-        n[..chunk.len()].copy_from_slice(chunk);
-        let v = (u32::from(n[0]) << 16) | (u32::from(n[1]) << 8) | u32::from(n[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
+        if compio::time::timeout(left, listener).await.is_err() {
+            return done(&store.snapshot());
         }
     }
-    out
-}
-
-/// Shards for `count` new partitions, continuing round-robin after the `existing` ones so that
-/// many small topics still spread over every shard.
-pub fn spread(existing: usize, count: usize, smp: usize) -> Vec<u32> {
-    let smp = smp.max(1);
-    (0..count).map(|i| ((existing + i) % smp) as u32).collect()
 }
 
 #[cfg(test)]
@@ -396,100 +304,53 @@ mod tests {
         assert!(check_topic_name(&"x".repeat(TOPIC_NAME_MAX + 1)).is_err());
     }
 
+    fn topic(name: &str, id: u128, partitions: usize) -> Topic {
+        Topic {
+            name: name.into(),
+            id: Uuid::from_u128(id),
+            shards: vec![0; partitions],
+            configs: BTreeMap::new(),
+            placement: vec![Placement { leader: 1, ..Placement::default() }; partitions],
+        }
+    }
+
     #[test]
-    fn growing_a_topic_obeys_the_node_wide_partition_limit() {
+    fn growing_a_topic_obeys_the_cluster_wide_partition_limit() {
         let per_topic = crate::config::PARTITIONS_MAX as usize;
         let mut full = Catalogue::default();
         for i in 0..PARTITIONS_TOTAL_MAX / per_topic {
-            let t = Topic {
-                name: format!("t{i}"),
-                id: Uuid::from_u128(i as u128 + 1),
-                shards: vec![0; per_topic],
-                configs: BTreeMap::new(),
-            };
+            let t = topic(&format!("t{i}"), i as u128 + 1, per_topic);
             full.topics.insert(t.name.clone(), Arc::new(t));
         }
-        let small = Topic {
-            name: "small".into(),
-            id: Uuid::from_u128(u128::MAX),
-            shards: vec![0],
-            configs: BTreeMap::new(),
-        };
-        let grown = plan_growth(&full, &small, 2, 2);
+        let small = topic("small", u128::MAX, 1);
+        let grown = full.check_growth(&small, 2);
         assert_eq!(grown.expect_err("over the limit").code, ec::POLICY_VIOLATION);
-        let created = Metadata::plan_topic(&full, "new", 1, BTreeMap::new(), 2);
+        let created = full.check_new_topic("new", 1);
         assert_eq!(created.expect_err("over the limit").code, ec::POLICY_VIOLATION, "same code");
 
         let mut roomy = full.clone();
         roomy.topics.remove("t0");
-        let grown = plan_growth(&roomy, &small, 3, 2).expect("room left");
-        assert_eq!(grown.shards.len(), 3);
-        assert_eq!((grown.name.as_str(), grown.id), ("small", small.id), "same topic");
-        let same = plan_growth(&roomy, &small, 1, 2);
+        roomy.check_growth(&small, 3).expect("room left");
+        let same = roomy.check_growth(&small, 1);
         assert_eq!(same.expect_err("not larger").code, ec::INVALID_PARTITIONS);
-        let huge = plan_growth(&roomy, &small, crate::config::PARTITIONS_MAX + 1, 2);
+        let huge = roomy.check_growth(&small, crate::config::PARTITIONS_MAX + 1);
         assert_eq!(huge.expect_err("per-topic limit").code, ec::INVALID_PARTITIONS);
+        roomy.topics.insert("small".into(), Arc::new(small));
+        let dup = roomy.check_new_topic("small", 1);
+        assert_eq!(dup.expect_err("exists").code, ec::TOPIC_ALREADY_EXISTS);
     }
 
     #[test]
-    fn uuids_print_as_kafka_prints_them() {
-        // Kafka: Uuid.fromString("AAAAAAAAAAAAAAAAAAAAAQ") is 0:1.
-        assert_eq!(uuid_base64url(Uuid::from_u128(1)), "AAAAAAAAAAAAAAAAAAAAAQ");
-        assert_eq!(uuid_base64url(Uuid::from_u128(u128::MAX)), "_____________________w");
-    }
-
-    #[test]
-    fn meta_properties_are_created_once_and_checked() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let id = load_or_create_cluster_id(dir.path(), 0).expect("create");
-        assert_eq!(id.len(), 22);
-        assert_eq!(load_or_create_cluster_id(dir.path(), 0).expect("read"), id, "stable");
-        let path = dir.path().join(META_PROPERTIES_FILE);
-        let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.contains("version=1\n") && text.contains("node.id=0\n"), "{text}");
-        let other = load_or_create_cluster_id(dir.path(), 3);
-        assert!(matches!(other, Err(MetaPropertiesError::NodeIdMismatch { found: 0, .. })));
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "left as it was");
-        let kafka = "#\n#Fri Dec 04 10:00:00 UTC 2026\nnode.id=0\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n";
-        std::fs::write(&path, kafka).expect("write");
-        assert_eq!(
-            load_or_create_cluster_id(dir.path(), 0).expect("kafka's"),
-            "MkU3OEVBNTcwNTJENDM2Qg"
-        );
-        for bad in ["version=1\nnode.id=0\n", "version=2\nnode.id=0\ncluster.id=x\n", "junk\n"] {
-            std::fs::write(&path, bad).expect("write");
-            assert!(
-                matches!(
-                    load_or_create_cluster_id(dir.path(), 0),
-                    Err(MetaPropertiesError::Invalid { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_catalogue_survives_reopen_and_partitions_spread() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pool = Blocking::start().expect("pool");
-        let m = Metadata::open(dir.path(), pool.clone()).expect("open");
-        let t = Metadata::plan_topic(&m.snapshot(), "a", 3, BTreeMap::new(), 2).expect("plan");
-        assert_eq!(t.shards, vec![0, 1, 0]);
-        let mut next = (*m.snapshot()).clone();
-        next.topics.insert("a".into(), Arc::new(t.clone()));
-        let runtime = compio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(m.publish(next)).expect("publish");
-        let dup = Metadata::plan_topic(&m.snapshot(), "a", 1, BTreeMap::new(), 2);
-        assert_eq!(dup.expect_err("exists").code, odradek_net::error_code::TOPIC_ALREADY_EXISTS);
-        let b = Metadata::plan_topic(&m.snapshot(), "b", 1, BTreeMap::new(), 2).expect("plan");
-        assert_eq!(b.shards, vec![1], "continues after the 3 existing partitions");
-        let again = Metadata::open(dir.path(), pool.clone()).expect("reopen");
-        assert_eq!(again.snapshot().topic("a").map(|t| (**t).clone()), Some(t.clone()));
-        assert_eq!(again.snapshot().topic_by_id(t.id).map(|t| t.name.clone()), Some("a".into()));
-        assert!(again.snapshot().topic_by_id(Uuid::nil()).is_none());
-        assert_eq!(t.owner(2, 1), Some(0), "fewer shards after a restart wrap around");
-        assert_eq!(t.owner(3, 2), None);
-        std::fs::write(dir.path().join(CATALOGUE_FILE), b"{not json").expect("write");
-        assert!(Metadata::open(dir.path(), pool).is_err());
+    fn routes_follow_leaders_and_local_replicas() {
+        let mut t = topic("t", 1, 3);
+        t.shards = vec![0, NOT_HERE, 5];
+        t.placement[1].leader = 2;
+        t.placement[2].leader = -1;
+        assert_eq!(t.route(0, 1, 2), Route::Local(0));
+        assert_eq!(t.route(1, 1, 2), Route::Elsewhere { leader: 2 });
+        assert_eq!(t.route(2, 1, 2), Route::Elsewhere { leader: -1 }, "no live leader");
+        assert_eq!(t.route(3, 1, 2), Route::Missing);
+        assert_eq!(t.owner(2, 2), Some(1), "fewer shards after a restart wrap around");
+        assert_eq!(t.owner(1, 2), None, "not held here");
     }
 }

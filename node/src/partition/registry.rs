@@ -25,6 +25,8 @@ pub const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How often compaction looks at compacted topics.
 pub const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a shard following the metadata looks whether it should stop.
+const FOLLOW_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// A maintenance step that takes longer than this is logged.
 const SLOW_STEP: Duration = Duration::from_millis(500);
 
@@ -170,6 +172,56 @@ impl Partitions {
             std::fs::remove_dir_all(&aside).map_err(|e| format!("remove {}: {e}", aside.display()))
         });
         removed.await.map_err(|e| e.to_string())?
+    }
+
+    /// Follows the cluster metadata for this shard's partitions until `stopping` reports true:
+    /// as each new snapshot arrives, removes the partitions of deleted topics, applies
+    /// changed topic configs, and opens partitions newly held here (so that a disk problem
+    /// shows in the log at once, not on the first produce). Every shard runs its own.
+    pub async fn follow_metadata(&self, shard: usize, smp: usize, stopping: impl Fn() -> bool) {
+        let mut seen = self.metadata.snapshot();
+        while !stopping() {
+            let listener = self.metadata.changed();
+            let now = self.metadata.snapshot();
+            if !Arc::ptr_eq(&now, &seen) {
+                self.reconcile(shard, smp, &seen, &now).await;
+                seen = now;
+                continue;
+            }
+            // Wakes on a change, and now and then to look at `stopping`.
+            let _ = compio::time::timeout(FOLLOW_CHECK_INTERVAL, listener).await;
+        }
+    }
+
+    async fn reconcile(&self, shard: usize, smp: usize, before: &Catalogue, after: &Catalogue) {
+        for old in before.topics.values() {
+            let kept = after.topic_by_id(old.id);
+            let mine = (0..old.partitions()).filter(|&p| old.owner(p, smp) == Some(shard));
+            match kept {
+                None => {
+                    for p in mine {
+                        if let Err(e) = self.delete(old, p).await {
+                            warn!(topic = %old.name, partition = p, error = %e, "cannot remove a deleted partition's files");
+                        }
+                    }
+                }
+                Some(new) if new.configs != old.configs => self.reconfigure(new),
+                Some(_) => {}
+            }
+        }
+        for topic in after.topics.values() {
+            if before.topic_by_id(topic.id).is_some_and(|t| Arc::ptr_eq(t, topic)) {
+                continue;
+            }
+            for p in 0..topic.partitions() {
+                if topic.owner(p, smp) == Some(shard)
+                    && self.get_open(topic.id, p).is_none()
+                    && let Err(e) = self.get(topic, p).await
+                {
+                    warn!(topic = %topic.name, partition = p, error = %e, "cannot open a new partition");
+                }
+            }
+        }
     }
 
     /// Closes every open log cleanly (flush and clean-shutdown marker).

@@ -1,101 +1,103 @@
-//! The producers room: producer ids for InitProducerId, unique for the life of the data
-//! directory, across restarts and crashes.
+//! The producers room: producer ids for InitProducerId, unique across the cluster and across
+//! restarts and crashes.
 //!
-//! Ids are handed out from blocks of [`BLOCK`]: before the first id of a block is given out,
-//! the block's end is made durable in `producer-ids` (write, fsync, rename, fsync the
-//! directory) on the blocking pool. After a restart, allocation resumes at the persisted end,
-//! so an id is never given twice; at most one block's worth of ids goes unused per restart.
+//! Ids are handed out from blocks of [`BLOCK`] that the controller quorum allocates
+//! (`AllocateProducerIdBlock`, committed to the metadata log before it is answered), as
+//! KRaft's brokers get theirs (KIP-730). After a restart the node asks for a new block, so an
+//! id is never given twice; at most one block's worth of ids goes unused per restart.
 //!
-//! **Invariants.** Every id handed out is below the durable `reserved_end`. No thread waits on
-//! a lock held across a disk call: the counter's mutex is held for a few instructions, and the
-//! reservation of a new block (one at a time, serialized by an async lock) writes on the
-//! blocking pool while the shard goes on serving.
+//! **Invariants.** Every id handed out lies in a block the quorum gave this broker. No thread
+//! waits on a lock held across an await: the counter's mutex is held for a few instructions,
+//! and the request for a new block (one at a time, serialized by an async lock) leaves the
+//! shard serving.
 //!
 //! **What it does not know.** Kafka requests (the `api` room answers InitProducerId), or
 //! sequence checks (those are the partition log's).
 
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::runtime::blocking::{Blocking, ReplaceError};
+use futures_util::future::BoxFuture;
+use odradek_controller::{Command, CommandResult};
 
-/// The file in the data directory.
-pub const PRODUCER_IDS_FILE: &str = "producer-ids";
-/// Ids reserved by one durable write.
-pub const BLOCK: i64 = 1000;
+use crate::error::KafkaError;
 
-#[derive(Debug)]
-struct Next {
-    next: i64,
-    /// Ids below this are reserved durably.
-    reserved_end: i64,
+/// Ids one block holds.
+pub const BLOCK: i32 = 1000;
+
+/// Where blocks come from: the controller quorum (or a test's counter).
+pub trait BlockSource: std::fmt::Debug + Send + Sync {
+    /// A new block of `size` ids for `broker_id`: `(first, size)`.
+    fn allocate(&self, broker_id: i32, size: i32) -> BoxFuture<'_, Result<(i64, i32), KafkaError>>;
 }
 
-/// Why no producer id could be had.
-#[derive(Debug, thiserror::Error)]
-pub enum ProducerIdError {
-    #[error("{path} does not hold a producer id: `{found}`")]
-    Invalid { path: PathBuf, found: String },
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("reserving producer ids: {0}")]
-    Reserve(#[from] ReplaceError),
-    #[error("producer ids exhausted")]
-    Exhausted,
+impl<T: crate::cluster::MetadataStore + ?Sized> BlockSource for T {
+    fn allocate(&self, broker_id: i32, size: i32) -> BoxFuture<'_, Result<(i64, i32), KafkaError>> {
+        Box::pin(async move {
+            match self.propose(Command::AllocateProducerIdBlock { broker_id, size }).await? {
+                CommandResult::ProducerIdBlock { first, size } => Ok((first, size)),
+                other => Err(KafkaError::new(
+                    odradek_net::error_code::UNKNOWN_SERVER_ERROR,
+                    format!("the controller answered a producer-id block with {other:?}"),
+                )),
+            }
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Next {
+    next: i64,
+    /// Ids below this (and from `next`) belong to this broker's current block.
+    end: i64,
 }
 
 /// The node's producer-id allocator, shared by every shard.
 #[derive(Debug)]
 pub struct ProducerIds {
-    path: PathBuf,
+    broker_id: i32,
+    source: std::sync::Arc<dyn BlockSource>,
     next: Mutex<Next>,
-    /// One block reservation at a time, so reserved ends only grow on disk.
+    /// One block request at a time.
     reserving: async_lock::Mutex<()>,
-    pool: Blocking,
 }
 
 impl ProducerIds {
-    /// Resumes after the last reserved block of `data_dir` (from 0 on a new node). Called at
-    /// start-up, before any shard runs.
-    pub fn open(data_dir: &Path, pool: Blocking) -> Result<Self, ProducerIdError> {
-        let path = data_dir.join(PRODUCER_IDS_FILE);
-        let start = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().map_err(|_| ProducerIdError::Invalid {
-                path: path.clone(),
-                found: text.trim().to_owned(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(source) => return Err(ProducerIdError::Read { path, source }),
-        };
-        let next = Mutex::new(Next { next: start, reserved_end: start });
-        Ok(Self { path, next, reserving: async_lock::Mutex::new(()), pool })
+    pub fn new(broker_id: i32, source: std::sync::Arc<dyn BlockSource>) -> Self {
+        Self {
+            broker_id,
+            source,
+            next: Mutex::new(Next::default()),
+            reserving: async_lock::Mutex::new(()),
+        }
     }
 
-    /// A producer id never handed out before.
-    pub async fn allocate(&self) -> Result<i64, ProducerIdError> {
-        loop {
+    /// A producer id never handed out before, or the quorum's error (retriable ones when it
+    /// is unavailable).
+    pub async fn allocate(&self) -> Result<i64, KafkaError> {
+        // Bounded: each round either hands out an id or gets a new, non-empty block.
+        for _ in 0..64 {
             if let Some(id) = self.take() {
                 return Ok(id);
             }
             let _one_at_a_time = self.reserving.lock().await;
-            let end = {
-                let n = self.lock();
-                if n.next < n.reserved_end {
-                    continue; // another caller reserved a block meanwhile
-                }
-                n.reserved_end.checked_add(BLOCK).ok_or(ProducerIdError::Exhausted)?
-            };
-            self.pool.replace_file(self.path.clone(), end.to_string().into_bytes()).await?;
+            if let Some(id) = self.take() {
+                return Ok(id); // another caller got a block meanwhile
+            }
+            let (first, size) = self.source.allocate(self.broker_id, BLOCK).await?;
             let mut n = self.lock();
-            debug_assert!(end > n.reserved_end, "reserved ends only grow");
-            n.reserved_end = end;
+            n.next = first;
+            n.end = first.saturating_add(i64::from(size.max(0)));
         }
+        Err(KafkaError::new(
+            odradek_net::error_code::UNKNOWN_SERVER_ERROR,
+            "producer-id blocks keep running out",
+        ))
     }
 
-    /// The next id if it is already reserved durably.
+    /// The next id if the current block has one left.
     fn take(&self) -> Option<i64> {
         let mut n = self.lock();
-        (n.next < n.reserved_end).then(|| {
+        (n.next < n.end).then(|| {
             n.next += 1;
             n.next - 1
         })
@@ -111,41 +113,23 @@ impl ProducerIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
 
-    #[test]
-    fn ids_are_never_reused_across_restarts() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pool = Blocking::start().expect("pool");
-        let runtime = compio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async {
-            let ids = ProducerIds::open(dir.path(), pool.clone()).expect("open");
-            let mut first = Vec::new();
-            for _ in 0..3 {
-                first.push(ids.allocate().await.expect("id"));
-            }
-            assert_eq!(first, vec![0, 1, 2]);
-            drop(ids);
-            let again = ProducerIds::open(dir.path(), pool.clone()).expect("reopen");
-            assert_eq!(again.allocate().await.expect("id"), BLOCK, "resumes after the block");
-            for _ in 0..BLOCK {
-                again.allocate().await.expect("id");
-            }
-            drop(again);
-            let third = ProducerIds::open(dir.path(), pool.clone()).expect("reopen");
-            assert_eq!(third.allocate().await.expect("id"), 3 * BLOCK);
-        });
-        std::fs::write(dir.path().join(PRODUCER_IDS_FILE), "junk").expect("write");
-        assert!(matches!(
-            ProducerIds::open(dir.path(), pool),
-            Err(ProducerIdError::Invalid { .. })
-        ));
+    #[derive(Debug, Default)]
+    struct Counter(AtomicI64);
+
+    impl BlockSource for Counter {
+        fn allocate(&self, _: i32, size: i32) -> BoxFuture<'_, Result<(i64, i32), KafkaError>> {
+            let first = self.0.fetch_add(i64::from(size), Ordering::SeqCst);
+            Box::pin(async move { Ok((first, size)) })
+        }
     }
 
     #[test]
-    fn concurrent_callers_get_distinct_ids() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pool = Blocking::start().expect("pool");
-        let ids = std::sync::Arc::new(ProducerIds::open(dir.path(), pool).expect("open"));
+    fn concurrent_callers_get_distinct_ids_from_blocks() {
+        let source = Arc::new(Counter::default());
+        let ids = Arc::new(ProducerIds::new(1, source.clone()));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let ids = ids.clone();
@@ -165,7 +149,12 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), 2400, "no id was handed out twice");
-        let stored = std::fs::read_to_string(dir.path().join(PRODUCER_IDS_FILE)).expect("read");
-        assert!(stored.trim().parse::<i64>().expect("number") > *all.last().expect("some"));
+        assert!(source.0.load(Ordering::SeqCst) > *all.last().expect("some"));
+        // A restart (a new allocator) starts with a new block.
+        let again = ProducerIds::new(1, source.clone());
+        let runtime = compio::runtime::Runtime::new().expect("runtime");
+        let next = runtime.block_on(again.allocate()).expect("id");
+        assert!(next > *all.last().expect("some"));
+        assert_eq!(next % i64::from(BLOCK), 0, "the start of a fresh block");
     }
 }
