@@ -247,6 +247,9 @@ pub fn topic_configs_at(addr: &str, topic: &str) -> Result<BTreeMap<String, Stri
 /// A DescribeQuorum answer, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quorum {
+    /// False when the node lacks DescribeQuorum and [`Cluster::wait_leader`] fell back on
+    /// Metadata's controller id (then only `leader_id` is known).
+    pub from_describe_quorum: bool,
     pub leader_id: i32,
     pub leader_epoch: i32,
     pub high_watermark: i64,
@@ -284,6 +287,7 @@ pub fn describe_quorum_at(addr: &str) -> Result<Quorum, String> {
     let mut observers: Vec<i32> = p.observers.iter().map(|v| v.replica_id.0).collect();
     observers.sort_unstable();
     Ok(Quorum {
+        from_describe_quorum: true,
         leader_id: p.leader_id.0,
         leader_epoch: p.leader_epoch,
         high_watermark: p.high_watermark,
@@ -690,10 +694,36 @@ impl Cluster {
 
     /// Waits until every node in `askers` reports the same elected leader (among `among`);
     /// returns it.
+    ///
+    /// A node that does not serve DescribeQuorum is asked for Metadata's controller id
+    /// instead (the active controller when it is a live broker), so that tests about other
+    /// things can still find the active controller; the test of DescribeQuorum itself
+    /// calls [`Cluster::quorum`].
     pub fn wait_leader(&self, askers: &[i32], among: &[i32], limit: Duration) -> Quorum {
+        let mut warned = false;
         wait_until(&format!("an agreed quorum leader among {among:?}"), limit, || {
-            let qs: Vec<Quorum> =
-                askers.iter().map(|&a| self.quorum(a)).collect::<Result<_, _>>()?;
+            let mut qs = Vec::new();
+            for &a in askers {
+                let q = match self.quorum(a) {
+                    Err(e) if e.contains("does not list DescribeQuorum") => {
+                        if !warned {
+                            eprintln!("{e}: the active controller is Metadata's controller id");
+                            warned = true;
+                        }
+                        let m = self.metadata(a)?;
+                        Quorum {
+                            from_describe_quorum: false,
+                            leader_id: m.controller_id,
+                            leader_epoch: -1,
+                            high_watermark: -1,
+                            voters: Vec::new(),
+                            observers: Vec::new(),
+                        }
+                    }
+                    other => other?,
+                };
+                qs.push(q);
+            }
             let l = qs[0].leader_id;
             if among.contains(&l) && qs.iter().all(|q| q.leader_id == l) {
                 Ok(qs[0].clone())
