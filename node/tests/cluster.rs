@@ -146,6 +146,109 @@ fn brokers_controller_and_forwarded_create_topics() {
     assert_eq!(m.topics["spread"].id, id, "topic id after the second create");
 }
 
+/// Admin changes sent to brokers that are not the active controller are forwarded and reach
+/// every broker: IncrementalAlterConfigs (through one broker) changes a topic's config,
+/// CreatePartitions (through another) grows it from 2 to 5 partitions with leaders on live
+/// brokers, DeleteTopics (through the third) removes it everywhere.
+#[test]
+fn admin_changes_through_any_broker_reach_every_broker() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreatePartitionsResponse, DeleteTopicsRequest,
+        DeleteTopicsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    use odradek_client::requests::topic_name;
+
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "admin", 2, &[("retention.ms", "100000")], CREATE_TIMEOUT);
+    let m = wait_topic(&c, 1, "admin", 2);
+    let id = m.topics["admin"].id;
+    let first_two = m.assignment()["admin"].1.clone();
+
+    let alter = AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(kafka_protocol::protocol::StrBytes::from_static_str("admin"))
+        .with_configs(vec![
+            AlterableConfig::default()
+                .with_name(kafka_protocol::protocol::StrBytes::from_static_str("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(kafka_protocol::protocol::StrBytes::from_static_str("200000"))),
+        ]);
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![alter]);
+    let resp: IncrementalAlterConfigsResponse =
+        common::cluster::call_addr(&c.addr(2), 1, &req).expect("IncrementalAlterConfigs");
+    let r = &resp.responses[0];
+    assert_eq!((r.error_code, &r.error_message), (0, &None), "IncrementalAlterConfigs at node 2");
+    for b in c.ids() {
+        wait_until(&format!("retention.ms 200000 at node {b}"), CREATE_TIMEOUT, || {
+            let configs = topic_configs_at(&c.addr(b), "admin")?;
+            match configs.get("retention.ms").map(String::as_str) {
+                Some("200000") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+
+    let grow = CreatePartitionsTopic::default().with_name(topic_name("admin")).with_count(5);
+    let req = CreatePartitionsRequest::default().with_topics(vec![grow]).with_timeout_ms(20_000);
+    let resp: CreatePartitionsResponse =
+        common::cluster::call_addr(&c.addr(3), 1, &req).expect("CreatePartitions");
+    let r = &resp.results[0];
+    assert_eq!((r.error_code, &r.error_message), (0, &None), "CreatePartitions at node 3");
+    for b in c.ids() {
+        let m = wait_topic(&c, b, "admin", 5);
+        assert_eq!(m.topics["admin"].id, id, "node {b}: topic id after CreatePartitions");
+        assert_eq!(
+            m.assignment()["admin"].1[..2],
+            first_two[..],
+            "node {b}: the first two partitions keep their replicas"
+        );
+    }
+    let m = c.metadata(1).expect("metadata");
+
+    let req = DeleteTopicsRequest::default()
+        .with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name("admin")))])
+        .with_timeout_ms(20_000);
+    let via = if m.controller_id == 1 { 2 } else { 1 };
+    let resp: DeleteTopicsResponse =
+        common::cluster::call_addr(&c.addr(via), 6, &req).expect("DeleteTopics");
+    let r = &resp.responses[0];
+    assert_eq!((r.error_code, &r.error_message), (0, &None), "DeleteTopics at node {via}");
+    for b in c.ids() {
+        wait_until(&format!("admin gone at node {b}"), CREATE_TIMEOUT, || {
+            let m = c.metadata(b)?;
+            if m.topics.contains_key("admin") {
+                Err(format!("{:?}", m.topics["admin"]))
+            } else {
+                Ok(())
+            }
+        });
+    }
+}
+
+/// Each node prints its ready line once it listens, before the quorum forms: node 1 alone
+/// (one voter of three: no quorum) is ready and answers Metadata; node 2 then makes a quorum
+/// and both list two brokers; node 3 joins, and all three list three.
+#[test]
+fn each_node_is_ready_before_the_quorum_forms() {
+    let mut c = Cluster::configure_with(3, |_| Vec::new());
+    c.node(1).start();
+    let m = c.metadata(1).expect("Metadata from a node without a quorum");
+    println!("node 1 alone: brokers {:?}, controller {}", m.brokers, m.controller_id);
+    assert!(m.brokers.len() <= 1, "node 1 alone lists {:?}", m.brokers);
+    c.node(2).start();
+    c.wait_brokers(&[1, 2], &[1, 2], FORM_TIMEOUT);
+    c.node(3).start();
+    c.wait_formed();
+    create_topic_retrying(&c.addr(3), "late", 3, &[], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "late", 3);
+}
+
 /// DescribeQuorum (API key 55) of `__cluster_metadata-0`, sent to each broker, answers the
 /// same leader (one of the voters), a leader epoch of at least 1 and the three voters; the
 /// leader is the controller Metadata names.

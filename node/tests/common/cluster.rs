@@ -568,6 +568,13 @@ impl Cluster {
 
     /// As [`Cluster::start`], with per-node extra flags.
     pub fn start_with(n: i32, extra: impl Fn(i32) -> Vec<String>) -> Cluster {
+        let mut c = Cluster::configure_with(n, extra);
+        c.start_all();
+        c
+    }
+
+    /// The cluster's nodes, configured (addresses, directories, flags) but not started.
+    pub fn configure_with(n: i32, extra: impl Fn(i32) -> Vec<String>) -> Cluster {
         let lock = CLUSTER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let ports: Vec<(String, u16, u16)> = (1..=n)
             .map(|id| {
@@ -592,9 +599,7 @@ impl Cluster {
                 ClusterNode::new(id, host, *port, *cport, args)
             })
             .collect();
-        let mut c = Cluster { nodes, voters, _lock: lock };
-        c.start_all();
-        c
+        Cluster { nodes, voters, _lock: lock }
     }
 
     /// Spawns every node that is not running, then waits for each one's ready line.
