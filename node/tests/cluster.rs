@@ -852,6 +852,36 @@ fn python_clients_see_one_cluster() {
     println!("{}", out.stdout);
 }
 
+/// Consumer groups on a cluster, with the single-node groups test's script
+/// (`tests/clients/group_consume.py`): an idempotent producer (producer ids from the
+/// controller) and three members of one group (the coordinator is the leader of the group's
+/// `__consumer_offsets` partition, on any broker), every record consumed exactly once;
+/// confluent-kafka through broker 2, kafka-python through broker 3.
+#[test]
+fn python_consumer_groups_across_the_cluster() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/group_consume.py");
+    for (client, via) in [("confluent", 2), ("kafka-python", 3)] {
+        let out = run(
+            Command::new("python3").arg(&path).args([
+                "--bootstrap",
+                &c.addr(via),
+                "--client",
+                client,
+            ]),
+            b"",
+        );
+        assert!(
+            out.status.success() && out.stdout.contains("OK group"),
+            "group_consume.py --client {client} through node {via} ({})\n{}",
+            out.status,
+            out.text()
+        );
+        println!("{client}: {}", out.stdout.trim());
+    }
+}
+
 /// kcat: `-L` through one broker lists the three brokers (their addresses) and a topic's
 /// three partitions led by three brokers; keyed lines produced through a second broker are
 /// all consumed, with their keys, through the third.
