@@ -386,6 +386,46 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
     }
 }
 
+/// The active controller itself SIGSTOPped past its session timeout (3 s): the two others
+/// elect a new controller, fence it and keep creating topics (on the live brokers only);
+/// after SIGCONT the old controller follows the new one, heartbeats and is listed again, and
+/// every node agrees on the topics.
+#[test]
+fn a_stopped_active_controller_is_replaced_fenced_and_returns() {
+    let mut c = Cluster::start(3, &SHORT_SESSION);
+    c.wait_formed();
+    let ids = c.ids();
+    let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+    let old = q.leader_id;
+    let live: Vec<i32> = ids.iter().copied().filter(|&i| i != old).collect();
+    c.sigstop(old);
+    let stopped = Instant::now();
+    let nq = c.wait_leader(&live, &live, Duration::from_secs(30));
+    println!("controller {old} stopped; {} elected after {:?}", nq.leader_id, stopped.elapsed());
+    c.wait_brokers(&live, &live, FENCE_TIMEOUT);
+    println!("broker {old} fenced {:?} after SIGSTOP", stopped.elapsed());
+    create_topic_retrying(&c.addr(live[0]), "while-stopped", 4, &[], CREATE_TIMEOUT);
+    let m = wait_topic(&c, live[1], "while-stopped", 4);
+    for p in &m.topics["while-stopped"].partitions {
+        assert!(live.contains(&p.leader) && p.replicas.iter().all(|r| live.contains(r)), "{p:?}");
+    }
+
+    c.sigcont(old);
+    let resumed = Instant::now();
+    c.wait_brokers(&ids, &ids, FENCE_TIMEOUT);
+    println!("broker {old} listed again {:?} after SIGCONT", resumed.elapsed());
+    let q2 = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+    println!("quorum after SIGCONT: {q2:?}");
+    create_topic_retrying(&c.addr(old), "after-cont", 3, &[], CREATE_TIMEOUT);
+    let want = wait_topic(&c, live[0], "after-cont", 3).assignment();
+    for id in &ids {
+        wait_until(&format!("node {id} agrees on the topics"), CREATE_TIMEOUT, || {
+            let got = c.metadata(*id)?.assignment();
+            if got == want { Ok(()) } else { Err(format!("{got:?}\nwanted {want:?}")) }
+        });
+    }
+}
+
 /// After every node is stopped with SIGTERM (one after the other) and started again, and then
 /// after all are SIGKILLed at once and started again, every topic has the same topic id,
 /// partition count, replica assignment and configs on every node, and what was produced
