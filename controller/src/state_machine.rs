@@ -230,11 +230,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let current = self.state.borrow().current.clone();
-        let Some((meta, name)) = current else { return Ok(None) };
-        match read_file(&self.dir, &name).await? {
-            Some(bytes) => Ok(Some(Snapshot { meta, snapshot: bytes.to_vec() })),
-            None => Ok(None),
+        // A newer snapshot (built or installed meanwhile) removes the file this one named:
+        // then read the newer one. Bounded: each retry needs another snapshot in between.
+        for _ in 0..4 {
+            let current = self.state.borrow().current.clone();
+            let Some((meta, name)) = current else { return Ok(None) };
+            let read = read_file(&self.dir, &name).await;
+            let moved = self.state.borrow().current.as_ref().is_some_and(|(_, n)| *n != name);
+            match read {
+                Ok(Some(bytes)) => return Ok(Some(Snapshot { meta, snapshot: bytes.to_vec() })),
+                _ if moved => continue,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(e),
+            }
         }
+        Err(io::Error::other("snapshots kept replacing each other while one was read"))
     }
 }

@@ -10,7 +10,9 @@
 //!   Produce is advertised from v0 ([`PRODUCE_ADVERTISED_MIN`], what Kafka 4.0 does), though only
 //!   v3 and above are accepted.
 //! - No response built here sets a tagged field to a non-default value, so nothing optional is
-//!   ever written in a tagged-field section (old librdkafka cannot parse one).
+//!   ever written in an ApiVersions tagged-field section (old librdkafka cannot parse one).
+//!   Only NOT_LEADER_OR_FOLLOWER answers of Produce v10+ and Fetch v12+ carry tagged fields
+//!   (KIP-951's leader hints), which every client speaking those versions reads.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
@@ -180,6 +182,9 @@ use crate::request::DecodeError;
 /// - **DeleteGroups 0–2**: every version. Kafka 4.0 keeps v0 (KAFKA-18352: it was tagged
 ///   deprecated by mistake; Sarama sends only v0). v1 only changes throttling, v2 is flexible.
 /// - **OffsetDelete 0**: the only version (KIP-496), never flexible.
+/// - **DescribeQuorum 0–2**: every version (KIP-595; `kafka-metadata-quorum describe
+///   --status`). v1 adds each replica's last fetch and caught-up timestamps, v2 (KIP-853) the
+///   replicas' directory ids, the error message and the nodes' listeners.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -207,6 +212,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -367,6 +373,7 @@ mod tests {
             (ApiKey::ListGroups, 0, 5),
             (ApiKey::DeleteGroups, 0, 2),
             (ApiKey::OffsetDelete, 0, 0),
+            (ApiKey::DescribeQuorum, 0, 2),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

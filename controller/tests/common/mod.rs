@@ -45,6 +45,8 @@ pub fn config(id: u64, n: u64, port: u16, root: &Path) -> ControllerConfig {
         ControllerConfig::new(id, addr(id, port), voters(n, port), root.join(format!("node{id}")));
     c.heartbeat = Duration::from_millis(50);
     c.propose_timeout = Duration::from_secs(3);
+    // These tests register brokers but send no heartbeats: keep them unfenced throughout.
+    c.broker_session_timeout = Duration::from_secs(3600);
     c
 }
 

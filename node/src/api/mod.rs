@@ -22,6 +22,7 @@ pub mod groups;
 mod offsets;
 mod produce;
 mod producers;
+mod quorum;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DescribeGroups,
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
+    ApiKey::DescribeQuorum,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
@@ -160,6 +162,9 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
         }
         RequestKind::DeleteGroups(req) => {
             ResponseKind::DeleteGroups(groups::delete_groups(ctx, &req).await)
+        }
+        RequestKind::DescribeQuorum(req) => {
+            ResponseKind::DescribeQuorum(quorum::describe_quorum(ctx, version, &req))
         }
         RequestKind::OffsetDelete(req) => {
             ResponseKind::OffsetDelete(groups::offset_delete(ctx, &req).await)
