@@ -166,7 +166,10 @@ fn admin_changes_through_any_broker_reach_every_broker() {
     let c = Cluster::start(3, &[]);
     c.wait_formed();
     create_topic_retrying(&c.addr(1), "admin", 2, &[("retention.ms", "100000")], CREATE_TIMEOUT);
+    // Every broker knows the topic before it is changed through one of them.
     let m = wait_topic(&c, 1, "admin", 2);
+    wait_topic(&c, 2, "admin", 2);
+    wait_topic(&c, 3, "admin", 2);
     let id = m.topics["admin"].id;
     let first_two = m.assignment()["admin"].1.clone();
 

@@ -247,8 +247,8 @@ pub fn topic_configs_at(addr: &str, topic: &str) -> Result<BTreeMap<String, Stri
 /// A DescribeQuorum answer, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quorum {
-    /// False when the node lacks DescribeQuorum and [`Cluster::wait_leader`] fell back on
-    /// Metadata's controller id (then only `leader_id` is known).
+    /// False when [`Cluster::wait_leader`] had Metadata's controller id only (DescribeQuorum
+    /// failed or named another leader): then only `leader_id` is known.
     pub from_describe_quorum: bool,
     pub leader_id: i32,
     pub leader_epoch: i32,
@@ -697,45 +697,38 @@ impl Cluster {
         describe_quorum_at(&self.addr(id))
     }
 
-    /// Waits until every node in `askers` reports the same elected leader (among `among`);
-    /// returns it.
-    ///
-    /// A node that does not serve DescribeQuorum is asked for Metadata's controller id
-    /// instead (the active controller when it is a live broker), so that tests about other
-    /// things can still find the active controller; the test of DescribeQuorum itself
-    /// calls [`Cluster::quorum`].
+    /// Waits until Metadata from every node in `askers` names the same controller id, one of
+    /// `among` (the node sets it to the active controller when that is a live broker); then,
+    /// where the first asker answers DescribeQuorum naming the same leader, returns its answer
+    /// (with the epoch and voters), else the controller id alone (`from_describe_quorum`
+    /// false; the DescribeQuorum test itself checks that request).
     pub fn wait_leader(&self, askers: &[i32], among: &[i32], limit: Duration) -> Quorum {
-        let mut warned = false;
-        wait_until(&format!("an agreed quorum leader among {among:?}"), limit, || {
-            let mut qs = Vec::new();
-            for &a in askers {
-                let q = match self.quorum(a) {
-                    Err(e) if e.contains("does not list DescribeQuorum") => {
-                        if !warned {
-                            eprintln!("{e}: the active controller is Metadata's controller id");
-                            warned = true;
-                        }
-                        let m = self.metadata(a)?;
-                        Quorum {
-                            from_describe_quorum: false,
-                            leader_id: m.controller_id,
-                            leader_epoch: -1,
-                            high_watermark: -1,
-                            voters: Vec::new(),
-                            observers: Vec::new(),
-                        }
-                    }
-                    other => other?,
-                };
-                qs.push(q);
+        let leader =
+            wait_until(&format!("an agreed active controller among {among:?}"), limit, || {
+                let ids: Vec<i32> = askers
+                    .iter()
+                    .map(|&a| self.metadata(a).map(|m| m.controller_id))
+                    .collect::<Result<_, _>>()?;
+                if among.contains(&ids[0]) && ids.iter().all(|&i| i == ids[0]) {
+                    Ok(ids[0])
+                } else {
+                    Err(format!("controller ids {ids:?} from nodes {askers:?}"))
+                }
+            });
+        match self.quorum(askers[0]) {
+            Ok(q) if q.leader_id == leader => q,
+            other => {
+                println!("DescribeQuorum at node {} not used: {other:?}", askers[0]);
+                Quorum {
+                    from_describe_quorum: false,
+                    leader_id: leader,
+                    leader_epoch: -1,
+                    high_watermark: -1,
+                    voters: Vec::new(),
+                    observers: Vec::new(),
+                }
             }
-            let l = qs[0].leader_id;
-            if among.contains(&l) && qs.iter().all(|q| q.leader_id == l) {
-                Ok(qs[0].clone())
-            } else {
-                Err(format!("{qs:?}"))
-            }
-        })
+        }
     }
 
     /// The first line (of any node, any incarnation) matching `pred`, with its node id.
