@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    Cluster, ClusterNode, FORM_TIMEOUT, Meta, create_topic_at, create_topic_retrying,
+    BrokerWatch, Cluster, ClusterNode, FORM_TIMEOUT, Meta, create_topic_at, create_topic_retrying,
     describe_quorum_at, free_port, metadata_at, node_args, topic_configs_at, wait_until,
 };
 use odradek_client::blocking::connect_tcp;
@@ -333,8 +333,8 @@ fn produce_and_fetch_away_from_the_leader_are_not_leader_or_follower() {
 }
 
 /// A broker SIGSTOPped past its session timeout (3 s here) is fenced: it disappears from the
-/// other brokers' Metadata (not before a second has passed), and a topic created meanwhile is
-/// placed on the live brokers only. After SIGCONT it heartbeats again, reappears, and leads
+/// other brokers' Metadata (not before a second has passed) while the live brokers stay
+/// listed throughout, and a topic created meanwhile is placed on the live brokers only. After SIGCONT it heartbeats again, reappears, and leads
 /// its partitions again.
 #[test]
 fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
@@ -350,6 +350,7 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
     let victims_partitions = leaders_by_broker(&m, "before").remove(&victim).unwrap_or_default();
     assert!(!victims_partitions.is_empty(), "victim {victim} leads none of {m:?}");
 
+    let watch = BrokerWatch::start(c.addr(live[0]), live.clone());
     c.sigstop(victim);
     let stopped = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
@@ -375,6 +376,14 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
         );
     }
 
+    let missing = watch.finish();
+    assert!(
+        missing.is_empty(),
+        "live brokers {live:?} missing from node {}'s Metadata while broker {victim} was \
+         stopped (time since SIGSTOP, brokers listed): {missing:?}",
+        live[0]
+    );
+
     c.sigcont(victim);
     let resumed = Instant::now();
     c.wait_brokers(&ids, &ids, FENCE_TIMEOUT);
@@ -390,7 +399,9 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
 }
 
 /// The active controller itself SIGSTOPped past its session timeout (3 s): the two others
-/// elect a new controller, fence it and keep creating topics (on the live brokers only);
+/// elect a new controller, fence it and keep creating topics (on the live brokers only),
+/// and the two live brokers stay listed in Metadata throughout (a failover must not fence
+/// brokers that heartbeat);
 /// after SIGCONT the old controller follows the new one, heartbeats and is listed again, and
 /// every node agrees on the topics.
 #[test]
@@ -401,6 +412,7 @@ fn a_stopped_active_controller_is_replaced_fenced_and_returns() {
     let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
     let old = q.leader_id;
     let live: Vec<i32> = ids.iter().copied().filter(|&i| i != old).collect();
+    let watch = BrokerWatch::start(c.addr(live[0]), live.clone());
     c.sigstop(old);
     let stopped = Instant::now();
     let nq = c.wait_leader(&live, &live, Duration::from_secs(30));
@@ -412,6 +424,13 @@ fn a_stopped_active_controller_is_replaced_fenced_and_returns() {
     for p in &m.topics["while-stopped"].partitions {
         assert!(live.contains(&p.leader) && p.replicas.iter().all(|r| live.contains(r)), "{p:?}");
     }
+    let missing = watch.finish();
+    assert!(
+        missing.is_empty(),
+        "live brokers {live:?} missing from node {}'s Metadata while controller {old} was \
+         stopped (time since SIGSTOP, brokers listed): {missing:?}",
+        live[0]
+    );
 
     c.sigcont(old);
     let resumed = Instant::now();
@@ -755,18 +774,21 @@ fn a_broker_only_node_configured_by_environment_joins_as_a_fourth_broker() {
     assert_eq!(got, (0, 0), "produce at the broker-only node");
 }
 
-/// Three times: SIGKILL the active controller (DescribeQuorum's leader); the two survivors
-/// elect a new one and topic creation resumes (the failover time is printed: kill to first
-/// created topic); the old controller is restarted and rejoins before the next round.
+/// Three times: SIGKILL the active controller (Metadata's controller id, which is
+/// DescribeQuorum's leader); the two survivors elect a new one and topic creation resumes
+/// (the failover time is printed: kill to first created topic), and neither survivor leaves
+/// Metadata's brokers in the 7 s after the kill (over twice the 3 s session timeout); the
+/// old controller is restarted and rejoins before the next round.
 #[test]
 fn killing_the_active_controller_elects_a_new_one() {
-    let mut c = Cluster::start(3, &[]);
+    let mut c = Cluster::start(3, &SHORT_SESSION);
     c.wait_formed();
     let ids = c.ids();
     for round in 1..=3 {
         let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
         let old = q.leader_id;
         let survivors: Vec<i32> = ids.iter().copied().filter(|&i| i != old).collect();
+        let watch = BrokerWatch::start(c.addr(survivors[0]), survivors.clone());
         c.kill(old);
         let killed = Instant::now();
         let nq = c.wait_leader(&survivors, &survivors, Duration::from_secs(30));
@@ -782,6 +804,15 @@ fn killing_the_active_controller_elects_a_new_one() {
         let topic = format!("after-failover-{round}");
         create_topic_retrying(&c.addr(survivors[0]), &topic, 1, &[], CREATE_TIMEOUT);
         let created = killed.elapsed();
+        // Past twice the session timeout, so a live broker wrongly fenced would show.
+        std::thread::sleep(Duration::from_secs(7).saturating_sub(killed.elapsed()));
+        let missing = watch.finish();
+        assert!(
+            missing.is_empty(),
+            "round {round}: live brokers {survivors:?} missing from node {}'s Metadata after \
+             controller {old} was killed (time since the kill, brokers listed): {missing:?}",
+            survivors[0]
+        );
         println!(
             "round {round}: controller {old} killed; {} elected (epoch {}) after {elected:?}; \
              topic created after {created:?}",

@@ -347,6 +347,55 @@ pub fn create_topic_retrying(
     });
 }
 
+/// Polls Metadata at one address every [`POLL`] in a thread (at most [`WATCH_MAX`]) and
+/// keeps every answer whose brokers lack one of `must_list`: for checking that live brokers
+/// are never fenced while something else happens.
+pub struct BrokerWatch {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<Sample>>>,
+}
+
+/// A Metadata answer a [`BrokerWatch`] kept: time since it started, brokers listed.
+pub type Sample = (Duration, Vec<i32>);
+
+/// The longest a [`BrokerWatch`] polls.
+pub const WATCH_MAX: Duration = Duration::from_secs(120);
+
+impl BrokerWatch {
+    pub fn start(addr: String, must_list: Vec<i32>) -> BrokerWatch {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut missing = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < WATCH_MAX {
+                if let Ok(m) = metadata_at(&addr) {
+                    let ids = m.broker_ids();
+                    if must_list.iter().any(|b| !ids.contains(b)) {
+                        missing.push((started.elapsed(), ids));
+                    }
+                }
+                std::thread::sleep(POLL);
+            }
+            missing
+        });
+        BrokerWatch { stop, thread: Some(thread) }
+    }
+
+    /// Stops polling; returns (time since start, brokers listed) of every answer that lacked
+    /// one of the brokers.
+    pub fn finish(mut self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().expect("running").join().expect("watch thread")
+    }
+}
+
+impl Drop for BrokerWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One node process (and the directory and ports that outlive its incarnations).
 pub struct ClusterNode {
     pub id: i32,
@@ -780,6 +829,14 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+        }
+        // CLUSTER_TEST_LOGS=DIR keeps every node's whole stderr as DIR/<test>-node<i>.log.
+        if let Some(dir) = std::env::var_os("CLUSTER_TEST_LOGS") {
+            let test = std::thread::current().name().unwrap_or("test").replace("::", "-");
+            for n in &self.nodes {
+                let path = PathBuf::from(&dir).join(format!("{test}-node{}.log", n.id));
+                let _ = std::fs::write(path, n.log_lines().join("\n"));
+            }
         }
         for n in &mut self.nodes {
             n.kill();
