@@ -645,8 +645,8 @@ struct Producer<'a> {
     /// The board generation the links were laid out for (None: not yet).
     seen: Option<u64>,
     links: Vec<Link>,
-    /// Links replaced or no longer led to, whose readers are joined at the end.
-    retired: Vec<JoinHandle<Result<Part>>>,
+    /// What the readers of links already closed measured.
+    retired: Part,
     /// Link of each partition.
     link_of: Vec<usize>,
     accs: Vec<Acc>,
@@ -700,7 +700,7 @@ impl<'a> Producer<'a> {
             cluster: plan.cluster(),
             seen: None,
             links: Vec::new(),
-            retired: Vec::new(),
+            retired: Part::new(),
             link_of: Vec::new(),
             accs,
             stamp: ProducerStamp::NONE,
@@ -722,57 +722,58 @@ impl<'a> Producer<'a> {
     }
 
     /// Lays the links out again if the board changed since they were (a leader moved, a
-    /// connection broke): one link per leader, broken ones and those no partition routes to any
-    /// more retired. One atomic load when nothing changed.
+    /// connection broke): one link per leader. One atomic load when nothing changed.
+    ///
+    /// Every old link is closed and its reader joined first, so every batch sent before (and
+    /// any it had to send again at a new leader) is answered before a later batch of the same
+    /// partition leaves: an idempotent producer's sequence numbers reach each leader in order.
     fn reroute(&mut self) -> Result<()> {
         let generation = self.plan.board.generation();
         if self.seen == Some(generation) {
             return Ok(());
         }
-        self.seen = Some(generation);
-        self.plan.board.pull(&mut self.cluster);
-        let mut pool: BTreeMap<String, Link> = BTreeMap::new();
+        let mut first_err = None;
         for l in std::mem::take(&mut self.links) {
-            if l.broken.load(Ordering::Acquire) {
-                self.retire(l);
-            } else {
-                pool.insert(l.addr.clone(), l);
+            if let Err(e) = self.retire(l) {
+                first_err.get_or_insert(e);
             }
         }
-        let mut links: Vec<Link> = Vec::new();
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // Read after the readers ended, so what they learnt is in.
+        self.seen = Some(self.plan.board.generation());
+        self.plan.board.pull(&mut self.cluster);
+        let mut pool: BTreeMap<String, Link> = BTreeMap::new();
         let mut link_of = Vec::with_capacity(self.accs.len());
         for p in 0..self.accs.len() as i32 {
-            let addr = match route(self.plan, &mut self.cluster, &mut pool, self.slot, p) {
-                Ok(a) => a,
+            match route(self.plan, &mut self.cluster, &mut pool, self.slot, p) {
+                Ok(addr) => link_of.push(addr),
                 Err(e) => {
-                    for l in pool.into_values().chain(links) {
-                        self.retire(l);
+                    for l in pool.into_values() {
+                        let _ = self.retire(l);
                     }
                     return Err(e.into());
                 }
-            };
-            let i = match links.iter().position(|l| l.addr == addr) {
-                Some(i) => i,
-                None => {
-                    links.extend(pool.remove(&addr));
-                    links.len() - 1
-                }
-            };
-            link_of.push(i);
+            }
         }
-        for l in pool.into_values() {
-            self.retire(l);
-        }
-        self.links = links;
-        self.link_of = link_of;
+        self.links = pool.into_values().collect();
+        self.link_of = link_of
+            .iter()
+            .map(|a| self.links.iter().position(|l| &l.addr == a).unwrap_or(0))
+            .collect();
         self.plan.board.push(&self.cluster);
         Ok(())
     }
 
-    /// Closes a link's sending side; its reader ends once it has answered what is in flight.
-    fn retire(&mut self, mut l: Link) {
+    /// Closes a link's sending side and waits for its reader, which ends once it has answered
+    /// (or sent again, within the retry bound) what is in flight.
+    fn retire(&mut self, mut l: Link) -> Result<()> {
         l.tx = None;
-        self.retired.extend(l.reader.take());
+        if let Some(r) = l.reader.take() {
+            self.retired.merge(r.join().map_err(|_| anyhow!("a producer reader panicked"))??);
+        }
+        Ok(())
     }
 
     /// Generates records until the duration or the record quota is reached.
@@ -943,14 +944,16 @@ impl<'a> Producer<'a> {
 
     /// Closes the links and gathers what the readers measured.
     fn finish(mut self) -> Result<Part> {
-        let mut part = Part::new();
+        let mut first_err = None;
         for l in std::mem::take(&mut self.links) {
-            self.retire(l);
+            if let Err(e) = self.retire(l) {
+                first_err.get_or_insert(e);
+            }
         }
-        for r in self.retired {
-            part.merge(r.join().map_err(|_| anyhow!("a producer reader panicked"))??);
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(self.retired),
         }
-        Ok(part)
     }
 }
 
@@ -1025,6 +1028,10 @@ fn read_acks(
                     tracing::warn!(error = %e, "producer connection lost; sending again");
                     dead = true;
                     broken.store(true, Ordering::Release);
+                    let c = cluster.get_or_insert_with(|| plan.cluster());
+                    plan.board.pull(c);
+                    c.refresh_quietly();
+                    plan.board.push(c);
                     plan.board.bump();
                     None
                 }
@@ -1042,11 +1049,13 @@ fn read_acks(
                     .map(|p| (p.index, p.error_code)),
             );
             if failed.iter().any(|f| is_stale(f.1)) {
+                // Where to send them again: the answer's hints, else a Metadata refresh.
                 let c = cluster.get_or_insert_with(|| plan.cluster());
                 plan.board.pull(c);
-                if c.apply_produce_hints(resp) {
-                    plan.board.push(c);
+                if !c.apply_produce_hints(resp) {
+                    c.refresh_quietly();
                 }
+                plan.board.push(c);
             }
         }
         let mut at = 0;
@@ -1451,6 +1460,68 @@ fn fetch_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, MetadataResponse};
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        let argv = ["odradek-bench", "produce"].into_iter().chain(extra.iter().copied());
+        let cli = <crate::Cli as clap::Parser>::try_parse_from(argv).expect("parses");
+        let crate::Command::Produce(args) = cli.command else { panic!("produce") };
+        args
+    }
+
+    #[test]
+    fn the_retry_flags_default_to_the_clients_bound_and_are_checked() {
+        let a = args(&[]);
+        assert_eq!(a.retry(), Retry::default());
+        let a = args(&["--retries", "3", "--retry-timeout", "2s"]);
+        assert_eq!(a.retry().attempts, 3);
+        assert_eq!(a.retry().timeout, Duration::from_secs(2));
+        assert!(args(&["--retries", "0"]).validate(Workload::Produce).is_err());
+    }
+
+    /// A cluster client knowing partition 0's leader is `leader` (of brokers 1 and 2).
+    fn cluster_led_by(leader: i32) -> Cluster {
+        let brokers = (1..=2)
+            .map(|n| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(n))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(9000 + n)
+            })
+            .collect();
+        let p = MetadataResponsePartition::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(leader);
+        let t = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![p]);
+        let resp = MetadataResponse::default().with_brokers(brokers).with_topics(vec![t]);
+        let routes = Routes::from_metadata(&resp, "t").expect("ok").expect("exists");
+        let mut c = Cluster::new("127.0.0.1:9001", CLIENT_ID, "t", Retry::default());
+        c.adopt(routes);
+        c
+    }
+
+    #[test]
+    fn the_board_moves_its_generation_only_when_a_leader_moves() {
+        let board = Board::default();
+        board.push(&cluster_led_by(1));
+        let g = board.generation();
+        board.push(&cluster_led_by(1));
+        assert_eq!(board.generation(), g, "nothing new");
+        board.push(&cluster_led_by(2));
+        assert!(board.generation() > g, "the leader moved");
+        let mut other = Cluster::new("127.0.0.1:9001", CLIENT_ID, "t", Retry::default());
+        board.pull(&mut other);
+        assert_eq!(other.routes().addr_of(0), Some("127.0.0.1:9002"));
+        let g = board.generation();
+        board.bump();
+        assert!(board.generation() > g, "a broken connection makes everyone look again");
+    }
 
     #[test]
     fn the_progress_p99_merges_every_thread_and_can_come_down() {
