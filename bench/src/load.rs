@@ -1466,10 +1466,44 @@ mod tests {
     use kafka_protocol::messages::{BrokerId, MetadataResponse};
 
     fn args(extra: &[&str]) -> LoadArgs {
-        let argv = ["odradek-bench", "produce"].into_iter().chain(extra.iter().copied());
+        args_of("produce", extra)
+    }
+
+    fn args_of(workload: &str, extra: &[&str]) -> LoadArgs {
+        let argv = ["odradek-bench", workload].into_iter().chain(extra.iter().copied());
         let cli = <crate::Cli as clap::Parser>::try_parse_from(argv).expect("parses");
-        let crate::Command::Produce(args) = cli.command else { panic!("produce") };
-        args
+        match cli.command {
+            crate::Command::Produce(a) | crate::Command::Consume(a) => a,
+            _ => panic!("{workload}"),
+        }
+    }
+
+    #[test]
+    fn producers_follow_a_leader_that_moves_and_lose_nothing() {
+        let (fake, boot) = crate::fake_broker::Fake::start("moving", 3, 0);
+        let a = args_of(
+            "produce",
+            &["--brokers", &boot, "--topic", "moving", "--records", "3000", "--duration", "30s"],
+        );
+        let a = LoadArgs { keys: "uniform:100".parse().expect("keys"), quiet: true, ..a };
+        let s = run(Workload::Produce, a).expect("the run follows the leader");
+        let p = s.produce.expect("a produce side");
+        assert_eq!((p.records, p.errors), (3000, 0));
+        assert!(fake.refused.load(Ordering::Relaxed) >= 1, "broker 1 refused");
+        assert_eq!(fake.accepted.load(Ordering::Relaxed), 3000, "broker 2 took every record");
+    }
+
+    #[test]
+    fn consumers_follow_a_leader_that_moves_and_read_everything() {
+        let (fake, boot) = crate::fake_broker::Fake::start("moving-c", 2, 50);
+        let a = args_of(
+            "consume",
+            &["--brokers", &boot, "--topic", "moving-c", "--consumers", "2", "--duration", "30s"],
+        );
+        let s = run(Workload::Consume, LoadArgs { quiet: true, ..a }).expect("follows");
+        let c = s.consume.expect("a consume side");
+        assert_eq!((c.records, c.errors), (100, 0));
+        assert!(fake.refused.load(Ordering::Relaxed) >= 1, "broker 1 refused");
     }
 
     #[test]
