@@ -84,7 +84,8 @@ pub enum From {
 /// Parameters shared by `produce`, `consume`, `e2e` and workload files.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct LoadArgs {
-    /// Bootstrap broker, host:port (comma-separated list allowed; the first that answers is used).
+    /// Bootstrap broker, host:port (comma-separated list allowed; the first that answers is used
+    /// for Metadata; each partition's requests then go to its leader).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// Topic; created with --partitions partitions (replication 1) if absent.
