@@ -1187,8 +1187,9 @@ impl Fetcher {
     }
 
     /// One Fetch to each leader; a partition refused for a stale route (or on a connection that
-    /// failed) is fetched again, from its leader found anew, in a later round, after a backoff;
-    /// its failures in a row are bounded by the run's retry bound.
+    /// failed) is fetched again, from its leader found anew, in the next round: at once if the
+    /// answer's hints named the leader (KIP-951), else after a Metadata refresh and a backoff.
+    /// Its failures in a row are bounded by the run's retry bound.
     fn round(
         &mut self,
         plan: &Plan,
@@ -1199,12 +1200,13 @@ impl Fetcher {
     ) -> Result<()> {
         self.regroup(plan);
         let Fetcher { cluster, groups, failures, .. } = self;
+        let generation = cluster.generation();
         let topic = plan.args.topic.as_str();
         let policy = *cluster.retry();
         let what = |p: i32| move || format!("fetch of {topic}/{p}");
-        // The longest backoff a failed partition asks for; whether hints named a new leader;
-        // whether a partition failed this round.
-        let (mut wait, mut hinted, mut failed) = (Duration::ZERO, false, false);
+        // The longest backoff a failed partition asks for; whether a partition failed this
+        // round with no hint naming its new leader (then Metadata is asked, after the backoff).
+        let (mut wait, mut unhinted) = (Duration::ZERO, false);
         for (addr, parts) in groups.iter_mut() {
             let Some(addr) = addr.as_deref() else {
                 for &(p, _) in parts.iter() {
@@ -1214,7 +1216,7 @@ impl Fetcher {
                     };
                     wait = wait.max(failures.failed(&policy, what(p), p, why)?);
                 }
-                failed = true;
+                unhinted = true;
                 continue;
             };
             let resp = match cluster.conn(addr).and_then(|c| c.fetch(topic, parts, FETCH_LIMITS)) {
@@ -1228,12 +1230,12 @@ impl Fetcher {
                         let why = ClientError::Unexpected { what: format!("at {addr}: {e}") };
                         wait = wait.max(failures.failed(&policy, what(p), p, why)?);
                     }
-                    failed = true;
+                    unhinted = true;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
-            hinted |= cluster.apply_fetch_hints(&resp);
+            let moved = cluster.apply_fetch_hints(&resp);
             let mut refused: Vec<(i32, i16)> = Vec::new();
             let n = fetch_once(plan, resp, parts, decoder, rec, part, e2e, &mut refused)?;
             plan.shared.consumed.fetch_add(n, Ordering::Relaxed);
@@ -1246,19 +1248,20 @@ impl Fetcher {
                                 code,
                             };
                             wait = wait.max(failures.failed(&policy, what(p), p, why)?);
-                            failed = true;
+                            unhinted |= !moved.contains(&p);
                         }
                         None => failures.succeeded(p),
                     }
                 }
             }
         }
-        if failed {
-            if !hinted {
-                cluster.refresh_quietly();
-            }
-            plan.board.push(cluster);
+        if unhinted {
+            cluster.refresh_quietly();
             std::thread::sleep(wait);
+        }
+        // What hints or Metadata taught this thread, for the others.
+        if cluster.generation() != generation {
+            plan.board.push(cluster);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //!
 //! On one broker every partition routes to it: one connection, no Metadata after the first.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -97,10 +98,10 @@ impl Cluster {
         moved
     }
 
-    /// Applies a Fetch answer's KIP-951 hints; returns true if a partition's leader moved.
-    pub fn apply_fetch_hints(&mut self, resp: &FetchResponse) -> bool {
-        let moved = !self.routes.apply_fetch_hints(resp, &self.topic).is_empty();
-        self.generation += u64::from(moved);
+    /// Applies a Fetch answer's KIP-951 hints; returns the partitions whose leader they name.
+    pub fn apply_fetch_hints(&mut self, resp: &FetchResponse) -> Vec<i32> {
+        let moved = self.routes.apply_fetch_hints(resp, &self.topic);
+        self.generation += u64::from(!moved.is_empty());
         moved
     }
 
@@ -253,7 +254,9 @@ impl Cluster {
     }
 
     /// Produces one partition's record `batch` to its leader (acks 1 or all) and returns its
-    /// base offset, following the leader and retrying under the cluster's [`Retry`].
+    /// base offset, following the leader and retrying under the cluster's [`Retry`]. A retry at
+    /// a leader the answer's hints name goes at once (KIP-951: no backoff when the new leader
+    /// is known); one after a Metadata refresh waits the backoff.
     ///
     /// # Errors
     ///
@@ -267,16 +270,20 @@ impl Cluster {
     ) -> Result<i64> {
         let policy = self.retry;
         let topic = self.topic.clone();
-        let mut hinted = false;
+        let hinted = Cell::new(false);
         with_retries(
             &policy,
             || format!("produce to {topic}/{partition}"),
-            std::thread::sleep,
+            |wait| {
+                if !hinted.get() {
+                    std::thread::sleep(wait);
+                }
+            },
             |n| {
-                if (n > 0 && !hinted) || self.routes.addr_of(partition).is_none() {
+                if (n > 0 && !hinted.get()) || self.routes.addr_of(partition).is_none() {
                     self.refresh_quietly();
                 }
-                hinted = false;
+                hinted.set(false);
                 let addr = self.leader_addr(partition)?;
                 let resp = self
                     .conn(&addr)
@@ -286,7 +293,7 @@ impl Cluster {
                             self.forget(&addr);
                         }
                     })?;
-                hinted = self.apply_produce_hints(&resp);
+                hinted.set(self.apply_produce_hints(&resp));
                 let p = resp
                     .responses
                     .iter()

@@ -197,8 +197,12 @@ fn not_leader_refreshes_metadata_and_retries_at_the_new_leader() {
 fn current_leader_hints_reroute_without_asking_metadata_again() {
     let script = Arc::new(Script { hints: true, ..Script::default() });
     let boot = start(&script);
-    let mut c = Cluster::new(&boot, "test", TOPIC, quick());
+    // A backoff long enough to see: a hinted retry does not wait for it.
+    let mut c =
+        Cluster::new(&boot, "test", TOPIC, Retry { backoff: Duration::from_secs(5), ..quick() });
+    let t0 = std::time::Instant::now();
     assert_eq!(c.produce(0, 1, 1000, Bytes::from_static(b"batch")).expect("produced"), 42);
+    assert!(t0.elapsed() < Duration::from_secs(2), "no backoff: {:?}", t0.elapsed());
     assert_eq!(script.produce_calls[1].load(Ordering::Relaxed), 1, "broker 2 took it");
     assert_eq!(script.metadata_calls.load(Ordering::Relaxed), 1, "only the first Metadata");
     assert_eq!(c.routes().leader_of(0).map(|l| (l.node_id, l.epoch)), Some((2, 2)));
