@@ -2,7 +2,8 @@
 //! Metadata, ListOffsets, Produce and Fetch for one topic whose partitions broker 1 leads at
 //! first. The first Produce or Fetch broker 1 receives makes broker 2 the leader (in Metadata)
 //! and is refused with NOT_LEADER_OR_FOLLOWER, as is every later one it receives; broker 2
-//! takes them all. Fetches answer `records` records (one batch) from offset 0.
+//! takes them all (unless `nobody_leads`). Fetches answer `records` records (one batch) from
+//! offset 0.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -42,6 +43,8 @@ pub struct Fake {
     pub refused: AtomicUsize,
     /// Records broker 2 accepted.
     pub accepted: AtomicU64,
+    /// Broker 2 refuses too: no broker leads.
+    pub nobody_leads: AtomicBool,
 }
 
 impl Fake {
@@ -62,6 +65,7 @@ impl Fake {
             moved: AtomicBool::new(false),
             refused: AtomicUsize::new(0),
             accepted: AtomicU64::new(0),
+            nobody_leads: AtomicBool::new(false),
         });
         let mut first = String::new();
         for node in 1..=2 {
@@ -116,11 +120,12 @@ impl Fake {
 
     /// True (and the leader moves to broker 2) if `node` refuses a Produce or Fetch.
     fn refuses(&self, node: i32) -> bool {
-        if node == 1 {
+        let refuse = node == 1 || self.nobody_leads.load(Ordering::Relaxed);
+        if refuse {
             self.moved.store(true, Ordering::Relaxed);
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
-        node == 1
+        refuse
     }
 
     fn produce(&self, node: i32, req: &ProduceRequest) -> ProduceResponse {

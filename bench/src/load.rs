@@ -662,9 +662,12 @@ fn producer(plan: &Plan, id: usize, slot: usize, barrier: &Barrier) -> Result<Pa
     barrier.wait();
     pin(&plan.args.cpus, slot);
     let result = setup.and_then(|()| p.generate(id));
-    let part = p.finish();
-    result?;
-    part
+    // A reader's error (a partition that found no leader within the bound) is the cause of the
+    // writer's ("the response reader of a producer stopped"), so it is the one reported.
+    match (p.finish(), result) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(part), Ok(())) => Ok(part),
+    }
 }
 
 /// Opens a pipelined link to `addr` and its reader thread.
@@ -1495,6 +1498,20 @@ mod tests {
         assert_eq!((p.records, p.errors), (3000, 0));
         assert!(fake.refused.load(Ordering::Relaxed) >= 1, "broker 1 refused");
         assert_eq!(fake.accepted.load(Ordering::Relaxed), 3000, "broker 2 took every record");
+    }
+
+    #[test]
+    fn a_partition_that_finds_no_leader_fails_the_run_naming_it() {
+        let (fake, boot) = crate::fake_broker::Fake::start("nowhere", 1, 0);
+        fake.nobody_leads.store(true, Ordering::Relaxed);
+        let a = args_of(
+            "produce",
+            &["--brokers", &boot, "--topic", "nowhere", "--records", "10", "--retries", "3"],
+        );
+        let err = run(Workload::Produce, LoadArgs { quiet: true, ..a }).expect_err("no leader");
+        let text = format!("{err:#}");
+        assert!(text.contains("produce to nowhere/0"), "{text}");
+        assert!(text.contains("3 tries") && text.contains("error code 6"), "{text}");
     }
 
     #[test]
