@@ -3,8 +3,18 @@
 //! Threads: each producer is one writer thread plus one reader thread per leader connection
 //! (the writer pipelines Produce requests, at most `--max-in-flight` per connection, bounded by a
 //! channel of that capacity; the reader takes responses in order and records latencies). Each
-//! consumer is one thread issuing one Fetch at a time to one leader. A progress thread prints a
-//! line per second. Every loop ends at `--duration` or `--records`, whichever comes first.
+//! consumer is one thread issuing one Fetch at a time to each leader of its partitions. A
+//! progress thread prints a line per second. Every loop ends at `--duration` or `--records`,
+//! whichever comes first.
+//!
+//! Leader routing: the run asks Metadata once ([`Cluster::ensure_topic`]) and every thread sends
+//! each partition's Produce or Fetch to that partition's leader, one connection per leader
+//! broker. A stale route (NOT_LEADER_OR_FOLLOWER, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION,
+//! a fenced or unknown leader epoch) or a lost connection is retried at the new leader, found
+//! from the answer's KIP-951 hints or a Metadata refresh, at most `--retries` tries within
+//! `--retry-timeout` per partition; past that the run fails naming the partition. What one
+//! thread learns it publishes on the run's [`Board`], which the others read with one atomic load
+//! per request. On one broker nothing moves: no refresh, no extra connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,13 +26,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{FetchResponse, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use odradek_client::ClientError;
 use odradek_client::blocking::{Conn, Reader, Writer};
+use odradek_client::cluster::Cluster;
 use odradek_client::group;
 use odradek_client::partitioner::partition_for_key;
 use odradek_client::requests::{self, FetchLimits};
+use odradek_client::routing::{Failures, LEADER_NOT_AVAILABLE, Retry, Routes, with_retries};
 use odradek_records::{BatchBuilder, BatchDecoder, Codec, ProducerStamp};
 
 use crate::dist::{KeyDist, KeySampler, Rng, SizeDist, key_bytes};
@@ -71,7 +84,8 @@ pub enum From {
 /// Parameters shared by `produce`, `consume`, `e2e` and workload files.
 #[derive(Debug, Clone, clap::Args, serde::Serialize)]
 pub struct LoadArgs {
-    /// Bootstrap broker, host:port (comma-separated list allowed; the first that answers is used).
+    /// Bootstrap broker, host:port (comma-separated list allowed; the first that answers is used
+    /// for Metadata; each partition's requests then go to its leader).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
     /// Topic; created with --partitions partitions (replication 1) if absent.
@@ -156,6 +170,15 @@ pub struct LoadArgs {
     /// Seed of the record contents, sizes and keys.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Tries of a partition's Produce or Fetch (the first included) after a stale-route error
+    /// (the leader moved, an election, a topic not known yet) or a lost connection, each at the
+    /// leader found anew; past them the run fails naming the partition.
+    #[arg(long, default_value_t = 10)]
+    pub retries: u32,
+    /// Longest a partition keeps retrying (backoff 50 ms, doubling up to 1 s).
+    #[arg(long, value_parser = crate::units::parse_duration, default_value = "10s")]
+    #[serde(serialize_with = "ser_duration")]
+    pub retry_timeout: Duration,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -172,7 +195,15 @@ fn parse_acks(s: &str) -> Result<i16, String> {
 }
 
 impl LoadArgs {
+    /// The retry bound of every request of the run.
+    fn retry(&self) -> Retry {
+        Retry { attempts: self.retries, timeout: self.retry_timeout, ..Retry::default() }
+    }
+
     fn validate(&self, w: Workload) -> Result<()> {
+        if !(1..=1000).contains(&self.retries) {
+            bail!("--retries must be 1..=1000");
+        }
         if self.partitions < 1 || self.partitions > 100_000 {
             bail!("--partitions must be 1..=100000");
         }
@@ -286,14 +317,51 @@ impl Part {
     }
 }
 
+/// The leaders every thread of a run routes by. A thread that learns a leader moved (from an
+/// answer's hints or a Metadata refresh) or that a connection broke publishes it here; the
+/// others notice at their next request, by one atomic load of the generation.
+#[derive(Debug, Default)]
+struct Board {
+    routes: Mutex<Routes>,
+    generation: AtomicU64,
+}
+
+impl Board {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Makes every thread look at the routes again (a connection broke).
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Merges what `c` knows; bumps the generation if a leader changed.
+    fn push(&self, c: &Cluster) {
+        if let Ok(mut r) = self.routes.lock()
+            && r.merge(c.routes().clone())
+        {
+            self.bump();
+        }
+    }
+
+    /// Gives `c` what the board knows.
+    fn pull(&self, c: &mut Cluster) {
+        let routes = self.routes.lock().map(|r| r.clone()).unwrap_or_default();
+        c.adopt(routes);
+    }
+}
+
 /// Everything a worker thread needs to know.
 #[derive(Debug, Clone)]
 struct Plan {
     args: Arc<LoadArgs>,
     clock: Clock,
     shared: Arc<Shared>,
-    /// Leader address of each partition, indexed by partition.
-    leaders: Arc<Vec<String>>,
+    /// Partitions of the topic.
+    partitions: i32,
+    /// The partitions' leaders, shared by every thread.
+    board: Arc<Board>,
     topic: TopicName,
     /// When (µs) the run began, before any thread started: every record this run produces has a
     /// stamp at or after it, so an e2e consumer can tell records of an earlier run.
@@ -310,25 +378,39 @@ fn pin(cpus: &[usize], slot: usize) {
     }
 }
 
+impl Plan {
+    /// A thread's own client of the topic (its own connections), knowing what the board knows.
+    fn cluster(&self) -> Cluster {
+        let mut c =
+            Cluster::new(&self.args.brokers, CLIENT_ID, &self.args.topic, self.args.retry());
+        self.board.pull(&mut c);
+        c
+    }
+}
+
 /// Runs one workload and returns its summary.
 pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     args.validate(workload)?;
     let clock = Clock::new();
-    let mut conn = bootstrap(&args.brokers)?;
-    let leaders = conn.ensure_topic(&args.topic, args.partitions)?;
-    let leaders: Vec<String> = leaders.into_iter().map(|l| l.addr).collect();
+    let mut cluster = Cluster::new(&args.brokers, CLIENT_ID, &args.topic, args.retry());
+    cluster.ensure_topic(args.partitions)?;
+    let board = Board::default();
+    board.push(&cluster);
     let shared = Arc::new(Shared { consume_target: AtomicU64::new(u64::MAX), ..Shared::default() });
     let plan = Plan {
         args: Arc::new(args.clone()),
         clock,
         shared: shared.clone(),
-        leaders: Arc::new(leaders),
+        partitions: cluster.routes().partitions(),
+        board: Arc::new(board),
         topic: TopicName(StrBytes::from(args.topic.clone())),
         begun_us: clock.now_us(),
     };
     let consumers = if workload == Workload::Produce { 0 } else { args.consumers };
     let producers = if workload == Workload::Consume { 0 } else { args.producers };
-    let offsets = if consumers > 0 { start_offsets(&plan, workload)? } else { BTreeMap::new() };
+    let offsets =
+        if consumers > 0 { start_offsets(&plan, &mut cluster, workload)? } else { BTreeMap::new() };
+    drop(cluster); // every thread has its own connections
     if workload == Workload::Consume {
         let available: u64 = offsets.values().map(|(s, e)| e.saturating_sub(*s) as u64).sum();
         // A group starts at its committed offsets, so "what the topic held" is not its target.
@@ -457,23 +539,22 @@ fn bootstrap(brokers: &str) -> Result<Conn> {
     Err(last.unwrap_or_else(|| anyhow!("no broker given")))
 }
 
-/// Start and end offsets of every partition, asked of each partition's leader.
-fn start_offsets(plan: &Plan, workload: Workload) -> Result<BTreeMap<i32, (i64, i64)>> {
-    let mut by_leader: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (p, addr) in plan.leaders.iter().enumerate() {
-        by_leader.entry(addr.as_str()).or_default().push(p as i32);
-    }
+/// Start and end offsets of every partition, asked of each partition's leader (following it if
+/// it moves).
+fn start_offsets(
+    plan: &Plan,
+    cluster: &mut Cluster,
+    workload: Workload,
+) -> Result<BTreeMap<i32, (i64, i64)>> {
+    let parts: Vec<i32> = (0..plan.partitions).collect();
     let from_latest = workload == Workload::E2e || plan.args.from == From::Latest;
+    let latest = cluster.list_offsets(&parts, -1)?;
+    let earliest = cluster.list_offsets(&parts, -2)?;
+    plan.board.push(cluster);
     let mut out = BTreeMap::new();
-    for (addr, parts) in by_leader {
-        let mut c = Conn::connect_as(addr, CLIENT_ID)?;
-        let latest = c.list_offsets(&plan.args.topic, &parts, -1)?;
-        let earliest = c.list_offsets(&plan.args.topic, &parts, -2)?;
-        for p in parts {
-            let (e, l) =
-                (earliest.get(&p).copied().unwrap_or(0), latest.get(&p).copied().unwrap_or(0));
-            out.insert(p, (if from_latest { l } else { e }, l));
-        }
+    for p in parts {
+        let (e, l) = (earliest.get(&p).copied().unwrap_or(0), latest.get(&p).copied().unwrap_or(0));
+        out.insert(p, (if from_latest { l } else { e }, l));
     }
     Ok(out)
 }
@@ -526,6 +607,9 @@ struct InFlight {
     correlation_id: i32,
     /// (partition, records, payload bytes) per batch, in request order.
     batches: Vec<(i32, u32, u64)>,
+    /// Each batch's encoded records (shared with the request), to send again if its leader
+    /// moved.
+    data: Vec<Bytes>,
     /// Each record's stamp (intended or creation time, µs), batch after batch.
     stamps: Vec<u64>,
 }
@@ -543,15 +627,27 @@ struct Acc {
 
 /// One producer connection to one leader.
 struct Link {
+    addr: String,
     writer: Writer,
     version: i16,
     tx: Option<SyncSender<InFlight>>,
     reader: Option<JoinHandle<Result<Part>>>,
+    /// Set when the connection failed: the writer replaces the link, its reader sends what is
+    /// still in flight again through its own connections.
+    broken: Arc<AtomicBool>,
 }
 
 struct Producer<'a> {
     plan: &'a Plan,
+    /// CPU slot of this producer (its readers take the next one).
+    slot: usize,
+    /// The writer's client of the topic: its routes, and Metadata when a leader is unknown.
+    cluster: Cluster,
+    /// The board generation the links were laid out for (None: not yet).
+    seen: Option<u64>,
     links: Vec<Link>,
+    /// What the readers of links already closed measured.
+    retired: Part,
     /// Link of each partition.
     link_of: Vec<usize>,
     accs: Vec<Acc>,
@@ -561,43 +657,39 @@ struct Producer<'a> {
 }
 
 fn producer(plan: &Plan, id: usize, slot: usize, barrier: &Barrier) -> Result<Part> {
-    let setup = Producer::connect(plan, slot);
+    let mut p = Producer::new(plan, slot);
+    let setup = p.connect();
     barrier.wait();
-    let mut p = setup?;
     pin(&plan.args.cpus, slot);
-    let result = p.generate(id);
-    let part = p.finish();
-    result?;
-    part
+    let result = setup.and_then(|()| p.generate(id));
+    // A reader's error (a partition that found no leader within the bound) is the cause of the
+    // writer's ("the response reader of a producer stopped"), so it is the one reported.
+    match (p.finish(), result) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(part), Ok(())) => Ok(part),
+    }
+}
+
+/// Opens a pipelined link to `addr` and its reader thread.
+fn open_link(plan: &Plan, addr: &str, slot: usize) -> Result<Link, ClientError> {
+    let c = Conn::connect_as(addr, CLIENT_ID)?;
+    let version = c.versions().pick::<ProduceRequest>()?;
+    let (writer, reader) = c.split()?;
+    let (tx, rx) = sync_channel(plan.args.max_in_flight);
+    let broken = Arc::new(AtomicBool::new(false));
+    let (rplan, acks, rbroken) = (plan.clone(), plan.args.acks, broken.clone());
+    let reader = spawn("producer-reader".to_owned(), move || {
+        pin(&rplan.args.cpus, slot + 1);
+        read_acks(&rplan, reader, rx, version, acks, &rbroken)
+    })
+    .map_err(|e| ClientError::Unexpected { what: format!("{e:#}") })?;
+    Ok(Link { addr: addr.to_owned(), writer, version, tx: Some(tx), reader: Some(reader), broken })
 }
 
 impl<'a> Producer<'a> {
-    fn connect(plan: &'a Plan, slot: usize) -> Result<Producer<'a>> {
+    fn new(plan: &'a Plan, slot: usize) -> Producer<'a> {
         let args = &plan.args;
-        let mut addrs: Vec<&String> = plan.leaders.iter().collect();
-        addrs.sort();
-        addrs.dedup();
-        let mut links = Vec::new();
-        let mut stamp = ProducerStamp::NONE;
-        for addr in &addrs {
-            let mut c = Conn::connect_as(addr, CLIENT_ID)?;
-            if args.idempotence && stamp.producer_id < 0 {
-                let (pid, epoch) = c.init_producer_id()?;
-                stamp = ProducerStamp { producer_id: pid, epoch, base_sequence: 0 };
-            }
-            let version = c.versions().pick::<ProduceRequest>()?;
-            let (writer, reader) = c.split()?;
-            let (tx, rx) = sync_channel(args.max_in_flight);
-            let (rplan, acks) = (plan.clone(), args.acks);
-            let reader = spawn("producer-reader".to_owned(), move || {
-                pin(&rplan.args.cpus, slot + 1);
-                read_acks(&rplan, reader, rx, version, acks)
-            })?;
-            links.push(Link { writer, version, tx: Some(tx), reader: Some(reader) });
-        }
-        let link_of =
-            plan.leaders.iter().map(|a| addrs.iter().position(|x| *x == a).unwrap_or(0)).collect();
-        let accs = (0..plan.leaders.len())
+        let accs = (0..plan.partitions)
             .map(|_| Acc {
                 builder: BatchBuilder::new(args.compression),
                 stamps: Vec::new(),
@@ -606,7 +698,86 @@ impl<'a> Producer<'a> {
                 sequence: 0,
             })
             .collect();
-        Ok(Producer { plan, links, link_of, accs, stamp, out: Vec::new(), acks: args.acks })
+        Producer {
+            plan,
+            slot,
+            cluster: plan.cluster(),
+            seen: None,
+            links: Vec::new(),
+            retired: Part::new(),
+            link_of: Vec::new(),
+            accs,
+            stamp: ProducerStamp::NONE,
+            out: Vec::new(),
+            acks: args.acks,
+        }
+    }
+
+    /// Opens a link to each leader and, for an idempotent producer, takes a producer id.
+    fn connect(&mut self) -> Result<()> {
+        self.reroute()?;
+        if self.plan.args.idempotence {
+            let addr = self.links.first().map(|l| l.addr.clone()).context("no producer link")?;
+            let (pid, epoch) = self.cluster.conn(&addr)?.init_producer_id()?;
+            self.cluster.forget(&addr);
+            self.stamp = ProducerStamp { producer_id: pid, epoch, base_sequence: 0 };
+        }
+        Ok(())
+    }
+
+    /// Lays the links out again if the board changed since they were (a leader moved, a
+    /// connection broke): one link per leader. One atomic load when nothing changed.
+    ///
+    /// Every old link is closed and its reader joined first, so every batch sent before (and
+    /// any it had to send again at a new leader) is answered before a later batch of the same
+    /// partition leaves: an idempotent producer's sequence numbers reach each leader in order.
+    fn reroute(&mut self) -> Result<()> {
+        let generation = self.plan.board.generation();
+        if self.seen == Some(generation) {
+            return Ok(());
+        }
+        let mut first_err = None;
+        for l in std::mem::take(&mut self.links) {
+            if let Err(e) = self.retire(l) {
+                first_err.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        // Read after the readers ended, so what they learnt is in.
+        self.seen = Some(self.plan.board.generation());
+        self.plan.board.pull(&mut self.cluster);
+        let mut pool: BTreeMap<String, Link> = BTreeMap::new();
+        let mut link_of = Vec::with_capacity(self.accs.len());
+        for p in 0..self.accs.len() as i32 {
+            match route(self.plan, &mut self.cluster, &mut pool, self.slot, p) {
+                Ok(addr) => link_of.push(addr),
+                Err(e) => {
+                    for l in pool.into_values() {
+                        let _ = self.retire(l);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        self.links = pool.into_values().collect();
+        self.link_of = link_of
+            .iter()
+            .map(|a| self.links.iter().position(|l| &l.addr == a).unwrap_or(0))
+            .collect();
+        self.plan.board.push(&self.cluster);
+        Ok(())
+    }
+
+    /// Closes a link's sending side and waits for its reader, which ends once it has answered
+    /// (or sent again, within the retry bound) what is in flight.
+    fn retire(&mut self, mut l: Link) -> Result<()> {
+        l.tx = None;
+        if let Some(r) = l.reader.take() {
+            self.retired.merge(r.join().map_err(|_| anyhow!("a producer reader panicked"))??);
+        }
+        Ok(())
     }
 
     /// Generates records until the duration or the record quota is reached.
@@ -692,12 +863,14 @@ impl<'a> Producer<'a> {
     }
 
     fn flush_one(&mut self, p: usize) -> Result<()> {
+        self.reroute()?;
         let link = self.link_of[p];
         self.send(link, &[p])
     }
 
     /// Sends every non-empty batch `due` selects, one request per link.
     fn flush(&mut self, due: impl Fn(&Acc) -> bool) -> Result<()> {
+        self.reroute()?;
         for link in 0..self.links.len() {
             let ready: Vec<usize> = (0..self.accs.len())
                 .filter(|&p| {
@@ -718,6 +891,7 @@ impl<'a> Producer<'a> {
         let mut flight = InFlight {
             correlation_id: 0,
             batches: Vec::with_capacity(parts.len()),
+            data: Vec::with_capacity(parts.len()),
             stamps: Vec::new(),
         };
         for &p in parts {
@@ -730,7 +904,11 @@ impl<'a> Producer<'a> {
             };
             acc.builder.finish(stamp, &mut self.out)?;
             acc.sequence = acc.sequence.wrapping_add(count);
-            data.push((p as i32, Bytes::from(std::mem::take(&mut self.out))));
+            let batch = Bytes::from(std::mem::take(&mut self.out));
+            if self.acks != 0 {
+                flight.data.push(batch.clone());
+            }
+            data.push((p as i32, batch));
             flight.batches.push((p as i32, count as u32, acc.bytes));
             flight.stamps.append(&mut acc.stamps);
             acc.bytes = 0;
@@ -739,41 +917,99 @@ impl<'a> Producer<'a> {
         let l = &mut self.links[link];
         let shared = &self.plan.shared;
         if self.acks == 0 {
-            l.writer.send(l.version, &req)?;
             let n: u64 = flight.batches.iter().map(|b| u64::from(b.1)).sum();
-            shared.produced.fetch_add(n, Ordering::Relaxed);
+            match l.writer.send(l.version, &req) {
+                Ok(_) => shared.produced.fetch_add(n, Ordering::Relaxed),
+                Err(e) if e.is_retriable() => {
+                    // Nobody answers acks=0: the records are lost; the link is replaced.
+                    tracing::warn!(broker = %l.addr, error = %e, records = n, "produce failed");
+                    broken_link(self.plan, l);
+                    shared.errors.fetch_add(n, Ordering::Relaxed)
+                }
+                Err(e) => return Err(e.into()),
+            };
             return Ok(());
         }
         flight.correlation_id = l.writer.next_correlation_id();
         let tx = l.tx.as_ref().ok_or_else(|| anyhow!("producer link already closed"))?;
         // Blocks while max_in_flight requests are unanswered: the in-flight bound.
         tx.send(flight).map_err(|_| anyhow!("the response reader of a producer stopped"))?;
-        l.writer.send(l.version, &req)?;
-        Ok(())
+        match l.writer.send(l.version, &req) {
+            Ok(_) => Ok(()),
+            // The reader has the batches: it sends them again at their leaders.
+            Err(e) if e.is_retriable() => {
+                tracing::warn!(broker = %l.addr, error = %e, "producer connection lost");
+                broken_link(self.plan, l);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Closes the links and gathers what the readers measured.
     fn finish(mut self) -> Result<Part> {
-        let mut part = Part::new();
-        for l in &mut self.links {
-            l.tx = None;
-        }
-        for l in &mut self.links {
-            if let Some(r) = l.reader.take() {
-                part.merge(r.join().map_err(|_| anyhow!("a producer reader panicked"))??);
+        let mut first_err = None;
+        for l in std::mem::take(&mut self.links) {
+            if let Err(e) = self.retire(l) {
+                first_err.get_or_insert(e);
             }
         }
-        Ok(part)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(self.retired),
+        }
     }
 }
 
-/// Reads Produce responses in order and records each record's latency.
+/// Marks `l` broken after a failed send: its socket is shut so its reader stops waiting for
+/// answers that will not come, and every writer lays its links out again.
+fn broken_link(plan: &Plan, l: &Link) {
+    l.writer.shutdown();
+    l.broken.store(true, Ordering::Release);
+    plan.board.bump();
+}
+
+/// The address of partition `p`'s leader, with a link to it in `pool` (opened if need be):
+/// Metadata is asked again, under the run's retry bound, while the leader is unknown or cannot
+/// be reached.
+fn route(
+    plan: &Plan,
+    cluster: &mut Cluster,
+    pool: &mut BTreeMap<String, Link>,
+    slot: usize,
+    p: i32,
+) -> Result<String, ClientError> {
+    let policy = *cluster.retry();
+    let topic = plan.args.topic.clone();
+    with_retries(
+        &policy,
+        || format!("connecting to the leader of {topic}/{p}"),
+        std::thread::sleep,
+        |n| {
+            if n > 0 || cluster.routes().addr_of(p).is_none() {
+                cluster.refresh_quietly();
+            }
+            let addr = cluster.leader_addr(p)?;
+            if !pool.contains_key(&addr) {
+                let link = open_link(plan, &addr, slot)?;
+                pool.insert(addr.clone(), link);
+            }
+            Ok(addr)
+        },
+    )
+}
+
+/// Reads Produce responses in order and records each record's latency. A batch refused for a
+/// stale route, or every batch in flight once the connection is lost, is sent again at its
+/// leader through this reader's own [`Cluster`] (under the run's retry bound); latency counts
+/// to the answer that took it.
 fn read_acks(
     plan: &Plan,
     mut reader: Reader,
     rx: Receiver<InFlight>,
     version: i16,
     acks: i16,
+    broken: &AtomicBool,
 ) -> Result<Part> {
     let mut part = Part::new();
     if acks == 0 {
@@ -783,21 +1019,72 @@ fn read_acks(
     let mut rec = Recorder::new(warm_end);
     let mut last_publish = 0u64;
     let mut published = crate::latency::new_histogram();
+    // Opened at the first retry.
+    let mut cluster: Option<Cluster> = None;
+    let mut dead = false;
     while let Ok(flight) = rx.recv() {
-        let resp = reader.recv::<ProduceRequest>(flight.correlation_id, version)?;
-        let now = plan.clock.now_us();
-        let failed: Vec<(i32, i16)> = resp
-            .responses
-            .iter()
-            .flat_map(|t| t.partition_responses.iter())
-            .filter(|p| p.error_code != 0)
-            .map(|p| (p.index, p.error_code))
-            .collect();
+        let answer = if dead || broken.load(Ordering::Acquire) {
+            None
+        } else {
+            match reader.recv::<ProduceRequest>(flight.correlation_id, version) {
+                Ok(resp) => Some(resp),
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "producer connection lost; sending again");
+                    dead = true;
+                    broken.store(true, Ordering::Release);
+                    let c = cluster.get_or_insert_with(|| plan.cluster());
+                    plan.board.pull(c);
+                    c.refresh_quietly();
+                    plan.board.push(c);
+                    plan.board.bump();
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut now = plan.clock.now_us();
+        let mut failed: Vec<(i32, i16)> = Vec::new();
+        if let Some(resp) = &answer {
+            failed.extend(
+                resp.responses
+                    .iter()
+                    .flat_map(|t| t.partition_responses.iter())
+                    .filter(|p| p.error_code != 0)
+                    .map(|p| (p.index, p.error_code)),
+            );
+            if failed.iter().any(|f| is_stale(f.1)) {
+                // Where to send them again: the answer's hints, else a Metadata refresh.
+                let c = cluster.get_or_insert_with(|| plan.cluster());
+                plan.board.pull(c);
+                if !c.apply_produce_hints(resp) {
+                    c.refresh_quietly();
+                }
+                plan.board.push(c);
+            }
+        }
         let mut at = 0;
-        for &(p, n, bytes) in &flight.batches {
-            let stamps = &flight.stamps[at..at + n as usize];
+        for (i, &(p, n, bytes)) in flight.batches.iter().enumerate() {
+            let stamps = flight.stamps.get(at..at + n as usize).unwrap_or_default();
             at += n as usize;
-            if let Some((_, code)) = failed.iter().find(|f| f.0 == p) {
+            let code = match &answer {
+                Some(_) => failed.iter().find(|f| f.0 == p).map(|f| f.1),
+                None => Some(LEADER_NOT_AVAILABLE), // unanswered: send it again
+            };
+            let mut code = code.unwrap_or(0);
+            if is_stale(code) {
+                let batch = flight.data.get(i).cloned().unwrap_or_default();
+                let c = cluster.get_or_insert_with(|| plan.cluster());
+                plan.board.pull(c);
+                let sent = c.produce(p, acks, PRODUCE_TIMEOUT_MS, batch);
+                plan.board.push(c);
+                code = match sent {
+                    Ok(_) => 0,
+                    Err(ClientError::Broker { code, .. }) => code,
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                };
+                now = plan.clock.now_us();
+            }
+            if code != 0 {
                 tracing::warn!(partition = p, error_code = code, records = n, "produce failed");
                 part.errors += u64::from(n);
                 plan.shared.errors.fetch_add(u64::from(n), Ordering::Relaxed);
@@ -823,6 +1110,11 @@ fn read_acks(
     Ok(part)
 }
 
+/// A stale-route error code: the batch goes again to the partition's (new) leader.
+fn is_stale(code: i16) -> bool {
+    odradek_client::routing::is_stale_route(code)
+}
+
 /// The timestamp a producer embedded in the first bytes of `value` (at least [`STAMP_BYTES`]).
 fn stamp_of(value: &[u8]) -> u64 {
     let mut s = [0u8; STAMP_BYTES];
@@ -830,8 +1122,153 @@ fn stamp_of(value: &[u8]) -> u64 {
     u64::from_be_bytes(s)
 }
 
-/// A consumer's connection to one leader and its (partition, next offset) there.
-type FetchLink = (Conn, Vec<(i32, i64)>);
+/// A leader's address (None while it is unknown) and the (partition, next offset)s it leads.
+type FetchGroup = (Option<String>, Vec<(i32, i64)>);
+
+/// A consumer's partitions with their next offsets, grouped by leader, and its own client of
+/// the topic (one connection per leader, reused from Fetch to Fetch).
+struct Fetcher {
+    cluster: Cluster,
+    groups: Vec<FetchGroup>,
+    /// The (board, cluster) generations `groups` were laid out for (None: not yet).
+    seen: Option<(u64, u64)>,
+    /// Consecutive stale-route or connection failures per partition, bounded by the run's
+    /// retry bound.
+    failures: Failures,
+}
+
+impl Fetcher {
+    fn new(plan: &Plan, parts: Vec<(i32, i64)>) -> Fetcher {
+        let cluster = plan.cluster();
+        Fetcher { cluster, groups: vec![(None, parts)], seen: None, failures: Failures::default() }
+    }
+
+    /// Replaces the partitions (a new group assignment).
+    fn set_parts(&mut self, parts: Vec<(i32, i64)>) {
+        self.groups = vec![(None, parts)];
+        self.seen = None;
+        self.failures = Failures::default();
+    }
+
+    fn positions(&self) -> Vec<(i32, i64)> {
+        self.groups.iter().flat_map(|(_, parts)| parts.iter().copied()).collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.iter().all(|(_, parts)| parts.is_empty())
+    }
+
+    /// Groups the partitions by leader again if the routes changed since (two atomic loads
+    /// when nothing did).
+    fn regroup(&mut self, plan: &Plan) {
+        let board = plan.board.generation();
+        if self.seen.is_some_and(|(b, _)| b != board) {
+            plan.board.pull(&mut self.cluster);
+        }
+        let now = (board, self.cluster.generation());
+        if self.seen == Some(now) {
+            return;
+        }
+        let routes = self.cluster.routes();
+        let mut by: BTreeMap<Option<String>, Vec<(i32, i64)>> = BTreeMap::new();
+        for (p, o) in self.positions() {
+            by.entry(routes.addr_of(p).map(str::to_owned)).or_default().push((p, o));
+        }
+        self.groups = by.into_iter().collect();
+        self.seen = Some(now);
+    }
+
+    /// Lays the partitions out and opens a connection to each leader (before the run starts).
+    fn connect(&mut self, plan: &Plan) -> Result<()> {
+        self.regroup(plan);
+        for (addr, _) in &self.groups {
+            if let Some(addr) = addr {
+                self.cluster.conn(addr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One Fetch to each leader; a partition refused for a stale route (or on a connection that
+    /// failed) is fetched again, from its leader found anew, in the next round: at once if the
+    /// answer's hints named the leader (KIP-951), else after a Metadata refresh and a backoff.
+    /// Its failures in a row are bounded by the run's retry bound.
+    fn round(
+        &mut self,
+        plan: &Plan,
+        decoder: &mut BatchDecoder,
+        rec: &mut Recorder,
+        part: &mut Part,
+        e2e: bool,
+    ) -> Result<()> {
+        self.regroup(plan);
+        let Fetcher { cluster, groups, failures, .. } = self;
+        let generation = cluster.generation();
+        let topic = plan.args.topic.as_str();
+        let policy = *cluster.retry();
+        let what = |p: i32| move || format!("fetch of {topic}/{p}");
+        // The longest backoff a failed partition asks for; whether a partition failed this
+        // round with no hint naming its new leader (then Metadata is asked, after the backoff).
+        let (mut wait, mut unhinted) = (Duration::ZERO, false);
+        for (addr, parts) in groups.iter_mut() {
+            let Some(addr) = addr.as_deref() else {
+                for &(p, _) in parts.iter() {
+                    let why = ClientError::Broker {
+                        what: format!("no known leader of {topic}/{p}"),
+                        code: LEADER_NOT_AVAILABLE,
+                    };
+                    wait = wait.max(failures.failed(&policy, what(p), p, why)?);
+                }
+                unhinted = true;
+                continue;
+            };
+            let resp = match cluster.conn(addr).and_then(|c| c.fetch(topic, parts, FETCH_LIMITS)) {
+                Ok(r) => r,
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(broker = %addr, error = %e, "fetch failed; retrying");
+                    if matches!(e, ClientError::Io { .. }) {
+                        cluster.forget(addr);
+                    }
+                    for &(p, _) in parts.iter() {
+                        let why = ClientError::Unexpected { what: format!("at {addr}: {e}") };
+                        wait = wait.max(failures.failed(&policy, what(p), p, why)?);
+                    }
+                    unhinted = true;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let moved = cluster.apply_fetch_hints(&resp);
+            let mut refused: Vec<(i32, i16)> = Vec::new();
+            let n = fetch_once(plan, resp, parts, decoder, rec, part, e2e, &mut refused)?;
+            plan.shared.consumed.fetch_add(n, Ordering::Relaxed);
+            if !refused.is_empty() || !failures.is_empty() {
+                for &(p, _) in parts.iter() {
+                    match refused.iter().find(|r| r.0 == p) {
+                        Some(&(_, code)) => {
+                            let why = ClientError::Broker {
+                                what: format!("Fetch {topic}/{p} at {addr}"),
+                                code,
+                            };
+                            wait = wait.max(failures.failed(&policy, what(p), p, why)?);
+                            unhinted |= !moved.contains(&p);
+                        }
+                        None => failures.succeeded(p),
+                    }
+                }
+            }
+        }
+        if unhinted {
+            cluster.refresh_quietly();
+            std::thread::sleep(wait);
+        }
+        // What hints or Metadata taught this thread, for the others.
+        if cluster.generation() != generation {
+            plan.board.push(cluster);
+        }
+        Ok(())
+    }
+}
 
 /// Fetches `partitions` (with their start offsets) from their leaders until the run's target or
 /// deadline; with `e2e`, records each value's embedded timestamp against the arrival time.
@@ -844,7 +1281,7 @@ fn consumer(
 ) -> Result<Part> {
     let setup = consumer_setup(plan, index, starts);
     barrier.wait();
-    let (mut member, mut links) = setup?;
+    let (mut member, mut fetcher) = setup?;
     let args = &plan.args;
     let clock = plan.clock;
     let start = clock.now_us();
@@ -876,21 +1313,19 @@ fn consumer(
         {
             break;
         }
-        if links.is_empty() {
+        if fetcher.is_empty() {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
-        for (conn, parts) in &mut links {
-            let n = fetch_once(plan, conn, parts, &mut decoder, &mut rec, &mut part, e2e)?;
-            shared.consumed.fetch_add(n, Ordering::Relaxed);
-        }
+        fetcher.round(plan, &mut decoder, &mut rec, &mut part, e2e)?;
         if let Some(m) = member.as_mut()
             && m.heartbeat()?
         {
             // Eager rebalance: commit what was read, give everything up, take the new share.
-            m.commit(&positions(&links))?;
+            m.commit(&fetcher.positions())?;
             let assigned = m.rejoin()?;
-            links = group_links(plan, m, &assigned, starts)?;
+            fetcher.set_parts(group_parts(m, &assigned, starts)?);
+            fetcher.connect(plan)?;
         }
         let now = clock.now_us();
         if now >= last_publish + 1_000_000 && e2e {
@@ -899,7 +1334,7 @@ fn consumer(
         }
     }
     if let Some(mut m) = member {
-        m.commit(&positions(&links))?;
+        m.commit(&fetcher.positions())?;
         m.leave();
     }
     part.hist = rec.hist;
@@ -912,15 +1347,16 @@ fn consumer_setup(
     plan: &Plan,
     index: usize,
     starts: &BTreeMap<i32, i64>,
-) -> Result<(Option<group::Member>, Vec<FetchLink>)> {
+) -> Result<(Option<group::Member>, Fetcher)> {
     let args = &plan.args;
     match &args.group {
         Some(g) => {
             let mut boot = bootstrap(&args.brokers)?;
             let (mut m, assigned) =
-                group::Member::join(&mut boot, g, &args.topic, plan.leaders.len() as i32)?;
-            let links = group_links(plan, &mut m, &assigned, starts)?;
-            Ok((Some(m), links))
+                group::Member::join(&mut boot, g, &args.topic, plan.partitions)?;
+            let mut f = Fetcher::new(plan, group_parts(&mut m, &assigned, starts)?);
+            f.connect(plan)?;
+            Ok((Some(m), f))
         }
         None => {
             let n = args.consumers;
@@ -929,64 +1365,51 @@ fn consumer_setup(
                 .filter(|(p, _)| **p as usize % n == index)
                 .map(|(p, o)| (*p, *o))
                 .collect();
-            Ok((None, connect_links(plan, mine)?))
+            let mut f = Fetcher::new(plan, mine);
+            f.connect(plan)?;
+            Ok((None, f))
         }
     }
 }
 
-/// Links for a group member's `assigned` partitions, from the group's committed offsets or,
-/// where none is committed, the run's start offsets.
-fn group_links(
-    plan: &Plan,
+/// A group member's `assigned` partitions with their start: the group's committed offset or,
+/// where none is committed, the run's start offset.
+fn group_parts(
     m: &mut group::Member,
     assigned: &[i32],
     starts: &BTreeMap<i32, i64>,
-) -> Result<Vec<FetchLink>> {
+) -> Result<Vec<(i32, i64)>> {
     let committed = m.committed(assigned)?;
-    let parts = assigned
+    Ok(assigned
         .iter()
         .map(|p| (*p, committed.get(p).or_else(|| starts.get(p)).copied().unwrap_or(0)))
-        .collect();
-    connect_links(plan, parts)
+        .collect())
 }
 
-/// One connection per leader of `parts` (partition, next offset).
-fn connect_links(plan: &Plan, parts: Vec<(i32, i64)>) -> Result<Vec<FetchLink>> {
-    let mut by_leader: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
-    for (p, o) in parts {
-        let addr =
-            plan.leaders.get(p as usize).ok_or_else(|| anyhow!("partition {p} has no leader"))?;
-        by_leader.entry(addr.clone()).or_default().push((p, o));
-    }
-    by_leader
-        .into_iter()
-        .map(|(addr, parts)| Ok((Conn::connect_as(&addr, CLIENT_ID)?, parts)))
-        .collect()
-}
-
-fn positions(links: &[FetchLink]) -> Vec<(i32, i64)> {
-    links.iter().flat_map(|(_, parts)| parts.iter().copied()).collect()
-}
-
-/// One Fetch for `parts` (partition, next offset), advancing the offsets; returns the records
-/// consumed.
+/// Reads one Fetch answer for `parts` (partition, next offset), advancing the offsets; returns
+/// the records consumed. Partitions refused for a stale route go to `refused` (fetched again at
+/// their leader), other partition errors are counted.
 #[allow(clippy::too_many_arguments)]
 fn fetch_once(
     plan: &Plan,
-    conn: &mut Conn,
+    resp: FetchResponse,
     parts: &mut [(i32, i64)],
     decoder: &mut BatchDecoder,
     rec: &mut Recorder,
     part: &mut Part,
     e2e: bool,
+    refused: &mut Vec<(i32, i16)>,
 ) -> Result<u64> {
-    let resp = conn.fetch(&plan.args.topic, parts, FETCH_LIMITS)?;
     let now = plan.clock.now_us();
     let measuring = !rec.in_warmup(now);
     let mut n = 0u64;
     for t in resp.responses {
         for pd in t.partitions {
             let Some(slot) = parts.iter_mut().find(|x| x.0 == pd.partition_index) else { continue };
+            if is_stale(pd.error_code) {
+                refused.push((pd.partition_index, pd.error_code));
+                continue;
+            }
             if pd.error_code != 0 {
                 tracing::warn!(
                     partition = pd.partition_index,
@@ -1044,6 +1467,116 @@ fn fetch_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, MetadataResponse};
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        args_of("produce", extra)
+    }
+
+    fn args_of(workload: &str, extra: &[&str]) -> LoadArgs {
+        let argv = ["odradek-bench", workload].into_iter().chain(extra.iter().copied());
+        let cli = <crate::Cli as clap::Parser>::try_parse_from(argv).expect("parses");
+        match cli.command {
+            crate::Command::Produce(a) | crate::Command::Consume(a) => a,
+            _ => panic!("{workload}"),
+        }
+    }
+
+    #[test]
+    fn producers_follow_a_leader_that_moves_and_lose_nothing() {
+        let (fake, boot) = crate::fake_broker::Fake::start("moving", 3, 0);
+        let a = args_of(
+            "produce",
+            &["--brokers", &boot, "--topic", "moving", "--records", "3000", "--duration", "30s"],
+        );
+        let a = LoadArgs { keys: "uniform:100".parse().expect("keys"), quiet: true, ..a };
+        let s = run(Workload::Produce, a).expect("the run follows the leader");
+        let p = s.produce.expect("a produce side");
+        assert_eq!((p.records, p.errors), (3000, 0));
+        assert!(fake.refused.load(Ordering::Relaxed) >= 1, "broker 1 refused");
+        assert_eq!(fake.accepted.load(Ordering::Relaxed), 3000, "broker 2 took every record");
+    }
+
+    #[test]
+    fn a_partition_that_finds_no_leader_fails_the_run_naming_it() {
+        let (fake, boot) = crate::fake_broker::Fake::start("nowhere", 1, 0);
+        fake.nobody_leads.store(true, Ordering::Relaxed);
+        let a = args_of(
+            "produce",
+            &["--brokers", &boot, "--topic", "nowhere", "--records", "10", "--retries", "3"],
+        );
+        let err = run(Workload::Produce, LoadArgs { quiet: true, ..a }).expect_err("no leader");
+        let text = format!("{err:#}");
+        assert!(text.contains("produce to nowhere/0"), "{text}");
+        assert!(text.contains("3 tries") && text.contains("error code 6"), "{text}");
+    }
+
+    #[test]
+    fn consumers_follow_a_leader_that_moves_and_read_everything() {
+        let (fake, boot) = crate::fake_broker::Fake::start("moving-c", 2, 50);
+        let a = args_of(
+            "consume",
+            &["--brokers", &boot, "--topic", "moving-c", "--consumers", "2", "--duration", "30s"],
+        );
+        let s = run(Workload::Consume, LoadArgs { quiet: true, ..a }).expect("follows");
+        let c = s.consume.expect("a consume side");
+        assert_eq!((c.records, c.errors), (100, 0));
+        assert!(fake.refused.load(Ordering::Relaxed) >= 1, "broker 1 refused");
+    }
+
+    #[test]
+    fn the_retry_flags_default_to_the_clients_bound_and_are_checked() {
+        let a = args(&[]);
+        assert_eq!(a.retry(), Retry::default());
+        let a = args(&["--retries", "3", "--retry-timeout", "2s"]);
+        assert_eq!(a.retry().attempts, 3);
+        assert_eq!(a.retry().timeout, Duration::from_secs(2));
+        assert!(args(&["--retries", "0"]).validate(Workload::Produce).is_err());
+    }
+
+    /// A cluster client knowing partition 0's leader is `leader` (of brokers 1 and 2).
+    fn cluster_led_by(leader: i32) -> Cluster {
+        let brokers = (1..=2)
+            .map(|n| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(n))
+                    .with_host(StrBytes::from_static_str("127.0.0.1"))
+                    .with_port(9000 + n)
+            })
+            .collect();
+        let p = MetadataResponsePartition::default()
+            .with_partition_index(0)
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(leader);
+        let t = MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+            .with_partitions(vec![p]);
+        let resp = MetadataResponse::default().with_brokers(brokers).with_topics(vec![t]);
+        let routes = Routes::from_metadata(&resp, "t").expect("ok").expect("exists");
+        let mut c = Cluster::new("127.0.0.1:9001", CLIENT_ID, "t", Retry::default());
+        c.adopt(routes);
+        c
+    }
+
+    #[test]
+    fn the_board_moves_its_generation_only_when_a_leader_moves() {
+        let board = Board::default();
+        board.push(&cluster_led_by(1));
+        let g = board.generation();
+        board.push(&cluster_led_by(1));
+        assert_eq!(board.generation(), g, "nothing new");
+        board.push(&cluster_led_by(2));
+        assert!(board.generation() > g, "the leader moved");
+        let mut other = Cluster::new("127.0.0.1:9001", CLIENT_ID, "t", Retry::default());
+        board.pull(&mut other);
+        assert_eq!(other.routes().addr_of(0), Some("127.0.0.1:9002"));
+        let g = board.generation();
+        board.bump();
+        assert!(board.generation() > g, "a broken connection makes everyone look again");
+    }
 
     #[test]
     fn the_progress_p99_merges_every_thread_and_can_come_down() {

@@ -23,6 +23,8 @@ mod codec_arg;
 mod counting;
 mod dist;
 mod encode;
+#[cfg(test)]
+mod fake_broker;
 mod latency;
 mod load;
 mod report;

@@ -339,6 +339,12 @@ impl Writer {
         self.stream.write_all(&self.buf).map_err(ClientError::io("sending a request"))?;
         Ok(self.correlation_id)
     }
+
+    /// Shuts the socket down both ways (after a failed send), so that the [`Reader`] waiting on
+    /// it fails at once instead of after [`IO_TIMEOUT`].
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 /// The receiving half of a pipelined connection.

@@ -34,6 +34,10 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+    /// A request that kept failing with retriable errors (a stale route, a lost connection)
+    /// until its [`crate::routing::Retry`] bound.
+    #[error("{what}: gave up after {attempts} tries in {elapsed:.1?}: {last}")]
+    Exhausted { what: String, attempts: u32, elapsed: std::time::Duration, last: Box<ClientError> },
     #[error(transparent)]
     Records(#[from] odradek_records::CompressionError),
 }

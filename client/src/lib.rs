@@ -8,6 +8,11 @@
 //!   InitProducerId, Produce, Fetch) and reads their answers, also without I/O.
 //! - [`blocking`] is the one transport today: `std::net::TcpStream`, a [`blocking::Conn`] for one
 //!   request at a time, split into a pipelined [`blocking::Writer`] and [`blocking::Reader`].
+//! - [`routing`] is leader routing, also sans-I/O: [`routing::Routes`] (node id → address, and
+//!   each partition's leader) from Metadata and from the KIP-951 hints of Produce and Fetch
+//!   answers, which errors mean a stale route, and the bounded retry policy.
+//! - [`cluster`] is a blocking client of one topic on many brokers: a connection per leader,
+//!   each partition's request sent to its leader, leaders followed when they move.
 //! - [`group`] is a classic consumer-group member over a blocking connection.
 //! - [`partitioner`] is Kafka's murmur2 key partitioner.
 //! - Record batches are built and decoded by `odradek-records`, re-exported as [`records`].
@@ -30,11 +35,13 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+pub mod cluster;
 mod error;
 pub mod group;
 pub mod partitioner;
 pub mod proto;
 pub mod requests;
+pub mod routing;
 
 pub use error::{ClientError, Result};
 pub use odradek_records as records;

@@ -26,10 +26,13 @@ pub const API_VERSIONS_FIRST: i16 = 3;
 /// answer an unknown version in v0 or close).
 pub const API_VERSIONS_FALLBACK: i16 = 0;
 
-/// Highest version of each API this client speaks (all name-based, before topic ids).
+/// Highest version of each API this client speaks (all name-based, before topic ids). Produce
+/// v10 is v9 on the wire but for its answer's KIP-951 `current_leader`/`node_endpoints`, which
+/// [`crate::routing`] follows; Fetch stays at v12 (v13+ names topics by id), whose answer
+/// already carries `current_leader`.
 pub fn our_max(key: ApiKey) -> i16 {
     match key {
-        ApiKey::Produce => 9,
+        ApiKey::Produce => 10,
         ApiKey::Fetch => 12,
         ApiKey::ListOffsets => 7,
         ApiKey::Metadata => 12,
@@ -206,17 +209,17 @@ mod tests {
     fn pick_is_the_lowest_of_three_maxima() {
         let v =
             versions(&[(ApiKey::Produce, 3, 11), (ApiKey::Fetch, 4, 8), (ApiKey::Metadata, 0, 12)]);
-        assert_eq!(v.pick::<ProduceRequest>().expect("produce"), 9, "ours caps it");
+        assert_eq!(v.pick::<ProduceRequest>().expect("produce"), 10, "ours caps it");
         assert_eq!(v.pick::<FetchRequest>().expect("fetch"), 8, "the broker caps it");
         assert_eq!(v.pick::<MetadataRequest>().expect("metadata"), 12);
     }
 
     #[test]
     fn pick_refuses_what_the_broker_lacks_or_ranges_that_do_not_meet() {
-        let v = versions(&[(ApiKey::Produce, 10, 11)]);
+        let v = versions(&[(ApiKey::Produce, 11, 12)]);
         assert!(matches!(
             v.pick::<ProduceRequest>(),
-            Err(ClientError::NoCommonVersion { broker_min: 10, ours: 9, .. })
+            Err(ClientError::NoCommonVersion { broker_min: 11, ours: 10, .. })
         ));
         assert!(matches!(v.pick::<FetchRequest>(), Err(ClientError::Unsupported { api: 1 })));
     }

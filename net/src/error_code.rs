@@ -72,6 +72,9 @@ pub const NOT_LEADER_OR_FOLLOWER: ErrorCode = ErrorCode(ResponseError::NotLeader
 pub const BROKER_NOT_AVAILABLE: ErrorCode = ErrorCode(ResponseError::BrokerNotAvailable.code());
 /// No active controller could take the request (retriable: the client retries).
 pub const NOT_CONTROLLER: ErrorCode = ErrorCode(ResponseError::NotController.code());
+/// UnregisterBroker of an id no broker registered.
+pub const BROKER_ID_NOT_REGISTERED: ErrorCode =
+    ErrorCode(ResponseError::BrokerIdNotRegistered.code());
 /// The request timed out.
 pub const REQUEST_TIMED_OUT: ErrorCode = ErrorCode(ResponseError::RequestTimedOut.code());
 /// A batch is larger than `max.message.bytes`.
@@ -187,6 +190,7 @@ const _: () = assert!(UNKNOWN_TOPIC_OR_PARTITION.code() == 3);
 const _: () = assert!(NOT_LEADER_OR_FOLLOWER.code() == 6);
 const _: () = assert!(BROKER_NOT_AVAILABLE.code() == 8);
 const _: () = assert!(NOT_CONTROLLER.code() == 41);
+const _: () = assert!(BROKER_ID_NOT_REGISTERED.code() == 102);
 const _: () = assert!(REQUEST_TIMED_OUT.code() == 7);
 const _: () = assert!(MESSAGE_TOO_LARGE.code() == 10);
 const _: () = assert!(NETWORK_EXCEPTION.code() == 13);

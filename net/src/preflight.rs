@@ -87,6 +87,11 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::ListGroups => list_groups(&mut r, version)?,
         ApiKey::DeleteGroups => delete_groups(&mut r, version)?,
         ApiKey::OffsetDelete => offset_delete(&mut r, version)?,
+        ApiKey::DescribeQuorum => describe_quorum(&mut r, version)?,
+        ApiKey::UnregisterBroker => {
+            r.skip("UnregisterBroker.broker_id", I32)?;
+            r.tagged_fields("UnregisterBroker")?
+        }
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -944,6 +949,30 @@ fn offset_delete_topic_min(r: &Reader<'_>) -> usize {
     r.string_min() + r.array_min()
 }
 
+/// v0–v2, flexible from v0: topics, each a name and partitions of one int32.
+fn describe_quorum(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let topics = r.array("DescribeQuorum.topics", describe_quorum_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("DescribeQuorum.topics.topic_name")?;
+        let partitions =
+            r.array("DescribeQuorum.topics.partitions", describe_quorum_partition_min(r))?;
+        for _ in 0..partitions {
+            r.skip("DescribeQuorum.partitions.partition_index", I32)?;
+            r.tagged_fields("DescribeQuorum.partitions")?;
+        }
+        r.tagged_fields("DescribeQuorum.topics")?;
+    }
+    r.tagged_fields("DescribeQuorum")
+}
+
+fn describe_quorum_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn describe_quorum_partition_min(r: &Reader<'_>) -> usize {
+    I32 + r.tags_min()
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -1055,6 +1084,12 @@ pub(crate) mod element_min {
     }
     pub fn list_groups_filter(v: i16) -> usize {
         reader(ApiKey::ListGroups, v).string_min()
+    }
+    pub fn describe_quorum_topic(v: i16) -> usize {
+        describe_quorum_topic_min(&reader(ApiKey::DescribeQuorum, v))
+    }
+    pub fn describe_quorum_partition(v: i16) -> usize {
+        describe_quorum_partition_min(&reader(ApiKey::DescribeQuorum, v))
     }
     pub fn delete_groups_name(v: i16) -> usize {
         reader(ApiKey::DeleteGroups, v).string_min()

@@ -142,6 +142,8 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::ListGroups(_) => Some(ApiKey::ListGroups),
         ResponseKind::DeleteGroups(_) => Some(ApiKey::DeleteGroups),
         ResponseKind::OffsetDelete(_) => Some(ApiKey::OffsetDelete),
+        ResponseKind::DescribeQuorum(_) => Some(ApiKey::DescribeQuorum),
+        ResponseKind::UnregisterBroker(_) => Some(ApiKey::UnregisterBroker),
         _ => None,
     }
 }

@@ -14,6 +14,9 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::describe_quorum_request::{
+    PartitionData as DescribeQuorumPartitionData, TopicData as DescribeQuorumTopicData,
+};
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
 };
@@ -54,17 +57,18 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
-    RequestKind, ResponseHeader, ResponseKind, SyncGroupRequest, SyncGroupResponse, TopicName,
-    TransactionalId,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    SyncGroupRequest, SyncGroupResponse, TopicName, TransactionalId, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 use odradek_records::{BatchParams, Codec, Record, build_batch};
@@ -156,6 +160,12 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
         ApiKey::ListGroups => RequestKind::ListGroups(sample_list_groups(v)),
         ApiKey::DeleteGroups => RequestKind::DeleteGroups(sample_delete_groups(v)),
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(sample_offset_delete()),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(sample_describe_quorum()),
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default()
+                .with_broker_id(BrokerId(3))
+                .with_unknown_tagged_field(5, Bytes::from_static(b"tag")),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -671,6 +681,18 @@ fn sample_offset_delete() -> OffsetDeleteRequest {
     ])
 }
 
+fn sample_describe_quorum() -> DescribeQuorumRequest {
+    let partition = |p| DescribeQuorumPartitionData::default().with_partition_index(p);
+    DescribeQuorumRequest::default()
+        .with_topics(vec![
+            DescribeQuorumTopicData::default()
+                .with_topic_name(name("__cluster_metadata"))
+                .with_partitions(vec![partition(0), partition(1)]),
+            DescribeQuorumTopicData::default().with_topic_name(name("other")),
+        ])
+        .with_unknown_tagged_field(5, Bytes::from_static(b"tag"))
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -903,6 +925,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::ListGroups => 3,
         ApiKey::DeleteGroups => 2,
         ApiKey::OffsetDelete => i16::MAX, // never
+        ApiKey::DescribeQuorum | ApiKey::UnregisterBroker => 0,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1101,6 +1124,8 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
         ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
         ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+        ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+        ApiKey::UnregisterBroker => UnregisterBrokerRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1212,6 +1237,10 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::ListGroups => &["ListGroups.states_filter", "ListGroups.types_filter"],
             ApiKey::DeleteGroups => &["DeleteGroups.groups_names"],
             ApiKey::OffsetDelete => &["OffsetDelete.topics", "OffsetDelete.topics.partitions"],
+            ApiKey::DescribeQuorum => {
+                &["DescribeQuorum.topics", "DescribeQuorum.topics.partitions"]
+            }
+            ApiKey::UnregisterBroker => &[],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1420,6 +1449,12 @@ fn element_minimums_are_the_smallest_encodings() {
         let g = encoded_len(&one, v) - encoded_len(&none, v);
         assert_eq!(element_min::delete_groups_name(v), g, "DeleteGroups v{v}");
     }
+    for v in versions(ApiKey::DescribeQuorum) {
+        let t = DescribeQuorumTopicData::default();
+        assert_eq!(element_min::describe_quorum_topic(v), encoded_len(&t, v), "v{v}");
+        let p = DescribeQuorumPartitionData::default();
+        assert_eq!(element_min::describe_quorum_partition(v), encoded_len(&p, v), "v{v}");
+    }
     for v in versions(ApiKey::OffsetDelete) {
         let t = OffsetDeleteRequestTopic::default();
         assert_eq!(element_min::offset_delete_topic(v), encoded_len(&t, v), "v{v}");
@@ -1572,6 +1607,10 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::ListGroups => ResponseKind::ListGroups(ListGroupsResponse::default()),
         ApiKey::DeleteGroups => ResponseKind::DeleteGroups(DeleteGroupsResponse::default()),
         ApiKey::OffsetDelete => ResponseKind::OffsetDelete(OffsetDeleteResponse::default()),
+        ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(DescribeQuorumResponse::default()),
+        ApiKey::UnregisterBroker => {
+            ResponseKind::UnregisterBroker(UnregisterBrokerResponse::default())
+        }
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -2086,7 +2125,7 @@ fn decode_alloc_bound(frame_bytes: usize) -> u64 {
 fn has_no_array(api: ApiKey, v: i16) -> bool {
     match api {
         ApiKey::ApiVersions | ApiKey::DescribeCluster | ApiKey::InitProducerId => true,
-        ApiKey::Heartbeat => true,
+        ApiKey::Heartbeat | ApiKey::UnregisterBroker => true,
         ApiKey::FindCoordinator | ApiKey::ListGroups => v <= 3, // v4 added the key/state arrays
         ApiKey::LeaveGroup => v <= 2,                           // v3 added `members`
         _ => false,

@@ -182,6 +182,8 @@ use crate::request::DecodeError;
 /// - **DeleteGroups 0–2**: every version. Kafka 4.0 keeps v0 (KAFKA-18352: it was tagged
 ///   deprecated by mistake; Sarama sends only v0). v1 only changes throttling, v2 is flexible.
 /// - **OffsetDelete 0**: the only version (KIP-496), never flexible.
+/// - **UnregisterBroker 0**: the only version (KIP-631; `kafka-cluster unregister --id`), the
+///   step that lets a broker whose disk was lost be replaced under its id.
 /// - **DescribeQuorum 0–2**: every version (KIP-595; `kafka-metadata-quorum describe
 ///   --status`). v1 adds each replica's last fetch and caught-up timestamps, v2 (KIP-853) the
 ///   replicas' directory ids, the error message and the nodes' listeners.
@@ -213,6 +215,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -374,6 +377,7 @@ mod tests {
             (ApiKey::DeleteGroups, 0, 2),
             (ApiKey::OffsetDelete, 0, 0),
             (ApiKey::DescribeQuorum, 0, 2),
+            (ApiKey::UnregisterBroker, 0, 0),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

@@ -22,13 +22,14 @@ use odradek_tuning::autotune::{self, HostFacts, InUse};
 use odradek_tuning::{Host, RealSystem, iotune, startup};
 
 use crate::checks::{self, StartupError};
-use crate::cluster::quorum::QuorumStore;
+use crate::cluster::quorum::{self, QuorumStore};
 use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy};
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::partition;
 use crate::producers::ProducerIds;
 use crate::runtime::blocking::Blocking;
 use crate::shard;
+use odradek_controller::net::CLUSTER_ID_FILE;
 
 /// Total time a graceful shutdown may take before the process exits anyway.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -295,13 +296,19 @@ fn resolve_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     Ok(config)
 }
 
-/// The data directory's identity from `meta.properties` (created on first start; a node that
-/// initializes a new cluster generates the cluster id, the others adopt the quorum's).
+/// The data directory's identity from `meta.properties`. Created on first start: with the
+/// cluster id the controller's directory already holds (an older node's data directory), else
+/// a new one if this node initializes a new cluster; the others adopt the quorum's.
 fn identity(config: &NodeConfig) -> Result<DirIdentity, StartupError> {
     let c = &config.cluster;
     let bootstraps =
         c.roles.controller && c.voters.bootstrapper() == u64::try_from(config.node_id).ok();
-    identity::load_or_create(&config.data_dir, config.node_id, bootstraps).map_err(|e| {
+    let stored = || {
+        let path = config.data_dir.join(quorum::CONTROLLER_DIR).join(CLUSTER_ID_FILE);
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<uuid::Uuid>(&b).ok())
+    };
+    let new_file_cluster = || stored().or_else(|| bootstraps.then(identity::random_uuid));
+    identity::load_or_create(&config.data_dir, config.node_id, new_file_cluster).map_err(|e| {
         let fix = match e {
             cluster::MetaPropertiesError::NodeIdMismatch { .. } => {
                 "point --data-dir at this node's own data directory"

@@ -249,16 +249,23 @@ fn a_data_directory_without_meta_properties_gets_one_and_keeps_its_topics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = start_ready(&data_dir(&dir));
     common::create_topic(&mut node.connect(), "kept", &[]);
+    let seen = client(&node.addr(), "cluster-id", &[]);
+    assert!(seen.contains("topic kept"), "{seen}");
     node.stop();
-    let meta = data_dir(&dir).join("meta.properties");
-    std::fs::remove_file(&meta).expect("remove meta.properties: an older node's data dir");
+    // An older node's data directory: its topics in topics.json, no meta.properties and no
+    // controller quorum. The topic's id is not known here, so any id will do.
+    let data = data_dir(&dir);
+    std::fs::remove_file(data.join("meta.properties")).expect("remove meta.properties");
+    std::fs::remove_dir_all(data.join("controller")).expect("remove the quorum's files");
+    let catalogue = r#"{"topics":{"kept":{"name":"kept","id":"00000000-0000-0000-0000-00000000abcd","shards":[0],"configs":{}}}}"#;
+    std::fs::write(data.join("topics.json"), catalogue).expect("write topics.json");
 
     let node = start_ready(&data_dir(&dir));
     let id = meta_cluster_id(&data_dir(&dir));
     assert_eq!(described_cluster_id(&node), id);
     let seen = client(&node.addr(), "cluster-id", &[]);
     assert!(seen.contains(&format!("confluent cluster id {id}")), "{seen}");
-    assert!(seen.contains("topic kept"), "the catalogue is untouched: {seen}");
+    assert!(seen.contains("topic kept"), "the topics are kept: {seen}");
 }
 
 #[test]

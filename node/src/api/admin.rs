@@ -14,7 +14,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 use odradek_net::error_code as ec;
 use tracing::info;
@@ -77,7 +77,16 @@ pub async fn create_topic(
         CommandResult::TopicCreated { topic_id, .. } => c.topic_by_id(*topic_id).is_some(),
         _ => true,
     })
-    .await?;
+    .await;
+    let created = match created {
+        // Created through another broker or request: callers that accept an existing topic
+        // (auto-creation, the offsets topic) find it once it is visible here.
+        Err(e) if e.code == ec::TOPIC_ALREADY_EXISTS => {
+            cluster::wait_for(&*ctx.metadata, VISIBLE_WAIT, |c| c.topic(name).is_some()).await;
+            return Err(e);
+        }
+        other => other?,
+    };
     let CommandResult::TopicCreated { topic_id, .. } = created else {
         return Err(KafkaError::new(ec::UNKNOWN_SERVER_ERROR, format!("odd reply {created:?}")));
     };
@@ -334,4 +343,27 @@ pub async fn create_partitions(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// UnregisterBroker (`kafka-cluster unregister --id N`): removes a fenced broker's
+/// registration, so that a replacement with a new data directory can register under its id
+/// (the lost-disk procedure). A live (unfenced) broker is refused: stop it first and wait for
+/// its session timeout.
+pub async fn unregister_broker(
+    ctx: &Shard,
+    req: &UnregisterBrokerRequest,
+) -> UnregisterBrokerResponse {
+    let broker_id = req.broker_id.0;
+    let outcome = ctx.metadata.propose(Command::UnregisterBroker { broker_id }).await;
+    let resp = UnregisterBrokerResponse::default();
+    match outcome {
+        Ok(_) => {
+            info!(broker_id, "broker unregistered");
+            resp.with_error_message(None)
+        }
+        Err(KafkaError { code, message }) => {
+            info!(broker_id, %code, %message, "broker not unregistered");
+            resp.with_error_code(code.into()).with_error_message(Some(str_bytes(&message)))
+        }
+    }
 }

@@ -75,6 +75,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DeleteGroups,
     ApiKey::OffsetDelete,
     ApiKey::DescribeQuorum,
+    ApiKey::UnregisterBroker,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
@@ -162,6 +163,9 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
         }
         RequestKind::DeleteGroups(req) => {
             ResponseKind::DeleteGroups(groups::delete_groups(ctx, &req).await)
+        }
+        RequestKind::UnregisterBroker(req) => {
+            ResponseKind::UnregisterBroker(admin::unregister_broker(ctx, &req).await)
         }
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(quorum::describe_quorum(ctx, version, &req))

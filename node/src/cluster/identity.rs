@@ -38,16 +38,16 @@ pub struct DirIdentity {
 }
 
 /// The identity of node `node_id`'s data directory `data_dir`, created if the file does not
-/// exist yet. `new_cluster` says whether a new directory starts a cluster of its own (a node
-/// that is its only voter generates the cluster id) or waits to adopt the quorum's. A file
-/// written before directory ids existed gets one. A file naming another node id is refused
-/// and left as it is.
+/// exist yet with the cluster id `new_file_cluster` gives (the controller's stored one, a new
+/// one for a node that initializes a cluster, or `None` for a node that adopts the quorum's).
+/// A file written before directory ids existed gets one. A file naming another node id is
+/// refused and left as it is.
 ///
 /// Blocking file I/O: call at start-up, before the shards start.
 pub fn load_or_create(
     data_dir: &Path,
     node_id: i32,
-    new_cluster: bool,
+    new_file_cluster: impl FnOnce() -> Option<Uuid>,
 ) -> Result<DirIdentity, MetaPropertiesError> {
     let path = data_dir.join(META_PROPERTIES_FILE);
     match std::fs::read_to_string(&path) {
@@ -64,10 +64,7 @@ pub fn load_or_create(
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let id = DirIdentity {
-                cluster_id: new_cluster.then(random_uuid),
-                directory_id: random_uuid(),
-            };
+            let id = DirIdentity { cluster_id: new_file_cluster(), directory_id: random_uuid() };
             write(data_dir, node_id, id)?;
             tracing::info!(cluster_id = ?id.cluster_id.map(uuid_base64url), node_id, path = %path.display(), "data directory formatted");
             Ok(id)
@@ -98,7 +95,8 @@ fn write(data_dir: &Path, node_id: i32, id: DirIdentity) -> Result<(), MetaPrope
     Ok(())
 }
 
-fn random_uuid() -> Uuid {
+/// A random UUID (a new cluster id or directory id).
+pub fn random_uuid() -> Uuid {
     Uuid::from_u128(rand::random::<u128>())
 }
 
@@ -208,24 +206,28 @@ mod tests {
         }
     }
 
+    fn fresh() -> Option<Uuid> {
+        Some(random_uuid())
+    }
+
     #[test]
     fn meta_properties_are_created_once_and_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let id = load_or_create(dir.path(), 0, true).expect("create");
+        let id = load_or_create(dir.path(), 0, fresh).expect("create");
         assert!(id.cluster_id.is_some());
-        assert_eq!(load_or_create(dir.path(), 0, true).expect("read"), id, "stable");
+        assert_eq!(load_or_create(dir.path(), 0, fresh).expect("read"), id, "stable");
         let path = dir.path().join(META_PROPERTIES_FILE);
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("version=1\n") && text.contains("node.id=0\n"), "{text}");
-        let other = load_or_create(dir.path(), 3, true);
+        let other = load_or_create(dir.path(), 3, fresh);
         assert!(matches!(other, Err(MetaPropertiesError::NodeIdMismatch { found: 0, .. })));
         assert_eq!(std::fs::read_to_string(&path).expect("read"), text, "left as it was");
         // Kafka's own file, from before directory ids: one is added, the cluster id kept.
         let kafka = "#\n#Fri Dec 04 10:00:00 UTC 2026\nnode.id=0\nversion=1\ncluster.id=MkU3OEVBNTcwNTJENDM2Qg\n";
         std::fs::write(&path, kafka).expect("write");
-        let upgraded = load_or_create(dir.path(), 0, true).expect("kafka's");
+        let upgraded = load_or_create(dir.path(), 0, fresh).expect("kafka's");
         assert_eq!(upgraded.cluster_id, uuid_from_base64url("MkU3OEVBNTcwNTJENDM2Qg"));
-        assert_eq!(load_or_create(dir.path(), 0, true).expect("again"), upgraded);
+        assert_eq!(load_or_create(dir.path(), 0, fresh).expect("again"), upgraded);
         for bad in [
             "version=2\nnode.id=0\ncluster.id=x\n",
             "junk\n",
@@ -234,7 +236,7 @@ mod tests {
             std::fs::write(&path, bad).expect("write");
             assert!(
                 matches!(
-                    load_or_create(dir.path(), 0, true),
+                    load_or_create(dir.path(), 0, fresh),
                     Err(MetaPropertiesError::Invalid { .. })
                 ),
                 "{bad:?}"
@@ -245,10 +247,10 @@ mod tests {
     #[test]
     fn a_joining_node_records_the_cluster_id_later() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let id = load_or_create(dir.path(), 2, false).expect("create");
+        let id = load_or_create(dir.path(), 2, || None).expect("create");
         assert_eq!(id.cluster_id, None);
         let joined = DirIdentity { cluster_id: Some(Uuid::from_u128(7)), ..id };
         record_cluster_id(dir.path(), 2, joined).expect("record");
-        assert_eq!(load_or_create(dir.path(), 2, false).expect("read"), joined);
+        assert_eq!(load_or_create(dir.path(), 2, || None).expect("read"), joined);
     }
 }

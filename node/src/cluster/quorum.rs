@@ -180,6 +180,9 @@ pub fn kafka_error(e: ControllerError) -> KafkaError {
             CommandError::InvalidReplicationFactor { .. } => ec::INVALID_REPLICATION_FACTOR,
             CommandError::InvalidConfig { .. } => ec::INVALID_CONFIG,
             CommandError::TooLarge { .. } => ec::POLICY_VIOLATION,
+            CommandError::UnknownBroker { .. } => ec::BROKER_ID_NOT_REGISTERED,
+            // Unregistering a live broker: stop it and wait for its session timeout first.
+            CommandError::BrokerNotFenced { .. } => ec::INVALID_REQUEST,
             _ => ec::UNKNOWN_SERVER_ERROR,
         },
     };

@@ -101,6 +101,11 @@ impl Node {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The node's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect(self.addr()).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
