@@ -31,6 +31,8 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 const FENCE_TIMEOUT: Duration = Duration::from_secs(40);
 /// Bound on a refused node's log line.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a refused node's exit.
+const STOP_WAIT: Duration = Duration::from_secs(20);
 /// Bound on one client process (kcat call or Python script).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Session timeout and heartbeat interval of the tests that fence a broker (short, so fencing
@@ -729,6 +731,68 @@ fn a_reused_node_id_on_an_empty_directory_is_refused() {
         let got = durable_at(&c.addr(id)).expect("topics");
         assert_eq!(got, before, "node {id}'s topics after the reuse");
     }
+}
+
+/// The documented lost-disk procedure for a broker (README): broker-only node 4 is SIGKILLed
+/// and fenced, then started with the same id on an empty data directory: it is refused (a log
+/// line says why) and stays unlisted. UnregisterBroker(4), sent to a broker that is not the
+/// active controller, is then accepted, and the replacement started once more registers and
+/// is listed with its address; topics never change.
+#[test]
+fn a_broker_whose_disk_was_lost_is_refused_until_unregistered() {
+    use kafka_protocol::messages::{BrokerId, UnregisterBrokerRequest, UnregisterBrokerResponse};
+
+    let mut c = Cluster::start(3, &SHORT_SESSION);
+    c.wait_formed();
+    let host = "127.0.0.2";
+    let port = free_port(host);
+    let mut args = vec!["--node-id".to_owned(), "4".to_owned(), "--listen".to_owned()];
+    args.extend([format!("{host}:{port}"), "--controller-quorum-voters".to_owned()]);
+    args.extend([c.voters.clone(), "--process-roles".to_owned(), "broker".to_owned()]);
+    args.extend(["--smp", "1"].map(String::from));
+    args.extend(SHORT_SESSION.map(String::from));
+    let mut n4 = ClusterNode::new(4, host, port, 0, args);
+    n4.start();
+    c.nodes.push(n4);
+    let all = [1, 2, 3, 4];
+    c.wait_brokers(&all, &all, FORM_TIMEOUT);
+    create_topic_retrying(&c.addr(4), "lost", 8, &[], CREATE_TIMEOUT);
+    wait_topic(&c, 1, "lost", 8);
+    let before = durable_at(&c.addr(1)).expect("topics");
+    wait_durable(&c, &before, "before the lost disk");
+
+    c.kill(4);
+    c.wait_brokers(&[1, 2, 3], &[1, 2, 3], FENCE_TIMEOUT);
+    c.node(4).wipe();
+    let marks = c.log_marks();
+    c.node(4).spawn();
+    let line = wait_until("a log line refusing broker 4's new disk", REFUSAL_TIMEOUT, || {
+        c.find_log_since(&marks, |l| l.contains("registered by another"))
+            .map(|(id, l)| format!("node {id}: {l}"))
+            .ok_or_else(|| format!("no such line{}", c.nodes[3].logs(20)))
+    });
+    println!("refusal: {line}");
+    let status = c.node(4).wait_exit(STOP_WAIT);
+    println!("refused node 4 exited: {status}");
+    for id in [1, 2, 3] {
+        assert_eq!(c.metadata(id).expect("metadata").broker_ids(), vec![1, 2, 3], "node {id}");
+    }
+
+    let leader = c.wait_leader(&[1, 2, 3], &[1, 2, 3], Duration::from_secs(30)).leader_id;
+    let via = if leader == 1 { 2 } else { 1 };
+    let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(4));
+    let resp: UnregisterBrokerResponse =
+        common::cluster::call_addr(&c.addr(via), 0, &req).expect("UnregisterBroker");
+    assert_eq!(
+        (resp.error_code, &resp.error_message),
+        (0, &None),
+        "UnregisterBroker(4) at node {via}"
+    );
+
+    c.node(4).wipe();
+    c.node(4).start();
+    c.wait_brokers(&all, &all, FORM_TIMEOUT);
+    wait_durable(&c, &before, "after the replacement registered");
 }
 
 /// A fourth node with `process.roles=broker`, configured through ODRADEK_* environment
