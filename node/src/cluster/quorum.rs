@@ -217,7 +217,6 @@ fn build(image: &MetadataImage, prev: &Catalogue, me: i32, cluster_id: String) -
     let mut catalogue = Catalogue {
         topics,
         brokers,
-        controller_id: me,
         cluster_id,
         applied_index: image.applied_index,
         ..Catalogue::default()
