@@ -676,6 +676,7 @@ impl Node {
         let timeout = self.config.broker_session_timeout;
         let tick = (timeout / 4).max(Duration::from_millis(50));
         let mut active_term = None;
+        let mut last_tick = Instant::now();
         loop {
             let stop = self.stopping.listen();
             if let Either::Right(_) = select(std::pin::pin!(compio::time::sleep(tick)), stop).await
@@ -689,7 +690,11 @@ impl Node {
                 continue;
             }
             let now = Instant::now();
-            if active_term != Some(status.term) {
+            // This node itself stalled (stopped, starved): the silence it saw is its own, so
+            // every broker gets a full session again (a deposed leader learns it meanwhile).
+            let stalled = now.saturating_duration_since(last_tick) > timeout / 2;
+            last_tick = now;
+            if active_term != Some(status.term) || stalled {
                 active_term = Some(status.term);
                 self.liveness.borrow_mut().clear();
             }
