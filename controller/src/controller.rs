@@ -87,6 +87,19 @@ pub const FORWARD_CONNECTIONS_MAX: usize = 8;
 /// `IDLE_TIMEOUT`, so the leader has not closed it for idleness).
 const FORWARD_IDLE_REUSE: Duration = Duration::from_secs(30);
 
+/// How long a forwarded heartbeat may take, connection included. Far below any session
+/// timeout: a heartbeat stuck on a leader that stopped (SIGSTOP, a partition) would otherwise
+/// keep its broker from reaching the new leader until the new leader fences it.
+pub const HEARTBEAT_FORWARD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a forwarded `command` may take before its outcome counts as unknown.
+pub(crate) fn forward_wait(command: &Command, propose_timeout: Duration) -> Duration {
+    match command {
+        Command::BrokerHeartbeat { .. } => HEARTBEAT_FORWARD_TIMEOUT,
+        _ => propose_timeout * 2 + net::HANDSHAKE_TIMEOUT,
+    }
+}
+
 /// Most accepted controller connections served at once (peers hold one per replication
 /// stream and reconnect after errors; forwarded proposals open short-lived ones).
 pub const CONNECTIONS_MAX: usize = 64;
@@ -663,6 +676,7 @@ impl Node {
         let timeout = self.config.broker_session_timeout;
         let tick = (timeout / 4).max(Duration::from_millis(50));
         let mut active_term = None;
+        let mut last_tick = Instant::now();
         loop {
             let stop = self.stopping.listen();
             if let Either::Right(_) = select(std::pin::pin!(compio::time::sleep(tick)), stop).await
@@ -676,7 +690,11 @@ impl Node {
                 continue;
             }
             let now = Instant::now();
-            if active_term != Some(status.term) {
+            // This node itself stalled (stopped, starved): the silence it saw is its own, so
+            // every broker gets a full session again (a deposed leader learns it meanwhile).
+            let stalled = now.saturating_duration_since(last_tick) > timeout / 2;
+            last_tick = now;
+            if active_term != Some(status.term) || stalled {
                 active_term = Some(status.term);
                 self.liveness.borrow_mut().clear();
             }
@@ -755,6 +773,7 @@ impl Node {
             idle.retain(|(_, since, _)| since.elapsed() < FORWARD_IDLE_REUSE);
             idle.iter().position(|(id, _, _)| *id == leader).map(|i| idle.swap_remove(i).2)
         };
+        let wait = forward_wait(&command, self.config.propose_timeout);
         let exchange = async {
             let mut stream = match pooled {
                 Some(s) => s,
@@ -775,7 +794,10 @@ impl Node {
             }
             Ok::<_, io::Error>(reply)
         };
-        match exchange.await {
+        let exchanged = compio::time::timeout(wait, exchange).await.unwrap_or_else(|_| {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {wait:?}")))
+        });
+        match exchanged {
             Ok(Some(Response::Propose(Ok(reply)))) => reply.map_err(ControllerError::Refused),
             Ok(Some(Response::Propose(Err(f)))) => Err(failure(f)),
             Ok(_) => Err(ControllerError::Unknown {

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::config::Voters;
 use crate::controller::{
     ControllerError, ImageWatch, NodeThread, Proposal, RunBody, Shared, StartError, failure,
-    read_cluster_id,
+    forward_wait, read_cluster_id,
 };
 use crate::image::{Command, CommandResult, MetadataImage};
 use crate::net::{
@@ -237,7 +237,12 @@ impl ObserverNode {
         let mut target = self.leader_hint.get().unwrap_or_else(|| self.rotate().0);
         for _ in 0..=self.config.voters.ids().count() {
             let Some(addr) = self.config.voters.addr(target) else { break };
-            let mut stream = match net::connect(&self.ident, addr).await {
+            let wait = forward_wait(&command, self.config.propose_timeout);
+            let connected = compio::time::timeout(wait, net::connect(&self.ident, addr)).await;
+            let connected = connected.unwrap_or_else(|_| {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+            });
+            let mut stream = match connected {
                 Ok(s) => s,
                 Err(e) => {
                     debug!(node = self.config.node_id, voter = target, error = %e, "voter unreachable");
@@ -251,7 +256,10 @@ impl ObserverNode {
                 let wait = self.config.propose_timeout * 2;
                 net::read_frame::<Response>(&mut stream, FRAME_BYTES_MAX, wait).await
             };
-            match exchange.await {
+            let exchanged = compio::time::timeout(wait, exchange).await.unwrap_or_else(|_| {
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer in {wait:?}")))
+            });
+            match exchanged {
                 Ok(Some(Response::Propose(Ok(reply)))) => {
                     self.leader_hint.set(Some(target));
                     return reply.map_err(ControllerError::Refused);

@@ -618,6 +618,70 @@ mod tests {
     }
 
     #[test]
+    fn no_cluster_flags_make_a_quorum_of_one() {
+        let args = ServeArgs {
+            node_id: Some(4),
+            listen: Some("127.0.0.3:9092".into()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args, 2).expect("defaults").cluster;
+        assert_eq!(c.roles, Roles { broker: true, controller: true });
+        assert!(!c.configured_voters);
+        assert_eq!(c.voters.canonical(), "4@127.0.0.3:0", "this node alone, an ephemeral port");
+        assert_eq!((c.broker_session_timeout_ms, c.broker_heartbeat_interval_ms), (9000, 2000));
+    }
+
+    #[test]
+    fn cluster_flags_and_file_keys_follow_kafkas_names() {
+        let voters = "1@127.0.0.2:9093,2@127.0.0.3:9093,3@127.0.0.4:9093";
+        let args = ServeArgs {
+            node_id: Some(2),
+            listen: Some("127.0.0.3:9092".into()),
+            controller_listen: Some("127.0.0.3:9093".into()),
+            controller_quorum_voters: Some(voters.into()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(&args, 2).expect("a voter").cluster;
+        assert!(c.configured_voters && c.roles.controller && c.roles.broker);
+        assert_eq!(c.controller_listen, "127.0.0.3:9093".parse().expect("addr"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("odradek.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "node_id = 5\nprocess_roles = \"broker\"\ncontroller_quorum_voters = \"{voters}\"\n\
+                 broker_session_timeout_ms = 3000\nbroker_heartbeat_interval_ms = 500\n"
+            ),
+        )
+        .expect("write");
+        let file = ServeArgs { config: Some(path), ..Default::default() };
+        let c = NodeConfig::resolve(&file, 2).expect("an observer").cluster;
+        assert_eq!(c.roles, Roles { broker: true, controller: false });
+        assert_eq!((c.broker_session_timeout_ms, c.broker_heartbeat_interval_ms), (3000, 500));
+        let bad = |a: ServeArgs| NodeConfig::resolve(&a, 2).expect_err("refused").to_string();
+        let with = |f: fn(&mut ServeArgs)| {
+            let mut a = args.clone();
+            f(&mut a);
+            a
+        };
+        assert!(bad(with(|a| a.process_roles = Some("borker".into()))).contains("unknown role"));
+        assert!(bad(with(|a| a.node_id = Some(7))).contains("not in --controller-quorum-voters"));
+        assert!(bad(with(|a| a.controller_listen = None)).contains("needs --controller-listen"));
+        assert!(
+            bad(with(|a| a.controller_listen = Some("127.0.0.3:9999".into())))
+                .contains("differs from this node's voter address")
+        );
+        assert!(
+            bad(with(|a| a.process_roles = Some("broker".into()))).contains("has no controller")
+        );
+        assert!(bad(with(|a| a.controller_quorum_voters = Some("1@x".into()))).contains("voters"));
+        assert!(
+            bad(with(|a| a.broker_heartbeat_interval_ms = Some(20_000)))
+                .contains("--broker-heartbeat-interval-ms")
+        );
+    }
+
+    #[test]
     fn session_timeout_bounds_have_kafkas_defaults_and_come_from_the_file() {
         let c = NodeConfig::resolve(&ServeArgs::default(), 2).expect("defaults");
         assert_eq!(

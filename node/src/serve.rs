@@ -27,6 +27,7 @@ use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy}
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::partition;
 use crate::producers::ProducerIds;
+use crate::runtime::ShardThreads;
 use crate::runtime::blocking::Blocking;
 use crate::shard;
 use odradek_controller::net::CLUSTER_ID_FILE;
@@ -93,35 +94,8 @@ async fn serve(
     let (fatal_tx, fatal_rx) = async_channel::bounded::<String>(1);
     let mut shards = None;
     if config.cluster.roles.broker {
-        let registered = Arc::new(Event::new());
-        let listener = registered.listen();
-        let lifecycle = broker::run(
-            store.clone(),
-            registration(&config, dir_identity),
-            Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
-            stop.clone(),
-            registered.clone(),
-        );
-        compio::runtime::spawn(async move {
-            if let Err(e) = lifecycle.await {
-                let _ = fatal_tx.try_send(e.to_string());
-            }
-        })
-        .detach();
-        if !config.cluster.configured_voters {
-            // A quorum of one: serve only once the broker leads its partitions, and upgrade a
-            // single node's old catalogue first.
-            wait_unfenced(listener, &fatal_rx).await?;
-            if let Some(legacy) = &legacy {
-                upgrade(&store, &config, legacy).await?;
-            }
-        }
-        let metadata: Arc<dyn MetadataStore> = store.clone();
-        let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
-        if !config.cluster.configured_voters {
-            partition::warn_orphans(&config.data_dir, &store.snapshot());
-        }
-        shards = Some(shard::start(config.clone(), metadata, producer_ids, pool)?);
+        let broker = Broker { store: store.clone(), dir_identity, stop: stop.clone(), fatal_tx };
+        shards = Some(broker.start(&config, legacy, pool, &fatal_rx).await?);
     }
     print_ready(&config);
     let mut failure = None;
@@ -148,6 +122,55 @@ async fn serve(
     match failure {
         None => Ok(()),
         Some(why) => Err(StartupError::new(why, LOST_DISK_FIX).into()),
+    }
+}
+
+/// What starting the broker role needs besides the config.
+struct Broker {
+    store: Arc<QuorumStore>,
+    dir_identity: DirIdentity,
+    stop: Arc<broker::Stop>,
+    /// Where the registration loop reports a refusal for good.
+    fatal_tx: async_channel::Sender<String>,
+}
+
+impl Broker {
+    /// Starts the registration and heartbeats, then the shards. A quorum of one first waits
+    /// until its broker is unfenced and upgrades a single node's old catalogue, so that it
+    /// serves its partitions from the ready line on.
+    async fn start(
+        self,
+        config: &Arc<NodeConfig>,
+        legacy: Option<legacy::Legacy>,
+        pool: Blocking,
+        fatal_rx: &async_channel::Receiver<String>,
+    ) -> anyhow::Result<ShardThreads> {
+        let Broker { store, dir_identity, stop, fatal_tx } = self;
+        let registered = Arc::new(Event::new());
+        let listener = registered.listen();
+        let lifecycle = broker::run(
+            store.clone(),
+            registration(config, dir_identity),
+            Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+            stop,
+            registered.clone(),
+        );
+        compio::runtime::spawn(async move {
+            if let Err(e) = lifecycle.await {
+                let _ = fatal_tx.try_send(e.to_string());
+            }
+        })
+        .detach();
+        if !config.cluster.configured_voters {
+            wait_unfenced(listener, fatal_rx).await?;
+            if let Some(legacy) = &legacy {
+                upgrade(&store, config, legacy).await?;
+            }
+            partition::warn_orphans(&config.data_dir, &store.snapshot());
+        }
+        let metadata: Arc<dyn MetadataStore> = store.clone();
+        let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
+        Ok(shard::start(config.clone(), metadata, producer_ids, pool)?)
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -116,6 +117,42 @@ fn check_configs(
     Ok(out)
 }
 
+/// A topic to create as (partitions, replication factor, configs), or why not. Explicit
+/// assignments give the partition count and replication factor; the controller places the
+/// replicas (rack-aware) itself.
+fn check_creatable(
+    snapshot: &Catalogue,
+    t: &CreatableTopic,
+    partitions: i32,
+) -> Result<(i32, i16, BTreeMap<String, String>), KafkaError> {
+    let mut rf =
+        if t.replication_factor == -1 { DEFAULT_REPLICATION_FACTOR } else { t.replication_factor };
+    let brokers = t.assignments.iter().flat_map(|a| a.broker_ids.iter().map(|b| b.0));
+    if let Some(b) = brokers.into_iter().find(|b| !snapshot.brokers.contains_key(b)) {
+        return Err(KafkaError::new(
+            ec::INVALID_REPLICA_ASSIGNMENT,
+            format!("assignment names broker {b}, which is not a live broker"),
+        ));
+    }
+    let partitions = match t.assignments.first() {
+        None => partitions,
+        Some(a) => {
+            rf = i16::try_from(a.broker_ids.len()).unwrap_or(i16::MAX);
+            i32::try_from(t.assignments.len()).unwrap_or(i32::MAX)
+        }
+    };
+    if rf < 1 || rf as usize > snapshot.brokers.len() {
+        return Err(KafkaError::new(
+            ec::INVALID_REPLICATION_FACTOR,
+            format!("replication factor {rf}: {} live broker(s)", snapshot.brokers.len()),
+        ));
+    }
+    let configs = check_configs(
+        t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+    )?;
+    Ok((partitions, rf, configs))
+}
+
 /// The topic's full configuration as CreateTopics v5+ returns it.
 fn described_configs(overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
     topic_config::TOPIC_CONFIGS
@@ -141,42 +178,7 @@ pub async fn create_topics(
         let partitions =
             if t.num_partitions == -1 { ctx.config.default_partitions } else { t.num_partitions };
         let snapshot = ctx.metadata.snapshot();
-        let checked = (|| {
-            let mut rf = if t.replication_factor == -1 {
-                DEFAULT_REPLICATION_FACTOR
-            } else {
-                t.replication_factor
-            };
-            // Explicit assignments give the partition count and replication factor; the
-            // controller places the replicas (rack-aware) itself.
-            let brokers: Vec<i32> =
-                t.assignments.iter().flat_map(|a| a.broker_ids.iter().map(|b| b.0)).collect();
-            if let Some(b) = brokers.iter().find(|b| !snapshot.brokers.contains_key(b)) {
-                return Err(KafkaError::new(
-                    ec::INVALID_REPLICA_ASSIGNMENT,
-                    format!("assignment names broker {b}, which is not a live broker"),
-                ));
-            }
-            let partitions = match t.assignments.first() {
-                None => partitions,
-                Some(a) => {
-                    rf = i16::try_from(a.broker_ids.len()).unwrap_or(i16::MAX);
-                    t.assignments.len() as i32
-                }
-            };
-            if rf < 1 || rf as usize > snapshot.brokers.len() {
-                return Err(KafkaError::new(
-                    ec::INVALID_REPLICATION_FACTOR,
-                    format!("replication factor {rf}: {} live broker(s)", snapshot.brokers.len()),
-                ));
-            }
-            let configs = check_configs(
-                t.configs
-                    .iter()
-                    .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
-            )?;
-            Ok((partitions, rf, configs))
-        })();
+        let checked = check_creatable(&snapshot, &t, partitions);
         let outcome = match checked {
             Err(e) => Err(e),
             Ok((partitions, rf, configs)) if req.validate_only => {

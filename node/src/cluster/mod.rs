@@ -25,7 +25,6 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use odradek_controller::{Command, CommandResult, QuorumStatus};
 use odradek_net::error_code as ec;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::KafkaError;
@@ -48,7 +47,7 @@ pub const PARTITIONS_TOTAL_MAX: usize = 100_000;
 pub const NOT_HERE: u32 = u32::MAX;
 
 /// One partition's replicas and leadership, as the controller decided them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Placement {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
@@ -58,7 +57,7 @@ pub struct Placement {
 }
 
 /// One topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
@@ -69,7 +68,6 @@ pub struct Topic {
     /// The topic-level keys set for this topic (the rest take their defaults).
     pub configs: BTreeMap<String, String>,
     /// Replicas and leader of each partition, by partition index.
-    #[serde(default)]
     pub placement: Vec<Placement>,
 }
 
@@ -134,25 +132,17 @@ pub struct Broker {
 }
 
 /// An immutable view of the cluster's metadata.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalogue {
     pub topics: BTreeMap<String, Arc<Topic>>,
     /// Topic id → name, for requests that name topics by id (Fetch v13+, DeleteTopics v6,
     /// Metadata by id): derived from `topics` when a catalogue is built.
-    #[serde(skip)]
     ids: HashMap<Uuid, String>,
     /// Unfenced brokers, by id.
-    #[serde(skip)]
     pub brokers: BTreeMap<i32, Broker>,
-    /// The broker clients are told is the controller (the active controller when it is a
-    /// broker, else this node: any broker forwards admin requests).
-    #[serde(skip)]
-    pub controller_id: i32,
     /// The cluster id as Kafka prints it (empty until known).
-    #[serde(skip)]
     pub cluster_id: String,
     /// The metadata log index this view reflects.
-    #[serde(skip)]
     pub applied_index: u64,
 }
 

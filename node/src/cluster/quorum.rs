@@ -4,10 +4,10 @@
 //! shards read, and sends changes to the active controller.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use event_listener::Event;
 use futures_util::future::BoxFuture;
 use odradek_controller::{
@@ -36,8 +36,8 @@ enum Member {
 #[derive(Debug)]
 pub struct QuorumStore {
     me: i32,
-    /// `None` once shut down.
-    member: Mutex<Option<Arc<Member>>>,
+    /// `None` once shut down. Swapped atomically, so no request path takes a lock.
+    member: ArcSwapOption<Member>,
     current: ArcSwap<Catalogue>,
     changed: Event,
 }
@@ -66,7 +66,7 @@ impl QuorumStore {
         };
         let store = QuorumStore {
             me: config.node_id,
-            member: Mutex::new(Some(Arc::new(member))),
+            member: ArcSwapOption::from_pointee(member),
             current: ArcSwap::from_pointee(Catalogue::default()),
             changed: Event::new(),
         };
@@ -75,7 +75,7 @@ impl QuorumStore {
     }
 
     fn with_member<T>(&self, f: impl FnOnce(&Member) -> T) -> Option<T> {
-        self.member.lock().unwrap_or_else(|p| p.into_inner()).as_deref().map(f)
+        self.member.load().as_deref().map(f)
     }
 
     /// A watch over the images this node applies (`None` once shut down).
@@ -123,7 +123,7 @@ impl QuorumStore {
     /// Proposes `command`, with the controller's own error.
     pub async fn propose_raw(&self, command: Command) -> Result<CommandResult, ControllerError> {
         // A clone of the handle: proposing only queues toward the member's thread.
-        let member = self.member.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let member = self.member.load_full();
         match member.as_deref() {
             Some(Member::Voter(c)) => c.propose(command).await,
             Some(Member::Observer(o)) => o.propose(command).await,
@@ -135,8 +135,7 @@ impl QuorumStore {
     /// thread after the shards stopped; a proposal still in flight elsewhere keeps the member
     /// until it is answered).
     pub fn shutdown(&self) {
-        let member = self.member.lock().unwrap_or_else(|p| p.into_inner()).take();
-        drop(member);
+        drop(self.member.swap(None));
     }
 }
 
@@ -217,7 +216,6 @@ fn build(image: &MetadataImage, prev: &Catalogue, me: i32, cluster_id: String) -
     let mut catalogue = Catalogue {
         topics,
         brokers,
-        controller_id: me,
         cluster_id,
         applied_index: image.applied_index,
         ..Catalogue::default()
