@@ -100,6 +100,9 @@ pub(crate) fn forward_wait(command: &Command, propose_timeout: Duration) -> Dura
     }
 }
 
+/// Pause between rounds of greetings of a new member (see `Node::greet_peers`).
+const GREET_PAUSE: Duration = Duration::from_secs(2);
+
 /// Most accepted controller connections served at once (peers hold one per replication
 /// stream and reconnect after errors; forwarded proposals open short-lived ones).
 pub const CONNECTIONS_MAX: usize = 64;
@@ -428,6 +431,10 @@ struct Node {
     /// controller (in memory only, as in KRaft: a new active controller starts every broker's
     /// clock afresh).
     liveness: std::cell::RefCell<HashMap<i32, Instant>>,
+    /// A new member that does not initialize the cluster greets the other voters until one
+    /// accepts it, so that a refusal (another cluster, another voter list) is logged at once
+    /// rather than the node waiting in silence for a leader that will never call.
+    probe: bool,
 }
 
 impl Node {
@@ -472,7 +479,7 @@ impl Node {
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store.clone(), sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        let node = Node {
+        let mut node = Node {
             raft,
             log_store,
             ident,
@@ -484,10 +491,13 @@ impl Node {
             forward_slots: async_lock::Semaphore::new(FORWARD_CONNECTIONS_MAX),
             shared,
             liveness: std::cell::RefCell::new(HashMap::new()),
+            probe: false,
         };
-        if pristine && node.config.voters.bootstrapper() == Some(node.config.node_id) {
+        let bootstrapper = node.config.voters.bootstrapper() == Some(node.config.node_id);
+        if pristine && bootstrapper {
             node.bootstrap().await?;
         }
+        node.probe = pristine && !bootstrapper;
         info!(node = node.config.node_id, listen = %node.config.listen, voters = %node.config.voters.canonical(),
             cluster_id = ?*node.ident.cluster_id.borrow(), "controller started");
         Ok(node)
@@ -520,6 +530,9 @@ impl Node {
         let me = Rc::new(self);
         compio::runtime::spawn(me.clone().watch_metrics()).detach();
         compio::runtime::spawn(me.clone().fence_silent_brokers()).detach();
+        if me.probe {
+            compio::runtime::spawn(me.clone().greet_peers()).detach();
+        }
         let acceptor = compio::runtime::spawn(me.clone().accept_loop());
         // Bounds the proposals in flight on this thread (each waits at most `propose_timeout`).
         let inflight = Arc::new(async_lock::Semaphore::new(me.config.proposals_queued_max.max(1)));
@@ -630,6 +643,47 @@ impl Node {
             };
             if let Err(e) = net::write_frame(&mut stream, &resp).await {
                 return debug!(%peer, node = peer_id, error = %e, "controller connection closed while replying");
+            }
+        }
+    }
+
+    /// Greets the other voters in turn (a handshake, nothing more) until one accepts this
+    /// node or raft has heard from a leader; each refusal is logged with its reason, once per
+    /// peer and reason. Runs until then or until the controller stops.
+    async fn greet_peers(self: Rc<Self>) {
+        let mut logged: HashMap<NodeId, String> = HashMap::new();
+        loop {
+            for (id, addr) in self.config.voters.iter().filter(|(id, _)| *id != self.config.node_id)
+            {
+                if self.shared.status.load().leader_id.is_some() {
+                    return;
+                }
+                match net::connect(&self.ident, addr).await {
+                    Ok(_) => {
+                        info!(
+                            node = self.config.node_id,
+                            peer = id,
+                            "a voter accepted this node; waiting for the leader"
+                        );
+                        return;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        let reason = e.to_string();
+                        if logged.get(&id) != Some(&reason) {
+                            error!(node = self.config.node_id, peer = id, %reason, "this node is refused by the controller quorum");
+                            logged.insert(id, reason);
+                        }
+                    }
+                    Err(e) => {
+                        debug!(node = self.config.node_id, peer = id, error = %e, "voter not reachable yet")
+                    }
+                }
+            }
+            let stop = self.stopping.listen();
+            if let Either::Right(_) =
+                select(std::pin::pin!(compio::time::sleep(GREET_PAUSE)), stop).await
+            {
+                return;
             }
         }
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use event_listener::Event;
 use futures_util::future::{Either, select};
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 use uuid::Uuid;
 
 use crate::config::Voters;
@@ -195,6 +195,9 @@ impl ObserverNode {
             let poll = std::pin::pin!(self.follow_one(addr));
             match select(poll, stop).await {
                 Either::Right(_) => return,
+                Either::Left((Err(e), _)) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    error!(node = self.config.node_id, voter = id, reason = %e, "this node is refused by the controller quorum")
+                }
                 Either::Left((r, _)) => {
                     debug!(node = self.config.node_id, voter = id, result = ?r, "observer switches voter")
                 }
