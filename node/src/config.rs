@@ -307,6 +307,8 @@ impl NodeConfig {
             args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "0.0.0.0:9092".into());
         let listen = parse_addr("--listen", &listen_raw)?;
         let cluster = resolve_cluster(args, &file, node_id, listen)?;
+        let (group_min_session_timeout_ms, group_max_session_timeout_ms) =
+            group_session_bounds(&file)?;
         let data_dir = args
             .data_dir
             .clone()
@@ -329,22 +331,6 @@ impl NodeConfig {
             i64::from(default_partitions),
             1,
             i64::from(PARTITIONS_MAX),
-        )?;
-        let group_min_session_timeout_ms =
-            file.group_min_session_timeout_ms.unwrap_or(GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT);
-        let group_max_session_timeout_ms =
-            file.group_max_session_timeout_ms.unwrap_or(GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT);
-        check_range(
-            "group_max_session_timeout_ms",
-            i64::from(group_max_session_timeout_ms),
-            1,
-            i64::from(i32::MAX),
-        )?;
-        check_range(
-            "group_min_session_timeout_ms",
-            i64::from(group_min_session_timeout_ms),
-            1,
-            i64::from(group_max_session_timeout_ms),
         )?;
         let rack = args.rack.clone().or(file.rack.clone()).filter(|r| !r.is_empty());
         Ok(NodeConfig {
@@ -382,6 +368,49 @@ impl NodeConfig {
             cluster,
         })
     }
+}
+
+/// `group.min.session.timeout.ms` and `group.max.session.timeout.ms` (file keys only), checked
+/// against each other.
+fn group_session_bounds(file: &FileConfig) -> Result<(i32, i32), ConfigError> {
+    let min = file.group_min_session_timeout_ms.unwrap_or(GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT);
+    let max = file.group_max_session_timeout_ms.unwrap_or(GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT);
+    check_range("group_max_session_timeout_ms", i64::from(max), 1, i64::from(i32::MAX))?;
+    check_range("group_min_session_timeout_ms", i64::from(min), 1, i64::from(max))?;
+    Ok((min, max))
+}
+
+/// A voter runs the controller role and listens where the voter list says; a node without
+/// the role is not in the list.
+fn check_membership(
+    roles: Roles,
+    voters: &Voters,
+    node_id: i32,
+    listen_given: bool,
+    controller_listen: SocketAddr,
+) -> Result<(), ConfigError> {
+    let node = u64::try_from(node_id).unwrap_or(u64::MAX);
+    if roles.controller && !voters.contains(node) {
+        return Err(ConfigError::Cluster(format!(
+            "node {node_id} runs the controller role but is not in --controller-quorum-voters {}",
+            voters.canonical()
+        )));
+    }
+    if !roles.controller && voters.contains(node) {
+        return Err(ConfigError::Cluster(format!(
+            "node {node_id} is a voter in {} but --process-roles has no controller",
+            voters.canonical()
+        )));
+    }
+    if let (true, Some(addr)) = (listen_given, voters.addr(node))
+        && roles.controller
+        && addr != controller_listen
+    {
+        return Err(ConfigError::Cluster(format!(
+            "--controller-listen {controller_listen} differs from this node's voter address {addr}"
+        )));
+    }
+    Ok(())
 }
 
 /// Roles, voters and the controller listener: a node without `--controller-quorum-voters` is
@@ -423,27 +452,7 @@ fn resolve_cluster(
             ));
         }
     };
-    let node = u64::try_from(node_id).unwrap_or(u64::MAX);
-    if roles.controller && !voters.contains(node) {
-        return Err(ConfigError::Cluster(format!(
-            "node {node_id} runs the controller role but is not in --controller-quorum-voters {}",
-            voters.canonical()
-        )));
-    }
-    if !roles.controller && voters.contains(node) {
-        return Err(ConfigError::Cluster(format!(
-            "node {node_id} is a voter in {} but --process-roles has no controller",
-            voters.canonical()
-        )));
-    }
-    if let (Some(_), Some(addr)) = (&listen_raw, voters.addr(node))
-        && roles.controller
-        && addr != controller_listen
-    {
-        return Err(ConfigError::Cluster(format!(
-            "--controller-listen {controller_listen} differs from this node's voter address {addr}"
-        )));
-    }
+    check_membership(roles, &voters, node_id, listen_raw.is_some(), controller_listen)?;
     let broker_session_timeout_ms = args
         .broker_session_timeout_ms
         .or(file.broker_session_timeout_ms)
