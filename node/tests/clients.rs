@@ -10,13 +10,17 @@
 //! The clients are installed by `scripts/test.sh` (Debian's kcat, and the PyPI packages pinned
 //! in `tests/clients/requirements.txt`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "common/process.rs"]
+mod process;
+
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use process::{Out, run_bounded};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on one client process (kcat call or Python script).
@@ -199,66 +203,12 @@ fn batch_codecs(bytes: &[u8]) -> Vec<(u8, i32)> {
     codecs
 }
 
-/// A finished client process.
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// Runs a client with `input` on stdin, killing it (by PID) after [`CLIENT_TIMEOUT`].
+/// Runs a client with `input` on stdin; fails the test (with the node's log) if it is still
+/// running after [`CLIENT_TIMEOUT`] (it is then killed by PID).
 fn run(cmd: &mut Command, input: &[u8], node: &Node) -> Out {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = reader(child.stdout.take().expect("stdout"));
-    let err = reader(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll client") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-            let _ = child.wait();
-            let stdout = String::from_utf8_lossy(&out.join().expect("join")).into_owned();
-            let stderr = String::from_utf8_lossy(&err.join().expect("join")).into_owned();
-            panic!(
-                "{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n{}{}",
-                Out { status: ExitStatus::default(), stdout, stderr }.text(),
-                node.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    Out {
-        status,
-        stdout: String::from_utf8_lossy(&out.join().expect("join")).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().expect("join")).into_owned(),
-    }
+    run_bounded(cmd, input, CLIENT_TIMEOUT).unwrap_or_else(|out| {
+        panic!("{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n{}{}", out.text(), node.logs())
+    })
 }
 
 /// Runs `tests/clients/<script>` against `node` and asserts it succeeded.

@@ -14,14 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
     BrokerWatch, Cluster, ClusterNode, FORM_TIMEOUT, Meta, create_topic_at, create_topic_retrying,
     describe_quorum_at, free_port, metadata_at, node_args, topic_configs_at, wait_until,
 };
+use common::process::{Out, run_bounded};
 use odradek_client::blocking::connect_tcp;
 use odradek_records::Codec;
 
@@ -911,63 +911,12 @@ fn killing_the_active_controller_elects_a_new_one() {
 
 // --- Real clients ----------------------------------------------------------------------------
 
-/// A finished client process.
-struct Out {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn text(&self) -> String {
-        format!("--- stdout ---\n{}\n--- stderr ---\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        buf
-    })
-}
-
-/// Runs a client with `input` on stdin, killing it (by PID) after [`CLIENT_TIMEOUT`].
+/// Runs a client with `input` on stdin; fails the test if it is still running after
+/// [`CLIENT_TIMEOUT`] (it is then killed by PID).
 fn run(cmd: &mut Command, input: &[u8]) -> Out {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = reader(child.stdout.take().expect("stdout"));
-    let err = reader(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll client") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
-            let _ = child.wait();
-            break ExitStatus::default();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    let timed_out = Instant::now() > deadline;
-    let out = Out {
-        status,
-        stdout: String::from_utf8_lossy(&out.join().expect("join")).into_owned(),
-        stderr: String::from_utf8_lossy(&err.join().expect("join")).into_owned(),
-    };
-    assert!(!timed_out, "{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n{}", out.text());
-    out
+    run_bounded(cmd, input, CLIENT_TIMEOUT).unwrap_or_else(|out| {
+        panic!("{cmd:?} did not finish within {CLIENT_TIMEOUT:?}\n{}", out.text())
+    })
 }
 
 /// `tests/clients/cluster_check.py` with the three brokers as three separate bootstraps:

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod cluster;
+pub mod process;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
