@@ -106,10 +106,21 @@ async fn serve(
             failure = Some(why);
         }
     }
-    info!("shutting down: no new connections; finishing in-flight requests");
+    let began = std::time::Instant::now();
     stop.stop();
-    if let Some(shards) = shards {
-        if shards.stop(SHUTDOWN_TIMEOUT) {
+    if let Some((_, lifecycle)) = &mut shards {
+        // Heartbeats end first, so that none unfences the broker after the controller
+        // fenced it (a controlled shutdown), unless the controller refused this broker.
+        let ended = compio::time::timeout(Duration::from_secs(1), lifecycle).await.is_ok();
+        if ended && failure.is_none() {
+            broker::leave(&store, config.node_id).await;
+        }
+    }
+    info!("shutting down: no new connections; finishing in-flight requests");
+    if let Some((shards, _)) = shards {
+        // The whole shutdown stays within SHUTDOWN_TIMEOUT.
+        let left = SHUTDOWN_TIMEOUT.saturating_sub(began.elapsed()).max(Duration::from_secs(1));
+        if shards.stop(left) {
             info!("stopped cleanly");
         } else {
             warn!(
@@ -144,7 +155,7 @@ impl Broker {
         legacy: Option<legacy::Legacy>,
         pool: Blocking,
         fatal_rx: &async_channel::Receiver<String>,
-    ) -> anyhow::Result<ShardThreads> {
+    ) -> anyhow::Result<(ShardThreads, compio::runtime::JoinHandle<()>)> {
         let Broker { store, dir_identity, stop, fatal_tx } = self;
         let registered = Arc::new(Event::new());
         let listener = registered.listen();
@@ -155,12 +166,11 @@ impl Broker {
             stop,
             registered.clone(),
         );
-        compio::runtime::spawn(async move {
+        let lifecycle = compio::runtime::spawn(async move {
             if let Err(e) = lifecycle.await {
                 let _ = fatal_tx.try_send(e.to_string());
             }
-        })
-        .detach();
+        });
         if !config.cluster.configured_voters {
             wait_unfenced(listener, fatal_rx).await?;
             if let Some(legacy) = &legacy {
@@ -170,7 +180,7 @@ impl Broker {
         }
         let metadata: Arc<dyn MetadataStore> = store.clone();
         let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
-        Ok(shard::start(config.clone(), metadata, producer_ids, pool)?)
+        Ok((shard::start(config.clone(), metadata, producer_ids, pool)?, lifecycle))
     }
 }
 

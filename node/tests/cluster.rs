@@ -406,6 +406,26 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
 /// brokers that heartbeat);
 /// after SIGCONT the old controller follows the new one, heartbeats and is listed again, and
 /// every node agrees on the topics.
+/// SIGTERM is a controlled shutdown: the broker has the controller fence it before it stops,
+/// so it leaves Metadata long before its session timeout (60 s here) would fence it, and it
+/// comes back when restarted.
+#[test]
+fn a_broker_stopped_with_sigterm_leaves_at_once() {
+    let mut c = Cluster::start(3, &["--broker-session-timeout-ms", "60000"]);
+    c.wait_formed();
+    let ids = c.ids();
+    let q = c.wait_leader(&ids, &ids, Duration::from_secs(30));
+    let victim = *ids.iter().rev().find(|&&i| i != q.leader_id).expect("a follower");
+    let live: Vec<i32> = ids.iter().copied().filter(|&i| i != victim).collect();
+    let stopped = Instant::now();
+    assert!(c.stop(victim).success(), "a graceful stop exits 0");
+    // Well under the 60 s session timeout: only the controlled shutdown can explain it.
+    c.wait_brokers(&live, &live, Duration::from_secs(20));
+    println!("broker {victim} gone from Metadata {:?} after SIGTERM", stopped.elapsed());
+    c.restart(victim);
+    c.wait_brokers(&ids, &ids, Duration::from_secs(30));
+}
+
 #[test]
 fn a_stopped_active_controller_is_replaced_fenced_and_returns() {
     let mut c = Cluster::start(3, &SHORT_SESSION);

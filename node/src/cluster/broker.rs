@@ -4,7 +4,9 @@
 //! it again when heartbeats stop for `broker.session.timeout.ms`. A refused heartbeat (a newer
 //! registration, or the broker was unregistered) makes it register again. A registration
 //! refused because another data directory holds the id stops the node: that is the lost-disk
-//! case, which an operator resolves (README, "Replacing a broker whose disk was lost").
+//! case, which an operator resolves (README, "Replacing a broker whose disk was lost"). On a
+//! graceful stop the heartbeats end first and then [`leave`] has the controller fence the
+//! broker (a controlled shutdown), so that no heartbeat can unfence it again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -95,6 +97,28 @@ pub async fn run(
                 return Ok(());
             }
         }
+    }
+}
+
+/// How long a stopping broker waits for the controller to fence it.
+pub const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A controlled shutdown's first step (Kafka's `wantShutDown`): once the heartbeats have
+/// stopped, asks the controller to fence this broker, so that clients and the other brokers
+/// see it gone at once instead of after its session timeout. Bounded by [`LEAVE_TIMEOUT`]: a
+/// node without a quorum still stops (its session timeout fences it later).
+pub async fn leave(store: &QuorumStore, broker_id: i32) {
+    let fence = store.propose_raw(Command::FenceBroker { broker_id });
+    match compio::time::timeout(LEAVE_TIMEOUT, fence).await {
+        Ok(Ok(_)) => info!(broker_id, "broker fenced for its shutdown"),
+        Ok(Err(e)) => {
+            warn!(broker_id, error = %e, "could not fence this broker before stopping; its session timeout will")
+        }
+        Err(_) => warn!(
+            broker_id,
+            timeout_ms = LEAVE_TIMEOUT.as_millis() as u64,
+            "the controller did not fence this broker in time; its session timeout will"
+        ),
     }
 }
 
