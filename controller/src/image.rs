@@ -138,6 +138,10 @@ pub enum Command {
         broker_id: i32,
         epoch: u64,
     },
+    /// Changes nothing; its reply carries the log index it was applied at, so that a node
+    /// that waits until its own image reaches that index has seen every change committed
+    /// before it (a read barrier).
+    Barrier,
 }
 
 impl std::fmt::Display for Command {
@@ -162,6 +166,10 @@ pub enum CommandResult {
     ProducerIdBlock {
         first: i64,
         size: i32,
+    },
+    /// The log index a [`Command::Barrier`] was applied at.
+    Barrier {
+        index: u64,
     },
 }
 
@@ -239,6 +247,7 @@ impl MetadataImage {
                 }
             }
             Command::BrokerHeartbeat { .. } => Ok(CommandResult::Done),
+            Command::Barrier => Ok(CommandResult::Barrier { index }),
         };
         self.applied_index = index;
         reply

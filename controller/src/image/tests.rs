@@ -222,3 +222,19 @@ mod placement_model {
         }
     }
 }
+
+#[test]
+fn a_barrier_changes_nothing_and_names_its_index() {
+    let mut image = MetadataImage::default();
+    broker(&mut image, 1, 1, None);
+    let before = image.clone();
+    assert_eq!(image.apply(7, &Command::Barrier), Ok(CommandResult::Barrier { index: 7 }));
+    assert_eq!(MetadataImage { applied_index: before.applied_index, ..image.clone() }, before);
+    assert_eq!(image.applied_index, 7);
+    let advance = Command::AdvanceProducerIds { at_least: 5000 };
+    assert_eq!(image.apply(8, &advance), Ok(CommandResult::Done));
+    assert_eq!(image.next_producer_id, 5000);
+    let back = Command::AdvanceProducerIds { at_least: 10 };
+    assert_eq!(image.apply(9, &back), Ok(CommandResult::Done));
+    assert_eq!(image.next_producer_id, 5000, "never back");
+}

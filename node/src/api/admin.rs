@@ -56,6 +56,20 @@ pub(super) async fn propose_and_wait(
     Ok(result)
 }
 
+/// The topic named `name` as the cluster has it: from this broker's snapshot, or, if the
+/// snapshot does not have it, after a read barrier (this broker's metadata has caught up with
+/// everything the quorum committed so far), so that a topic created through another broker
+/// a moment ago is not answered as unknown. `UNKNOWN_TOPIC_OR_PARTITION` if it still is not.
+pub(super) async fn existing_topic(ctx: &Shard, name: &str) -> Result<Arc<Topic>, KafkaError> {
+    if let Some(t) = ctx.metadata.snapshot().topic(name) {
+        return Ok(t.clone());
+    }
+    if let Ok(CommandResult::Barrier { index }) = ctx.metadata.propose(Command::Barrier).await {
+        cluster::wait_for(&*ctx.metadata, VISIBLE_WAIT, |c| c.applied_index >= index).await;
+    }
+    ctx.metadata.snapshot().existing(name).cloned()
+}
+
 /// Creates a topic (already validated configs) through the controller quorum; its partitions
 /// are opened by the brokers that hold them as the change reaches them.
 /// `Err(KafkaError::new(kafka error code, message))`.
@@ -238,15 +252,14 @@ async fn delete_topic(
     name: Option<&str>,
     id: Uuid,
 ) -> Result<Arc<Topic>, KafkaError> {
-    let snapshot = ctx.metadata.snapshot();
     let topic = match name {
-        Some(n) => snapshot.topic(n),
-        None => snapshot.topic_by_id(id),
-    };
-    let Some(topic) = topic.cloned() else {
-        let code =
-            if name.is_some() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::UNKNOWN_TOPIC_ID };
-        return Err(KafkaError::new(code, "no such topic"));
+        Some(n) => existing_topic(ctx, n).await?,
+        None => ctx
+            .metadata
+            .snapshot()
+            .topic_by_id(id)
+            .cloned()
+            .ok_or_else(|| KafkaError::new(ec::UNKNOWN_TOPIC_ID, "no such topic"))?,
     };
     let gone = topic.id;
     propose_and_wait(ctx, Command::DeleteTopic { name: topic.name.clone() }, |c, _| {
@@ -297,10 +310,10 @@ async fn grow_topic(
     count: i32,
     validate_only: bool,
 ) -> Result<(), KafkaError> {
+    let topic = existing_topic(ctx, name).await?;
     let snapshot = ctx.metadata.snapshot();
-    let topic = snapshot.existing(name)?;
     let have = topic.partitions();
-    snapshot.check_growth(topic, count)?;
+    snapshot.check_growth(&topic, count)?;
     if validate_only {
         return Ok(());
     }

@@ -394,8 +394,7 @@ async fn alter_topic(
     ops: &[(String, i8, Option<String>)],
     validate_only: bool,
 ) -> Result<(), KafkaError> {
-    let snapshot = ctx.metadata.snapshot();
-    let topic = snapshot.existing(name)?;
+    let topic = super::admin::existing_topic(ctx, name).await?;
     let configs =
         apply_ops(&topic.configs, ops).map_err(|m| KafkaError::new(ec::INVALID_CONFIG, m))?;
     if validate_only || configs == topic.configs {
