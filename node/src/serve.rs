@@ -29,6 +29,7 @@ use crate::partition;
 use crate::producers::ProducerIds;
 use crate::runtime::ShardThreads;
 use crate::runtime::blocking::Blocking;
+use crate::server;
 use crate::shard;
 use odradek_controller::net::CLUSTER_ID_FILE;
 
@@ -57,6 +58,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .into());
     }
     let dir_identity = identity(&config)?;
+    // The Kafka port is checked and held before the controller starts connecting out.
+    let reservation = if config.cluster.roles.broker {
+        server::probe_port_free(config.listen)?;
+        server::reserve(config.listen).map_err(|e| {
+            StartupError::new(
+                format!("cannot bind {}: {e}", config.listen),
+                "pass --listen HOST:PORT",
+            )
+        })?
+    } else {
+        None
+    };
     let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
         StartupError::new(
             format!("cannot start the controller quorum member: {e}"),
@@ -65,7 +78,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     })?);
     partition::remove_deleted_leftovers(&config.data_dir);
     let runtime = compio::runtime::Runtime::new()?;
-    let result = runtime.block_on(serve(config.clone(), store.clone(), dir_identity, legacy, pool));
+    let result = runtime.block_on(serve(
+        config.clone(),
+        store.clone(),
+        dir_identity,
+        legacy,
+        pool,
+        reservation,
+    ));
     store.shutdown();
     result
 }
@@ -78,6 +98,7 @@ async fn serve(
     dir_identity: DirIdentity,
     legacy: Option<legacy::Legacy>,
     pool: Blocking,
+    reservation: Option<socket2::Socket>,
 ) -> anyhow::Result<()> {
     // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
     // ready line is never met by the default action (which would kill the process).
@@ -97,6 +118,8 @@ async fn serve(
         let broker = Broker { store: store.clone(), dir_identity, stop: stop.clone(), fatal_tx };
         shards = Some(broker.start(&config, legacy, pool, &fatal_rx).await?);
     }
+    // The shards listen on the port now.
+    drop(reservation);
     print_ready(&config);
     let mut failure = None;
     if !early {

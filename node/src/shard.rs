@@ -116,14 +116,14 @@ impl GroupHost for Shard {
     }
 }
 
-/// Starts `config.smp` shards and returns once every one listens, or the first failure.
+/// Starts `config.smp` shards and returns once every one listens, or the first failure. The
+/// caller has checked that the port is free (`server::probe_port_free`).
 pub fn start(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
     pool: Blocking,
 ) -> Result<ShardThreads, StartupError> {
-    server::probe_port_free(config.listen)?;
     let (smp, pin) = (config.smp, config.pin_shards);
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
         let (config, metadata) = (config.clone(), metadata.clone());

@@ -406,6 +406,35 @@ fn a_stopped_broker_is_fenced_and_returns_after_sigcont() {
 /// brokers that heartbeat);
 /// after SIGCONT the old controller follows the new one, heartbeats and is listed again, and
 /// every node agrees on the topics.
+/// With two of three controllers down there is no quorum: CreateTopics through the survivor
+/// fails with a retriable error (NOT_CONTROLLER or REQUEST_TIMED_OUT) and creates nothing,
+/// while produce and fetch on the partitions the survivor leads go on.
+#[test]
+fn without_a_quorum_admin_fails_retriably_and_live_partitions_serve() {
+    let mut c = Cluster::start(3, &[]);
+    c.wait_formed();
+    create_topic_retrying(&c.addr(1), "live", 6, &[], CREATE_TIMEOUT);
+    for id in c.ids() {
+        wait_topic(&c, id, "live", 6);
+    }
+    let m = c.metadata(1).expect("metadata");
+    let mine = leaders_by_broker(&m, "live").remove(&1).unwrap_or_default();
+    assert!(!mine.is_empty(), "node 1 leads some of {m:?}");
+    c.kill(2);
+    c.kill(3);
+    let (code, message) = create_topic_at(&c.addr(1), "refused", 1, &[]).expect("an answer");
+    assert!(matches!(code, 41 | 7), "a retriable error, not {code}: {message:?}");
+    let mut s = connect(&c.addr(1));
+    for &p in &mine {
+        let batch = common::batch(Codec::None, &[b"a", b"b"]);
+        assert_eq!(common::produce_to(&mut s, 9, "live", p, batch), (0, 0), "partition {p}");
+        let got = common::fetch_many(&mut s, "live", &[(p, 0)], 1 << 20, 1 << 20);
+        assert_eq!((got[0].1, got[0].2), (0, 2), "partition {p} reads back");
+    }
+    let m = c.metadata(1).expect("metadata");
+    assert!(!m.topics.contains_key("refused"), "nothing created without a quorum");
+}
+
 /// SIGTERM is a controlled shutdown: the broker has the controller fence it before it stops,
 /// so it leaves Metadata long before its session timeout (60 s here) would fence it, and it
 /// comes back when restarted.

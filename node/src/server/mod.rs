@@ -64,6 +64,23 @@ pub fn probe_port_free(addr: SocketAddr) -> Result<(), StartupError> {
     })
 }
 
+/// Holds the node's port from start-up until the shards listen on it: a bound socket that
+/// does not listen (`SO_REUSEPORT`, like the shards' listeners). Without it, the controller's
+/// outgoing connections, which bind the same IP with an ephemeral port, could be given the
+/// node's port meanwhile (in tests, ports come from the ephemeral range). `None` for port 0.
+pub fn reserve(addr: SocketAddr) -> std::io::Result<Option<socket2::Socket>> {
+    use socket2::{Domain, Socket, Type};
+    if addr.port() == 0 {
+        return Ok(None);
+    }
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // SO_REUSEPORT only: the shards (same user, SO_REUSEPORT) may bind beside it, but another
+    // process's probe (SO_REUSEADDR, no SO_REUSEPORT) still finds the port taken.
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(Some(socket))
+}
+
 /// A shard's listener on the node's port (`SO_REUSEPORT`: every shard has one).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
