@@ -195,6 +195,35 @@ pub(crate) struct Proposal {
     pub(crate) reply: futures_channel::oneshot::Sender<Result<CommandResult, ControllerError>>,
 }
 
+/// Answers queued proposals with `propose`, at most `inflight` at once, until the queue closes
+/// or `stop` fires (shared by controller and observer).
+pub(crate) async fn serve_proposals<F, Fut>(
+    proposals: async_channel::Receiver<Proposal>,
+    stop: &mut futures_channel::oneshot::Receiver<()>,
+    inflight: usize,
+    propose: F,
+) where
+    F: Fn(Command) -> Fut,
+    Fut: std::future::Future<Output = Result<CommandResult, ControllerError>> + 'static,
+{
+    let slots = Arc::new(async_lock::Semaphore::new(inflight.max(1)));
+    loop {
+        let permit = slots.acquire_arc().await;
+        let next = std::pin::pin!(proposals.recv());
+        match select(next, &mut *stop).await {
+            Either::Left((Ok(p), _)) => {
+                let answer = propose(p.command);
+                compio::runtime::spawn(async move {
+                    let _ = p.reply.send(answer.await);
+                    drop(permit);
+                })
+                .detach();
+            }
+            Either::Left((Err(_), _)) | Either::Right(_) => break,
+        }
+    }
+}
+
 /// Queues `command` on `proposals` and waits for its answer (shared by controller and observer).
 pub(crate) async fn submit(
     proposals: &async_channel::Sender<Proposal>,
@@ -535,23 +564,13 @@ impl Node {
         }
         let acceptor = compio::runtime::spawn(me.clone().accept_loop());
         // Bounds the proposals in flight on this thread (each waits at most `propose_timeout`).
-        let inflight = Arc::new(async_lock::Semaphore::new(me.config.proposals_queued_max.max(1)));
-        loop {
-            let permit = inflight.acquire_arc().await;
-            let next = std::pin::pin!(proposals.recv());
-            match select(next, &mut stop).await {
-                Either::Left((Ok(p), _)) => {
-                    let node = me.clone();
-                    compio::runtime::spawn(async move {
-                        let result = node.propose(p.command).await;
-                        let _ = p.reply.send(result);
-                        drop(permit);
-                    })
-                    .detach();
-                }
-                Either::Left((Err(_), _)) | Either::Right(_) => break,
-            }
-        }
+        let node = me.clone();
+        let inflight = me.config.proposals_queued_max.max(1);
+        serve_proposals(proposals, &mut stop, inflight, move |command| {
+            let node = node.clone();
+            async move { node.propose(command).await }
+        })
+        .await;
         info!(node = me.config.node_id, "controller stopping");
         // Close the listener first, so that a restart can bind the address at once.
         me.stopping.notify(usize::MAX);

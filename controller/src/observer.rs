@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::config::Voters;
 use crate::controller::{
     ControllerError, ImageWatch, NodeThread, Proposal, RunBody, Shared, StartError, failure,
-    forward_wait, read_cluster_id,
+    forward_wait, read_cluster_id, serve_proposals,
 };
 use crate::image::{Command, CommandResult, MetadataImage};
 use crate::net::{
@@ -157,23 +157,12 @@ impl ObserverNode {
     ) {
         info!(node = self.config.node_id, voters = %self.config.voters.canonical(), "observer started");
         let follower = compio::runtime::spawn(self.clone().follow());
-        let inflight = Arc::new(async_lock::Semaphore::new(OBSERVER_PROPOSALS_MAX));
-        loop {
-            let permit = inflight.acquire_arc().await;
-            let next = std::pin::pin!(proposals.recv());
-            match select(next, &mut stop).await {
-                Either::Left((Ok(p), _)) => {
-                    let node = self.clone();
-                    compio::runtime::spawn(async move {
-                        let result = node.propose(p.command).await;
-                        let _ = p.reply.send(result);
-                        drop(permit);
-                    })
-                    .detach();
-                }
-                Either::Left((Err(_), _)) | Either::Right(_) => break,
-            }
-        }
+        let node = self.clone();
+        serve_proposals(proposals, &mut stop, OBSERVER_PROPOSALS_MAX, move |command| {
+            let node = node.clone();
+            async move { node.propose(command).await }
+        })
+        .await;
         self.stopping.notify(usize::MAX);
         let _ = follower.await;
         info!(node = self.config.node_id, "observer stopped");
