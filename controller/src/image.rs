@@ -44,15 +44,39 @@ pub struct BrokerRecord {
 }
 
 /// One partition's replica assignment and leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
+    /// Every replica, preferred leader first; during a reassignment the target replicas
+    /// followed by those being removed.
     pub replicas: Vec<i32>,
+    /// In-sync replicas: they have every committed record. Changed only by the leader's
+    /// [`Command::AlterPartition`] and by fencing.
     pub isr: Vec<i32>,
-    /// -1 when no replica in the ISR is unfenced.
+    /// Eligible leader replicas (KIP-966): replicas removed from the ISR while it was smaller
+    /// than `min.insync.replicas`. The high watermark cannot advance then, so they still have
+    /// every committed record and may be elected when no ISR member is live.
+    #[serde(default)]
+    pub elr: Vec<i32>,
+    /// -1 when no eligible replica is unfenced.
     pub leader: i32,
+    /// Bumped on every change of leader.
     pub leader_epoch: i32,
     /// Bumped on every change of this record.
     pub partition_epoch: i32,
+    /// A reassignment under way: replicas being added (not yet in sync) and being removed.
+    #[serde(default)]
+    pub adding: Vec<i32>,
+    #[serde(default)]
+    pub removing: Vec<i32>,
+}
+
+/// How [`Command::ElectLeader`] chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionKind {
+    /// The first replica, if it is live and in sync (Kafka's preferred-leader election).
+    Preferred,
+    /// Any live replica when no eligible one is: may lose committed records.
+    Unclean,
 }
 
 /// A topic: its id, configs and partitions (index = partition number).
@@ -138,6 +162,32 @@ pub enum Command {
         broker_id: i32,
         epoch: u64,
     },
+    /// A partition leader's change of the ISR (Kafka's AlterPartition). Refused unless
+    /// `broker_id` leads the partition at `leader_epoch`, the record is still at
+    /// `partition_epoch` (no concurrent change), and every replica added is unfenced.
+    AlterPartition {
+        broker_id: i32,
+        broker_epoch: u64,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
+    /// Elects a leader for one partition (Kafka's ElectLeaders).
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        kind: ElectionKind,
+    },
+    /// Starts (`Some(target)`) or cancels (`None`) moving a partition to other replicas
+    /// (Kafka's AlterPartitionReassignments): the new replicas follow the leader, and once
+    /// every one of them is in the ISR the old ones are dropped.
+    Reassign {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
     /// Changes nothing; its reply carries the log index it was applied at, so that a node
     /// that waits until its own image reaches that index has seen every change committed
     /// before it (a read barrier).
@@ -166,6 +216,10 @@ pub enum CommandResult {
     ProducerIdBlock {
         first: i64,
         size: i32,
+    },
+    /// A partition's record after a [`Command::AlterPartition`].
+    Partition {
+        record: PartitionRecord,
     },
     /// The log index a [`Command::Barrier`] was applied at.
     Barrier {
@@ -207,6 +261,26 @@ pub enum CommandError {
     InvalidBlockSize { size: i32 },
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    #[error("topic {topic} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("broker {broker_id} does not lead the partition (leader {leader})")]
+    NotLeader { broker_id: i32, leader: i32 },
+    #[error("leader epoch {requested} is not the partition's {current}")]
+    FencedLeaderEpoch { current: i32, requested: i32 },
+    #[error("partition epoch {requested} is not the partition's {current}")]
+    InvalidUpdateVersion { current: i32, requested: i32 },
+    #[error("replica {replica} cannot join the ISR: {reason}")]
+    IneligibleReplica { replica: i32, reason: String },
+    #[error("invalid replica assignment: {reason}")]
+    InvalidReplicaAssignment { reason: String },
+    #[error("no reassignment is under way")]
+    NoReassignment,
+    #[error("the partition's leader is already the one asked for")]
+    ElectionNotNeeded,
+    #[error("the preferred leader {replica} is not live and in sync")]
+    PreferredLeaderNotAvailable { replica: i32 },
+    #[error("no live replica can be elected")]
+    EligibleLeadersNotAvailable,
     #[error("the command takes {bytes} bytes, more than {COMMAND_BYTES_MAX}")]
     TooLarge { bytes: usize },
 }
@@ -247,6 +321,27 @@ impl MetadataImage {
                 }
             }
             Command::BrokerHeartbeat { .. } => Ok(CommandResult::Done),
+            Command::AlterPartition {
+                broker_id,
+                broker_epoch,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.alter_partition(
+                (*broker_id, *broker_epoch),
+                *topic_id,
+                *partition,
+                (*leader_epoch, *partition_epoch),
+                isr,
+            ),
+            Command::ElectLeader { topic, partition, kind } => {
+                self.elect_leader(topic, *partition, *kind)
+            }
+            Command::Reassign { topic, partition, target } => {
+                self.reassign(topic, *partition, target.as_deref())
+            }
             Command::Barrier => Ok(CommandResult::Barrier { index }),
         };
         self.applied_index = index;
@@ -318,18 +413,23 @@ impl MetadataImage {
             return Err(CommandError::UnknownBroker { broker_id });
         };
         b.fenced = true;
-        let unfenced: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            if p.leader != broker_id {
-                continue;
+        let live: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
+        for t in self.topics.values_mut() {
+            let rules = Rules::of(&t.configs);
+            for p in t.partitions.iter_mut() {
+                if !p.isr.contains(&broker_id) && p.leader != broker_id {
+                    continue;
+                }
+                // A fenced broker is out of every ISR (it may be behind when it returns);
+                // while the ISR is below min.insync.replicas it stays eligible (KIP-966).
+                shrink_isr(p, &[broker_id], rules.min_isr);
+                if p.leader == broker_id {
+                    p.leader = -1;
+                    elect(p, &live, rules.unclean);
+                    p.leader_epoch += 1;
+                }
+                p.partition_epoch += 1;
             }
-            // Kafka keeps the last ISR member in the ISR (it may be the only complete copy).
-            if p.isr.len() > 1 {
-                p.isr.retain(|r| *r != broker_id);
-            }
-            p.leader = p.isr.iter().copied().find(|r| unfenced.contains(r)).unwrap_or(-1);
-            p.leader_epoch += 1;
-            p.partition_epoch += 1;
         }
         Ok(CommandResult::Done)
     }
@@ -346,13 +446,165 @@ impl MetadataImage {
             });
         }
         b.fenced = false;
-        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
-            if p.leader == -1 && p.isr.contains(&broker_id) {
-                p.leader = broker_id;
-                p.leader_epoch += 1;
-                p.partition_epoch += 1;
+        let live: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
+        for t in self.topics.values_mut() {
+            let rules = Rules::of(&t.configs);
+            for p in t.partitions.iter_mut().filter(|p| p.leader == -1) {
+                if elect(p, &live, rules.unclean) {
+                    p.leader_epoch += 1;
+                    p.partition_epoch += 1;
+                }
             }
         }
+        Ok(CommandResult::Done)
+    }
+
+    fn partition_mut(
+        &mut self,
+        pred: impl Fn(&TopicRecord) -> bool,
+        name: &str,
+        partition: i32,
+    ) -> Result<(Rules, &mut PartitionRecord), CommandError> {
+        let unknown = || CommandError::UnknownPartition { topic: name.to_owned(), partition };
+        let topic = self.topics.values_mut().find(|t| pred(t)).ok_or_else(unknown)?;
+        let rules = Rules::of(&topic.configs);
+        let p = usize::try_from(partition).ok().and_then(|i| topic.partitions.get_mut(i));
+        Ok((rules, p.ok_or_else(unknown)?))
+    }
+
+    fn alter_partition(
+        &mut self,
+        (broker_id, broker_epoch): (i32, u64),
+        topic_id: Uuid,
+        partition: i32,
+        (leader_epoch, partition_epoch): (i32, i32),
+        isr: &[i32],
+    ) -> CommandReply {
+        match self.brokers.get(&broker_id) {
+            None => return Err(CommandError::UnknownBroker { broker_id }),
+            Some(b) if b.epoch != broker_epoch => {
+                return Err(CommandError::StaleBrokerEpoch {
+                    broker_id,
+                    current: b.epoch,
+                    requested: broker_epoch,
+                });
+            }
+            Some(_) => {}
+        }
+        let live: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
+        let (rules, p) =
+            self.partition_mut(|t| t.id == topic_id, &topic_id.to_string(), partition)?;
+        if p.leader != broker_id {
+            return Err(CommandError::NotLeader { broker_id, leader: p.leader });
+        }
+        if p.leader_epoch != leader_epoch {
+            return Err(CommandError::FencedLeaderEpoch {
+                current: p.leader_epoch,
+                requested: leader_epoch,
+            });
+        }
+        if p.partition_epoch != partition_epoch {
+            return Err(CommandError::InvalidUpdateVersion {
+                current: p.partition_epoch,
+                requested: partition_epoch,
+            });
+        }
+        let ineligible = |replica: i32, reason: &str| {
+            Err(CommandError::IneligibleReplica { replica, reason: reason.to_owned() })
+        };
+        if !isr.contains(&broker_id) {
+            return ineligible(broker_id, "the leader must stay in the ISR");
+        }
+        for &r in isr {
+            if !p.replicas.contains(&r) {
+                return ineligible(r, "not a replica");
+            }
+            if !p.isr.contains(&r) && !live.contains(&r) {
+                return ineligible(r, "fenced");
+            }
+        }
+        let removed: Vec<i32> = p.isr.iter().copied().filter(|r| !isr.contains(r)).collect();
+        let mut next = p.clone();
+        shrink_isr(&mut next, &removed, rules.min_isr);
+        // Kept in replica order, without duplicates.
+        next.isr = next.replicas.iter().copied().filter(|r| isr.contains(r)).collect();
+        if next.isr.len() >= rules.min_isr {
+            next.elr.clear();
+        }
+        next.elr.retain(|r| !next.isr.contains(r));
+        next.partition_epoch += 1;
+        complete_reassignment(&mut next, &live);
+        *p = next;
+        Ok(CommandResult::Partition { record: p.clone() })
+    }
+
+    fn elect_leader(&mut self, topic: &str, partition: i32, kind: ElectionKind) -> CommandReply {
+        let live: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
+        let (_, p) = self.partition_mut(|t| t.name == topic, topic, partition)?;
+        match kind {
+            ElectionKind::Preferred => {
+                let preferred = p.replicas.first().copied().unwrap_or(-1);
+                if p.leader == preferred {
+                    return Err(CommandError::ElectionNotNeeded);
+                }
+                if !p.isr.contains(&preferred) || !live.contains(&preferred) {
+                    return Err(CommandError::PreferredLeaderNotAvailable { replica: preferred });
+                }
+                p.leader = preferred;
+            }
+            ElectionKind::Unclean => {
+                if p.leader != -1 {
+                    return Err(CommandError::ElectionNotNeeded);
+                }
+                if !elect(p, &live, true) {
+                    return Err(CommandError::EligibleLeadersNotAvailable);
+                }
+            }
+        }
+        p.leader_epoch += 1;
+        p.partition_epoch += 1;
+        Ok(CommandResult::Done)
+    }
+
+    fn reassign(&mut self, topic: &str, partition: i32, target: Option<&[i32]>) -> CommandReply {
+        let live: BTreeSet<i32> = self.unfenced_brokers().map(|b| b.id).collect();
+        let registered: BTreeSet<i32> = self.brokers.keys().copied().collect();
+        let (_, p) = self.partition_mut(|t| t.name == topic, topic, partition)?;
+        let bad = |reason: String| Err(CommandError::InvalidReplicaAssignment { reason });
+        let Some(target) = target else {
+            if p.adding.is_empty() && p.removing.is_empty() {
+                return Err(CommandError::NoReassignment);
+            }
+            // Cancelling: back to the replicas before it began (adding ones go).
+            let adding = std::mem::take(&mut p.adding);
+            p.removing.clear();
+            p.replicas.retain(|r| !adding.contains(r));
+            p.isr.retain(|r| !adding.contains(r));
+            p.elr.retain(|r| !adding.contains(r));
+            if adding.contains(&p.leader) {
+                p.leader = -1;
+                elect(p, &live, false);
+                p.leader_epoch += 1;
+            }
+            p.partition_epoch += 1;
+            return Ok(CommandResult::Done);
+        };
+        let distinct: BTreeSet<i32> = target.iter().copied().collect();
+        if target.is_empty() || distinct.len() != target.len() {
+            return bad(format!("{target:?}: empty or with duplicates"));
+        }
+        if let Some(r) = target.iter().find(|r| !registered.contains(r)) {
+            return bad(format!("broker {r} is not registered"));
+        }
+        if !p.adding.is_empty() || !p.removing.is_empty() {
+            return bad("a reassignment is already under way; cancel it first".to_owned());
+        }
+        let current = p.replicas.clone();
+        p.adding = target.iter().copied().filter(|r| !current.contains(r)).collect();
+        p.removing = current.iter().copied().filter(|r| !target.contains(r)).collect();
+        p.replicas = target.iter().chain(p.removing.iter()).copied().collect();
+        p.partition_epoch += 1;
+        complete_reassignment(p, &live);
         Ok(CommandResult::Done)
     }
 
@@ -478,18 +730,94 @@ impl MetadataImage {
                 }
             }
             assert_eq!(replicas.len(), rf_n, "placement must fill every replica");
-            // Only the leader is in sync at first: a follower joins the ISR once it has caught
-            // up by fetching (replication), so leadership never moves to a replica that lacks
-            // acknowledged records.
+            // Every replica of a new partition is in sync: all of them hold the same (empty) log.
             out.push(PartitionRecord {
-                isr: vec![replicas[0]],
+                isr: replicas.clone(),
                 leader: replicas[0],
                 replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
+                ..PartitionRecord::default()
             });
         }
         Ok(out)
+    }
+}
+
+/// The topic configs the controller itself acts on.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    /// `min.insync.replicas` (Kafka's default 1).
+    min_isr: usize,
+    /// `unclean.leader.election.enable` (default false).
+    unclean: bool,
+}
+
+impl Rules {
+    fn of(configs: &BTreeMap<String, String>) -> Rules {
+        let min_isr = configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1);
+        let unclean = configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true");
+        Rules { min_isr, unclean }
+    }
+}
+
+/// Removes `removed` from the ISR. While the ISR is smaller than `min_isr`, those removed stay
+/// eligible (ELR, KIP-966); once it has `min_isr` members, the ELR is empty.
+fn shrink_isr(p: &mut PartitionRecord, removed: &[i32], min_isr: usize) {
+    let was: Vec<i32> = p.isr.iter().copied().filter(|r| removed.contains(r)).collect();
+    p.isr.retain(|r| !removed.contains(r));
+    if p.isr.len() >= min_isr {
+        p.elr.clear();
+    } else {
+        for r in was {
+            if !p.elr.contains(&r) {
+                p.elr.push(r);
+            }
+        }
+    }
+}
+
+/// Chooses a leader for `p` (which has none) among `live` brokers: an ISR member in replica
+/// order, else an eligible one (ELR: it then forms the ISR alone), else, only if `unclean`,
+/// any replica (committed records may be lost). Returns whether one was found; the caller
+/// bumps the epochs.
+fn elect(p: &mut PartitionRecord, live: &BTreeSet<i32>, unclean: bool) -> bool {
+    let pick =
+        |set: &[i32]| p.replicas.iter().copied().find(|r| set.contains(r) && live.contains(r));
+    if let Some(l) = pick(&p.isr) {
+        p.leader = l;
+        return true;
+    }
+    let chosen = pick(&p.elr).or_else(|| unclean.then(|| pick(&p.replicas)).flatten());
+    match chosen {
+        Some(l) => {
+            p.leader = l;
+            p.isr = vec![l];
+            p.elr.retain(|r| *r != l);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Finishes a reassignment once every added replica is in sync: the removed replicas go, and
+/// leadership moves to the first target replica in the ISR if the leader was removed.
+fn complete_reassignment(p: &mut PartitionRecord, live: &BTreeSet<i32>) {
+    if (p.adding.is_empty() && p.removing.is_empty()) || !p.adding.iter().all(|r| p.isr.contains(r))
+    {
+        return;
+    }
+    let removing = std::mem::take(&mut p.removing);
+    p.adding.clear();
+    p.replicas.retain(|r| !removing.contains(r));
+    p.isr.retain(|r| !removing.contains(r));
+    p.elr.retain(|r| !removing.contains(r));
+    if removing.contains(&p.leader) {
+        p.leader = -1;
+        elect(p, live, false);
+        p.leader_epoch += 1;
     }
 }
 

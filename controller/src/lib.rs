@@ -57,7 +57,7 @@ pub use controller::{
     Controller, ControllerError, ImageWatch, QuorumStatus, StartError, VoterStatus,
 };
 pub use image::{
-    BrokerRecord, Command, CommandError, CommandReply, CommandResult, MetadataImage,
+    BrokerRecord, Command, CommandError, CommandReply, CommandResult, ElectionKind, MetadataImage,
     PartitionRecord, TopicRecord,
 };
 pub use observer::{Observer, ObserverConfig};

@@ -43,7 +43,7 @@ fn placement_spreads_leaders_and_racks() {
         *leaders.entry(p.leader).or_insert(0) += 1;
         let racks: BTreeSet<_> = p.replicas.iter().map(|r| image.brokers[r].rack.clone()).collect();
         assert_eq!(racks.len(), 3, "replicas {:?} on distinct racks", p.replicas);
-        assert_eq!(p.isr, vec![p.leader], "only the leader is in sync at first");
+        assert_eq!(p.isr, p.replicas, "every replica of a new partition is in sync");
         assert_eq!(p.leader, p.replicas[0]);
     }
     assert_eq!(leaders.len(), 6);
@@ -130,20 +130,19 @@ fn fencing_moves_leadership_and_unfencing_restores_it() {
     broker(&mut image, 1, 1, None);
     broker(&mut image, 3, 2, None);
     create(&mut image, "t", 2, 2).expect("created");
-    // As if the follower had caught up (replication's AlterPartition, a later step).
-    for p in image.topics.get_mut("t").expect("t").partitions.iter_mut() {
-        p.isr = p.replicas.clone();
-    }
     let leader0 = image.topics["t"].partitions[0].leader;
     image.apply(10, &Command::FenceBroker { broker_id: leader0 }).expect("fenced");
     let p = &image.topics["t"].partitions[0];
     assert_ne!(p.leader, leader0);
     assert!(!p.isr.contains(&leader0));
     assert_eq!((p.leader_epoch, p.partition_epoch), (1, 1));
-    // The last one standing: no leader, ISR kept.
+    // The last one standing: no leader, and it stays eligible (ELR, KIP-966).
     let other = p.leader;
     image.apply(11, &Command::FenceBroker { broker_id: other }).expect("fenced");
-    assert_eq!(image.topics["t"].partitions[0].leader, -1);
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!(p.leader, -1);
+    assert!(p.isr.is_empty());
+    assert_eq!(p.elr, vec![other]);
     let epoch = image.brokers[&other].epoch;
     image.apply(12, &Command::UnfenceBroker { broker_id: other, epoch }).expect("unfenced");
     assert_eq!(image.topics["t"].partitions[0].leader, other);
@@ -214,7 +213,7 @@ mod placement_model {
                 prop_assert!(p.replicas.iter().all(|r| !image.brokers[r].fenced));
                 let racks_used: BTreeSet<_> = p.replicas.iter().map(|r| image.brokers[r].rack.clone()).collect();
                 prop_assert_eq!(racks_used.len(), (rf as usize).min(rack_count));
-                prop_assert_eq!(&p.isr, &vec![p.leader]);
+                prop_assert_eq!(&p.isr, &p.replicas);
                 *leaders.get_mut(&p.leader).expect("leader is live") += 1;
             }
             let (lo, hi) = (leaders.values().min().copied(), leaders.values().max().copied());
@@ -237,4 +236,153 @@ fn a_barrier_changes_nothing_and_names_its_index() {
     let back = Command::AdvanceProducerIds { at_least: 10 };
     assert_eq!(image.apply(9, &back), Ok(CommandResult::Done));
     assert_eq!(image.next_producer_id, 5000, "never back");
+}
+
+fn alter(image: &mut MetadataImage, index: u64, p: usize, isr: Vec<i32>) -> CommandReply {
+    let t = &image.topics["t"];
+    let rec = &t.partitions[p];
+    let leader = rec.leader;
+    let command = Command::AlterPartition {
+        broker_id: leader,
+        broker_epoch: image.brokers[&leader].epoch,
+        topic_id: t.id,
+        partition: p as i32,
+        leader_epoch: rec.leader_epoch,
+        partition_epoch: rec.partition_epoch,
+        isr,
+    };
+    image.apply(index, &command)
+}
+
+#[test]
+fn alter_partition_checks_leader_and_epochs_and_keeps_eligible_replicas() {
+    let mut image = MetadataImage::default();
+    for (i, id) in [1, 2, 3].into_iter().enumerate() {
+        broker(&mut image, i as u64 + 1, id, None);
+    }
+    let mut configs = BTreeMap::new();
+    configs.insert("min.insync.replicas".to_owned(), "2".to_owned());
+    let command = Command::CreateTopic {
+        name: "t".into(),
+        topic_id: Uuid::from_u128(7),
+        partitions: 1,
+        replication_factor: 3,
+        configs,
+    };
+    image.apply(5, &command).expect("created");
+    let p0 = image.topics["t"].partitions[0].clone();
+    let (leader, f1, f2) = (p0.replicas[0], p0.replicas[1], p0.replicas[2]);
+    // A stale partition epoch is refused and changes nothing.
+    let before = image.clone();
+    let mut stale = Command::AlterPartition {
+        broker_id: leader,
+        broker_epoch: image.brokers[&leader].epoch,
+        topic_id: Uuid::from_u128(7),
+        partition: 0,
+        leader_epoch: 0,
+        partition_epoch: 5,
+        isr: vec![leader],
+    };
+    assert!(matches!(image.apply(6, &stale), Err(CommandError::InvalidUpdateVersion { .. })));
+    if let Command::AlterPartition { broker_id, .. } = &mut stale {
+        *broker_id = f1;
+    }
+    assert!(matches!(
+        image.apply(6, &stale),
+        Err(CommandError::StaleBrokerEpoch { .. } | CommandError::NotLeader { .. })
+    ));
+    image.applied_index = before.applied_index;
+    assert_eq!(image, before);
+    // Shrinking to 2 (= min ISR): no ELR. Shrinking to 1: the removed one stays eligible.
+    alter(&mut image, 7, 0, vec![leader, f1]).expect("shrunk");
+    assert!(image.topics["t"].partitions[0].elr.is_empty());
+    alter(&mut image, 8, 0, vec![leader]).expect("shrunk");
+    assert_eq!(image.topics["t"].partitions[0].elr, vec![f1]);
+    assert_eq!(image.topics["t"].partitions[0].partition_epoch, 2);
+    // The leader dies: f1 (eligible) leads, f2 (out of sync) does not.
+    image.apply(9, &Command::FenceBroker { broker_id: leader }).expect("fenced");
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!(p.leader, f1);
+    assert_eq!(p.isr, vec![f1]);
+    assert_eq!(p.leader_epoch, 1);
+    // A fenced replica cannot be added; a live one can, and the ISR reaching min clears the ELR.
+    assert!(matches!(
+        alter(&mut image, 10, 0, vec![f1, leader]),
+        Err(CommandError::IneligibleReplica { .. })
+    ));
+    alter(&mut image, 11, 0, vec![f1, f2]).expect("expanded");
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!(p.isr.len(), 2);
+    assert!(p.elr.is_empty());
+}
+
+#[test]
+fn preferred_and_unclean_elections() {
+    let mut image = MetadataImage::default();
+    broker(&mut image, 1, 1, None);
+    broker(&mut image, 2, 2, None);
+    create(&mut image, "t", 1, 2).expect("created");
+    let preferred = image.topics["t"].partitions[0].replicas[0];
+    let other = image.topics["t"].partitions[0].replicas[1];
+    let elect = |kind| Command::ElectLeader { topic: "t".into(), partition: 0, kind };
+    assert_eq!(
+        image.apply(5, &elect(ElectionKind::Preferred)),
+        Err(CommandError::ElectionNotNeeded)
+    );
+    image.apply(6, &Command::FenceBroker { broker_id: preferred }).expect("fenced");
+    assert_eq!(image.topics["t"].partitions[0].leader, other);
+    let epoch = image.brokers[&preferred].epoch;
+    image.apply(7, &Command::UnfenceBroker { broker_id: preferred, epoch }).expect("unfenced");
+    // Back, but not in sync yet: not electable.
+    assert!(matches!(
+        image.apply(8, &elect(ElectionKind::Preferred)),
+        Err(CommandError::PreferredLeaderNotAvailable { .. })
+    ));
+    alter(&mut image, 9, 0, vec![other, preferred]).expect("caught up");
+    image.apply(10, &elect(ElectionKind::Preferred)).expect("elected");
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!((p.leader, p.leader_epoch), (preferred, 2));
+    // Unclean: only when nobody eligible is live.
+    assert_eq!(
+        image.apply(11, &elect(ElectionKind::Unclean)),
+        Err(CommandError::ElectionNotNeeded)
+    );
+}
+
+#[test]
+fn reassignment_adds_then_drops_replicas() {
+    let mut image = MetadataImage::default();
+    for (i, id) in [1, 2, 3].into_iter().enumerate() {
+        broker(&mut image, i as u64 + 1, id, None);
+    }
+    create(&mut image, "t", 1, 1).expect("created");
+    let old = image.topics["t"].partitions[0].leader;
+    let new = if old == 3 { 2 } else { 3 };
+    let reassign = |target| Command::Reassign { topic: "t".into(), partition: 0, target };
+    assert!(matches!(
+        image.apply(5, &reassign(Some(vec![new, new]))),
+        Err(CommandError::InvalidReplicaAssignment { .. })
+    ));
+    assert!(matches!(
+        image.apply(5, &reassign(Some(vec![9]))),
+        Err(CommandError::InvalidReplicaAssignment { .. })
+    ));
+    image.apply(6, &reassign(Some(vec![new]))).expect("started");
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!(
+        (p.replicas.clone(), p.adding.clone(), p.removing.clone()),
+        (vec![new, old], vec![new], vec![old])
+    );
+    assert_eq!(p.leader, old);
+    // The new replica caught up: the old one goes, leadership moves.
+    alter(&mut image, 7, 0, vec![old, new]).expect("in sync");
+    let p = &image.topics["t"].partitions[0];
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![new], vec![new], new));
+    assert!(p.adding.is_empty() && p.removing.is_empty());
+    assert_eq!(p.leader_epoch, 1);
+    // Cancelling: the added replica goes.
+    image.apply(8, &reassign(Some(vec![old, new]))).expect("started");
+    image.apply(9, &reassign(None)).expect("cancelled");
+    assert_eq!(image.topics["t"].partitions[0].replicas, vec![new]);
+    assert_eq!(image.apply(10, &reassign(None)), Err(CommandError::NoReassignment));
 }
