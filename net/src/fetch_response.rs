@@ -13,9 +13,9 @@
 //! `last_stable_offset` (v4+), `log_start_offset` (v5+), `aborted_transactions` (v4+,
 //! nullable), `preferred_read_replica` (v11+) and `records` (nullable). From v12 the message is
 //! flexible: compact strings, arrays and bytes, and an empty tagged-field section after each
-//! structure: a partition's `current_leader` (tag 1) and the response's `node_endpoints`
-//! (tag 0, v16+) are written when set (KIP-951); diverging epoch and snapshot id are left at
-//! their defaults and so not written. Tests check every version against
+//! structure: a partition's `diverging_epoch` (tag 0, KIP-320) and `current_leader` (tag 1,
+//! KIP-951) and the response's `node_endpoints` (tag 0, v16+, KIP-951) are written when set;
+//! the snapshot id is left at its default and so not written. Tests check every version against
 //! kafka-protocol's decoder.
 //!
 //! [`SUPPORTED`]: crate::versions::SUPPORTED
@@ -44,6 +44,9 @@ pub struct PartitionOut {
     /// KIP-951's `current_leader` (leader id, leader epoch), tagged field 1 from v12: sent
     /// with NOT_LEADER_OR_FOLLOWER so the client need not refresh its metadata.
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-320's `diverging_epoch` (epoch, end offset), tagged field 0 from v12: a follower's
+    /// last fetched epoch ends here on the leader, so it truncates before fetching again.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// A broker's endpoint in KIP-951's `node_endpoints` (v16+).
@@ -135,16 +138,23 @@ pub fn encode_fetch_response(
             }
             w.records(p.records_len)?;
             if flexible {
-                match p.current_leader {
-                    Some((id, epoch)) => {
-                        w.uvarint(1); // one tagged field
-                        w.uvarint(1); // tag 1: CurrentLeader
-                        w.uvarint(9); // its size: two int32 and an empty tag section
-                        w.out.put_i32(id);
-                        w.out.put_i32(epoch);
-                        w.tags();
-                    }
-                    None => w.tags(),
+                let count = usize::from(p.diverging_epoch.is_some())
+                    + usize::from(p.current_leader.is_some());
+                w.uvarint(count as u64);
+                // Tagged fields in ascending tag order.
+                if let Some((epoch, end_offset)) = p.diverging_epoch {
+                    w.uvarint(0); // tag 0: DivergingEpoch
+                    w.uvarint(13); // its size: int32, int64 and an empty tag section
+                    w.out.put_i32(epoch);
+                    w.out.put_i64(end_offset);
+                    w.tags();
+                }
+                if let Some((id, epoch)) = p.current_leader {
+                    w.uvarint(1); // tag 1: CurrentLeader
+                    w.uvarint(9); // its size: two int32 and an empty tag section
+                    w.out.put_i32(id);
+                    w.out.put_i32(epoch);
+                    w.tags();
                 }
             }
         }
@@ -284,6 +294,7 @@ mod tests {
             preferred_read_replica: -1,
             records_len: r.map(<[u8]>::len),
             current_leader: (i == 1).then_some((3, 0)),
+            diverging_epoch: (i == 1).then_some((4, 1234)),
         };
         FetchOut {
             throttle_time_ms: 0,
@@ -353,6 +364,9 @@ mod tests {
                 let leader = &parts[1].current_leader;
                 assert_eq!((leader.leader_id.0, leader.leader_epoch), (3, 0), "v{version}");
                 assert_eq!(parts[0].current_leader.leader_id.0, -1, "left at its default");
+                let diverging = &parts[1].diverging_epoch;
+                assert_eq!((diverging.epoch, diverging.end_offset), (4, 1234), "v{version}");
+                assert_eq!(parts[0].diverging_epoch.epoch, -1, "left at its default");
             }
             if version >= 16 {
                 let e: Vec<_> = decoded
