@@ -21,8 +21,8 @@
 //! A transport is a module beside [`blocking`] that moves bytes and nothing else: it encodes
 //! with [`proto::encode_request`], reads a 4-byte prefix and checks it with
 //! [`proto::frame_len`], and decodes with [`proto::decode_response`]. The compio (io_uring)
-//! transport that the node's replica fetchers will use goes there, as `compio`, on the same
-//! core; nothing in [`proto`] or [`requests`] changes for it.
+//! transport that the node's replica fetchers use is such a module (`compio`, behind the
+//! feature of that name); nothing in [`proto`] or [`requests`] changed for it.
 //!
 //! # Guarantees
 //! - Every response frame is bounded ([`proto::FRAME_BYTES_MAX`]) before it is read; every
@@ -35,6 +35,8 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+#[cfg(feature = "compio")]
+pub mod compio;
 pub mod cluster;
 mod error;
 pub mod group;

@@ -1,0 +1,140 @@
+//! The io_uring transport, on compio: one [`AsyncConn`] per broker, one request at a time,
+//! for code that runs on a compio runtime (the node's replica fetchers, on their shard).
+//! Every byte goes through [`crate::proto`], exactly as with [`crate::blocking`]; this module
+//! only moves them, and bounds every wait.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use compio::BufResult;
+use compio::io::{AsyncReadExt, AsyncWriteExt};
+use compio::net::{TcpSocket, TcpStream};
+use kafka_protocol::protocol::{HeaderVersion, Request};
+
+use crate::error::{ClientError, Result};
+use crate::proto::{self, FRAME_PREFIX_BYTES, Versions};
+
+/// A broker connection on the current compio runtime, with the versions negotiated when it
+/// was opened.
+#[derive(Debug)]
+pub struct AsyncConn {
+    stream: TcpStream,
+    versions: Versions,
+    addr: SocketAddr,
+    client_id: String,
+    next_correlation_id: i32,
+    buf: BytesMut,
+}
+
+fn timed_out(what: String, limit: Duration) -> ClientError {
+    ClientError::Io {
+        what,
+        source: std::io::Error::new(std::io::ErrorKind::TimedOut, format!("after {limit:?}")),
+    }
+}
+
+impl AsyncConn {
+    /// Connects to `addr` (from `bind`'s address when given: a node's outgoing connections
+    /// leave from its own address) and negotiates versions, all within `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Io`] for a failed or slow connection; any error of the ApiVersions call.
+    pub async fn connect(
+        addr: SocketAddr,
+        bind: Option<IpAddr>,
+        client_id: &str,
+        limit: Duration,
+    ) -> Result<AsyncConn> {
+        let connect = async {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4().await?
+            } else {
+                TcpSocket::new_v6().await?
+            };
+            if let Some(ip) = bind {
+                socket.bind(SocketAddr::new(ip, 0)).await?;
+            }
+            socket.connect(addr).await
+        };
+        let stream = compio::time::timeout(limit, connect)
+            .await
+            .map_err(|_| timed_out(format!("connecting to {addr}"), limit))?
+            .map_err(ClientError::io(format!("connecting to {addr}")))?;
+        stream.set_nodelay(true).map_err(ClientError::io(format!("setting up {addr}")))?;
+        let mut conn = AsyncConn {
+            stream,
+            versions: Versions::default(),
+            addr,
+            client_id: client_id.to_owned(),
+            next_correlation_id: 0,
+            buf: BytesMut::new(),
+        };
+        let resp = conn.call_at(0, &proto::api_versions_request(), limit).await?;
+        conn.versions = Versions::from_response(&resp)?;
+        Ok(conn)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn versions(&self) -> &Versions {
+        &self.versions
+    }
+
+    /// Sends `req` at the highest version both sides know and reads its response.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncConn::call_at`], or [`Versions::pick`]'s.
+    pub async fn call<R: Request>(&mut self, req: &R, limit: Duration) -> Result<R::Response>
+    where
+        R::Response: HeaderVersion,
+    {
+        let version = self.versions.pick::<R>()?;
+        self.call_at(version, req, limit).await
+    }
+
+    /// Sends `req` at `version` and reads its response, within `limit`. After an error the
+    /// connection is in an unknown state: drop it.
+    ///
+    /// # Errors
+    ///
+    /// Encoding, I/O (including a timeout), a frame length [`proto::frame_len`] refuses, or
+    /// [`proto::decode_response`]'s.
+    pub async fn call_at<R: Request>(
+        &mut self,
+        version: i16,
+        req: &R,
+        limit: Duration,
+    ) -> Result<R::Response>
+    where
+        R::Response: HeaderVersion,
+    {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        proto::encode_request(&mut self.buf, &self.client_id, correlation_id, version, req)?;
+        let frame = self.buf.split().freeze();
+        let exchange = async {
+            let BufResult(sent, _) = self.stream.write_all(frame).await;
+            sent.map_err(ClientError::io("sending a request"))?;
+            read_frame(&mut self.stream).await
+        };
+        let frame = compio::time::timeout(limit, exchange)
+            .await
+            .map_err(|_| timed_out(format!("a response from {}", self.addr), limit))??;
+        proto::decode_response::<R>(frame, correlation_id, version)
+    }
+}
+
+/// Reads one response frame and returns it without its length prefix.
+async fn read_frame(stream: &mut TcpStream) -> Result<Bytes> {
+    let BufResult(res, prefix) = stream.read_exact([0u8; FRAME_PREFIX_BYTES]).await;
+    res.map_err(ClientError::io("reading a response length"))?;
+    let len = proto::frame_len(prefix)?;
+    let BufResult(res, body) = stream.read_exact(Vec::with_capacity(len)).await;
+    res.map_err(ClientError::io("reading a response body"))?;
+    Ok(Bytes::from(body))
+}
