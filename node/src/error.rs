@@ -73,6 +73,10 @@ pub fn from_append_error(error: &AppendError) -> ErrorCode {
         // The partition's log was closed (shutdown or the partition moved away): this broker
         // is no longer where the partition lives, so the client refreshes metadata and retries.
         AppendError::Closed => NOT_LEADER_OR_FOLLOWER,
+        // Only a follower's replica append can mismatch offsets, never a Produce; Kafka's
+        // `UnexpectedAppendOffsetException` has no code of its own, so it answers as any
+        // unexpected server-side failure.
+        AppendError::OffsetMismatch { .. } => UNKNOWN_SERVER_ERROR,
     }
 }
 
@@ -183,6 +187,7 @@ mod tests {
             (AppendError::Fenced { reason: "fdatasync failed".into() }, "KafkaStorageError"),
             (AppendError::TooManySegments { max: 10_000 }, "KafkaStorageError"),
             (AppendError::Closed, "NotLeaderOrFollower"),
+            (AppendError::OffsetMismatch { expected: 5, found: 7 }, "UnknownServerError"),
         ];
         for (error, expected) in cases {
             assert_eq!(name(from_append_error(error)), *expected, "{error:?}");

@@ -48,6 +48,11 @@ pub enum AppendError {
     /// The log was closed.
     #[error("log is closed")]
     Closed,
+    /// A replica append ([`crate::Log::append_replica`]) whose batches do not continue the log
+    /// exactly: the first must start at the log end offset and each next where the one before
+    /// ended. Nothing of the record set was written.
+    #[error("replica batches start at offset {found}, expected {expected}")]
+    OffsetMismatch { expected: u64, found: u64 },
 }
 
 /// Why a read failed.

@@ -34,6 +34,7 @@ pub use odradek_records::{batch, builder, compression, records};
 pub mod compact;
 pub mod config;
 mod direct;
+pub mod epochs;
 pub mod error;
 pub mod index;
 pub mod log;
@@ -44,5 +45,6 @@ pub mod wire;
 
 pub use backend::{Backend, CompioBackend, StorageFile};
 pub use config::LogConfig;
+pub use epochs::EpochEntry;
 pub use error::{AppendError, LogError, ReadError};
 pub use log::{AppendInfo, FileSlice, Log, ReadResult};

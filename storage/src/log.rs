@@ -32,9 +32,10 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, DIRECT_ALIGN, StorageFile, remove_if_exists};
-use crate::batch::{self, BatchHeader, IncomingBatch, TimestampType};
+use crate::batch::{self, BatchError, BatchHeader, IncomingBatch, TimestampType};
 use crate::config::LogConfig;
 use crate::direct;
+use crate::epochs::{CHECKPOINT_FILE, EpochCache, EpochEntry};
 use crate::error::{AppendError, IoFailure, LogError, ReadError};
 use crate::producers::{ProducerStates, SeqCheck};
 use crate::segment::{self, DirectState, SCAN_CHUNK_BYTES, ScanEnd, Segment};
@@ -111,12 +112,85 @@ async fn persist_log_start<B: Backend>(
     dir: &Path,
     offset: u64,
 ) -> Result<(), LogError> {
-    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
-    segment::write_whole(backend, &tmp, offset.to_string().into_bytes()).await?;
-    let dst = dir.join(LOG_START_FILE);
+    replace_file(backend, dir, LOG_START_FILE, offset.to_string().into_bytes()).await?;
+    Ok(())
+}
+
+/// Replaces `dir/name` with `bytes` all or nothing: writes and syncs `name.tmp`, renames it over
+/// `name` and syncs the directory. After a crash the file holds the old contents or the new,
+/// never a mix (a leftover `.tmp` is removed at open).
+async fn replace_file<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    name: &str,
+    bytes: Vec<u8>,
+) -> Result<(), IoFailure> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    segment::write_whole(backend, &tmp, bytes).await?;
+    let dst = dir.join(name);
     backend.rename(&tmp, &dst).await.map_err(io("rename", &dst))?;
     backend.sync_dir(dir).await.map_err(io("fsync dir", dir))?;
     Ok(())
+}
+
+/// Durably replaces the leader-epoch checkpoint of the log in `dir` with `cache`.
+async fn write_epoch_checkpoint<B: Backend>(
+    backend: &B,
+    dir: &Path,
+    cache: &EpochCache,
+) -> Result<(), IoFailure> {
+    replace_file(backend, dir, CHECKPOINT_FILE, cache.encode()).await?;
+    debug!(dir = %dir.display(), entries = ?cache.entries(), "leader-epoch checkpoint written");
+    Ok(())
+}
+
+/// Splits a record set copied from a leader ([`Log::append_replica`]) into its batches, each
+/// validated as stored data (CRC included) and within the recovery bound, with offsets that
+/// continue each other exactly. Nothing is rewritten.
+fn split_replica_set(records: &Bytes) -> Result<Vec<IncomingBatch>, AppendError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty.into());
+    }
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let mut next: Option<u64> = None;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        let total = match batch::peek_total_len(rest) {
+            None => {
+                let available = rest.len();
+                return Err(
+                    BatchError::Truncated { needed: batch::LOG_OVERHEAD_BYTES, available }.into()
+                );
+            }
+            Some(r) => r?,
+        };
+        // Recovery refuses larger batches, so writing one would lose it at the next crash.
+        if total > segment::RECOVERY_BATCH_BYTES_MAX {
+            let max = segment::RECOVERY_BATCH_BYTES_MAX;
+            return Err(BatchError::TooLarge { size: total, max }.into());
+        }
+        if total > rest.len() {
+            return Err(BatchError::Truncated { needed: total, available: rest.len() }.into());
+        }
+        let bytes = records.slice(pos..pos + total);
+        let header = batch::validate(&bytes, batch::Strictness::Stored)?;
+        let last = header.base_offset.checked_add(i64::from(header.last_offset_delta));
+        if header.base_offset < 0 || last.is_none() {
+            let reason = format!("batch base offset {} is out of range", header.base_offset);
+            return Err(BatchError::InvalidRecords { reason }.into());
+        }
+        let base = header.base_offset as u64;
+        if let Some(expected) = next
+            && base != expected
+        {
+            return Err(AppendError::OffsetMismatch { expected, found: base });
+        }
+        next = Some(header.last_offset() as u64 + 1);
+        out.push(IncomingBatch { header, bytes });
+        pos += total;
+    }
+    Ok(out)
 }
 
 /// Removes what an interrupted compaction swap or small-file write left (`.cleaned`, `.tmp`)
@@ -293,15 +367,45 @@ pub struct RetentionReport {
 
 type AppendSlot = Rc<RefCell<Option<Result<AppendInfo, AppendError>>>>;
 
+/// How a pending append's batches are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreMode {
+    /// A leader's append ([`Log::append`]): offsets assigned from the log end; the batches'
+    /// leader epochs kept as given.
+    AsGiven,
+    /// A leader's append ([`Log::append_with_epoch`]): offsets assigned, and every batch's
+    /// `partitionLeaderEpoch` set to this epoch.
+    Stamp(i32),
+    /// A follower's append ([`Log::append_replica`]): written exactly as received, offsets and
+    /// epochs included; the first batch must start at the log end when it is written.
+    Replica,
+}
+
 struct PendingAppend {
     batches: Vec<IncomingBatch>,
     bytes: usize,
     records: u64,
+    mode: StoreMode,
     slot: AppendSlot,
 }
 
+impl PendingAppend {
+    /// The offsets the entry's batches span.
+    fn span(&self) -> u64 {
+        self.batches.iter().map(|b| b.header.offset_span()).sum()
+    }
+    /// For a replica append, the offset its first batch carries.
+    fn replica_base(&self) -> Option<u64> {
+        match self.mode {
+            StoreMode::Replica => self.batches.first().map(|b| b.header.base_offset as u64),
+            StoreMode::AsGiven | StoreMode::Stamp(_) => None,
+        }
+    }
+}
+
 /// One group write, ready to go: the stored headers joined to the producers' payloads, what
-/// each append will be told, and the log end offset after it.
+/// each append will be told, the log end offset after it, and the epoch cache after it when
+/// its batches start new leader epochs.
 struct Staged {
     iov: Vec<Bytes>,
     headers: Vec<BatchHeader>,
@@ -309,34 +413,72 @@ struct Staged {
     records: u64,
     bytes: usize,
     end_offset: u64,
+    epochs: Option<EpochCache>,
 }
 
-/// Assigns offsets from `next` (the log end) on to every batch of `entries`, in order, and
-/// builds their stored headers; no I/O.
-fn stage(entries: &[PendingAppend], mut next: u64, log_append_time: Option<i64>) -> Staged {
+/// Assigns offsets from `next` (the log end) on to every batch of `entries`, in order (a
+/// replica entry keeps its own, which `write_pending` checked start at `next`), builds their
+/// stored headers, and the epoch cache `epochs` becomes once they are written; no I/O.
+fn stage(
+    entries: &[PendingAppend],
+    mut next: u64,
+    log_append_time: Option<i64>,
+    epochs: &EpochCache,
+) -> Staged {
     let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
     let mut headers: Vec<BatchHeader> = Vec::new();
     let mut infos = Vec::with_capacity(entries.len());
     let mut records = 0u64;
+    let mut new_epochs: Option<EpochCache> = None;
     for entry in entries {
         let base = next;
+        let entry_time = match entry.mode {
+            StoreMode::Replica => None,
+            StoreMode::AsGiven | StoreMode::Stamp(_) => log_append_time,
+        };
         for b in &entry.batches {
-            let raw = batch::stored_header(b, next as i64, log_append_time);
-            let header = BatchHeader::parse(&raw).expect("a validated header still parses");
+            let header = match entry.mode {
+                StoreMode::Replica => {
+                    // Written exactly as the leader stored it (validated, CRC included).
+                    iov.push(b.bytes.clone());
+                    b.header
+                }
+                StoreMode::AsGiven | StoreMode::Stamp(_) => {
+                    let mut raw = batch::stored_header(b, next as i64, log_append_time);
+                    if let StoreMode::Stamp(epoch) = entry.mode {
+                        // Outside the CRC (which starts at byte 21): no checksum to redo.
+                        raw[12..16].copy_from_slice(&epoch.to_be_bytes());
+                    }
+                    let header = BatchHeader::parse(&raw).expect("a validated header still parses");
+                    debug_assert!(
+                        batch::validate(
+                            &[&raw[..], &b.bytes[batch::HEADER_BYTES..]].concat(),
+                            batch::Strictness::Stored
+                        )
+                        .is_ok(),
+                        "a batch about to be written fails the recovery check"
+                    );
+                    iov.push(Bytes::copy_from_slice(&raw));
+                    iov.push(b.bytes.slice(batch::HEADER_BYTES..));
+                    header
+                }
+            };
             // Offsets only grow, densely from the log end; and what is written passes the check
             // that recovery runs when it reads the batch back (CRC included).
-            assert_eq!(header.base_offset as u64, next, "offsets are assigned from the log end");
+            assert_eq!(header.base_offset as u64, next, "batches are written at the log end");
             assert!(header.offset_span() >= 1, "a stored batch spans at least one offset");
-            debug_assert!(
-                batch::validate(
-                    &[&raw[..], &b.bytes[batch::HEADER_BYTES..]].concat(),
-                    batch::Strictness::Stored
-                )
-                .is_ok(),
-                "a batch about to be written fails the recovery check"
-            );
-            iov.push(Bytes::copy_from_slice(&raw));
-            iov.push(b.bytes.slice(batch::HEADER_BYTES..));
+            let epoch = header.partition_leader_epoch;
+            let cache = new_epochs.as_ref().unwrap_or(epochs);
+            if cache.is_new_epoch(epoch) {
+                new_epochs.get_or_insert_with(|| epochs.clone()).assign(epoch, next);
+            } else if epoch >= 0 && cache.latest_epoch() != Some(epoch) {
+                debug!(
+                    offset = next,
+                    epoch,
+                    latest_epoch = ?cache.latest_epoch(),
+                    "batch with an epoch below the latest; epoch cache unchanged"
+                );
+            }
             next += header.offset_span();
             headers.push(header);
         }
@@ -344,12 +486,26 @@ fn stage(entries: &[PendingAppend], mut next: u64, log_append_time: Option<i64>)
         infos.push(AppendInfo {
             base_offset: base,
             last_offset: next - 1,
-            log_append_time,
+            log_append_time: entry_time,
             log_start_offset: 0,
         });
     }
     let bytes: usize = iov.iter().map(Bytes::len).sum();
-    Staged { iov, headers, infos, records, bytes, end_offset: next }
+    Staged { iov, headers, infos, records, bytes, end_offset: next, epochs: new_epochs }
+}
+
+/// How the leader-epoch checkpoint file stands against the cache in memory, from best to
+/// worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum EpochFile {
+    /// The file holds the cache.
+    Current,
+    /// The file also holds entries below the log start (a moved start is persisted lazily:
+    /// they only add information about records that are gone).
+    Behind,
+    /// The file may hold entries the log does not (a checkpoint written for batches whose
+    /// write then failed, or a rewrite that failed): it is rewritten before the next write.
+    Unsafe,
 }
 
 pub(crate) struct State<F> {
@@ -365,6 +521,9 @@ pub(crate) struct State<F> {
     pub(crate) oldest_unsynced_ms: Option<i64>,
     pub(crate) fenced: Option<String>,
     pub(crate) closed: bool,
+    /// The leader-epoch cache, and how its checkpoint file stands against it.
+    pub(crate) epochs: EpochCache,
+    pub(crate) epoch_file: EpochFile,
 }
 
 impl<F: StorageFile> State<F> {
@@ -383,6 +542,8 @@ impl<F: StorageFile> State<F> {
             oldest_unsynced_ms: None,
             fenced: None,
             closed: false,
+            epochs: EpochCache::default(),
+            epoch_file: EpochFile::Current,
         };
         state.assert_invariants();
         state
@@ -407,6 +568,16 @@ impl<F: StorageFile> State<F> {
             // Only the active segment is written directly, so only it may end in padding.
             let direct = matches!(seg.direct, DirectState::Open { .. });
             assert!(base == active || !direct, "sealed segment {base} is open for direct writes");
+        }
+        // Epochs strictly increasing, each starting below the log end (or, once the start
+        // moved to the end, the one left at it).
+        self.epochs.check(start, end);
+    }
+
+    /// The log start moved up: drops the epoch entries below it. Persisting that is lazy.
+    fn epochs_follow_start(&mut self) {
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epoch_file = self.epoch_file.max(EpochFile::Behind);
         }
     }
 
@@ -533,6 +704,7 @@ impl<B: Backend> Log<B> {
         let state = State::recovered(segments, log_start);
         let log = Log::with_state(backend, dir, config, clock, state);
         log.load_producers().await?;
+        log.load_epochs().await?;
         Ok((log, report))
     }
 
@@ -596,17 +768,77 @@ impl<B: Backend> Log<B> {
         self.state.borrow().fenced.clone()
     }
 
+    /// The latest leader epoch written to the log (the last entry of the epoch cache).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.state.borrow().epochs.latest_epoch()
+    }
+
+    /// The leader-epoch cache: for each epoch, the first offset written in it, ascending.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.state.borrow().epochs.entries().to_vec()
+    }
+
+    /// Kafka's `OffsetsForLeaderEpoch` answer (`LeaderEpochFileCache.endOffsetFor`): for a
+    /// follower whose latest epoch is `epoch`, the largest epoch at or below it that this log
+    /// knows and the offset where the next epoch starts (the log end for the latest epoch).
+    /// `None` when `epoch` is negative or above every known epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let st = self.state.borrow();
+        st.epochs.end_offset_for(epoch, st.log_end_offset())
+    }
+
     /// Validates a producer's record set (one or more RecordBatch v2) and appends it.
     ///
     /// Nothing is written unless every batch passes. Returns once the batches are written (in
     /// the page cache) and visible to readers; call [`Log::sync`] for durability. Appends that
     /// arrive while a write is in flight are coalesced into the next vectored write.
+    ///
+    /// The batches' `partitionLeaderEpoch` fields are stored as given; a leader uses
+    /// [`Log::append_with_epoch`] to stamp its own.
     pub async fn append(&self, records: Bytes) -> Result<AppendInfo, AppendError> {
+        self.append_as(records, StoreMode::AsGiven).await
+    }
+
+    /// [`Log::append`] for a partition leader: every stored batch's `partitionLeaderEpoch` is
+    /// set to `leader_epoch` (outside the CRC, so it costs nothing). The first batch of an
+    /// epoch above the latest one adds `(leader_epoch, its base offset)` to the epoch cache,
+    /// durably in the checkpoint before the batch is written.
+    pub async fn append_with_epoch(
+        &self,
+        records: Bytes,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, AppendError> {
+        self.append_as(records, StoreMode::Stamp(leader_epoch)).await
+    }
+
+    async fn append_as(&self, records: Bytes, mode: StoreMode) -> Result<AppendInfo, AppendError> {
         self.state.borrow().check_writable()?;
         let max = self.config.borrow().max_message_bytes;
         let batches = batch::split_record_set(&records, max)?;
+        self.enqueue(batches, records.len(), mode).await
+    }
+
+    /// A follower's append of batches copied from its leader: they keep their offsets and
+    /// leader epochs and are written byte for byte. Each batch is validated as stored data
+    /// (CRC included), but `max.message.bytes` is not applied (the leader took them). The
+    /// first batch must start at the log end offset and each next one where the one before
+    /// ended, else [`AppendError::OffsetMismatch`] and nothing is written. Producer states and
+    /// the epoch cache follow as for a leader's append. Returns the offsets of the whole set.
+    pub async fn append_replica(&self, records: Bytes) -> Result<AppendInfo, AppendError> {
+        self.state.borrow().check_writable()?;
+        let batches = split_replica_set(&records)?;
+        self.enqueue(batches, records.len(), StoreMode::Replica).await
+    }
+
+    /// Queues validated batches for the next group write and waits for its outcome (then
+    /// syncs if `flush.messages` says so).
+    async fn enqueue(
+        &self,
+        batches: Vec<IncomingBatch>,
+        bytes: usize,
+        mode: StoreMode,
+    ) -> Result<AppendInfo, AppendError> {
         let records_n: u64 = batches.iter().map(|b| b.header.records_count as u64).sum();
-        let bytes = records.len();
         let slot: AppendSlot = Rc::new(RefCell::new(None));
         // Bounded queue: while it is full, help drain it instead of queueing more.
         while self.pending_bytes.get() > 0 && self.pending_bytes.get() + bytes > PENDING_BYTES_MAX {
@@ -617,6 +849,7 @@ impl<B: Backend> Log<B> {
             batches,
             bytes,
             records: records_n,
+            mode,
             slot: slot.clone(),
         });
         self.pending_bytes.set(self.pending_bytes.get() + bytes);
@@ -651,9 +884,20 @@ impl<B: Backend> Log<B> {
                 }
                 return;
             }
+            // A replica append must continue the log exactly; one that does not is refused
+            // alone, and the entries after it go on.
+            let end = self.log_end_offset();
+            if let Some(found) = entries[i].replica_base()
+                && found != end
+            {
+                let refused = AppendError::OffsetMismatch { expected: end, found };
+                *entries[i].slot.borrow_mut() = Some(Err(refused));
+                i += 1;
+                continue;
+            }
             // Roll before an entry that would overflow the active segment or that arrives after
             // `segment.ms`, so that one record set always lands in one segment.
-            let span: u64 = entries[i].batches.iter().map(|b| b.header.offset_span()).sum();
+            let span = entries[i].span();
             if let Err(e) = self.maybe_roll(entries[i].bytes as u64, span).await {
                 for entry in &entries[i..] {
                     *entry.slot.borrow_mut() = Some(Err(e.clone()));
@@ -679,18 +923,24 @@ impl<B: Backend> Log<B> {
         }
     }
 
-    /// The entries from `start` that fit in the active segment (at least one).
+    /// The entries from `start` that fit in the active segment (at least one), up to a replica
+    /// entry that does not start where the entries before it end (it is refused on its own).
     fn chunk_end(&self, entries: &[PendingAppend], start: usize) -> usize {
         let st = self.state.borrow();
         let limit = self.config.borrow().segment_bytes;
         let mut size = st.active().size;
+        let mut next = st.active().next_offset;
         let mut end = start;
         while end < entries.len() {
             let len = entries[end].bytes as u64;
             if end > start && size + len > limit {
                 break;
             }
+            if end > start && entries[end].replica_base().is_some_and(|b| b != next) {
+                break;
+            }
             size += len;
+            next += entries[end].span();
             end += 1;
         }
         end
@@ -706,13 +956,14 @@ impl<B: Backend> Log<B> {
         let now = (self.clock)();
         let log_append_time =
             (self.config.borrow().timestamp_type == TimestampType::LogAppendTime).then_some(now);
-        let (file, path, start_pos, next) = {
+        let (file, path, start_pos, staged) = {
             let st = self.state.borrow();
             let seg = st.active();
-            (seg.file.clone(), seg.path.clone(), seg.size, seg.next_offset)
+            let staged = stage(entries, seg.next_offset, log_append_time, &st.epochs);
+            (seg.file.clone(), seg.path.clone(), seg.size, staged)
         };
-        let Staged { iov, headers, mut infos, records, bytes, end_offset } =
-            stage(entries, next, log_append_time);
+        let Staged { iov, headers, mut infos, records, bytes, end_offset, epochs } = staged;
+        self.checkpoint_before_write(epochs.as_ref()).await?;
         let started = std::time::Instant::now();
         let written = self.write_data(&file, &path, start_pos, iov).await;
         let took = started.elapsed();
@@ -747,6 +998,12 @@ impl<B: Backend> Log<B> {
                 producers.record(h, h.base_offset as u64, h.last_offset() as u64);
             }
         }
+        if let Some(cache) = epochs {
+            // The checkpoint already holds it (`checkpoint_before_write`).
+            st.epochs = cache;
+            st.epoch_file = EpochFile::Current;
+            st.epochs.check(st.log_start_offset, end_offset);
+        }
         st.records_written += records;
         st.oldest_unsynced_ms.get_or_insert(now);
         let start = st.log_start_offset;
@@ -754,6 +1011,36 @@ impl<B: Backend> Log<B> {
             info.log_start_offset = start;
         }
         Ok(infos)
+    }
+
+    /// Before a group write: makes `new_epochs` (the cache once the group's batches start new
+    /// epochs) durable in the checkpoint, so that every batch on disk with an epoch is covered
+    /// after any crash; or rewrites the checkpoint from the cache when an earlier failure left
+    /// it unsafe. Until the group is written the file is ahead of the log (`Unsafe`: a crash
+    /// drops its extra entries at open, a failed write leaves it to be rewritten). Caller holds
+    /// the writer lock. Rechecks that the log takes writes, since this awaits.
+    async fn checkpoint_before_write(
+        &self,
+        new_epochs: Option<&EpochCache>,
+    ) -> Result<(), AppendError> {
+        let cache = match new_epochs {
+            Some(cache) => cache.clone(),
+            None if self.state.borrow().epoch_file == EpochFile::Unsafe => {
+                self.state.borrow().epochs.clone()
+            }
+            None => return Ok(()),
+        };
+        self.state.borrow_mut().epoch_file = EpochFile::Unsafe;
+        if let Err(failure) = write_epoch_checkpoint(&self.backend, &self.dir, &cache).await {
+            warn!(dir = %self.dir.display(), error = %failure, "leader-epoch checkpoint write failed; append refused");
+            return Err(AppendError::Io(failure));
+        }
+        if let Some(latest) = new_epochs.and_then(EpochCache::latest) {
+            info!(dir = %self.dir.display(), epoch = latest.epoch, start_offset = latest.start_offset, "new leader epoch");
+        } else {
+            self.state.borrow_mut().epoch_file = EpochFile::Current;
+        }
+        self.state.borrow().check_writable()
     }
 
     /// Writes `iov` at `start_pos`, the end of the active segment's data: with `O_DIRECT` when
@@ -1224,6 +1511,59 @@ impl<B: Backend> Log<B> {
         Ok(())
     }
 
+    /// Loads the leader-epoch cache at open: the checkpoint file, or, when it is missing (a log
+    /// written before epochs were kept) or unreadable, one scan of every batch header; then
+    /// drops what recovery cut off the end and what lies below the log start. Writes the
+    /// checkpoint when it was rebuilt or lost entries at the end.
+    async fn load_epochs(&self) -> Result<(), LogError> {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let loaded = match segment::read_whole(&self.backend, &path).await? {
+            Some(bytes) => EpochCache::decode(&bytes).map_err(|reason| {
+                warn!(checkpoint = %path.display(), %reason, "unreadable leader-epoch checkpoint; rebuilding it from the log");
+            }),
+            None => {
+                info!(dir = %self.dir.display(), "no leader-epoch checkpoint; building it from the log");
+                Err(())
+            }
+        };
+        let (mut cache, mut write) = match loaded {
+            Ok(cache) => (cache, false),
+            Err(()) => (self.scan_epochs().await?, true),
+        };
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if cache.truncate_from_end(end) {
+            info!(dir = %self.dir.display(), log_end_offset = end, "leader-epoch entries beyond the recovered log end dropped");
+            write = true;
+        }
+        let behind = cache.truncate_from_start(start);
+        if write {
+            write_epoch_checkpoint(&self.backend, &self.dir, &cache).await?;
+        }
+        let mut st = self.state.borrow_mut();
+        st.epochs = cache;
+        st.epoch_file = if behind && !write { EpochFile::Behind } else { EpochFile::Current };
+        st.assert_invariants();
+        Ok(())
+    }
+
+    /// The epoch cache the batches of the log imply: each batch whose epoch is ≥ 0 and above
+    /// every epoch before it starts an entry. Reads every batch header once.
+    async fn scan_epochs(&self) -> Result<EpochCache, LogError> {
+        let views: Vec<SegView<B::File>> =
+            self.state.borrow().segments.values().map(SegView::of).collect();
+        let cache = RefCell::new(EpochCache::default());
+        for view in views {
+            let record = |_, h: &BatchHeader| {
+                cache.borrow_mut().assign(h.partition_leader_epoch, h.base_offset as u64);
+                false
+            };
+            view.find(0, record).await?;
+        }
+        let cache = cache.into_inner();
+        info!(dir = %self.dir.display(), entries = ?cache.entries(), "leader-epoch cache built from the log");
+        Ok(cache)
+    }
+
     /// The largest record timestamp in the log (batch max timestamps; `None` when the log has
     /// no records). With [`Log::offset_for_timestamp`] it answers Kafka's ListOffsets
     /// `MAX_TIMESTAMP` (KIP-734): the first record carrying it.
@@ -1325,6 +1665,7 @@ impl<B: Backend> Log<B> {
             }
             let first = st.segments.keys().next().copied().unwrap_or(0);
             st.log_start_offset = st.log_start_offset.max(first);
+            st.epochs_follow_start();
             report.log_start_offset = st.log_start_offset;
             st.assert_invariants();
             out
@@ -1362,6 +1703,7 @@ impl<B: Backend> Log<B> {
             let mut st = self.state.borrow_mut();
             assert!(offset <= st.log_end_offset(), "the maintenance lock keeps truncation out");
             st.log_start_offset = offset;
+            st.epochs_follow_start();
             let keys: Vec<(u64, u64)> =
                 st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
             keys[..keys.len() - 1]
@@ -1431,14 +1773,113 @@ impl<B: Backend> Log<B> {
         }
         self.producers.borrow_mut().truncate(new_end);
         self.remove_producer_snapshots(|offset| offset > new_end).await?;
-        let mut st = self.state.borrow_mut();
-        st.segments.insert(view.base_offset, rebuilt);
-        st.synced_offset = st.synced_offset.min(new_end);
-        st.log_start_offset = st.log_start_offset.min(new_end);
-        assert!(new_end <= end, "truncation never moves the log end forward");
-        st.assert_invariants();
+        let epochs = {
+            let mut st = self.state.borrow_mut();
+            st.segments.insert(view.base_offset, rebuilt);
+            st.synced_offset = st.synced_offset.min(new_end);
+            st.log_start_offset = st.log_start_offset.min(new_end);
+            if st.epochs.truncate_from_end(new_end) {
+                st.epoch_file = EpochFile::Unsafe;
+            }
+            st.epochs_follow_start();
+            assert!(new_end <= end, "truncation never moves the log end forward");
+            st.assert_invariants();
+            (st.epoch_file == EpochFile::Unsafe).then(|| st.epochs.clone())
+        };
+        // The cut is synced; now the checkpoint loses the epochs that started past it (a crash
+        // before this drops them at open, as they start at or after the log end).
+        if let Some(cache) = epochs {
+            self.rewrite_epoch_checkpoint(&cache).await?;
+        }
         info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, "log truncated");
         Ok(new_end)
+    }
+
+    /// The disk side of [`Log::truncate_fully_and_start_at`]: removes the epoch checkpoint,
+    /// the producer snapshots and every segment (newest first), persists the log start, creates
+    /// the empty segment at `offset` and writes an empty checkpoint, all synced. Leaves the
+    /// state alone; returns the new segment's path and file.
+    async fn start_over_on_disk(&self, offset: u64) -> Result<(PathBuf, B::File), LogError> {
+        // The checkpoint goes first: if a crash keeps some old segments, opening finds no
+        // checkpoint and rebuilds it from them, so no batch is left uncovered.
+        let checkpoint = self.dir.join(CHECKPOINT_FILE);
+        remove_if_exists(&self.backend, &checkpoint).await.map_err(io("remove", &checkpoint))?;
+        self.remove_producer_snapshots(|_| true).await?;
+        // Newest first, so that a crash part way leaves a prefix of the log (names change in
+        // order: the directory sync below makes them durable together).
+        let bases: Vec<u64> = self.state.borrow().segments.keys().rev().copied().collect();
+        for base in bases {
+            self.remove_segment_files(base, true).await?;
+        }
+        self.persist_log_start(offset).await?;
+        let path = segment::log_path(&self.dir, offset);
+        let file = self.backend.open(&path, true).await.map_err(io("create", &path))?;
+        self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
+        write_epoch_checkpoint(&self.backend, &self.dir, &EpochCache::default()).await?;
+        Ok((path, file))
+    }
+
+    /// Rewrites the checkpoint from `cache` (the cache in memory). On failure the file stays
+    /// marked unsafe, so the next write rewrites it first.
+    async fn rewrite_epoch_checkpoint(&self, cache: &EpochCache) -> Result<(), LogError> {
+        self.state.borrow_mut().epoch_file = EpochFile::Unsafe;
+        write_epoch_checkpoint(&self.backend, &self.dir, cache).await?;
+        let mut st = self.state.borrow_mut();
+        if st.epochs == *cache {
+            st.epoch_file = EpochFile::Current;
+        }
+        Ok(())
+    }
+
+    /// For a follower whose log is entirely below its leader's log start (or otherwise has to
+    /// start over): removes every segment, and the log becomes empty at `offset` (log start =
+    /// log end = `offset`, persisted as DeleteRecords persists a start). The epoch cache and
+    /// producer states are cleared with their files. Durable when it returns; a crash part way
+    /// leaves a shorter prefix of the old log or the empty one.
+    pub async fn truncate_fully_and_start_at(&self, offset: u64) -> Result<(), LogError> {
+        let _m = self.maintenance.lock().await;
+        let _w = self.writer.lock().await;
+        let _s = self.syncer.lock().await;
+        {
+            let st = self.state.borrow();
+            if st.closed {
+                return Err(LogError::Closed);
+            }
+            if let Some(reason) = &st.fenced {
+                return Err(LogError::Fenced { reason: reason.clone() });
+            }
+        }
+        if offset > i64::MAX as u64 {
+            let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
+            return Err(LogError::OffsetOutOfRange { requested: offset, log_start, log_end });
+        }
+        let old_end = self.log_end_offset();
+        let (path, file) = match self.start_over_on_disk(offset).await {
+            Ok(created) => created,
+            Err(e) => {
+                // Files are gone that the state still lists: only recovery can tell what is
+                // left, so the log takes no more writes until it is reopened.
+                let reason = format!("truncating fully to {offset} failed: {e}");
+                warn!(dir = %self.dir.display(), %reason, "log fenced");
+                self.state.borrow_mut().fenced = Some(reason);
+                return Err(e);
+            }
+        };
+        *self.producers.borrow_mut() = ProducerStates::default();
+        let mut st = self.state.borrow_mut();
+        // Readers holding the old segments' handles still read them (removed files stay
+        // readable through open handles); new reads see the empty log.
+        st.segments = BTreeMap::from([(offset, Segment::empty(offset, path, file))]);
+        st.log_start_offset = offset;
+        st.synced_offset = offset;
+        st.dir_synced_gen = st.dir_gen;
+        st.records_synced = st.records_written;
+        st.oldest_unsynced_ms = None;
+        st.epochs = EpochCache::default();
+        st.epoch_file = EpochFile::Current;
+        st.assert_invariants();
+        info!(dir = %self.dir.display(), old_log_end_offset = old_end, log_start_offset = offset, "log truncated fully; starts over");
+        Ok(())
     }
 
     /// Flushes everything, writes the active segment's indexes and the clean-shutdown marker.
@@ -1456,6 +1897,13 @@ impl<B: Backend> Log<B> {
         }
         let end = self.seal_active().await?;
         self.write_producer_snapshot(end).await?;
+        let epochs = {
+            let st = self.state.borrow();
+            (st.epoch_file != EpochFile::Current).then(|| st.epochs.clone())
+        };
+        if let Some(cache) = epochs {
+            self.rewrite_epoch_checkpoint(&cache).await?;
+        }
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         segment::write_whole(&self.backend, &marker, Vec::new()).await?;
         self.backend.sync_dir(&self.dir).await.map_err(io("fsync dir", &self.dir))?;
