@@ -35,9 +35,9 @@
 #![forbid(unsafe_code)]
 
 pub mod blocking;
+pub mod cluster;
 #[cfg(feature = "compio")]
 pub mod compio;
-pub mod cluster;
 mod error;
 pub mod group;
 pub mod partitioner;

@@ -182,8 +182,37 @@ pub const MEMBER_ID_REQUIRED: ErrorCode = ErrorCode(ResponseError::MemberIdRequi
 /// A static member's instance id is now held by another member id.
 pub const FENCED_INSTANCE_ID: ErrorCode = ErrorCode(ResponseError::FencedInstanceId.code());
 
+/// acks=all refused before appending: the ISR is smaller than `min.insync.replicas`.
+pub const NOT_ENOUGH_REPLICAS: ErrorCode = ErrorCode(ResponseError::NotEnoughReplicas.code());
+/// acks=all written, but the ISR shrank below `min.insync.replicas` while it waited.
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: ErrorCode =
+    ErrorCode(ResponseError::NotEnoughReplicasAfterAppend.code());
+/// ElectLeaders: the preferred replica is not live and in sync.
+pub const PREFERRED_LEADER_NOT_AVAILABLE: ErrorCode =
+    ErrorCode(ResponseError::PreferredLeaderNotAvailable.code());
+/// ElectLeaders (unclean): no live replica to elect.
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: ErrorCode =
+    ErrorCode(ResponseError::EligibleLeadersNotAvailable.code());
+/// ElectLeaders: the partition already has the leader asked for.
+pub const ELECTION_NOT_NEEDED: ErrorCode = ErrorCode(ResponseError::ElectionNotNeeded.code());
+/// AlterPartitionReassignments: cancelling where nothing is under way.
+pub const NO_REASSIGNMENT_IN_PROGRESS: ErrorCode =
+    ErrorCode(ResponseError::NoReassignmentInProgress.code());
+/// AlterPartition: the partition record changed meanwhile (stale partition epoch).
+pub const INVALID_UPDATE_VERSION: ErrorCode = ErrorCode(ResponseError::InvalidUpdateVersion.code());
+/// AlterPartition: a replica added to the ISR is fenced or not a replica.
+pub const INELIGIBLE_REPLICA: ErrorCode = ErrorCode(ResponseError::IneligibleReplica.code());
+
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR.code() == -1);
+const _: () = assert!(NOT_ENOUGH_REPLICAS.code() == 19);
+const _: () = assert!(NOT_ENOUGH_REPLICAS_AFTER_APPEND.code() == 20);
+const _: () = assert!(PREFERRED_LEADER_NOT_AVAILABLE.code() == 80);
+const _: () = assert!(ELIGIBLE_LEADERS_NOT_AVAILABLE.code() == 83);
+const _: () = assert!(ELECTION_NOT_NEEDED.code() == 84);
+const _: () = assert!(NO_REASSIGNMENT_IN_PROGRESS.code() == 85);
+const _: () = assert!(INVALID_UPDATE_VERSION.code() == 95);
+const _: () = assert!(INELIGIBLE_REPLICA.code() == 107);
 const _: () = assert!(OFFSET_OUT_OF_RANGE.code() == 1);
 const _: () = assert!(CORRUPT_MESSAGE.code() == 2);
 const _: () = assert!(UNKNOWN_TOPIC_OR_PARTITION.code() == 3);

@@ -75,6 +75,14 @@ pub struct ServeArgs {
     /// `broker.heartbeat.interval.ms`) [default: 2000].
     #[arg(long, env = "ODRADEK_BROKER_HEARTBEAT_INTERVAL_MS", value_name = "MS")]
     pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A follower that has not caught up for this long leaves the ISR (Kafka's
+    /// `replica.lag.time.max.ms`) [default: 30000].
+    #[arg(long, env = "ODRADEK_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
+    /// Replicas of each `__consumer_offsets` partition (Kafka's
+    /// `offsets.topic.replication.factor`) [default: 3, or fewer when fewer brokers are live].
+    #[arg(long, env = "ODRADEK_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -109,6 +117,8 @@ struct FileConfig {
     controller_quorum_voters: Option<String>,
     broker_session_timeout_ms: Option<u64>,
     broker_heartbeat_interval_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
+    offsets_topic_replication_factor: Option<i16>,
 }
 
 /// A resolved node configuration.
@@ -217,7 +227,17 @@ pub struct ClusterConfig {
     pub broker_session_timeout_ms: u64,
     /// Kafka's `broker.heartbeat.interval.ms`.
     pub broker_heartbeat_interval_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`.
+    pub replica_lag_time_max_ms: u64,
+    /// Kafka's `offsets.topic.replication.factor` (capped by the live brokers when the topic
+    /// is created).
+    pub offsets_topic_replication_factor: i16,
 }
+
+/// Kafka's `replica.lag.time.max.ms` default.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `offsets.topic.replication.factor` default.
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 
 /// Kafka's `broker.session.timeout.ms` default.
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
@@ -468,6 +488,21 @@ fn resolve_cluster(
         10,
         broker_session_timeout_ms as i64,
     )?;
+    let replica_lag_time_max_ms = args
+        .replica_lag_time_max_ms
+        .or(file.replica_lag_time_max_ms)
+        .unwrap_or(REPLICA_LAG_TIME_MAX_MS_DEFAULT);
+    check_range("--replica-lag-time-max-ms", replica_lag_time_max_ms as i64, 100, 3_600_000)?;
+    let offsets_topic_replication_factor = args
+        .offsets_topic_replication_factor
+        .or(file.offsets_topic_replication_factor)
+        .unwrap_or(OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT);
+    check_range(
+        "--offsets-topic-replication-factor",
+        i64::from(offsets_topic_replication_factor),
+        1,
+        i64::from(i16::MAX),
+    )?;
     Ok(ClusterConfig {
         roles,
         controller_listen,
@@ -475,6 +510,8 @@ fn resolve_cluster(
         configured_voters,
         broker_session_timeout_ms,
         broker_heartbeat_interval_ms,
+        replica_lag_time_max_ms,
+        offsets_topic_replication_factor,
     })
 }
 
@@ -498,6 +535,15 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
             args.broker_heartbeat_interval_ms.is_some()
                 || file.broker_heartbeat_interval_ms.is_some(),
             "broker.heartbeat.interval.ms",
+        ),
+        (
+            args.replica_lag_time_max_ms.is_some() || file.replica_lag_time_max_ms.is_some(),
+            "replica.lag.time.max.ms",
+        ),
+        (
+            args.offsets_topic_replication_factor.is_some()
+                || file.offsets_topic_replication_factor.is_some(),
+            "offsets.topic.replication.factor",
         ),
         (args.listen.is_some() || file.listen.is_some(), "listeners"),
         (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),

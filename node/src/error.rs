@@ -13,7 +13,7 @@ use odradek_storage::batch::BatchError;
 use odradek_storage::producers::SeqError;
 use odradek_storage::{AppendError, ReadError};
 
-use crate::partition::{AppendFailure, ReadFailure};
+use crate::partition::{AppendFailure, FetchRefusal, ReadFailure};
 
 /// A refusal or failure to answer a client with: Kafka's error code, and a message for the
 /// response's `error_message` (where the API has one) and the log.
@@ -36,6 +36,15 @@ impl From<ErrorCode> for KafkaError {
     }
 }
 
+/// The error code for a fetch refused before reading (KIP-320 epochs, roles).
+pub fn fetch_refusal(refusal: &FetchRefusal) -> ErrorCode {
+    match refusal {
+        FetchRefusal::NotLeader => NOT_LEADER_OR_FOLLOWER,
+        FetchRefusal::FencedEpoch { .. } => FENCED_LEADER_EPOCH,
+        FetchRefusal::UnknownEpoch { .. } => UNKNOWN_LEADER_EPOCH,
+    }
+}
+
 /// The error code for a partition's refused or failed append.
 pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
     match failure {
@@ -44,6 +53,10 @@ pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
         AppendFailure::Sequence(SeqError::OutOfOrder { .. }) => OUT_OF_ORDER_SEQUENCE_NUMBER,
         // Kafka: a failed flush takes the log directory offline.
         AppendFailure::Sync(_) => KAFKA_STORAGE_ERROR,
+        AppendFailure::NotLeader => NOT_LEADER_OR_FOLLOWER,
+        AppendFailure::NotEnoughReplicas { .. } => NOT_ENOUGH_REPLICAS,
+        AppendFailure::NotEnoughReplicasAfterAppend { .. } => NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        AppendFailure::Timeout(_) => REQUEST_TIMED_OUT,
     }
 }
 

@@ -11,6 +11,7 @@
 
 use odradek_net::ErrorCode;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use crate::group::records::OFFSETS_TOPIC;
 use crate::group::{self, Coordinated, GroupHost, GroupSettings};
 use crate::partition::Partition;
 use crate::partition::fetch_session::Sessions;
+use crate::partition::fetcher::{self, FetcherSettings};
 use crate::partition::{Partitions, ReadSettings};
 use crate::producers::ProducerIds;
 use crate::runtime::blocking::Blocking;
@@ -163,6 +165,12 @@ async fn run(
         reads,
         config.fetch_cache_bytes,
         pool.clone(),
+        FetcherSettings {
+            me: config.node_id,
+            // Outgoing connections leave from the node's own address (several nodes may share
+            // a host on different loopback addresses); a wildcard listen leaves it to routing.
+            bind: Some(config.listen.ip()).filter(|ip| !ip.is_unspecified()),
+        },
     );
     let smp = config.smp;
     let ctx = Rc::new(Shard {
@@ -218,10 +226,62 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
         let ctx = ctx.clone();
         compio::runtime::spawn(async move { group::timers::tick_groups(&*ctx).await })
     };
+    let replication = {
+        let (ctx, stopping) = (ctx.clone(), stopping.clone());
+        compio::runtime::spawn(async move { replicate(&ctx, stopping).await })
+    };
     let watch = compio::runtime::spawn(runtime::stall_watch(stopping, move |late| {
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));
-    vec![watch, expiry, ticker, maintenance, follow]
+    vec![watch, expiry, ticker, maintenance, follow, replication]
+}
+
+/// Forgets the groups of `__consumer_offsets` partitions this shard no longer leads: their
+/// coordinator moved with the leadership (and they are read again if it comes back).
+fn unload_moved_groups(ctx: &Shard) {
+    let Some(topic) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else { return };
+    let loaded: Vec<i32> = ctx.groups.borrow().loaded.iter().copied().collect();
+    for index in loaded {
+        let leads = ctx.partitions.get_open(topic.id, index).is_some_and(|p| p.is_leader());
+        if !leads {
+            let groups = ctx.groups.borrow_mut().unload(index, topic.partitions());
+            info!(
+                partition = index,
+                groups, "no longer the group coordinator of this offsets partition"
+            );
+        }
+    }
+}
+
+/// How often the shard looks for leaders to fetch from and lagging followers, at most.
+const REPLICATION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Keeps one replica fetcher running per leader this shard's follower partitions follow, and
+/// shrinks the ISR of its leader partitions whose followers lag (`replica.lag.time.max.ms`).
+async fn replicate(ctx: &Rc<Shard>, stopping: impl Fn() -> bool + Clone + 'static) {
+    let lag_max = Duration::from_millis(ctx.config.cluster.replica_lag_time_max_ms);
+    let interval = REPLICATION_CHECK_INTERVAL.min(lag_max / 2);
+    let mut fetchers: HashMap<i32, compio::runtime::JoinHandle<()>> = HashMap::new();
+    while !stopping() {
+        let listener = ctx.metadata.changed();
+        fetchers.retain(|_, task| !task.is_finished());
+        for leader in ctx.partitions.followed_leaders() {
+            if fetchers.contains_key(&leader) {
+                continue;
+            }
+            let (there, stopping) = (ctx.clone(), stopping.clone());
+            let task = compio::runtime::spawn(async move {
+                fetcher::run(&there.partitions, leader, stopping).await
+            });
+            fetchers.insert(leader, task);
+        }
+        ctx.partitions.shrink_lagging(lag_max);
+        unload_moved_groups(ctx);
+        let _ = compio::time::timeout(interval, listener).await;
+    }
+    for (_, task) in fetchers {
+        let _ = task.await;
+    }
 }
 
 /// Opens every partition this shard owns, so that recovery happens before the node says it is

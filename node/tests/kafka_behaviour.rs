@@ -539,7 +539,7 @@ fn alter_configs_replaces_the_whole_set_of_a_topics_configs() {
         let bad = [("segment.bytes", Some("1048576")), ("retention.ms", Some("soon"))];
         let refused = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &bad, false);
         assert_eq!(refused.0, 40, "INVALID_CONFIG: {refused:?}");
-        let unknown = [("unclean.leader.election.enable", Some("true"))];
+        let unknown = [("preallocate", Some("true"))];
         let refused = alter_whole(&mut s, version, RESOURCE_TOPIC, &topic, &unknown, false);
         assert_eq!(refused.0, 40, "INVALID_CONFIG for a key this node ignores: {refused:?}");
         let null = [("retention.ms", None)];

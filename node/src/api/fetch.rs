@@ -26,15 +26,14 @@ use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_net::fetch_response::{EndpointOut, FetchOut, PartitionOut, TopicOut};
 use odradek_storage::ReadError;
-use tracing::warn;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::by_owner;
 use crate::cluster::{Route, Topic};
 use crate::error;
-use crate::partition::LEADER_EPOCH;
 use crate::partition::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
-use crate::partition::{Payload, ReadFailure};
+use crate::partition::{FollowerCheck, Payload, ReadFailure};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -51,6 +50,10 @@ struct Want {
     partition: i32,
     offset: i64,
     max_bytes: u64,
+    /// The fetcher's leader epoch (KIP-320; -1: unchecked).
+    current_leader_epoch: i32,
+    /// A follower's fetch: its broker id and last fetched epoch.
+    follower: Option<(i32, i32)>,
 }
 
 /// One partition's answer.
@@ -64,8 +67,11 @@ struct Got {
     /// More than the partition's `partition_max_bytes`: allowed only as the response's first
     /// partition with data.
     oversize: bool,
-    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader (KIP-951's `current_leader`).
-    leader: Option<i32>,
+    /// A follower's log diverges after this (epoch, end offset): KIP-320.
+    diverging: Option<(i32, i64)>,
+    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader and epoch (KIP-951's
+    /// `current_leader`).
+    leader: Option<(i32, i32)>,
 }
 
 impl Got {
@@ -76,12 +82,13 @@ impl Got {
             log_start_offset: -1,
             records: Vec::new(),
             oversize: false,
+            diverging: None,
             leader: None,
         }
     }
 
-    fn not_leader(leader: i32) -> Self {
-        Self { leader: Some(leader), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER) }
+    fn not_leader(leader: i32, epoch: i32) -> Self {
+        Self { leader: Some((leader, epoch)), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER) }
     }
 
     fn len(&self) -> usize {
@@ -96,6 +103,9 @@ struct Part {
     key: PartKey,
     offset: i64,
     max_bytes: i32,
+    /// KIP-320's epochs, from the request (a session's partitions carry none: -1).
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
 }
 
 /// What a fetch request asks of the session cache.
@@ -128,9 +138,11 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
         Ok(parts) => parts,
         Err(code) => return session_error(code),
     };
-    let got = read_parts(ctx, &req, &parts).await;
+    // A follower's fetch names its broker (Fetch v15+: `ReplicaState`; before: `replica_id`).
+    let replica = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
+    let got = read_parts(ctx, &req, &parts, (replica >= 0).then_some(replica)).await;
     let (session_id, include) = remember(ctx, mode, &parts, &got, now);
-    let leaders: Vec<i32> = got.iter().filter_map(|g| g.leader).collect();
+    let leaders: Vec<i32> = got.iter().filter_map(|g| g.leader.map(|(l, _)| l)).collect();
     let node_endpoints = super::leader_endpoints(ctx, leaders)
         .into_iter()
         .map(|b| EndpointOut { node_id: b.id, host: b.host, port: i32::from(b.port), rack: b.rack })
@@ -181,6 +193,8 @@ fn wanted_parts(
             key: part_key(by_id, &t.topic, t.topic_id, p.partition),
             offset: p.fetch_offset,
             max_bytes: p.partition_max_bytes,
+            current_leader_epoch: p.current_leader_epoch,
+            last_fetched_epoch: p.last_fetched_epoch,
         })
     });
     let Mode::Incremental(id) = mode else { return Ok(request_parts.collect()) };
@@ -200,7 +214,13 @@ fn wanted_parts(
     Ok(session
         .parts
         .iter()
-        .map(|(key, c)| Part { key: key.clone(), offset: c.offset, max_bytes: c.max_bytes })
+        .map(|(key, c)| Part {
+            key: key.clone(),
+            offset: c.offset,
+            max_bytes: c.max_bytes,
+            current_leader_epoch: -1,
+            last_fetched_epoch: -1,
+        })
         .collect())
 }
 
@@ -266,7 +286,8 @@ fn lay_out(
             aborted_transactions: (req.isolation_level == 1).then(Vec::new),
             preferred_read_replica: -1,
             records_len: Some(g.len()),
-            current_leader: g.leader.map(|l| (l, LEADER_EPOCH)),
+            current_leader: g.leader,
+            diverging_epoch: g.diverging,
         };
         let same = topics.last().is_some_and(|t| {
             if by_id { t.topic_id == part.key.topic_id } else { t.name == part.key.topic }
@@ -294,7 +315,12 @@ fn session_error(code: ErrorCode) -> FetchReply {
 }
 
 /// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
-async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<Got> {
+async fn read_parts(
+    ctx: &Rc<Shard>,
+    req: &FetchRequest,
+    parts: &[Part],
+    replica: Option<i32>,
+) -> Vec<Got> {
     let snapshot = ctx.metadata.snapshot();
     let (smp, me) = (ctx.config.smp, ctx.config.node_id);
     let mut got: Vec<Option<Got>> = vec![None; parts.len()];
@@ -307,7 +333,9 @@ async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<
             snapshot.topic(&part.key.topic)
         };
         match topic.map(|tp| (tp, tp.route(part.key.partition, me, smp))) {
-            Some((_, Route::Elsewhere { leader })) => got[slot] = Some(Got::not_leader(leader)),
+            Some((_, Route::Elsewhere { leader, epoch })) => {
+                got[slot] = Some(Got::not_leader(leader, epoch))
+            }
             Some((topic, Route::Local(owner))) => wants.push((
                 owner,
                 Want {
@@ -316,6 +344,8 @@ async fn read_parts(ctx: &Rc<Shard>, req: &FetchRequest, parts: &[Part]) -> Vec<
                     partition: part.key.partition,
                     offset: part.offset,
                     max_bytes: u64::try_from(part.max_bytes).unwrap_or(0),
+                    current_leader_epoch: part.current_leader_epoch,
+                    follower: replica.map(|r| (r, part.last_fetched_epoch)),
                 },
             )),
             Some((_, Route::Missing)) | None => {
@@ -395,7 +425,8 @@ async fn read_all(
             kept += len;
         }
     }
-    let errors = out.iter().any(|(_, g)| g.error != ec::NONE);
+    // A diverging epoch is answered at once too: the follower must truncate first.
+    let errors = out.iter().any(|(_, g)| g.error != ec::NONE || g.diverging.is_some());
     (out, kept, errors)
 }
 
@@ -428,7 +459,31 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
             return Got::error(e.code());
         }
     };
-    let read = p.read(w.offset, w.max_bytes.min(budget), first).await;
+    if let Err(refused) = p.check_fetch_epoch(w.current_leader_epoch, w.follower.is_some()) {
+        return Got::error(error::fetch_refusal(&refused));
+    }
+    let read = match w.follower {
+        None => p.read(w.offset, w.max_bytes.min(budget), first).await,
+        Some((replica, last_fetched_epoch)) => {
+            let (check, expand) = p.follower_fetch(replica, w.offset, last_fetched_epoch);
+            if let Some(isr) = expand {
+                info!(topic = %w.topic.name, partition = w.partition, replica, proposed = ?isr, "follower caught up; expanding the ISR");
+                ctx.partitions.propose_isr(p.clone(), isr);
+            }
+            let offsets = |error| Got {
+                high_watermark: p.high_watermark() as i64,
+                log_start_offset: p.log_start_offset() as i64,
+                ..Got::error(error)
+            };
+            match check {
+                FollowerCheck::Read => p.read_for_follower(w.offset, w.max_bytes.min(budget)).await,
+                FollowerCheck::Diverging { epoch, end_offset } => {
+                    return Got { diverging: Some((epoch, end_offset)), ..offsets(ec::NONE) };
+                }
+                FollowerCheck::OutOfRange => return offsets(ec::OFFSET_OUT_OF_RANGE),
+            }
+        }
+    };
     let (error, records) = match read.records {
         Ok(records) => (ec::NONE, records),
         Err(e @ ReadFailure::Log(ReadError::OffsetOutOfRange { .. })) => {
@@ -445,6 +500,7 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         log_start_offset: read.log_start_offset,
         records,
         oversize: false,
+        diverging: None,
         leader: None,
     }
 }
@@ -455,8 +511,10 @@ async fn wait_for_data(ctx: &Rc<Shard>, groups: &[(usize, Vec<Want>)], deadline:
     let waits: Vec<_> = groups
         .iter()
         .map(|(owner, wants)| {
-            let watch: Vec<(Uuid, i32, i64)> =
-                wants.iter().map(|w| (w.topic.id, w.partition, w.offset)).collect();
+            let watch: Vec<(Uuid, i32, i64, bool)> = wants
+                .iter()
+                .map(|w| (w.topic.id, w.partition, w.offset, w.follower.is_some()))
+                .collect();
             let cancel = cancel.clone();
             Box::pin(on_shard(ctx, *owner, move |there| async move {
                 wait_on_owner(&there, &watch, deadline, &cancel).await
@@ -473,13 +531,17 @@ async fn wait_for_data(ctx: &Rc<Shard>, groups: &[(usize, Vec<Want>)], deadline:
 /// passes, or the request stops waiting.
 async fn wait_on_owner(
     ctx: &Rc<Shard>,
-    watch: &[(Uuid, i32, i64)],
+    watch: &[(Uuid, i32, i64, bool)],
     deadline: Instant,
     cancel: &(AtomicBool, Event),
 ) {
+    // A consumer waits for the high watermark to pass its offset, a follower for the log end.
     let grown = || {
-        watch.iter().any(|&(id, p, offset)| {
-            ctx.partitions.get_open(id, p).is_some_and(|p| p.high_watermark() as i64 > offset)
+        watch.iter().any(|&(id, p, offset, follower)| {
+            ctx.partitions.get_open(id, p).is_some_and(|p| {
+                let end = if follower { p.log_end_offset() } else { p.high_watermark() };
+                end as i64 > offset
+            })
         })
     };
     loop {

@@ -59,16 +59,21 @@ use crate::shard::Shard;
 /// Kafka's coordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions).
+/// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions), with
+/// `offsets.topic.replication.factor` replicas, or as many as there are live brokers if fewer
+/// (Kafka refuses to create it then; a cluster still forming would have no groups at all).
 pub async fn offsets_topic(ctx: &Rc<Shard>) -> Result<Arc<Topic>, KafkaError> {
-    if let Some(t) = ctx.metadata.snapshot().topic(OFFSETS_TOPIC) {
+    let snapshot = ctx.metadata.snapshot();
+    if let Some(t) = snapshot.topic(OFFSETS_TOPIC) {
         return Ok(t.clone());
     }
+    let live = i16::try_from(snapshot.brokers.len()).unwrap_or(i16::MAX).max(1);
+    let rf = ctx.config.cluster.offsets_topic_replication_factor.min(live);
     let configs = BTreeMap::from([
         ("cleanup.policy".to_owned(), "compact".to_owned()),
         ("segment.bytes".to_owned(), OFFSETS_SEGMENT_BYTES.to_owned()),
     ]);
-    match create_topic(ctx, OFFSETS_TOPIC, OFFSETS_PARTITIONS, 1, configs).await {
+    match create_topic(ctx, OFFSETS_TOPIC, OFFSETS_PARTITIONS, rf, configs).await {
         Ok(t) => Ok(t),
         // Created meanwhile by another request.
         Err(_) if ctx.metadata.snapshot().topic(OFFSETS_TOPIC).is_some() => ctx
@@ -90,7 +95,7 @@ async fn group_home(ctx: &Rc<Shard>, group: &str) -> Result<(Arc<Topic>, i32, us
     let partition = partition_for(group, topic.partitions());
     let owner = match topic.route(partition, ctx.config.node_id, ctx.config.smp) {
         Route::Local(owner) => owner,
-        Route::Elsewhere { leader } => {
+        Route::Elsewhere { leader, .. } => {
             return Err(KafkaError::new(
                 ec::NOT_COORDINATOR,
                 format!("broker {leader} coordinates this group"),

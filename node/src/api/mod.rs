@@ -42,7 +42,6 @@ use odradek_net::versions;
 
 use crate::cluster::{Catalogue, Topic};
 use crate::error::KafkaError;
-use crate::partition::LEADER_EPOCH;
 use crate::server::Session;
 use crate::shard::Shard;
 
@@ -260,9 +259,7 @@ fn metadata_topic(topic: &Topic) -> MetadataResponseTopic {
             let r = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_id(BrokerId(pl.leader))
-                // Leader epochs of the partition logs arrive with replication; until then
-                // every partition stays at LEADER_EPOCH (see the partition room).
-                .with_leader_epoch(LEADER_EPOCH)
+                .with_leader_epoch(pl.leader_epoch)
                 .with_replica_nodes(ids(&pl.replicas))
                 .with_isr_nodes(ids(&pl.isr));
             if pl.leader < 0 {

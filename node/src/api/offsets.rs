@@ -25,7 +25,6 @@ use super::on_owners;
 use crate::cluster::Topic;
 use crate::cluster::topic_config;
 use crate::error;
-use crate::partition::LEADER_EPOCH;
 use crate::partition::Partition;
 use crate::shard::Shard;
 
@@ -88,8 +87,11 @@ pub async fn list_offsets(
                         .with_error_code(error.into())
                         .with_timestamp(timestamp)
                         .with_offset(offset);
+                    let epoch = snapshot
+                        .topic(&t.name.0)
+                        .map_or(-1, |tp| tp.leader_epoch(p.partition_index));
                     if version >= 4 && error == ec::NONE && offset >= 0 {
-                        r.with_leader_epoch(LEADER_EPOCH)
+                        r.with_leader_epoch(epoch)
                     } else {
                         r
                     }
@@ -230,61 +232,49 @@ async fn delete_below(
     }
 }
 
-/// OffsetForLeaderEpoch: the end offset of a leader epoch. A single node has one epoch,
-/// [`LEADER_EPOCH`], that spans the whole log: its end is the log end offset.
+/// OffsetForLeaderEpoch: where a leader epoch ends on this partition's leader (Kafka's
+/// leader-epoch cache): the largest epoch at or below the one asked for and the start of the
+/// next one (the log end for the latest), or "undefined" (-1, -1). The requester's
+/// `current_leader_epoch` is checked first (KIP-320).
 pub async fn offset_for_leader_epoch(
     ctx: &Rc<Shard>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let snapshot = ctx.metadata.snapshot();
     let (smp, me) = (ctx.config.smp, ctx.config.node_id);
-    let mut work: Vec<(usize, Lookup)> = Vec::new();
+    type EpochLookup = ((usize, usize), (Arc<Topic>, i32, i32, i32));
+    let mut work: Vec<(usize, EpochLookup)> = Vec::new();
     let mut answers: Vec<Vec<EpochEndOffset>> = Vec::with_capacity(req.topics.len());
     for (ti, t) in req.topics.iter().enumerate() {
         let topic = snapshot.topic(&t.topic.0);
         let mut row = Vec::with_capacity(t.partitions.len());
         for (pi, p) in t.partitions.iter().enumerate() {
-            let mut answer = EpochEndOffset::default()
+            let answer = EpochEndOffset::default()
                 .with_partition(p.partition)
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
-            let route = topic.map(|tp| tp.route(p.partition, me, smp).local());
-            if let Some(Err(code)) = route {
-                row.push(answer.with_error_code(code.into()));
-                continue;
+            match topic.map(|tp| (tp, tp.route(p.partition, me, smp).local())) {
+                Some((_, Err(code))) => row.push(answer.with_error_code(code.into())),
+                Some((topic, Ok(owner))) => {
+                    let item = (topic.clone(), p.partition, p.current_leader_epoch, p.leader_epoch);
+                    work.push((owner, ((ti, pi), item)));
+                    row.push(answer);
+                }
+                None => row.push(answer.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION.into())),
             }
-            let owner = route.and_then(Result::ok);
-            match (topic, owner) {
-                (Some(_), Some(_)) if p.current_leader_epoch > LEADER_EPOCH => {
-                    answer = answer.with_error_code(ec::UNKNOWN_LEADER_EPOCH.into());
-                }
-                (Some(_), Some(_))
-                    if p.current_leader_epoch != -1 && p.current_leader_epoch < LEADER_EPOCH =>
-                {
-                    answer = answer.with_error_code(ec::FENCED_LEADER_EPOCH.into());
-                }
-                (Some(topic), Some(owner)) if p.leader_epoch == LEADER_EPOCH => {
-                    work.push((owner, ((ti, pi), (topic.clone(), p.partition, 0))));
-                }
-                // An epoch this node never had: Kafka answers "undefined" (-1, -1).
-                (Some(_), Some(_)) => {}
-                _ => answer = answer.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION.into()),
-            }
-            row.push(answer);
         }
         answers.push(row);
     }
-    let done = on_owners(ctx, work, |there, (topic, partition, _)| async move {
-        match there.partitions.get(&topic, partition).await {
-            Ok(p) => Ok(p.end_offset_for_epoch(LEADER_EPOCH).map_or(-1, |o| o as i64)),
-            Err(e) => Err(e.code()),
-        }
+    let done = on_owners(ctx, work, |there, (topic, partition, current, wanted)| async move {
+        let p = there.partitions.get(&topic, partition).await.map_err(|e| e.code())?;
+        p.check_fetch_epoch(current, false).map_err(|r| crate::error::fetch_refusal(&r))?;
+        Ok(p.end_offset_for_epoch(wanted).map_or((-1, -1), |(e, o)| (e, o as i64)))
     });
     for ((ti, pi), end) in done.await {
         let a = &mut answers[ti][pi];
         *a = match end {
-            Ok(end) => a.clone().with_leader_epoch(LEADER_EPOCH).with_end_offset(end),
-            Err(code) => a.clone().with_error_code(code.into()),
+            Ok((epoch, end)) => a.clone().with_leader_epoch(epoch).with_end_offset(end),
+            Err::<_, odradek_net::ErrorCode>(code) => a.clone().with_error_code(code.into()),
         };
     }
     let topics = req

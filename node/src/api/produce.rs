@@ -9,6 +9,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -27,7 +28,7 @@ use tracing::{info, warn};
 use super::{by_owner, str_bytes};
 use crate::cluster::{Route, Topic, topic_config};
 use crate::error;
-use crate::partition::{AppendFailure, Durability, LEADER_EPOCH};
+use crate::partition::{AppendFailure, Durability};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 
@@ -41,8 +42,9 @@ struct Outcome {
     log_start_offset: i64,
     /// Per-record refusals (KIP-467, Produce v8+): (batch index, message).
     record_errors: Vec<(i32, String)>,
-    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader, for KIP-951's `current_leader`.
-    leader: Option<i32>,
+    /// With NOT_LEADER_OR_FOLLOWER: the partition's leader and its epoch, for KIP-951's
+    /// `current_leader`.
+    leader: Option<(i32, i32)>,
 }
 
 impl Outcome {
@@ -58,13 +60,13 @@ impl Outcome {
         }
     }
 
-    fn not_leader(leader: i32) -> Self {
+    fn not_leader(leader: i32, epoch: i32) -> Self {
         let message = if leader < 0 {
             "the partition has no live leader".to_owned()
         } else {
             format!("broker {leader} leads this partition")
         };
-        Self { leader: Some(leader), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER, message) }
+        Self { leader: Some((leader, epoch)), ..Self::error(ec::NOT_LEADER_OR_FOLLOWER, message) }
     }
 }
 
@@ -155,7 +157,11 @@ pub async fn produce(
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
     let (mut outcomes, work) = check_partitions(ctx, version, &req);
-    append_on_owners(ctx, work, req.acks, &mut outcomes).await;
+    // acks=all waits for the ISR at most the request's timeout (Kafka's `timeout_ms`),
+    // bounded here so that a producer asking for hours cannot pin the request.
+    let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0))
+        .clamp(ACKS_TIMEOUT_MIN, ACKS_TIMEOUT_MAX);
+    append_on_owners(ctx, work, (req.acks, timeout), &mut outcomes).await;
     (req.acks != 0).then(|| response(ctx, version, &req, outcomes))
 }
 
@@ -185,8 +191,8 @@ fn check_partitions(
             }
             let (topic, owner) = match topic.map(|tp| (tp, tp.route(p.index, me, smp))) {
                 Some((tp, Route::Local(owner))) => (tp.clone(), owner),
-                Some((_, Route::Elsewhere { leader })) => {
-                    *slot = Some(Outcome::not_leader(leader));
+                Some((_, Route::Elsewhere { leader, epoch })) => {
+                    *slot = Some(Outcome::not_leader(leader, epoch));
                     continue;
                 }
                 _ => {
@@ -208,11 +214,15 @@ fn check_partitions(
     (outcomes, work)
 }
 
+/// Bounds on how long acks=all waits for the ISR, whatever the request's `timeout_ms`.
+pub const ACKS_TIMEOUT_MIN: Duration = Duration::from_millis(100);
+pub const ACKS_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
 /// Appends every item on its owner (one hop per other shard) and fills in their outcomes.
 async fn append_on_owners(
     ctx: &Rc<Shard>,
     work: Vec<(usize, Item)>,
-    acks: i16,
+    (acks, timeout): (i16, Duration),
     outcomes: &mut [Vec<Option<Outcome>>],
 ) {
     let (owners, groups): (Vec<usize>, Vec<_>) = by_owner(work)
@@ -221,7 +231,7 @@ async fn append_on_owners(
             let appended = on_shard(ctx, owner, move |there| async move {
                 let appends = items.into_iter().map(|item| {
                     let there = there.clone();
-                    async move { (item.slot, append(&there, item, acks).await) }
+                    async move { (item.slot, append(&there, item, acks, timeout).await) }
                 });
                 join_all(appends).await
             });
@@ -273,12 +283,12 @@ fn response(
                             .with_error_message(o.message.as_deref().map(str_bytes))
                             .with_record_errors(record_errors(&o.record_errors));
                     }
-                    if let (Some(leader), true) = (o.leader, version >= 10) {
+                    if let (Some((leader, epoch)), true) = (o.leader, version >= 10) {
                         leaders.push(leader);
                         r = r.with_current_leader(
                             LeaderIdAndEpoch::default()
                                 .with_leader_id(BrokerId(leader))
-                                .with_leader_epoch(LEADER_EPOCH),
+                                .with_leader_epoch(epoch),
                         );
                     }
                     r
@@ -299,9 +309,9 @@ fn response(
     ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints.collect())
 }
 
-/// Runs on the owner shard: append, then (acks=all) fsync, group-committed with every other
-/// append of the partition.
-async fn append(ctx: &Rc<Shard>, item: Item, acks: i16) -> Outcome {
+/// Runs on the owner shard: append, then (acks=all) wait until the ISR has it and the fsync
+/// (group-committed with every other append of the partition) covers it, within `timeout`.
+async fn append(ctx: &Rc<Shard>, item: Item, acks: i16, timeout: Duration) -> Outcome {
     let partition = match ctx.partitions.get(&item.topic, item.partition).await {
         Ok(p) => p,
         Err(e) => {
@@ -309,7 +319,7 @@ async fn append(ctx: &Rc<Shard>, item: Item, acks: i16) -> Outcome {
             return Outcome::error(e.code(), e.to_string());
         }
     };
-    let durability = if acks == -1 { Durability::Synced } else { Durability::Written };
+    let durability = if acks == -1 { Durability::Committed(timeout) } else { Durability::Written };
     match partition.append(item.records, durability).await {
         Ok(a) => Outcome {
             error: ec::NONE,

@@ -51,9 +51,16 @@ pub const NOT_HERE: u32 = u32::MAX;
 pub struct Placement {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
-    /// -1 while no in-sync replica is live.
+    /// Eligible leader replicas (KIP-966).
+    pub elr: Vec<i32>,
+    /// -1 while no eligible replica is live.
     pub leader: i32,
     pub leader_epoch: i32,
+    /// Bumped on every change of the record (AlterPartition's optimistic check).
+    pub partition_epoch: i32,
+    /// A reassignment under way: replicas being added and removed.
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// One topic.
@@ -85,8 +92,16 @@ impl Topic {
 
     /// The leader of `partition` (-1 if none is live, `None` if there is no such partition).
     pub fn leader(&self, partition: i32) -> Option<i32> {
-        let p = usize::try_from(partition).ok()?;
-        self.placement.get(p).map(|pl| pl.leader)
+        self.placement_of(partition).map(|pl| pl.leader)
+    }
+
+    /// The leader epoch of `partition` (-1 if there is no such partition).
+    pub fn leader_epoch(&self, partition: i32) -> i32 {
+        self.placement_of(partition).map_or(-1, |pl| pl.leader_epoch)
+    }
+
+    pub fn placement_of(&self, partition: i32) -> Option<&Placement> {
+        self.placement.get(usize::try_from(partition).ok()?)
     }
 
     /// Where requests for `partition` go from node `me` with `smp` shards.
@@ -94,7 +109,7 @@ impl Topic {
         match (self.leader(partition), self.owner(partition, smp)) {
             (None, _) => Route::Missing,
             (Some(l), Some(shard)) if l == me => Route::Local(shard),
-            (Some(l), _) => Route::Elsewhere { leader: l },
+            (Some(l), _) => Route::Elsewhere { leader: l, epoch: self.leader_epoch(partition) },
         }
     }
 }
@@ -116,8 +131,9 @@ impl Route {
 pub enum Route {
     /// This node leads it; the shard that owns it.
     Local(usize),
-    /// Another broker leads it (or none, `leader == -1`): NOT_LEADER_OR_FOLLOWER.
-    Elsewhere { leader: i32 },
+    /// Another broker leads it (or none, `leader == -1`), at leader epoch `epoch`:
+    /// NOT_LEADER_OR_FOLLOWER.
+    Elsewhere { leader: i32, epoch: i32 },
     /// No such partition: UNKNOWN_TOPIC_OR_PARTITION.
     Missing,
 }
@@ -144,6 +160,8 @@ pub struct Catalogue {
     pub cluster_id: String,
     /// The metadata log index this view reflects.
     pub applied_index: u64,
+    /// This node's broker registration epoch (0 while unregistered): AlterPartition carries it.
+    pub broker_epoch: u64,
 }
 
 impl Catalogue {
@@ -337,8 +355,8 @@ mod tests {
         t.placement[1].leader = 2;
         t.placement[2].leader = -1;
         assert_eq!(t.route(0, 1, 2), Route::Local(0));
-        assert_eq!(t.route(1, 1, 2), Route::Elsewhere { leader: 2 });
-        assert_eq!(t.route(2, 1, 2), Route::Elsewhere { leader: -1 }, "no live leader");
+        assert_eq!(t.route(1, 1, 2), Route::Elsewhere { leader: 2, epoch: 0 });
+        assert_eq!(t.route(2, 1, 2), Route::Elsewhere { leader: -1, epoch: 0 }, "no live leader");
         assert_eq!(t.route(3, 1, 2), Route::Missing);
         assert_eq!(t.owner(2, 2), Some(1), "fewer shards after a restart wrap around");
         assert_eq!(t.owner(1, 2), None, "not held here");

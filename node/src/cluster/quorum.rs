@@ -218,6 +218,7 @@ fn build(image: &MetadataImage, prev: &Catalogue, me: i32, cluster_id: String) -
         brokers,
         cluster_id,
         applied_index: image.applied_index,
+        broker_epoch: image.brokers.get(&me).map_or(0, |b| b.epoch),
         ..Catalogue::default()
     };
     catalogue.reindex();
@@ -248,8 +249,12 @@ fn topic_of(record: &TopicRecord, me: i32) -> Topic {
             .map(|p| Placement {
                 replicas: p.replicas.clone(),
                 isr: p.isr.clone(),
+                elr: p.elr.clone(),
                 leader: p.leader,
                 leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                adding: p.adding.clone(),
+                removing: p.removing.clone(),
             })
             .collect(),
     }

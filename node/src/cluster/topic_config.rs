@@ -88,7 +88,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "min.insync.replicas",
         default: "1",
         kind: Kind::Long { min: 1 },
-        doc: "a single node has one replica, so only 1 can be met",
+        doc: "the smallest ISR that takes acks=all writes (NOT_ENOUGH_REPLICAS below it)",
     },
     ConfigDef {
         name: "retention.bytes",
@@ -113,6 +113,18 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: "604800000",
         kind: Kind::Long { min: 1 },
         doc: "roll a new segment at this age",
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        kind: Kind::Choice(&["true", "false"]),
+        doc: "elect an out-of-sync replica when no in-sync one is live (may lose records)",
+    },
+    ConfigDef {
+        name: "write.caching",
+        default: "false",
+        kind: Kind::Choice(&["true", "false"]),
+        doc: "answer acks=all once every in-sync replica has the batch, without the leader's fsync",
     },
 ];
 
@@ -143,12 +155,6 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             }
         }
     }
-    .and_then(|()| match (name, value.trim()) {
-        ("min.insync.replicas", v) if v != "1" => {
-            Err("min.insync.replicas must be 1: this node keeps one replica".to_owned())
-        }
-        _ => Ok(()),
-    })
 }
 
 /// The effective value of `name` for a topic with `overrides` (`None` for an unknown key).
@@ -227,8 +233,10 @@ mod tests {
         assert!(validate("retention.ms", "-2").is_err());
         assert!(validate("retention.ms", "soon").is_err());
         assert!(validate("cleanup.policy", "delete,shred").is_err());
-        assert!(validate("min.insync.replicas", "2").is_err());
-        assert!(validate("unclean.leader.election.enable", "true").is_err(), "ignored keys");
+        assert!(validate("min.insync.replicas", "2").is_ok());
+        assert!(validate("min.insync.replicas", "0").is_err());
+        assert!(validate("write.caching", "maybe").is_err());
+        assert!(validate("preallocate", "true").is_err(), "ignored keys");
         assert!(validate("segment.bytes", "1048576").is_ok());
     }
 }

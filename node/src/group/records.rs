@@ -387,6 +387,20 @@ impl Coordinated {
             .retain(|_, g| !(g.generation == 0 && g.members.is_empty() && g.pending.is_empty()));
     }
 
+    /// Forgets every group of `__consumer_offsets` partition `partition` (of `partitions`):
+    /// this broker no longer leads it, so another coordinates them; it reads them again if
+    /// leadership comes back.
+    pub fn unload(&mut self, partition: i32, partitions: i32) -> usize {
+        if !self.loaded.remove(&partition) {
+            return 0;
+        }
+        let mine = |g: &str| partition_for(g, partitions) == partition;
+        self.offsets.groups.retain(|g, _| !mine(g));
+        let before = self.membership.len();
+        self.membership.retain(|g, _| !mine(g));
+        before - self.membership.len()
+    }
+
     /// Applies the records of one `__consumer_offsets` partition, in log order: the newest
     /// value of each key wins and a null value deletes it. Groups whose metadata is stored come
     /// back with their members, generation and assignments (members then have one session

@@ -2,7 +2,7 @@
 //! tombstones and group metadata, each write one batch fsynced before it is made visible or
 //! acknowledged. Runs on the shard that owns the partition.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use odradek_net::ErrorCode;
@@ -19,6 +19,10 @@ use super::records::{
 use crate::error;
 use crate::error::KafkaError;
 use crate::partition::{Durability, Partition};
+
+/// How long a group's record waits to be committed on every in-sync replica of its
+/// `__consumer_offsets` partition (Kafka's `offsets.commit.timeout.ms`).
+pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5000);
 
 /// Most bytes one read of a group partition returns while loading it.
 const LOAD_READ_BYTES: u64 = 1 << 20;
@@ -49,13 +53,15 @@ pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), 
     Ok(())
 }
 
-/// Every keyed record of a group partition below its high watermark, oldest first.
+/// Every keyed record of a group partition, oldest first: up to its log end, as Kafka loads
+/// them, since a leader's log is what its followers will have (a new leader's high watermark
+/// may still be catching up).
 async fn read_all(
     p: &Partition,
     partition: i32,
 ) -> Result<Vec<(Bytes, Option<Bytes>)>, KafkaError> {
     let mut at = p.log_start_offset();
-    let end = p.high_watermark();
+    let end = p.log_end_offset();
     let mut records = Vec::new();
     while at < end {
         let bytes = p.read_bytes(at, LOAD_READ_BYTES).await.map_err(|e| {
@@ -114,7 +120,9 @@ pub async fn append_synced(
         build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
             .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
     let p = host.offsets_partition(partition).await?;
-    p.append(batch, Durability::Synced).await.map_err(|e| error::append_failure(&e))?;
+    p.append(batch, Durability::Committed(OFFSETS_COMMIT_TIMEOUT))
+        .await
+        .map_err(|e| error::append_failure(&e))?;
     Ok(())
 }
 

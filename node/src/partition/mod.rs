@@ -1,6 +1,8 @@
 //! The partition room: a shard's partitions, each behind the [`Partition`] facade that owns
-//! its log (private to this room), its high watermark, its leader epoch and its role, plus
-//! what serves reads of them: the recent-batch cache and incremental fetch sessions.
+//! its log (private to this room), its high watermark, its leader epoch and its role (leader
+//! or follower, as the controller's record says), plus what serves reads of them (the
+//! recent-batch cache and incremental fetch sessions) and what replicates them: the leader's
+//! view of its followers ([`replica`]) and this shard's replica fetchers ([`fetcher`]).
 //!
 //! **Invariants.**
 //! - A partition is touched only by its owner shard's thread (`Rc`, `RefCell`, `Cell`); other
@@ -9,24 +11,33 @@
 //!   closing all go through [`Partition`], so the high watermark and the leader epoch cannot be
 //!   bypassed.
 //! - The high watermark never goes backwards, never passes the log end offset, and consumers
-//!   are never given records at or above it. With one replica it is the log end offset after
-//!   each append (the leader has the records, which is all a single replica can promise).
+//!   are never given records at or above it. On a leader it is the lowest log end offset in
+//!   the ISR ([`replica::Replicas`]); on a follower, the leader's as its fetches report it,
+//!   capped at its own log end. With one replica it is the log end offset after each append.
+//! - Only the leader appends producers' batches, stamping its leader epoch in each; a follower
+//!   appends the leader's batches as they are (offsets and epochs kept), and truncates only
+//!   where its log diverges from the leader's (KIP-101/279/320), never blindly.
 //! - An idempotent producer's batches to one partition are checked and appended one at a time
 //!   (`producer_locks`), so a retry that races its original is answered as a duplicate.
-//! - `acks=all` is answered only after the append is covered by a group-committed fsync.
+//! - `acks=all` is answered only after every ISR member has the batch (the high watermark
+//!   passed it) and, unless the topic sets `write.caching`, a group-committed fsync on the
+//!   leader covers it; refused before appending when the ISR is below `min.insync.replicas`.
 //!
 //! **What it does not know.** Kafka requests and error codes (the `api` room translates its
 //! typed errors), topics as metadata (it is handed a [`Topic`]), or other shards.
 
 pub mod cache;
 pub mod fetch_session;
+pub mod fetcher;
 mod registry;
+pub mod replica;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
@@ -35,24 +46,44 @@ use odradek_storage::producers::{SeqCheck, SeqError};
 use odradek_storage::{
     AppendError, CompioBackend, Log, LogConfig, LogError, ReadError, ReadResult, StorageFile,
 };
-use tracing::debug;
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 pub use registry::{OpenError, Partitions, remove_deleted_leftovers, warn_orphans};
 
-use crate::cluster::Topic;
+use crate::cluster::{Placement, Topic, topic_config};
 use crate::config::DiskReads;
 use cache::RecentBatches;
-
-/// The leader epoch of every partition while a node is its only replica: leadership never
-/// moves, so it never changes.
-pub const LEADER_EPOCH: i32 = 0;
+use replica::Replicas;
 
 /// What this broker is for a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Takes produce requests and serves consumers.
+    /// Takes produce requests, serves consumers and followers.
     Leader,
+    /// Copies the log of `leader` (-1: none is elected now).
+    Follower { leader: i32 },
+}
+
+/// The topic configs a partition acts on itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// `min.insync.replicas`: the smallest ISR that takes `acks=all` writes.
+    pub min_isr: usize,
+    /// `write.caching` (Redpanda's name): `acks=all` is answered once every ISR member has the
+    /// batch, without waiting for the leader's fsync (Kafka's behaviour: durability from
+    /// replicas).
+    pub write_caching: bool,
+}
+
+impl Rules {
+    pub fn of(topic: &Topic) -> Rules {
+        let value = |k| topic_config::value(&topic.configs, k).unwrap_or("");
+        Rules {
+            min_isr: value("min.insync.replicas").parse().unwrap_or(1).max(1),
+            write_caching: value("write.caching") == "true",
+        }
+    }
 }
 
 /// How reads from disk reach the socket, from the node's config.
@@ -106,10 +137,11 @@ impl Payload {
 /// How durable an append must be before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Written (acks=0 and acks=1).
+    /// Written on the leader (acks=0 and acks=1).
     Written,
-    /// Written and covered by an fsync (acks=all, and the node's own records).
-    Synced,
+    /// Committed (acks=all, and the node's own records): every ISR member has it, and the
+    /// leader's fsync covers it unless the topic sets `write.caching`. Waits at most this long.
+    Committed(Duration),
 }
 
 /// An append the log took (or had already taken: a producer's duplicate).
@@ -133,6 +165,43 @@ pub enum AppendFailure {
     /// The write happened but the fsync an `acks=all` waits for failed.
     #[error("fsync failed: {0}")]
     Sync(LogError),
+    /// This broker does not lead the partition (any more).
+    #[error("not the leader")]
+    NotLeader,
+    /// acks=all with fewer in-sync replicas than `min.insync.replicas`: nothing written.
+    #[error("{isr} in-sync replicas, min.insync.replicas is {min}")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    /// Written, but the ISR shrank below `min.insync.replicas` while waiting.
+    #[error("written, but the ISR shrank to {isr} (min.insync.replicas {min})")]
+    NotEnoughReplicasAfterAppend { isr: usize, min: usize },
+    /// Written, but not replicated to every in-sync replica within the request's timeout.
+    #[error("not replicated within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Why a fetch of this partition is refused before reading (leader epochs, KIP-320; roles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FetchRefusal {
+    #[error("not the leader")]
+    NotLeader,
+    /// The fetcher's leader epoch is older than the partition's.
+    #[error("leader epoch {requested} is older than {current}")]
+    FencedEpoch { requested: i32, current: i32 },
+    /// The fetcher knows a newer leader epoch than this broker (its metadata is behind).
+    #[error("leader epoch {requested} is newer than {current}")]
+    UnknownEpoch { requested: i32, current: i32 },
+}
+
+/// What a follower's fetch position says, checked against the leader's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerCheck {
+    /// Consistent: read from the fetch offset.
+    Read,
+    /// The follower's last fetched epoch ends at `end_offset` here (or is unknown: -1, -1):
+    /// it must truncate there first (KIP-320's diverging epoch).
+    Diverging { epoch: i32, end_offset: i64 },
+    /// Outside `[log start, log end]`.
+    OutOfRange,
 }
 
 /// A read: the partition's offsets when it was made, and the records (or why none).
@@ -160,10 +229,21 @@ pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
     pub index: i32,
+    /// This broker's id.
+    me: i32,
     log: Log<CompioBackend>,
     high_watermark: Cell<u64>,
     leader_epoch: Cell<i32>,
     role: Cell<Role>,
+    rules: Cell<Rules>,
+    /// The leader's view of its followers (meaningful while [`Role::Leader`]).
+    replicas: RefCell<Replicas>,
+    /// Notified when the high watermark moves or the role or leader epoch changes: what an
+    /// `acks=all` append waits on.
+    progress: Event,
+    /// The log end offset when this broker's current leadership began: its leader epoch
+    /// starts there (the leader-epoch cache gains the entry with the epoch's first batch).
+    epoch_start: Cell<u64>,
     /// One lock per idempotent producer with an append under way; an entry lives only while
     /// someone holds or waits for it.
     producer_locks: RefCell<HashMap<i64, Rc<async_lock::Mutex<()>>>>,
@@ -174,19 +254,26 @@ impl Partition {
     fn new(
         topic: &Topic,
         index: i32,
+        me: i32,
         log: Log<CompioBackend>,
         shared: Rc<PartitionShared>,
     ) -> Self {
-        // Every record the log recovered is the only replica's: all of it is committed.
-        let high_watermark = Cell::new(log.log_end_offset());
+        // Nothing recovered is known to be committed: a leader learns its high watermark
+        // again from its ISR (at once when it is the only member), a follower from its leader.
+        let high_watermark = Cell::new(log.log_start_offset());
         Self {
             topic: topic.name.clone(),
             topic_id: topic.id,
             index,
+            me,
             log,
             high_watermark,
-            leader_epoch: Cell::new(LEADER_EPOCH),
-            role: Cell::new(Role::Leader),
+            leader_epoch: Cell::new(-1),
+            role: Cell::new(Role::Follower { leader: -1 }),
+            rules: Cell::new(Rules::of(topic)),
+            replicas: RefCell::new(Replicas::new(me, &[me], &[me], 0, 0)),
+            progress: Event::new(),
+            epoch_start: Cell::new(0),
             producer_locks: RefCell::new(HashMap::new()),
             shared,
         }
@@ -214,24 +301,194 @@ impl Partition {
         self.role.get()
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.role.get() == Role::Leader
+    }
+
+    /// The committed ISR as this broker last saw it.
+    pub fn isr(&self) -> Vec<i32> {
+        self.replicas.borrow().isr().to_vec()
+    }
+
+    /// How far behind each follower is, in offsets (leader only; empty otherwise).
+    pub fn follower_lag(&self) -> Vec<(i32, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        self.replicas.borrow().lag(self.log_end_offset())
+    }
+
     /// The log, for this room's maintenance.
     fn log(&self) -> &Log<CompioBackend> {
         &self.log
     }
 
-    fn set_config(&self, config: LogConfig) {
+    fn set_config(&self, config: LogConfig, rules: Rules) {
         self.log.set_config(config);
+        self.rules.set(rules);
+        self.progress.notify(usize::MAX);
     }
 
     async fn close(&self) -> Result<(), LogError> {
         self.log.close().await
     }
 
-    /// Moves the high watermark up to the log end: a single replica commits what it wrote.
-    fn advance_high_watermark(&self) {
+    /// Applies the controller's record of this partition: leadership (a new leader epoch
+    /// starts a new leadership), the replicas and the ISR.
+    async fn apply_placement(&self, placement: &Placement) -> Result<(), LogError> {
+        let epoch_changed = placement.leader_epoch != self.leader_epoch.get();
+        if placement.leader == self.me {
+            if epoch_changed || !self.is_leader() {
+                let start = self.log.log_end_offset();
+                self.epoch_start.set(start);
+                *self.replicas.borrow_mut() = Replicas::new(
+                    self.me,
+                    &placement.replicas,
+                    &placement.isr,
+                    placement.partition_epoch,
+                    start,
+                );
+                self.leader_epoch.set(placement.leader_epoch);
+                self.role.set(Role::Leader);
+                info!(topic = %self.topic, partition = self.index, leader_epoch = placement.leader_epoch, log_end_offset = start, high_watermark = self.high_watermark(), isr = ?placement.isr, "leading");
+            } else {
+                self.replicas.borrow_mut().update(
+                    &placement.replicas,
+                    &placement.isr,
+                    placement.partition_epoch,
+                );
+            }
+            self.maybe_advance_high_watermark();
+        } else {
+            let role = Role::Follower { leader: placement.leader };
+            if role != self.role.get() || epoch_changed {
+                if self.is_leader() {
+                    info!(topic = %self.topic, partition = self.index, leader = placement.leader, leader_epoch = placement.leader_epoch, "following");
+                }
+                // What this broker wrote as leader may be cut by divergence truncation: the
+                // cache must not serve it afterwards.
+                self.shared.recent.forget((self.topic_id, self.index));
+                self.leader_epoch.set(placement.leader_epoch);
+                self.role.set(role);
+            }
+            *self.replicas.borrow_mut() = Replicas::new(
+                self.me,
+                &placement.replicas,
+                &placement.isr,
+                placement.partition_epoch,
+                0,
+            );
+        }
+        self.progress.notify(usize::MAX);
+        Ok(())
+    }
+
+    /// Leader: moves the high watermark up to the lowest log end offset in the ISR.
+    fn maybe_advance_high_watermark(&self) {
+        if !self.is_leader() {
+            return;
+        }
         let end = self.log.log_end_offset();
-        debug_assert!(end >= self.high_watermark.get(), "the high watermark never goes back");
-        self.high_watermark.set(end.max(self.high_watermark.get()));
+        let Some(hw) = self.replicas.borrow().high_watermark(end) else { return };
+        self.raise_high_watermark(hw.min(end));
+    }
+
+    /// Sets the high watermark to `hw` if that is higher, waking whoever waits on it.
+    fn raise_high_watermark(&self, hw: u64) {
+        if hw > self.high_watermark.get() {
+            self.high_watermark.set(hw);
+            self.progress.notify(usize::MAX);
+            self.shared.appended.notify(usize::MAX);
+        }
+    }
+
+    /// Checks a fetcher's view of the leader epoch (KIP-320): -1 skips the check. A follower
+    /// fetch must also reach the leader.
+    pub fn check_fetch_epoch(
+        &self,
+        current_leader_epoch: i32,
+        follower: bool,
+    ) -> Result<(), FetchRefusal> {
+        if follower && !self.is_leader() {
+            return Err(FetchRefusal::NotLeader);
+        }
+        let current = self.leader_epoch.get();
+        if current_leader_epoch < 0 || current_leader_epoch == current {
+            Ok(())
+        } else if current_leader_epoch < current {
+            Err(FetchRefusal::FencedEpoch { requested: current_leader_epoch, current })
+        } else {
+            Err(FetchRefusal::UnknownEpoch { requested: current_leader_epoch, current })
+        }
+    }
+
+    /// Leader: a follower `replica` fetches from `offset` after its last fetched epoch
+    /// `last_fetched_epoch`. Checks divergence (KIP-320), then records its progress, which may
+    /// move the high watermark; returns the ISR to propose if it has now caught up.
+    pub fn follower_fetch(
+        &self,
+        replica: i32,
+        offset: i64,
+        last_fetched_epoch: i32,
+    ) -> (FollowerCheck, Option<Vec<i32>>) {
+        let end = self.log.log_end_offset();
+        if last_fetched_epoch >= 0 {
+            let (epoch, end_offset) = match self.end_offset_for_epoch(last_fetched_epoch) {
+                Some((e, o)) => (e, o as i64),
+                None => (-1, -1),
+            };
+            if epoch < last_fetched_epoch || end_offset < offset {
+                return (FollowerCheck::Diverging { epoch, end_offset }, None);
+            }
+        }
+        let Some(offset) =
+            u64::try_from(offset).ok().filter(|o| *o >= self.log_start_offset() && *o <= end)
+        else {
+            return (FollowerCheck::OutOfRange, None);
+        };
+        let mut replicas = self.replicas.borrow_mut();
+        if !replicas.is_replica(replica) {
+            return (FollowerCheck::OutOfRange, None);
+        }
+        replicas.on_fetch(replica, offset, end, Instant::now());
+        drop(replicas);
+        self.maybe_advance_high_watermark();
+        let expand = self.replicas.borrow().expansion(replica, self.high_watermark());
+        (FollowerCheck::Read, expand)
+    }
+
+    /// Leader: the ISR to propose without followers that lagged more than `lag_max`.
+    pub fn lagging(&self, lag_max: Duration) -> Option<Vec<i32>> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.replicas.borrow().shrink(lag_max, Instant::now())
+    }
+
+    /// What an ISR proposal needs: (leader epoch, partition epoch), while leading.
+    pub fn isr_proposal(&self, isr: Vec<i32>) -> Option<(i32, i32)> {
+        if !self.is_leader() {
+            return None;
+        }
+        let mut r = self.replicas.borrow_mut();
+        r.propose(isr);
+        Some((self.leader_epoch.get(), r.partition_epoch()))
+    }
+
+    /// An ISR proposal was answered: `committed` is the record when it was accepted.
+    pub fn isr_settled(&self, leader_epoch: i32, committed: Option<(&[i32], &[i32], i32)>) {
+        let mut r = self.replicas.borrow_mut();
+        r.settle();
+        if let Some((replicas, isr, partition_epoch)) = committed
+            && leader_epoch == self.leader_epoch.get()
+            && self.is_leader()
+            && partition_epoch > r.partition_epoch()
+        {
+            r.update(replicas, isr, partition_epoch);
+        }
+        drop(r);
+        self.maybe_advance_high_watermark();
+        self.progress.notify(usize::MAX);
     }
 
     /// Appends one producer's batch (validated by the log): a new batch is written, a
@@ -243,6 +500,17 @@ impl Partition {
         records: Bytes,
         durability: Durability,
     ) -> Result<Appended, AppendFailure> {
+        if !self.is_leader() {
+            return Err(AppendFailure::NotLeader);
+        }
+        let rules = self.rules.get();
+        if let Durability::Committed(_) = durability {
+            let isr = self.replicas.borrow().isr().len();
+            if isr < rules.min_isr {
+                return Err(AppendFailure::NotEnoughReplicas { isr, min: rules.min_isr });
+            }
+        }
+        let epoch = self.leader_epoch.get();
         let header = BatchHeader::parse(&records)
             .map_err(|e| AppendFailure::Log(AppendError::InvalidBatch(e)))?;
         // An idempotent producer's batches are checked and appended one at a time per producer
@@ -254,33 +522,85 @@ impl Partition {
             None => None,
         };
         let written = match self.log.check_producer(&header) {
-            SeqCheck::Append => self.write(header, records).await,
-            SeqCheck::Duplicate { base_offset, .. } => {
+            SeqCheck::Append => self.write(header, records, epoch).await,
+            SeqCheck::Duplicate { base_offset, last_offset } => {
                 debug!(topic = %self.topic, partition = self.index, producer_id = header.producer_id, base_offset, "duplicate batch acknowledged, not written again");
-                Ok(Appended {
-                    base_offset: base_offset as i64,
-                    log_append_time: -1,
-                    log_start_offset: self.log.log_start_offset() as i64,
-                })
+                Ok((
+                    Appended {
+                        base_offset: base_offset as i64,
+                        log_append_time: -1,
+                        log_start_offset: self.log.log_start_offset() as i64,
+                    },
+                    last_offset + 1,
+                ))
             }
             SeqCheck::Refuse(e) => Err(AppendFailure::Sequence(e)),
         };
         drop(guard);
         self.release_producer_lock(header.producer_id, lock);
-        let appended = written?;
-        // A duplicate's original may not be durable yet: acks=all waits for it like any append.
-        if durability == Durability::Synced {
-            self.log.sync().await.map_err(AppendFailure::Sync)?;
+        let (appended, end) = written?;
+        // A duplicate's original may not be committed yet: acks=all waits for it like any.
+        if let Durability::Committed(timeout) = durability {
+            self.commit(end, epoch, rules, timeout).await?;
         }
         Ok(appended)
     }
 
-    async fn write(&self, header: BatchHeader, records: Bytes) -> Result<Appended, AppendFailure> {
-        let info = self.log.append(records.clone()).await?;
-        self.advance_high_watermark();
-        // Keep the batch as stored (offsets assigned) for tailing consumers.
+    /// Waits until everything below `end` is committed: the high watermark passed it (every
+    /// ISR member has it) and, unless `write.caching`, the leader's fsync covers it.
+    async fn commit(
+        &self,
+        end: u64,
+        epoch: i32,
+        rules: Rules,
+        timeout: Duration,
+    ) -> Result<(), AppendFailure> {
+        let replicated = async {
+            loop {
+                let listener = self.progress.listen();
+                if !self.is_leader() || self.leader_epoch.get() != epoch {
+                    return Err(AppendFailure::NotLeader);
+                }
+                if self.high_watermark() >= end {
+                    return Ok(());
+                }
+                listener.await;
+            }
+        };
+        let synced = async {
+            if rules.write_caching {
+                Ok(())
+            } else {
+                self.log.sync().await.map_err(AppendFailure::Sync)
+            }
+        };
+        let both = futures_util::future::try_join(replicated, synced);
+        match compio::time::timeout(timeout, both).await {
+            Ok(result) => result?,
+            Err(_) => return Err(AppendFailure::Timeout(timeout)),
+        };
+        let isr = self.replicas.borrow().isr().len();
+        let min = self.rules.get().min_isr;
+        if isr < min {
+            return Err(AppendFailure::NotEnoughReplicasAfterAppend { isr, min });
+        }
+        Ok(())
+    }
+
+    /// Writes a new batch stamped with leader epoch `epoch`; returns its offsets and the
+    /// offset after it.
+    async fn write(
+        &self,
+        header: BatchHeader,
+        records: Bytes,
+        epoch: i32,
+    ) -> Result<(Appended, u64), AppendFailure> {
+        let info = self.log.append_with_epoch(records.clone(), epoch).await?;
+        self.maybe_advance_high_watermark();
+        // Keep the batch as stored (offsets and epoch assigned) for tailing consumers.
         let incoming = IncomingBatch { header, bytes: records.clone() };
-        let stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
+        let mut stored = stored_header(&incoming, info.base_offset as i64, info.log_append_time);
+        stored[12..16].copy_from_slice(&epoch.to_be_bytes());
         self.shared.recent.insert(
             (self.topic_id, self.index),
             info.base_offset,
@@ -289,11 +609,94 @@ impl Partition {
             &records[HEADER_BYTES..],
         );
         self.shared.appended.notify(usize::MAX);
-        Ok(Appended {
+        let appended = Appended {
             base_offset: info.base_offset as i64,
             log_append_time: info.log_append_time.unwrap_or(-1),
             log_start_offset: info.log_start_offset as i64,
-        })
+        };
+        Ok((appended, info.last_offset + 1))
+    }
+
+    /// Follower: where to fetch from next: (fetch offset, last fetched epoch or -1, log start).
+    pub fn fetch_position(&self) -> (u64, i32, u64) {
+        let epoch = self.log.latest_epoch().unwrap_or(-1);
+        (self.log.log_end_offset(), epoch, self.log.log_start_offset())
+    }
+
+    /// Follower: appends the leader's batches as they are (whole batches only; a partial one at
+    /// the end is left for the next fetch), then takes the leader's high watermark as far as
+    /// its own log reaches. Returns the bytes appended.
+    pub async fn append_replica(
+        &self,
+        records: Bytes,
+        leader_hw: i64,
+    ) -> Result<usize, AppendFailure> {
+        if self.is_leader() {
+            return Err(AppendFailure::NotLeader);
+        }
+        let whole = odradek_storage::batch::scan_headers(&records, |_| true);
+        if whole > 0 {
+            self.log.append_replica(records.slice(..whole)).await?;
+        }
+        if let Ok(hw) = u64::try_from(leader_hw) {
+            self.raise_high_watermark(hw.min(self.log.log_end_offset()));
+        }
+        Ok(whole)
+    }
+
+    /// Follower: the leader says its log diverges from ours after `epoch`, whose end on the
+    /// leader is `end_offset` (KIP-320). Truncates to where both agree: the lower of the
+    /// leader's end for that epoch and ours (or, if the leader does not know the epoch at all,
+    /// our high watermark: only a log written before epochs were recorded gets there).
+    pub async fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<u64, LogError> {
+        let ours = self.log.log_end_offset();
+        let target = if epoch < 0 || end_offset < 0 {
+            warn!(topic = %self.topic, partition = self.index, "the leader knows no epoch of this log; truncating to the high watermark");
+            self.high_watermark()
+        } else {
+            let leader_end = end_offset as u64;
+            match self.log.end_offset_for_epoch(epoch) {
+                Some((_, local_end)) => leader_end.min(local_end),
+                None => leader_end.min(ours),
+            }
+        };
+        self.truncate(target).await
+    }
+
+    /// Follower: cuts the log back to `offset` (whole batches), keeping the high watermark at
+    /// most the new log end.
+    pub async fn truncate(&self, offset: u64) -> Result<u64, LogError> {
+        self.shared.recent.forget((self.topic_id, self.index));
+        let before = self.log.log_end_offset();
+        let end = self.log.truncate_to(offset).await?;
+        if end < self.high_watermark() {
+            warn!(topic = %self.topic, partition = self.index, high_watermark = self.high_watermark(), log_end_offset = end, "truncated below the high watermark");
+            self.high_watermark.set(end);
+        }
+        if end < before {
+            info!(topic = %self.topic, partition = self.index, from = before, to = end, "truncated to the leader's log");
+        }
+        Ok(end)
+    }
+
+    /// Follower: the leader's log starts past ours ends: start over, empty, at `offset`.
+    pub async fn restart_at(&self, offset: u64) -> Result<(), LogError> {
+        self.shared.recent.forget((self.topic_id, self.index));
+        self.log.truncate_fully_and_start_at(offset).await?;
+        self.high_watermark.set(offset);
+        warn!(topic = %self.topic, partition = self.index, offset, "log emptied: the leader's log starts after it ended");
+        Ok(())
+    }
+
+    /// Follower: the leader moved its log start (retention, DeleteRecords): follow, as far as
+    /// what is committed here.
+    pub async fn follow_log_start(&self, leader_start: i64) -> Result<(), LogError> {
+        let Ok(start) = u64::try_from(leader_start) else { return Ok(()) };
+        let start = start.min(self.high_watermark());
+        if start > self.log.log_start_offset() {
+            self.log.delete_records(start).await?;
+        }
+        Ok(())
     }
 
     /// The lock that orders `producer_id`'s appends to this partition.
@@ -316,19 +719,33 @@ impl Partition {
     /// cache when it has them, else a range of a segment file (spliced, or read into memory).
     /// An offset outside `[log start, high watermark]` is `OffsetOutOfRange`.
     pub async fn read(&self, offset: i64, max_bytes: u64, first: bool) -> Read {
-        let hw = self.high_watermark();
+        self.read_below(offset, max_bytes, first, self.high_watermark()).await
+    }
+
+    /// As [`Partition::read`], for a follower: up to the log end, not the high watermark.
+    pub async fn read_for_follower(&self, offset: i64, max_bytes: u64) -> Read {
+        let mut read = self.read_below(offset, max_bytes, true, self.log_end_offset()).await;
+        read.high_watermark = self.high_watermark() as i64;
+        read
+    }
+
+    async fn read_below(&self, offset: i64, max_bytes: u64, first: bool, hw: u64) -> Read {
         let start = self.log.log_start_offset();
+        let end = self.log.log_end_offset();
         let answer =
             |records| Read { high_watermark: hw as i64, log_start_offset: start as i64, records };
+        // Out of range is judged against the log end, as Kafka does: an offset between the
+        // high watermark and the log end (a restarted leader re-learning its high watermark)
+        // reads nothing yet, without sending the consumer to its reset policy.
         let offset = match u64::try_from(offset) {
-            Ok(o) if o >= start && o <= hw => o,
+            Ok(o) if o >= start && o <= end.max(hw) => o,
             _ => {
                 let requested = offset.max(0) as u64;
-                let e = ReadError::OffsetOutOfRange { requested, log_start: start, log_end: hw };
+                let e = ReadError::OffsetOutOfRange { requested, log_start: start, log_end: end };
                 return answer(Err(e.into()));
             }
         };
-        if offset == hw || (max_bytes == 0 && !first) {
+        if offset >= hw || (max_bytes == 0 && !first) {
             return answer(Ok(Vec::new()));
         }
         let key = (self.topic_id, self.index);
@@ -395,9 +812,24 @@ impl Partition {
         self.log.delete_records(offset).await
     }
 
-    /// The end offset of `epoch` (OffsetForLeaderEpoch), if this partition had that epoch.
-    /// One epoch spans the whole log while the node is its only replica.
-    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<u64> {
-        (epoch == self.leader_epoch()).then(|| self.log_end_offset())
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` this log has and where it
+    /// ends (Kafka's leader-epoch cache); `None` if unknown. A leader whose current epoch has
+    /// no batch yet answers as if the cache had it, starting where the leadership began (Kafka
+    /// assigns it on becoming leader), so that a follower's latest epoch is judged against it.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, u64)> {
+        let current = self.leader_epoch.get();
+        let cached = self.log.latest_epoch();
+        let pending = self.is_leader() && cached.is_none_or(|c| c < current);
+        if pending && epoch >= 0 {
+            if epoch >= current {
+                return (epoch == current).then(|| (current, self.log.log_end_offset()));
+            }
+            if cached.is_none_or(|c| epoch >= c) {
+                // Between the last cached epoch and the current one: the current one starts
+                // where the leadership began.
+                return Some((cached.unwrap_or(epoch), self.epoch_start.get()));
+            }
+        }
+        self.log.end_offset_for_epoch(epoch)
     }
 }

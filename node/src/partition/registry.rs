@@ -3,7 +3,7 @@
 //! compaction). Shard-local: `Rc`, `RefCell`, no locks.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use odradek_storage::{CompioBackend, Log, LogConfig, LogError};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::{Partition, PartitionShared, ReadSettings};
+use super::fetcher::FetcherSettings;
+use super::{Partition, PartitionShared, ReadSettings, Role, Rules};
 use crate::cluster::{Catalogue, MetadataStore, Topic, topic_config};
 use crate::runtime::blocking::Blocking;
 
@@ -64,6 +65,7 @@ pub struct Partitions {
     pool: Blocking,
     open: RefCell<HashMap<(Uuid, i32), Slot>>,
     shared: Rc<PartitionShared>,
+    fetcher: FetcherSettings,
 }
 
 impl Partitions {
@@ -74,6 +76,7 @@ impl Partitions {
         reads: ReadSettings,
         fetch_cache_bytes: usize,
         pool: Blocking,
+        fetcher: FetcherSettings,
     ) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
@@ -82,6 +85,79 @@ impl Partitions {
             pool,
             open: RefCell::new(HashMap::new()),
             shared: Rc::new(PartitionShared::new(reads, fetch_cache_bytes)),
+            fetcher,
+        }
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    pub fn fetcher_settings(&self) -> FetcherSettings {
+        self.fetcher
+    }
+
+    /// The open partitions that follow `leader`.
+    pub fn following(&self, leader: i32) -> Vec<Rc<Partition>> {
+        self.all().into_iter().filter(|p| p.role() == Role::Follower { leader }).collect()
+    }
+
+    /// The leaders this shard's follower partitions follow.
+    pub fn followed_leaders(&self) -> BTreeSet<i32> {
+        self.all()
+            .iter()
+            .filter_map(|p| match p.role() {
+                Role::Follower { leader } if leader >= 0 => Some(leader),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Proposes `isr` for `p` to the controller (AlterPartition), in the background; one
+    /// proposal per partition at a time.
+    pub fn propose_isr(&self, p: Rc<Partition>, isr: Vec<i32>) {
+        let Some((leader_epoch, partition_epoch)) = p.isr_proposal(isr.clone()) else { return };
+        let metadata = self.metadata.clone();
+        let (me, broker_epoch) = (self.fetcher.me, self.metadata.snapshot().broker_epoch);
+        let command = odradek_controller::Command::AlterPartition {
+            broker_id: me,
+            broker_epoch,
+            topic_id: p.topic_id,
+            partition: p.index,
+            leader_epoch,
+            partition_epoch,
+            isr: isr.clone(),
+        };
+        compio::runtime::spawn(async move {
+            match metadata.propose(command).await {
+                Ok(odradek_controller::CommandResult::Partition { record }) => {
+                    info!(topic = %p.topic, partition = p.index, isr = ?record.isr, partition_epoch = record.partition_epoch, "ISR changed");
+                    let committed = (&record.replicas[..], &record.isr[..], record.partition_epoch);
+                    p.isr_settled(leader_epoch, Some(committed));
+                }
+                Ok(other) => {
+                    warn!(topic = %p.topic, partition = p.index, reply = ?other, "unexpected AlterPartition reply");
+                    p.isr_settled(leader_epoch, None);
+                }
+                Err(e) => {
+                    info!(topic = %p.topic, partition = p.index, proposed = ?isr, error = %e, "ISR change refused");
+                    // Refused for a stale view: give the metadata a moment before trying again.
+                    compio::time::sleep(Duration::from_millis(200)).await;
+                    p.isr_settled(leader_epoch, None);
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// Leader partitions whose followers lagged more than `lag_max`: proposes their removal
+    /// from the ISR (Kafka's `replica.lag.time.max.ms`).
+    pub fn shrink_lagging(&self, lag_max: Duration) {
+        for p in self.all() {
+            if let Some(isr) = p.lagging(lag_max) {
+                info!(topic = %p.topic, partition = p.index, isr = ?p.isr(), proposed = ?isr, "followers lagging; shrinking the ISR");
+                self.propose_isr(p, isr);
+            }
         }
     }
 
@@ -134,7 +210,12 @@ impl Partitions {
             ms = started.elapsed().as_millis() as u64,
             "partition opened"
         );
-        Ok(Rc::new(Partition::new(topic, partition, log, self.shared.clone())))
+        let p =
+            Rc::new(Partition::new(topic, partition, self.fetcher.me, log, self.shared.clone()));
+        if let Some(placement) = topic.placement_of(partition) {
+            p.apply_placement(placement).await?;
+        }
+        Ok(p)
     }
 
     /// Every open partition.
@@ -146,7 +227,7 @@ impl Partitions {
     pub fn reconfigure(&self, topic: &Topic) {
         let config = topic_config::log_config(&topic.configs, &self.engine);
         for p in self.all().iter().filter(|p| p.topic_id == topic.id) {
-            p.set_config(config.clone());
+            p.set_config(config.clone(), Rules::of(topic));
         }
     }
 
@@ -205,8 +286,18 @@ impl Partitions {
                         }
                     }
                 }
-                Some(new) if new.configs != old.configs => self.reconfigure(new),
-                Some(_) => {}
+                Some(new) => {
+                    if new.configs != old.configs {
+                        self.reconfigure(new);
+                    }
+                    // Reassigned away: this node is no longer a replica.
+                    for p in mine.filter(|&p| new.owner(p, smp) != Some(shard)) {
+                        info!(topic = %old.name, partition = p, "no longer a replica here; removing it");
+                        if let Err(e) = self.delete(old, p).await {
+                            warn!(topic = %old.name, partition = p, error = %e, "cannot remove a reassigned partition's files");
+                        }
+                    }
+                }
             }
         }
         for topic in after.topics.values() {
@@ -214,11 +305,17 @@ impl Partitions {
                 continue;
             }
             for p in 0..topic.partitions() {
-                if topic.owner(p, smp) == Some(shard)
-                    && self.get_open(topic.id, p).is_none()
-                    && let Err(e) = self.get(topic, p).await
-                {
-                    warn!(topic = %topic.name, partition = p, error = %e, "cannot open a new partition");
+                if topic.owner(p, smp) != Some(shard) {
+                    continue;
+                }
+                let Some(placement) = topic.placement_of(p) else { continue };
+                let applied = match self.get_open(topic.id, p) {
+                    // Opening applies the placement.
+                    None => self.get(topic, p).await.map(|_| ()),
+                    Some(open) => open.apply_placement(placement).await.map_err(OpenError::Log),
+                };
+                if let Err(e) = applied {
+                    warn!(topic = %topic.name, partition = p, error = %e, "cannot apply the partition's new record");
                 }
             }
         }

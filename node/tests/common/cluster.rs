@@ -133,7 +133,9 @@ pub struct PartitionInfo {
     pub index: i32,
     pub error_code: i16,
     pub leader: i32,
+    pub leader_epoch: i32,
     pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
 }
 
 /// One topic as Metadata lists it, partitions in index order.
@@ -193,7 +195,9 @@ fn decode_meta(resp: MetadataResponse) -> Meta {
                     index: p.partition_index,
                     error_code: p.error_code,
                     leader: p.leader_id.0,
+                    leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
+                    isr: p.isr_nodes.iter().map(|r| r.0).collect(),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.index);
@@ -303,10 +307,21 @@ pub fn create_topic_at(
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<(i16, Option<String>), String> {
+    create_topic_rf_at(addr, name, partitions, 1, configs)
+}
+
+/// CreateTopics of one topic with `rf` replicas at `addr`: (error code, message).
+pub fn create_topic_rf_at(
+    addr: &str,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(&str, &str)],
+) -> Result<(i16, Option<String>), String> {
     let topic = CreatableTopic::default()
         .with_name(requests::topic_name(name))
         .with_num_partitions(partitions)
-        .with_replication_factor(1)
+        .with_replication_factor(rf)
         .with_configs(
             configs
                 .iter()

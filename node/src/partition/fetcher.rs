@@ -1,0 +1,247 @@
+//! Replica fetchers (Kafka's ISR protocol, follower side): on each shard, one task per leader
+//! broker that this shard's follower partitions follow. It sends Fetch v15+ requests as
+//! replica `me` (`ReplicaState`, each partition's `current_leader_epoch` and
+//! `last_fetched_epoch`), batched across those partitions, over the client crate's compio
+//! transport from this node's own address, and applies the answers on this shard: appends
+//! the leader's batches as they are, takes its high watermark and log start, and truncates
+//! where the leader reports a diverging epoch (KIP-320).
+//!
+//! **Invariants.**
+//! - A response is applied to a partition only while it still follows that leader at the
+//!   leader epoch the request carried: a leadership change in between discards it.
+//! - Every wait is bounded: connects, calls, and back-offs after errors (which grow to
+//!   [`BACKOFF_MAX`] and reset on success).
+//! - A fetcher ends when no partition of its shard follows its leader any more.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest};
+use odradek_client::compio::AsyncConn;
+use odradek_net::ErrorCode;
+use odradek_net::error_code as ec;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::{Partition, Partitions, Role};
+
+/// How long a follower's fetch waits at the leader for new records (Kafka's
+/// `replica.fetch.wait.max.ms`).
+pub const FETCH_WAIT_MAX: Duration = Duration::from_millis(500);
+/// Bytes one fetch asks for in all, and per partition (`replica.fetch.response.max.bytes`,
+/// `replica.fetch.max.bytes`).
+pub const FETCH_MAX_BYTES: i32 = 10 << 20;
+pub const FETCH_PARTITION_MAX_BYTES: i32 = 1 << 20;
+/// The Fetch versions a follower sends: v15 brings `ReplicaState` (KIP-903), v16 adds nothing
+/// a follower uses but is what this broker speaks.
+const FETCH_VERSION_MIN: i16 = 15;
+const FETCH_VERSION_MAX: i16 = 16;
+/// Connecting, and a call beyond its long poll, may take this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_SLACK: Duration = Duration::from_secs(5);
+/// Back-off after an error, doubling up to the maximum.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A partition answered with an error waits this long before it is fetched again (its
+/// metadata is probably moving).
+const PARTITION_RETRY: Duration = Duration::from_millis(200);
+
+/// Where this shard's fetchers fetch from and as whom.
+#[derive(Debug, Clone, Copy)]
+pub struct FetcherSettings {
+    /// This broker's id (the fetch's replica id).
+    pub me: i32,
+    /// The local address outgoing connections leave from (the node's listen address).
+    pub bind: Option<IpAddr>,
+}
+
+/// Why one fetch round failed as a whole.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("leader {leader} speaks Fetch up to v{version}; replication needs v15 (ReplicaState)")]
+    OldLeader { leader: i32, version: i16 },
+    #[error("leader {0} has no known endpoint")]
+    NoEndpoint(i32),
+    #[error(transparent)]
+    Client(#[from] odradek_client::ClientError),
+}
+
+/// Fetches for every partition of `partitions` that follows `leader`, until none does or
+/// `stopping` reports true.
+pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bool) {
+    let mut conn: Option<AsyncConn> = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut failing = false;
+    let mut retry_at: HashMap<(Uuid, i32), Instant> = HashMap::new();
+    debug!(leader, "replica fetcher started");
+    while !stopping() {
+        let following = partitions.following(leader);
+        if following.is_empty() {
+            break;
+        }
+        let now = Instant::now();
+        retry_at.retain(|_, at| *at > now);
+        let ready: Vec<Rc<Partition>> = following
+            .into_iter()
+            .filter(|p| !retry_at.contains_key(&(p.topic_id, p.index)))
+            .collect();
+        if ready.is_empty() {
+            compio::time::sleep(PARTITION_RETRY).await;
+            continue;
+        }
+        match round(partitions, &mut conn, leader, &ready, &mut retry_at).await {
+            Ok(()) => {
+                if failing {
+                    info!(leader, "replica fetcher reconnected");
+                }
+                failing = false;
+                backoff = BACKOFF_MIN;
+            }
+            Err(e) => {
+                conn = None;
+                if !failing {
+                    warn!(leader, error = %e, "replica fetch failed; retrying");
+                }
+                failing = true;
+                compio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    debug!(leader, "replica fetcher stopped");
+}
+
+/// One Fetch to `leader` for `ready`, and its answers applied.
+async fn round(
+    partitions: &Partitions,
+    conn: &mut Option<AsyncConn>,
+    leader: i32,
+    ready: &[Rc<Partition>],
+    retry_at: &mut HashMap<(Uuid, i32), Instant>,
+) -> Result<(), RoundError> {
+    let settings = partitions.fetcher_settings();
+    let snapshot = partitions.metadata().snapshot();
+    if conn.is_none() {
+        let broker = snapshot.brokers.get(&leader).ok_or(RoundError::NoEndpoint(leader))?;
+        let addr = resolve(&broker.host, broker.port).ok_or(RoundError::NoEndpoint(leader))?;
+        let client_id = format!("odradek-replica-{}", settings.me);
+        *conn = Some(AsyncConn::connect(addr, settings.bind, &client_id, CONNECT_TIMEOUT).await?);
+    }
+    let Some(c) = conn.as_mut() else { return Ok(()) };
+    // What each partition was asked at: its answer applies only if that still holds.
+    let asked: Vec<(Rc<Partition>, i32, u64)> =
+        ready.iter().map(|p| (p.clone(), p.leader_epoch(), p.fetch_position().0)).collect();
+    let req = request(settings.me, snapshot.broker_epoch, &asked);
+    let broker_max = c.versions().broker_range(ApiKey::Fetch as i16).map_or(-1, |(_, max)| max);
+    let version = broker_max.min(FETCH_VERSION_MAX);
+    if version < FETCH_VERSION_MIN {
+        return Err(RoundError::OldLeader { leader, version: broker_max });
+    }
+    let resp = c.call_at(version, &req, FETCH_WAIT_MAX + CALL_SLACK).await?;
+    if resp.error_code != 0 {
+        return Err(RoundError::Client(odradek_client::ClientError::Broker {
+            what: "replica fetch".to_owned(),
+            code: resp.error_code,
+        }));
+    }
+    let by_key: HashMap<(Uuid, i32), &(Rc<Partition>, i32, u64)> =
+        asked.iter().map(|a| ((a.0.topic_id, a.0.index), a)).collect();
+    for topic in resp.responses {
+        for data in topic.partitions {
+            let Some((p, epoch, offset)) = by_key.get(&(topic.topic_id, data.partition_index))
+            else {
+                continue;
+            };
+            let still = p.role() == Role::Follower { leader } && p.leader_epoch() == *epoch;
+            if !still || p.fetch_position().0 != *offset {
+                continue;
+            }
+            if let Err(e) = apply(p, data).await {
+                debug!(topic = %p.topic, partition = p.index, leader, error = %e, "replica fetch answer not applied");
+                retry_at.insert((p.topic_id, p.index), Instant::now() + PARTITION_RETRY);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Fetch request for `asked`: replica `me`, sessionless, one topic entry per topic.
+fn request(me: i32, broker_epoch: u64, asked: &[(Rc<Partition>, i32, u64)]) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (p, epoch, _) in asked {
+        let (offset, last_epoch, log_start) = p.fetch_position();
+        let part = FetchPartition::default()
+            .with_partition(p.index)
+            .with_current_leader_epoch(*epoch)
+            .with_fetch_offset(offset as i64)
+            .with_last_fetched_epoch(last_epoch)
+            .with_log_start_offset(log_start as i64)
+            .with_partition_max_bytes(FETCH_PARTITION_MAX_BYTES);
+        match topics.iter_mut().find(|t| t.topic_id == p.topic_id) {
+            Some(t) => t.partitions.push(part),
+            None => topics
+                .push(FetchTopic::default().with_topic_id(p.topic_id).with_partitions(vec![part])),
+        }
+    }
+    FetchRequest::default()
+        .with_replica_state(
+            ReplicaState::default()
+                .with_replica_id(BrokerId(me))
+                .with_replica_epoch(i64::try_from(broker_epoch).unwrap_or(-1)),
+        )
+        .with_max_wait_ms(FETCH_WAIT_MAX.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+}
+
+/// Why an answer for one partition was not applied.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("leader answered {0}")]
+    Kafka(ErrorCode),
+    #[error(transparent)]
+    Log(#[from] odradek_storage::LogError),
+    #[error(transparent)]
+    Append(#[from] super::AppendFailure),
+}
+
+/// Applies the leader's answer for one partition.
+async fn apply(p: &Partition, data: PartitionData) -> Result<(), ApplyError> {
+    let code = ErrorCode::new(data.error_code);
+    if code == ec::OFFSET_OUT_OF_RANGE {
+        let (offset, _, _) = p.fetch_position();
+        if data.log_start_offset >= 0 && (offset as i64) < data.log_start_offset {
+            p.restart_at(data.log_start_offset as u64).await?;
+            return Ok(());
+        }
+        return Err(ApplyError::Kafka(code));
+    }
+    if code != ec::NONE {
+        return Err(ApplyError::Kafka(code));
+    }
+    let diverging = &data.diverging_epoch;
+    if diverging.epoch >= 0 || diverging.end_offset >= 0 {
+        p.truncate_diverging(diverging.epoch, diverging.end_offset).await?;
+        return Ok(());
+    }
+    let records = data.records.unwrap_or_default();
+    p.append_replica(records, data.high_watermark).await?;
+    p.follow_log_start(data.log_start_offset).await?;
+    Ok(())
+}
+
+/// The socket address of `host:port`: an IP literal without a lookup (the usual case: brokers
+/// advertise addresses), else the system resolver.
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    (host, port).to_socket_addrs().ok()?.next()
+}
