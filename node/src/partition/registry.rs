@@ -260,7 +260,10 @@ impl Partitions {
     /// changed topic configs, and opens partitions newly held here (so that a disk problem
     /// shows in the log at once, not on the first produce). Every shard runs its own.
     pub async fn follow_metadata(&self, shard: usize, smp: usize, stopping: impl Fn() -> bool) {
+        // First every held partition's record as of now: the metadata may have moved on since
+        // the partitions were opened at start-up.
         let mut seen = self.metadata.snapshot();
+        self.reconcile(shard, smp, &Catalogue::default(), &seen).await;
         while !stopping() {
             let listener = self.metadata.changed();
             let now = self.metadata.snapshot();
