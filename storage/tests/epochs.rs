@@ -574,3 +574,48 @@ fn a_log_without_a_checkpoint_is_scanned_once_and_gets_one() {
         assert_eq!(checkpoint(&sim).as_deref(), Some("0\n2\n1 0\n3 10\n"));
     });
 }
+
+/// I/O failing at every step of `truncate_fully_and_start_at`, then a crash: the log reopens
+/// as a prefix of the old one or empty at the new start, with exactly the epochs of what is
+/// left; a failure fences the log.
+#[test]
+fn truncate_fully_fails_or_crashes_into_a_prefix_or_the_empty_log() {
+    let rt = runtime();
+    let mut outcomes = BTreeMap::new();
+    for calls in 0..60u64 {
+        rt.block_on(async {
+            let sim = SimBackend::new();
+            let log = open(&sim).await;
+            for i in 0..30u64 {
+                log.append_with_epoch(batch(i * 4, 4), 1 + (i / 8) as i32).await.expect("append");
+            }
+            log.sync().await.expect("sync");
+            let old = stored_batches(&log).await;
+            sim.fail_after(calls);
+            let result = log.truncate_fully_and_start_at(500).await;
+            assert_eq!(result.is_err(), log.fenced().is_some(), "calls {calls}: {result:?}");
+            sim.heal();
+            drop(log);
+            for seed in 0..4 {
+                let log = open(&sim.crash(seed)).await;
+                let left = stored_batches(&log).await;
+                let bounds = (log.log_start_offset(), log.log_end_offset());
+                let outcome = if bounds == (500, 500) {
+                    "empty at the new start"
+                } else {
+                    assert_eq!(left[..], old[..left.len()], "calls {calls} seed {seed}: a prefix");
+                    "a prefix of the old log"
+                };
+                *outcomes.entry(outcome).or_insert(0) += 1;
+                assert_eq!(log.epoch_entries(), implied(&left), "calls {calls} seed {seed}");
+                if result.is_ok() {
+                    assert_eq!(bounds, (500, 500), "calls {calls} seed {seed}: durable");
+                }
+                // It takes a follower's batches again.
+                let end = log.log_end_offset();
+                log.append_replica(stored_batch(end as i64, 2, 9)).await.expect("replica");
+            }
+        });
+    }
+    assert_eq!(outcomes.len(), 2, "both outcomes seen: {outcomes:?}");
+}
