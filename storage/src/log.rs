@@ -1537,7 +1537,9 @@ impl<B: Backend> Log<B> {
                 warn!(checkpoint = %path.display(), %reason, "unreadable leader-epoch checkpoint; rebuilding it from the log");
             }),
             None => {
-                info!(dir = %self.dir.display(), "no leader-epoch checkpoint; building it from the log");
+                if self.log_end_offset() > self.log_start_offset() {
+                    info!(dir = %self.dir.display(), "no leader-epoch checkpoint; building it from the log");
+                }
                 Err(())
             }
         };
@@ -1575,7 +1577,7 @@ impl<B: Backend> Log<B> {
             view.find(0, record).await?;
         }
         let cache = cache.into_inner();
-        info!(dir = %self.dir.display(), entries = ?cache.entries(), "leader-epoch cache built from the log");
+        debug!(dir = %self.dir.display(), entries = ?cache.entries(), "leader-epoch cache built from the log");
         Ok(cache)
     }
 

@@ -619,3 +619,43 @@ fn truncate_fully_fails_or_crashes_into_a_prefix_or_the_empty_log() {
     }
     assert_eq!(outcomes.len(), 2, "both outcomes seen: {outcomes:?}");
 }
+
+/// The same on io_uring and a real directory: the checkpoint is Kafka's file, replaced through
+/// the backend, and read back at open; truncate_fully_and_start_at leaves only the new segment.
+#[test]
+fn the_checkpoint_on_the_real_backend() {
+    use odradek_storage::CompioBackend;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("topic-0");
+    let file = dir.join(CHECKPOINT_FILE);
+    runtime().block_on(async {
+        let open = || async {
+            Log::open_with_clock(CompioBackend, &dir, config(), clock()).await.expect("open").0
+        };
+        let log = open().await;
+        assert_eq!(std::fs::read_to_string(&file).expect("checkpoint"), "0\n0\n");
+        for (i, epoch) in [1, 1, 3, 3, 6, 6].into_iter().enumerate() {
+            log.append_with_epoch(batch(i as u64 * 5, 5), epoch).await.expect("append");
+        }
+        assert_eq!(std::fs::read_to_string(&file).expect("checkpoint"), "0\n3\n1 0\n3 10\n6 20\n");
+        log.truncate_to(20).await.expect("truncate");
+        assert_eq!(std::fs::read_to_string(&file).expect("checkpoint"), "0\n2\n1 0\n3 10\n");
+        log.close().await.expect("close");
+        drop(log);
+        let log = open().await;
+        assert_eq!(log.epoch_entries(), entries(&[(1, 0), (3, 10)]));
+        log.truncate_fully_and_start_at(77).await.expect("truncate fully");
+        log.append_replica(stored_batch(77, 2, 4)).await.expect("replica");
+        log.close().await.expect("close");
+        drop(log);
+        let log = open().await;
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (77, 79));
+        assert_eq!(log.epoch_entries(), entries(&[(4, 77)]));
+        let logs: Vec<String> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        assert_eq!(logs, vec![format!("{:020}.log", 77)]);
+    });
+}
