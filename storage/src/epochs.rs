@@ -5,7 +5,7 @@
 //! epoch ([`EpochCache::end_offset_for`]) and truncate their log there before they fetch, so
 //! that a log never keeps records a new leader does not have.
 //!
-//! Rules (the log keeps them; [`EpochCache::check`] asserts them):
+//! Rules (the log keeps them; `EpochCache::check` asserts them):
 //! - entries are strictly increasing in epoch *and* in start offset, and every epoch is ≥ 0;
 //! - an append adds `(epoch, base_offset)` for a batch whose epoch is ≥ 0 and greater than the
 //!   latest cached one; a batch with a lower epoch changes nothing;

@@ -15,6 +15,10 @@
 //! - [`index`] and [`segment`] hold the per-segment state; [`log::Log`] ties segments into a
 //!   partition: group-committed appends, zero-copy reads, recovery, retention, truncation and
 //!   ([`compact`]) log compaction.
+//! - [`epochs`] is the leader-epoch cache (Kafka's `leader-epoch-checkpoint`): the first offset
+//!   of each leader epoch, kept by every append (a leader's, which stamps its epoch with
+//!   [`Log::append_with_epoch`], and a follower's [`Log::append_replica`], which writes a
+//!   leader's batches as they are) and answering [`Log::end_offset_for_epoch`] for replication.
 //!
 //! # Guarantees
 //! - After [`Log::append`] returns `Ok`, the batches have offsets and are visible to readers;
@@ -22,6 +26,9 @@
 //!   and survives a crash of the process or the machine.
 //! - Recovery after an unclean stop never serves a torn or corrupt batch: the tail is truncated
 //!   at the first batch that fails its checks, and the truncation is logged.
+//! - Every batch on disk whose leader epoch is ≥ 0 is covered by the epoch cache after any
+//!   crash: a new epoch's entry is durable before its first batch is written, and entries past
+//!   the recovered log end are dropped at open.
 //!
 //! # What this crate does not know
 //! Kafka requests, sockets, topics-as-metadata and shards. It stores bytes of one partition,

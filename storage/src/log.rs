@@ -21,6 +21,21 @@
 //!   fails, or an `fdatasync` fails (its dirty pages may be gone), the log is *fenced*: it
 //!   refuses writes until it is reopened, and reopening runs recovery.
 //! - `read` only ever returns whole batches below the log end offset.
+//!
+//! # Leader epochs (KIP-101/279)
+//! - [`Log::append_with_epoch`] (a leader) stamps every stored batch's `partitionLeaderEpoch`;
+//!   [`Log::append`] stores the field as given; [`Log::append_replica`] (a follower) writes a
+//!   leader's batches byte for byte, offsets and epochs included, and only where they continue
+//!   the log exactly.
+//! - The epoch cache ([`crate::epochs`]) gains `(epoch, base offset)` for each batch whose epoch
+//!   is ≥ 0 and above the latest; the entry is durable in `leader-epoch-checkpoint` *before*
+//!   the first batch carrying it is written, so after any crash every batch on disk with an
+//!   epoch is covered. Opening drops entries at or past the recovered log end (a crash between
+//!   the checkpoint and the batch), and rebuilds a missing or unreadable checkpoint from the
+//!   batch headers.
+//! - Truncation drops the entries at or past the new end (persisted before `truncate_to`
+//!   returns); a moved log start trims them from below (persisted lazily, at the next
+//!   checkpoint write or close); [`Log::truncate_fully_and_start_at`] clears them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -1522,7 +1537,9 @@ impl<B: Backend> Log<B> {
                 warn!(checkpoint = %path.display(), %reason, "unreadable leader-epoch checkpoint; rebuilding it from the log");
             }),
             None => {
-                info!(dir = %self.dir.display(), "no leader-epoch checkpoint; building it from the log");
+                if self.log_end_offset() > self.log_start_offset() {
+                    info!(dir = %self.dir.display(), "no leader-epoch checkpoint; building it from the log");
+                }
                 Err(())
             }
         };
@@ -1560,7 +1577,7 @@ impl<B: Backend> Log<B> {
             view.find(0, record).await?;
         }
         let cache = cache.into_inner();
-        info!(dir = %self.dir.display(), entries = ?cache.entries(), "leader-epoch cache built from the log");
+        debug!(dir = %self.dir.display(), entries = ?cache.entries(), "leader-epoch cache built from the log");
         Ok(cache)
     }
 
