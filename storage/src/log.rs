@@ -196,8 +196,9 @@ fn split_replica_set(records: &Bytes) -> Result<Vec<IncomingBatch>, AppendError>
             return Err(BatchError::InvalidRecords { reason }.into());
         }
         let base = header.base_offset as u64;
+        // Offsets grow; a gap is what compaction left on the leader (Kafka accepts it too).
         if let Some(expected) = next
-            && base != expected
+            && base < expected
         {
             return Err(AppendError::OffsetMismatch { expected, found: base });
         }
@@ -446,6 +447,10 @@ fn stage(
     let mut records = 0u64;
     let mut new_epochs: Option<EpochCache> = None;
     for entry in entries {
+        if let (StoreMode::Replica, Some(first)) = (entry.mode, entry.batches.first()) {
+            // A leader's batches keep their offsets, past a compaction gap if there is one.
+            next = next.max(first.header.base_offset as u64);
+        }
         let base = next;
         let entry_time = match entry.mode {
             StoreMode::Replica => None,
@@ -478,8 +483,13 @@ fn stage(
                     header
                 }
             };
-            // Offsets only grow, densely from the log end; and what is written passes the check
-            // that recovery runs when it reads the batch back (CRC included).
+            // Offsets only grow, densely from the log end (a replica's past a leader's
+            // compaction gaps); and what is written passes the check that recovery runs when it
+            // reads the batch back (CRC included).
+            if entry.mode == StoreMode::Replica {
+                assert!(header.base_offset as u64 >= next, "replica batches only go forward");
+                next = header.base_offset as u64;
+            }
             assert_eq!(header.base_offset as u64, next, "batches are written at the log end");
             assert!(header.offset_span() >= 1, "a stored batch spans at least one offset");
             let epoch = header.partition_leader_epoch;
@@ -836,8 +846,9 @@ impl<B: Backend> Log<B> {
     /// A follower's append of batches copied from its leader: they keep their offsets and
     /// leader epochs and are written byte for byte. Each batch is validated as stored data
     /// (CRC included), but `max.message.bytes` is not applied (the leader took them). The
-    /// first batch must start at the log end offset and each next one where the one before
-    /// ended, else [`AppendError::OffsetMismatch`] and nothing is written. Producer states and
+    /// first batch must start at or after the log end offset and each next one at or after
+    /// where the one before ended (a gap is what compaction left on the leader, kept as is),
+    /// else [`AppendError::OffsetMismatch`] and nothing is written. Producer states and
     /// the epoch cache follow as for a leader's append. Returns the offsets of the whole set.
     pub async fn append_replica(&self, records: Bytes) -> Result<AppendInfo, AppendError> {
         self.state.borrow().check_writable()?;
@@ -899,11 +910,12 @@ impl<B: Backend> Log<B> {
                 }
                 return;
             }
-            // A replica append must continue the log exactly; one that does not is refused
-            // alone, and the entries after it go on.
+            // A replica append must continue the log (from its end, or past a gap that
+            // compaction left on the leader); one that overlaps it is refused alone, and the
+            // entries after it go on.
             let end = self.log_end_offset();
             if let Some(found) = entries[i].replica_base()
-                && found != end
+                && found < end
             {
                 let refused = AppendError::OffsetMismatch { expected: end, found };
                 *entries[i].slot.borrow_mut() = Some(Err(refused));
