@@ -88,12 +88,15 @@ pub struct LoadArgs {
     /// for Metadata; each partition's requests then go to its leader).
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
-    /// Topic; created with --partitions partitions (replication 1) if absent.
+    /// Topic; created with --partitions partitions of --replication-factor replicas if absent.
     #[arg(long, default_value = "odradek-bench")]
     pub topic: String,
     /// Partitions of the topic if it has to be created.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Replicas of each partition if the topic has to be created.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: i16,
     /// Producer connections (threads), each writing to every partition.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
@@ -393,6 +396,7 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
     args.validate(workload)?;
     let clock = Clock::new();
     let mut cluster = Cluster::new(&args.brokers, CLIENT_ID, &args.topic, args.retry());
+    cluster.set_replication_factor(args.replication_factor);
     cluster.ensure_topic(args.partitions)?;
     let board = Board::default();
     board.push(&cluster);

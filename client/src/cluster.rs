@@ -41,6 +41,8 @@ pub struct Cluster {
     /// Bumped whenever a partition's leader or its address changes.
     generation: u64,
     conns: HashMap<String, Conn>,
+    /// Replicas of each partition when [`Cluster::ensure_topic`] creates the topic.
+    replication_factor: i16,
 }
 
 /// The addresses of a comma-separated bootstrap list, blanks dropped.
@@ -60,7 +62,13 @@ impl Cluster {
             routes: Routes::default(),
             generation: 0,
             conns: HashMap::new(),
+            replication_factor: 1,
         }
+    }
+
+    /// Replicas of each partition if [`Cluster::ensure_topic`] creates the topic (default 1).
+    pub fn set_replication_factor(&mut self, replication_factor: i16) {
+        self.replication_factor = replication_factor;
     }
 
     /// The topic this client routes.
@@ -192,7 +200,8 @@ impl Cluster {
         })
     }
 
-    /// Creates the topic with `partitions` partitions (replication 1) if it does not exist, and
+    /// Creates the topic with `partitions` partitions (of [`Cluster::set_replication_factor`]
+    /// replicas) if it does not exist, and
     /// waits at most [`TOPIC_READY_TIMEOUT`] until every partition has a reachable leader.
     ///
     /// # Errors
@@ -230,11 +239,12 @@ impl Cluster {
 
     fn create_topic(&mut self, partitions: i32) -> Result<()> {
         let topic = self.topic.clone();
+        let rf = self.replication_factor;
         let mut last = None;
         for addr in self.metadata_candidates() {
             let answer = self.conn(&addr).and_then(|c| {
                 let resp: <CreateTopicsRequest as Request>::Response =
-                    c.call(&requests::create_topic(&topic, partitions))?;
+                    c.call(&requests::create_topic_replicated(&topic, partitions, rf))?;
                 Ok(resp)
             });
             match answer {

@@ -81,10 +81,19 @@ pub fn leaders(resp: &MetadataResponse, topic: &str) -> Result<Option<Vec<Partit
 
 /// CreateTopics of one topic with `partitions` partitions and replication 1.
 pub fn create_topic(topic: &str, partitions: i32) -> CreateTopicsRequest {
+    create_topic_replicated(topic, partitions, 1)
+}
+
+/// CreateTopics of `topic` with `partitions` partitions of `replication_factor` replicas.
+pub fn create_topic_replicated(
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> CreateTopicsRequest {
     let t = CreatableTopic::default()
         .with_name(topic_name(topic))
         .with_num_partitions(partitions)
-        .with_replication_factor(1);
+        .with_replication_factor(replication_factor);
     CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(CREATE_TOPIC_TIMEOUT_MS)
 }
 

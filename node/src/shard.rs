@@ -236,6 +236,19 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
     vec![watch, expiry, ticker, maintenance, follow, replication]
 }
 
+/// How often follower lag is logged (target `replication_lag`, debug level: enable it with
+/// `ODRADEK_LOG=info,replication_lag=debug`).
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Logs, for each partition this shard leads, how many offsets its furthest follower is behind.
+fn report_lag(ctx: &Shard) {
+    for p in ctx.partitions.all() {
+        if let Some((follower, lag)) = p.follower_lag().into_iter().max_by_key(|(_, lag)| *lag) {
+            tracing::debug!(target: "replication_lag", topic = %p.topic, partition = p.index, follower, lag, log_end_offset = p.log_end_offset(), high_watermark = p.high_watermark(), "replication lag");
+        }
+    }
+}
+
 /// Forgets the groups of `__consumer_offsets` partitions this shard no longer leads: their
 /// coordinator moved with the leadership (and they are read again if it comes back).
 fn unload_moved_groups(ctx: &Shard) {
@@ -262,6 +275,7 @@ async fn replicate(ctx: &Rc<Shard>, stopping: impl Fn() -> bool + Clone + 'stati
     let lag_max = Duration::from_millis(ctx.config.cluster.replica_lag_time_max_ms);
     let interval = REPLICATION_CHECK_INTERVAL.min(lag_max / 2);
     let mut fetchers: HashMap<i32, compio::runtime::JoinHandle<()>> = HashMap::new();
+    let mut last_lag_report = Instant::now();
     while !stopping() {
         let listener = ctx.metadata.changed();
         fetchers.retain(|_, task| !task.is_finished());
@@ -277,6 +291,12 @@ async fn replicate(ctx: &Rc<Shard>, stopping: impl Fn() -> bool + Clone + 'stati
         }
         ctx.partitions.shrink_lagging(lag_max);
         unload_moved_groups(ctx);
+        if last_lag_report.elapsed() >= LAG_REPORT_INTERVAL
+            && tracing::enabled!(target: "replication_lag", tracing::Level::DEBUG)
+        {
+            last_lag_report = Instant::now();
+            report_lag(ctx);
+        }
         let _ = compio::time::timeout(interval, listener).await;
     }
     for (_, task) in fetchers {
