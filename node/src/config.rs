@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// `offsets.topic.replication.factor`) [default: 3, or fewer when fewer brokers are live].
     #[arg(long, env = "ODRADEK_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
     pub offsets_topic_replication_factor: Option<i16>,
+    /// Which replica a consumer with `client.rack` is sent to read from (KIP-392; Kafka's
+    /// `replica.selector.class`): `leader` (Kafka's default) or `rack-aware` (an in-sync
+    /// replica in the consumer's rack) [default: leader].
+    #[arg(long, env = "ODRADEK_REPLICA_SELECTOR", value_name = "SELECTOR")]
+    pub replica_selector: Option<String>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -119,6 +124,7 @@ struct FileConfig {
     broker_heartbeat_interval_ms: Option<u64>,
     replica_lag_time_max_ms: Option<u64>,
     offsets_topic_replication_factor: Option<i16>,
+    replica_selector: Option<String>,
 }
 
 /// A resolved node configuration.
@@ -232,6 +238,8 @@ pub struct ClusterConfig {
     /// Kafka's `offsets.topic.replication.factor` (capped by the live brokers when the topic
     /// is created).
     pub offsets_topic_replication_factor: i16,
+    /// Whether consumers with a rack are sent to an in-sync replica in their rack (KIP-392).
+    pub rack_aware_reads: bool,
 }
 
 /// Kafka's `replica.lag.time.max.ms` default.
@@ -503,6 +511,16 @@ fn resolve_cluster(
         1,
         i64::from(i16::MAX),
     )?;
+    let rack_aware_reads =
+        match args.replica_selector.as_deref().or(file.replica_selector.as_deref()) {
+            None | Some("leader") => false,
+            Some("rack-aware") => true,
+            Some(other) => {
+                return Err(ConfigError::Cluster(format!(
+                    "--replica-selector must be `leader` or `rack-aware`, not `{other}`"
+                )));
+            }
+        };
     Ok(ClusterConfig {
         roles,
         controller_listen,
@@ -512,6 +530,7 @@ fn resolve_cluster(
         broker_heartbeat_interval_ms,
         replica_lag_time_max_ms,
         offsets_topic_replication_factor,
+        rack_aware_reads,
     })
 }
 
@@ -544,6 +563,10 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
             args.offsets_topic_replication_factor.is_some()
                 || file.offsets_topic_replication_factor.is_some(),
             "offsets.topic.replication.factor",
+        ),
+        (
+            args.replica_selector.is_some() || file.replica_selector.is_some(),
+            "replica.selector.class",
         ),
         (args.listen.is_some() || file.listen.is_some(), "listeners"),
         (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),

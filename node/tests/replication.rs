@@ -361,3 +361,59 @@ fn a_double_failover_leaves_replicas_byte_identical() {
     assert_eq!(kept, acked, "every acks=all record once, in order");
     assert_identical(&mut c, "div");
 }
+
+/// KIP-392: with `--replica-selector rack-aware`, a consumer's Fetch (v11+) naming a rack where
+/// a follower lives is answered by the leader with that follower as its preferred read replica
+/// and no records; the follower then serves the consumer's fetches itself, up to its high
+/// watermark. A consumer without a rack reads at the leader.
+#[test]
+fn a_consumer_reads_from_the_replica_in_its_rack() {
+    let c = Cluster::start_with(3, |id| {
+        let mut flags: Vec<String> = FAST.iter().map(|s| (*s).to_owned()).collect();
+        flags.extend(["--rack".into(), format!("rack-{id}")]);
+        flags.extend(["--replica-selector".into(), "rack-aware".into()]);
+        flags
+    });
+    c.wait_formed();
+    create(&c, "near", 3, &[]);
+    let p = wait_partition(&c, 1, "near", "3 in sync", |p| p.isr.len() == 3);
+    let written = values("n", 0..30);
+    for chunk in written.chunks(5) {
+        produce_acked(&c, 1, "near", &refs(chunk));
+    }
+    let follower = *p.replicas.iter().find(|&&r| r != p.leader).expect("a follower");
+    let fetch = |addr: &str, rack: &str| -> FetchResponse {
+        let limits = FetchLimits {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            partition_max_bytes: 1 << 20,
+        };
+        let mut req = requests::fetch(requests::topic_name("near"), &[(0, 0)], limits);
+        req.rack_id = kafka_protocol::protocol::StrBytes::from_string(rack.to_owned());
+        call_addr(addr, 11, &req).expect("fetch")
+    };
+    let at_leader = fetch(&c.addr(p.leader), &format!("rack-{follower}"));
+    let part = &at_leader.responses[0].partitions[0];
+    assert_eq!(part.error_code, NONE);
+    assert_eq!(part.preferred_read_replica.0, follower, "sent to the replica in its rack");
+    assert!(part.records.as_ref().is_none_or(|r| r.is_empty()), "no records with the redirect");
+    // The follower serves it (a consumer's Fetch v11 may read any replica), up to its high
+    // watermark, once that has caught up with the leader's.
+    let got = wait_until("the follower's replica readable", CHANGE_TIMEOUT, || {
+        let (read, hw) = read_all(&c.addr(follower), "near")?;
+        if hw == 30 && read.len() == 30 {
+            Ok(read.len())
+        } else {
+            Err(format!("hw {hw}, {} records", read.len()))
+        }
+    });
+    assert_eq!(got, 30);
+    let plain = fetch(&c.addr(p.leader), "");
+    assert_eq!(
+        plain.responses[0].partitions[0].preferred_read_replica.0, -1,
+        "no rack: the leader"
+    );
+    let (read, _) = read_all(&c.addr(p.leader), "near").expect("read");
+    assert_eq!(read.len(), 30);
+}

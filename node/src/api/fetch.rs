@@ -54,6 +54,8 @@ struct Want {
     current_leader_epoch: i32,
     /// A follower's fetch: its broker id and last fetched epoch.
     follower: Option<(i32, i32)>,
+    /// KIP-392: the leader sends the consumer to this replica instead of reading.
+    preferred: Option<i32>,
 }
 
 /// One partition's answer.
@@ -69,6 +71,8 @@ struct Got {
     oversize: bool,
     /// A follower's log diverges after this (epoch, end offset): KIP-320.
     diverging: Option<(i32, i64)>,
+    /// KIP-392's preferred read replica (-1: none).
+    preferred: i32,
     /// With NOT_LEADER_OR_FOLLOWER: the partition's leader and epoch (KIP-951's
     /// `current_leader`).
     leader: Option<(i32, i32)>,
@@ -83,6 +87,7 @@ impl Got {
             records: Vec::new(),
             oversize: false,
             diverging: None,
+            preferred: -1,
             leader: None,
         }
     }
@@ -140,7 +145,16 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
     };
     // A follower's fetch names its broker (Fetch v15+: `ReplicaState`; before: `replica_id`).
     let replica = if version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
-    let got = read_parts(ctx, &req, &parts, (replica >= 0).then_some(replica)).await;
+    let replica = (replica >= 0).then_some(replica);
+    // KIP-392: a consumer's Fetch v11+ may be served by any replica, and names its rack.
+    let reader = match replica {
+        Some(_) => Reader::Follower,
+        None if version >= 11 => {
+            Reader::Consumer { rack: Some(req.rack_id.to_string()).filter(|r| !r.is_empty()) }
+        }
+        None => Reader::LeaderOnly,
+    };
+    let got = read_parts(ctx, &req, &parts, replica, &reader).await;
     let (session_id, include) = remember(ctx, mode, &parts, &got, now);
     let leaders: Vec<i32> = got.iter().filter_map(|g| g.leader.map(|(l, _)| l)).collect();
     let node_endpoints = super::leader_endpoints(ctx, leaders)
@@ -284,7 +298,7 @@ fn lay_out(
             log_start_offset: g.log_start_offset,
             // No transactions: nothing is ever aborted (an empty list for read_committed).
             aborted_transactions: (req.isolation_level == 1).then(Vec::new),
-            preferred_read_replica: -1,
+            preferred_read_replica: g.preferred,
             records_len: Some(g.len()),
             current_leader: g.leader,
             diverging_epoch: g.diverging,
@@ -315,11 +329,36 @@ fn session_error(code: ErrorCode) -> FetchReply {
 }
 
 /// Resolves, reads and (long-)polls `parts`; one answer per part, in order.
+/// Who is fetching, for where a partition may be read.
+#[derive(Debug, Clone)]
+enum Reader {
+    /// Another broker's replica fetcher: the leader only.
+    Follower,
+    /// A consumer speaking Fetch v11+ (KIP-392): any replica, and perhaps sent to one in its
+    /// rack.
+    Consumer { rack: Option<String> },
+    /// An older consumer: the leader only.
+    LeaderOnly,
+}
+
+/// KIP-392's rack-aware selector: an in-sync, live replica in `rack` other than the leader,
+/// unless the leader is in that rack itself.
+fn preferred_replica(ctx: &Shard, topic: &Topic, partition: i32, rack: &str) -> Option<i32> {
+    let snapshot = ctx.metadata.snapshot();
+    let in_rack = |id: &i32| snapshot.brokers.get(id).and_then(|b| b.rack.as_deref()) == Some(rack);
+    if in_rack(&ctx.config.node_id) {
+        return None;
+    }
+    let placement = topic.placement_of(partition)?;
+    placement.isr.iter().copied().find(|r| *r != ctx.config.node_id && in_rack(r))
+}
+
 async fn read_parts(
     ctx: &Rc<Shard>,
     req: &FetchRequest,
     parts: &[Part],
     replica: Option<i32>,
+    reader: &Reader,
 ) -> Vec<Got> {
     let snapshot = ctx.metadata.snapshot();
     let (smp, me) = (ctx.config.smp, ctx.config.node_id);
@@ -332,7 +371,25 @@ async fn read_parts(
         } else {
             snapshot.topic(&part.key.topic)
         };
-        match topic.map(|tp| (tp, tp.route(part.key.partition, me, smp))) {
+        let route = topic.map(|tp| (tp, tp.route(part.key.partition, me, smp)));
+        // A consumer may read a follower's replica here (below its high watermark).
+        let route = match (route, reader) {
+            (Some((tp, Route::Elsewhere { .. })), Reader::Consumer { .. })
+                if tp.owner(part.key.partition, smp).is_some() =>
+            {
+                tp.owner(part.key.partition, smp).map(|owner| (tp, Route::Local(owner)))
+            }
+            (route, _) => route,
+        };
+        let preferred = match (&route, reader) {
+            (Some((tp, Route::Local(_))), Reader::Consumer { rack: Some(rack) })
+                if ctx.config.cluster.rack_aware_reads =>
+            {
+                preferred_replica(ctx, tp, part.key.partition, rack)
+            }
+            _ => None,
+        };
+        match route {
             Some((_, Route::Elsewhere { leader, epoch })) => {
                 got[slot] = Some(Got::not_leader(leader, epoch))
             }
@@ -346,6 +403,7 @@ async fn read_parts(
                     max_bytes: u64::try_from(part.max_bytes).unwrap_or(0),
                     current_leader_epoch: part.current_leader_epoch,
                     follower: replica.map(|r| (r, part.last_fetched_epoch)),
+                    preferred,
                 },
             )),
             Some((_, Route::Missing)) | None => {
@@ -426,7 +484,9 @@ async fn read_all(
         }
     }
     // A diverging epoch is answered at once too: the follower must truncate first.
-    let errors = out.iter().any(|(_, g)| g.error != ec::NONE || g.diverging.is_some());
+    // So is a preferred read replica (KIP-392): the consumer goes there.
+    let errors =
+        out.iter().any(|(_, g)| g.error != ec::NONE || g.diverging.is_some() || g.preferred >= 0);
     (out, kept, errors)
 }
 
@@ -461,6 +521,15 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
     };
     if let Err(refused) = p.check_fetch_epoch(w.current_leader_epoch, w.follower.is_some()) {
         return Got::error(error::fetch_refusal(&refused));
+    }
+    if let Some(preferred) = w.preferred {
+        // KIP-392: no records; the consumer fetches from `preferred` from now on.
+        return Got {
+            high_watermark: p.high_watermark() as i64,
+            log_start_offset: p.log_start_offset() as i64,
+            preferred,
+            ..Got::error(ec::NONE)
+        };
     }
     let read = match w.follower {
         None => p.read(w.offset, w.max_bytes.min(budget), first).await,
@@ -501,6 +570,7 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         records,
         oversize: false,
         diverging: None,
+        preferred: -1,
         leader: None,
     }
 }

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""How long producers stop when a partition leader is SIGKILLed, on a 3-node cluster.
+
+Usage: failover_time.py --binary target/release/odradek [--kills 20] [--session-timeout-ms 9000]
+
+Starts three `odradek serve` processes on 127.0.0.2-4 (free ports, a temporary directory kept
+only on failure), creates a one-partition topic with 3 replicas, and keeps a confluent-kafka
+producer (idempotent, acks=all) sending one record every 2 ms. Then, N times: waits until all
+three replicas are in sync, SIGKILLs the partition's leader, and measures the time from the
+kill to the first acknowledgement of a record *sent after* the kill (the producer writing
+again), restarts the killed node. At the end every acknowledged record is read back (no loss,
+no duplicate). Prints one line per kill and p50/max of the times.
+
+The time is dominated by failure detection: the controller fences the dead broker after
+`broker.session.timeout.ms` (Kafka's default 9000 ms; `--session-timeout-ms`), then elects an
+in-sync follower and every broker learns it from the metadata log.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+READY_S = 30.0
+WAIT_S = 90.0
+TOPIC = "failover"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", flush=True)
+    raise SystemExit(1)
+
+
+def free_port(host):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, binary, node_id, root, extra):
+        self.id, self.binary, self.extra = node_id, binary, extra
+        self.host = f"127.0.0.{node_id + 1}"
+        self.port, self.cport = free_port(self.host), free_port(self.host)
+        self.data = os.path.join(root, f"node{node_id}")
+        self.log = os.path.join(root, f"node{node_id}.log")
+        self.voters = ""
+        self.proc = None
+
+    def addr(self):
+        return f"{self.host}:{self.port}"
+
+    def start(self):
+        args = [self.binary, "serve", "--node-id", str(self.id), "--listen", self.addr(),
+                "--controller-listen", f"{self.host}:{self.cport}",
+                "--controller-quorum-voters", self.voters, "--data-dir", self.data,
+                "--smp", "1"] + self.extra
+        env = dict(os.environ, ODRADEK_LOG="info", NO_COLOR="1")
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
+                                         stdin=subprocess.DEVNULL, env=env, text=True)
+        got = []
+        t = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
+        t.start()
+        t.join(READY_S)
+        if not (got and got[0].startswith("odradek ready")):
+            fail(f"node {self.id}: no ready line within {READY_S}s (see {self.log})")
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+def wait_for(what, fn, limit=WAIT_S):
+    at = time.monotonic() + limit
+    last = None
+    while time.monotonic() < at:
+        try:
+            v = fn()
+            if v is not None:
+                return v
+        except Exception as e:  # noqa: BLE001
+            last = e
+        time.sleep(0.05)
+    fail(f"{what}: not within {limit}s (last error: {last!r})")
+
+
+def partition_state(addr):
+    md = AdminClient({"bootstrap.servers": addr}).list_topics(TOPIC, timeout=5)
+    p = md.topics[TOPIC].partitions[0]
+    return p.leader, sorted(p.isrs)
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, int(round(q * (len(v) - 1)))))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--session-timeout-ms", type=int, default=9000)
+    args = ap.parse_args()
+    extra = ["--broker-session-timeout-ms", str(args.session_timeout_ms),
+             "--broker-heartbeat-interval-ms", str(min(2000, args.session_timeout_ms // 4))]
+    root = tempfile.mkdtemp(prefix="odradek-failover-")
+    nodes = [Node(args.binary, i, root, extra) for i in (1, 2, 3)]
+    voters = ",".join(f"{n.id}@{n.host}:{n.cport}" for n in nodes)
+    for n in nodes:
+        n.voters = voters
+    acked, errors = [], []
+    sent_after = {}
+    first_ack_after = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    ok = False
+    print(f"command: {' '.join(sys.argv)}; load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        for n in nodes:
+            n.start()
+        boot = ",".join(n.addr() for n in nodes)
+        admin = AdminClient({"bootstrap.servers": boot})
+
+        def create():
+            fs = admin.create_topics([NewTopic(TOPIC, 1, 3)], request_timeout=5)
+            try:
+                fs[TOPIC].result(timeout=10)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+            return True
+        wait_for("the topic", create)
+        kill_mark = [None]
+
+        def produce():
+            p = Producer({"bootstrap.servers": boot, "acks": "all", "enable.idempotence": True,
+                          "linger.ms": 0, "message.timeout.ms": 120000,
+                          "topic.metadata.refresh.interval.ms": 1000})
+            i = 0
+
+            def on_delivery(err, msg):
+                now = time.monotonic()
+                if err:
+                    errors.append(str(err))
+                    return
+                acked.append(msg.value())
+                mark = int(msg.key())
+                with lock:
+                    if mark >= 0 and mark not in first_ack_after:
+                        first_ack_after[mark] = now
+            while not stop.is_set():
+                with lock:
+                    mark = kill_mark[0] if kill_mark[0] is not None else -1
+                p.produce(TOPIC, key=str(mark).encode(), value=f"v{i}".encode(),
+                          on_delivery=on_delivery)
+                p.poll(0.002)
+                i += 1
+            left = p.flush(130)
+            if left:
+                errors.append(f"{left} records neither acknowledged nor failed")
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        times = []
+        for k in range(args.kills):
+            leader, _ = wait_for(f"kill {k + 1}: 3 replicas in sync", lambda: (
+                lambda s: s if s[1] == [1, 2, 3] and s[0] > 0 else None)(
+                    partition_state(nodes[k % 3].addr())))
+            victim = nodes[leader - 1]
+            t0 = time.monotonic()
+            with lock:
+                kill_mark[0] = k
+                sent_after[k] = t0
+            victim.kill()
+            wait_for(f"kill {k + 1}: a record sent after the kill acknowledged",
+                     lambda: first_ack_after.get(k))
+            took = first_ack_after[k] - t0
+            times.append(took)
+            victim.start()
+            print(f"kill {k + 1}: leader {leader} killed; writing again after {took:.2f}s; "
+                  f"{len(acked)} records acknowledged so far", flush=True)
+        stop.set()
+        producer.join(150)
+        if producer.is_alive():
+            fail("the producer did not finish")
+        if errors:
+            fail(f"{len(errors)} delivery errors, first: {errors[0]}")
+        c = Consumer({"bootstrap.servers": boot, "group.id": "failover-check",
+                      "enable.auto.commit": False, "enable.partition.eof": True})
+        c.assign([TopicPartition(TOPIC, 0, 0)])
+        seen = []
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF and len(seen) >= len(acked):
+                    break
+                continue
+            seen.append(m.value())
+        c.close()
+        missing = set(acked) - set(seen)
+        if missing:
+            fail(f"{len(missing)} acknowledged records not read back, e.g. {sorted(missing)[:3]}")
+        if len(seen) != len(set(seen)):
+            fail(f"{len(seen) - len(set(seen))} duplicates")
+        print(f"writing again after a leader's SIGKILL ({len(times)} kills, session timeout "
+              f"{args.session_timeout_ms} ms): p50 {percentile(times, 0.5):.2f}s, "
+              f"max {max(times):.2f}s; {len(acked)} records acknowledged, all read back once",
+              flush=True)
+        ok = True
+    finally:
+        stop.set()
+        for n in nodes:
+            n.kill()
+        if ok:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"logs and data kept in {root}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
