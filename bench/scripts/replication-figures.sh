@@ -29,7 +29,7 @@ free_port() { python3 -c "import socket;s=socket.socket();s.bind(('$1',0));print
 
 start() {
     local name=$1; shift
-    ODRADEK_LOG=info,replication_lag=debug "$ODRADEK" serve "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+    NO_COLOR=1 ODRADEK_LOG=info,replication_lag=debug "$ODRADEK" serve "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
     PIDS+=($!)
     for _ in $(seq 1 200); do
         grep -q "odradek ready" "$TMP/$name.out" 2>/dev/null && return 0
