@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, Meta, PartitionInfo, call_addr, create_topic_rf_at, wait_until};
+use common::process::run_bounded;
 use kafka_protocol::messages::{FetchResponse, ListOffsetsResponse, ProduceResponse};
 use odradek_client::requests::{self, FetchLimits};
 use odradek_records::batch::scan_headers;
@@ -416,4 +417,38 @@ fn a_consumer_reads_from_the_replica_in_its_rack() {
     );
     let (read, _) = read_all(&c.addr(p.leader), "near").expect("read");
     assert_eq!(read.len(), 30);
+}
+
+/// librdkafka (confluent-kafka) and kafka-python producers and consumers ride through a
+/// partition leader's SIGKILL (`tests/clients/failover_clients.py` kills it, given each node's
+/// PID): every acknowledged record is read by both consumers once, at its acknowledged offset,
+/// nothing skipped, each producer's records in order. The killed node then returns.
+#[test]
+fn python_clients_ride_through_a_leader_kill() {
+    let mut c = Cluster::start(3, &FAST);
+    c.wait_formed();
+    let pids: Vec<String> =
+        c.nodes.iter().map(|n| format!("{}:{}", n.id, n.pid().expect("running"))).collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/failover_clients.py");
+    let out = run_bounded(
+        std::process::Command::new("python3").arg(&script).args([
+            "--bootstrap",
+            &c.bootstrap(),
+            "--pids",
+            &pids.join(","),
+        ]),
+        b"",
+        Duration::from_secs(240),
+    )
+    .unwrap_or_else(|out| panic!("failover_clients.py did not finish\n{}", out.text()));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "failover_clients.py failed ({})\n{}", out.status, out.text());
+    let killed: i32 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("killed ").and_then(|n| n.trim().parse().ok()))
+        .expect("the killed node's id");
+    c.node(killed).wait_exit(Duration::from_secs(10));
+    c.restart(killed);
+    wait_partition(&c, killed, "ride", "the killed node back in sync", |p| p.isr.len() == 3);
 }
