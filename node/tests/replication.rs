@@ -452,3 +452,39 @@ fn python_clients_ride_through_a_leader_kill() {
     c.restart(killed);
     wait_partition(&c, killed, "ride", "the killed node back in sync", |p| p.isr.len() == 3);
 }
+
+/// SIGTERM is a controlled shutdown: the stopping broker is fenced first, so an in-sync
+/// follower leads its partition at once (no session timeout to wait for: the session here is
+/// 20 s), every acknowledged record is there, and writes go on.
+#[test]
+fn sigterm_moves_leadership_before_the_broker_stops() {
+    let flags = ["--broker-session-timeout-ms", "20000", "--broker-heartbeat-interval-ms", "500"];
+    let mut c = Cluster::start(3, &flags);
+    c.wait_formed();
+    create(&c, "calm", 3, &[]);
+    let p = wait_partition(&c, 1, "calm", "3 in sync", |p| p.isr.len() == 3);
+    let before = values("s", 0..40);
+    for chunk in before.chunks(4) {
+        produce_acked(&c, 1, "calm", &refs(chunk));
+    }
+    let asker = c.ids().into_iter().find(|&i| i != p.leader).expect("another node");
+    let stopping = Instant::now();
+    let status = c.stop(p.leader);
+    assert!(status.success(), "graceful stop: {status}");
+    let moved = wait_partition(&c, asker, "calm", "a new leader", |q| q.leader != p.leader);
+    println!(
+        "leader {} stopped with SIGTERM; {} leads after {:?}",
+        p.leader,
+        moved.leader,
+        stopping.elapsed()
+    );
+    assert!(!moved.isr.contains(&p.leader), "the stopped broker left the ISR");
+    let after = values("t", 0..20);
+    for chunk in after.chunks(4) {
+        produce_acked(&c, asker, "calm", &refs(chunk));
+    }
+    let (got, _) = read_all(&c.addr(moved.leader), "calm").expect("read");
+    let read: Vec<Vec<u8>> = got.into_iter().map(|(_, v)| v).collect();
+    let want: Vec<Vec<u8>> = before.into_iter().chain(after).collect();
+    assert_eq!(read, want);
+}
