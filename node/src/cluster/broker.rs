@@ -75,6 +75,7 @@ pub async fn run(
     loop {
         let Some(epoch) = register(&store, &me, &stop).await? else { return Ok(()) };
         info!(broker_id = me.broker_id, broker_epoch = epoch, "broker registered");
+        store.set_registered(epoch);
         let mut unfenced = false;
         loop {
             let beat = Command::BrokerHeartbeat { broker_id: me.broker_id, epoch };

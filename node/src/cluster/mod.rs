@@ -162,6 +162,11 @@ pub struct Catalogue {
     pub applied_index: u64,
     /// This node's broker registration epoch (0 while unregistered): AlterPartition carries it.
     pub broker_epoch: u64,
+    /// Whether this image has this run's registration of the node, unfenced: only then may
+    /// its partitions lead. A restarted node's image from before its crash (it may still name
+    /// it leader) never does, so a stale image cannot make it take writes (KRaft's brokers
+    /// likewise act only once caught up with their own registration).
+    pub leadable: bool,
 }
 
 impl Catalogue {

@@ -40,6 +40,9 @@ pub struct QuorumStore {
     member: ArcSwapOption<Member>,
     current: ArcSwap<Catalogue>,
     changed: Event,
+    /// This run's broker registration epoch (0 until registered): only an image with this
+    /// registration, unfenced, lets the node lead partitions.
+    registered: std::sync::atomic::AtomicU64,
 }
 
 /// Why the quorum could not be joined.
@@ -69,6 +72,7 @@ impl QuorumStore {
             member: ArcSwapOption::from_pointee(member),
             current: ArcSwap::from_pointee(Catalogue::default()),
             changed: Event::new(),
+            registered: std::sync::atomic::AtomicU64::new(0),
         };
         store.refresh();
         Ok(store)
@@ -108,16 +112,29 @@ impl QuorumStore {
         let Some(image) = self.image() else { return false };
         let cluster_id = self.cluster_id().map(uuid_base64url).unwrap_or_default();
         let current = self.current.load_full();
+        let registered = self.registered.load(std::sync::atomic::Ordering::Acquire);
+        let leadable = image
+            .brokers
+            .get(&self.me)
+            .is_some_and(|b| !b.fenced && registered != 0 && b.epoch == registered);
         if image.applied_index == current.applied_index
             && cluster_id == current.cluster_id
             && current.applied_index != 0
+            && leadable == current.leadable
         {
             return false;
         }
-        let next = build(&image, &current, self.me, cluster_id);
+        let mut next = build(&image, &current, self.me, cluster_id);
+        next.leadable = leadable;
         self.current.store(Arc::new(next));
         self.changed.notify(usize::MAX);
         true
+    }
+
+    /// Records this run's registration epoch (see [`Catalogue::leadable`]) and republishes.
+    pub fn set_registered(&self, epoch: u64) {
+        self.registered.store(epoch, std::sync::atomic::Ordering::Release);
+        self.refresh();
     }
 
     /// Proposes `command`, with the controller's own error.

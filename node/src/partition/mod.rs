@@ -334,10 +334,12 @@ impl Partition {
     }
 
     /// Applies the controller's record of this partition: leadership (a new leader epoch
-    /// starts a new leadership), the replicas and the ISR.
-    async fn apply_placement(&self, placement: &Placement) -> Result<(), LogError> {
+    /// starts a new leadership), the replicas and the ISR. Leads only if `leadable` (the
+    /// record comes from an image with this run's registration, unfenced); otherwise waits
+    /// as a follower of nobody.
+    async fn apply_placement(&self, placement: &Placement, leadable: bool) -> Result<(), LogError> {
         let epoch_changed = placement.leader_epoch != self.leader_epoch.get();
-        if placement.leader == self.me {
+        if placement.leader == self.me && leadable {
             if epoch_changed || !self.is_leader() {
                 let start = self.log.log_end_offset();
                 self.epoch_start.set(start);
@@ -360,7 +362,8 @@ impl Partition {
             }
             self.maybe_advance_high_watermark();
         } else {
-            let role = Role::Follower { leader: placement.leader };
+            let leader = if placement.leader == self.me { -1 } else { placement.leader };
+            let role = Role::Follower { leader };
             if role != self.role.get() || epoch_changed {
                 if self.is_leader() {
                     info!(topic = %self.topic, partition = self.index, leader = placement.leader, leader_epoch = placement.leader_epoch, "following");

@@ -213,7 +213,7 @@ impl Partitions {
         let p =
             Rc::new(Partition::new(topic, partition, self.fetcher.me, log, self.shared.clone()));
         if let Some(placement) = topic.placement_of(partition) {
-            p.apply_placement(placement).await?;
+            p.apply_placement(placement, self.metadata.snapshot().leadable).await?;
         }
         Ok(p)
     }
@@ -303,8 +303,10 @@ impl Partitions {
                 }
             }
         }
+        // Whether this node may lead changed: every partition's role is decided again.
+        let all = before.leadable != after.leadable;
         for topic in after.topics.values() {
-            if before.topic_by_id(topic.id).is_some_and(|t| Arc::ptr_eq(t, topic)) {
+            if !all && before.topic_by_id(topic.id).is_some_and(|t| Arc::ptr_eq(t, topic)) {
                 continue;
             }
             for p in 0..topic.partitions() {
@@ -315,7 +317,9 @@ impl Partitions {
                 let applied = match self.get_open(topic.id, p) {
                     // Opening applies the placement.
                     None => self.get(topic, p).await.map(|_| ()),
-                    Some(open) => open.apply_placement(placement).await.map_err(OpenError::Log),
+                    Some(open) => {
+                        open.apply_placement(placement, after.leadable).await.map_err(OpenError::Log)
+                    }
                 };
                 if let Err(e) = applied {
                     warn!(topic = %topic.name, partition = p, error = %e, "cannot apply the partition's new record");
