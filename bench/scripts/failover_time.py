@@ -174,11 +174,16 @@ def main():
         producer = threading.Thread(target=produce)
         producer.start()
         times = []
+        last_victim = None
         for k in range(args.kills):
+            # Asked of a node that has been up a while (a node just restarted may still be
+            # catching up with the metadata).
+            asker = next(n for n in nodes[k % 3:] + nodes[:k % 3] if n is not last_victim)
             leader, _ = wait_for(f"kill {k + 1}: 3 replicas in sync", lambda: (
                 lambda s: s if s[1] == [1, 2, 3] and s[0] > 0 else None)(
-                    partition_state(nodes[k % 3].addr())))
+                    partition_state(asker.addr())))
             victim = nodes[leader - 1]
+            last_victim = victim
             t0 = time.monotonic()
             with lock:
                 kill_mark[0] = k

@@ -249,24 +249,24 @@ pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
 }
 
-fn metadata_topic(topic: &Topic) -> MetadataResponseTopic {
+/// `topic` as Metadata lists it. A node whose image lacks its own current registration (just
+/// restarted, not caught up: [`crate::cluster::Catalogue::leadable`]) does not name itself a
+/// leader: its image may be from before it died.
+fn metadata_topic(topic: &Topic, me: i32, leadable: bool) -> MetadataResponseTopic {
     let partitions = topic
         .placement
         .iter()
         .enumerate()
         .map(|(p, pl)| {
             let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+            let leader = if pl.leader == me && !leadable { -1 } else { pl.leader };
             let r = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
-                .with_leader_id(BrokerId(pl.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(pl.leader_epoch)
                 .with_replica_nodes(ids(&pl.replicas))
                 .with_isr_nodes(ids(&pl.isr));
-            if pl.leader < 0 {
-                r.with_error_code(error_code::LEADER_NOT_AVAILABLE.into())
-            } else {
-                r
-            }
+            if leader < 0 { r.with_error_code(error_code::LEADER_NOT_AVAILABLE.into()) } else { r }
         })
         .collect();
     MetadataResponseTopic::default()
@@ -301,7 +301,8 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
     let mut topics = Vec::new();
     if all {
         let snapshot = ctx.metadata.snapshot();
-        topics.extend(snapshot.topics.values().map(|t| metadata_topic(t)));
+        let (me, leadable) = (ctx.config.node_id, snapshot.leadable);
+        topics.extend(snapshot.topics.values().map(|t| metadata_topic(t, me, leadable)));
     } else {
         for wanted in req.topics.iter().flatten() {
             let snapshot = ctx.metadata.snapshot();
@@ -333,7 +334,7 @@ async fn metadata(ctx: &Rc<Shard>, version: i16, req: MetadataRequest) -> Metada
                     .ok_or(KafkaError::new(error_code::UNKNOWN_TOPIC_ID, String::new())),
             };
             topics.push(match found {
-                Ok(t) => metadata_topic(&t),
+                Ok(t) => metadata_topic(&t, ctx.config.node_id, ctx.metadata.snapshot().leadable),
                 Err(KafkaError { code, .. }) => MetadataResponseTopic::default()
                     .with_name(wanted.name.clone())
                     .with_topic_id(wanted.topic_id)

@@ -317,9 +317,10 @@ impl Partitions {
                 let applied = match self.get_open(topic.id, p) {
                     // Opening applies the placement.
                     None => self.get(topic, p).await.map(|_| ()),
-                    Some(open) => {
-                        open.apply_placement(placement, after.leadable).await.map_err(OpenError::Log)
-                    }
+                    Some(open) => open
+                        .apply_placement(placement, after.leadable)
+                        .await
+                        .map_err(OpenError::Log),
                 };
                 if let Err(e) = applied {
                     warn!(topic = %topic.name, partition = p, error = %e, "cannot apply the partition's new record");
