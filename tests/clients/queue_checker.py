@@ -49,7 +49,7 @@ def check(h):
 
     final_values = {v for (_p, _o, v) in final}
     seen_values = {v for (_r, _p, _o, v) in all_reads}
-    for v in sorted(acks):
+    for v in sorted(acks, key=lambda v: (acks[v], v)):
         if v not in final_values:
             out["lost"].append(f"{v} acked at {fmt_pos(acks[v])}")
         if v not in seen_values:
@@ -120,6 +120,12 @@ def fmt_pos(pos):
 
 def violations(result):
     return sum(len(v) for v in result.values())
+
+
+def one_line(result):
+    """`lost 3, duplicate 1` (the non-zero counts) or `no anomalies`."""
+    got = [f"{k} {len(result[k])}" for k in ANOMALIES if result[k]]
+    return ", ".join(got) if got else "no anomalies"
 
 
 def summary_lines(result, examples=10):

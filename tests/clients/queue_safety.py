@@ -703,7 +703,12 @@ def main(argv=None):
             print(f"data and logs kept in {root}")
     if args.json:
         print(json.dumps(report, default=str), flush=True)
-    print("OK: no anomalies" if ok else "FAIL: see above", flush=True)
+    if ok:
+        print(f"OK: no anomalies (seed {args.seed})", flush=True)
+    elif result is not None:
+        print(f"FAIL: {queue_checker.one_line(result)} (seed {args.seed})", flush=True)
+    else:
+        print(f"FAIL: {report.get('error')} (seed {args.seed})", flush=True)
     return 0 if ok else 1
 
 
