@@ -62,6 +62,20 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL it when this script dies, even by SIGKILL (a bounded
+    test kills the script by PID; its nodes must not outlive it). Linux only; best effort."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _on_sigterm(_sig, _frame):
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def free_port(host):
     with socket.socket() as s:
         s.bind((host, 0))
@@ -175,7 +189,8 @@ class Node:
             f.write(f"=== start {self.starts} at {time.strftime('%H:%M:%S')} ===\n")
             f.flush()
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=f,
-                                         stdin=subprocess.DEVNULL, env=env, text=True)
+                                         stdin=subprocess.DEVNULL, env=env, text=True,
+                                         preexec_fn=_die_with_parent)
         self.paused = False
         got = []
         proc = self.proc
@@ -616,6 +631,8 @@ def run_self_test():
 def main(argv=None):
     args = parse_args(argv)
     print(f"seed {args.seed}", flush=True)
+    # SIGTERM (a soak's timeout) unwinds like Ctrl-C: the nodes are killed, logs printed.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     if args.self_test:
         return run_self_test()
     rng = random.Random(args.seed)
