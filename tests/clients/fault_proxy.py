@@ -68,6 +68,7 @@ class Proxy:
         self.max_conns = max_conns
         self.mode = ("pass",)
         self.conns = set()  # (client_writer, upstream_writer)
+        self.active = 0  # connections being served, including those still connecting
         self.accepted = 0
         self.refused = 0
         self.resets = 0
@@ -106,10 +107,18 @@ class Proxy:
                                                  reuse_address=True)
 
     async def _handle(self, creader, cwriter):
-        if len(self.conns) >= self.max_conns:
+        # Counted before the first await, so a burst of connections cannot pass the bound.
+        if self.active >= self.max_conns:
             self.refused += 1
             _reset(cwriter)
             return
+        self.active += 1
+        try:
+            await self._serve(creader, cwriter)
+        finally:
+            self.active -= 1
+
+    async def _serve(self, creader, cwriter):
         self.accepted += 1
         try:
             ureader, uwriter = await asyncio.wait_for(
