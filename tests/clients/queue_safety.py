@@ -332,6 +332,7 @@ class History:
         self.final_complete = False
         self.final_note = ""
         self.errors = []  # client error callbacks, for the report (bounded)
+        self.ack_times = []  # time.monotonic() of each acknowledgement, for availability
 
     def note_error(self, who, err):
         with self.lock:
@@ -369,6 +370,7 @@ def producer_loop(idx, cluster, args, hist, stop, rng):
         with hist.lock:
             if err is None:
                 hist.acks[v] = (msg.partition(), msg.offset())
+                hist.ack_times.append(time.monotonic())
             else:
                 hist.indeterminate[v] = str(err)
 
@@ -499,6 +501,9 @@ class Faults:
             self.liveness.append(f"{self.now():.1f}s: {e}")
             log(f"not healthy after healing: {e}")
         took = time.monotonic() - t
+        if self.log:
+            s, e, kind, detail = self.log[-1]
+            self.log[-1] = (s, e, kind, f"{detail}; healthy {took:.1f}s after healing")
         if took > 10:
             self.liveness.append(f"{self.now():.1f}s: healthy only {took:.1f}s after healing")
 
@@ -598,6 +603,11 @@ def parse_args(argv=None):
     ap.add_argument("--message-timeout-ms", type=int, default=60000)
     ap.add_argument("--flush-timeout", type=float, default=60.0)
     ap.add_argument("--final-read-timeout", type=float, default=60.0)
+    ap.add_argument("--max-unavailable", type=float,
+                    help="fail if the faulty phase has a gap longer than this (seconds) with no "
+                         "acknowledgement at all (a liveness check for replicated topics; off "
+                         "by default: with replication factor 1 a killed leader's partitions "
+                         "wait for its restart)")
     ap.add_argument("--data-root")
     ap.add_argument("--keep", action="store_true", help="keep data and logs after a failure")
     ap.add_argument("--json", action="store_true", help="the final report as one JSON line")
@@ -674,6 +684,7 @@ def main(argv=None):
         faults = Faults(cluster, args, random.Random(rng.random()), t0)
         time.sleep(2.0)
         faults.run(args.fault_kinds, args.duration, stop)
+        t_heal = time.monotonic()
         log("healing everything")
         faults.heal_all()
         faults.after_heal()
@@ -692,6 +703,9 @@ def main(argv=None):
         hwm = final_read(cluster, args, hist)
         result = queue_checker.check(hist.as_dict())
         bad = queue_checker.violations(result)
+        avail = availability(hist.ack_times, faults.log, t0, t_heal)
+        unavailable = (args.max_unavailable is not None
+                       and avail["longest_gap_s"] > args.max_unavailable)
         report = {
             "seed": args.seed, "ok": bad == 0,
             "acked": len(hist.acks), "indeterminate": len(hist.indeterminate),
@@ -699,10 +713,15 @@ def main(argv=None):
             "read_final": len(hist.final), "high_watermarks": hwm,
             "anomalies": {k: len(v) for k, v in result.items()},
             "examples": {k: v[:10] for k, v in result.items() if v},
-            "faults": faults.log, "liveness": faults.liveness,
+            "faults": faults.log, "liveness": faults.liveness, "availability": avail,
+            "unavailable": unavailable,
         }
-        print_summary(args, hist, result, faults, hwm)
-        ok = bad == 0
+        print_summary(args, hist, result, faults, hwm, avail)
+        if unavailable:
+            print(f"UNAVAILABLE: {avail['longest_gap_s']}s without any acknowledgement "
+                  f"(from {avail['longest_gap_at_s']}s; --max-unavailable {args.max_unavailable})")
+        ok = bad == 0 and not unavailable
+        report["ok"] = ok
     except Exception as e:  # noqa: BLE001
         log(f"FAIL: {type(e).__name__}: {e}")
         report = {"seed": args.seed, "ok": False, "error": f"{type(e).__name__}: {e}",
@@ -718,15 +737,32 @@ def main(argv=None):
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"data and logs kept in {root}")
-    if args.json:
-        print(json.dumps(report, default=str), flush=True)
     if ok:
         print(f"OK: no anomalies (seed {args.seed})", flush=True)
     elif result is not None:
-        print(f"FAIL: {queue_checker.one_line(result)} (seed {args.seed})", flush=True)
+        what = queue_checker.one_line(result)
+        if report.get("unavailable"):
+            what += f"; unavailable {report['availability']['longest_gap_s']}s"
+        print(f"FAIL: {what} (seed {args.seed})", flush=True)
     else:
         print(f"FAIL: {report.get('error')} (seed {args.seed})", flush=True)
+    if args.json:  # the last line
+        print(json.dumps(report, default=str), flush=True)
     return 0 if ok else 1
+
+
+def availability(ack_times, fault_log, t0, t_end):
+    """Longest stretch of the faulty phase [t0, t_end] without any acknowledgement, and the
+    acknowledgements within each fault's window."""
+    ts = sorted(t - t0 for t in ack_times if t0 <= t <= t_end)
+    edges = [0.0] + ts + [t_end - t0]
+    gap, at = 0.0, 0.0
+    for a, b in zip(edges, edges[1:]):
+        if b - a > gap:
+            gap, at = b - a, a
+    per_fault = [(s, e, kind, sum(1 for t in ts if s <= t <= e)) for (s, e, kind, _d) in fault_log]
+    return {"longest_gap_s": round(gap, 1), "longest_gap_at_s": round(at, 1),
+            "acks_per_fault": per_fault}
 
 
 def create_topic(cluster, args):
@@ -748,7 +784,7 @@ def create_topic(cluster, args):
     wait_for(f"topic {TOPIC} created", attempt, 60)
 
 
-def print_summary(args, hist, result, faults, hwm):
+def print_summary(args, hist, result, faults, hwm, avail):
     print(f"acked {len(hist.acks)}, indeterminate {len(hist.indeterminate)} "
           f"(of {len(hist.meta)} sent), read live {len(hist.reads)} "
           f"({len({r[3] for r in hist.reads})} distinct), final read {len(hist.final)} "
@@ -761,6 +797,9 @@ def print_summary(args, hist, result, faults, hwm):
     print(f"faults ({len(faults.log)}):")
     for (s, e, kind, detail) in faults.log:
         print(f"  {s:6.1f}s..{e:6.1f}s {kind}: {detail}")
+    print(f"availability: longest stretch without an acknowledgement {avail['longest_gap_s']}s "
+          f"(from {avail['longest_gap_at_s']}s); acks during each fault: "
+          + ", ".join(f"{k}@{s}s {n}" for (s, _e, k, n) in avail["acks_per_fault"]))
     for line in faults.liveness:
         print(f"  liveness: {line}")
     errs = hist.errors
