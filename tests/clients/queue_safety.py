@@ -404,10 +404,14 @@ def producer_loop(idx, cluster, args, hist, stop, rng):
                 hist.indeterminate[v] = f"produce() raised {e}"
             n += 1
         next_at += interval
-        wait = next_at - time.monotonic()
-        p.poll(max(wait, 0))
-        if wait < -1.0:
-            next_at = time.monotonic()
+        if next_at < time.monotonic() - 1.0:
+            next_at = time.monotonic()  # behind by over a second (a stall): do not burst
+        # poll() returns early when it served a callback: poll until the next send is due.
+        while True:
+            wait = next_at - time.monotonic()
+            p.poll(max(wait, 0))
+            if wait <= 0:
+                break
     left = p.flush(args.flush_timeout)
     for q in retired:
         left += q.flush(1)
@@ -479,13 +483,18 @@ class Faults:
         self.t0 = t0
         self.log = []  # (start s, end s, kind, detail)
         self.liveness = []  # slow recoveries
+        self.heal_at = None
 
     def now(self):
         return time.monotonic() - self.t0
 
     def record(self, start, kind, detail):
-        self.log.append((round(start, 1), round(self.now(), 1), kind, detail))
-        log(f"fault {kind}: {detail} ({start:.1f}s..{self.now():.1f}s)")
+        """A fault from `start` until its heal began (`self.heal_at`, set just before the
+        restart, SIGCONT or pass-through; now if unset)."""
+        end = self.heal_at if self.heal_at is not None else self.now()
+        self.heal_at = None
+        self.log.append((round(start, 1), round(end, 1), kind, detail))
+        log(f"fault {kind}: {detail} ({start:.1f}s..{end:.1f}s)")
 
     def restart(self, n):
         if self.args.wipe_on_restart:
@@ -493,15 +502,17 @@ class Faults:
             log(f"--wipe-on-restart: node {n.id} lost {len(gone)} partition directories")
         n.start()
 
-    def after_heal(self):
-        t = time.monotonic()
+    def after_heal(self, annotate=True):
+        """Waits (bounded) for every broker and every partition leader; notes how long the
+        last fault took from its heal to a healthy cluster."""
+        t = self.t0 + self.log[-1][1] if annotate and self.log else time.monotonic()
         try:
             self.c.wait_healthy(TOPIC, self.args.partitions)
         except TimeoutError as e:
             self.liveness.append(f"{self.now():.1f}s: {e}")
             log(f"not healthy after healing: {e}")
-        took = time.monotonic() - t
-        if self.log:
+        took = max(time.monotonic() - t, 0.0)
+        if annotate and self.log:
             s, e, kind, detail = self.log[-1]
             self.log[-1] = (s, e, kind, f"{detail}; healthy {took:.1f}s after healing")
         if took > 10:
@@ -528,12 +539,14 @@ class Faults:
                 return
             n.kill()
             time.sleep(self.args.restart_after)
+            self.heal_at = self.now()
             self.restart(n)
             self.record(start, kind, f"SIGKILL node {n.id} ({what}), restarted")
         elif kind == "crash-all":
             for n in c.nodes:
                 n.kill()
             time.sleep(self.args.restart_after)
+            self.heal_at = self.now()
             if self.args.wipe_on_restart:
                 for n in c.nodes:
                     n.wipe_partitions(TOPIC)
@@ -545,6 +558,7 @@ class Faults:
             n.signal(signal.SIGSTOP)
             n.paused = True
             self.hold(1.0, self.args.pause_max)
+            self.heal_at = self.now()
             n.signal(signal.SIGCONT)
             n.paused = False
             self.record(start, kind, f"SIGSTOP/SIGCONT node {n.id}")
@@ -554,12 +568,14 @@ class Faults:
             jitter = ms // 2
             c.proxy_of[n.id].set_mode("slow", ms, jitter)
             self.hold(2.0, 6.0)
+            self.heal_at = self.now()
             c.proxy_of[n.id].set_mode("pass")
             self.record(start, kind, f"node {n.id}'s Kafka port +{ms}ms (jitter {jitter}ms)")
         elif kind == "partition-proxy":
             n = self.rng.choice(c.nodes)
             c.proxy_of[n.id].set_mode("blackhole")
             self.hold(2.0, 6.0)
+            self.heal_at = self.now()
             c.proxy_of[n.id].set_mode("pass")
             self.record(start, kind, f"node {n.id}'s Kafka port blackholed")
         self.after_heal()
@@ -687,7 +703,7 @@ def main(argv=None):
         t_heal = time.monotonic()
         log("healing everything")
         faults.heal_all()
-        faults.after_heal()
+        faults.after_heal(annotate=False)
         time.sleep(2.0)
         log("stopping producers and consumers")
         stop.set()
