@@ -581,11 +581,15 @@ class Faults:
         self.after_heal()
 
     def run(self, kinds, until, stop):
+        """Faults one at a time until `until`: first every kind once in a seeded order (so a
+        short run covers each), then kinds drawn at random."""
+        first = list(kinds)
+        self.rng.shuffle(first)
         while not stop.is_set() and self.now() < until:
             time.sleep(1.0 + self.rng.random() * 3.0)
             if self.now() >= until:
                 break
-            self.run_one(self.rng.choice(kinds))
+            self.run_one(first.pop(0) if first else self.rng.choice(kinds))
 
     def heal_all(self):
         for n in self.c.nodes:
