@@ -589,7 +589,17 @@ class Faults:
             time.sleep(1.0 + self.rng.random() * 3.0)
             if self.now() >= until:
                 break
-            self.run_one(first.pop(0) if first else self.rng.choice(kinds))
+            kind = first.pop(0) if first else self.rng.choice(kinds)
+            try:
+                self.run_one(kind)
+            except (OSError, TimeoutError, struct.error) as e:
+                # E.g. no node answered Metadata to pick a victim: not a safety violation, but
+                # reported; everything is healed before the next fault (a failure there ends
+                # the run).
+                self.liveness.append(f"{self.now():.1f}s: fault {kind} failed: {e!r}")
+                log(f"fault {kind} failed: {e!r}; healing")
+                self.heal_all()
+                self.after_heal(annotate=False)
 
     def heal_all(self):
         for n in self.c.nodes:
