@@ -640,6 +640,8 @@ def parse_args(argv=None):
                          "wait for its restart)")
     ap.add_argument("--data-root")
     ap.add_argument("--keep", action="store_true", help="keep data and logs after a failure")
+    ap.add_argument("--keep-always", action="store_true",
+                    help="keep data and logs after a success too (to study the broker's logs)")
     ap.add_argument("--json", action="store_true", help="the final report as one JSON line")
     ap.add_argument("--wipe-on-restart", action="store_true",
                     help="test of the checker: a killed node loses its partition data")
@@ -763,7 +765,7 @@ def main(argv=None):
             for n in cluster.nodes:
                 print(f"--- node {n.id} log ({n.log}), last {LOG_TAIL} lines ---")
                 sys.stdout.write("".join(n.tail()))
-        if ok or not args.keep:
+        if not args.keep_always and (ok or not args.keep):
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"data and logs kept in {root}")
