@@ -17,9 +17,11 @@ one at a time, each healed after a bounded time:
 - pause: SIGSTOP a random node, SIGCONT it a few seconds later;
 - crash-all: SIGKILL every node, restart them all after --restart-after seconds;
 - slow: one node's Kafka port (through its fault proxy) gets latency with jitter;
-- partition-proxy: one node's Kafka port (through its proxy) forwards nothing for a while.
+- partition-proxy: one node's Kafka port (through its proxy) forwards nothing for a while;
+- flaky: one node's Kafka connections (through its proxy) are reset, each chunk with a small
+  probability, for a while (requests cut mid-way: retries of idempotent producers).
 
-With `slow` or `partition-proxy` every node advertises its proxy (`--advertise`), so clients
+With `slow`, `partition-proxy` or `flaky` every node advertises its proxy (`--advertise`), so clients
 and other brokers reach its Kafka port only through it; controller ports stay direct.
 
 After --duration: every fault is healed, the producers flush (bounded), and a fresh consumer
@@ -49,7 +51,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import queue_checker  # noqa: E402
 
-FAULTS = ("kill-leader", "kill-controller", "pause", "crash-all", "slow", "partition-proxy")
+FAULTS = ("kill-leader", "kill-controller", "pause", "crash-all", "slow", "partition-proxy",
+          "flaky")
+PROXY_FAULTS = ("slow", "partition-proxy", "flaky")
 TOPIC = "queue-safety"
 READY_S = 30.0
 HEALTHY_S = 60.0
@@ -578,6 +582,15 @@ class Faults:
             self.heal_at = self.now()
             c.proxy_of[n.id].set_mode("pass")
             self.record(start, kind, f"node {n.id}'s Kafka port blackholed")
+        elif kind == "flaky":
+            n = self.rng.choice(c.nodes)
+            p = self.rng.choice([0.005, 0.02, 0.05])
+            c.proxy_of[n.id].set_mode("loss", p)
+            self.hold(2.0, 6.0)
+            self.heal_at = self.now()
+            c.proxy_of[n.id].set_mode("pass")
+            self.record(start, kind, f"node {n.id}'s Kafka connections reset with p={p} per "
+                                     f"chunk ({c.proxy_of[n.id].resets} resets so far)")
         self.after_heal()
 
     def run(self, kinds, until, stop):
@@ -688,7 +701,7 @@ def main(argv=None):
     unresolved = [0]
     faults = None
     try:
-        if any(k in ("slow", "partition-proxy") for k in args.fault_kinds):
+        if any(k in PROXY_FAULTS for k in args.fault_kinds):
             cluster.use_proxies(rng.randrange(1 << 31))
             log("Kafka ports behind fault proxies: " + cluster.bootstrap())
         cluster.start_all()
