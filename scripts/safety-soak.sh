@@ -5,7 +5,7 @@
 #
 #   scripts/safety-soak.sh [BINARY] [SEEDS] [DURATION_S] [FAULTS] [RF]
 #   defaults: target/release/odradek (else target/debug/odradek), "1 2 3 4 5", 600,
-#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy, 1
+#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky, 1
 #
 # Environment: SOAK_OUT=DIR (where logs go; default a new temporary directory),
 # RESTART_AFTER=S (how long a killed node stays down; default 3; with replication, larger).
@@ -19,7 +19,7 @@ if [ -z "$binary" ]; then
 fi
 seeds="${2:-1 2 3 4 5}"
 duration="${3:-600}"
-faults="${4:-kill-leader,kill-controller,pause,crash-all,slow,partition-proxy}"
+faults="${4:-kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky}"
 rf="${5:-1}"
 restart_after="${RESTART_AFTER:-3}"
 out="${SOAK_OUT:-$(mktemp -d -t odradek-safety-soak-XXXXXX)}"
