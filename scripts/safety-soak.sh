@@ -5,10 +5,11 @@
 #
 #   scripts/safety-soak.sh [BINARY] [SEEDS] [DURATION_S] [FAULTS] [RF]
 #   defaults: target/release/odradek (else target/debug/odradek), "1 2 3 4 5", 600,
-#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky, 1
+#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky, 3
 #
 # Environment: SOAK_OUT=DIR (where logs go; default a new temporary directory),
-# RESTART_AFTER=S (how long a killed node stays down; default 3; with replication, larger).
+# RESTART_AFTER=S (how long a killed node stays down; default 8: past the 6 s session
+# timeout, so its partitions fail over to followers meanwhile).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,8 +21,8 @@ fi
 seeds="${2:-1 2 3 4 5}"
 duration="${3:-600}"
 faults="${4:-kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky}"
-rf="${5:-1}"
-restart_after="${RESTART_AFTER:-3}"
+rf="${5:-3}"
+restart_after="${RESTART_AFTER:-8}"
 out="${SOAK_OUT:-$(mktemp -d -t odradek-safety-soak-XXXXXX)}"
 mkdir -p "$out"
 [ -x "$binary" ] || { echo "no odradek binary at $binary (build it, or pass its path)" >&2; exit 2; }

@@ -1,7 +1,8 @@
 //! Queue safety under faults (`tests/clients/queue_safety.py`, in the spirit of Jepsen's Kafka
 //! workload): a 3-node cluster of this build's `odradek`, idempotent confluent-kafka producers
-//! (acks=all) and live consumers while a seeded schedule SIGKILLs partition leaders, crashes
-//! every node, SIGSTOPs a node and slows one node's Kafka port through a fault proxy; then
+//! (acks=all) on a replication-factor-3 topic and live consumers while a seeded schedule
+//! SIGKILLs partition leaders and the active controller, crashes every node, SIGSTOPs a node,
+//! and slows, blackholes or resets one node's Kafka port through a fault proxy; then
 //! every acknowledged record must be read back once, at the offset it was acknowledged at, in
 //! each producer's order. The script starts and stops the cluster itself (free ports on
 //! 127.0.0.2..=127.0.0.4, temporary directories) and prints the node logs on a failure.
@@ -20,18 +21,21 @@ use std::time::Duration;
 
 use process::{Out, run_bounded};
 
-/// Replication factor of the checked topic. 1 while partition data is not replicated (a
-/// killed leader's partitions wait for its restart); becomes 3 with replication, and then the
-/// faults need no restart to be survived.
-const RF: u32 = 1;
+/// Replication factor of the checked topic: a killed or cut-off leader's partitions move to an
+/// in-sync follower (after the script's 6 s session timeout), so a node stays down longer
+/// than that.
+const RF: u32 = 3;
 /// The fault schedule's seed: a failure replays with the same schedule.
 const SEED: u64 = 7;
-/// Seconds of faults.
-const DURATION_S: u32 = 40;
-/// How long a killed node stays down, seconds.
-const RESTART_AFTER_S: u32 = 2;
-/// Faults today's binary survives (each followed by a restart or a heal).
-const FAULTS: &str = "kill-leader,crash-all,pause,slow";
+/// Seconds of faults (each kind runs once first, in a seeded order).
+const DURATION_S: u32 = 60;
+/// How long a killed node stays down, seconds: past its session timeout, so that its
+/// partitions fail over to followers while it is gone.
+const RESTART_AFTER_S: u32 = 8;
+/// Every fault the checker knows: leaders and the active controller SIGKILLed, every node
+/// crashed at once, a node paused (SIGSTOP), one node's Kafka port slowed, blackholed (a
+/// network partition of its data path) or resetting connections, through the fault proxy.
+const FAULTS: &str = "kill-leader,kill-controller,crash-all,pause,slow,partition-proxy,flaky";
 /// Bound on the self-test.
 const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the whole faulty run (about a minute: start-up, 40 s of faults, healing, flush,
@@ -60,8 +64,9 @@ fn checker_self_test() {
     println!("{}", out.stdout);
 }
 
-/// No acknowledged record is lost, duplicated, moved or reordered across kills, crashes,
-/// pauses and a slow network.
+/// No acknowledged record is lost, duplicated, moved or reordered on a replicated topic across
+/// leader and controller kills, a full-cluster crash, pauses, and a slow, partitioned or
+/// flaky network; everything acknowledged is seen after healing.
 #[test]
 fn no_anomalies_under_faults() {
     let out = run(
