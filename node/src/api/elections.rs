@@ -24,13 +24,13 @@ use kafka_protocol::messages::{
     ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
     ListPartitionReassignmentsResponse,
 };
-use odradek_controller::{Command, ElectionKind};
+use odradek_controller::{Command, CommandResult, ElectionKind};
 use odradek_net::error_code as ec;
 use tracing::info;
 
-use super::admin::{existing_topic, propose_and_wait};
+use super::admin::{VISIBLE_WAIT, existing_topic, propose_and_wait};
 use super::{str_bytes, topic_name};
-use crate::cluster::{Placement, Topic};
+use crate::cluster::{self, Placement, Topic};
 use crate::error::KafkaError;
 use crate::shard::Shard;
 
@@ -242,12 +242,18 @@ fn ids(replicas: &[i32]) -> Vec<BrokerId> {
     replicas.iter().copied().map(BrokerId).collect()
 }
 
-/// The reassignments under way, from this broker's catalogue: of every topic (`topics` null),
-/// or of the partitions named (those not under way, or unknown, are left out).
-pub fn list_partition_reassignments(
+/// The reassignments under way, from this broker's catalogue once it has caught up with the
+/// quorum (a read barrier, so that a move begun through another broker a moment ago is
+/// listed, as Kafka's controller would): of every topic (`topics` null), or of the partitions
+/// named (those not under way, or unknown, are left out). Without a quorum, from the
+/// catalogue as it is.
+pub async fn list_partition_reassignments(
     ctx: &Shard,
     req: &ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if let Ok(CommandResult::Barrier { index }) = ctx.metadata.propose(Command::Barrier).await {
+        cluster::wait_for(&*ctx.metadata, VISIBLE_WAIT, |c| c.applied_index >= index).await;
+    }
     let snapshot = ctx.metadata.snapshot();
     let ongoing = |topic: &Topic, partition: i32| {
         let p = topic.placement_of(partition)?;

@@ -177,7 +177,7 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
             elections::alter_partition_reassignments(ctx, req).await,
         ),
         RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
-            elections::list_partition_reassignments(ctx, &req),
+            elections::list_partition_reassignments(ctx, &req).await,
         ),
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(quorum::describe_quorum(ctx, version, &req))
