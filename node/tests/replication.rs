@@ -500,8 +500,19 @@ fn list_reassignments(addr: &str, topic: Option<&str>) -> Result<Ongoing, String
 /// ElectLeaders v2 (`election_type` 0 preferred) of `partitions` of `topic` at `addr`:
 /// (partition, error code) as answered.
 fn elect_preferred(addr: &str, topic: &str, partitions: &[i32]) -> Result<Vec<(i32, i16)>, String> {
-    let req =
-        ElectLeadersRequest::default().with_election_type(0).with_topic_partitions(Some(vec![
+    elect(addr, 0, topic, partitions)
+}
+
+/// ElectLeaders v2 of `election_type` (0 preferred, 1 unclean).
+fn elect(
+    addr: &str,
+    election_type: i8,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i16)>, String> {
+    let req = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(Some(vec![
             TopicPartitions::default()
                 .with_topic(requests::topic_name(topic))
                 .with_partitions(partitions.to_vec()),
@@ -658,6 +669,8 @@ fn elect_leaders_gives_leadership_back_to_the_preferred_replica() {
     assert_eq!(m.topics["pref"].partitions[0].leader, preferred, "visible where it was asked");
     let again = elect_preferred(&c.addr(other), "pref", &[0, 5]).expect("ElectLeaders again");
     assert_eq!(again, vec![(0, ELECTION_NOT_NEEDED), (5, UNKNOWN_TOPIC_OR_PARTITION)]);
+    let unclean = elect(&c.addr(other), 1, "pref", &[0]).expect("an unclean election");
+    assert_eq!(unclean, vec![(0, ELECTION_NOT_NEEDED)], "the partition has a leader");
     let (got, _) = wait_until("a read at the preferred leader", CHANGE_TIMEOUT, || {
         read_all(&c.addr(preferred), "pref")
     });
