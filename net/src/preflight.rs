@@ -92,6 +92,9 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
             r.skip("UnregisterBroker.broker_id", I32)?;
             r.tagged_fields("UnregisterBroker")?
         }
+        ApiKey::ElectLeaders => elect_leaders(&mut r, version)?,
+        ApiKey::AlterPartitionReassignments => alter_partition_reassignments(&mut r, version)?,
+        ApiKey::ListPartitionReassignments => list_partition_reassignments(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -973,6 +976,78 @@ fn describe_quorum_partition_min(r: &Reader<'_>) -> usize {
     I32 + r.tags_min()
 }
 
+/// v0–v2, flexible from v2: election type (v1+), topic partitions (nullable: every
+/// partition), each a topic and its partition numbers, then the timeout.
+fn elect_leaders(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 1 {
+        r.skip("ElectLeaders.election_type", I8)?;
+    }
+    let topics = r.array("ElectLeaders.topic_partitions", elect_leaders_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("ElectLeaders.topic_partitions.topic")?;
+        let partitions = r.array("ElectLeaders.topic_partitions.partitions", I32)?;
+        r.skip("ElectLeaders.topic_partitions.partitions", partitions * I32)?;
+        r.tagged_fields("ElectLeaders.topic_partitions")?;
+    }
+    r.skip("ElectLeaders.timeout_ms", I32)?;
+    r.tagged_fields("ElectLeaders")
+}
+
+fn elect_leaders_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+/// v0, flexible: timeout, topics, each a name and partitions, each an index and its target
+/// replicas (nullable: cancel).
+fn alter_partition_reassignments(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.skip("AlterPartitionReassignments.timeout_ms", I32)?;
+    if v >= 1 {
+        r.skip("AlterPartitionReassignments.allow_replication_factor_change", I8)?;
+    }
+    let topics = r.array("AlterPartitionReassignments.topics", reassignable_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("AlterPartitionReassignments.topics.name")?;
+        let partitions = r.array(
+            "AlterPartitionReassignments.topics.partitions",
+            reassignable_partition_min(r),
+        )?;
+        for _ in 0..partitions {
+            r.skip("AlterPartitionReassignments.partitions.partition_index", I32)?;
+            let replicas = r.array("AlterPartitionReassignments.partitions.replicas", I32)?;
+            r.skip("AlterPartitionReassignments.partitions.replicas", replicas * I32)?;
+            r.tagged_fields("AlterPartitionReassignments.partitions")?;
+        }
+        r.tagged_fields("AlterPartitionReassignments.topics")?;
+    }
+    r.tagged_fields("AlterPartitionReassignments")
+}
+
+fn reassignable_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn reassignable_partition_min(r: &Reader<'_>) -> usize {
+    I32 + r.array_min() + r.tags_min()
+}
+
+/// v0, flexible: timeout, topics (nullable: every reassignment), each a name and partition
+/// numbers.
+fn list_partition_reassignments(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    r.skip("ListPartitionReassignments.timeout_ms", I32)?;
+    let topics = r.array("ListPartitionReassignments.topics", list_reassignments_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("ListPartitionReassignments.topics.name")?;
+        let partitions = r.array("ListPartitionReassignments.topics.partition_indexes", I32)?;
+        r.skip("ListPartitionReassignments.topics.partition_indexes", partitions * I32)?;
+        r.tagged_fields("ListPartitionReassignments.topics")?;
+    }
+    r.tagged_fields("ListPartitionReassignments")
+}
+
+fn list_reassignments_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -1090,6 +1165,18 @@ pub(crate) mod element_min {
     }
     pub fn describe_quorum_partition(v: i16) -> usize {
         describe_quorum_partition_min(&reader(ApiKey::DescribeQuorum, v))
+    }
+    pub fn elect_leaders_topic(v: i16) -> usize {
+        elect_leaders_topic_min(&reader(ApiKey::ElectLeaders, v))
+    }
+    pub fn reassignable_topic(v: i16) -> usize {
+        reassignable_topic_min(&reader(ApiKey::AlterPartitionReassignments, v))
+    }
+    pub fn reassignable_partition(v: i16) -> usize {
+        reassignable_partition_min(&reader(ApiKey::AlterPartitionReassignments, v))
+    }
+    pub fn list_reassignments_topic(v: i16) -> usize {
+        list_reassignments_topic_min(&reader(ApiKey::ListPartitionReassignments, v))
     }
     pub fn delete_groups_name(v: i16) -> usize {
         reader(ApiKey::DeleteGroups, v).string_min()

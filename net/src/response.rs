@@ -144,6 +144,9 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::OffsetDelete(_) => Some(ApiKey::OffsetDelete),
         ResponseKind::DescribeQuorum(_) => Some(ApiKey::DescribeQuorum),
         ResponseKind::UnregisterBroker(_) => Some(ApiKey::UnregisterBroker),
+        ResponseKind::ElectLeaders(_) => Some(ApiKey::ElectLeaders),
+        ResponseKind::AlterPartitionReassignments(_) => Some(ApiKey::AlterPartitionReassignments),
+        ResponseKind::ListPartitionReassignments(_) => Some(ApiKey::ListPartitionReassignments),
         _ => None,
     }
 }

@@ -2,6 +2,9 @@
 //! responses we encode decode with its client side, and no input makes decoding panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
@@ -17,6 +20,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::describe_quorum_request::{
     PartitionData as DescribeQuorumPartitionData, TopicData as DescribeQuorumTopicData,
 };
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions as ElectTopicPartitions;
 use kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
 };
@@ -30,6 +34,7 @@ use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_commit_request::{
@@ -52,22 +57,24 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
-    BrokerId, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreatePartitionsResponse,
+    AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
+    AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
     InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-    SyncGroupRequest, SyncGroupResponse, TopicName, TransactionalId, UnregisterBrokerRequest,
+    ListOffsetsResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
+    OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    ProducerId, RequestHeader, RequestKind, ResponseHeader, ResponseKind, SyncGroupRequest,
+    SyncGroupResponse, TopicName, TransactionalId, UnregisterBrokerRequest,
     UnregisterBrokerResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
@@ -166,6 +173,13 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
                 .with_broker_id(BrokerId(3))
                 .with_unknown_tagged_field(5, Bytes::from_static(b"tag")),
         ),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(sample_elect_leaders(v)),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(sample_alter_reassignments())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(sample_list_reassignments())
+        }
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -693,6 +707,46 @@ fn sample_describe_quorum() -> DescribeQuorumRequest {
         .with_unknown_tagged_field(5, Bytes::from_static(b"tag"))
 }
 
+fn sample_elect_leaders(v: i16) -> ElectLeadersRequest {
+    let topic = |n, partitions| {
+        ElectTopicPartitions::default().with_topic(name(n)).with_partitions(partitions)
+    };
+    let r = ElectLeadersRequest::default()
+        .with_topic_partitions(Some(vec![topic("a", vec![0, 1]), topic("b", vec![2])]))
+        .with_timeout_ms(5000);
+    let r = if v >= 1 { r.with_election_type(1) } else { r };
+    if v >= 2 { r.with_unknown_tagged_field(5, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_alter_reassignments() -> AlterPartitionReassignmentsRequest {
+    let partition = |p, replicas: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(p)
+            .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+    };
+    AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(name("a"))
+                .with_partitions(vec![partition(0, Some(vec![1, 2, 3])), partition(1, None)]),
+            ReassignableTopic::default().with_name(name("b")),
+        ])
+        .with_unknown_tagged_field(5, Bytes::from_static(b"tag"))
+}
+
+fn sample_list_reassignments() -> ListPartitionReassignmentsRequest {
+    ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(Some(vec![
+            ListPartitionReassignmentsTopics::default()
+                .with_name(name("a"))
+                .with_partition_indexes(vec![0, 3]),
+            ListPartitionReassignmentsTopics::default().with_name(name("b")),
+        ]))
+        .with_unknown_tagged_field(5, Bytes::from_static(b"tag"))
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -926,6 +980,8 @@ fn header_versions_follow_flexibility() {
         ApiKey::DeleteGroups => 2,
         ApiKey::OffsetDelete => i16::MAX, // never
         ApiKey::DescribeQuorum | ApiKey::UnregisterBroker => 0,
+        ApiKey::ElectLeaders => 2,
+        ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => 0,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1126,6 +1182,9 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
         ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
         ApiKey::UnregisterBroker => UnregisterBrokerRequest::VERSIONS,
+        ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
+        ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1241,6 +1300,18 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
                 &["DescribeQuorum.topics", "DescribeQuorum.topics.partitions"]
             }
             ApiKey::UnregisterBroker => &[],
+            ApiKey::ElectLeaders => {
+                &["ElectLeaders.topic_partitions", "ElectLeaders.topic_partitions.partitions"]
+            }
+            ApiKey::AlterPartitionReassignments => &[
+                "AlterPartitionReassignments.topics",
+                "AlterPartitionReassignments.topics.partitions",
+                "AlterPartitionReassignments.partitions.replicas",
+            ],
+            ApiKey::ListPartitionReassignments => &[
+                "ListPartitionReassignments.topics",
+                "ListPartitionReassignments.topics.partition_indexes",
+            ],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1455,6 +1526,20 @@ fn element_minimums_are_the_smallest_encodings() {
         let p = DescribeQuorumPartitionData::default();
         assert_eq!(element_min::describe_quorum_partition(v), encoded_len(&p, v), "v{v}");
     }
+    for v in versions(ApiKey::ElectLeaders) {
+        let t = ElectTopicPartitions::default();
+        assert_eq!(element_min::elect_leaders_topic(v), encoded_len(&t, v), "v{v}");
+    }
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        let t = ReassignableTopic::default();
+        assert_eq!(element_min::reassignable_topic(v), encoded_len(&t, v), "v{v}");
+        let p = ReassignablePartition::default();
+        assert_eq!(element_min::reassignable_partition(v), encoded_len(&p, v), "v{v}");
+    }
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        let t = ListPartitionReassignmentsTopics::default();
+        assert_eq!(element_min::list_reassignments_topic(v), encoded_len(&t, v), "v{v}");
+    }
     for v in versions(ApiKey::OffsetDelete) {
         let t = OffsetDeleteRequestTopic::default();
         assert_eq!(element_min::offset_delete_topic(v), encoded_len(&t, v), "v{v}");
@@ -1610,6 +1695,13 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::DescribeQuorum => ResponseKind::DescribeQuorum(DescribeQuorumResponse::default()),
         ApiKey::UnregisterBroker => {
             ResponseKind::UnregisterBroker(UnregisterBrokerResponse::default())
+        }
+        ApiKey::ElectLeaders => ResponseKind::ElectLeaders(ElectLeadersResponse::default()),
+        ApiKey::AlterPartitionReassignments => {
+            ResponseKind::AlterPartitionReassignments(AlterPartitionReassignmentsResponse::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse::default())
         }
         other => panic!("no default response for {other:?}"),
     }

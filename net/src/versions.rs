@@ -184,6 +184,12 @@ use crate::request::DecodeError;
 /// - **OffsetDelete 0**: the only version (KIP-496), never flexible.
 /// - **UnregisterBroker 0**: the only version (KIP-631; `kafka-cluster unregister --id`), the
 ///   step that lets a broker whose disk was lost be replaced under its id.
+/// - **ElectLeaders 0–2**: every version (KIP-183, KIP-460; `kafka-leader-election.sh`). v1
+///   adds `election_type` (0 preferred, 1 unclean; v0 is always preferred) and the response's
+///   top-level `error_code`, v2 is flexible. A null `topic_partitions` asks for every partition.
+/// - **AlterPartitionReassignments 0** and **ListPartitionReassignments 0** (KIP-455;
+///   `kafka-reassign-partitions.sh`), flexible. AlterPartitionReassignments v1 (KIP-860) adds
+///   `allow_replication_factor_change`, a refusal this broker does not make yet: left out.
 /// - **DescribeQuorum 0–2**: every version (KIP-595; `kafka-metadata-quorum describe
 ///   --status`). v1 adds each replica's last fetch and caught-up timestamps, v2 (KIP-853) the
 ///   replicas' directory ids, the error message and the nodes' listeners.
@@ -216,6 +222,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -378,6 +387,9 @@ mod tests {
             (ApiKey::OffsetDelete, 0, 0),
             (ApiKey::DescribeQuorum, 0, 2),
             (ApiKey::UnregisterBroker, 0, 0),
+            (ApiKey::ElectLeaders, 0, 2),
+            (ApiKey::AlterPartitionReassignments, 0, 0),
+            (ApiKey::ListPartitionReassignments, 0, 0),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

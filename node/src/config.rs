@@ -79,6 +79,15 @@ pub struct ServeArgs {
     /// `replica.lag.time.max.ms`) [default: 30000].
     #[arg(long, env = "ODRADEK_REPLICA_LAG_TIME_MAX_MS", value_name = "MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// The active controller moves each partition's leadership back to its preferred replica
+    /// (the first) when that one is live and in sync (Kafka's
+    /// `auto.leader.rebalance.enable`) [default: true].
+    #[arg(long, env = "ODRADEK_AUTO_LEADER_REBALANCE_ENABLE", value_name = "BOOL")]
+    pub auto_leader_rebalance_enable: Option<bool>,
+    /// How often the active controller looks for partitions led by another than their
+    /// preferred replica (Kafka's `leader.imbalance.check.interval.seconds`) [default: 300].
+    #[arg(long, env = "ODRADEK_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS", value_name = "N")]
+    pub leader_imbalance_check_interval_seconds: Option<u64>,
     /// Replicas of each `__consumer_offsets` partition (Kafka's
     /// `offsets.topic.replication.factor`) [default: 3, or fewer when fewer brokers are live].
     #[arg(long, env = "ODRADEK_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
@@ -123,6 +132,8 @@ struct FileConfig {
     broker_session_timeout_ms: Option<u64>,
     broker_heartbeat_interval_ms: Option<u64>,
     replica_lag_time_max_ms: Option<u64>,
+    auto_leader_rebalance_enable: Option<bool>,
+    leader_imbalance_check_interval_seconds: Option<u64>,
     offsets_topic_replication_factor: Option<i16>,
     replica_selector: Option<String>,
 }
@@ -235,6 +246,10 @@ pub struct ClusterConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// Kafka's `replica.lag.time.max.ms`.
     pub replica_lag_time_max_ms: u64,
+    /// Kafka's `auto.leader.rebalance.enable`.
+    pub auto_leader_rebalance_enable: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_seconds: u64,
     /// Kafka's `offsets.topic.replication.factor` (capped by the live brokers when the topic
     /// is created).
     pub offsets_topic_replication_factor: i16,
@@ -244,6 +259,8 @@ pub struct ClusterConfig {
 
 /// Kafka's `replica.lag.time.max.ms` default.
 pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// Kafka's `leader.imbalance.check.interval.seconds` default.
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT: u64 = 300;
 /// Kafka's `offsets.topic.replication.factor` default.
 pub const OFFSETS_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
 
@@ -501,6 +518,18 @@ fn resolve_cluster(
         .or(file.replica_lag_time_max_ms)
         .unwrap_or(REPLICA_LAG_TIME_MAX_MS_DEFAULT);
     check_range("--replica-lag-time-max-ms", replica_lag_time_max_ms as i64, 100, 3_600_000)?;
+    let auto_leader_rebalance_enable =
+        args.auto_leader_rebalance_enable.or(file.auto_leader_rebalance_enable).unwrap_or(true);
+    let leader_imbalance_check_interval_seconds = args
+        .leader_imbalance_check_interval_seconds
+        .or(file.leader_imbalance_check_interval_seconds)
+        .unwrap_or(LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS_DEFAULT);
+    check_range(
+        "--leader-imbalance-check-interval-seconds",
+        leader_imbalance_check_interval_seconds as i64,
+        1,
+        86_400,
+    )?;
     let offsets_topic_replication_factor = args
         .offsets_topic_replication_factor
         .or(file.offsets_topic_replication_factor)
@@ -529,6 +558,8 @@ fn resolve_cluster(
         broker_session_timeout_ms,
         broker_heartbeat_interval_ms,
         replica_lag_time_max_ms,
+        auto_leader_rebalance_enable,
+        leader_imbalance_check_interval_seconds,
         offsets_topic_replication_factor,
         rack_aware_reads,
     })
@@ -558,6 +589,16 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
         (
             args.replica_lag_time_max_ms.is_some() || file.replica_lag_time_max_ms.is_some(),
             "replica.lag.time.max.ms",
+        ),
+        (
+            args.auto_leader_rebalance_enable.is_some()
+                || file.auto_leader_rebalance_enable.is_some(),
+            "auto.leader.rebalance.enable",
+        ),
+        (
+            args.leader_imbalance_check_interval_seconds.is_some()
+                || file.leader_imbalance_check_interval_seconds.is_some(),
+            "leader.imbalance.check.interval.seconds",
         ),
         (
             args.offsets_topic_replication_factor.is_some()
@@ -757,6 +798,41 @@ mod tests {
             bad(with(|a| a.broker_heartbeat_interval_ms = Some(20_000)))
                 .contains("--broker-heartbeat-interval-ms")
         );
+    }
+
+    #[test]
+    fn leader_rebalance_flags_have_kafkas_defaults_and_come_from_flags_and_the_file() {
+        let c = NodeConfig::resolve(&ServeArgs::default(), 2).expect("defaults").cluster;
+        assert_eq!(
+            (c.auto_leader_rebalance_enable, c.leader_imbalance_check_interval_seconds),
+            (true, 300)
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("odradek.toml");
+        std::fs::write(
+            &path,
+            "auto_leader_rebalance_enable = false\nleader_imbalance_check_interval_seconds = 7\n",
+        )
+        .expect("write");
+        let file = ServeArgs { config: Some(path), ..Default::default() };
+        let c = NodeConfig::resolve(&file, 2).expect("from the file").cluster;
+        assert_eq!(
+            (c.auto_leader_rebalance_enable, c.leader_imbalance_check_interval_seconds),
+            (false, 7)
+        );
+        let flags = ServeArgs {
+            auto_leader_rebalance_enable: Some(true),
+            leader_imbalance_check_interval_seconds: Some(2),
+            ..file.clone()
+        };
+        let c = NodeConfig::resolve(&flags, 2).expect("flags win").cluster;
+        assert_eq!(
+            (c.auto_leader_rebalance_enable, c.leader_imbalance_check_interval_seconds),
+            (true, 2)
+        );
+        let zero = ServeArgs { leader_imbalance_check_interval_seconds: Some(0), ..flags };
+        let err = NodeConfig::resolve(&zero, 2).expect_err("refused").to_string();
+        assert!(err.contains("--leader-imbalance-check-interval-seconds"), "{err}");
     }
 
     #[test]

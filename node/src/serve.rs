@@ -23,7 +23,7 @@ use odradek_tuning::{Host, RealSystem, iotune, startup};
 
 use crate::checks::{self, StartupError};
 use crate::cluster::quorum::{self, QuorumStore};
-use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy};
+use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy, rebalance};
 use crate::config::{HostDefaults, NodeConfig, ServeArgs};
 use crate::partition;
 use crate::producers::ProducerIds;
@@ -112,6 +112,11 @@ async fn serve(
     .await;
     let stop = Arc::new(broker::Stop::default());
     let follower = compio::runtime::spawn(follow(store.clone(), config.clone(), dir_identity));
+    // Leadership back to preferred replicas, proposed while this node's controller is active.
+    let rebalancer = config.cluster.auto_leader_rebalance_enable.then(|| {
+        let interval = Duration::from_secs(config.cluster.leader_imbalance_check_interval_seconds);
+        compio::runtime::spawn(rebalance::run(store.clone(), config.node_id, interval))
+    });
     let (fatal_tx, fatal_rx) = async_channel::bounded::<String>(1);
     let mut shards = None;
     if config.cluster.roles.broker {
@@ -152,6 +157,7 @@ async fn serve(
             );
         }
     }
+    drop(rebalancer);
     drop(follower);
     match failure {
         None => Ok(()),

@@ -83,7 +83,7 @@ fn random_bodies_never_take_the_node_down() {
         seed ^= seed << 17;
         seed
     };
-    let apis: [(i16, i16); 25] = [
+    let apis: [(i16, i16); 28] = [
         (0, 11),
         (11, 9),
         (12, 4),
@@ -109,6 +109,9 @@ fn random_bodies_never_take_the_node_down() {
         (37, 3),
         (44, 1),
         (60, 1),
+        (43, 2),
+        (45, 0),
+        (46, 0),
     ];
     for i in 0..300i32 {
         let (api, max_version) = apis[(next() % apis.len() as u64) as usize];

@@ -1001,6 +1001,26 @@ fn python_clients_see_one_cluster() {
     println!("{}", out.stdout);
 }
 
+/// `tests/clients/reassign_check.py`: kafka-python moves a partition
+/// (AlterPartitionReassignments, ListPartitionReassignments) to the broker that did not hold
+/// it, refusals come back as Kafka's errors, confluent-kafka's and kafka-python's ElectLeaders
+/// answer ELECTION_NOT_NEEDED, and what was produced before the move is read back after it.
+#[test]
+fn python_admin_clients_move_a_partition_and_elect_leaders() {
+    let c = Cluster::start(3, &[]);
+    c.wait_formed();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/reassign_check.py");
+    let out = run(
+        Command::new("python3")
+            .arg(&path)
+            .arg("--bootstrap")
+            .args(c.ids().iter().map(|&i| c.addr(i))),
+        b"",
+    );
+    assert!(out.status.success(), "reassign_check.py failed ({})\n{}", out.status, out.text());
+    println!("{}", out.stdout);
+}
+
 /// Consumer groups on a cluster, with the single-node groups test's script
 /// (`tests/clients/group_consume.py`): an idempotent producer (producer ids from the
 /// controller) and three members of one group (the coordinator is the leader of the group's

@@ -427,6 +427,8 @@ fn the_broker_configs_are_described_under_kafkas_names_with_their_source() {
         ("log.segment.bytes", "1073741824", default),
         ("socket.request.max.bytes", "104857600", default),
         ("offsets.retention.minutes", "10080", default),
+        ("auto.leader.rebalance.enable", "true", default),
+        ("leader.imbalance.check.interval.seconds", "300", default),
     ];
     for (name, value, source) in expected {
         let line = format!("confluent {name}={value} source={source} read_only=True");

@@ -1,6 +1,8 @@
 //! Replicated partitions on three real node processes (Kafka's ISR protocol): followers copy
 //! their leaders by fetching, `acks=all` waits for the ISR, a follower takes over when its
-//! leader dies, and a returning replica truncates where it diverged (KIP-101/279/320).
+//! leader dies, and a returning replica truncates where it diverged (KIP-101/279/320). Then
+//! what moves replicas and leaders: a reassignment under load (AlterPartitionReassignments,
+//! ListPartitionReassignments), ElectLeaders, and the automatic preferred-leader election.
 //!
 //! Same harness as `cluster.rs` (`common::cluster`; nodes on 127.0.0.2..=127.0.0.4, one test at
 //! a time). Short session and lag timeouts make fencing and ISR changes take seconds. Every
@@ -9,11 +11,25 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::cluster::{Cluster, Meta, PartitionInfo, call_addr, create_topic_rf_at, wait_until};
+use common::cluster::{
+    Cluster, ClusterNode, FORM_TIMEOUT, Meta, PartitionInfo, call_addr, create_topic_rf_at,
+    free_port, metadata_at, wait_until,
+};
 use common::process::run_bounded;
-use kafka_protocol::messages::{FetchResponse, ListOffsetsResponse, ProduceResponse};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    ElectLeadersRequest, ElectLeadersResponse, FetchResponse, ListOffsetsResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, ProduceResponse,
+};
 use odradek_client::requests::{self, FetchLimits};
 use odradek_records::batch::scan_headers;
 use odradek_records::{BatchDecoder, Codec};
@@ -173,12 +189,23 @@ fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
 
 /// Stops every node gracefully and asserts that the replicas of `topic` hold the same bytes.
 fn assert_identical(c: &mut Cluster, topic: &str) {
+    let all = c.ids();
+    assert_identical_on(c, topic, &all);
+}
+
+/// Stops every node gracefully and asserts that the replicas of `topic` on `holders` hold the
+/// same bytes.
+fn assert_identical_on(c: &mut Cluster, topic: &str, holders: &[i32]) {
     for id in c.ids() {
         let status = c.stop(id);
         assert!(status.success(), "node {id} stopped with {status}");
     }
-    let logs: Vec<(i32, Vec<u8>)> =
-        c.nodes.iter().map(|n| (n.id, log_bytes(&n.data_dir(), topic))).collect();
+    let logs: Vec<(i32, Vec<u8>)> = c
+        .nodes
+        .iter()
+        .filter(|n| holders.contains(&n.id))
+        .map(|n| (n.id, log_bytes(&n.data_dir(), topic)))
+        .collect();
     for (id, log) in &logs[1..] {
         assert!(
             log == &logs[0].1,
@@ -487,4 +514,311 @@ fn sigterm_moves_leadership_before_the_broker_stops() {
     let read: Vec<Vec<u8>> = got.into_iter().map(|(_, v)| v).collect();
     let want: Vec<Vec<u8>> = before.into_iter().chain(after).collect();
     assert_eq!(read, want);
+}
+
+const ELECTION_NOT_NEEDED: i16 = 84;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+
+/// Starts node `id` as a broker-only member (`--process-roles broker`) of `c`, with `extra`
+/// flags, and waits until every node lists it.
+fn add_broker(c: &mut Cluster, id: i32, extra: &[&str]) {
+    let host = "127.0.0.2";
+    let port = free_port(host);
+    let mut args: Vec<String> = [
+        "--node-id",
+        &id.to_string(),
+        "--listen",
+        &format!("{host}:{port}"),
+        "--controller-quorum-voters",
+        &c.voters,
+        "--process-roles",
+        "broker",
+        "--smp",
+        "1",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut n = ClusterNode::new(id, host, port, 0, args);
+    n.start();
+    c.nodes.push(n);
+    let all = c.ids();
+    c.wait_brokers(&all, &all, FORM_TIMEOUT);
+}
+
+/// An acks=all write of `values` to partition 0 of `topic` at its leader, asked of the
+/// brokers at `askers` (from another thread, which cannot hold the `Cluster`); the base offset.
+fn produce_acked_at(askers: &[String], topic: &str, values: &[&[u8]]) -> i64 {
+    wait_until(&format!("an acks=all write to {topic}"), CHANGE_TIMEOUT, || {
+        let mut last = String::new();
+        for a in askers {
+            let m = match metadata_at(a) {
+                Ok(m) => m,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            let Some(p) = m.topics.get(topic).and_then(|t| t.partitions.first()) else {
+                continue;
+            };
+            let Some(b) = m.brokers.iter().find(|b| b.id == p.leader) else { continue };
+            match produce(&b.addr(), topic, -1, values)? {
+                (NONE, base) => return Ok(base),
+                (code, _) => last = format!("leader {} answered {code}", p.leader),
+            }
+        }
+        Err(last)
+    })
+}
+
+/// AlterPartitionReassignments v0 of partition 0 of `topic` at `addr` (`None` cancels): the
+/// partition's error code.
+fn reassign(addr: &str, topic: &str, target: Option<&[i32]>) -> Result<i16, String> {
+    let partition = ReassignablePartition::default()
+        .with_partition_index(0)
+        .with_replicas(target.map(|t| t.iter().copied().map(BrokerId).collect()));
+    let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(requests::topic_name(topic))
+            .with_partitions(vec![partition]),
+    ]);
+    let resp: AlterPartitionReassignmentsResponse = call_addr(addr, 0, &req)?;
+    if resp.error_code != NONE {
+        return Err(format!("top-level error {}", resp.error_code));
+    }
+    Ok(resp.responses[0].partitions[0].error_code)
+}
+
+/// ListPartitionReassignments v0 at `addr` (every topic when `topic` is `None`): per topic
+/// and partition, (replicas, adding, removing).
+type Ongoing = Vec<(String, i32, Vec<i32>, Vec<i32>, Vec<i32>)>;
+fn list_reassignments(addr: &str, topic: Option<&str>) -> Result<Ongoing, String> {
+    let topics = topic.map(|t| {
+        vec![
+            ListPartitionReassignmentsTopics::default()
+                .with_name(requests::topic_name(t))
+                .with_partition_indexes(vec![0]),
+        ]
+    });
+    let req = ListPartitionReassignmentsRequest::default().with_topics(topics);
+    let resp: ListPartitionReassignmentsResponse = call_addr(addr, 0, &req)?;
+    if resp.error_code != NONE {
+        return Err(format!("error {}", resp.error_code));
+    }
+    let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+    Ok(resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let name = t.name.0.to_string();
+                let (r, a, d) =
+                    (ids(&p.replicas), ids(&p.adding_replicas), ids(&p.removing_replicas));
+                (name, p.partition_index, r, a, d)
+            })
+        })
+        .collect())
+}
+
+/// ElectLeaders v2 (`election_type` 0 preferred) of `partitions` of `topic` at `addr`:
+/// (partition, error code) as answered.
+fn elect_preferred(addr: &str, topic: &str, partitions: &[i32]) -> Result<Vec<(i32, i16)>, String> {
+    elect(addr, 0, topic, partitions)
+}
+
+/// ElectLeaders v2 of `election_type` (0 preferred, 1 unclean).
+fn elect(
+    addr: &str,
+    election_type: i8,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Vec<(i32, i16)>, String> {
+    let req = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(Some(vec![
+            TopicPartitions::default()
+                .with_topic(requests::topic_name(topic))
+                .with_partitions(partitions.to_vec()),
+        ]));
+    let resp: ElectLeadersResponse = call_addr(addr, 2, &req)?;
+    if resp.error_code != NONE {
+        return Err(format!("top-level error {}", resp.error_code));
+    }
+    Ok(resp
+        .replica_election_results
+        .iter()
+        .flat_map(|t| t.partition_result.iter().map(|p| (p.partition_id, p.error_code)))
+        .collect())
+}
+
+/// A partition of an RF 2 topic on brokers 1–3 moves, under a thread of acks=all writes, to
+/// a broker-only fourth node (paused at first, so that ListPartitionReassignments sees it
+/// under way) while one old replica is dropped. Afterwards Metadata shows the target replicas
+/// in sync, every acknowledged record is there once in order, the new replica's log is byte
+/// for byte the other's, and the dropped broker deleted its copy.
+#[test]
+fn a_reassignment_under_acks_all_load_moves_a_partition() {
+    let mut c = Cluster::start(3, &FAST);
+    c.wait_formed();
+    create(&c, "moved", 2, &[]);
+    let p = wait_partition(&c, 1, "moved", "2 in sync", |p| p.isr.len() == 2);
+    add_broker(&mut c, 4, &FAST);
+    let kept = p.leader;
+    let dropped = *p.replicas.iter().find(|&&r| r != kept).expect("a follower");
+    let target = vec![kept, 4];
+
+    let askers: Vec<String> = c.ids().into_iter().map(|i| c.addr(i)).collect();
+    let acked = Arc::new(AtomicUsize::new(0));
+    let counter = acked.clone();
+    let writer = std::thread::spawn(move || {
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        for i in 0..300 {
+            let batch = values(&format!("w{i}"), 0..2);
+            produce_acked_at(&askers, "moved", &refs(&batch));
+            written.extend(batch);
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        written
+    });
+    wait_until("the first writes", CHANGE_TIMEOUT, || {
+        let n = acked.load(Ordering::SeqCst);
+        if n >= 30 { Ok(()) } else { Err(format!("{n} batches")) }
+    });
+
+    // Paused, the new replica cannot catch up: the reassignment stays under way.
+    c.sigstop(4);
+    let began = Instant::now();
+    let before_move = acked.load(Ordering::SeqCst);
+    let code = reassign(&c.addr(1), "moved", Some(&target)).expect("AlterPartitionReassignments");
+    assert_eq!(code, NONE, "reassignment accepted");
+    let ongoing = list_reassignments(&c.addr(2), Some("moved")).expect("list");
+    let want_ongoing =
+        vec![("moved".to_owned(), 0, vec![kept, 4, dropped], vec![4], vec![dropped])];
+    let all = list_reassignments(&c.addr(3), None).expect("list all");
+    c.sigcont(4);
+    assert_eq!(ongoing, want_ongoing, "under way, asked by partition");
+    assert_eq!(all, want_ongoing, "under way, asked for every topic");
+    let code = reassign(&c.addr(1), "moved", Some(&[kept, dropped])).expect("second alter");
+    assert_eq!(code, INVALID_REPLICA_ASSIGNMENT, "one reassignment at a time");
+
+    let done = wait_partition(&c, 1, "moved", "the target replicas in sync", |q| {
+        q.replicas == target && q.isr.len() == 2
+    });
+    let after_move = acked.load(Ordering::SeqCst);
+    println!(
+        "reassigned to {:?} in {:?} (ISR {:?}); acks=all batches acknowledged: {before_move} \
+         before, {after_move} by the end of the move",
+        done.replicas,
+        began.elapsed(),
+        done.isr
+    );
+    wait_until("no reassignment listed", CHANGE_TIMEOUT, || {
+        match list_reassignments(&c.addr(4), None)? {
+            l if l.is_empty() => Ok(()),
+            l => Err(format!("{l:?}")),
+        }
+    });
+    let written = writer.join().expect("the writer thread");
+    println!("{} acks=all batches in all", acked.load(Ordering::SeqCst));
+
+    for asker in c.ids() {
+        wait_partition(&c, asker, "moved", "the target replicas", |q| q.replicas == target);
+    }
+    let leader = wait_partition(&c, 1, "moved", "a leader", |_| true).leader;
+    let (got, hw) = read_all(&c.addr(leader), "moved").expect("read");
+    let read: Vec<Vec<u8>> = got.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(read, written, "every acknowledged record, once, in order");
+    assert_eq!(hw, written.len() as i64);
+
+    // Refusals, each with Kafka's code.
+    assert_eq!(reassign(&c.addr(2), "moved", None).expect("cancel"), NO_REASSIGNMENT_IN_PROGRESS);
+    assert_eq!(
+        reassign(&c.addr(2), "moved", Some(&[kept, 9])).expect("alter"),
+        INVALID_REPLICA_ASSIGNMENT
+    );
+    assert_eq!(
+        reassign(&c.addr(2), "nosuch", Some(&[1])).expect("alter"),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+
+    // Metadata says the follower is in sync once it has the high watermark; the byte
+    // comparison below needs every batch, which the acks=all writes guarantee.
+    let gone = c.node(dropped).data_dir().join("moved-0");
+    wait_until("the dropped replica's directory removed", CHANGE_TIMEOUT, || {
+        if gone.exists() { Err(format!("{} exists", gone.display())) } else { Ok(()) }
+    });
+    assert_identical_on(&mut c, "moved", &target);
+}
+
+/// Partition 0 of a fresh RF 3 topic whose preferred leader (its first replica) is SIGKILLed,
+/// leaves the ISR, returns and catches up: (the preferred replica, the leader meanwhile).
+fn lose_the_preferred_leader(c: &mut Cluster, topic: &str) -> (i32, i32) {
+    create(c, topic, 3, &[]);
+    let p = wait_partition(c, 1, topic, "3 in sync", |p| p.isr.len() == 3);
+    let preferred = p.replicas[0];
+    assert_eq!(p.leader, preferred, "a new partition is led by its first replica");
+    produce_acked(c, preferred, topic, &[b"before"]);
+    let asker = c.ids().into_iter().find(|&i| i != preferred).expect("another node");
+    c.kill(preferred);
+    let moved = wait_partition(c, asker, topic, "another leader", |q| q.leader != preferred);
+    produce_acked(c, asker, topic, &[b"meanwhile"]);
+    c.restart(preferred);
+    wait_partition(c, asker, topic, "the preferred replica back in sync", |q| q.isr.len() == 3);
+    (preferred, moved.leader)
+}
+
+/// After its preferred leader's SIGKILL and return, ElectLeaders (preferred) gives the
+/// partition back to it, answered once the answering broker's Metadata shows it; asked again,
+/// ELECTION_NOT_NEEDED; a partition the topic lacks, UNKNOWN_TOPIC_OR_PARTITION.
+#[test]
+fn elect_leaders_gives_leadership_back_to_the_preferred_replica() {
+    let flags: Vec<&str> =
+        FAST.iter().copied().chain(["--auto-leader-rebalance-enable", "false"]).collect();
+    let mut c = Cluster::start(3, &flags);
+    c.wait_formed();
+    let (preferred, other) = lose_the_preferred_leader(&mut c, "pref");
+    let still = wait_partition(&c, other, "pref", "a leader", |_| true);
+    assert_eq!(still.leader, other, "no automatic election");
+    let asker = c.ids().into_iter().find(|&i| i != preferred && i != other).expect("a third");
+    let answer = wait_until("ElectLeaders", CHANGE_TIMEOUT, || {
+        match elect_preferred(&c.addr(asker), "pref", &[0])? {
+            a if a == vec![(0, NONE)] => Ok(a),
+            a => Err(format!("{a:?}")),
+        }
+    });
+    println!("ElectLeaders: {answer:?}");
+    let m = c.metadata(asker).expect("metadata");
+    assert_eq!(m.topics["pref"].partitions[0].leader, preferred, "visible where it was asked");
+    let again = elect_preferred(&c.addr(other), "pref", &[0, 5]).expect("ElectLeaders again");
+    assert_eq!(again, vec![(0, ELECTION_NOT_NEEDED), (5, UNKNOWN_TOPIC_OR_PARTITION)]);
+    let unclean = elect(&c.addr(other), 1, "pref", &[0]).expect("an unclean election");
+    assert_eq!(unclean, vec![(0, ELECTION_NOT_NEEDED)], "the partition has a leader");
+    let (got, _) = wait_until("a read at the preferred leader", CHANGE_TIMEOUT, || {
+        read_all(&c.addr(preferred), "pref")
+    });
+    let read: Vec<&[u8]> = got.iter().map(|(_, v)| v.as_slice()).collect();
+    assert_eq!(read, vec![&b"before"[..], b"meanwhile"]);
+}
+
+/// With a 2 s imbalance check, leadership returns to the preferred replica by itself.
+#[test]
+fn leadership_returns_to_the_preferred_replica_by_itself() {
+    let flags: Vec<&str> =
+        FAST.iter().copied().chain(["--leader-imbalance-check-interval-seconds", "2"]).collect();
+    let mut c = Cluster::start(3, &flags);
+    c.wait_formed();
+    let (preferred, other) = lose_the_preferred_leader(&mut c, "auto");
+    let back = Instant::now();
+    wait_partition(&c, other, "auto", "the preferred replica leading again", |q| {
+        q.leader == preferred
+    });
+    println!(
+        "leadership back at {preferred} (from {other}) {:?} after it was in sync",
+        back.elapsed()
+    );
 }

@@ -161,6 +161,18 @@ fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> 
             TYPE_LONG,
             "how often expired offsets are looked for",
         ),
+        (
+            "auto.leader.rebalance.enable",
+            c.cluster.auto_leader_rebalance_enable.to_string(),
+            TYPE_BOOLEAN,
+            "the active controller moves leadership back to preferred replicas",
+        ),
+        (
+            "leader.imbalance.check.interval.seconds",
+            c.cluster.leader_imbalance_check_interval_seconds.to_string(),
+            TYPE_LONG,
+            "how often the active controller looks for partitions to give back",
+        ),
     ];
     rows.extend(TOPIC_DEFAULT_SYNONYMS.iter().filter_map(|&(name, topic_key, t)| {
         topic_config::def(topic_key).map(|d| (name, d.default.to_owned(), t, d.doc))

@@ -17,6 +17,7 @@
 
 mod admin;
 mod configs;
+mod elections;
 mod fetch;
 pub mod groups;
 mod offsets;
@@ -75,6 +76,9 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::OffsetDelete,
     ApiKey::DescribeQuorum,
     ApiKey::UnregisterBroker,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
@@ -166,6 +170,15 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
         RequestKind::UnregisterBroker(req) => {
             ResponseKind::UnregisterBroker(admin::unregister_broker(ctx, &req).await)
         }
+        RequestKind::ElectLeaders(req) => {
+            ResponseKind::ElectLeaders(elections::elect_leaders(ctx, version, req).await)
+        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            elections::alter_partition_reassignments(ctx, req).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
+            elections::list_partition_reassignments(ctx, &req).await,
+        ),
         RequestKind::DescribeQuorum(req) => {
             ResponseKind::DescribeQuorum(quorum::describe_quorum(ctx, version, &req))
         }

@@ -33,6 +33,7 @@ pub mod broker;
 pub mod identity;
 pub mod legacy;
 pub mod quorum;
+pub mod rebalance;
 pub mod topic_config;
 
 pub use identity::{DirIdentity, MetaPropertiesError};

@@ -199,6 +199,12 @@ pub fn kafka_error(e: ControllerError) -> KafkaError {
             CommandError::UnknownBroker { .. } => ec::BROKER_ID_NOT_REGISTERED,
             // Unregistering a live broker: stop it and wait for its session timeout first.
             CommandError::BrokerNotFenced { .. } => ec::INVALID_REQUEST,
+            CommandError::UnknownPartition { .. } => ec::UNKNOWN_TOPIC_OR_PARTITION,
+            CommandError::ElectionNotNeeded => ec::ELECTION_NOT_NEEDED,
+            CommandError::PreferredLeaderNotAvailable { .. } => ec::PREFERRED_LEADER_NOT_AVAILABLE,
+            CommandError::EligibleLeadersNotAvailable => ec::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+            CommandError::InvalidReplicaAssignment { .. } => ec::INVALID_REPLICA_ASSIGNMENT,
+            CommandError::NoReassignment => ec::NO_REASSIGNMENT_IN_PROGRESS,
             _ => ec::UNKNOWN_SERVER_ERROR,
         },
     };
