@@ -200,12 +200,19 @@ pub const NO_REASSIGNMENT_IN_PROGRESS: ErrorCode =
     ErrorCode(ResponseError::NoReassignmentInProgress.code());
 /// AlterPartition: the partition record changed meanwhile (stale partition epoch).
 pub const INVALID_UPDATE_VERSION: ErrorCode = ErrorCode(ResponseError::InvalidUpdateVersion.code());
+/// A broker's request carries a registration epoch that is no longer its current one.
+pub const STALE_BROKER_EPOCH: ErrorCode = ErrorCode(ResponseError::StaleBrokerEpoch.code());
+/// A request only brokers may make (a follower's Fetch) from somewhere else.
+pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode =
+    ErrorCode(ResponseError::ClusterAuthorizationFailed.code());
 /// AlterPartition: a replica added to the ISR is fenced or not a replica.
 pub const INELIGIBLE_REPLICA: ErrorCode = ErrorCode(ResponseError::IneligibleReplica.code());
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR.code() == -1);
 const _: () = assert!(NOT_ENOUGH_REPLICAS.code() == 19);
+const _: () = assert!(STALE_BROKER_EPOCH.code() == 77);
+const _: () = assert!(CLUSTER_AUTHORIZATION_FAILED.code() == 31);
 const _: () = assert!(NOT_ENOUGH_REPLICAS_AFTER_APPEND.code() == 20);
 const _: () = assert!(PREFERRED_LEADER_NOT_AVAILABLE.code() == 80);
 const _: () = assert!(ELIGIBLE_LEADERS_NOT_AVAILABLE.code() == 83);

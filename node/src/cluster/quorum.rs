@@ -205,6 +205,12 @@ pub fn kafka_error(e: ControllerError) -> KafkaError {
             CommandError::EligibleLeadersNotAvailable => ec::ELIGIBLE_LEADERS_NOT_AVAILABLE,
             CommandError::InvalidReplicaAssignment { .. } => ec::INVALID_REPLICA_ASSIGNMENT,
             CommandError::NoReassignment => ec::NO_REASSIGNMENT_IN_PROGRESS,
+            // AlterPartition's refusals, as Kafka's controller answers them.
+            CommandError::NotLeader { .. } => ec::NOT_LEADER_OR_FOLLOWER,
+            CommandError::FencedLeaderEpoch { .. } => ec::FENCED_LEADER_EPOCH,
+            CommandError::InvalidUpdateVersion { .. } => ec::INVALID_UPDATE_VERSION,
+            CommandError::IneligibleReplica { .. } => ec::INELIGIBLE_REPLICA,
+            CommandError::StaleBrokerEpoch { .. } => ec::STALE_BROKER_EPOCH,
             _ => ec::UNKNOWN_SERVER_ERROR,
         },
     };
