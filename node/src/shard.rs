@@ -102,8 +102,11 @@ impl GroupHost for Shard {
         let Some(topic) = self.metadata.snapshot().topic(OFFSETS_TOPIC).cloned() else {
             return Vec::new();
         };
+        // Only those this node leads: a follower's copy is not this shard's to coordinate (nor
+        // to write expiry tombstones to).
+        let (me, smp) = (self.config.node_id, self.config.smp);
         (0..topic.partitions())
-            .filter(|&p| topic.owner(p, self.config.smp) == Some(self.id))
+            .filter(|&p| topic.route(p, me, smp) == crate::cluster::Route::Local(self.id))
             .collect()
     }
 

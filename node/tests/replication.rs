@@ -822,3 +822,82 @@ fn leadership_returns_to_the_preferred_replica_by_itself() {
         back.elapsed()
     );
 }
+
+/// Committed offsets survive their coordinator's broker dying: `__consumer_offsets` has three
+/// replicas (the default `offsets.topic.replication.factor` on three brokers), the group's
+/// coordinator is its offsets partition's leader, and after that broker's SIGKILL the new
+/// leader coordinates the group and answers OffsetFetch with what was committed.
+#[test]
+fn committed_offsets_survive_the_coordinators_sigkill() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, FindCoordinatorResponse, GroupId, OffsetCommitRequest,
+        OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let mut c = Cluster::start(3, &FAST);
+    c.wait_formed();
+    create(&c, "tracked", 3, &[]);
+    let group = || GroupId(StrBytes::from_static_str("survivors"));
+    let coordinator = |c: &Cluster, asker: i32| -> i32 {
+        wait_until("the group's coordinator", CHANGE_TIMEOUT, || {
+            // v4+ names the groups in `coordinator_keys` (KIP-699).
+            let req = FindCoordinatorRequest::default()
+                .with_coordinator_keys(vec![StrBytes::from_static_str("survivors")]);
+            let resp: FindCoordinatorResponse = call_addr(&c.addr(asker), 4, &req)?;
+            match resp.coordinators.first() {
+                Some(k) if k.error_code == NONE => Ok(k.node_id.0),
+                other => Err(format!("{other:?}")),
+            }
+        })
+    };
+    let first = coordinator(&c, 1);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(group())
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(requests::topic_name("tracked"))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42),
+                ]),
+        ]);
+    wait_until("a commit at the coordinator", CHANGE_TIMEOUT, || {
+        let resp: OffsetCommitResponse = call_addr(&c.addr(first), 9, &commit)?;
+        match resp.topics[0].partitions[0].error_code {
+            NONE => Ok(()),
+            code => Err(format!("error {code}")),
+        }
+    });
+    let offsets = wait_partition(&c, 1, "__consumer_offsets", "offsets replicated", |p| {
+        p.replicas.len() == 3
+    });
+    assert_eq!(offsets.replicas.len(), 3, "__consumer_offsets has three replicas");
+    c.kill(first);
+    let asker = c.ids().into_iter().find(|&i| i != first).expect("a survivor");
+    let next = wait_until("a new coordinator", CHANGE_TIMEOUT, || {
+        let id = coordinator(&c, asker);
+        if id != first { Ok(id) } else { Err(format!("still {id}")) }
+    });
+    // Null topics: every committed offset of the group.
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default().with_group_id(group()).with_topics(None),
+    ]);
+    let committed =
+        wait_until("the committed offset at the new coordinator", CHANGE_TIMEOUT, || {
+            let resp: OffsetFetchResponse = call_addr(&c.addr(next), 9, &fetch)?;
+            let g = &resp.groups[0];
+            let found =
+                g.topics.iter().flat_map(|t| &t.partitions).find(|p| p.partition_index == 0);
+            match found {
+                Some(p) if g.error_code == NONE && p.error_code == NONE => Ok(p.committed_offset),
+                other => Err(format!("group error {}, {other:?}", g.error_code)),
+            }
+        });
+    assert_eq!(committed, 42, "the commit survived its coordinator (now {next}, was {first})");
+}

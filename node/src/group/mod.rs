@@ -64,7 +64,8 @@ pub trait GroupHost {
     fn group_settings(&self) -> GroupSettings;
     /// Whether the shard is stopping (timers end).
     fn stopping(&self) -> bool;
-    /// The `__consumer_offsets` partitions this shard owns (none before the topic exists).
+    /// The `__consumer_offsets` partitions this shard owns and this node leads (none before the
+    /// topic exists): the groups it coordinates.
     fn owned_offsets_partitions(&self) -> Vec<i32>;
     /// This shard's `__consumer_offsets` partition `index`, opened, or the Kafka error code
     /// to answer with.
