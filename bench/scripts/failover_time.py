@@ -113,8 +113,11 @@ def main():
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--session-timeout-ms", type=int, default=9000)
     args = ap.parse_args()
+    # The automatic preferred-leader election is off: it would move leadership between the
+    # script's look-up of the leader and its kill (a kill of a follower measures nothing).
     extra = ["--broker-session-timeout-ms", str(args.session_timeout_ms),
-             "--broker-heartbeat-interval-ms", str(min(2000, args.session_timeout_ms // 4))]
+             "--broker-heartbeat-interval-ms", str(min(2000, args.session_timeout_ms // 4)),
+             "--auto-leader-rebalance-enable", "false"]
     root = tempfile.mkdtemp(prefix="odradek-failover-")
     nodes = [Node(args.binary, i, root, extra) for i in (1, 2, 3)]
     voters = ",".join(f"{n.id}@{n.host}:{n.cport}" for n in nodes)
