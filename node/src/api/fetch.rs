@@ -224,7 +224,9 @@ fn wanted_parts(
         .iter()
         .flat_map(|t| t.partitions.iter().map(|&p| part_key(by_id, &t.topic, t.topic_id, p)))
         .collect();
-    session.update(request_parts.map(|p| (p.key, p.offset, p.max_bytes)), &forgotten);
+    let named = request_parts
+        .map(|p| (p.key, p.offset, p.max_bytes, (p.current_leader_epoch, p.last_fetched_epoch)));
+    session.update(named, &forgotten);
     Ok(session
         .parts
         .iter()
@@ -232,8 +234,8 @@ fn wanted_parts(
             key: key.clone(),
             offset: c.offset,
             max_bytes: c.max_bytes,
-            current_leader_epoch: -1,
-            last_fetched_epoch: -1,
+            current_leader_epoch: c.epochs.0,
+            last_fetched_epoch: c.epochs.1,
         })
         .collect())
 }
@@ -251,7 +253,8 @@ fn remember(
         Mode::Sessionless => (0, vec![true; parts.len()]),
         Mode::Create => {
             let seen = parts.iter().zip(got).map(|(p, g)| {
-                (p.key.clone(), p.offset, p.max_bytes, g.high_watermark, g.log_start_offset)
+                let epochs = (p.current_leader_epoch, p.last_fetched_epoch);
+                (p.key.clone(), p.offset, p.max_bytes, epochs, g.high_watermark, g.log_start_offset)
             });
             let id = ctx.fetch_sessions.borrow_mut().create(seen, now);
             (id, vec![true; parts.len()])
@@ -268,6 +271,8 @@ fn remember(
                             session.changed(&p.key, g.high_watermark, g.log_start_offset)
                                 || g.len() > 0
                                 || g.error != ec::NONE
+                                || g.diverging.is_some()
+                                || g.preferred >= 0
                         })
                         .collect()
                 }

@@ -39,6 +39,9 @@ pub struct PartKey {
 pub struct Cached {
     pub offset: i64,
     pub max_bytes: i32,
+    /// The fetcher's `current_leader_epoch` and `last_fetched_epoch` as last named (KIP-320:
+    /// a follower's session keeps them, so an unnamed partition is still checked).
+    pub epochs: (i32, i32),
     /// High watermark and log start offset last sent; `None` before the first response.
     sent: Option<(i64, i64)>,
 }
@@ -57,13 +60,15 @@ impl Session {
     /// new), and removal of the forgotten ones.
     pub fn update(
         &mut self,
-        named: impl IntoIterator<Item = (PartKey, i64, i32)>,
+        named: impl IntoIterator<Item = (PartKey, i64, i32, (i32, i32))>,
         forgotten: &[PartKey],
     ) {
-        for (key, offset, max_bytes) in named {
-            let entry = self.parts.entry(key).or_insert(Cached { offset, max_bytes, sent: None });
+        for (key, offset, max_bytes, epochs) in named {
+            let entry =
+                self.parts.entry(key).or_insert(Cached { offset, max_bytes, epochs, sent: None });
             entry.offset = offset;
             entry.max_bytes = max_bytes;
+            entry.epochs = epochs;
         }
         for key in forgotten {
             self.parts.shift_remove(key);
@@ -118,11 +123,12 @@ impl Sessions {
         }
     }
 
-    /// Starts a session over `parts` (key, offset, max bytes, and the watermarks the response
-    /// carries). Returns its id, or 0 when the cache is full and nothing can be evicted.
+    /// Starts a session over `parts` (key, offset, max bytes, the fetcher's epochs, and the
+    /// watermarks the response carries). Returns its id, or 0 when the cache is full and
+    /// nothing can be evicted.
     pub fn create(
         &mut self,
-        parts: impl IntoIterator<Item = (PartKey, i64, i32, i64, i64)>,
+        parts: impl IntoIterator<Item = (PartKey, i64, i32, (i32, i32), i64, i64)>,
         now: Instant,
     ) -> i32 {
         if self.map.len() >= SESSIONS_PER_SHARD_MAX {
@@ -137,8 +143,8 @@ impl Sessions {
         }
         let parts = parts
             .into_iter()
-            .map(|(key, offset, max_bytes, hw, start)| {
-                (key, Cached { offset, max_bytes, sent: Some((hw, start)) })
+            .map(|(key, offset, max_bytes, epochs, hw, start)| {
+                (key, Cached { offset, max_bytes, epochs, sent: Some((hw, start)) })
             })
             .collect();
         let id = self.next_id();
@@ -169,17 +175,18 @@ mod tests {
     fn a_session_reports_only_what_changed() {
         let now = Instant::now();
         let mut cache = Sessions::new(1, 2);
-        let id = cache.create([(key(0), 0, 100, 5, 0), (key(1), 0, 100, 0, 0)], now);
+        let id =
+            cache.create([(key(0), 0, 100, (-1, -1), 5, 0), (key(1), 0, 100, (-1, -1), 0, 0)], now);
         assert_ne!(id, 0);
         let s = cache.get_mut(id, now).expect("session");
         assert_eq!(s.next_epoch, 1);
         assert!(!s.changed(&key(0), 5, 0), "same watermarks as the first response");
         assert!(s.changed(&key(1), 3, 0), "new data");
         assert!(!s.changed(&key(1), 3, 0));
-        s.update([(key(0), 5, 100), (key(2), 0, 50)], &[key(1)]);
+        s.update([(key(0), 5, 100, (3, 2)), (key(2), 0, 50, (-1, -1))], &[key(1)]);
         let keys: Vec<i32> = s.parts.keys().map(|k| k.partition).collect();
         assert_eq!(keys, vec![0, 2]);
-        assert_eq!(s.parts.get(&key(0)).map(|c| c.offset), Some(5));
+        assert_eq!(s.parts.get(&key(0)).map(|c| (c.offset, c.epochs)), Some((5, (3, 2))));
         assert!(
             s.changed(&key(2), 0, 0),
             "a partition added by an incremental request is sent once"
@@ -194,11 +201,19 @@ mod tests {
         let t0 = Instant::now();
         let mut cache = Sessions::new(0, 1);
         for _ in 0..SESSIONS_PER_SHARD_MAX {
-            assert_ne!(cache.create([(key(0), 0, 1, 0, 0)], t0), 0);
+            assert_ne!(cache.create([(key(0), 0, 1, (-1, -1), 0, 0)], t0), 0);
         }
-        assert_eq!(cache.create([(key(0), 0, 1, 0, 0)], t0), 0, "full, nothing idle: no session");
+        assert_eq!(
+            cache.create([(key(0), 0, 1, (-1, -1), 0, 0)], t0),
+            0,
+            "full, nothing idle: no session"
+        );
         let later = t0 + SESSION_EVICTABLE_AFTER;
-        assert_ne!(cache.create([(key(0), 0, 1, 0, 0)], later), 0, "an idle session makes room");
+        assert_ne!(
+            cache.create([(key(0), 0, 1, (-1, -1), 0, 0)], later),
+            0,
+            "an idle session makes room"
+        );
         assert_eq!(cache.map.len(), SESSIONS_PER_SHARD_MAX);
     }
 }

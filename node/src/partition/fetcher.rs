@@ -1,10 +1,12 @@
 //! Replica fetchers (Kafka's ISR protocol, follower side): on each shard, one task per leader
 //! broker that this shard's follower partitions follow. It sends Fetch v15+ requests as
 //! replica `me` (`ReplicaState`, each partition's `current_leader_epoch` and
-//! `last_fetched_epoch`), batched across those partitions, over the client crate's compio
-//! transport from this node's own address, and applies the answers on this shard: appends
-//! the leader's batches as they are, takes its high watermark and log start, and truncates
-//! where the leader reports a diverging epoch (KIP-320).
+//! `last_fetched_epoch`), batched across those partitions in one incremental fetch session
+//! (KIP-227: after the first request, only partitions whose position or epochs changed are
+//! named, and the leader answers only partitions with something new), over the client
+//! crate's compio transport from this node's own address, and applies the answers on this
+//! shard: appends the leader's batches as they are, takes its high watermark and log start,
+//! and truncates where the leader reports a diverging epoch (KIP-320).
 //!
 //! **Invariants.**
 //! - A response is applied to a partition only while it still follows that leader at the
@@ -18,7 +20,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_request::{
+    FetchPartition, FetchTopic, ForgottenTopic, ReplicaState,
+};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest};
 use odradek_client::compio::AsyncConn;
@@ -27,6 +31,7 @@ use odradek_net::error_code as ec;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::fetch_session::next_epoch;
 use super::{Partition, Partitions, Role};
 
 /// How long a follower's fetch waits at the leader for new records (Kafka's
@@ -50,6 +55,25 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// metadata is probably moving).
 const PARTITION_RETRY: Duration = Duration::from_millis(200);
 
+/// What the leader's fetch session holds of one partition: what this fetcher last named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Named {
+    offset: u64,
+    current_leader_epoch: i32,
+    last_fetched_epoch: i32,
+    log_start: u64,
+}
+
+/// This fetcher's incremental fetch session with its leader (KIP-227).
+#[derive(Debug, Default)]
+struct Session {
+    /// 0 until the leader created one.
+    id: i32,
+    /// The epoch the next request carries.
+    epoch: i32,
+    named: HashMap<(Uuid, i32), Named>,
+}
+
 /// Where this shard's fetchers fetch from and as whom.
 #[derive(Debug, Clone, Copy)]
 pub struct FetcherSettings {
@@ -68,12 +92,15 @@ enum RoundError {
     NoEndpoint(i32),
     #[error(transparent)]
     Client(#[from] odradek_client::ClientError),
+    #[error("fetch session: {0}")]
+    Session(ErrorCode),
 }
 
 /// Fetches for every partition of `partitions` that follows `leader`, until none does or
 /// `stopping` reports true.
 pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bool) {
     let mut conn: Option<AsyncConn> = None;
+    let mut session = Session::default();
     let mut backoff = BACKOFF_MIN;
     let mut failing = false;
     let mut retry_at: HashMap<(Uuid, i32), Instant> = HashMap::new();
@@ -93,7 +120,7 @@ pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bo
             compio::time::sleep(PARTITION_RETRY).await;
             continue;
         }
-        match round(partitions, &mut conn, leader, &ready, &mut retry_at).await {
+        match round(partitions, &mut conn, &mut session, leader, &ready, &mut retry_at).await {
             Ok(()) => {
                 if failing {
                     info!(leader, "replica fetcher reconnected");
@@ -101,8 +128,15 @@ pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bo
                 failing = false;
                 backoff = BACKOFF_MIN;
             }
+            Err(RoundError::Session(code)) => {
+                // The leader lost the session (evicted, restarted, another shard): start anew.
+                debug!(leader, error = %code, "replica fetch session reset");
+                session = Session::default();
+            }
             Err(e) => {
                 conn = None;
+                // A session lives on the leader's shard of one connection.
+                session = Session::default();
                 if !failing {
                     warn!(leader, error = %e, "replica fetch failed; retrying");
                 }
@@ -119,6 +153,7 @@ pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bo
 async fn round(
     partitions: &Partitions,
     conn: &mut Option<AsyncConn>,
+    session: &mut Session,
     leader: i32,
     ready: &[Rc<Partition>],
     retry_at: &mut HashMap<(Uuid, i32), Instant>,
@@ -135,13 +170,27 @@ async fn round(
     // What each partition was asked at: its answer applies only if that still holds.
     let asked: Vec<(Rc<Partition>, i32, u64)> =
         ready.iter().map(|p| (p.clone(), p.leader_epoch(), p.fetch_position().0)).collect();
-    let req = request(settings.me, snapshot.broker_epoch, &asked);
+    let req = request(settings.me, snapshot.broker_epoch, &asked, session);
     let broker_max = c.versions().broker_range(ApiKey::Fetch as i16).map_or(-1, |(_, max)| max);
     let version = broker_max.min(FETCH_VERSION_MAX);
     if version < FETCH_VERSION_MIN {
         return Err(RoundError::OldLeader { leader, version: broker_max });
     }
     let resp = c.call_at(version, &req, FETCH_WAIT_MAX + CALL_SLACK).await?;
+    let code = ErrorCode::new(resp.error_code);
+    if code == ec::FETCH_SESSION_ID_NOT_FOUND || code == ec::INVALID_FETCH_SESSION_EPOCH {
+        return Err(RoundError::Session(code));
+    }
+    if session.id == 0 {
+        // The leader created the session (or could not: 0, and the next request asks again).
+        session.id = resp.session_id;
+        session.epoch = 1;
+        if resp.session_id == 0 {
+            session.named.clear();
+        }
+    } else {
+        session.epoch = next_epoch(session.epoch);
+    }
     if resp.error_code != 0 {
         return Err(RoundError::Client(odradek_client::ClientError::Broker {
             what: "replica fetch".to_owned(),
@@ -169,11 +218,35 @@ async fn round(
     Ok(())
 }
 
-/// The Fetch request for `asked`: replica `me`, sessionless, one topic entry per topic.
-fn request(me: i32, broker_epoch: u64, asked: &[(Rc<Partition>, i32, u64)]) -> FetchRequest {
+/// The Fetch request for `asked` in `session`: replica `me`; a new session names every
+/// partition, a continuing one only those whose position or epochs changed since it last named
+/// them, and forgets those no longer asked. Updates what the session holds.
+fn request(
+    me: i32,
+    broker_epoch: u64,
+    asked: &[(Rc<Partition>, i32, u64)],
+    session: &mut Session,
+) -> FetchRequest {
+    let new_session = session.id == 0;
+    if new_session {
+        session.named.clear();
+    }
     let mut topics: Vec<FetchTopic> = Vec::new();
+    let mut wanted = std::collections::HashSet::new();
     for (p, epoch, _) in asked {
         let (offset, last_epoch, log_start) = p.fetch_position();
+        let now = Named {
+            offset,
+            current_leader_epoch: *epoch,
+            last_fetched_epoch: last_epoch,
+            log_start,
+        };
+        let key = (p.topic_id, p.index);
+        wanted.insert(key);
+        if session.named.get(&key) == Some(&now) {
+            continue;
+        }
+        session.named.insert(key, now);
         let part = FetchPartition::default()
             .with_partition(p.index)
             .with_current_leader_epoch(*epoch)
@@ -187,6 +260,18 @@ fn request(me: i32, broker_epoch: u64, asked: &[(Rc<Partition>, i32, u64)]) -> F
                 .push(FetchTopic::default().with_topic_id(p.topic_id).with_partitions(vec![part])),
         }
     }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    let gone: Vec<(Uuid, i32)> =
+        session.named.keys().filter(|k| !wanted.contains(k)).copied().collect();
+    for (topic_id, partition) in gone {
+        session.named.remove(&(topic_id, partition));
+        match forgotten.iter_mut().find(|t| t.topic_id == topic_id) {
+            Some(t) => t.partitions.push(partition),
+            None => forgotten.push(
+                ForgottenTopic::default().with_topic_id(topic_id).with_partitions(vec![partition]),
+            ),
+        }
+    }
     FetchRequest::default()
         .with_replica_state(
             ReplicaState::default()
@@ -196,9 +281,10 @@ fn request(me: i32, broker_epoch: u64, asked: &[(Rc<Partition>, i32, u64)]) -> F
         .with_max_wait_ms(FETCH_WAIT_MAX.as_millis() as i32)
         .with_min_bytes(1)
         .with_max_bytes(FETCH_MAX_BYTES)
-        .with_session_id(0)
-        .with_session_epoch(-1)
+        .with_session_id(session.id)
+        .with_session_epoch(if new_session { 0 } else { session.epoch })
         .with_topics(topics)
+        .with_forgotten_topics_data(forgotten)
 }
 
 /// Why an answer for one partition was not applied.
