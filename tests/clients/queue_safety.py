@@ -300,7 +300,7 @@ class Cluster:
                 ps = m["partitions"].get(TOPIC, {})
                 return (f"node {n.id} saw controller {m['controller']}, leaders "
                         f"{[ps.get(p, -1) for p in sorted(ps)]}")
-        return "no other node answered Metadata"
+        return f"no node of {[n.id for n in nodes]} answered Metadata"
 
     def bootstrap(self):
         return ",".join(n.client_addr() for n in self.nodes)
