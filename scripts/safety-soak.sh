@@ -5,7 +5,8 @@
 #
 #   scripts/safety-soak.sh [BINARY] [SEEDS] [DURATION_S] [FAULTS] [RF]
 #   defaults: target/release/odradek (else target/debug/odradek), "1 2 3 4 5", 600,
-#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky, 3
+#             kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky,partition-net, 3
+#             (partition-net uses iptables: run as root)
 #
 # Environment: SOAK_OUT=DIR (where logs go; default a new temporary directory),
 # RESTART_AFTER=S (how long a killed node stays down; default 8: past the 6 s session
@@ -20,7 +21,7 @@ if [ -z "$binary" ]; then
 fi
 seeds="${2:-1 2 3 4 5}"
 duration="${3:-600}"
-faults="${4:-kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky}"
+faults="${4:-kill-leader,kill-controller,pause,crash-all,slow,partition-proxy,flaky,partition-net}"
 rf="${5:-3}"
 restart_after="${RESTART_AFTER:-8}"
 out="${SOAK_OUT:-$(mktemp -d -t odradek-safety-soak-XXXXXX)}"

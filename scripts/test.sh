@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 log() { printf '\n== %s\n' "$*"; }
 
 # --- What the tests need -------------------------------------------------------------------
-# Debian packages the test suite uses: kcat (librdkafka's CLI) drives a real node.
-APT_PACKAGES=(kcat)
+# Debian packages the test suite uses: kcat (librdkafka's CLI) drives a real node; iptables
+# makes queue_safety.py's partition-net fault (a real network partition between nodes).
+APT_PACKAGES=(kcat iptables)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

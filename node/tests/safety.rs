@@ -34,8 +34,11 @@ const DURATION_S: u32 = 60;
 const RESTART_AFTER_S: u32 = 8;
 /// Every fault the checker knows: leaders and the active controller SIGKILLed, every node
 /// crashed at once, a node paused (SIGSTOP), one node's Kafka port slowed, blackholed (a
-/// network partition of its data path) or resetting connections, through the fault proxy.
-const FAULTS: &str = "kill-leader,kill-controller,crash-all,pause,slow,partition-proxy,flaky";
+/// network partition of its data path) or resetting connections, through the fault proxy, and
+/// a leader or the active controller cut off from the other nodes by iptables rules
+/// (`partition-net`: the script runs as root, and scripts/test.sh installs iptables).
+const FAULTS: &str =
+    "kill-leader,kill-controller,crash-all,pause,slow,partition-proxy,flaky,partition-net";
 /// Bound on the self-test.
 const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the whole faulty run (about a minute: start-up, 40 s of faults, healing, flush,

@@ -19,7 +19,11 @@ one at a time, each healed after a bounded time:
 - slow: one node's Kafka port (through its fault proxy) gets latency with jitter;
 - partition-proxy: one node's Kafka port (through its proxy) forwards nothing for a while;
 - flaky: one node's Kafka connections (through its proxy) are reset, each chunk with a small
-  probability, for a while (requests cut mid-way: retries of idempotent producers).
+  probability, for a while (requests cut mid-way: retries of idempotent producers);
+- partition-net: a real network partition (iptables DROP rules, `netpart.py`; needs root):
+  a partition's leader or the active controller is cut off from the other nodes (raft traffic
+  and replication, both directions) for 8-12 s, past the session timeout, so it is fenced and
+  a follower takes over, while clients on 127.0.0.1 still reach it; then healed.
 
 With `slow`, `partition-proxy` or `flaky` every node advertises its proxy (`--advertise`), so clients
 and other brokers reach its Kafka port only through it; controller ports stay direct.
@@ -34,6 +38,7 @@ before its restart, which must be reported as lost records.
 """
 
 import argparse
+import atexit
 import json
 import os
 import random
@@ -52,7 +57,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import queue_checker  # noqa: E402
 
 FAULTS = ("kill-leader", "kill-controller", "pause", "crash-all", "slow", "partition-proxy",
-          "flaky")
+          "flaky", "partition-net")
 PROXY_FAULTS = ("slow", "partition-proxy", "flaky")
 TOPIC = "queue-safety"
 READY_S = 30.0
@@ -268,6 +273,7 @@ class Cluster:
             n.voters = voters
         self.proxies = None
         self.proxy_of = {}
+        self.netpart = None  # netpart.NetPartition, when partition-net is asked for
 
     def use_proxies(self, seed):
         from fault_proxy import ProxySet
@@ -276,6 +282,25 @@ class Cluster:
             pport = free_port(n.host)
             self.proxy_of[n.id] = self.proxies.add(n.host, pport, n.host, n.port)
             n.advertise = (n.host, pport)
+
+    def net_endpoint(self, n):
+        """(ip, listening ports) of node `n`, for netpart's rules."""
+        ports = [n.port, n.cport] + ([n.advertise[1]] if n.advertise else [])
+        return (n.host, ports)
+
+    def meta_of(self, nodes):
+        """Controller and partition leaders as the first of `nodes` that answers sees them
+        (a short note for the fault log)."""
+        for n in nodes:
+            if n.alive() and not n.paused:
+                try:
+                    m = metadata(n.addr())
+                except (OSError, struct.error):
+                    continue
+                ps = m["partitions"].get(TOPIC, {})
+                return (f"node {n.id} saw controller {m['controller']}, leaders "
+                        f"{[ps.get(p, -1) for p in sorted(ps)]}")
+        return f"no node of {[n.id for n in nodes]} answered Metadata"
 
     def bootstrap(self):
         return ",".join(n.client_addr() for n in self.nodes)
@@ -321,6 +346,8 @@ class Cluster:
                 pass
         if self.proxies is not None:
             self.proxies.close()
+        if self.netpart is not None:
+            self.netpart.close()
 
 
 # --- workload -------------------------------------------------------------------------------
@@ -582,6 +609,29 @@ class Faults:
             self.heal_at = self.now()
             c.proxy_of[n.id].set_mode("pass")
             self.record(start, kind, f"node {n.id}'s Kafka port blackholed")
+        elif kind == "partition-net":
+            m = c.meta()
+            if self.rng.random() < 0.5:
+                part = self.rng.randrange(self.args.partitions)
+                victim = m["partitions"].get(TOPIC, {}).get(part, -1)
+                what = f"partition {part}'s leader"
+            else:
+                victim = m["controller"]
+                what = "the controller"
+            n = c.nodes_by_id.get(victim)
+            if n is None or not n.alive():
+                self.record(start, kind, f"skipped: {what} is {victim}")
+                return
+            others = [o for o in c.nodes if o is not n]
+            c.netpart.isolate(c.net_endpoint(n), [c.net_endpoint(o) for o in others])
+            try:
+                self.hold(8.0, 12.0)
+                after = f"{c.meta_of(others)}; {c.meta_of([n])}"
+            finally:
+                self.heal_at = self.now()
+                c.netpart.heal()
+            self.record(start, kind, f"node {n.id} ({what}) cut off from nodes "
+                                     f"{[o.id for o in others]}; during it: {after}")
         elif kind == "flaky":
             n = self.rng.choice(c.nodes)
             p = self.rng.choice([0.005, 0.02, 0.05])
@@ -623,6 +673,8 @@ class Faults:
                 self.restart(n)
         if self.c.proxies is not None:
             self.c.proxies.all_pass()
+        if self.c.netpart is not None:
+            self.c.netpart.heal()
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -701,6 +753,16 @@ def main(argv=None):
     unresolved = [0]
     faults = None
     try:
+        if "partition-net" in args.fault_kinds:
+            from netpart import NetPartition, NetPartitionError
+            try:
+                cluster.netpart = NetPartition()
+            except NetPartitionError as e:
+                raise RuntimeError(f"partition-net asked for but unusable: {e}") from e
+            atexit.register(cluster.netpart.close)  # besides `finally` (idempotent)
+            if cluster.netpart.stale:
+                log(f"removed stale iptables chains of dead runs: {cluster.netpart.stale}")
+            log(f"partition-net: iptables chain {cluster.netpart.chain} hooked into INPUT")
         if any(k in PROXY_FAULTS for k in args.fault_kinds):
             cluster.use_proxies(rng.randrange(1 << 31))
             log("Kafka ports behind fault proxies: " + cluster.bootstrap())
