@@ -41,7 +41,7 @@ const FAULTS: &str =
     "kill-leader,kill-controller,crash-all,pause,slow,partition-proxy,flaky,partition-net";
 /// Bound on the self-test.
 const SELF_TEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Bound on the whole faulty run (about a minute: start-up, 40 s of faults, healing, flush,
+/// Bound on the whole faulty run (about 70 s: start-up, 60 s of faults, healing, flush,
 /// the final read); the script's own waits are shorter.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
