@@ -102,10 +102,6 @@ impl Replicas {
         &self.isr
     }
 
-    pub fn replicas(&self) -> &[i32] {
-        &self.replicas
-    }
-
     pub fn partition_epoch(&self) -> i32 {
         self.partition_epoch
     }
