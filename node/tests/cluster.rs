@@ -987,18 +987,7 @@ fn run(cmd: &mut Command, input: &[u8]) -> Out {
 /// consumed through the third.
 #[test]
 fn python_clients_see_one_cluster() {
-    let c = Cluster::start(3, &[]);
-    c.wait_formed();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/cluster_check.py");
-    let out = run(
-        Command::new("python3")
-            .arg(&path)
-            .arg("--bootstrap")
-            .args(c.ids().iter().map(|&i| c.addr(i))),
-        b"",
-    );
-    assert!(out.status.success(), "cluster_check.py failed ({})\n{}", out.status, out.text());
-    println!("{}", out.stdout);
+    check_with_every_bootstrap("cluster_check.py");
 }
 
 /// `tests/clients/reassign_check.py`: kafka-python moves a partition
@@ -1007,9 +996,15 @@ fn python_clients_see_one_cluster() {
 /// answer ELECTION_NOT_NEEDED, and what was produced before the move is read back after it.
 #[test]
 fn python_admin_clients_move_a_partition_and_elect_leaders() {
+    check_with_every_bootstrap("reassign_check.py");
+}
+
+/// Runs `tests/clients/<script>` against a fresh 3-node cluster, each broker given as its
+/// own `--bootstrap`; the script must succeed.
+fn check_with_every_bootstrap(script: &str) {
     let c = Cluster::start(3, &[]);
     c.wait_formed();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients/reassign_check.py");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/clients").join(script);
     let out = run(
         Command::new("python3")
             .arg(&path)
@@ -1017,7 +1012,7 @@ fn python_admin_clients_move_a_partition_and_elect_leaders() {
             .args(c.ids().iter().map(|&i| c.addr(i))),
         b"",
     );
-    assert!(out.status.success(), "reassign_check.py failed ({})\n{}", out.status, out.text());
+    assert!(out.status.success(), "{script} failed ({})\n{}", out.status, out.text());
     println!("{}", out.stdout);
 }
 
