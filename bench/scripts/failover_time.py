@@ -19,81 +19,25 @@ in-sync follower and every broker learns it from the metadata log.
 import argparse
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+# The cluster helpers of the client scripts (tests/clients/common.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/clients"))
 
-READY_S = 30.0
+from common import fail, three_nodes  # noqa: E402
+from common import wait_for as bounded_wait  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
 WAIT_S = 90.0
 TOPIC = "failover"
 
 
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    raise SystemExit(1)
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    def __init__(self, binary, node_id, root, extra):
-        self.id, self.binary, self.extra = node_id, binary, extra
-        self.host = f"127.0.0.{node_id + 1}"
-        self.port, self.cport = free_port(self.host), free_port(self.host)
-        self.data = os.path.join(root, f"node{node_id}")
-        self.log = os.path.join(root, f"node{node_id}.log")
-        self.voters = ""
-        self.proc = None
-
-    def addr(self):
-        return f"{self.host}:{self.port}"
-
-    def start(self):
-        args = [self.binary, "serve", "--node-id", str(self.id), "--listen", self.addr(),
-                "--controller-listen", f"{self.host}:{self.cport}",
-                "--controller-quorum-voters", self.voters, "--data-dir", self.data,
-                "--smp", "1"] + self.extra
-        env = dict(os.environ, ODRADEK_LOG="info", NO_COLOR="1")
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env, text=True)
-        got = []
-        t = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)
-        t.start()
-        t.join(READY_S)
-        if not (got and got[0].startswith("odradek ready")):
-            fail(f"node {self.id}: no ready line within {READY_S}s (see {self.log})")
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-
 def wait_for(what, fn, limit=WAIT_S):
-    at = time.monotonic() + limit
-    last = None
-    while time.monotonic() < at:
-        try:
-            v = fn()
-            if v is not None:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.05)
-    fail(f"{what}: not within {limit}s (last error: {last!r})")
+    return bounded_wait(what, fn, limit, every=0.05)
 
 
 def partition_state(addr):
@@ -119,10 +63,7 @@ def main():
              "--broker-heartbeat-interval-ms", str(min(2000, args.session_timeout_ms // 4)),
              "--auto-leader-rebalance-enable", "false"]
     root = tempfile.mkdtemp(prefix="odradek-failover-")
-    nodes = [Node(args.binary, i, root, extra) for i in (1, 2, 3)]
-    voters = ",".join(f"{n.id}@{n.host}:{n.cport}" for n in nodes)
-    for n in nodes:
-        n.voters = voters
+    nodes = three_nodes(args.binary, root, extra)
     acked, errors = [], []
     sent_after = {}
     first_ack_after = {}

@@ -20,9 +20,6 @@ test suite (minutes long): the suite's `node/tests/cluster.rs` kills the control
 import argparse
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,78 +27,20 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import check, fail  # noqa: E402
+from common import check, three_nodes  # noqa: E402
+from common import wait_for as bounded_wait  # noqa: E402
 from confluent_kafka import KafkaError, KafkaException, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from kafka.admin import KafkaAdminClient  # noqa: E402
 
 PARTITIONS = 6
-READY_S = 30.0
 WAIT_S = 60.0
 TOPIC = "soak"
 
 
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Node:
-    def __init__(self, binary, node_id, voters, root):
-        self.id = node_id
-        self.host = f"127.0.0.{node_id + 1}"
-        self.port = free_port(self.host)
-        self.cport = None
-        self.binary = binary
-        self.voters = voters
-        self.data = os.path.join(root, f"node{node_id}")
-        self.log = os.path.join(root, f"node{node_id}.log")
-        self.proc = None
-
-    def addr(self):
-        return f"{self.host}:{self.port}"
-
-    def start(self):
-        args = [self.binary, "serve", "--node-id", str(self.id), "--listen", self.addr(),
-                "--controller-listen", f"{self.host}:{self.cport}",
-                "--controller-quorum-voters", self.voters, "--data-dir", self.data, "--smp", "1"]
-        env = dict(os.environ, ODRADEK_LOG="info", NO_COLOR="1")
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env, text=True)
-        got = []
-
-        def read_ready():
-            got.append(self.proc.stdout.readline())
-
-        t = threading.Thread(target=read_ready, daemon=True)
-        t.start()
-        t.join(READY_S)
-        check(got and got[0].startswith("odradek ready"),
-              f"node {self.id}: no ready line within {READY_S}s (see {self.log})")
-        # Keep draining stdout so the node never blocks on it.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-
 def wait_for(what, fn, limit=WAIT_S):
-    at = time.monotonic() + limit
-    last = None
-    while time.monotonic() < at:
-        try:
-            v = fn()
-            if v is not None:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.1)
-    fail(f"{what}: not within {limit}s (last error: {last!r})")
+    return bounded_wait(what, fn, limit)
 
 
 def brokers_listed(addr):
@@ -142,12 +81,7 @@ def main():
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="odradek-soak-")
     print(f"logs and data in {root}", flush=True)
-    nodes = [Node(args.binary, i, "", root) for i in (1, 2, 3)]
-    for n in nodes:
-        n.cport = free_port(n.host)
-    voters = ",".join(f"{n.id}@{n.host}:{n.cport}" for n in nodes)
-    for n in nodes:
-        n.voters = voters
+    nodes = three_nodes(args.binary, root)
     acked, errors = [], []
     stop = threading.Event()
     ok = False

@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import check, fail  # noqa: E402
+from common import check, wait_for  # noqa: E402
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
@@ -33,20 +33,6 @@ from kafka import TopicPartition as KTopicPartition  # noqa: E402
 PARTITIONS = 3
 PER_PRODUCER = 600
 WAIT_S = 90.0
-
-
-def wait_for(what, fn, limit=WAIT_S):
-    at = time.monotonic() + limit
-    last = None
-    while time.monotonic() < at:
-        try:
-            v = fn()
-            if v is not None:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.1)
-    fail(f"{what}: not within {limit}s (last error: {last!r})")
 
 
 def create_topic(boot, topic):
@@ -124,8 +110,8 @@ def main():
     args = ap.parse_args()
     boot, topic = args.bootstrap, args.topic
     pids = {int(k): int(v) for k, v in (x.split(":") for x in args.pids.split(","))}
-    wait_for("the topic", lambda: create_topic(boot, topic))
-    wait_for("every replica in sync", lambda: in_sync(boot, topic))
+    wait_for("the topic", lambda: create_topic(boot, topic), WAIT_S)
+    wait_for("every replica in sync", lambda: in_sync(boot, topic), WAIT_S)
 
     acked = {}  # value -> (partition, offset)
     lock = threading.Lock()
@@ -169,7 +155,7 @@ def main():
 
     def complete():
         return all(len({v for _, _, v in r.seen} & set(acked)) == len(acked) for r in readers) or None
-    wait_for("every acknowledged record read by both consumers", complete)
+    wait_for("every acknowledged record read by both consumers", complete, WAIT_S)
     for r in readers:
         r.stop.set()
         r.join(10)

@@ -55,6 +55,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import queue_checker  # noqa: E402
+from common import free_port, poll_until  # noqa: E402
 
 FAULTS = ("kill-leader", "kill-controller", "pause", "crash-all", "slow", "partition-proxy",
           "flaky", "partition-net")
@@ -83,12 +84,6 @@ def _die_with_parent():
 
 def _on_sigterm(_sig, _frame):
     raise KeyboardInterrupt("SIGTERM")
-
-
-def free_port(host):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # --- a direct Metadata request (v1), so control never goes through a proxy ------------------
@@ -247,18 +242,8 @@ class Node:
             return []
 
 
-def wait_for(what, fn, limit):
-    at = time.monotonic() + limit
-    last = None
-    while time.monotonic() < at:
-        try:
-            v = fn()
-            if v is not None:
-                return v
-        except Exception as e:  # noqa: BLE001
-            last = e
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not within {limit}s (last error: {last!r})")
+# A timeout raises TimeoutError: the run reports it and heals instead of exiting at once.
+wait_for = poll_until
 
 
 class Cluster:
