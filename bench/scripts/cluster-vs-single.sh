@@ -15,27 +15,9 @@ ROUNDS=${3:-2}
 LOAD=(produce --partitions 6 --producers 3 --acks all --record-size 1KiB --keys uniform:10000
       --duration 10s --warmup 2s --quiet)
 TMP=$(mktemp -d /tmp/cluster-vs-single.XXXXXX)
-PIDS=()
-stop_all() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    PIDS=()
-}
+# shellcheck source=bench/scripts/lib-nodes.sh
+. bench/scripts/lib-nodes.sh
 trap 'stop_all; rm -rf "$TMP"' EXIT
-
-free_port() { python3 -c "import socket;s=socket.socket();s.bind(('$1',0));print(s.getsockname()[1])"; }
-
-# start NAME ARGS...: starts a node, waits (bounded) for its ready line.
-start() {
-    local name=$1; shift
-    "$ODRADEK" serve "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-    PIDS+=($!)
-    for _ in $(seq 1 200); do
-        grep -q "odradek ready" "$TMP/$name.out" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "$name did not start:"; tail -5 "$TMP/$name.err"; exit 1
-}
 
 single() {
     local port; port=$(free_port 127.0.0.2)
@@ -45,22 +27,8 @@ single() {
 }
 
 cluster() {
-    local voters="" ports=() cports=()
-    for i in 1 2 3; do
-        ports[i]=$(free_port "127.0.0.$((i + 1))"); cports[i]=$(free_port "127.0.0.$((i + 1))")
-        voters+="${voters:+,}$i@127.0.0.$((i + 1)):${cports[i]}"
-    done
-    for i in 1 2 3; do
-        start "n$i" --node-id "$i" --listen "127.0.0.$((i + 1)):${ports[i]}" \
-            --controller-listen "127.0.0.$((i + 1)):${cports[i]}" \
-            --controller-quorum-voters "$voters" --data-dir "$TMP/n$i" --smp 1
-    done
-    # Bounded wait until all three brokers are registered.
-    for _ in $(seq 1 100); do
-        [ "$(kcat -L -b "127.0.0.2:${ports[1]}" 2>/dev/null | grep -c '  broker ')" = 3 ] && break
-        sleep 0.1
-    done
-    "$BENCH" "${LOAD[@]}" --brokers "127.0.0.2:${ports[1]}" --topic "t$RANDOM" --label "3 nodes"
+    start_cluster
+    "$BENCH" "${LOAD[@]}" --brokers "$BOOT" --topic "t$RANDOM" --label "3 nodes"
     stop_all; rm -rf "$TMP"/n?
 }
 
