@@ -169,7 +169,8 @@ pub struct NodeConfig {
     /// `fetch_disk_reads`).
     pub fetch_disk_reads: DiskReads,
     /// Whether partition logs write with O_DIRECT (config file key `direct_writes`; default
-    /// true; the log falls back to buffered writes where O_DIRECT is unavailable).
+    /// false: through the page cache, so that an acks=1 reply never waits for the device; with
+    /// true the log falls back to buffered writes where O_DIRECT is unavailable).
     pub direct_writes: bool,
     /// Whether each shard thread is pinned to its own core (config file key `pin_shards`;
     /// default true). Unpinned suits a host shared with other busy processes, where a pinned
@@ -315,13 +316,14 @@ pub struct HostDefaults {
 }
 
 impl HostDefaults {
-    /// The built-in defaults: a shard per CPU, 32 MiB of recent batches per shard, O_DIRECT.
+    /// The built-in defaults: a shard per CPU, 32 MiB of recent batches per shard, writes
+    /// through the page cache.
     #[cfg(test)]
     pub fn plain(cpus: usize) -> Self {
         Self {
             smp: cpus.max(1),
             fetch_cache_bytes: odradek_tuning::autotune::FETCH_CACHE_BYTES_DEFAULT as usize,
-            direct_writes: true,
+            direct_writes: false,
         }
     }
 }

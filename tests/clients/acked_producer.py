@@ -1,9 +1,9 @@
-"""Produce numbered records with acks=all until killed, and write each acknowledged one down.
+"""Produce numbered records with acks=all (or --acks 1) until killed, and write each acknowledged one down.
 
 Used by node/tests/durability.rs: the test SIGKILLs the node at a random moment, and every
 record this script saw acknowledged must still be in the log after a restart.
 
-Usage: acked_producer.py --bootstrap H:P --topic T --prefix P --acked FILE [--max N]
+Usage: acked_producer.py --bootstrap H:P --topic T --prefix P --acked FILE [--max N] [--acks 1]
 Each acknowledged value is appended to FILE as one line, flushed at once (the node may be
 killed at any instant; an acknowledgement not yet written down is merely not checked).
 """
@@ -20,6 +20,7 @@ ap.add_argument("--topic", required=True)
 ap.add_argument("--prefix", required=True)
 ap.add_argument("--acked", required=True)
 ap.add_argument("--max", type=int, default=200_000)
+ap.add_argument("--acks", default="all", choices=["all", "1"])
 ap.add_argument("--seconds", type=float, default=30.0)
 args = ap.parse_args()
 
@@ -34,7 +35,7 @@ def delivered(err, msg):
 p = Producer(
     {
         "bootstrap.servers": args.bootstrap,
-        "acks": "all",
+        "acks": args.acks,
         "linger.ms": 2,
         "enable.idempotence": False,
         "message.timeout.ms": 5000,

@@ -1,9 +1,10 @@
 //! The recent-batch cache: the batches a shard appended last, kept in memory so that consumers
 //! at the tail of a partition are served without touching the disk.
 //!
-//! Why: the log writes with O_DIRECT, so the page cache does not hold what was just written; a
-//! tailing consumer would otherwise read every batch back from the device. Batches are held as
-//! stored (offsets assigned) and sent to the socket from here with a vectored write: no copy
+//! Why: a tailing consumer is then served with no system call but the send, and with
+//! `direct_writes = true` (O_DIRECT) the page cache does not even hold what was just written,
+//! so such a consumer would otherwise read every batch back from the device. Batches are held
+//! as stored (offsets assigned) and sent to the socket from here with a vectored write: no copy
 //! into a response buffer.
 //!
 //! Bounds: one byte budget per shard (`NodeConfig::fetch_cache_bytes`, chosen by autotune

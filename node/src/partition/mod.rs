@@ -770,7 +770,8 @@ impl Partition {
         let ReadResult { slice, .. } = self.log.read(offset, max_bytes, hw, first).await?;
         let Some(s) = slice else { return Ok(Vec::new()) };
         // A consumer reading the log from disk will want what follows next: have the kernel
-        // start reading it now (the log writes with O_DIRECT, so it is not in the page cache).
+        // start reading it now (synced bytes behind the page-cache window were dropped, and with
+        // O_DIRECT writes none of it is in the page cache).
         let reads = self.shared.reads;
         if let Err(e) = s.file.prefetch(s.position + s.len, reads.prefetch_bytes) {
             debug!(topic = %self.topic, partition = self.index, error = %e, "prefetch hint refused");
