@@ -119,6 +119,7 @@ struct FileConfig {
     fetch_cache_bytes: Option<usize>,
     fetch_disk_reads: Option<DiskReads>,
     direct_writes: Option<bool>,
+    writeback_bytes: Option<u64>,
     pin_shards: Option<bool>,
     fetch_prefetch_bytes: Option<u64>,
     offsets_retention_ms: Option<u64>,
@@ -172,6 +173,10 @@ pub struct NodeConfig {
     /// false: through the page cache, so that an acks=1 reply never waits for the device; with
     /// true the log falls back to buffered writes where O_DIRECT is unavailable).
     pub direct_writes: bool,
+    /// Writes through the page cache: a partition has the kernel start writing its dirty
+    /// bytes to the device every this many bytes (config file key `writeback_bytes`, default
+    /// 1 MiB; 0 leaves it all to the kernel's flusher, which writes gigabytes at once).
+    pub writeback_bytes: u64,
     /// Whether each shard thread is pinned to its own core (config file key `pin_shards`;
     /// default true). Unpinned suits a host shared with other busy processes, where a pinned
     /// shard must wait for its one core while another core idles (Redpanda's
@@ -402,6 +407,7 @@ impl NodeConfig {
             fetch_cache_bytes: file.fetch_cache_bytes.unwrap_or(host.fetch_cache_bytes),
             fetch_disk_reads: file.fetch_disk_reads.unwrap_or_default(),
             direct_writes: file.direct_writes.unwrap_or(host.direct_writes),
+            writeback_bytes: file.writeback_bytes.unwrap_or(odradek_storage::WRITEBACK_BYTES),
             pin_shards: file.pin_shards.unwrap_or(true),
             fetch_prefetch_bytes: file.fetch_prefetch_bytes.unwrap_or(FETCH_PREFETCH_BYTES_DEFAULT),
             offsets_retention_ms: file.offsets_retention_ms.unwrap_or(7 * 24 * 3600 * 1000),

@@ -156,7 +156,11 @@ async fn run(
             return;
         }
     };
-    let engine = LogConfig { direct_writes: config.direct_writes, ..LogConfig::default() };
+    let engine = LogConfig {
+        direct_writes: config.direct_writes,
+        writeback_bytes: (config.writeback_bytes > 0).then_some(config.writeback_bytes),
+        ..LogConfig::default()
+    };
     let reads = ReadSettings {
         disk_reads: config.fetch_disk_reads,
         prefetch_bytes: config.fetch_prefetch_bytes,

@@ -19,7 +19,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -34,6 +34,12 @@ use compio::io::{AsyncReadAt, AsyncWriteAt};
 pub const IOVECS_PER_WRITE_MAX: usize = 1024;
 /// Alignment of direct I/O: file position, length and buffer address of every direct write.
 pub const DIRECT_ALIGN: usize = 4096;
+/// Bound on writeback hints ([`StorageFile::start_writeback`]) running at once, per process.
+pub const WRITEBACKS_IN_FLIGHT_MAX: usize = 8;
+
+/// Writeback hints under way, all shards together.
+static WRITEBACKS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 /// A buffer whose contents start at a [`DIRECT_ALIGN`]-aligned address, for direct writes.
 ///
@@ -118,6 +124,15 @@ pub trait StorageFile: Clone + 'static {
     /// Asks the kernel to drop clean cached pages of `[pos, pos + len)`
     /// (`posix_fadvise(DONTNEED)`). Only a hint: dirty pages stay until written back.
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()>;
+    /// Asks the kernel to start writing the dirty pages of `[pos, pos + len)` to the device,
+    /// without waiting (`posix_fadvise(DONTNEED)`, which also drops pages already clean there),
+    /// off the calling thread, since starting writeback can block. Only a hint: durability
+    /// still comes from `sync_data`, which also reports any writeback error. Returns false,
+    /// doing nothing, while [`WRITEBACKS_IN_FLIGHT_MAX`] are already under way.
+    fn start_writeback(&self, pos: u64, len: u64) -> bool {
+        let _ = (pos, len);
+        true
+    }
     /// Asks the kernel to start reading `[pos, pos + len)` into the page cache in the
     /// background (`posix_fadvise(WILLNEED)`), so that a sequential reader finds it there. Only
     /// a hint.
@@ -265,6 +280,36 @@ impl StorageFile for CompioFile {
         let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
         rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::DontNeed)
             .map_err(io::Error::from)
+    }
+
+    fn start_writeback(&self, pos: u64, len: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let Some(len) = std::num::NonZeroU64::new(len) else { return true };
+        let taken = WRITEBACKS_IN_FLIGHT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < WRITEBACKS_IN_FLIGHT_MAX).then_some(n + 1)
+        });
+        if taken.is_err() {
+            return false;
+        }
+        // The blocking pool needs a descriptor of its own (`Send`, alive until it is done).
+        let fd = match self.file.as_fd().try_clone_to_owned() {
+            Ok(fd) => fd,
+            Err(e) => {
+                WRITEBACKS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+                tracing::debug!(error = %e, "writeback hint skipped: cannot duplicate the descriptor");
+                return false;
+            }
+        };
+        // Detached: nobody waits for it (dropping the handle would cancel it before it ran).
+        compio::runtime::spawn_blocking(move || {
+            let advised = rustix::fs::fadvise(&fd, pos, Some(len), rustix::fs::Advice::DontNeed);
+            WRITEBACKS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+            if let Err(e) = advised {
+                tracing::debug!(error = %e, "writeback hint refused");
+            }
+        })
+        .detach();
+        true
     }
 
     fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {

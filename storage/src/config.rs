@@ -68,6 +68,9 @@ pub struct LogConfig {
     /// through the page cache. Falls back to buffered writes where the file system has no direct
     /// I/O. Reads always go through the page cache.
     pub direct_writes: bool,
+    /// Writes through the page cache: start the device's writeback of a segment's dirty bytes
+    /// every this many bytes (see `Log::start_writeback`). `None` = leave it to the kernel.
+    pub writeback_bytes: Option<u64>,
     /// Bound on the keys compaction holds in memory in one pass (each costs ~40 bytes).
     pub compaction_keys_max: usize,
 }
@@ -89,6 +92,7 @@ impl Default for LogConfig {
             compaction_keys_max: 4_000_000,
             page_cache_window_bytes: Some(64 * 1024 * 1024),
             direct_writes: true,
+            writeback_bytes: Some(crate::log::WRITEBACK_BYTES),
         }
     }
 }

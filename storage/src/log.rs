@@ -64,6 +64,9 @@ pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A segment write (or sync) that takes this long is logged: every append waiting on it (and,
 /// for a write, every acks=1 reply) waited as long.
 pub const SLOW_IO: std::time::Duration = std::time::Duration::from_millis(20);
+/// Writes through the page cache start the device's writeback of every this many bytes of a
+/// segment (see `Log::start_writeback`): the default of `LogConfig::writeback_bytes`.
+pub const WRITEBACK_BYTES: u64 = 1 << 20;
 /// A group-commit fdatasync that takes this long is logged (p50 is a few ms on a typical
 /// disk, so this is far out in the tail).
 pub const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
@@ -1037,7 +1040,31 @@ impl<B: Backend> Log<B> {
         for info in &mut infos {
             info.log_start_offset = start;
         }
+        drop(st);
+        self.start_writeback();
         Ok(infos)
+    }
+
+    /// Writes through the page cache: once `writeback_bytes` of the active segment are dirty,
+    /// has the kernel start writing them to the device in the background. Without it the
+    /// kernel's flusher writes gigabytes at once (after 30 s or 10 % of RAM), and while it does,
+    /// ext4 holds page-cache writes up for hundreds of milliseconds, which an acks=1 reply
+    /// waits for; and an acks=all `fdatasync` would find all of it still to write.
+    fn start_writeback(&self) {
+        let (direct, step) = {
+            let cfg = self.config.borrow();
+            (cfg.direct_writes, cfg.writeback_bytes)
+        };
+        let Some(step) = step else { return };
+        let mut st = self.state.borrow_mut();
+        let seg = st.active_mut();
+        if direct && !matches!(seg.direct, DirectState::Off) {
+            return;
+        }
+        let from = seg.writeback_from.min(seg.size);
+        if seg.size - from >= step.max(1) && seg.file.start_writeback(from, seg.size - from) {
+            seg.writeback_from = seg.size;
+        }
     }
 
     /// Before a group write: makes `new_epochs` (the cache once the group's batches start new

@@ -60,6 +60,9 @@ pub struct Segment<F> {
     pub bytes_since_index: u64,
     /// Everything below this position was already dropped from the page cache.
     pub cache_dropped_to: u64,
+    /// Writes through the page cache: writeback to the device was started for everything below
+    /// this position (see `Log::start_writeback`).
+    pub writeback_from: u64,
     /// How the active segment is written directly (see [`DirectState`]).
     pub direct: DirectState<F>,
 }
@@ -91,6 +94,7 @@ impl<F: StorageFile> Segment<F> {
             max_timestamp_offset: base_offset,
             bytes_since_index: 0,
             cache_dropped_to: 0,
+            writeback_from: 0,
             direct: DirectState::Unopened,
         }
     }

@@ -69,6 +69,8 @@ struct Fs {
     writes: u64,
     syncs: u64,
     dropped_bytes: u64,
+    /// Ranges the log asked to start writing back, in order.
+    writebacks: Vec<(u64, u64)>,
     fail_from_call: Option<u64>,
     capacity_bytes: Option<u64>,
     yield_on_io: bool,
@@ -201,6 +203,11 @@ impl SimBackend {
     /// Bytes the log asked to drop from the (simulated) page cache so far.
     pub fn dropped_cache_bytes(&self) -> u64 {
         self.fs.borrow().dropped_bytes
+    }
+
+    /// `(position, length)` of every writeback the log asked to start, in order.
+    pub fn writeback_ranges(&self) -> Vec<(u64, u64)> {
+        self.fs.borrow().writebacks.clone()
     }
 
     /// I/O calls made so far.
@@ -367,6 +374,11 @@ impl StorageFile for SimFile {
     fn drop_cache(&self, _pos: u64, len: u64) -> io::Result<()> {
         self.fs.borrow_mut().dropped_bytes += len;
         Ok(())
+    }
+
+    fn start_writeback(&self, pos: u64, len: u64) -> bool {
+        self.fs.borrow_mut().writebacks.push((pos, len));
+        true
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -316,6 +316,45 @@ fn synced_bytes_beyond_the_page_cache_window_are_dropped() {
 }
 
 #[test]
+fn writes_through_the_page_cache_start_writeback_every_step() {
+    runtime().block_on(async {
+        const STEP: u64 = 4096;
+        for (direct_writes, step) in [(false, Some(STEP)), (false, None), (true, Some(STEP))] {
+            let sim = SimBackend::new();
+            let cfg = LogConfig {
+                segment_bytes: 1 << 30,
+                direct_writes,
+                writeback_bytes: step,
+                ..config()
+            };
+            let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock())
+                .await
+                .expect("open");
+            for s in 0..200 {
+                log.append(batch_of(&[value(0, s); 8], Codec::None, 5_000, false))
+                    .await
+                    .expect("append");
+            }
+            let ranges = sim.writeback_ranges();
+            if direct_writes || step.is_none() {
+                assert!(ranges.is_empty(), "direct writes or no step: none, got {ranges:?}");
+                continue;
+            }
+            // Back to back from the start of the segment, each at least a step, and what is
+            // left dirty at the end is under a step.
+            let mut next = 0;
+            for &(pos, len) in &ranges {
+                assert_eq!(pos, next, "contiguous: {ranges:?}");
+                assert!(len >= STEP, "at least a step: {ranges:?}");
+                next = pos + len;
+            }
+            assert!(log.size_bytes() - next < STEP, "{} left dirty", log.size_bytes() - next);
+            assert!(ranges.len() >= 5, "the load wrote several steps: {ranges:?}");
+        }
+    });
+}
+
+#[test]
 fn without_direct_io_the_log_writes_through_the_page_cache() {
     runtime().block_on(async {
         let sim = SimBackend::new();
