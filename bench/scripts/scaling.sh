@@ -42,7 +42,8 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_ROOT="$(cd "$SCRIPT_DIR/../.." 2>/dev/null && pwd)"
+REPO_ROOT=""
+[[ "$SCRIPT_DIR" == */bench/scripts ]] && REPO_ROOT="${SCRIPT_DIR%/bench/scripts}"
 STAMP="$(date +%Y%m%d-%H%M%S)"
 OUT_DIR="${OUT_DIR:-target/scaling/$STAMP}"
 SIZES="${SIZES:-100 1024}"
@@ -54,7 +55,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 find_bin() { # name → the first executable candidate
     local c
-    for c in "$REPO_ROOT/target/release/$1" "target/release/$1" "$SCRIPT_DIR/$1" "./$1"; do
+    for c in ${REPO_ROOT:+"$REPO_ROOT/target/release/$1"} "target/release/$1" "$SCRIPT_DIR/$1" "./$1"; do
         [ -f "$c" ] && [ -x "$c" ] && { printf '%s\n' "$c"; return 0; }
     done
     return 1
