@@ -156,7 +156,7 @@ side() {
 }
 
 TSV="$OUT_DIR/results.tsv"
-printf 'n\tnode_cpus\tbench_cpus\tnote\tworkload\tsize\trecords\tseconds\trecords_per_s\tmb_per_s\terrors\n' >"$TSV"
+printf 'n\tnode_cpus\tbench_cpus\tnote\tworkload\tsize\tmeasured_records\tseconds\trecords_per_s\tmb_per_s\terrors\n' >"$TSV"
 failed=""
 
 for N in $NS; do
