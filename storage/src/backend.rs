@@ -40,6 +40,52 @@ pub const WRITEBACKS_IN_FLIGHT_MAX: usize = 8;
 /// Writeback hints under way, all shards together.
 static WRITEBACKS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
+/// Bound on cache hints ([`StorageFile::drop_cache`], [`StorageFile::prefetch`]) running at
+/// once off the shard threads, per process; further hints are skipped while it is reached.
+pub const CACHE_HINTS_IN_FLIGHT_MAX: usize = 8;
+/// Cache hints under way, all shards together.
+static CACHE_HINTS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs `posix_fadvise(advice)` on `[pos, pos + len)` of `file` on compio's blocking pool,
+/// detached, instead of on the calling (shard) thread: `DONTNEED` starts writeback of dirty
+/// pages and frees every page of the range, `WILLNEED` allocates the pages and submits the
+/// reads, and either can take milliseconds (more on a busy device or a VM where fresh memory
+/// is slow to touch) during which nothing else on the shard runs. Returns whether the hint was
+/// handed over: false, doing nothing, while [`CACHE_HINTS_IN_FLIGHT_MAX`] are under way.
+fn advise_off_thread(
+    file: &File,
+    pos: u64,
+    len: u64,
+    advice: rustix::fs::Advice,
+) -> io::Result<bool> {
+    use std::sync::atomic::Ordering;
+    let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(true) };
+    let taken = CACHE_HINTS_IN_FLIGHT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < CACHE_HINTS_IN_FLIGHT_MAX).then_some(n + 1)
+    });
+    if taken.is_err() {
+        return Ok(false);
+    }
+    // The pool thread needs a descriptor of its own (`Send`, alive until it is done).
+    let fd = match file.as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            CACHE_HINTS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
+    };
+    // Detached: nobody waits for it (dropping the handle would cancel it before it ran).
+    compio::runtime::spawn_blocking(move || {
+        let advised = rustix::fs::fadvise(&fd, pos, Some(len), advice);
+        CACHE_HINTS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        if let Err(e) = advised {
+            tracing::debug!(error = %e, ?advice, "cache hint refused");
+        }
+    })
+    .detach();
+    Ok(true)
+}
 
 /// A buffer whose contents start at a [`DIRECT_ALIGN`]-aligned address, for direct writes.
 ///
@@ -183,7 +229,8 @@ pub fn advance(pending: &mut std::collections::VecDeque<Bytes>, mut written: usi
 /// The production backend: compio on io_uring, one ring per shard thread.
 ///
 /// Must be used from inside a compio runtime. Directory listing uses `std::fs::read_dir`
-/// (io_uring has no `getdents`); it runs only when a log is opened.
+/// (io_uring has no `getdents`) and the cache hints `posix_fadvise`: both run on compio's
+/// blocking pool, never on the calling shard thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CompioBackend;
 
@@ -277,9 +324,8 @@ impl StorageFile for CompioFile {
     }
 
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
-        let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
-        rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::DontNeed)
-            .map_err(io::Error::from)
+        // Skipped when too many hints are under way: the kernel reclaims those pages anyway.
+        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::DontNeed).map(drop)
     }
 
     fn start_writeback(&self, pos: u64, len: u64) -> bool {
@@ -313,9 +359,8 @@ impl StorageFile for CompioFile {
     }
 
     fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
-        let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(()) };
-        rustix::fs::fadvise(&self.file, pos, Some(len), rustix::fs::Advice::WillNeed)
-            .map_err(io::Error::from)
+        // Skipped when too many hints are under way: the read then waits for the device.
+        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::WillNeed).map(drop)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -342,13 +387,20 @@ impl Backend for CompioBackend {
     }
 
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(path)? {
-            if let Some(name) = entry?.file_name().to_str() {
-                names.push(name.to_owned());
+        // io_uring has no `getdents`: the listing (a directory read from the device when it is
+        // not cached, and a long one for a partition of many segments) runs on compio's
+        // blocking pool, not on the shard thread.
+        let path = path.to_owned();
+        let listed = compio::runtime::spawn_blocking(move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&path)? {
+                if let Some(name) = entry?.file_name().to_str() {
+                    names.push(name.to_owned());
+                }
             }
-        }
-        Ok(names)
+            Ok(names)
+        });
+        listed.await.map_err(|e| io::Error::other(format!("directory listing failed: {e:?}")))?
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -395,5 +447,37 @@ pub async fn remove_if_exists<B: Backend>(backend: &B, path: &Path) -> io::Resul
     match backend.remove_file(path).await {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_and_cache_hints_run_off_the_calling_thread_and_finish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = compio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let backend = CompioBackend;
+            let file = backend.open(&dir.path().join("a.log"), true).await.expect("open");
+            file.write_at(0, vec![Bytes::from(vec![7u8; 64 * 1024])]).await.expect("write");
+            backend.open(&dir.path().join("b.index"), true).await.expect("open");
+            let mut names = backend.list_dir(dir.path()).await.expect("list");
+            names.sort();
+            assert_eq!(names, ["a.log", "b.index"]);
+            let missing = backend.list_dir(&dir.path().join("none")).await;
+            assert_eq!(missing.expect_err("missing").kind(), io::ErrorKind::NotFound);
+
+            file.drop_cache(0, 64 * 1024).expect("drop");
+            file.prefetch(0, 64 * 1024).expect("prefetch");
+            // The hints ran on the pool and gave their slots back.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while CACHE_HINTS_IN_FLIGHT.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                assert!(std::time::Instant::now() < deadline, "cache hints never finished");
+                compio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert_eq!(file.read_at(0, 16).await.expect("read").as_ref(), [7u8; 16]);
+        });
     }
 }
