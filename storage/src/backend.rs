@@ -48,22 +48,22 @@ static CACHE_HINTS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// Runs `posix_fadvise(advice)` on `[pos, pos + len)` of `file` on compio's blocking pool,
-/// detached, instead of on the calling (shard) thread: `DONTNEED` starts writeback of dirty
+/// detached, instead of on the calling (shard) thread, counting it in `in_flight`: `DONTNEED` starts writeback of dirty
 /// pages and frees every page of the range, `WILLNEED` allocates the pages and submits the
 /// reads, and either can take milliseconds (more on a busy device or a VM where fresh memory
 /// is slow to touch) during which nothing else on the shard runs. Returns whether the hint was
-/// handed over: false, doing nothing, while [`CACHE_HINTS_IN_FLIGHT_MAX`] are under way.
+/// handed over: false, doing nothing, while `max` are already under way.
 fn advise_off_thread(
     file: &File,
     pos: u64,
     len: u64,
     advice: rustix::fs::Advice,
+    (in_flight, max): (&'static std::sync::atomic::AtomicUsize, usize),
 ) -> io::Result<bool> {
     use std::sync::atomic::Ordering;
     let Some(len) = std::num::NonZeroU64::new(len) else { return Ok(true) };
-    let taken = CACHE_HINTS_IN_FLIGHT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-        (n < CACHE_HINTS_IN_FLIGHT_MAX).then_some(n + 1)
-    });
+    let taken =
+        in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
     if taken.is_err() {
         return Ok(false);
     }
@@ -71,14 +71,14 @@ fn advise_off_thread(
     let fd = match file.as_fd().try_clone_to_owned() {
         Ok(fd) => fd,
         Err(e) => {
-            CACHE_HINTS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+            in_flight.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
     };
     // Detached: nobody waits for it (dropping the handle would cancel it before it ran).
     compio::runtime::spawn_blocking(move || {
         let advised = rustix::fs::fadvise(&fd, pos, Some(len), advice);
-        CACHE_HINTS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+        in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Err(e) = advised {
             tracing::debug!(error = %e, ?advice, "cache hint refused");
         }
@@ -325,42 +325,26 @@ impl StorageFile for CompioFile {
 
     fn drop_cache(&self, pos: u64, len: u64) -> io::Result<()> {
         // Skipped when too many hints are under way: the kernel reclaims those pages anyway.
-        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::DontNeed).map(drop)
+        let hints = (&CACHE_HINTS_IN_FLIGHT, CACHE_HINTS_IN_FLIGHT_MAX);
+        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::DontNeed, hints).map(drop)
     }
 
     fn start_writeback(&self, pos: u64, len: u64) -> bool {
-        use std::sync::atomic::Ordering;
-        let Some(len) = std::num::NonZeroU64::new(len) else { return true };
-        let taken = WRITEBACKS_IN_FLIGHT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < WRITEBACKS_IN_FLIGHT_MAX).then_some(n + 1)
-        });
-        if taken.is_err() {
-            return false;
-        }
-        // The blocking pool needs a descriptor of its own (`Send`, alive until it is done).
-        let fd = match self.file.as_fd().try_clone_to_owned() {
-            Ok(fd) => fd,
+        // `DONTNEED` writes dirty pages back without waiting and drops only clean ones.
+        let slots = (&WRITEBACKS_IN_FLIGHT, WRITEBACKS_IN_FLIGHT_MAX);
+        match advise_off_thread(&self.file, pos, len, rustix::fs::Advice::DontNeed, slots) {
+            Ok(handed) => handed,
             Err(e) => {
-                WRITEBACKS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
                 tracing::debug!(error = %e, "writeback hint skipped: cannot duplicate the descriptor");
-                return false;
+                false
             }
-        };
-        // Detached: nobody waits for it (dropping the handle would cancel it before it ran).
-        compio::runtime::spawn_blocking(move || {
-            let advised = rustix::fs::fadvise(&fd, pos, Some(len), rustix::fs::Advice::DontNeed);
-            WRITEBACKS_IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
-            if let Err(e) = advised {
-                tracing::debug!(error = %e, "writeback hint refused");
-            }
-        })
-        .detach();
-        true
+        }
     }
 
     fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
         // Skipped when too many hints are under way: the read then waits for the device.
-        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::WillNeed).map(drop)
+        let hints = (&CACHE_HINTS_IN_FLIGHT, CACHE_HINTS_IN_FLIGHT_MAX);
+        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::WillNeed, hints).map(drop)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {

@@ -1244,7 +1244,9 @@ impl<B: Backend> Log<B> {
         let mut st = self.state.borrow_mut();
         let Some(seg) = st.segments.get_mut(&base) else { return };
         let to = synced_pos.saturating_sub(window) / PAGE_BYTES * PAGE_BYTES;
-        if to <= seg.cache_dropped_to {
+        // In steps of at least `WRITEBACK_BYTES`: each drop is a hint handed to the blocking
+        // pool, not worth a thread hop per small group commit.
+        if to < seg.cache_dropped_to + WRITEBACK_BYTES.min(window.max(PAGE_BYTES)) {
             return;
         }
         let from = seg.cache_dropped_to;
