@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Odradek next to Tansu, both driven by librdkafka's rdkafka_performance, in one run
-# (~5 minutes with the defaults on a 2-vCPU VM, plus ~1.5 minutes the first time to build the tools).
+# (~8 minutes with the defaults on a 2-vCPU VM, plus ~1.5 minutes the first time to build the tools).
 #
 #   bash bench/scripts/broker-vs-tansu.sh            # from the repository root
 #
@@ -18,8 +18,8 @@
 # workload runs against Odradek and then against Tansu with the same parameters, on a topic
 # created beforehand with the confluent_kafka AdminClient:
 #   1. produce throughput, acks=1: SMALL_SIZE (100 B) x SMALL_COUNT and LARGE_SIZE (1 KiB) x
-#      LARGE_COUNT records, on 1 and 8 partitions (librdkafka defaults, linger.ms=5; records are
-#      spread over partitions at random: sticky.partitioning.linger.ms=0)
+#      LARGE_COUNT records, on 1, 8 and 100 partitions (librdkafka defaults, linger.ms=5; records
+#      are spread over partitions at random: sticky.partitioning.linger.ms=0)
 #   2. consume throughput: the same topic read back from the beginning (simple consumer, all
 #      partitions, -c COUNT -e), right after it was produced
 #   3. produce latency, acks=1 and acks=all: LAT_COUNT records of LAT_SIZE B at LAT_RATE/s on one
@@ -28,12 +28,28 @@
 # and at the end each broker's peak RSS (VmHWM) and CPU time. Every command is logged and printed;
 # the markdown tables at the end are meant for bench/RESULTS.md.
 #
+# CPU per record (issue 14 §1, the figure that does not depend on the client): for every produce
+# and consume run, the broker's CPU time (utime+stime of all its threads, /proc/PID/stat) read
+# right before the client starts and right after it exits, so the broker's idle CPU (timers)
+# between runs is not charged, divided by the records of the run: CPU seconds per million
+# records, Odradek against Tansu, on every size x partition count (1 and 100 partitions are the
+# issue's rows; 8 comes along). Rows where Odradek needs at most a third of Tansu's CPU per
+# record (the issue's target) are marked ✓. Where the host has hardware counters, `perf stat -e
+# instructions -p PID` runs around each client run too and the table gives instructions per
+# record; on a VM without them (`perf stat -e instructions -- true` says "<not supported>") or
+# without perf, that column reads "n/a". Keep in mind the comparison is not like for like:
+# Odradek persists every record to disk (page-cache writes, fdatasync for acks=all), Tansu here
+# is memory-only (memory://), so Odradek's CPU includes the file I/O Tansu never does.
+#
 # Knobs (environment): SMALL_COUNT (2000000), SMALL_SIZE (100), LARGE_COUNT (500000),
-# LARGE_SIZE (1024), PARTITIONS ("1 8"), LAT_RATE (1000), LAT_COUNT (20000), LAT_SIZE (100),
+# LARGE_SIZE (1024), PARTITIONS ("1 8 100"; the CPU-per-record table has one row per size x
+# partition count x produce/consume), LAT_RATE (1000), LAT_COUNT (20000), LAT_SIZE (100),
 # LAT_SKIP (LAT_RATE: the first second), SMP (2), RUN_TIMEOUT (seconds bound of each client run,
 # 120), DATA_DIR (Odradek's data, default target/broker-vs-tansu/data, removed at exit),
 # OUT_DIR (logs and results, default target/broker-vs-tansu/<time>), TOOLS_DIR
-# (target/bench-tools).
+# (target/bench-tools), ODR (an Odradek binary to use as it is, e.g. a release build made
+# earlier: no `cargo build`; default: cargo build --release, then target/release/odradek),
+# PERF (perf, for instructions per record where the host counts them; PERF= turns it off).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -43,7 +59,7 @@ SMALL_COUNT="${SMALL_COUNT:-2000000}"
 SMALL_SIZE="${SMALL_SIZE:-100}"
 LARGE_COUNT="${LARGE_COUNT:-500000}"
 LARGE_SIZE="${LARGE_SIZE:-1024}"
-PARTITIONS="${PARTITIONS:-1 8}"
+PARTITIONS="${PARTITIONS:-1 8 100}"
 LAT_RATE="${LAT_RATE:-1000}"
 LAT_COUNT="${LAT_COUNT:-20000}"
 LAT_SIZE="${LAT_SIZE:-100}"
@@ -136,10 +152,29 @@ if ! python3 -c 'import confluent_kafka' 2>/dev/null; then
     python3 -m pip install --quiet "$(grep -i '^confluent-kafka' tests/clients/requirements.txt || echo confluent-kafka)"
 fi
 
-log "cargo build --release --bin odradek"
-cargo build --release --bin odradek
-ODR="$TARGET/release/odradek"
+if [ -n "${ODR:-}" ]; then
+    log "odradek binary given: $ODR (no cargo build)"
+else
+    log "cargo build --release --bin odradek"
+    cargo build --release --bin odradek
+    ODR="$TARGET/release/odradek"
+fi
 [ -x "$ODR" ] || die "no binary at $ODR"
+
+# Instructions per record need hardware counters; a VM often has none (perf prints
+# "<not supported>"), then the column reads n/a.
+PERF="${PERF-perf}"
+PERF_OK=""
+if [ -n "$PERF" ] && command -v "$PERF" >/dev/null 2>&1; then
+    perf_probe="$("$PERF" stat -x, -e instructions -- true 2>&1 || true)"
+    if printf '%s\n' "$perf_probe" | grep -Eq '^[0-9]+,[^,]*,instructions'; then
+        PERF_OK=1
+    else
+        log "perf stat -e instructions not usable here ($(printf '%s' "$perf_probe" | grep -m1 -i instructions || echo "no output")): instructions per record will read n/a"
+    fi
+else
+    log "no perf: instructions per record will read n/a"
+fi
 
 # --- Scratch directory on the repository's disk -----------------------------------------------
 [ -e "$DATA_DIR" ] && die "$DATA_DIR exists (a previous run still going, or killed?); remove it first"
@@ -179,7 +214,7 @@ TANSU_PORT="$(free_port)"
 CMDS="$OUT_DIR/commands.txt"
 RUNS="$OUT_DIR/runs.tsv"
 : >"$CMDS"
-printf 'broker\tworkload\tkind\tsize\tcount\tpartitions\tacks\trc\tseconds\tbroker_cpu_s\tlog\n' >"$RUNS"
+printf 'broker\tworkload\tkind\tsize\tcount\tpartitions\tacks\trc\tseconds\tbroker_cpu_s\tlog\tbroker_instructions\n' >"$RUNS"
 record_cmd() { printf '%s\n' "$*" >>"$CMDS"; }
 
 {
@@ -189,6 +224,7 @@ record_cmd() { printf '%s\n' "$*" >>"$CMDS"; }
     echo "code: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
     echo "rdkafka_performance: $({ "$RDK" -h 2>&1 || true; } | grep -m1 -o 'librdkafka version [0-9.]*') (rdkafka-sys $RDKAFKA_SYS_VERSION; no SSL, SASL, zlib, zstd)"
     echo "tansu: $("$TANSU" --version) (sha256 $(sha256sum "$TANSU" | cut -c1-16)…, from $TANSU_WHEEL)"
+    echo "hardware counters (perf stat -e instructions): $([ -n "$PERF_OK" ] && echo yes || echo "no (instructions per record: n/a)")"
     echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest processes at start (other load skews the latency tails most):"
     ps -eo pcpu,comm --sort=-pcpu | head -4
@@ -253,32 +289,46 @@ BROKER_DEAD=""
 run() { # broker workload kind size count partitions acks -- args...
     local broker="$1" wl="$2" kind="$3" size="$4" count="$5" parts="$6" acks="$7"
     shift 8
-    local pid logf rc=0 t0 t1 c0 c1
+    local pid logf rc=0 t0 t1 c0 c1 perf_pid="" perf_out="" insns=""
     pid="$(pid_of "$broker")"
     logf="$OUT_DIR/$broker-$wl.log"
     if [[ " $BROKER_DEAD " == *" $broker "* ]] || ! kill -0 "$pid" 2>/dev/null; then
         BROKER_DEAD="$BROKER_DEAD $broker"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$wl" "$kind" "$size" \
-            "$count" "$parts" "$acks" "broker-down" "" "" "" >>"$RUNS"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$wl" "$kind" "$size" \
+            "$count" "$parts" "$acks" "broker-down" "" "" "" "" >>"$RUNS"
         log "$broker $wl: SKIPPED, broker not running"
         return 0
     fi
     local cmd=(timeout -s INT -k 15 "$RUN_TIMEOUT" "$RDK" "$@")
     log "$broker $wl: ${cmd[*]}"
     record_cmd "$broker $wl: ${cmd[*]}"
+    if [ -n "$PERF_OK" ]; then
+        # Attached before the CPU sample and the client; the counter is read when perf gets SIGINT.
+        perf_out="$OUT_DIR/$broker-$wl.perf-stat"
+        "$PERF" stat -x, -e instructions -p "$pid" -o "$perf_out" &
+        perf_pid=$!
+        sleep 0.3
+    fi
+    # CPU sampled right around the client run only: the broker's idle time between runs is not
+    # charged to the run.
     c0="$(cpu_ticks "$pid")"
     t0="$(date +%s.%N)"
     "${cmd[@]}" >"$logf" 2>&1 || rc=$?
     t1="$(date +%s.%N)"
     c1="$(cpu_ticks "$pid")"
+    if [ -n "$perf_pid" ]; then
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        insns="$(awk -F, '$3 ~ /^instructions/ && $1 ~ /^[0-9]+$/ {print $1}' "$perf_out" 2>/dev/null | head -n 1)"
+    fi
     tail -n 2 "$logf" >&2
     [ "$rc" = 0 ] || printf 'broker-vs-tansu: %s %s exited %s%s\n' "$broker" "$wl" "$rc" \
         "$([ "$rc" = 124 ] && echo " (timed out after ${RUN_TIMEOUT}s)")" >&2
     kill -0 "$pid" 2>/dev/null || printf 'broker-vs-tansu: %s DIED during %s\n' "$broker" "$wl" >&2
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$wl" "$kind" "$size" "$count" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$broker" "$wl" "$kind" "$size" "$count" \
         "$parts" "$acks" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
         "$(awk -v a="${c0:-0}" -v b="${c1:-0}" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')" \
-        "$logf" >>"$RUNS"
+        "$logf" "$insns" >>"$RUNS"
     sleep 1
 }
 
@@ -425,6 +475,51 @@ for wl in seen:
     ratio = (f"**{rates['odradek'] / rates['tansu']:.2f}×**"
              if rates["odradek"] and rates["tansu"] else "—")
     print(f"| {label} | " + " | ".join(cells) + f" | {ratio} |")
+
+print("\n### CPU per record\n")
+print("Broker CPU (user+system, all threads, read right before and right after each client run) "
+      "per million records of the run; instructions per record from `perf stat -e instructions "
+      "-p PID` where the host has hardware counters (n/a: it has none, or no perf). Issue 14's "
+      "target: Odradek at most 1/3 of Tansu's CPU per record, ✓ where met. Odradek writes every "
+      "record to disk, Tansu keeps them in memory.\n")
+print("| workload | Odradek CPU s / M records | Tansu CPU s / M records | Odradek / Tansu "
+      "| ≤ 1/3 | Odradek instructions / record | Tansu instructions / record |")
+print("|---|---|---|---|---|---|---|")
+
+def per_m(r):
+    if r is None or not r["broker_cpu_s"]:
+        return None
+    _, _, problem = parse(r)
+    if problem:
+        return None
+    return float(r["broker_cpu_s"]) * 1e6 / int(r["count"])
+
+def ipr(r):
+    if r is None or not r.get("broker_instructions"):
+        return "n/a"
+    return f"{int(r['broker_instructions']) / int(r['count']):,.0f}"
+
+cpu_rows = sorted((wl for wl in seen),
+                  key=lambda wl: (0 if (by.get(("odradek", wl)) or by.get(("tansu", wl)))["kind"]
+                                  == "produce" else 1,
+                                  int((by.get(("odradek", wl)) or by.get(("tansu", wl)))["size"]),
+                                  int((by.get(("odradek", wl)) or by.get(("tansu", wl)))["partitions"])))
+for wl in cpu_rows:
+    o, t = by.get(("odradek", wl)), by.get(("tansu", wl))
+    ref = o or t
+    label = (f"{ref['kind']} {size_label(ref['size'])} × {int(ref['count']):,}, "
+             f"{ref['partitions']} partition{'s' if ref['partitions'] != '1' else ''}")
+    oc, tc = per_m(o), per_m(t)
+    fmt = lambda v: "—" if v is None else f"{v:.2f}"
+    if oc is not None and tc:
+        ratio = f"{oc / tc:.2f}"
+        meets = "✓" if oc * 3 <= tc else "✗"
+    else:
+        ratio, meets = "—", "—"
+    print(f"| {label} | {fmt(oc)} | {fmt(tc)} | {ratio} | {meets} | {ipr(o)} | {ipr(t)} |")
+print("\nCPU seconds are counted in clock ticks (1/" + str(os.sysconf("SC_CLK_TCK")) + " s): a run "
+      "shorter than a few hundred ticks of broker CPU has a coarse figure; — means the run failed "
+      "(see Problems) or was not made.")
 
 print("\n### Produce latency\n")
 print(f"One partition, {lat_size} B records at {lat_rate}/s asked (the achieved rate is shown), "
