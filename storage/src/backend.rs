@@ -47,6 +47,33 @@ pub const CACHE_HINTS_IN_FLIGHT_MAX: usize = 8;
 static CACHE_HINTS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
+/// The CPUs compio's blocking-pool threads run on (see [`set_pool_cpus`]).
+static POOL_CPUS: std::sync::OnceLock<rustix::thread::CpuSet> = std::sync::OnceLock::new();
+
+/// Lets the blocking-pool threads that run storage's hints and listings use `cpus` (the
+/// process's CPUs, before shards pin themselves). A pool thread is started by the shard thread
+/// that first needs it and so inherits that shard's pinning: without this, a hint that blocks in
+/// the kernel (ext4 allocating blocks for writeback) competes with its own shard for one core.
+/// The first call wins; without any, pool threads keep what they inherited.
+pub fn set_pool_cpus(cpus: rustix::thread::CpuSet) {
+    let _ = POOL_CPUS.set(cpus);
+}
+
+/// On a blocking-pool thread: moves it to [`set_pool_cpus`]'s CPUs, once per thread.
+fn unpin_pool_thread() {
+    thread_local! {
+        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if DONE.with(|d| d.replace(true)) {
+        return;
+    }
+    if let Some(cpus) = POOL_CPUS.get()
+        && let Err(e) = rustix::thread::sched_setaffinity(None, cpus)
+    {
+        tracing::debug!(error = %e, "blocking-pool thread keeps its inherited CPUs");
+    }
+}
+
 /// Runs `posix_fadvise(advice)` on `[pos, pos + len)` of `file` on compio's blocking pool,
 /// detached, instead of on the calling (shard) thread, counting it in `in_flight`: `DONTNEED` starts writeback of dirty
 /// pages and frees every page of the range, `WILLNEED` allocates the pages and submits the
@@ -77,6 +104,7 @@ fn advise_off_thread(
     };
     // Detached: nobody waits for it (dropping the handle would cancel it before it ran).
     compio::runtime::spawn_blocking(move || {
+        unpin_pool_thread();
         let advised = rustix::fs::fadvise(&fd, pos, Some(len), advice);
         in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Err(e) = advised {
@@ -376,6 +404,7 @@ impl Backend for CompioBackend {
         // blocking pool, not on the shard thread.
         let path = path.to_owned();
         let listed = compio::runtime::spawn_blocking(move || {
+            unpin_pool_thread();
             let mut names = Vec::new();
             for entry in std::fs::read_dir(&path)? {
                 if let Some(name) = entry?.file_name().to_str() {

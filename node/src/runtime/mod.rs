@@ -72,6 +72,14 @@ impl ShardThreads {
         pin: bool,
         body: ShardBody<S>,
     ) -> Result<Self, StartupError> {
+        if pin {
+            // Before any shard pins itself: the blocking pool's threads, which shards start,
+            // get the process's CPUs back rather than their shard's one core.
+            match rustix::thread::sched_getaffinity(None) {
+                Ok(cpus) => odradek_storage::backend::set_pool_cpus(cpus),
+                Err(e) => warn!(error = %e, "cannot read the process's CPUs; blocking work stays on shard cores"),
+            }
+        }
         let (mesh, inboxes) = Mesh::new(smp);
         let mesh = Arc::new(mesh);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
