@@ -342,6 +342,7 @@ fn parse_record(all: &[u8], pos: &mut usize) -> Result<RawRecord, RecordsError> 
     })
 }
 
+#[inline]
 fn read_i8(buf: &[u8], pos: &mut usize) -> Result<i8, RecordsError> {
     let byte = *buf.get(*pos).ok_or(RecordsError::Truncated { at: *pos })?;
     *pos += 1;
@@ -351,6 +352,7 @@ fn read_i8(buf: &[u8], pos: &mut usize) -> Result<i8, RecordsError> {
 /// Reads a varint length then skips that many bytes, returning their
 /// range (or `None` for length -1); `buf` ends where the enclosing record
 /// ends.
+#[inline]
 fn read_nullable(buf: &[u8], pos: &mut usize) -> Result<Option<Range<usize>>, RecordsError> {
     let at = *pos;
     let declared = read_varint(buf, pos)?;
@@ -370,8 +372,17 @@ fn read_nullable(buf: &[u8], pos: &mut usize) -> Result<Option<Range<usize>>, Re
 
 /// Reads a zigzag varint (at most 5 bytes, value within `i32`) at `*pos`,
 /// advancing `*pos` past it only on success.
+#[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordsError> {
     let at = *pos;
+    // One byte: most lengths, deltas and counts of small records.
+    if let Some(&byte) = buf.get(at)
+        && byte & 0x80 == 0
+    {
+        *pos = at + 1;
+        let raw = u32::from(byte);
+        return Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32));
+    }
     let mut raw: u32 = 0;
     for i in 0..5usize {
         let byte = *buf.get(at + i).ok_or(RecordsError::Truncated { at })?;
@@ -391,8 +402,16 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, RecordsError> {
 
 /// Reads a zigzag varlong (at most 10 bytes, value within `i64`) at `*pos`,
 /// advancing `*pos` past it only on success.
+#[inline]
 pub fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, RecordsError> {
     let at = *pos;
+    if let Some(&byte) = buf.get(at)
+        && byte & 0x80 == 0
+    {
+        *pos = at + 1;
+        let raw = u64::from(byte);
+        return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+    }
     let mut raw: u64 = 0;
     for i in 0..10usize {
         let byte = *buf.get(at + i).ok_or(RecordsError::Truncated { at })?;
