@@ -120,6 +120,7 @@ struct FileConfig {
     fetch_disk_reads: Option<DiskReads>,
     direct_writes: Option<bool>,
     writeback_bytes: Option<u64>,
+    page_cache_window_bytes: Option<u64>,
     pin_shards: Option<bool>,
     fetch_prefetch_bytes: Option<u64>,
     offsets_retention_ms: Option<u64>,
@@ -177,6 +178,10 @@ pub struct NodeConfig {
     /// bytes to the device every this many bytes (config file key `writeback_bytes`, default
     /// 1 MiB; 0 leaves it all to the kernel's flusher, which writes gigabytes at once).
     pub writeback_bytes: u64,
+    /// Page cache a partition keeps behind its end: written-back (or synced) bytes further back
+    /// are dropped from the cache (config file key `page_cache_window_bytes`, default 4 MiB;
+    /// 0 never drops). Consumers further behind read from the device, with read-ahead.
+    pub page_cache_window_bytes: u64,
     /// Whether each shard thread is pinned to its own core (config file key `pin_shards`;
     /// default true). Unpinned suits a host shared with other busy processes, where a pinned
     /// shard must wait for its one core while another core idles (Redpanda's
@@ -408,6 +413,9 @@ impl NodeConfig {
             fetch_disk_reads: file.fetch_disk_reads.unwrap_or_default(),
             direct_writes: file.direct_writes.unwrap_or(host.direct_writes),
             writeback_bytes: file.writeback_bytes.unwrap_or(odradek_storage::WRITEBACK_BYTES),
+            page_cache_window_bytes: file
+                .page_cache_window_bytes
+                .unwrap_or(odradek_storage::PAGE_CACHE_WINDOW_BYTES),
             pin_shards: file.pin_shards.unwrap_or(true),
             fetch_prefetch_bytes: file.fetch_prefetch_bytes.unwrap_or(FETCH_PREFETCH_BYTES_DEFAULT),
             offsets_retention_ms: file.offsets_retention_ms.unwrap_or(7 * 24 * 3600 * 1000),

@@ -159,6 +159,8 @@ async fn run(
     let engine = LogConfig {
         direct_writes: config.direct_writes,
         writeback_bytes: (config.writeback_bytes > 0).then_some(config.writeback_bytes),
+        page_cache_window_bytes: (config.page_cache_window_bytes > 0)
+            .then_some(config.page_cache_window_bytes),
         ..LogConfig::default()
     };
     let reads = ReadSettings {

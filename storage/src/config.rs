@@ -90,7 +90,7 @@ impl Default for LogConfig {
             flush: FlushPolicy { messages: None, ms: None },
             segments_max: 10_000,
             compaction_keys_max: 4_000_000,
-            page_cache_window_bytes: Some(64 * 1024 * 1024),
+            page_cache_window_bytes: Some(crate::log::PAGE_CACHE_WINDOW_BYTES),
             direct_writes: true,
             writeback_bytes: Some(crate::log::WRITEBACK_BYTES),
         }

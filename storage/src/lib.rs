@@ -54,4 +54,4 @@ pub use backend::{Backend, CompioBackend, StorageFile};
 pub use config::LogConfig;
 pub use epochs::EpochEntry;
 pub use error::{AppendError, LogError, ReadError};
-pub use log::{AppendInfo, FileSlice, Log, ReadResult, WRITEBACK_BYTES};
+pub use log::{AppendInfo, FileSlice, Log, PAGE_CACHE_WINDOW_BYTES, ReadResult, WRITEBACK_BYTES};

@@ -64,6 +64,8 @@ pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// A segment write (or sync) that takes this long is logged: every append waiting on it (and,
 /// for a write, every acks=1 reply) waited as long.
 pub const SLOW_IO: std::time::Duration = std::time::Duration::from_millis(20);
+/// The default of `LogConfig::page_cache_window_bytes`.
+pub const PAGE_CACHE_WINDOW_BYTES: u64 = 4 * 1024 * 1024;
 /// Writes through the page cache start the device's writeback of every this many bytes of a
 /// segment (see `Log::start_writeback`): the default of `LogConfig::writeback_bytes`.
 pub const WRITEBACK_BYTES: u64 = 1 << 20;
@@ -1064,6 +1066,22 @@ impl<B: Backend> Log<B> {
         let from = seg.writeback_from.min(seg.size);
         if seg.size - from >= step.max(1) && seg.file.start_writeback(from, seg.size - from) {
             seg.writeback_from = seg.size;
+            // What an earlier hint started writing back (below `from`) and lies beyond the
+            // page-cache window is dropped, as a sync's drop-behind would: a partition that is
+            // never synced (acks=1) otherwise grows the cache by everything it writes, and on a
+            // VM every new cache page can cost a host page fault that the writer waits for.
+            const PAGE_BYTES: u64 = 4096;
+            let window = self.config.borrow().page_cache_window_bytes;
+            if let Some(window) = window {
+                let to = from.min(seg.size.saturating_sub(window)) / PAGE_BYTES * PAGE_BYTES;
+                if to >= seg.cache_dropped_to + step.max(PAGE_BYTES) {
+                    let dropped_from = seg.cache_dropped_to;
+                    if let Err(e) = seg.file.drop_cache(dropped_from, to - dropped_from) {
+                        debug!(segment = %seg.path.display(), error = %e, "page cache drop-behind failed");
+                    }
+                    seg.cache_dropped_to = to;
+                }
+            }
         }
     }
 

@@ -325,6 +325,7 @@ fn writes_through_the_page_cache_start_writeback_every_step() {
                 segment_bytes: 1 << 30,
                 direct_writes,
                 writeback_bytes: step,
+                page_cache_window_bytes: Some(2 * STEP),
                 ..config()
             };
             let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock())
@@ -336,10 +337,16 @@ fn writes_through_the_page_cache_start_writeback_every_step() {
                     .expect("append");
             }
             let ranges = sim.writeback_ranges();
+            let dropped = sim.dropped_cache_bytes();
             if direct_writes || step.is_none() {
                 assert!(ranges.is_empty(), "direct writes or no step: none, got {ranges:?}");
+                assert_eq!(dropped, 0, "nothing synced, nothing written back: nothing dropped");
                 continue;
             }
+            // Written back a step ago and beyond the window: dropped, whole pages, never the
+            // window itself, though nothing was synced (an acks=1 partition).
+            assert!(dropped > 0 && dropped % 4096 == 0, "dropped {dropped}");
+            assert!(dropped <= log.size_bytes() - 2 * STEP, "the window stays: {dropped}");
             // Back to back from the start of the segment, each at least a step, and what is
             // left dirty at the end is under a step.
             let mut next = 0;

@@ -77,7 +77,9 @@ impl ShardThreads {
             // get the process's CPUs back rather than their shard's one core.
             match rustix::thread::sched_getaffinity(None) {
                 Ok(cpus) => odradek_storage::backend::set_pool_cpus(cpus),
-                Err(e) => warn!(error = %e, "cannot read the process's CPUs; blocking work stays on shard cores"),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the process's CPUs; blocking work stays on shard cores")
+                }
             }
         }
         let (mesh, inboxes) = Mesh::new(smp);
