@@ -345,7 +345,7 @@ fn writes_through_the_page_cache_start_writeback_every_step() {
             }
             // Written back a step ago and beyond the window: dropped, whole pages, never the
             // window itself, though nothing was synced (an acks=1 partition).
-            assert!(dropped > 0 && dropped % 4096 == 0, "dropped {dropped}");
+            assert!(dropped > 0 && dropped.is_multiple_of(4096), "dropped {dropped}");
             assert!(dropped <= log.size_bytes() - 2 * STEP, "the window stays: {dropped}");
             // Back to back from the start of the segment, each at least a step, and what is
             // left dirty at the end is under a step.
