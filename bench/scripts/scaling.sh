@@ -151,7 +151,7 @@ side() {
             key = kv[1]; gsub(/ /, "", key); val = kv[2] + 0
             v[key] = val
         }
-        END { printf "%d %d %.6f %d %d\n", v["records"], v["measured_records"], v["seconds"], v["measured_bytes"], v["errors"] }
+        END { printf "%.0f %.0f %.6f %.0f %.0f\n", v["records"], v["measured_records"], v["seconds"], v["measured_bytes"], v["errors"] }
     ' "$1"
 }
 
@@ -229,7 +229,7 @@ for N in $NS; do
             awk -v n="$N" -v nc="$node_cpus" -v bc="$bench_cpus" -v note="$note" -v op="$op" -v s="$S" \
                 -v m="$measured" -v sec="$seconds" -v b="$bytes" -v e="$errors" 'BEGIN {
                     r = sec > 0 ? m / sec : 0; mb = sec > 0 ? b / sec / 1e6 : 0
-                    printf "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.3f\t%.0f\t%.2f\t%d\n", n, nc, bc, note, op, s, m, sec, r, mb, e
+                    printf "%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.3f\t%.0f\t%.2f\t%d\n", n, nc, bc, note, op, s, m, sec, r, mb, e
                 }' >>"$TSV"
             tail -n 1 "$TSV" | awk -F'\t' '{ printf "   %s records/s, %s MB/s, %s errors\n", $9, $10, $11 }' >&2
         done
