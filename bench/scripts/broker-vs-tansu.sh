@@ -177,13 +177,11 @@ else
 fi
 
 # --- Scratch directory on the repository's disk -----------------------------------------------
-[ -e "$DATA_DIR" ] && die "$DATA_DIR exists (a previous run still going, or killed?); remove it first"
-mkdir -p "$DATA_DIR" "$OUT_DIR"
-fstype="$(df --output=fstype "$DATA_DIR" | tail -n 1 | tr -d ' ')"
+# shellcheck source=lib-nodes.sh
+source "$ROOT/bench/scripts/lib-nodes.sh"
+fresh_data_dir "$DATA_DIR" "$OUT_DIR"
+fstype="$FSTYPE"
 device="$(df --output=source "$DATA_DIR" | tail -n 1 | tr -d ' ')"
-case "$fstype" in
-    tmpfs | ramfs | overlay) rmdir "$DATA_DIR"; die "$DATA_DIR is on $fstype, not a disk; set DATA_DIR" ;;
-esac
 
 ODR_PID=""
 TANSU_PID=""

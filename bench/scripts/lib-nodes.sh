@@ -5,6 +5,9 @@
 #   start_cluster             three voters on 127.0.0.2-4 (--smp 1, data under $TMP/n1..n3);
 #                             sets PORTS[1..3] and BOOT (the three Kafka addresses)
 #   stop_all                  SIGTERM every node started, then waits for each
+#   fresh_data_dir DIR OUT    creates DIR (refused if it exists: a run still going, or killed)
+#                             and OUT; refuses DIR on tmpfs/ramfs/overlay, since the figures
+#                             must come from a disk; sets FSTYPE
 
 PIDS=()
 stop_all() {
@@ -44,4 +47,17 @@ start_cluster() {
         sleep 0.1
     done
     BOOT="127.0.0.2:${PORTS[1]},127.0.0.3:${PORTS[2]},127.0.0.4:${PORTS[3]}"
+}
+
+fresh_data_dir() {
+    local dir=$1 out=$2
+    if [ -e "$dir" ]; then
+        echo "$dir exists (a previous run still going, or killed?); remove it first" >&2; exit 1
+    fi
+    mkdir -p "$dir" "$out"
+    FSTYPE="$(df --output=fstype "$dir" | tail -n 1 | tr -d ' ')"
+    case "$FSTYPE" in
+        tmpfs | ramfs | overlay)
+            rmdir "$dir"; echo "$dir is on $FSTYPE, not a disk; set DATA_DIR" >&2; exit 1 ;;
+    esac
 }

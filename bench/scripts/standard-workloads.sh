@@ -39,12 +39,10 @@ cargo build --release -p odradek-node -p odradek-bench
 ODR="$TARGET/release/odradek"
 BENCH="$TARGET/release/odradek-bench"
 
-[ -e "$DATA_DIR" ] && die "$DATA_DIR exists (a previous run still going, or killed?); remove it first"
-mkdir -p "$DATA_DIR" "$OUT_DIR"
-fstype="$(df --output=fstype "$DATA_DIR" | tail -n 1 | tr -d ' ')"
-case "$fstype" in
-    tmpfs | ramfs | overlay) rmdir "$DATA_DIR"; die "$DATA_DIR is on $fstype, not a disk; set DATA_DIR" ;;
-esac
+# shellcheck source=lib-nodes.sh
+source "$ROOT/bench/scripts/lib-nodes.sh"
+fresh_data_dir "$DATA_DIR" "$OUT_DIR"
+fstype="$FSTYPE"
 
 ODR_PID=""
 TANSU_PID=""

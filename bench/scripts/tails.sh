@@ -45,12 +45,10 @@ ODR="$TARGET/release/odradek"
 BENCH="$TARGET/release/odradek-bench"
 [ -x "$ODR" ] && [ -x "$BENCH" ] || die "no release binaries in $TARGET/release (BUILD=1 builds them)"
 
-[ -e "$DATA_DIR" ] && die "$DATA_DIR exists (a previous run still going, or killed?); remove it first"
-mkdir -p "$DATA_DIR" "$OUT_DIR"
-fstype="$(df --output=fstype "$DATA_DIR" | tail -n 1 | tr -d ' ')"
-case "$fstype" in
-    tmpfs | ramfs | overlay) rmdir "$DATA_DIR"; die "$DATA_DIR is on $fstype, not a disk; set DATA_DIR" ;;
-esac
+# shellcheck source=lib-nodes.sh
+source "$ROOT/bench/scripts/lib-nodes.sh"
+fresh_data_dir "$DATA_DIR" "$OUT_DIR"
+fstype="$FSTYPE"
 
 NODE_PID=""
 stop_node() {
@@ -140,6 +138,11 @@ for r in rows:
         continue
     lat = json.load(open(r["json"]))["latency"]
     e, p = lat["e2e"], lat.get("produce", {})
+    if e.get("count", 0) == 0:
+        # Nothing measured (a DURATION within the workload's warm-up): no figure, no pass.
+        print(f"| {r['mode']} | {r['workload']} | {r['run']} | no samples | | | | | | | | no |")
+        summary.setdefault(key, []).append(False)
+        continue
     q = e["percentiles_us"]
     ms = lambda us: us / 1000
     if r["workload"].startswith("acks-all"):

@@ -281,6 +281,16 @@ fn concurrent_appends_share_writes_and_fsyncs() {
     });
 }
 
+/// Opens a log on `sim` and appends 200 batches of 8 records (about 33 KB), unsynced.
+async fn open_and_fill(sim: &SimBackend, cfg: LogConfig) -> Log<SimBackend> {
+    let (log, _) =
+        Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock()).await.expect("open");
+    for s in 0..200 {
+        log.append(batch_of(&[value(0, s); 8], Codec::None, 5_000, false)).await.expect("append");
+    }
+    log
+}
+
 #[test]
 fn synced_bytes_beyond_the_page_cache_window_are_dropped() {
     runtime().block_on(async {
@@ -288,14 +298,7 @@ fn synced_bytes_beyond_the_page_cache_window_are_dropped() {
             let sim = SimBackend::new();
             let cfg =
                 LogConfig { segment_bytes: 1 << 30, page_cache_window_bytes: window, ..config() };
-            let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock())
-                .await
-                .expect("open");
-            for s in 0..200 {
-                log.append(batch_of(&[value(0, s); 8], Codec::None, 5_000, false))
-                    .await
-                    .expect("append");
-            }
+            let log = open_and_fill(&sim, cfg).await;
             assert_eq!(sim.dropped_cache_bytes(), 0, "unsynced pages are never dropped");
             log.sync().await.expect("sync");
             let dropped = sim.dropped_cache_bytes();
@@ -328,14 +331,7 @@ fn writes_through_the_page_cache_start_writeback_every_step() {
                 page_cache_window_bytes: Some(2 * STEP),
                 ..config()
             };
-            let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), cfg, clock())
-                .await
-                .expect("open");
-            for s in 0..200 {
-                log.append(batch_of(&[value(0, s); 8], Codec::None, 5_000, false))
-                    .await
-                    .expect("append");
-            }
+            let log = open_and_fill(&sim, cfg).await;
             let ranges = sim.writeback_ranges();
             let dropped = sim.dropped_cache_bytes();
             if direct_writes || step.is_none() {
