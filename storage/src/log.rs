@@ -126,6 +126,23 @@ pub struct FileSlice<F> {
     pub first_offset: u64,
 }
 
+/// Asks the kernel to drop `seg`'s cached pages below `to` (rounded down to a page) that it
+/// has not dropped yet, in steps of at least `min(WRITEBACK_BYTES, window)`: each drop is a
+/// hint handed to the blocking pool, not worth a thread hop per small group commit. A hint:
+/// failures are logged and ignored.
+fn drop_cache_below<F: StorageFile>(seg: &mut Segment<F>, to: u64, window: u64) {
+    const PAGE_BYTES: u64 = 4096;
+    let to = to / PAGE_BYTES * PAGE_BYTES;
+    if to < seg.cache_dropped_to + WRITEBACK_BYTES.min(window).max(PAGE_BYTES) {
+        return;
+    }
+    let from = seg.cache_dropped_to;
+    if let Err(e) = seg.file.drop_cache(from, to - from) {
+        debug!(segment = %seg.path.display(), error = %e, "page cache drop-behind failed");
+    }
+    seg.cache_dropped_to = to;
+}
+
 /// Durably records a log start offset that segment boundaries alone would not give.
 async fn persist_log_start<B: Backend>(
     backend: &B,
@@ -1070,17 +1087,8 @@ impl<B: Backend> Log<B> {
             // page-cache window is dropped, as a sync's drop-behind would: a partition that is
             // never synced (acks=1) otherwise grows the cache by everything it writes, and on a
             // VM every new cache page can cost a host page fault that the writer waits for.
-            const PAGE_BYTES: u64 = 4096;
-            let window = self.config.borrow().page_cache_window_bytes;
-            if let Some(window) = window {
-                let to = from.min(seg.size.saturating_sub(window)) / PAGE_BYTES * PAGE_BYTES;
-                if to >= seg.cache_dropped_to + step.max(PAGE_BYTES) {
-                    let dropped_from = seg.cache_dropped_to;
-                    if let Err(e) = seg.file.drop_cache(dropped_from, to - dropped_from) {
-                        debug!(segment = %seg.path.display(), error = %e, "page cache drop-behind failed");
-                    }
-                    seg.cache_dropped_to = to;
-                }
+            if let Some(window) = self.config.borrow().page_cache_window_bytes {
+                drop_cache_below(seg, from.min(seg.size.saturating_sub(window)), window);
             }
         }
     }
@@ -1257,21 +1265,10 @@ impl<B: Backend> Log<B> {
     /// `synced_pos`) and more than `page_cache_window_bytes` behind it. A hint: failures are
     /// logged and ignored.
     fn drop_behind(&self, base: u64, synced_pos: u64) {
-        const PAGE_BYTES: u64 = 4096;
         let Some(window) = self.config.borrow().page_cache_window_bytes else { return };
         let mut st = self.state.borrow_mut();
         let Some(seg) = st.segments.get_mut(&base) else { return };
-        let to = synced_pos.saturating_sub(window) / PAGE_BYTES * PAGE_BYTES;
-        // In steps of at least `WRITEBACK_BYTES`: each drop is a hint handed to the blocking
-        // pool, not worth a thread hop per small group commit.
-        if to < seg.cache_dropped_to + WRITEBACK_BYTES.min(window.max(PAGE_BYTES)) {
-            return;
-        }
-        let from = seg.cache_dropped_to;
-        if let Err(e) = seg.file.drop_cache(from, to - from) {
-            debug!(segment = %seg.path.display(), error = %e, "page cache drop-behind failed");
-        }
-        seg.cache_dropped_to = to;
+        drop_cache_below(seg, synced_pos.saturating_sub(window), window);
     }
 
     /// Removes a segment's index files, and its log file when `with_log` is set.
