@@ -75,8 +75,8 @@ fn unpin_pool_thread() {
 }
 
 /// Runs `posix_fadvise(advice)` on `[pos, pos + len)` of `file` on compio's blocking pool,
-/// detached, instead of on the calling (shard) thread, counting it in `in_flight`: `DONTNEED` starts writeback of dirty
-/// pages and frees every page of the range, `WILLNEED` allocates the pages and submits the
+/// detached, instead of on the calling (shard) thread, counting it in `in_flight`:
+/// `DONTNEED` starts writeback of dirty pages and frees every clean page of the range, `WILLNEED` allocates the pages and submits the
 /// reads, and either can take milliseconds (more on a busy device or a VM where fresh memory
 /// is slow to touch) during which nothing else on the shard runs. Returns whether the hint was
 /// handed over: false, doing nothing, while `max` are already under way.
