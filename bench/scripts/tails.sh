@@ -13,7 +13,8 @@
 #   bash bench/scripts/tails.sh                       # from the repository root
 #
 # Knobs (environment): MODES (default "page-cache direct": a config file with
-# `direct_writes = false` or `true`; "page-cache-nokick" adds `writeback_bytes = 0`), RUNS (10),
+# `direct_writes = false` or `true`; "page-cache-nokick" adds `writeback_bytes = 0`,
+# "page-cache-unpinned" `pin_shards = false`), RUNS (10),
 # WORKLOADS ("omb-1kb-100p-50k acks-all-1kb-10p-5k"), DURATION (override each workload's, e.g.
 # 20s), SMP (2), OUT_DIR (target/tails/<time>), DATA_DIR (target/tails/data, removed at exit),
 # RUN_TIMEOUT (seconds per run, 120), BUILD (1: cargo build --release first; 0 uses the
@@ -85,6 +86,7 @@ for mode in $MODES; do
     case "$mode" in
         page-cache) echo "direct_writes = false" >"$cfg" ;;
         page-cache-nokick) printf 'direct_writes = false\nwriteback_bytes = 0\n' >"$cfg" ;;
+        page-cache-unpinned) printf 'direct_writes = false\npin_shards = false\n' >"$cfg" ;;
         direct) echo "direct_writes = true" >"$cfg" ;;
         *) die "unknown mode $mode" ;;
     esac
