@@ -55,6 +55,17 @@ fn elected(p: &Placement, kind: ElectionKind) -> bool {
     }
 }
 
+/// UNKNOWN_TOPIC_OR_PARTITION unless `topic` has `partition`.
+fn require_partition(topic: &Topic, partition: i32) -> Result<(), KafkaError> {
+    if topic.placement_of(partition).is_none() {
+        return Err(KafkaError::new(
+            ec::UNKNOWN_TOPIC_OR_PARTITION,
+            format!("topic `{}` has no partition {partition}", topic.name),
+        ));
+    }
+    Ok(())
+}
+
 /// Elects a leader for one partition of `topic`, answered once this broker's catalogue shows
 /// it (or the topic is gone).
 async fn elect_one(
@@ -63,12 +74,7 @@ async fn elect_one(
     partition: i32,
     kind: ElectionKind,
 ) -> Result<(), KafkaError> {
-    if topic.placement_of(partition).is_none() {
-        return Err(KafkaError::new(
-            ec::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("topic `{}` has no partition {partition}", topic.name),
-        ));
-    }
+    require_partition(topic, partition)?;
     let id = topic.id;
     let command = Command::ElectLeader { topic: topic.name.clone(), partition, kind };
     propose_and_wait(ctx, command, |c, _| {
@@ -169,12 +175,7 @@ async fn reassign_one(
     partition: i32,
     target: Option<Vec<i32>>,
 ) -> Result<(), KafkaError> {
-    if topic.placement_of(partition).is_none() {
-        return Err(KafkaError::new(
-            ec::UNKNOWN_TOPIC_OR_PARTITION,
-            format!("topic `{}` has no partition {partition}", topic.name),
-        ));
-    }
+    require_partition(topic, partition)?;
     let id = topic.id;
     let command =
         Command::Reassign { topic: topic.name.clone(), partition, target: target.clone() };
