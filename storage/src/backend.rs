@@ -40,11 +40,14 @@ pub const WRITEBACKS_IN_FLIGHT_MAX: usize = 8;
 /// Writeback hints under way, all shards together.
 static WRITEBACKS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
-/// Bound on cache hints ([`StorageFile::drop_cache`], [`StorageFile::prefetch`]) running at
-/// once off the shard threads, per process; further hints are skipped while it is reached.
+/// Bound on each kind of cache hint ([`StorageFile::drop_cache`], [`StorageFile::prefetch`])
+/// running at once off the shard threads, per process; a hint beyond it is skipped.
 pub const CACHE_HINTS_IN_FLIGHT_MAX: usize = 8;
-/// Cache hints under way, all shards together.
+/// Drop-behind hints under way, all shards together.
 static CACHE_HINTS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+/// Read-ahead hints under way, all shards together (bounded by the same maximum).
+static READ_AHEADS_IN_FLIGHT: std::sync::atomic::AtomicUsize =
     std::sync::atomic::AtomicUsize::new(0);
 
 /// The CPUs compio's blocking-pool threads run on (see [`set_pool_cpus`]).
@@ -209,10 +212,10 @@ pub trait StorageFile: Clone + 'static {
     }
     /// Asks the kernel to start reading `[pos, pos + len)` into the page cache in the
     /// background (`posix_fadvise(WILLNEED)`), so that a sequential reader finds it there. Only
-    /// a hint.
-    fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
+    /// a hint: `Ok(false)` when it was skipped (too many under way), so the caller asks again.
+    fn prefetch(&self, pos: u64, len: u64) -> io::Result<bool> {
         let _ = (pos, len);
-        Ok(())
+        Ok(true)
     }
     /// The kernel descriptor, for zero-copy sends (`sendfile`/`splice`); `None` for files that
     /// live only in memory.
@@ -369,10 +372,10 @@ impl StorageFile for CompioFile {
         }
     }
 
-    fn prefetch(&self, pos: u64, len: u64) -> io::Result<()> {
-        // Skipped when too many hints are under way: the read then waits for the device.
-        let hints = (&CACHE_HINTS_IN_FLIGHT, CACHE_HINTS_IN_FLIGHT_MAX);
-        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::WillNeed, hints).map(drop)
+    fn prefetch(&self, pos: u64, len: u64) -> io::Result<bool> {
+        // Its own slots: drop-behind hints, many under write load, must not crowd it out.
+        let slots = (&READ_AHEADS_IN_FLIGHT, CACHE_HINTS_IN_FLIGHT_MAX);
+        advise_off_thread(&self.file, pos, len, rustix::fs::Advice::WillNeed, slots)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -483,10 +486,13 @@ mod tests {
             assert_eq!(missing.expect_err("missing").kind(), io::ErrorKind::NotFound);
 
             file.drop_cache(0, 64 * 1024).expect("drop");
-            file.prefetch(0, 64 * 1024).expect("prefetch");
+            assert!(file.prefetch(0, 64 * 1024).expect("prefetch"), "handed over");
             // The hints ran on the pool and gave their slots back.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            while CACHE_HINTS_IN_FLIGHT.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            while CACHE_HINTS_IN_FLIGHT.load(std::sync::atomic::Ordering::Acquire)
+                + READ_AHEADS_IN_FLIGHT.load(std::sync::atomic::Ordering::Acquire)
+                > 0
+            {
                 assert!(std::time::Instant::now() < deadline, "cache hints never finished");
                 compio::time::sleep(std::time::Duration::from_millis(5)).await;
             }

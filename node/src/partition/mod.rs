@@ -786,7 +786,9 @@ impl Partition {
             let from = if advised_fd == fd { end.max(advised_to) } else { end };
             let to = end + reads.prefetch_bytes;
             match s.file.prefetch(from, to - from) {
-                Ok(()) => self.prefetched.set((fd, to)),
+                Ok(true) => self.prefetched.set((fd, to)),
+                // Skipped: too many under way; the next fetch asks again.
+                Ok(false) => {}
                 Err(e) => {
                     debug!(topic = %self.topic, partition = self.index, error = %e, "prefetch hint refused");
                 }
