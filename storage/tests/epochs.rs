@@ -14,7 +14,7 @@ use odradek_storage::compression::Codec;
 use odradek_storage::config::LogConfig;
 use odradek_storage::epochs::{CHECKPOINT_FILE, EpochCache};
 use odradek_storage::error::AppendError;
-use odradek_storage::log::{Clock, Log};
+use odradek_storage::log::Log;
 use odradek_storage::producers::SeqCheck;
 use odradek_storage::records::Record;
 use odradek_storage::sim::{SimBackend, SimRng};
@@ -24,17 +24,6 @@ const DIR: &str = "/data/topic-0";
 
 fn dir() -> &'static Path {
     Path::new(DIR)
-}
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        index_interval_bytes: 256,
-        retention_ms: None,
-        ..LogConfig::default()
-    }
-}
-fn clock() -> Clock {
-    Rc::new(|| 5_000)
 }
 
 async fn open_with(sim: &SimBackend, cfg: LogConfig) -> Log<SimBackend> {

@@ -20,23 +20,11 @@ use common::*;
 use odradek_storage::compression::Codec;
 use odradek_storage::config::LogConfig;
 use odradek_storage::error::AppendError;
-use odradek_storage::log::{Clock, Log};
+use odradek_storage::log::Log;
 use odradek_storage::sim::{SimBackend, SimRng};
 
 const PRODUCERS: u64 = 3;
 const DIR: &str = "/data/topic-0";
-
-fn config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 2048,
-        index_interval_bytes: 256,
-        retention_ms: None,
-        ..LogConfig::default()
-    }
-}
-fn clock() -> Clock {
-    Rc::new(|| 5_000)
-}
 
 /// Value encoding: producer in the top byte, sequence in the rest.
 fn value(producer: u64, seq: u64) -> u64 {

@@ -6,6 +6,8 @@ use odradek_storage::batch::{self, BatchHeader};
 use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compact::batch_records;
 use odradek_storage::compression::Codec;
+use odradek_storage::config::LogConfig;
+use odradek_storage::log::Clock;
 use odradek_storage::records::Record;
 
 /// A producer batch whose records carry `values` (and key `k<value>` when `keyed`).
@@ -77,4 +79,20 @@ pub fn values_in(bytes: &Bytes) -> Vec<(u64, u64)> {
 
 pub fn runtime() -> compio::runtime::Runtime {
     compio::runtime::Runtime::new().expect("compio runtime (io_uring)")
+}
+
+/// Small segments (2 KiB, an index entry every 256 B) and no retention: rolls, indexes and
+/// recovery get exercised by a few hundred records.
+pub fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2048,
+        index_interval_bytes: 256,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// A clock stopped at 5 000 ms after the epoch.
+pub fn clock() -> Clock {
+    std::rc::Rc::new(|| 5_000)
 }
