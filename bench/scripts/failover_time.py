@@ -18,7 +18,6 @@ in-sync follower and every broker learns it from the metadata log.
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -27,9 +26,9 @@ import time
 # The cluster helpers of the client scripts (tests/clients/common.py).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/clients"))
 
-from common import fail, three_nodes  # noqa: E402
+from common import create_topic_once, fail, stop_cluster, three_nodes  # noqa: E402
 from common import wait_for as bounded_wait  # noqa: E402
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 WAIT_S = 90.0
@@ -77,15 +76,7 @@ def main():
         boot = ",".join(n.addr() for n in nodes)
         admin = AdminClient({"bootstrap.servers": boot})
 
-        def create():
-            fs = admin.create_topics([NewTopic(TOPIC, 1, 3)], request_timeout=5)
-            try:
-                fs[TOPIC].result(timeout=10)
-            except KafkaException as e:
-                if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-            return True
-        wait_for("the topic", create)
+        wait_for("the topic", lambda: create_topic_once(admin, NewTopic(TOPIC, 1, 3)))
         kill_mark = [None]
 
         def produce():
@@ -172,13 +163,7 @@ def main():
               flush=True)
         ok = True
     finally:
-        stop.set()
-        for n in nodes:
-            n.kill()
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs and data kept in {root}", flush=True)
+        stop_cluster(stop, nodes, root, ok)
 
 
 if __name__ == "__main__":

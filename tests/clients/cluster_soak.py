@@ -19,7 +19,6 @@ test suite (minutes long): the suite's `node/tests/cluster.rs` kills the control
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -27,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import check, three_nodes  # noqa: E402
+from common import check, stop_cluster, three_nodes  # noqa: E402
 from common import wait_for as bounded_wait  # noqa: E402
 from confluent_kafka import KafkaError, KafkaException, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -156,13 +155,7 @@ def main():
               f"all {len(want)} acknowledged records read back")
         ok = True
     finally:
-        stop.set()
-        for n in nodes:
-            n.kill()
-        if ok:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            print(f"logs and data kept in {root}", flush=True)
+        stop_cluster(stop, nodes, root, ok)
 
 
 if __name__ == "__main__":

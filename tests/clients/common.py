@@ -5,6 +5,7 @@ mismatch prints one `FAIL: <reason>` line and exits 1. Every wait is bounded by 
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -159,3 +160,30 @@ def three_nodes(binary, root, extra=()):
     for n in nodes:
         n.voters = voters
     return nodes
+
+
+def stop_cluster(stop, nodes, root, ok):
+    """Ends a run over `nodes`: sets `stop` (the load threads' event), kills every node, and
+    removes `root` after a passing run or says where its logs and data were kept."""
+    stop.set()
+    for n in nodes:
+        n.kill()
+    if ok:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"logs and data kept in {root}", flush=True)
+
+
+def create_topic_once(admin, new_topic):
+    """Creates `new_topic` with a confluent_kafka AdminClient; one that already exists (an
+    earlier attempt that timed out on the client but succeeded) counts as created. Returns
+    True, for `wait_for`."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    fs = admin.create_topics([new_topic], request_timeout=5)
+    try:
+        fs[new_topic.topic].result(timeout=10)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise
+    return True

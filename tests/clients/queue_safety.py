@@ -55,7 +55,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import queue_checker  # noqa: E402
-from common import free_port, poll_until  # noqa: E402
+from common import create_topic_once, free_port, poll_until  # noqa: E402
 
 FAULTS = ("kill-leader", "kill-controller", "pause", "crash-all", "slow", "partition-proxy",
           "flaky", "partition-net")
@@ -537,21 +537,31 @@ class Faults:
     def hold(self, lo, hi):
         time.sleep(lo + self.rng.random() * (hi - lo))
 
+    def victim(self, start, kind, leader):
+        """The live node to hit, and what it is: a random partition's leader, or else the
+        controller. The node is None (and the fault recorded as skipped) when that is no live
+        node."""
+        c = self.c
+        m = c.meta()
+        if leader:
+            part = self.rng.randrange(self.args.partitions)
+            victim = m["partitions"].get(TOPIC, {}).get(part, -1)
+            what = f"partition {part}'s leader"
+        else:
+            victim = m["controller"]
+            what = "the controller"
+        n = c.nodes_by_id.get(victim)
+        if n is None or not n.alive():
+            self.record(start, kind, f"skipped: {what} is {victim}")
+            return None, what
+        return n, what
+
     def run_one(self, kind):
         start = self.now()
         c = self.c
         if kind in ("kill-leader", "kill-controller"):
-            m = c.meta()
-            if kind == "kill-leader":
-                part = self.rng.randrange(self.args.partitions)
-                victim = m["partitions"].get(TOPIC, {}).get(part, -1)
-                what = f"partition {part}'s leader"
-            else:
-                victim = m["controller"]
-                what = "the controller"
-            n = c.nodes_by_id.get(victim)
-            if n is None or not n.alive():
-                self.record(start, kind, f"skipped: {what} is {victim}")
+            n, what = self.victim(start, kind, kind == "kill-leader")
+            if n is None:
                 return
             n.kill()
             time.sleep(self.args.restart_after)
@@ -595,17 +605,8 @@ class Faults:
             c.proxy_of[n.id].set_mode("pass")
             self.record(start, kind, f"node {n.id}'s Kafka port blackholed")
         elif kind == "partition-net":
-            m = c.meta()
-            if self.rng.random() < 0.5:
-                part = self.rng.randrange(self.args.partitions)
-                victim = m["partitions"].get(TOPIC, {}).get(part, -1)
-                what = f"partition {part}'s leader"
-            else:
-                victim = m["controller"]
-                what = "the controller"
-            n = c.nodes_by_id.get(victim)
-            if n is None or not n.alive():
-                self.record(start, kind, f"skipped: {what} is {victim}")
+            n, what = self.victim(start, kind, self.rng.random() < 0.5)
+            if n is None:
                 return
             others = [o for o in c.nodes if o is not n]
             c.netpart.isolate(c.net_endpoint(n), [c.net_endpoint(o) for o in others])
@@ -858,20 +859,12 @@ def availability(ack_times, fault_log, t0, t_end):
 
 
 def create_topic(cluster, args):
-    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     def attempt():
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-        fs = admin.create_topics([NewTopic(TOPIC, num_partitions=args.partitions,
-                                           replication_factor=args.replication_factor)],
-                                 request_timeout=5)
-        try:
-            fs[TOPIC].result(timeout=10)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-        return True
+        return create_topic_once(admin, NewTopic(TOPIC, num_partitions=args.partitions,
+                                                 replication_factor=args.replication_factor))
 
     wait_for(f"topic {TOPIC} created", attempt, 60)
 
