@@ -27,6 +27,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use kafka_protocol::messages::{FetchResponse, ProduceRequest, TopicName};
+
+use crate::breakdown::Breakdown;
 use kafka_protocol::protocol::StrBytes;
 
 use odradek_client::ClientError;
@@ -291,6 +293,8 @@ struct Part {
     stale: u64,
     /// Last time (µs) a record was acknowledged or consumed.
     last_us: u64,
+    /// The broker's stage times, from the responses that carry them (Odradek's).
+    stages: Breakdown,
 }
 
 impl Part {
@@ -304,6 +308,7 @@ impl Part {
             repeated: 0,
             stale: 0,
             last_us: 0,
+            stages: Breakdown::default(),
         }
     }
 
@@ -317,6 +322,7 @@ impl Part {
         self.repeated += o.repeated;
         self.stale += o.stale;
         self.last_us = self.last_us.max(o.last_us);
+        self.stages.merge(o.stages);
     }
 }
 
@@ -484,6 +490,9 @@ pub fn run(workload: Workload, args: LoadArgs) -> Result<Summary> {
         hists.insert("e2e".to_owned(), consumed.hist);
     }
     let mut summary = Summary::new(workload, &args, produce, consume, hists);
+    let mut stages = produced.stages;
+    stages.merge(consumed.stages);
+    summary.breakdown = stages.figures();
     if consumed.repeated > 0 {
         summary
             .notes
@@ -1048,6 +1057,11 @@ fn read_acks(
         };
         let mut now = plan.clock.now_us();
         let mut failed: Vec<(i32, i16)> = Vec::new();
+        if let Some(resp) = &answer
+            && !rec.in_warmup(now)
+        {
+            part.stages.record(&resp.unknown_tagged_fields);
+        }
         if let Some(resp) = &answer {
             failed.extend(
                 resp.responses
@@ -1406,6 +1420,9 @@ fn fetch_once(
 ) -> Result<u64> {
     let now = plan.clock.now_us();
     let measuring = !rec.in_warmup(now);
+    if measuring {
+        part.stages.record(&resp.unknown_tagged_fields);
+    }
     let mut n = 0u64;
     for t in resp.responses {
         for pd in t.partitions {

@@ -18,6 +18,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod breakdown;
 mod codec_arg;
 #[cfg(feature = "storage")]
 mod counting;

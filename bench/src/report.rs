@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::breakdown::StageFigures;
 use crate::latency::new_histogram;
 use crate::load::{LoadArgs, Workload};
 
@@ -97,6 +98,9 @@ pub struct Summary {
     pub latency: BTreeMap<String, Latency>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The broker's own stage times ("produce", "fetch"), when it reports them (Odradek).
+    #[serde(default)]
+    pub breakdown: BTreeMap<String, Vec<StageFigures>>,
 }
 
 impl Summary {
@@ -124,6 +128,7 @@ impl Summary {
             consume,
             latency: hists.iter().map(|(k, h)| (k.clone(), Latency::from_histogram(h))).collect(),
             notes: Vec::new(),
+            breakdown: BTreeMap::new(),
         }
     }
 
@@ -208,6 +213,36 @@ impl Summary {
                 }
                 let _ = writeln!(s, " {:>9}", fmt_us(lat.max_us));
             }
+        }
+        for (kind, rows) in &self.breakdown {
+            let _ = writeln!(
+                s,
+                "{:<12} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                format!("{kind} (broker)"),
+                "responses",
+                "mean",
+                "p50",
+                "p99",
+                "max"
+            );
+            for r in rows {
+                let _ = writeln!(
+                    s,
+                    "  {:<10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    r.stage,
+                    r.count,
+                    fmt_us(r.mean_us.round() as u64),
+                    fmt_us(r.p50_us),
+                    fmt_us(r.p99_us),
+                    fmt_us(r.max_us)
+                );
+            }
+        }
+        if !self.breakdown.is_empty() {
+            let _ = writeln!(
+                s,
+                "(broker: its own stage times per response, from Odradek's tagged field; a request waits for its slowest partition)"
+            );
         }
         for n in &self.notes {
             let _ = writeln!(s, "note: {n}");

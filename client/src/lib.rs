@@ -15,6 +15,8 @@
 //!   each partition's request sent to its leader, leaders followed when they move.
 //! - [`group`] is a classic consumer-group member over a blocking connection.
 //! - [`partitioner`] is Kafka's murmur2 key partitioner.
+//! - [`stages`] reads (and, for the node, writes) Odradek's latency breakdown, a tagged field
+//!   of Produce and Fetch responses.
 //! - Record batches are built and decoded by `odradek-records`, re-exported as [`records`].
 //!
 //! # The transport seam
@@ -44,6 +46,7 @@ pub mod partitioner;
 pub mod proto;
 pub mod requests;
 pub mod routing;
+pub mod stages;
 
 pub use error::{ClientError, Result};
 pub use odradek_records as records;

@@ -75,7 +75,13 @@ pub struct FetchOut {
     pub topics: Vec<TopicOut>,
     /// The leaders named in `current_leader`s (tagged field 0 from v16).
     pub node_endpoints: Vec<EndpointOut>,
+    /// Odradek's latency breakdown (flexible versions: a tagged field with tag
+    /// [`STAGES_TAG`], which other clients skip).
+    pub stages: Option<Bytes>,
 }
+
+/// The response tag of Odradek's latency breakdown (see `odradek_client::stages`).
+pub const STAGES_TAG: u64 = 10_000;
 
 /// Encodes the frame of a Fetch response (`version`) to the request `correlation_id`, less the
 /// records: see the module documentation for how the pieces and records interleave.
@@ -162,7 +168,13 @@ pub fn encode_fetch_response(
             w.tags();
         }
     }
-    if version >= 16 && !response.node_endpoints.is_empty() {
+    let endpoints = version >= 16 && !response.node_endpoints.is_empty();
+    let stages = response.stages.as_ref().filter(|_| flexible);
+    if flexible {
+        w.uvarint(u64::from(endpoints) + u64::from(stages.is_some()));
+    }
+    // Tagged fields in ascending tag order: NodeEndpoints (0), then the breakdown.
+    if endpoints {
         let mut field = Writer { out: BytesMut::new(), flexible, pieces: Vec::new(), records: 0 };
         field.array_len(response.node_endpoints.len())?;
         for e in &response.node_endpoints {
@@ -175,12 +187,14 @@ pub fn encode_fetch_response(
             }
             field.tags();
         }
-        w.uvarint(1); // one tagged field
         w.uvarint(0); // tag 0: NodeEndpoints
         w.uvarint(field.out.len() as u64);
         w.out.put_slice(&field.out);
-    } else if flexible {
-        w.tags();
+    }
+    if let Some(stages) = stages {
+        w.uvarint(STAGES_TAG);
+        w.uvarint(stages.len() as u64);
+        w.out.put_slice(stages);
     }
     let Writer { mut out, mut pieces, records, .. } = w;
     let before: usize = pieces.iter().map(Bytes::len).sum();
@@ -316,6 +330,7 @@ mod tests {
                 EndpointOut { node_id: 3, host: "127.0.0.4".into(), port: 9092, rack: None },
                 EndpointOut { node_id: 4, host: "b4".into(), port: 9093, rack: Some("r".into()) },
             ],
+            stages: Some(Bytes::from_static(&[1, 1, 2, 0, 5, 6, 0x80, 0x01])),
         }
     }
 
@@ -388,6 +403,11 @@ mod tests {
                         (4, "b4".into(), 9093, Some("r".into()))
                     ]
                 );
+            }
+            if version >= 12 {
+                let tag = i32::try_from(STAGES_TAG).expect("tag");
+                let stages = decoded.unknown_tagged_fields.get(&tag).map(|b| b.to_vec());
+                assert_eq!(stages, Some(vec![1, 1, 2, 0, 5, 6, 0x80, 0x01]), "v{version}");
             }
             if version >= 13 {
                 assert_eq!(decoded.responses[1].topic_id, Uuid::from_u128(0xdef));

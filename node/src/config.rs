@@ -21,6 +21,18 @@ pub const FETCH_PREFETCH_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
 /// Bound on the connections one shard holds; more are closed as they arrive.
 pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 10_000;
 
+/// The admin HTTP listener's default port: Redpanda's admin API port.
+pub const ADMIN_PORT_DEFAULT: u16 = 9644;
+
+/// Where the admin HTTP listener listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminListen {
+    pub addr: SocketAddr,
+    /// Given by a flag, variable or file key: a port that cannot be had stops the start. The
+    /// default's is only warned about (several nodes may share a host in tests).
+    pub explicit: bool,
+}
+
 /// `odradek serve` flags. Every flag may also come from the environment or the config file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
@@ -97,6 +109,11 @@ pub struct ServeArgs {
     /// replica in the consumer's rack) [default: leader].
     #[arg(long, env = "ODRADEK_REPLICA_SELECTOR", value_name = "SELECTOR")]
     pub replica_selector: Option<String>,
+    /// Address of the admin HTTP listener (`GET /metrics` in Prometheus's text format,
+    /// `/health`, `/ready`), or `none` [default: the --listen host on port 9644, Redpanda's
+    /// admin port; when that default is taken the node serves without it and says so].
+    #[arg(long, env = "ODRADEK_ADMIN_LISTEN", value_name = "HOST:PORT")]
+    pub admin_listen: Option<String>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -111,6 +128,7 @@ struct FileConfig {
     rack: Option<String>,
     listen: Option<String>,
     advertise: Option<String>,
+    admin_listen: Option<String>,
     smp: Option<usize>,
     default_partitions: Option<i32>,
     auto_create_topics: Option<bool>,
@@ -145,6 +163,8 @@ struct FileConfig {
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The admin HTTP listener, if any.
+    pub admin_listen: Option<AdminListen>,
     /// Host and port given to clients in Metadata.
     pub advertise: (String, u16),
     pub smp: usize,
@@ -390,9 +410,20 @@ impl NodeConfig {
             i64::from(PARTITIONS_MAX),
         )?;
         let rack = args.rack.clone().or(file.rack.clone()).filter(|r| !r.is_empty());
+        let admin_listen = match args.admin_listen.clone().or(file.admin_listen.clone()) {
+            Some(raw) if raw.eq_ignore_ascii_case("none") => None,
+            Some(raw) => {
+                Some(AdminListen { addr: parse_addr("--admin-listen", &raw)?, explicit: true })
+            }
+            None => Some(AdminListen {
+                addr: SocketAddr::new(listen.ip(), ADMIN_PORT_DEFAULT),
+                explicit: false,
+            }),
+        };
         Ok(NodeConfig {
             data_dir,
             listen,
+            admin_listen,
             advertise,
             smp,
             default_partitions,

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod group;
+pub mod metrics;
 pub mod partition;
 pub mod producers;
 pub mod runtime;

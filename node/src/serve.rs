@@ -10,6 +10,8 @@
 //! once its broker is unfenced (and a single node's old `topics.json` upgraded); a member of a
 //! larger cluster is ready once it listens, and registers as soon as a quorum forms.
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -24,13 +26,14 @@ use odradek_tuning::{Host, RealSystem, iotune, startup};
 use crate::checks::{self, StartupError};
 use crate::cluster::quorum::{self, QuorumStore};
 use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy, rebalance};
-use crate::config::{HostDefaults, NodeConfig, ServeArgs};
+use crate::config::{AdminListen, HostDefaults, NodeConfig, ServeArgs};
+use crate::metrics::{self, NodeSample, ShardStats};
 use crate::partition;
 use crate::producers::ProducerIds;
-use crate::runtime::ShardThreads;
 use crate::runtime::blocking::Blocking;
+use crate::runtime::{Mesh, ShardThreads};
 use crate::server;
-use crate::shard;
+use crate::shard::{self, Shard};
 use odradek_controller::net::CLUSTER_ID_FILE;
 
 /// Total time a graceful shutdown may take before the process exits anyway.
@@ -118,13 +121,16 @@ async fn serve(
         compio::runtime::spawn(rebalance::run(store.clone(), config.node_id, interval))
     });
     let (fatal_tx, fatal_rx) = async_channel::bounded::<String>(1);
+    let admin = Rc::new(NodeAdmin::new(&config, store.clone()));
+    let _admin_listener = start_admin(&config, admin.clone())?;
     let mut shards = None;
     if config.cluster.roles.broker {
         let broker = Broker { store: store.clone(), dir_identity, stop: stop.clone(), fatal_tx };
-        shards = Some(broker.start(&config, legacy, pool, &fatal_rx).await?);
+        shards = Some(broker.start(&config, legacy, pool, &fatal_rx, &admin).await?);
     }
     // The shards listen on the port now.
     drop(reservation);
+    admin.ready.set(true);
     print_ready(&config);
     let mut failure = None;
     if !early {
@@ -135,6 +141,7 @@ async fn serve(
         }
     }
     let began = std::time::Instant::now();
+    admin.ready.set(false);
     stop.stop();
     if let Some((_, lifecycle)) = &mut shards {
         // Heartbeats end first, so that none unfences the broker after the controller
@@ -165,6 +172,105 @@ async fn serve(
     }
 }
 
+/// How long a scrape waits for each shard's sample.
+const SCRAPE_SHARD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the admin listener reads: the shards' counters and, once they run, their mesh (to
+/// collect their state), the metadata, and whether the node is ready.
+struct NodeAdmin {
+    node_id: i32,
+    stats: Vec<Arc<ShardStats>>,
+    mesh: RefCell<Option<Arc<Mesh<Shard>>>>,
+    store: Arc<QuorumStore>,
+    ready: Cell<bool>,
+}
+
+impl NodeAdmin {
+    fn new(config: &NodeConfig, store: Arc<QuorumStore>) -> Self {
+        let stats = (0..config.smp).map(|i| Arc::new(ShardStats::new(i))).collect();
+        Self {
+            node_id: config.node_id,
+            stats,
+            mesh: RefCell::new(None),
+            store,
+            ready: Cell::new(false),
+        }
+    }
+
+    fn node_sample(&self) -> NodeSample {
+        let snapshot = self.store.snapshot();
+        let offline = snapshot
+            .topics
+            .values()
+            .flat_map(|t| &t.placement)
+            .filter(|p| p.leader < 0 || !snapshot.brokers.contains_key(&p.leader))
+            .count();
+        let active = self.store.quorum_status().is_some_and(|q| {
+            q.leader_id.is_some_and(|l| u64::try_from(self.node_id).is_ok_and(|me| me == l))
+        });
+        NodeSample {
+            node_id: self.node_id,
+            active_controller: active,
+            live_brokers: snapshot.brokers.len(),
+            offline_partitions: offline,
+            topics: snapshot.topics.len(),
+            shards_unanswered: 0,
+        }
+    }
+}
+
+impl metrics::http::Admin for NodeAdmin {
+    fn metrics(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>> {
+        let mut node = self.node_sample();
+        let stats = self.stats.clone();
+        let mesh = self.mesh.borrow().clone();
+        Box::pin(async move {
+            let mut samples = Vec::new();
+            if let Some(mesh) = mesh {
+                let calls = (0..mesh.len()).map(|i| {
+                    let call = mesh.call(i, |ctx| async move { shard::sample(&ctx) });
+                    compio::time::timeout(SCRAPE_SHARD_TIMEOUT, call)
+                });
+                for answer in futures_util::future::join_all(calls).await {
+                    match answer {
+                        Ok(Ok(sample)) => samples.push(sample),
+                        _ => node.shards_unanswered += 1,
+                    }
+                }
+            }
+            metrics::render(&node, &stats, &samples)
+        })
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.get()
+    }
+}
+
+/// Binds and serves the admin HTTP listener on this (the main) thread. A port given
+/// explicitly that cannot be had stops the start; the default's only logs a warning.
+fn start_admin(
+    config: &NodeConfig,
+    admin: Rc<NodeAdmin>,
+) -> anyhow::Result<Option<compio::runtime::JoinHandle<()>>> {
+    let Some(AdminListen { addr, explicit }) = config.admin_listen else { return Ok(None) };
+    match metrics::http::bind(addr) {
+        Ok(listener) => {
+            info!(%addr, "admin listener: GET /metrics, /health, /ready");
+            Ok(Some(compio::runtime::spawn(metrics::http::serve(listener, admin))))
+        }
+        Err(e) if explicit => Err(StartupError::new(
+            format!("cannot listen on {addr} for the admin API: {e}"),
+            "pass another --admin-listen HOST:PORT, or --admin-listen none",
+        )
+        .into()),
+        Err(e) => {
+            warn!(%addr, error = %e, "admin listener not started (its default port is taken); pass --admin-listen HOST:PORT");
+            Ok(None)
+        }
+    }
+}
+
 /// What starting the broker role needs besides the config.
 struct Broker {
     store: Arc<QuorumStore>,
@@ -184,6 +290,7 @@ impl Broker {
         legacy: Option<legacy::Legacy>,
         pool: Blocking,
         fatal_rx: &async_channel::Receiver<String>,
+        admin: &NodeAdmin,
     ) -> anyhow::Result<(ShardThreads, compio::runtime::JoinHandle<()>)> {
         let Broker { store, dir_identity, stop, fatal_tx } = self;
         let registered = Arc::new(Event::new());
@@ -209,7 +316,10 @@ impl Broker {
         }
         let metadata: Arc<dyn MetadataStore> = store.clone();
         let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
-        Ok((shard::start(config.clone(), metadata, producer_ids, pool)?, lifecycle))
+        let stats = admin.stats.clone();
+        let (shards, mesh) = shard::start(config.clone(), metadata, producer_ids, pool, stats)?;
+        *admin.mesh.borrow_mut() = Some(mesh);
+        Ok((shards, lifecycle))
     }
 }
 

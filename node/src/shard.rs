@@ -24,6 +24,7 @@ use crate::cluster::MetadataStore;
 use crate::config::NodeConfig;
 use crate::group::records::OFFSETS_TOPIC;
 use crate::group::{self, Coordinated, GroupHost, GroupSettings};
+use crate::metrics::{GroupSample, PartitionSample, ShardSample, ShardStats};
 use crate::partition::Partition;
 use crate::partition::fetch_session::Sessions;
 use crate::partition::fetcher::{self, FetcherSettings};
@@ -54,6 +55,8 @@ pub struct Shard {
     pub fetch_sessions: RefCell<Sessions>,
     /// The groups this shard coordinates: committed offsets and membership.
     pub groups: RefCell<Coordinated>,
+    /// This shard's hot counters (the metrics room), read by the admin listener's scrapes.
+    pub stats: Arc<ShardStats>,
     pub life: Life,
 }
 
@@ -121,19 +124,23 @@ impl GroupHost for Shard {
     }
 }
 
-/// Starts `config.smp` shards and returns once every one listens, or the first failure. The
-/// caller has checked that the port is free (`server::probe_port_free`).
+/// Starts `config.smp` shards (shard `i` counting into `stats[i]`) and returns once every one
+/// listens, with the mesh that reaches them, or the first failure. The caller has checked that
+/// the port is free (`server::probe_port_free`).
 pub fn start(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
     pool: Blocking,
-) -> Result<ShardThreads, StartupError> {
+    stats: Vec<Arc<ShardStats>>,
+) -> Result<(ShardThreads, Arc<Mesh<Shard>>), StartupError> {
     let (smp, pin) = (config.smp, config.pin_shards);
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
         let (config, metadata) = (config.clone(), metadata.clone());
         let (producer_ids, pool) = (producer_ids.clone(), pool.clone());
-        Box::pin(run(start, config, metadata, producer_ids, pool))
+        let stats =
+            stats.get(start.id).cloned().unwrap_or_else(|| Arc::new(ShardStats::new(start.id)));
+        Box::pin(run(start, config, metadata, producer_ids, pool, stats))
     });
     ShardThreads::start(smp, pin, body)
 }
@@ -144,6 +151,7 @@ async fn run(
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
     pool: Blocking,
+    stats: Arc<ShardStats>,
 ) {
     let ShardStart { id, mesh, inbox, stop, ready } = start;
     let listener = match server::bind(config.listen) {
@@ -161,6 +169,7 @@ async fn run(
         writeback_bytes: (config.writeback_bytes > 0).then_some(config.writeback_bytes),
         page_cache_window_bytes: (config.page_cache_window_bytes > 0)
             .then_some(config.page_cache_window_bytes),
+        observer: Some(stats.clone()),
         ..LogConfig::default()
     };
     let reads = ReadSettings {
@@ -180,6 +189,7 @@ async fn run(
             // a host on different loopback addresses); a wildcard listen leaves it to routing.
             bind: Some(config.listen.ip()).filter(|ip| !ip.is_unspecified()),
         },
+        stats.clone(),
     );
     let smp = config.smp;
     let ctx = Rc::new(Shard {
@@ -191,6 +201,7 @@ async fn run(
         partitions,
         fetch_sessions: RefCell::new(Sessions::new(id, smp)),
         groups: RefCell::new(Coordinated::default()),
+        stats,
         life: Life::default(),
     });
     compio::runtime::spawn(runtime::serve_inbox(ctx.clone(), inbox)).detach();
@@ -239,10 +250,79 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
         compio::runtime::spawn(async move { replicate(&ctx, stopping).await })
     };
+    let stats = ctx.stats.clone();
+    let busy = {
+        let (stats, stopping) = (stats.clone(), stopping.clone());
+        compio::runtime::spawn(async move {
+            while !stopping() {
+                sample_busy(&stats);
+                compio::time::sleep(BUSY_SAMPLE_INTERVAL).await;
+            }
+        })
+    };
     let watch = compio::runtime::spawn(runtime::stall_watch(stopping, move |late| {
+        ShardStats::add(&stats.stalls, 1);
+        ShardStats::add(&stats.stall_us, u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));
-    vec![watch, expiry, ticker, maintenance, follow, replication]
+    vec![watch, busy, expiry, ticker, maintenance, follow, replication]
+}
+
+/// How often a shard samples its thread's CPU time for `odradek_shard_busy_seconds_total`.
+const BUSY_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Records the CPU time of the calling (shard) thread: a vDSO-less `clock_gettime`, once a
+/// second.
+fn sample_busy(stats: &ShardStats) {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let us = u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000
+        + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000;
+    stats.busy_us.store(us, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What this shard holds, for one scrape: its partitions' offsets, sizes and byte counts, and
+/// the committed offsets of the groups it coordinates. One pass, no `.await`.
+pub fn sample(ctx: &Shard) -> ShardSample {
+    let partitions = ctx
+        .partitions
+        .all()
+        .into_iter()
+        .map(|p| {
+            let (replicas, isr) = p.replica_counts();
+            let traffic = p.traffic();
+            PartitionSample {
+                topic: p.topic.clone(),
+                partition: p.index,
+                leader: p.is_leader(),
+                log_start: p.log_start_offset(),
+                log_end: p.log_end_offset(),
+                high_watermark: p.high_watermark(),
+                size_bytes: p.size_bytes(),
+                replicas,
+                isr,
+                bytes_in: traffic.bytes_in,
+                records_in: traffic.records_in,
+                bytes_out: traffic.bytes_out,
+                replication_bytes_out: traffic.replication_bytes_out,
+            }
+        })
+        .collect();
+    let groups = ctx.groups.borrow();
+    let groups = groups
+        .offsets
+        .groups()
+        .into_iter()
+        .flat_map(|group| {
+            let committed = groups.offsets.all(&group);
+            committed.into_iter().map(move |(topic, partition, c)| GroupSample {
+                group: group.clone(),
+                topic,
+                partition,
+                committed: c.offset,
+            })
+        })
+        .collect();
+    ShardSample { partitions, groups }
 }
 
 /// How often follower lag is logged (target `replication_lag`, debug level: enable it with

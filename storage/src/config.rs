@@ -2,7 +2,20 @@
 //!
 //! Every limit here is a bound the log enforces; units are in the name.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::batch::TimestampType;
+
+/// Told how long each device write and `fdatasync` of segment data took, for the node's
+/// metrics. Called on the log's thread right after the operation completes; it must be cheap
+/// (a few relaxed atomic adds) and must not block.
+pub trait IoObserver: std::fmt::Debug + Send + Sync {
+    /// One write of `bytes` of segment data (an append's chunk) took `took`.
+    fn data_write(&self, took: Duration, bytes: u64);
+    /// One `fdatasync` of a segment (a group commit) took `took`.
+    fn data_sync(&self, took: Duration);
+}
 
 /// `cleanup.policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +86,9 @@ pub struct LogConfig {
     pub writeback_bytes: Option<u64>,
     /// Bound on the keys compaction holds in memory in one pass (each costs ~40 bytes).
     pub compaction_keys_max: usize,
+    /// Told the duration of every data write and `fdatasync` (the node's latency histograms).
+    /// `None` = nobody listens.
+    pub observer: Option<Arc<dyn IoObserver>>,
 }
 
 impl Default for LogConfig {
@@ -93,6 +109,7 @@ impl Default for LogConfig {
             page_cache_window_bytes: Some(crate::log::PAGE_CACHE_WINDOW_BYTES),
             direct_writes: true,
             writeback_bytes: Some(crate::log::WRITEBACK_BYTES),
+            observer: None,
         }
     }
 }

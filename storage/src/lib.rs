@@ -51,7 +51,7 @@ pub mod sim;
 pub mod wire;
 
 pub use backend::{Backend, CompioBackend, StorageFile};
-pub use config::LogConfig;
+pub use config::{IoObserver, LogConfig};
 pub use epochs::EpochEntry;
 pub use error::{AppendError, LogError, ReadError};
 pub use log::{AppendInfo, FileSlice, Log, PAGE_CACHE_WINDOW_BYTES, ReadResult, WRITEBACK_BYTES};

@@ -1016,6 +1016,9 @@ impl<B: Backend> Log<B> {
         let started = std::time::Instant::now();
         let written = self.write_data(&file, &path, start_pos, iov).await;
         let took = started.elapsed();
+        if let Some(observer) = &self.config.borrow().observer {
+            observer.data_write(took, bytes as u64);
+        }
         if took >= SLOW_IO {
             let direct = self.config.borrow().direct_writes;
             warn!(segment = %path.display(), bytes, ms = took.as_millis() as u64, direct, "slow segment write");
@@ -1322,6 +1325,9 @@ impl<B: Backend> Log<B> {
         let synced = async {
             file.sync_data().await.map_err(io("fdatasync", &path))?;
             let took = started.elapsed();
+            if let Some(observer) = &self.config.borrow().observer {
+                observer.data_sync(took);
+            }
             if took >= SLOW_SYNC {
                 warn!(segment = %path.display(), ms = took.as_millis() as u64, "slow fdatasync");
             }

@@ -32,10 +32,12 @@ use uuid::Uuid;
 use super::by_owner;
 use crate::cluster::{Route, Topic};
 use crate::error;
+use crate::metrics::{ShardStats, Timing};
 use crate::partition::fetch_session::{FINAL_EPOCH, PartKey, next_epoch};
-use crate::partition::{FollowerCheck, Payload, ReadFailure};
+use crate::partition::{FollowerCheck, Partition, Payload, ReadFailure};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
+use odradek_client::stages::{Kind, Stage};
 
 /// Longest long poll honoured, whatever the client asks.
 pub const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -132,7 +134,12 @@ pub struct FetchReply {
     pub records: Vec<Vec<Payload>>,
 }
 
-pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchReply {
+pub async fn fetch(
+    ctx: &Rc<Shard>,
+    version: i16,
+    req: FetchRequest,
+    timing: &mut Timing,
+) -> FetchReply {
     let by_id = version >= 13;
     let now = Instant::now();
     let mode = match session_mode(ctx, version, &req) {
@@ -154,7 +161,7 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
         }
         None => Reader::LeaderOnly,
     };
-    let got = read_parts(ctx, &req, &parts, replica, &reader).await;
+    let got = read_parts(ctx, &req, &parts, replica, &reader, timing).await;
     let (session_id, include) = remember(ctx, mode, &parts, &got, now);
     let leaders: Vec<i32> = got.iter().filter_map(|g| g.leader.map(|(l, _)| l)).collect();
     let node_endpoints = super::leader_endpoints(ctx, leaders)
@@ -163,7 +170,9 @@ pub async fn fetch(ctx: &Rc<Shard>, version: i16, req: FetchRequest) -> FetchRep
         .collect();
     let (topics, records) = lay_out(&req, by_id, &parts, got, &include);
     let session_id = if version >= 7 { session_id } else { 0 };
-    let response = FetchOut { session_id, topics, node_endpoints, ..FetchOut::default() };
+    // The breakdown rides in a tagged field (flexible versions, v12+).
+    let stages = (version >= 12).then(|| timing.encode(Kind::Fetch));
+    let response = FetchOut { session_id, topics, node_endpoints, stages, ..FetchOut::default() };
     FetchReply { response, records }
 }
 
@@ -364,6 +373,7 @@ async fn read_parts(
     parts: &[Part],
     replica: Option<i32>,
     reader: &Reader,
+    timing: &mut Timing,
 ) -> Vec<Got> {
     let snapshot = ctx.metadata.snapshot();
     let (smp, me) = (ctx.config.smp, ctx.config.node_id);
@@ -427,7 +437,7 @@ async fn read_parts(
         Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0)).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     loop {
-        let (results, total, errors) = read_all(ctx, &groups, max_bytes).await;
+        let (results, total, errors) = read_all(ctx, &groups, max_bytes, timing).await;
         let now = Instant::now();
         if total >= min_bytes
             || errors
@@ -440,7 +450,9 @@ async fn read_parts(
             }
             break;
         }
+        let waiting = Instant::now();
         wait_for_data(ctx, &groups, deadline).await;
+        timing.add(Stage::Wait, waiting.elapsed());
     }
     got.into_iter().map(|g| g.unwrap_or_else(|| Got::error(ec::KAFKA_STORAGE_ERROR))).collect()
 }
@@ -456,17 +468,27 @@ async fn read_all(
     ctx: &Rc<Shard>,
     groups: &[(usize, Vec<Want>)],
     max_bytes: u64,
+    timing: &mut Timing,
 ) -> (Vec<(usize, Got)>, u64, bool) {
     let reads = groups.iter().map(|(owner, wants)| {
         let wants = wants.clone();
-        on_shard(ctx, *owner, move |there| async move {
-            read_group(&there, wants, max_bytes, true).await
-        })
+        let sent = Instant::now();
+        let read = on_shard(ctx, *owner, move |there| async move {
+            let began = Instant::now();
+            let (answers, _) = read_group(&there, wants, max_bytes, true).await;
+            (answers, began.elapsed())
+        });
+        async move { (read.await, sent.elapsed()) }
     });
+    let (mut hop, mut read_time) = (Duration::ZERO, Duration::ZERO);
     let mut out = Vec::new();
-    for (read, (owner, group)) in join_all(reads).await.into_iter().zip(groups) {
+    for ((read, round_trip), (owner, group)) in join_all(reads).await.into_iter().zip(groups) {
         match read {
-            Ok((answers, _)) => out.extend(answers),
+            Ok((answers, on_owner)) => {
+                hop = hop.max(round_trip.saturating_sub(on_owner));
+                read_time = read_time.max(on_owner);
+                out.extend(answers);
+            }
             Err(e) => {
                 // The owner is stopping (graceful shutdown): clients move on as from a leader
                 // that went away, refreshing metadata and fetching again.
@@ -475,6 +497,8 @@ async fn read_all(
             }
         }
     }
+    timing.add(Stage::Hop, hop);
+    timing.add(Stage::Read, read_time);
     out.sort_unstable_by_key(|(slot, _)| *slot);
     let mut kept = 0u64;
     for (_, got) in &mut out {
@@ -559,7 +583,10 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         }
     };
     let (error, records) = match read.records {
-        Ok(records) => (ec::NONE, records),
+        Ok(records) => {
+            count_read(ctx, &p, &records, w.follower.is_some());
+            (ec::NONE, records)
+        }
         Err(e @ ReadFailure::Log(ReadError::OffsetOutOfRange { .. })) => {
             (error::read_failure(&e), Vec::new())
         }
@@ -577,6 +604,21 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         diverging: None,
         preferred: -1,
         leader: None,
+    }
+}
+
+/// Counts a read's bytes on its partition, and whether a consumer's read came wholly from the
+/// recent-batch cache (memory) or touched segment files.
+fn count_read(ctx: &Shard, p: &Partition, records: &[Payload], follower: bool) {
+    if records.is_empty() {
+        return;
+    }
+    let bytes: usize = records.iter().map(Payload::len).sum();
+    p.count_out(bytes as u64, follower);
+    if !follower {
+        let from_memory = records.iter().all(|r| matches!(r, Payload::Mem(_)));
+        let counter = if from_memory { &ctx.stats.cache_hits } else { &ctx.stats.cache_misses };
+        ShardStats::add(counter, 1);
     }
 }
 

@@ -96,10 +96,62 @@ pub enum Reply {
     Nothing,
 }
 
+/// Whether an answer carries an error code (top-level, or any topic's or partition's), for
+/// `odradek_request_errors_total`. The APIs clients call in their steady state are looked at;
+/// the rest count as answered without error.
+pub fn reply_has_error(reply: &Reply) -> bool {
+    let body = match reply {
+        Reply::Nothing => return false,
+        Reply::Fetch(f) => {
+            return f.response.error_code != 0
+                || f.response.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0);
+        }
+        Reply::Body(body) => body,
+    };
+    match &**body {
+        ResponseKind::Produce(r) => {
+            r.responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code != 0)
+        }
+        ResponseKind::Metadata(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::ListOffsets(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0)
+        }
+        ResponseKind::CreateTopics(r) => r.topics.iter().any(|t| t.error_code != 0),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().any(|t| t.error_code != 0),
+        ResponseKind::OffsetCommit(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error_code != 0)
+        }
+        ResponseKind::OffsetFetch(r) => {
+            r.error_code != 0 || r.groups.iter().any(|g| g.error_code != 0)
+        }
+        ResponseKind::FindCoordinator(r) => {
+            r.error_code != 0 || r.coordinators.iter().any(|c| c.error_code != 0)
+        }
+        ResponseKind::JoinGroup(r) => r.error_code != 0,
+        ResponseKind::SyncGroup(r) => r.error_code != 0,
+        ResponseKind::Heartbeat(r) => r.error_code != 0,
+        ResponseKind::LeaveGroup(r) => r.error_code != 0,
+        ResponseKind::InitProducerId(r) => r.error_code != 0,
+        ResponseKind::ListGroups(r) => r.error_code != 0,
+        ResponseKind::DescribeGroups(r) => r.groups.iter().any(|g| g.error_code != 0),
+        ResponseKind::DeleteGroups(r) => r.results.iter().any(|g| g.error_code != 0),
+        ResponseKind::CreatePartitions(r) => r.results.iter().any(|t| t.error_code != 0),
+        ResponseKind::DescribeConfigs(r) => r.results.iter().any(|t| t.error_code != 0),
+        ResponseKind::IncrementalAlterConfigs(r) => r.responses.iter().any(|t| t.error_code != 0),
+        ResponseKind::ApiVersions(r) => r.error_code != 0,
+        _ => false,
+    }
+}
+
 /// Answers one decoded request. `Err` closes the connection with the reason logged: the
 /// decoder admits only the APIs in `versions::SUPPORTED`, so it means the table and this
-/// dispatcher disagree.
-pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Result<Reply, String> {
+/// dispatcher disagree. Produce and Fetch fill in `timing` (the latency breakdown).
+pub async fn handle(
+    ctx: &Rc<Shard>,
+    session: &Session,
+    request: Request,
+    timing: &mut crate::metrics::Timing,
+) -> Result<Reply, String> {
     let version = request.header.request_api_version;
     Ok(Reply::Body(Box::new(match request.body {
         RequestKind::ApiVersions(_) => {
@@ -112,11 +164,13 @@ pub async fn handle(ctx: &Rc<Shard>, session: &Session, request: Request) -> Res
         RequestKind::DeleteTopics(req) => {
             ResponseKind::DeleteTopics(admin::delete_topics(ctx, version, req).await)
         }
-        RequestKind::Produce(req) => match produce::produce(ctx, version, req).await {
+        RequestKind::Produce(req) => match produce::produce(ctx, version, req, timing).await {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(Reply::Nothing),
         },
-        RequestKind::Fetch(req) => return Ok(Reply::Fetch(fetch::fetch(ctx, version, req).await)),
+        RequestKind::Fetch(req) => {
+            return Ok(Reply::Fetch(fetch::fetch(ctx, version, req, timing).await));
+        }
         RequestKind::ListOffsets(req) => {
             ResponseKind::ListOffsets(offsets::list_offsets(ctx, version, req).await)
         }

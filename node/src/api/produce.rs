@@ -9,7 +9,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -28,9 +28,11 @@ use tracing::{info, warn};
 use super::{by_owner, str_bytes};
 use crate::cluster::{Route, Topic, topic_config};
 use crate::error;
-use crate::partition::{AppendFailure, Durability};
+use crate::metrics::Timing;
+use crate::partition::{AppendFailure, AppendTimes, Durability};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
+use odradek_client::stages::{Kind, STAGES_TAG, Stage};
 
 /// The outcome of one partition's append.
 #[derive(Debug, Clone)]
@@ -155,14 +157,25 @@ pub async fn produce(
     ctx: &Rc<Shard>,
     version: i16,
     req: ProduceRequest,
+    timing: &mut Timing,
 ) -> Option<ProduceResponse> {
+    let began = Instant::now();
     let (mut outcomes, work) = check_partitions(ctx, version, &req);
+    timing.add(Stage::Validate, began.elapsed());
     // acks=all waits for the ISR at most the request's timeout (Kafka's `timeout_ms`),
     // bounded here so that a producer asking for hours cannot pin the request.
     let timeout = Duration::from_millis(u64::try_from(req.timeout_ms).unwrap_or(0))
         .clamp(ACKS_TIMEOUT_MIN, ACKS_TIMEOUT_MAX);
-    append_on_owners(ctx, work, (req.acks, timeout), &mut outcomes).await;
-    (req.acks != 0).then(|| response(ctx, version, &req, outcomes))
+    append_on_owners(ctx, work, (req.acks, timeout), &mut outcomes, timing).await;
+    (req.acks != 0).then(|| {
+        let mut r = response(ctx, version, &req, outcomes);
+        // The breakdown rides in a tagged field (flexible versions, v9+): clients that do not
+        // know the tag skip it.
+        if version >= 9 {
+            r.unknown_tagged_fields.insert(STAGES_TAG, timing.encode(Kind::Produce));
+        }
+        r
+    })
 }
 
 /// Each partition's outcome, by topic and partition index: a refusal, or `None` while it is
@@ -224,24 +237,35 @@ async fn append_on_owners(
     work: Vec<(usize, Item)>,
     (acks, timeout): (i16, Duration),
     outcomes: &mut [Vec<Option<Outcome>>],
+    timing: &mut Timing,
 ) {
     let (owners, groups): (Vec<usize>, Vec<_>) = by_owner(work)
         .into_iter()
         .map(|(owner, items)| {
+            let sent = Instant::now();
             let appended = on_shard(ctx, owner, move |there| async move {
+                let began = Instant::now();
                 let appends = items.into_iter().map(|item| {
                     let there = there.clone();
-                    async move { (item.slot, append(&there, item, acks, timeout).await) }
+                    async move {
+                        let slot = item.slot;
+                        let (outcome, times) = append(&there, item, acks, timeout).await;
+                        (slot, outcome, times)
+                    }
                 });
-                join_all(appends).await
+                (join_all(appends).await, began.elapsed())
             });
-            (owner, appended)
+            (owner, async move { (appended.await, sent.elapsed()) })
         })
         .unzip();
-    for (owner, result) in owners.into_iter().zip(join_all(groups).await) {
+    for (owner, (result, round_trip)) in owners.into_iter().zip(join_all(groups).await) {
         match result {
-            Ok(done) => {
-                for ((ti, pi), outcome) in done {
+            Ok((done, on_owner)) => {
+                timing.at_least(Stage::Hop, round_trip.saturating_sub(on_owner));
+                for ((ti, pi), outcome, times) in done {
+                    timing.at_least(Stage::Write, times.write);
+                    timing.at_least(Stage::Fsync, times.fsync);
+                    timing.at_least(Stage::Replicate, times.replicate);
                     outcomes[ti][pi] = Some(outcome);
                 }
             }
@@ -311,25 +335,36 @@ fn response(
 
 /// Runs on the owner shard: append, then (acks=all) wait until the ISR has it and the fsync
 /// (group-committed with every other append of the partition) covers it, within `timeout`.
-async fn append(ctx: &Rc<Shard>, item: Item, acks: i16, timeout: Duration) -> Outcome {
+/// Returns the outcome and where the time went.
+async fn append(
+    ctx: &Rc<Shard>,
+    item: Item,
+    acks: i16,
+    timeout: Duration,
+) -> (Outcome, AppendTimes) {
     let partition = match ctx.partitions.get(&item.topic, item.partition).await {
         Ok(p) => p,
         Err(e) => {
             warn!(topic = %item.topic.name, partition = item.partition, error = %e, "cannot open partition");
-            return Outcome::error(e.code(), e.to_string());
+            return (Outcome::error(e.code(), e.to_string()), AppendTimes::default());
         }
     };
     let durability = if acks == -1 { Durability::Committed(timeout) } else { Durability::Written };
-    match partition.append(item.records, durability).await {
-        Ok(a) => Outcome {
-            error: ec::NONE,
-            message: None,
-            base_offset: a.base_offset,
-            log_append_time: a.log_append_time,
-            log_start_offset: a.log_start_offset,
-            record_errors: Vec::new(),
-            leader: None,
-        },
+    let outcome = match partition.append(item.records, durability).await {
+        Ok(a) => {
+            return (
+                Outcome {
+                    error: ec::NONE,
+                    message: None,
+                    base_offset: a.base_offset,
+                    log_append_time: a.log_append_time,
+                    log_start_offset: a.log_start_offset,
+                    record_errors: Vec::new(),
+                    leader: None,
+                },
+                a.times,
+            );
+        }
         Err(e) => {
             let code = error::append_failure(&e);
             match &e {
@@ -343,5 +378,6 @@ async fn append(ctx: &Rc<Shard>, item: Item, acks: i16, timeout: Duration) -> Ou
             }
             Outcome::error(code, e.to_string())
         }
-    }
+    };
+    (outcome, AppendTimes::default())
 }

@@ -151,6 +151,17 @@ pub struct Appended {
     /// The broker's timestamp when the topic uses `LogAppendTime`, else -1.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// Where the append's time went (the latency breakdown).
+    pub times: AppendTimes,
+}
+
+/// How long an append took: the write (with the producer's turn and the log's checks), and
+/// for a committed append the waits for the fsync and for the ISR, each from when both began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendTimes {
+    pub write: Duration,
+    pub fsync: Duration,
+    pub replicate: Duration,
 }
 
 /// Why an append was refused or failed.
@@ -249,7 +260,20 @@ pub struct Partition {
     /// One lock per idempotent producer with an append under way; an entry lives only while
     /// someone holds or waits for it.
     producer_locks: RefCell<HashMap<i64, Rc<async_lock::Mutex<()>>>>,
+    /// Bytes and records in and out since the partition was opened here (metrics).
+    traffic: Cell<Traffic>,
     shared: Rc<PartitionShared>,
+}
+
+/// A partition's traffic counters (read by scrapes on the owner shard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Batches producers appended (not a producer's duplicates, not replicas' appends).
+    pub bytes_in: u64,
+    pub records_in: u64,
+    /// Records read by consumers, and by follower replicas.
+    pub bytes_out: u64,
+    pub replication_bytes_out: u64,
 }
 
 impl Partition {
@@ -278,8 +302,36 @@ impl Partition {
             epoch_start: Cell::new(0),
             prefetched: Cell::new((-1, 0)),
             producer_locks: RefCell::new(HashMap::new()),
+            traffic: Cell::new(Traffic::default()),
             shared,
         }
+    }
+
+    /// Bytes and records in and out so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.get()
+    }
+
+    /// Counts bytes read by a consumer (`follower` false) or a follower replica.
+    pub fn count_out(&self, bytes: u64, follower: bool) {
+        let mut t = self.traffic.get();
+        if follower {
+            t.replication_bytes_out += bytes;
+        } else {
+            t.bytes_out += bytes;
+        }
+        self.traffic.set(t);
+    }
+
+    /// Bytes of the partition's segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// (replicas, in-sync replicas) as this broker last saw them.
+    pub fn replica_counts(&self) -> (usize, usize) {
+        let r = self.replicas.borrow();
+        (r.replicas().len().max(1), r.isr().len())
     }
 
     /// The offset below which records are committed and visible to consumers.
@@ -517,6 +569,7 @@ impl Partition {
             }
         }
         let epoch = self.leader_epoch.get();
+        let began = Instant::now();
         let header = BatchHeader::parse(&records)
             .map_err(|e| AppendFailure::Log(AppendError::InvalidBatch(e)))?;
         // An idempotent producer's batches are checked and appended one at a time per producer
@@ -536,6 +589,7 @@ impl Partition {
                         base_offset: base_offset as i64,
                         log_append_time: -1,
                         log_start_offset: self.log.log_start_offset() as i64,
+                        times: AppendTimes::default(),
                     },
                     last_offset + 1,
                 ))
@@ -544,23 +598,27 @@ impl Partition {
         };
         drop(guard);
         self.release_producer_lock(header.producer_id, lock);
-        let (appended, end) = written?;
+        let (mut appended, end) = written?;
+        appended.times.write = began.elapsed();
         // A duplicate's original may not be committed yet: acks=all waits for it like any.
         if let Durability::Committed(timeout) = durability {
-            self.commit(end, epoch, rules, timeout).await?;
+            (appended.times.fsync, appended.times.replicate) =
+                self.commit(end, epoch, rules, timeout).await?;
         }
         Ok(appended)
     }
 
     /// Waits until everything below `end` is committed: the high watermark passed it (every
-    /// ISR member has it) and, unless `write.caching`, the leader's fsync covers it.
+    /// ISR member has it) and, unless `write.caching`, the leader's fsync covers it. Returns
+    /// how long each took: (fsync, replication), both from the start of the wait.
     async fn commit(
         &self,
         end: u64,
         epoch: i32,
         rules: Rules,
         timeout: Duration,
-    ) -> Result<(), AppendFailure> {
+    ) -> Result<(Duration, Duration), AppendFailure> {
+        let began = Instant::now();
         let replicated = async {
             loop {
                 let listener = self.progress.listen();
@@ -568,20 +626,19 @@ impl Partition {
                     return Err(AppendFailure::NotLeader);
                 }
                 if self.high_watermark() >= end {
-                    return Ok(());
+                    return Ok(began.elapsed());
                 }
                 listener.await;
             }
         };
         let synced = async {
-            if rules.write_caching {
-                Ok(())
-            } else {
-                self.log.sync().await.map_err(AppendFailure::Sync)
+            if !rules.write_caching {
+                self.log.sync().await.map_err(AppendFailure::Sync)?;
             }
+            Ok(began.elapsed())
         };
-        let both = futures_util::future::try_join(replicated, synced);
-        match compio::time::timeout(timeout, both).await {
+        let both = futures_util::future::try_join(synced, replicated);
+        let times = match compio::time::timeout(timeout, both).await {
             Ok(result) => result?,
             Err(_) => return Err(AppendFailure::Timeout(timeout)),
         };
@@ -590,7 +647,7 @@ impl Partition {
         if isr < min {
             return Err(AppendFailure::NotEnoughReplicasAfterAppend { isr, min });
         }
-        Ok(())
+        Ok(times)
     }
 
     /// Writes a new batch stamped with leader epoch `epoch`; returns its offsets and the
@@ -602,6 +659,10 @@ impl Partition {
         epoch: i32,
     ) -> Result<(Appended, u64), AppendFailure> {
         let info = self.log.append_with_epoch(records.clone(), epoch).await?;
+        let mut traffic = self.traffic.get();
+        traffic.bytes_in += records.len() as u64;
+        traffic.records_in += u64::from(header.records_count.max(0).unsigned_abs());
+        self.traffic.set(traffic);
         self.maybe_advance_high_watermark();
         // Keep the batch as stored (offsets and epoch assigned) for tailing consumers.
         let incoming = IncomingBatch { header, bytes: records.clone() };
@@ -619,6 +680,7 @@ impl Partition {
             base_offset: info.base_offset as i64,
             log_append_time: info.log_append_time.unwrap_or(-1),
             log_start_offset: info.log_start_offset as i64,
+            times: AppendTimes::default(),
         };
         Ok((appended, info.last_offset + 1))
     }

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::fetcher::FetcherSettings;
 use super::{Partition, PartitionShared, ReadSettings, Role, Rules};
 use crate::cluster::{Catalogue, MetadataStore, Topic, topic_config};
+use crate::metrics::ShardStats;
 use crate::runtime::blocking::Blocking;
 
 /// How often a shard looks at its partitions for `flush.ms`, and logs a slow pass.
@@ -66,9 +67,14 @@ pub struct Partitions {
     open: RefCell<HashMap<(Uuid, i32), Slot>>,
     shared: Rc<PartitionShared>,
     fetcher: FetcherSettings,
+    /// The shard's counters: ISR changes are counted here.
+    stats: Arc<ShardStats>,
 }
 
 impl Partitions {
+    // One argument per thing the shard hands its partitions; a struct for them would be
+    // built in one place only.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         data_dir: &Path,
         metadata: Arc<dyn MetadataStore>,
@@ -77,6 +83,7 @@ impl Partitions {
         fetch_cache_bytes: usize,
         pool: Blocking,
         fetcher: FetcherSettings,
+        stats: Arc<ShardStats>,
     ) -> Self {
         Self {
             data_dir: data_dir.to_owned(),
@@ -86,6 +93,7 @@ impl Partitions {
             open: RefCell::new(HashMap::new()),
             shared: Rc::new(PartitionShared::new(reads, fetch_cache_bytes)),
             fetcher,
+            stats,
         }
     }
 
@@ -118,6 +126,8 @@ impl Partitions {
     pub fn propose_isr(&self, p: Rc<Partition>, isr: Vec<i32>) {
         let Some((leader_epoch, partition_epoch)) = p.isr_proposal(isr.clone()) else { return };
         let metadata = self.metadata.clone();
+        let stats = self.stats.clone();
+        let before = p.isr().len();
         let (me, broker_epoch) = (self.fetcher.me, self.metadata.snapshot().broker_epoch);
         let command = odradek_controller::Command::AlterPartition {
             broker_id: me,
@@ -132,6 +142,11 @@ impl Partitions {
             match metadata.propose(command).await {
                 Ok(odradek_controller::CommandResult::Partition { record }) => {
                     info!(topic = %p.topic, partition = p.index, isr = ?record.isr, partition_epoch = record.partition_epoch, "ISR changed");
+                    match record.isr.len().cmp(&before) {
+                        std::cmp::Ordering::Less => ShardStats::add(&stats.isr_shrinks, 1),
+                        std::cmp::Ordering::Greater => ShardStats::add(&stats.isr_expands, 1),
+                        std::cmp::Ordering::Equal => {}
+                    }
                     let committed = (&record.replicas[..], &record.isr[..], record.partition_epoch);
                     p.isr_settled(leader_epoch, Some(committed));
                 }

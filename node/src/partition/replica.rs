@@ -102,6 +102,10 @@ impl Replicas {
         &self.isr
     }
 
+    pub fn replicas(&self) -> &[i32] {
+        &self.replicas
+    }
+
     pub fn partition_epoch(&self) -> i32 {
         self.partition_epoch
     }

@@ -53,6 +53,37 @@ impl<S> Mesh<S> {
         (Self { inboxes, drained: std::sync::atomic::AtomicUsize::new(0) }, receivers)
     }
 
+    /// Runs `work` on shard `target` from a thread that is not a shard (the admin listener's),
+    /// and returns its result. Waits (async) while the target's inbox is full.
+    pub async fn call<T, F, Fut>(&self, target: usize, work: F) -> Result<T, ShardGone>
+    where
+        F: FnOnce(Rc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let inbox = self.inboxes.get(target).ok_or(ShardGone(target))?;
+        let (tx, rx) = oneshot::channel();
+        let task: Task<S> = Box::new(move |there: &Rc<S>| {
+            let fut = work(there.clone());
+            compio::runtime::spawn(async move {
+                let _ = tx.send(fut.await);
+            })
+            .detach();
+        });
+        inbox.send(task).await.map_err(|_| ShardGone(target))?;
+        rx.await.map_err(|_| ShardGone(target))
+    }
+
+    /// The number of shards.
+    pub fn len(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    /// Whether the mesh has no shard (never, for a running node).
+    pub fn is_empty(&self) -> bool {
+        self.inboxes.is_empty()
+    }
+
     /// Says this shard's connections are done; whether every shard's are.
     pub fn drained(&self, this_one: bool) -> bool {
         use std::sync::atomic::Ordering;

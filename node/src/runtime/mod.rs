@@ -65,13 +65,13 @@ pub struct ShardThreads {
 
 impl ShardThreads {
     /// Starts `smp` shard threads (pinned to cores `0..` when `pin`), each running `body` in a
-    /// compio runtime of its own, and returns once every one reported ready, or the first
-    /// failure.
+    /// compio runtime of its own, and returns once every one reported ready (with the mesh of
+    /// their inboxes, through which other threads reach them), or the first failure.
     pub fn start<S: 'static>(
         smp: usize,
         pin: bool,
         body: ShardBody<S>,
-    ) -> Result<Self, StartupError> {
+    ) -> Result<(Self, Arc<Mesh<S>>), StartupError> {
         if pin {
             // Before any shard pins itself: the blocking pool's threads, which shards start,
             // get the process's CPUs back rather than their shard's one core.
@@ -117,7 +117,7 @@ impl ShardThreads {
             shards.stop(Duration::from_secs(1));
             return Err(failed);
         }
-        Ok(shards)
+        Ok((shards, mesh))
     }
 
     /// Stops every shard and waits for their threads, at most `timeout` in all. Returns whether

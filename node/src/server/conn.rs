@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
@@ -16,15 +16,18 @@ use compio::io::AsyncReadExt;
 use compio::net::TcpStream;
 use futures_util::future::{Either, select};
 use odradek_net::fetch_response::encode_fetch_response;
-use odradek_net::request::{Request, decode_request};
+use odradek_net::request::decode_request;
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
 use super::session::Session;
 use super::transport::{SplicePipe, write, write_vectored};
 use crate::api::{self, Reply};
+use crate::metrics::Timing;
 use crate::partition::Payload;
 use crate::shard::Shard;
+use kafka_protocol::messages::ApiKey;
+use odradek_client::stages::{Kind, Stage};
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
 pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
@@ -47,6 +50,8 @@ async fn serve_requests(
     let mut pipe: Option<SplicePipe> = None;
     loop {
         let Some(prefix) = next_prefix(ctx, stream).await? else { return Ok(()) };
+        // The request's clock starts with its first bytes: time before that is the client's.
+        let began = Instant::now();
         let len =
             frame::frame_len(prefix, ctx.config.request_max_bytes).map_err(|e| e.to_string())?;
         let mut reader = stream;
@@ -95,22 +100,68 @@ async fn serve_requests(
             "request"
         );
         session.client_id.clone_from(&request.header.client_id.as_ref().map(|c| c.to_string()));
-        respond(ctx, session, stream, request, &mut out, &mut pipe).await?;
+        let mut timing = Timing::default();
+        timing.add(Stage::Receive, began.elapsed());
+        let api_key = request.api_key;
+        let correlation_id = request.header.correlation_id;
+        let version = request.header.request_api_version;
+        let handled = api::handle(ctx, session, request, &mut timing).await?;
+        let error = api::reply_has_error(&handled);
+        let sending = Instant::now();
+        let sent =
+            respond(stream, handled, (correlation_id, api_key, version), &mut out, &mut pipe).await;
+        timing.add(Stage::Send, sending.elapsed());
+        let took = began.elapsed();
+        ctx.stats.request(api_key as i16, took, error || sent.is_err());
+        let kind = match api_key {
+            ApiKey::Produce => Some(Kind::Produce),
+            ApiKey::Fetch => Some(Kind::Fetch),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            timing.record(kind, &ctx.stats);
+            if tracing::enabled!(target: "odradek::conn", tracing::Level::TRACE) {
+                trace_stages(ctx.id, peer, correlation_id, kind, &timing, took);
+            }
+        }
+        sent?;
     }
 }
 
+/// The per-request trace line of a Produce or Fetch, with its stages in microseconds.
+fn trace_stages(
+    shard: usize,
+    peer: SocketAddr,
+    correlation_id: i32,
+    kind: Kind,
+    timing: &Timing,
+    took: Duration,
+) {
+    let stages: Vec<String> = Stage::of(kind)
+        .iter()
+        .map(|&s| format!("{}={}", s.name(), timing.get(s).as_micros()))
+        .collect();
+    tracing::trace!(
+        target: "odradek::conn",
+        shard,
+        %peer,
+        correlation_id,
+        api = ?kind,
+        total_us = took.as_micros() as u64,
+        stages_us = %stages.join(" "),
+        "answered"
+    );
+}
+
+/// Encodes `reply` to the request (`correlation_id`, `api_key`, `version`) and writes it.
 async fn respond(
-    ctx: &Rc<Shard>,
-    session: &Session,
     stream: &TcpStream,
-    request: Request,
+    reply: Reply,
+    (correlation_id, api_key, version): (i32, ApiKey, i16),
     out: &mut BytesMut,
     pipe: &mut Option<SplicePipe>,
 ) -> Result<(), String> {
-    let version = request.header.request_api_version;
-    let correlation_id = request.header.correlation_id;
-    let api_key = request.api_key;
-    match api::handle(ctx, session, request).await? {
+    match reply {
         Reply::Nothing => Ok(()),
         Reply::Body(body) => {
             out.clear();

@@ -21,6 +21,7 @@ pub mod transport;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use compio::net::TcpListener;
@@ -104,14 +105,21 @@ pub async fn accept_loop(ctx: &Rc<Shard>, listener: TcpListener, mut stop: onesh
                 if life.connections.get() >= limit {
                     // Closing at once is all a client can be told before it sent a request.
                     warn!(shard = ctx.id, %peer, limit, "connection limit reached; closing the new connection");
+                    crate::metrics::ShardStats::add(&ctx.stats.connections_refused, 1);
                     drop(stream);
                     continue;
                 }
                 let ctx = ctx.clone();
                 life.connections.set(life.connections.get() + 1);
+                let stats = &ctx.stats;
+                crate::metrics::ShardStats::add(&stats.connections_accepted, 1);
+                stats.connections.store(life.connections.get() as u64, Ordering::Relaxed);
                 compio::runtime::spawn(async move {
                     conn::serve(&ctx, stream, peer).await;
                     ctx.life.connections.set(ctx.life.connections.get() - 1);
+                    ctx.stats
+                        .connections
+                        .store(ctx.life.connections.get() as u64, Ordering::Relaxed);
                 })
                 .detach();
             }
