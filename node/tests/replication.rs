@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{
     Cluster, ClusterNode, FORM_TIMEOUT, Meta, PartitionInfo, call_addr, create_topic_rf_at,
-    free_port, metadata_at, wait_until,
+    free_port, host_of, metadata_at, wait_until,
 };
 use common::process::run_bounded;
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -306,10 +306,19 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
         "--replica-lag-time-max-ms",
         "1500",
     ];
-    let mut c = Cluster::start(3, &flags);
+    // Each node's admin listener, to watch the leader's replication metrics.
+    let admin: Vec<String> =
+        (1..=3).map(|id| format!("{}:{}", host_of(id), free_port(&host_of(id)))).collect();
+    let mut c = Cluster::start_with(3, |id| {
+        let mut args: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        args.extend(["--admin-listen".to_owned(), admin[(id - 1) as usize].clone()]);
+        args
+    });
     c.wait_formed();
     create(&c, "lag", 3, &[]);
     let p = wait_partition(&c, 1, "lag", "3 in sync", |p| p.isr.len() == 3);
+    let leader_admin = &admin[(p.leader - 1) as usize];
+    assert_eq!(scraped(leader_admin, "odradek_under_replicated_partitions"), 0.0);
     let paused = *p.replicas.iter().find(|&&r| r != p.leader).expect("a follower");
     c.sigstop(paused);
     let stopped = Instant::now();
@@ -318,6 +327,15 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
         !q.isr.contains(&paused)
     });
     println!("ISR {:?} after {:?} paused", shrunk.isr, stopped.elapsed());
+    // The leader's metrics say so (Kafka's UnderReplicatedPartitions, IsrShrinksPerSec).
+    let metric = |family: &'static str, ok: fn(f64) -> bool| {
+        wait_until(family, Duration::from_secs(10), || {
+            let v = scraped(leader_admin, family);
+            if ok(v) { Ok(v) } else { Err(format!("{family} = {v}")) }
+        })
+    };
+    metric("odradek_under_replicated_partitions", |v| v == 1.0);
+    metric("odradek_isr_shrinks_total", |v| v >= 1.0);
     for chunk in values("w", 0..40).chunks(4) {
         produce_acked(&c, p.leader, "lag", &refs(chunk));
         n += chunk.len();
@@ -330,9 +348,26 @@ fn a_paused_follower_leaves_the_isr_and_rejoins() {
         q.isr.contains(&paused)
     });
     println!("back in the ISR {:?} after SIGCONT", resumed.elapsed());
+    metric("odradek_isr_expands_total", |v| v >= 1.0);
+    metric("odradek_under_replicated_partitions", |v| v == 0.0);
     let (got, _) = read_all(&c.addr(p.leader), "lag").expect("read");
     assert_eq!(got.len(), n);
     assert_identical(&mut c, "lag");
+}
+
+/// The sum over every series of `family` (summing the shard labels) on a node's `/metrics`.
+fn scraped(admin: &str, family: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin).expect("connect to the admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the scrape");
+    text.lines()
+        .filter(|l| l.strip_prefix(family).is_some_and(|r| r.starts_with([' ', '{'])))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
 }
 
 /// KIP-101/279's case, twice. The leader takes acks=1 writes its followers never fetch (both
