@@ -56,9 +56,12 @@ fn value(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A response's stage times, in microseconds.
+type Breakdown = Vec<(Stage, u64)>;
+
 /// Produces `n` single-record batches (acks=all, Produce v9) and reads them back with Fetch
 /// v12; returns the stage breakdowns the two answers carried.
-fn produce_and_fetch(node: &Node, topic: &str, n: usize) -> (Vec<(Stage, u64)>, Vec<(Stage, u64)>) {
+fn produce_and_fetch(node: &Node, topic: &str, n: usize) -> (Breakdown, Breakdown) {
     let mut s = node.connect();
     let mut produced = Vec::new();
     for i in 0..n {
