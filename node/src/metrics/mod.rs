@@ -440,7 +440,7 @@ fn storage(t: &mut Text, shards: &[Arc<ShardStats>]) {
 
 fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
     type Field = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, &str, Field); 7] = [
+    let families: [(&str, &str, &str, Field); 8] = [
         (
             "odradek_connections",
             "gauge",
@@ -483,27 +483,25 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
             "Time shards' event loops were held up beyond their 10 ms tick, summed over stalls (Redpanda: vectorized_reactor_stalls).",
             |s| s.stall_us.load(Relaxed),
         ),
+        (
+            "odradek_shard_busy_seconds_total",
+            "counter",
+            "CPU time of each shard's thread (Redpanda: vectorized_reactor_utilization; rate() of it is the shard's busy fraction).",
+            |s| s.busy_us.load(Relaxed),
+        ),
     ];
     for (name, kind, help, field) in families {
         t.family(name, kind, help);
         for s in shards {
             let shard = s.shard.to_string();
             let v = field(s);
+            // Times are kept in microseconds and exported in seconds.
             if name.ends_with("_seconds_total") {
                 t.sample(name, &[("shard", &shard)], seconds(v));
             } else {
                 t.sample(name, &[("shard", &shard)], v);
             }
         }
-    }
-    t.family("odradek_shard_busy_seconds_total", "counter", "CPU time of each shard's thread (Redpanda: vectorized_reactor_utilization; rate() of it is the shard's busy fraction).");
-    for s in shards {
-        let shard = s.shard.to_string();
-        t.sample(
-            "odradek_shard_busy_seconds_total",
-            &[("shard", &shard)],
-            seconds(s.busy_us.load(Relaxed)),
-        );
     }
 }
 

@@ -53,8 +53,9 @@ impl<S> Mesh<S> {
         (Self { inboxes, drained: std::sync::atomic::AtomicUsize::new(0) }, receivers)
     }
 
-    /// Runs `work` on shard `target` from a thread that is not a shard (the admin listener's),
-    /// and returns its result. Waits (async) while the target's inbox is full.
+    /// Runs `work` on shard `target` through its inbox and returns its result: how shards reach
+    /// each other ([`on_shard`]), and how other threads reach a shard (the admin listener's
+    /// scrapes). Waits (async) while the target's inbox is full.
     pub async fn call<T, F, Fut>(&self, target: usize, work: F) -> Result<T, ShardGone>
     where
         F: FnOnce(Rc<S>) -> Fut + Send + 'static,
@@ -107,17 +108,7 @@ where
     if target == ctx.shard_id() {
         return Ok(work(ctx.clone()).await);
     }
-    let inbox = ctx.mesh().inboxes.get(target).ok_or(ShardGone(target))?;
-    let (tx, rx) = oneshot::channel();
-    let task: Task<S> = Box::new(move |there: &Rc<S>| {
-        let fut = work(there.clone());
-        compio::runtime::spawn(async move {
-            let _ = tx.send(fut.await);
-        })
-        .detach();
-    });
-    inbox.send(task).await.map_err(|_| ShardGone(target))?;
-    rx.await.map_err(|_| ShardGone(target))
+    ctx.mesh().call(target, work).await
 }
 
 /// Runs tasks from this shard's inbox until every sender is gone or the shard stops.
