@@ -1,0 +1,303 @@
+//! The `odradek` CLI (topic, produce, consume, group, cluster) as users run it: real processes
+//! against a real node, output read back as text and as JSON, records cross-checked with kcat.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Node;
+use common::process::{Out, run_bounded};
+use serde_json::Value;
+
+/// How long one CLI command may take (a group join waits 3 s for more members).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `odradek ARGS` against `node` with `input` on stdin.
+fn cli(node: &Node, args: &[&str], input: &str) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
+    cmd.args(args).env("ODRADEK_BROKERS", node.addr()).env_remove("ODRADEK_LOG");
+    run_bounded(&mut cmd, input.as_bytes(), LIMIT)
+        .unwrap_or_else(|o| panic!("odradek {args:?} still running after {LIMIT:?}\n{}", o.text()))
+}
+
+/// Runs `odradek ARGS` and asserts it exited 0.
+fn ok(node: &Node, args: &[&str], input: &str) -> Out {
+    let out = cli(node, args, input);
+    assert!(out.status.success(), "odradek {args:?}: {}\n{}", out.status, out.text());
+    out
+}
+
+/// Runs `odradek ARGS --output json` and parses its stdout.
+fn json(node: &Node, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = ok(node, &all, "");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.text()))
+}
+
+/// The committed offset, log end and lag of `group` on `topic`/`partition`.
+fn group_offsets(node: &Node, group: &str, topic: &str, partition: i64) -> (Value, Value, Value) {
+    let d = json(node, &["group", "describe", group]);
+    let offsets = d["offsets"].as_array().expect("offsets");
+    let row = offsets
+        .iter()
+        .find(|o| o["topic"] == topic && o["partition"] == partition)
+        .unwrap_or_else(|| panic!("no row for {topic}/{partition}: {d}"));
+    (row["committed"].clone(), row["log_end"].clone(), row["lag"].clone())
+}
+
+fn kcat(node: &Node, args: &[&str], input: &str) -> Out {
+    let mut cmd = Command::new("kcat");
+    cmd.args(["-b", &node.addr()]).args(args);
+    let out = run_bounded(&mut cmd, input.as_bytes(), LIMIT)
+        .unwrap_or_else(|o| panic!("kcat {args:?} still running\n{}", o.text()));
+    assert!(out.status.success(), "kcat {args:?}: {}\n{}", out.status, out.text());
+    out
+}
+
+#[test]
+fn topics_are_created_described_altered_grown_and_deleted() {
+    let node = Node::start();
+    let out =
+        ok(&node, &["topic", "create", "orders", "-p", "3", "-c", "retention.ms=3600000"], "");
+    assert!(out.stdout.contains("created topic orders"), "{}", out.text());
+
+    // An existing topic: exit 1 and one line naming Kafka's error and what to do.
+    let again = cli(&node, &["topic", "create", "orders", "-p", "3"], "");
+    assert_eq!(again.status.code(), Some(1), "{}", again.text());
+    assert_eq!(again.stderr.lines().count(), 1, "{}", again.text());
+    assert!(
+        again.stderr.starts_with("odradek: topic orders: TOPIC_ALREADY_EXISTS: "),
+        "{}",
+        again.text()
+    );
+    assert!(again.stderr.contains("odradek topic describe orders"), "{}", again.text());
+
+    let list = ok(&node, &["topic", "list"], "");
+    assert!(
+        list.stdout.lines().any(|l| l.split_whitespace().eq(["orders", "3", "1"])),
+        "{}",
+        list.text()
+    );
+    let list = json(&node, &["topic", "list"]);
+    assert!(
+        list.as_array()
+            .expect("array")
+            .iter()
+            .any(|t| t["name"] == "orders" && t["partitions"] == 3)
+    );
+
+    let d = json(&node, &["topic", "describe", "orders"]);
+    assert_eq!(d["partitions"].as_array().expect("partitions").len(), 3, "{d}");
+    let config = |d: &Value, key: &str| {
+        d["configs"].as_array().expect("configs").iter().find(|c| c["name"] == key).cloned()
+    };
+    let retention = config(&d, "retention.ms").expect("retention.ms");
+    assert_eq!(retention["value"], "3600000", "{d}");
+    assert_eq!(retention["source"], "DYNAMIC_TOPIC_CONFIG", "{d}");
+
+    ok(&node, &["topic", "alter-config", "orders", "-c", "retention.ms=7200000"], "");
+    let d = json(&node, &["topic", "describe", "orders"]);
+    assert_eq!(config(&d, "retention.ms").expect("retention.ms")["value"], "7200000");
+    ok(&node, &["topic", "alter-config", "orders", "--delete", "retention.ms"], "");
+    let d = json(&node, &["topic", "describe", "orders"]);
+    assert_ne!(config(&d, "retention.ms").expect("retention.ms")["source"], "DYNAMIC_TOPIC_CONFIG");
+
+    let bad = cli(&node, &["topic", "alter-config", "orders", "-c", "retention.ms=soon"], "");
+    assert_eq!(bad.status.code(), Some(1), "{}", bad.text());
+    assert!(bad.stderr.contains("INVALID_CONFIG"), "{}", bad.text());
+
+    ok(&node, &["topic", "add-partitions", "orders", "-p", "2"], "");
+    let d = json(&node, &["topic", "describe", "orders"]);
+    assert_eq!(d["partitions"].as_array().expect("partitions").len(), 5, "{d}");
+
+    let health = ok(&node, &["cluster", "health"], "");
+    assert!(health.stdout.starts_with("healthy"), "{}", health.text());
+    let info = json(&node, &["cluster", "info"]);
+    assert_eq!(info["brokers"].as_array().expect("brokers").len(), 1, "{info}");
+    assert!(info["cluster_id"].as_str().is_some_and(|c| !c.is_empty()), "{info}");
+
+    ok(&node, &["topic", "delete", "orders"], "");
+    let list = json(&node, &["topic", "list"]);
+    assert!(!list.as_array().expect("array").iter().any(|t| t["name"] == "orders"), "{list}");
+    let gone = cli(&node, &["topic", "describe", "orders"], "");
+    assert_eq!(gone.status.code(), Some(1), "{}", gone.text());
+    assert!(gone.stderr.contains("UNKNOWN_TOPIC_OR_PARTITION"), "{}", gone.text());
+
+    // Usage errors exit 2; a broker nobody listens on exits 3.
+    let usage = cli(&node, &["consume", "orders", "-o", "soon"], "");
+    assert_eq!(usage.status.code(), Some(2), "{}", usage.text());
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let down = cli(&node, &["topic", "list", "--brokers", &free], "");
+    assert_eq!(down.status.code(), Some(3), "{}", down.text());
+    assert_eq!(down.stderr.lines().count(), 1, "{}", down.text());
+}
+
+#[test]
+fn produced_lines_come_back_with_keys_headers_offsets_and_timestamps() {
+    let node = Node::start();
+    ok(&node, &["topic", "create", "lines", "-p", "2"], "");
+    let input = "src=web|trace=1|k1:hello\nsrc=cli|k2:world\nno-key-here\n";
+    let out = ok(
+        &node,
+        &["produce", "lines", "--partition", "1", "-k", ":", "-H", "|", "-z", "lz4", "-a", "1"],
+        input,
+    );
+    assert!(out.stdout.contains("produced 3 records"), "{}", out.text());
+
+    let fmt = "%T/%p@%o [%k] %h: %v\\n";
+    let got = ok(&node, &["consume", "lines", "-o", "start", "-n", "3", "-f", fmt], "");
+    assert_eq!(
+        got.stdout,
+        "lines/1@0 [k1] src=web,trace=1: hello\nlines/1@1 [k2] src=cli: world\nlines/1@2 [] : no-key-here\n",
+        "{}",
+        got.text()
+    );
+
+    // The last 2 of each partition.
+    let last = ok(&node, &["consume", "lines", "-o", "-2", "-e"], "");
+    assert_eq!(last.stdout, "world\nno-key-here\n", "{}", last.text());
+
+    // From a timestamp: the records produced after it, and none before.
+    std::thread::sleep(Duration::from_millis(20));
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(20));
+    ok(&node, &["produce", "lines", "--partition", "0", "-z", "gzip"], "later-1\nlater-2\n");
+    let from_ts =
+        ok(&node, &["consume", "lines", "-o", &format!("@{ts}"), "-e", "-f", "%p %t %v\\n"], "");
+    let lines: Vec<&str> = from_ts.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", from_ts.text());
+    for (l, want) in lines.iter().zip(["later-1", "later-2"]) {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!((f[0], f[2]), ("0", want), "{l}");
+        assert!(f[1] >= ts.as_str(), "{l} is before {ts}");
+    }
+
+    // One partition, from an offset; JSON lines.
+    let one =
+        ok(&node, &["consume", "lines", "-p", "1", "-o", "1", "-n", "1", "--output", "json"], "");
+    let v: Value = serde_json::from_str(one.stdout.trim()).expect("a JSON line");
+    assert_eq!((v["partition"].as_i64(), v["offset"].as_i64()), (Some(1), Some(1)), "{v}");
+    assert_eq!((v["key"].as_str(), v["value"].as_str()), (Some("k2"), Some("world")), "{v}");
+    assert_eq!(v["headers"][0]["key"], "src", "{v}");
+}
+
+#[test]
+fn a_group_consumes_commits_shows_lag_seeks_and_is_deleted() {
+    let node = Node::start();
+    ok(&node, &["topic", "create", "jobs", "-p", "1"], "");
+    ok(&node, &["produce", "jobs"], "a\nb\nc\n");
+    let got = ok(&node, &["consume", "jobs", "-g", "workers", "-n", "3", "-f", "%o:%v\\n"], "");
+    assert_eq!(got.stdout, "0:a\n1:b\n2:c\n", "{}", got.text());
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0), (3.into(), 3.into(), 0.into()));
+
+    ok(&node, &["produce", "jobs"], "d\ne\n");
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0), (3.into(), 5.into(), 2.into()));
+    let table = ok(&node, &["group", "describe", "workers"], "");
+    assert!(table.stdout.contains("TOTAL-LAG  2"), "{}", table.text());
+    let list = json(&node, &["group", "list"]);
+    assert!(list.as_array().expect("array").iter().any(|g| g["group"] == "workers"), "{list}");
+
+    // A second run starts at the committed offset.
+    let next = ok(&node, &["consume", "jobs", "-g", "workers", "-n", "1"], "");
+    assert_eq!(next.stdout, "d\n", "{}", next.text());
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0).0, 4);
+
+    let dry = ok(&node, &["group", "seek", "workers", "--to", "start", "--dry-run"], "");
+    assert!(dry.stdout.contains("dry run"), "{}", dry.text());
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0).0, 4, "a dry run commits nothing");
+    ok(&node, &["group", "seek", "workers", "--to", "start"], "");
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0), (0.into(), 5.into(), 5.into()));
+    ok(&node, &["group", "seek", "workers", "--to", "2", "--topic", "jobs"], "");
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0).0, 2);
+    ok(&node, &["group", "seek", "workers", "--to", "end"], "");
+    assert_eq!(group_offsets(&node, "workers", "jobs", 0).2, 0);
+
+    ok(&node, &["group", "delete", "workers"], "");
+    let gone = cli(&node, &["group", "describe", "workers"], "");
+    assert_eq!(gone.status.code(), Some(1), "{}", gone.text());
+    assert!(gone.stderr.contains("GROUP_ID_NOT_FOUND"), "{}", gone.text());
+}
+
+/// Waits for `n` lines from a child's stdout reader, at most `limit`.
+fn lines(rx: &mpsc::Receiver<String>, n: usize, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => out.push(l),
+            Err(_) => panic!("got {} of {n} lines in {limit:?}: {out:?}", out.len()),
+        }
+    }
+    out
+}
+
+#[test]
+fn sigint_commits_what_consume_printed_leaves_the_group_and_exits_0() {
+    let node = Node::start();
+    ok(&node, &["topic", "create", "events", "-p", "1"], "");
+    ok(&node, &["produce", "events"], "e0\ne1\ne2\ne3\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+        .args(["consume", "events", "-g", "sig", "-f", "%o\\n"])
+        .env("ODRADEK_BROKERS", node.addr())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start consume");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let printed = lines(&rx, 4, LIMIT);
+    assert_eq!(printed, ["0", "1", "2", "3"]);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("consume still running 10 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    // Committed: the offset after the last printed record; the member has left.
+    assert_eq!(group_offsets(&node, "sig", "events", 0).0, 4);
+    let d = json(&node, &["group", "describe", "sig"]);
+    assert_eq!(d["members"].as_array().map(Vec::len), Some(0), "{d}");
+}
+
+#[test]
+fn kcat_reads_what_odradek_produced_and_odradek_reads_what_kcat_produced() {
+    if Command::new("kcat").arg("-V").output().is_err() {
+        panic!("kcat is not installed (scripts/test.sh installs it)");
+    }
+    let node = Node::start();
+    ok(&node, &["topic", "create", "to-kcat", "-p", "1"], "");
+    ok(&node, &["produce", "to-kcat", "-k", "=", "-z", "snappy"], "k1=v1\nk2=v2\n");
+    let got = kcat(&node, &["-C", "-t", "to-kcat", "-o", "beginning", "-e", "-f", "%k:%s\\n"], "");
+    assert_eq!(got.stdout, "k1:v1\nk2:v2\n", "{}", got.text());
+
+    ok(&node, &["topic", "create", "from-kcat", "-p", "1"], "");
+    kcat(&node, &["-P", "-t", "from-kcat", "-K", ":", "-z", "zstd"], "a:x\nb:y\n");
+    let got = ok(&node, &["consume", "from-kcat", "-e", "-f", "%k=%v\\n"], "");
+    assert_eq!(got.stdout, "a=x\nb=y\n", "{}", got.text());
+}
