@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
+use odradek_client::ClientError;
 use odradek_client::admin::{self, GroupView};
 use odradek_client::blocking::Conn;
 use odradek_client::cluster::Cluster;
@@ -74,11 +75,25 @@ const GROUP_ID_NOT_FOUND: i16 = 69;
 
 type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
 
-fn describe_on(coord: &mut Conn, group: &str) -> Result<(GroupView, Offsets)> {
+fn describe_on(s: &mut Session, coord: &mut Conn, group: &str) -> Result<(GroupView, Offsets)> {
     let subject = format!("group {group}");
     let resp = coord.call(&admin::describe_group(group)).map_err(on(&subject))?;
     let view = admin::group_view(&resp, group).map_err(on(&subject))?;
-    let resp = coord.call(&admin::offset_fetch_all(group)).map_err(on(&subject))?;
+    let resp = match coord.call(&admin::offset_fetch_all(group)) {
+        Ok(r) => r,
+        // A broker that cannot answer "every topic" (Tansu): name each topic instead.
+        Err(ClientError::Decode { .. }) => {
+            let topics: Vec<(String, Vec<i32>)> = s
+                .metadata(None)?
+                .topics
+                .into_iter()
+                .filter(|t| !t.internal)
+                .map(|t| (t.name, t.partitions.iter().map(|p| p.partition).collect()))
+                .collect();
+            coord.call(&admin::offset_fetch_of(group, &topics)).map_err(on(&subject))?
+        }
+        Err(e) => return Err(CliError::client(&subject, &e)),
+    };
     let committed = admin::committed_offsets(&resp, group).map_err(on(&subject))?;
     Ok((view, committed))
 }
@@ -153,11 +168,11 @@ struct Row {
 
 fn describe(s: &mut Session, group: &str, output: Output) -> Result<()> {
     let mut coord = s.coordinator(group)?;
-    let (view, committed) = describe_on(&mut coord, group)?;
+    let (view, committed) = describe_on(s, &mut coord, group)?;
     if view.state == "Dead" && committed.is_empty() {
         return Err(CliError::client(
             &format!("group {group}"),
-            &odradek_client::ClientError::Broker { what: String::new(), code: GROUP_ID_NOT_FOUND },
+            &ClientError::Broker { what: String::new(), code: GROUP_ID_NOT_FOUND },
         ));
     }
     let mut owners: BTreeMap<(String, i32), (String, String, String)> = BTreeMap::new();
@@ -271,7 +286,7 @@ fn seek(
 ) -> Result<()> {
     let subject = format!("group {group}");
     let mut coord = s.coordinator(group)?;
-    let (view, committed) = describe_on(&mut coord, group)?;
+    let (view, committed) = describe_on(s, &mut coord, group)?;
     if !view.members.is_empty() {
         return Err(CliError::kafka(format!(
             "{subject}: NON_EMPTY_GROUP: the group has {} member(s); stop its consumers before seeking",

@@ -504,6 +504,21 @@ pub fn offset_fetch_all(group: &str) -> OffsetFetchRequest {
     OffsetFetchRequest::default().with_group_id(group_id(group)).with_topics(None)
 }
 
+/// OffsetFetch of `group`'s committed offsets of named (topic, partitions): for brokers that
+/// cannot answer [`offset_fetch_all`] (Tansu 0.x answers it with a null array).
+pub fn offset_fetch_of(group: &str, topics: &[(String, Vec<i32>)]) -> OffsetFetchRequest {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let topics = topics
+        .iter()
+        .map(|(t, parts)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(topic_name(t))
+                .with_partition_indexes(parts.clone())
+        })
+        .collect();
+    OffsetFetchRequest::default().with_group_id(group_id(group)).with_topics(Some(topics))
+}
+
 /// The committed offsets of an OffsetFetch answer: topic → partition → offset (those without
 /// a committed offset are left out).
 ///

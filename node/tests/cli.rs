@@ -301,3 +301,79 @@ fn kcat_reads_what_odradek_produced_and_odradek_reads_what_kcat_produced() {
     let got = ok(&node, &["consume", "from-kcat", "-e", "-f", "%k=%v\\n"], "");
     assert_eq!(got.stdout, "a=x\nb=y\n", "{}", got.text());
 }
+
+/// Tansu (another Kafka-compatible broker) on a free port, killed when dropped.
+struct Tansu {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `odradek ARGS` against `addr`.
+fn cli_at(addr: &str, args: &[&str], input: &str) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
+    cmd.args(args).env("ODRADEK_BROKERS", addr);
+    let out = run_bounded(&mut cmd, input.as_bytes(), LIMIT)
+        .unwrap_or_else(|o| panic!("odradek {args:?} still running after {LIMIT:?}\n{}", o.text()));
+    assert!(out.status.success(), "odradek {args:?} on {addr}: {}\n{}", out.status, out.text());
+    out
+}
+
+/// The CLI speaks only Kafka, so it works against another broker: Tansu, whose binary
+/// scripts/test.sh fetches and names in ODRADEK_TANSU (skipped without it).
+#[test]
+fn the_cli_works_against_tansu() {
+    let Ok(bin) = std::env::var("ODRADEK_TANSU") else {
+        eprintln!("skipped: ODRADEK_TANSU names no Tansu binary (scripts/test.sh fetches one)");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+    let tansu = Tansu { child, addr: format!("127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(&tansu.addr).is_err() {
+        assert!(Instant::now() < deadline, "Tansu does not listen on {}", tansu.addr);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = tansu.addr.as_str();
+    cli_at(a, &["topic", "create", "peer", "-p", "2"], "");
+    let list = cli_at(a, &["topic", "list", "--output", "json"], "");
+    let list: Value = serde_json::from_str(&list.stdout).expect("json");
+    assert!(
+        list.as_array().expect("array").iter().any(|t| t["name"] == "peer" && t["partitions"] == 2)
+    );
+    cli_at(a, &["produce", "peer", "--partition", "1", "-k", ":"], "k1:one\nk2:two\n");
+    let got = cli_at(a, &["consume", "peer", "-n", "2", "-f", "%p %o %k=%v\\n"], "");
+    assert_eq!(got.stdout, "1 0 k1=one\n1 1 k2=two\n", "{}", got.text());
+    let got = cli_at(a, &["consume", "peer", "-g", "peers", "-n", "2"], "");
+    assert_eq!(got.stdout, "one\ntwo\n", "{}", got.text());
+    let d = cli_at(a, &["group", "describe", "peers", "--output", "json"], "");
+    let d: Value = serde_json::from_str(&d.stdout).expect("json");
+    let row = d["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .find(|o| o["partition"] == 1)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["committed"], 2, "{d}");
+    let health = cli_at(a, &["cluster", "health"], "");
+    assert!(health.stdout.starts_with("healthy"), "{}", health.text());
+    cli_at(a, &["topic", "delete", "peer"], "");
+}
