@@ -190,6 +190,25 @@ fn produced_lines_come_back_with_keys_headers_offsets_and_timestamps() {
     assert_eq!((v["partition"].as_i64(), v["offset"].as_i64()), (Some(1), Some(1)), "{v}");
     assert_eq!((v["key"].as_str(), v["value"].as_str()), (Some("k2"), Some("world")), "{v}");
     assert_eq!(v["headers"][0]["key"], "src", "{v}");
+
+    // From a file, unacknowledged (acks 0), at most 20 records a second.
+    ok(&node, &["topic", "create", "paced", "-p", "1"], "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("lines.txt");
+    let lines: String = (0..10).map(|i| format!("line-{i}\n")).collect();
+    std::fs::write(&file, &lines).expect("write");
+    let file = file.to_str().expect("utf-8 path");
+    let t0 = Instant::now();
+    ok(&node, &["produce", "paced", "-f", file, "-a", "0", "--rate", "20"], "");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(400),
+        "10 records at 20/s took {:?}",
+        t0.elapsed()
+    );
+    let got = ok(&node, &["consume", "paced", "-n", "10"], "");
+    assert_eq!(got.stdout, lines, "{}", got.text());
+    let missing = cli(&node, &["produce", "paced", "-f", "/nonexistent/lines"], "");
+    assert_eq!(missing.status.code(), Some(2), "{}", missing.text());
 }
 
 #[test]
@@ -376,4 +395,59 @@ fn the_cli_works_against_tansu() {
     let health = cli_at(a, &["cluster", "health"], "");
     assert!(health.stdout.starts_with("healthy"), "{}", health.text());
     cli_at(a, &["topic", "delete", "peer"], "");
+}
+
+/// Runs `odradek ARGS` against `brokers` and returns what it did, whatever its exit code.
+fn cli_on(brokers: &str, args: &[&str], input: &str) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
+    cmd.args(args).env("ODRADEK_BROKERS", brokers);
+    run_bounded(&mut cmd, input.as_bytes(), LIMIT)
+        .unwrap_or_else(|o| panic!("odradek {args:?} still running after {LIMIT:?}\n{}", o.text()))
+}
+
+/// On three brokers: records go to each partition's leader and come back from it, and
+/// `cluster health` turns unhealthy (exit 4, naming the partitions) when a broker dies.
+#[test]
+fn on_a_cluster_partitions_route_to_leaders_and_health_sees_a_dead_broker() {
+    use common::cluster::Cluster;
+    let flags = ["--broker-session-timeout-ms", "2000", "--broker-heartbeat-interval-ms", "500"];
+    let mut c = Cluster::start(3, &flags);
+    c.wait_formed();
+    let b = c.bootstrap();
+    let ok_on = |args: &[&str], input: &str| {
+        let out = cli_on(&b, args, input);
+        assert!(out.status.success(), "odradek {args:?}: {}\n{}", out.status, out.text());
+        out
+    };
+    ok_on(&["topic", "create", "spread", "-p", "6", "-r", "3"], "");
+    let info = ok_on(&["cluster", "info", "--output", "json"], "");
+    let info: Value = serde_json::from_str(&info.stdout).expect("json");
+    assert_eq!(info["brokers"].as_array().map(Vec::len), Some(3), "{info}");
+    let input: String = (0..60).map(|i| format!("key{i}:value{i}\n")).collect();
+    ok_on(&["produce", "spread", "-k", ":"], &input);
+    let got = ok_on(&["consume", "spread", "-n", "60", "-f", "%k:%v\\n"], "");
+    let mut got: Vec<&str> = got.stdout.lines().collect();
+    let mut want: Vec<&str> = input.lines().collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    // Health waits for every ISR to be full after creation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cli_on(&b, &["cluster", "health"], "").status.success() {
+        assert!(Instant::now() < deadline, "never healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.kill(3);
+    let alive = format!("{},{}", c.addr(1), c.addr(2));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sick = loop {
+        let out = cli_on(&alive, &["cluster", "health"], "");
+        if out.status.code() == Some(4) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "still healthy with a dead broker: {}", out.text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(sick.stdout.starts_with("unhealthy"), "{}", sick.text());
+    assert!(sick.stdout.contains("spread/"), "{}", sick.text());
 }
