@@ -62,8 +62,8 @@ fn advice(code: i16, subject: &str) -> Option<String> {
         41 => "no controller is available; retry, and see 'odradek cluster info'".into(),
         42 => "the broker refused the request as invalid".into(),
         35 => "the broker does not support this request version".into(),
-        68 => format!("the group has members; stop its consumers first ({subject})"),
-        69 => format!("no such group; 'odradek group list' lists the groups ({subject})"),
+        68 => "the group has members; stop its consumers first".into(),
+        69 => "no such group; 'odradek group list' lists the groups".into(),
         _ => return None,
     })
 }
