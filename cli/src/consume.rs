@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -276,11 +275,7 @@ pub(crate) fn run(args: &ConsumeArgs) -> Result<Exit> {
         Output::Table => Some(format::parse(&args.format)?),
         Output::Json => None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| CliError::usage(format!("installing a signal handler: {e}")))?;
-    }
+    let stop = crate::stop_flag()?;
     let topic = &args.topic;
     let subject = format!("topic {topic}");
     let mut s = Session::connect(&args.global)?;

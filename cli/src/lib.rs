@@ -78,6 +78,19 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
+/// A flag that SIGINT and SIGTERM set, for a command to finish cleanly (flush, commit, leave);
+/// a second signal while it is set ends the process at once with exit code 130.
+pub(crate) fn stop_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, CliError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, std::sync::Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)))
+            .map_err(|e| CliError::usage(format!("installing a signal handler: {e}")))?;
+    }
+    Ok(stop)
+}
+
 /// Runs `cmd`; errors are printed as one line on stderr.
 pub fn run(cmd: Command) -> ExitCode {
     let result = match cmd {

@@ -295,7 +295,9 @@ pub(crate) fn run(args: &ProduceArgs) -> Result<Exit> {
         *sticky = sticky.wrapping_add(1);
         Ok(())
     };
-    loop {
+    let stop = crate::stop_flag()?;
+    // Ctrl-C: send what was read, then stop.
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let next = lines.recv_timeout(LINGER);
         let line = match next {
             Ok(Ok(line)) => line,

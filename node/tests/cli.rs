@@ -451,3 +451,40 @@ fn on_a_cluster_partitions_route_to_leaders_and_health_sees_a_dead_broker() {
     assert!(sick.stdout.starts_with("unhealthy"), "{}", sick.text());
     assert!(sick.stdout.contains("spread/"), "{}", sick.text());
 }
+
+/// Ctrl-C in an interactive `produce` (stdin still open) sends what was typed and exits 0.
+#[test]
+fn sigint_ends_an_interactive_produce_with_exit_0() {
+    use std::io::Write;
+    let node = Node::start();
+    ok(&node, &["topic", "create", "typed", "-p", "1"], "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+        .args(["produce", "typed"])
+        .env("ODRADEK_BROKERS", node.addr())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start produce");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"one\ntwo\n").expect("type");
+    stdin.flush().expect("flush");
+    // The lines are sent within the linger; the consumer proves it before the signal.
+    let got = ok(&node, &["consume", "typed", "-n", "2"], "");
+    assert_eq!(got.stdout, "one\ntwo\n", "{}", got.text());
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("produce still running 10 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(0));
+}
