@@ -311,14 +311,19 @@ fn kcat_reads_what_odradek_produced_and_odradek_reads_what_kcat_produced() {
     }
     let node = Node::start();
     ok(&node, &["topic", "create", "to-kcat", "-p", "1"], "");
-    ok(&node, &["produce", "to-kcat", "-k", "=", "-z", "snappy"], "k1=v1\nk2=v2\n");
-    let got = kcat(&node, &["-C", "-t", "to-kcat", "-o", "beginning", "-e", "-f", "%k:%s\\n"], "");
-    assert_eq!(got.stdout, "k1:v1\nk2:v2\n", "{}", got.text());
+    ok(&node, &["produce", "to-kcat", "-k", "=", "-H", "|", "-z", "snappy"], "h=1|k1=v1\nk2=v2\n");
+    let got =
+        kcat(&node, &["-C", "-t", "to-kcat", "-o", "beginning", "-e", "-f", "%h %k:%s\\n"], "");
+    assert_eq!(got.stdout, "h=1 k1:v1\n k2:v2\n", "{}", got.text());
 
     ok(&node, &["topic", "create", "from-kcat", "-p", "1"], "");
-    kcat(&node, &["-P", "-t", "from-kcat", "-K", ":", "-z", "zstd"], "a:x\nb:y\n");
-    let got = ok(&node, &["consume", "from-kcat", "-e", "-f", "%k=%v\\n"], "");
-    assert_eq!(got.stdout, "a=x\nb=y\n", "{}", got.text());
+    kcat(
+        &node,
+        &["-P", "-t", "from-kcat", "-K", ":", "-z", "zstd", "-H", "src=kcat"],
+        "a:x\nb:y\n",
+    );
+    let got = ok(&node, &["consume", "from-kcat", "-e", "-f", "%h %k=%v\\n"], "");
+    assert_eq!(got.stdout, "src=kcat a=x\nsrc=kcat b=y\n", "{}", got.text());
 }
 
 /// Tansu (another Kafka-compatible broker) on a free port, killed when dropped.
