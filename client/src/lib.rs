@@ -6,6 +6,10 @@
 //!   checked. Pure functions and plain state; it never touches a socket.
 //! - [`requests`] builds the requests the helpers send (Metadata, CreateTopics, ListOffsets,
 //!   InitProducerId, Produce, Fetch) and reads their answers, also without I/O.
+//! - [`admin`] does the same for the admin APIs the `odradek` CLI uses (DeleteTopics,
+//!   CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, ListGroups, DescribeGroups,
+//!   DeleteGroups, FindCoordinator, OffsetFetch, OffsetCommit, DescribeCluster), answers read
+//!   into plain Rust values.
 //! - [`blocking`] is the one transport today: `std::net::TcpStream`, a [`blocking::Conn`] for one
 //!   request at a time, split into a pipelined [`blocking::Writer`] and [`blocking::Reader`].
 //! - [`routing`] is leader routing, also sans-I/O: [`routing::Routes`] (node id → address, and
@@ -36,6 +40,7 @@
 //! Odradek's broker: it speaks Kafka to any broker, so the bench measures all brokers the same.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod blocking;
 pub mod cluster;
 #[cfg(feature = "compio")]
@@ -48,5 +53,5 @@ pub mod requests;
 pub mod routing;
 pub mod stages;
 
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, kafka_error_name};
 pub use odradek_records as records;

@@ -46,6 +46,14 @@ pub fn our_max(key: ApiKey) -> i16 {
         ApiKey::OffsetCommit => 8,
         ApiKey::OffsetFetch => 7,
         ApiKey::LeaveGroup => 2,
+        ApiKey::DeleteTopics => 6,
+        ApiKey::CreatePartitions => 3,
+        ApiKey::DescribeConfigs => 4,
+        ApiKey::IncrementalAlterConfigs => 1,
+        ApiKey::ListGroups => 4,
+        ApiKey::DescribeGroups => 5,
+        ApiKey::DeleteGroups => 2,
+        ApiKey::DescribeCluster => 1,
         _ => 0,
     }
 }

@@ -31,13 +31,19 @@ enum Command {
     /// fixes what it can (as root), --script writes the fixes as a shell script. `tune iotune`
     /// measures the data device for the node's defaults.
     Tune(tune::TuneArgs),
+    /// The Kafka command line (topic, produce, consume, group, cluster): `odradek-cli`, which
+    /// speaks only Kafka to any Kafka-compatible broker.
+    #[command(flatten)]
+    Kafka(odradek_cli::Command),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // openraft logs every election with its whole state at info; its warnings are enough
     // unless the filter names it.
-    let mut filter = std::env::var("ODRADEK_LOG").unwrap_or_else(|_| "info".to_owned());
+    // The CLI commands log warnings only, so stdout and stderr stay theirs.
+    let default = if matches!(cli.command, Command::Kafka(_)) { "warn" } else { "info" };
+    let mut filter = std::env::var("ODRADEK_LOG").unwrap_or_else(|_| default.to_owned());
     if !filter.contains("openraft") {
         filter.push_str(",openraft=warn");
     }
@@ -57,5 +63,6 @@ fn main() -> ExitCode {
             }
         },
         Command::Tune(args) => tune::run(&args),
+        Command::Kafka(cmd) => odradek_cli::run(cmd),
     }
 }
