@@ -95,6 +95,7 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::ElectLeaders => elect_leaders(&mut r, version)?,
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments(&mut r, version)?,
         ApiKey::ListPartitionReassignments => list_partition_reassignments(&mut r, version)?,
+        ApiKey::DescribeLogDirs => describe_log_dirs(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -1048,6 +1049,23 @@ fn list_reassignments_topic_min(r: &Reader<'_>) -> usize {
     r.string_min() + r.array_min() + r.tags_min()
 }
 
+/// v1–v4, flexible from v2: topics (nullable: every partition), each a name and its
+/// partition numbers.
+fn describe_log_dirs(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let topics = r.array("DescribeLogDirs.topics", describe_log_dirs_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("DescribeLogDirs.topics.topic")?;
+        let partitions = r.array("DescribeLogDirs.topics.partitions", I32)?;
+        r.skip("DescribeLogDirs.topics.partitions", partitions * I32)?;
+        r.tagged_fields("DescribeLogDirs.topics")?;
+    }
+    r.tagged_fields("DescribeLogDirs")
+}
+
+fn describe_log_dirs_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -1174,6 +1192,9 @@ pub(crate) mod element_min {
     }
     pub fn reassignable_partition(v: i16) -> usize {
         reassignable_partition_min(&reader(ApiKey::AlterPartitionReassignments, v))
+    }
+    pub fn describe_log_dirs_topic(v: i16) -> usize {
+        describe_log_dirs_topic_min(&reader(ApiKey::DescribeLogDirs, v))
     }
     pub fn list_reassignments_topic(v: i16) -> usize {
         list_reassignments_topic_min(&reader(ApiKey::ListPartitionReassignments, v))

@@ -147,6 +147,7 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::ElectLeaders(_) => Some(ApiKey::ElectLeaders),
         ResponseKind::AlterPartitionReassignments(_) => Some(ApiKey::AlterPartitionReassignments),
         ResponseKind::ListPartitionReassignments(_) => Some(ApiKey::ListPartitionReassignments),
+        ResponseKind::DescribeLogDirs(_) => Some(ApiKey::DescribeLogDirs),
         _ => None,
     }
 }

@@ -17,6 +17,7 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_quorum_request::{
     PartitionData as DescribeQuorumPartitionData, TopicData as DescribeQuorumTopicData,
 };
@@ -63,9 +64,10 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, CreateTopicsResponse, DeleteGroupsRequest, DeleteGroupsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, FetchRequest, FetchResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, InitProducerIdRequest,
     InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest,
@@ -180,6 +182,7 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
         ApiKey::ListPartitionReassignments => {
             RequestKind::ListPartitionReassignments(sample_list_reassignments())
         }
+        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(sample_describe_log_dirs(v)),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -718,6 +721,15 @@ fn sample_elect_leaders(v: i16) -> ElectLeadersRequest {
     if v >= 2 { r.with_unknown_tagged_field(5, Bytes::from_static(b"tag")) } else { r }
 }
 
+fn sample_describe_log_dirs(v: i16) -> DescribeLogDirsRequest {
+    let topic = |n, partitions| {
+        DescribableLogDirTopic::default().with_topic(name(n)).with_partitions(partitions)
+    };
+    let r = DescribeLogDirsRequest::default()
+        .with_topics(Some(vec![topic("a", vec![0, 1]), topic("b", vec![2])]));
+    if v >= 2 { r.with_unknown_tagged_field(5, Bytes::from_static(b"tag")) } else { r }
+}
+
 fn sample_alter_reassignments() -> AlterPartitionReassignmentsRequest {
     let partition = |p, replicas: Option<Vec<i32>>| {
         ReassignablePartition::default()
@@ -982,6 +994,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::DescribeQuorum | ApiKey::UnregisterBroker => 0,
         ApiKey::ElectLeaders => 2,
         ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => 0,
+        ApiKey::DescribeLogDirs => 2,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1185,6 +1198,7 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+        ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1312,6 +1326,9 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
                 "ListPartitionReassignments.topics",
                 "ListPartitionReassignments.topics.partition_indexes",
             ],
+            ApiKey::DescribeLogDirs => {
+                &["DescribeLogDirs.topics", "DescribeLogDirs.topics.partitions"]
+            }
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1530,6 +1547,10 @@ fn element_minimums_are_the_smallest_encodings() {
         let t = ElectTopicPartitions::default();
         assert_eq!(element_min::elect_leaders_topic(v), encoded_len(&t, v), "v{v}");
     }
+    for v in versions(ApiKey::DescribeLogDirs) {
+        let t = DescribableLogDirTopic::default();
+        assert_eq!(element_min::describe_log_dirs_topic(v), encoded_len(&t, v), "v{v}");
+    }
     for v in versions(ApiKey::AlterPartitionReassignments) {
         let t = ReassignableTopic::default();
         assert_eq!(element_min::reassignable_topic(v), encoded_len(&t, v), "v{v}");
@@ -1702,6 +1723,9 @@ fn default_response(api: ApiKey) -> ResponseKind {
         }
         ApiKey::ListPartitionReassignments => {
             ResponseKind::ListPartitionReassignments(ListPartitionReassignmentsResponse::default())
+        }
+        ApiKey::DescribeLogDirs => {
+            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default())
         }
         other => panic!("no default response for {other:?}"),
     }

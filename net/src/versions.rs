@@ -193,6 +193,9 @@ use crate::request::DecodeError;
 /// - **DescribeQuorum 0–2**: every version (KIP-595; `kafka-metadata-quorum describe
 ///   --status`). v1 adds each replica's last fetch and caught-up timestamps, v2 (KIP-853) the
 ///   replicas' directory ids, the error message and the nodes' listeners.
+/// - **DescribeLogDirs 1–4** (KIP-113; `kafka-log-dirs.sh`, rpk's disk usage). v0 is gone
+///   from Kafka 4.0 (KIP-896); v1 only changes throttling, v2 is flexible, v3 adds the
+///   top-level `error_code`, v4 (KIP-827) each directory's `total_bytes` and `usable_bytes`.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -225,6 +228,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 0),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -390,6 +394,7 @@ mod tests {
             (ApiKey::ElectLeaders, 0, 2),
             (ApiKey::AlterPartitionReassignments, 0, 0),
             (ApiKey::ListPartitionReassignments, 0, 0),
+            (ApiKey::DescribeLogDirs, 1, 4),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

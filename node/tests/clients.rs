@@ -487,6 +487,16 @@ fn kafka_python_admin_creates_and_deletes_topics() {
 }
 
 #[test]
+fn kafka_python_describes_log_dirs_with_partition_sizes() {
+    let scratch = Scratch::new();
+    let node = Node::start(&scratch, &[]);
+    let dir = scratch.data_dir();
+    let dir = dir.to_str().expect("utf-8 path");
+    let out = script(&node, "kafka_python_check.py", &["logdirs", "--data-dir", dir]);
+    assert!(out.stdout.contains("OK logdirs"), "{}", out.text());
+}
+
+#[test]
 fn kafka_python_round_trips_every_codec() {
     let scratch = Scratch::new();
     let node = Node::start(&scratch, &[]);

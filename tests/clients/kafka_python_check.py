@@ -6,6 +6,8 @@ Modes:
   roundtrip  producer with every codec (idempotence off), 4 partitions, keys, headers,
              timestamps; consumer (no group) with assign + seek; every record compared
   offsets    beginning_offsets / end_offsets / offsets_for_times, seek to the middle
+  logdirs    describe_log_dirs (DescribeLogDirs): the data directory, its file system's space,
+             each partition's size growing with what was produced; unknown topics left out
 """
 
 import argparse
@@ -231,15 +233,54 @@ def mode_offsets(bootstrap):
     print("OK offsets")
 
 
+def log_dir_sizes(a, request):
+    """{(topic, partition): size} and the one log dir of the node, from describe_log_dirs."""
+    brokers = a.describe_log_dirs(topic_partitions=request)
+    check(len(brokers) == 1, f"one broker answers, got {brokers}")
+    dirs = brokers[0]["log_dirs"]
+    check(len(dirs) == 1 and dirs[0]["error_code"] == 0, f"one log dir without error: {dirs}")
+    d = dirs[0]
+    sizes = {(t["name"], p["partition_index"]): p["partition_size"]
+             for t in d["topics"] for p in t["partitions"]}
+    for t in d["topics"]:
+        for p in t["partitions"]:
+            check(p["offset_lag"] == 0 and not p["is_future_key"], f"leader partition {p}")
+    return d, sizes
+
+
+def mode_logdirs(bootstrap, data_dir):
+    a = admin(bootstrap)
+    a.create_topics({"kp-disk": {"num_partitions": 2, "replication_factor": 1}}, timeout_ms=10000)
+    d, before = log_dir_sizes(a, None)
+    check(d["log_dir"] == os.path.realpath(data_dir), f"log_dir {d['log_dir']} is not {data_dir}")
+    check(0 < d["usable_bytes"] <= d["total_bytes"], f"space {d['usable_bytes']}/{d['total_bytes']}")
+    check(before.get(("kp-disk", 0)) == 0 and before.get(("kp-disk", 1)) == 0,
+          f"new partitions are empty: {before}")
+    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(200):
+        p.send("kp-disk", value=b"x" * 1000, partition=0)
+    p.flush()
+    p.close()
+    _, after = log_dir_sizes(a, {"kp-disk": [0, 1, 7], "kp-missing": [0]})
+    check(set(after) == {("kp-disk", 0), ("kp-disk", 1)},
+          f"only partitions the node holds are listed: {after}")
+    check(after[("kp-disk", 0)] >= 200 * 1000, f"partition 0 holds the 200 KB sent: {after}")
+    check(after[("kp-disk", 1)] == 0, f"partition 1 is still empty: {after}")
+    print(f"log dir {d['log_dir']}: kp-disk-0 {after[('kp-disk', 0)]} bytes")
+    print("OK logdirs")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("mode", choices=["admin", "roundtrip", "offsets"])
+    ap.add_argument("mode", choices=["admin", "roundtrip", "offsets", "logdirs"])
     ap.add_argument("--count", type=int, default=40)
+    ap.add_argument("--data-dir", help="the node's data directory (logdirs)")
     args = ap.parse_args()
     {"admin": lambda: mode_admin(args.bootstrap),
      "roundtrip": lambda: mode_roundtrip(args.bootstrap, args.count),
-     "offsets": lambda: mode_offsets(args.bootstrap)}[args.mode]()
+     "offsets": lambda: mode_offsets(args.bootstrap),
+     "logdirs": lambda: mode_logdirs(args.bootstrap, args.data_dir)}[args.mode]()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ mod configs;
 mod elections;
 mod fetch;
 pub mod groups;
+mod logdirs;
 mod offsets;
 mod produce;
 mod producers;
@@ -83,6 +84,7 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::SyncGroup,
     ApiKey::Heartbeat,
     ApiKey::LeaveGroup,
+    ApiKey::DescribeLogDirs,
 ];
 
 /// What a handler answers.
@@ -243,6 +245,9 @@ pub async fn handle(
             ResponseKind::OffsetFetch(groups::offset_fetch(ctx, version, req).await)
         }
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
+        RequestKind::DescribeLogDirs(req) => {
+            ResponseKind::DescribeLogDirs(logdirs::describe_log_dirs(ctx, version, &req).await)
+        }
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
     })))
 }
