@@ -4,6 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+pub mod reference;
+
 use clap::Args;
 use odradek_controller::{Voters, VotersError};
 use serde::Deserialize;
