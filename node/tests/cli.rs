@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Node;
-use common::process::{Out, run_bounded};
+use common::process::{Out, run_bounded, signal_and_wait, stdout_lines};
 use serde_json::Value;
 
 /// How long one CLI command may take (a group join waits 3 s for more members).
@@ -275,28 +274,10 @@ fn sigint_commits_what_consume_printed_leaves_the_group_and_exits_0() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start consume");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = stdout_lines(&mut child);
     let printed = lines(&rx, 4, LIMIT);
     assert_eq!(printed, ["0", "1", "2", "3"]);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("consume still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut child, "-INT", Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     // Committed: the offset after the last printed record; the member has left.
     assert_eq!(group_offsets(&node, "sig", "events", 0).0, 4);
@@ -477,19 +458,7 @@ fn sigint_ends_an_interactive_produce_with_exit_0() {
     // The lines are sent within the linger; the consumer proves it before the signal.
     let got = ok(&node, &["consume", "typed", "-n", "2"], "");
     assert_eq!(got.stdout, "one\ntwo\n", "{}", got.text());
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("produce still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut child, "-INT", Duration::from_secs(10));
     drop(stdin);
     assert_eq!(status.code(), Some(0));
 }

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::run_bounded;
+use common::process::{run_bounded, signal_and_wait, stdout_lines};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -132,13 +131,7 @@ fn the_deb_unpacks_to_a_node_that_serves_and_a_unit_systemd_accepts() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the unpacked odradek");
-    let stdout = node.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stdout_lines(&mut node);
     let ready = rx.recv_timeout(Duration::from_secs(30)).expect("the ready line");
     assert!(ready.starts_with("odradek ready"), "{ready}");
 
@@ -157,15 +150,6 @@ fn the_deb_unpacks_to_a_node_that_serves_and_a_unit_systemd_accepts() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
     // What systemd's stop does: SIGTERM, then wait (TimeoutStopSec) for exit 0.
-    let pid = node.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = node.try_wait().expect("poll") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "still running 20 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = signal_and_wait(&mut node, "-TERM", Duration::from_secs(20));
     assert!(status.success(), "{status}");
 }

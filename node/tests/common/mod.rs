@@ -6,10 +6,8 @@
 pub mod cluster;
 pub mod process;
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,13 +38,7 @@ fn spawn_ready(dir: &std::path::Path, port: u16, extra: &[String]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start odradek");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = process::stdout_lines(&mut child);
     let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line");
     assert!(line.starts_with("odradek ready"), "{line}");
     child

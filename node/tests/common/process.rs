@@ -1,4 +1,5 @@
 //! Running a client process (kcat, a Python script) with input on stdin, bounded in time.
+#![allow(dead_code)] // included on its own by some test files, which use a subset
 
 use std::io::{Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
@@ -61,4 +62,36 @@ pub fn run_bounded(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<O
         stderr: String::from_utf8_lossy(&err.join().expect("join")).into_owned(),
     };
     if timed_out { Err(out) } else { Ok(out) }
+}
+
+/// The lines a child prints on stdout, as they come (a thread reads them until it closes).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Sends `sig` (as `kill` takes it, e.g. `-TERM`) to the child and waits for it to exit, at
+/// most `limit` (then it is killed and the test fails).
+pub fn signal_and_wait(child: &mut std::process::Child, sig: &str, limit: Duration) -> ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("poll the child") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {limit:?} after {sig}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
