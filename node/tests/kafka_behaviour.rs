@@ -14,7 +14,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
@@ -31,6 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use common::call;
+use common::process::wait_bounded;
 
 /// Bound on the node's ready line, and on its exit when it refuses to start.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -111,21 +112,6 @@ fn start_ready(data_dir: &Path) -> Proc {
     match start(data_dir) {
         Started::Ready(p) => p,
         Started::Exited(status, stderr) => panic!("node exited ({status}): {stderr}"),
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = child.try_wait().expect("poll child") {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("process still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -82,6 +82,11 @@ pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
 pub fn signal_and_wait(child: &mut std::process::Child, sig: &str, limit: Duration) -> ExitStatus {
     let pid = child.id().to_string();
     assert!(Command::new("kill").args([sig, &pid]).status().expect("kill").success());
+    wait_bounded(child, limit)
+}
+
+/// Waits for the child to exit, at most `limit` (then it is killed and the test fails).
+pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().expect("poll the child") {
@@ -90,8 +95,8 @@ pub fn signal_and_wait(child: &mut std::process::Child, sig: &str, limit: Durati
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("still running {limit:?} after {sig}");
+            panic!("process still running after {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
