@@ -27,6 +27,7 @@ use crate::checks::{self, StartupError};
 use crate::cluster::quorum::{self, QuorumStore};
 use crate::cluster::{self, DirIdentity, MetadataStore, broker, identity, legacy, rebalance};
 use crate::config::{AdminListen, HostDefaults, NodeConfig, ServeArgs};
+use crate::metrics::http::Admin;
 use crate::metrics::{self, NodeSample, ShardStats};
 use crate::partition;
 use crate::producers::ProducerIds;
@@ -73,6 +74,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The admin port too, before anything starts that a refusal would have to stop.
+    let admin_listener = bind_admin(&config)?;
     let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
         StartupError::new(
             format!("cannot start the controller quorum member: {e}"),
@@ -88,6 +91,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         legacy,
         pool,
         reservation,
+        admin_listener,
     ));
     store.shutdown();
     result
@@ -102,6 +106,7 @@ async fn serve(
     legacy: Option<legacy::Legacy>,
     pool: Blocking,
     reservation: Option<socket2::Socket>,
+    admin_listener: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
     // ready line is never met by the default action (which would kill the process).
@@ -122,7 +127,9 @@ async fn serve(
     });
     let (fatal_tx, fatal_rx) = async_channel::bounded::<String>(1);
     let admin = Rc::new(NodeAdmin::new(&config, store.clone()));
-    let _admin_listener = start_admin(&config, admin.clone())?;
+    let _admin_task = admin_listener.map(|listener| {
+        compio::runtime::spawn(metrics::http::serve(listener, admin.clone() as Rc<dyn Admin>))
+    });
     let mut shards = None;
     if config.cluster.roles.broker {
         let broker = Broker { store: store.clone(), dir_identity, stop: stop.clone(), fatal_tx };
@@ -219,7 +226,7 @@ impl NodeAdmin {
     }
 }
 
-impl metrics::http::Admin for NodeAdmin {
+impl Admin for NodeAdmin {
     fn metrics(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = String>>> {
         let mut node = self.node_sample();
         let stats = self.stats.clone();
@@ -247,17 +254,14 @@ impl metrics::http::Admin for NodeAdmin {
     }
 }
 
-/// Binds and serves the admin HTTP listener on this (the main) thread. A port given
-/// explicitly that cannot be had stops the start; the default's only logs a warning.
-fn start_admin(
-    config: &NodeConfig,
-    admin: Rc<NodeAdmin>,
-) -> anyhow::Result<Option<compio::runtime::JoinHandle<()>>> {
+/// Binds the admin HTTP listener (served on the main thread once the runtime runs). A port
+/// given explicitly that cannot be had stops the start; the default's only logs a warning.
+fn bind_admin(config: &NodeConfig) -> anyhow::Result<Option<std::net::TcpListener>> {
     let Some(AdminListen { addr, explicit }) = config.admin_listen else { return Ok(None) };
     match metrics::http::bind(addr) {
         Ok(listener) => {
             info!(%addr, "admin listener: GET /metrics, /health, /ready");
-            Ok(Some(compio::runtime::spawn(metrics::http::serve(listener, admin))))
+            Ok(Some(listener))
         }
         Err(e) if explicit => Err(StartupError::new(
             format!("cannot listen on {addr} for the admin API: {e}"),

@@ -34,18 +34,25 @@ pub trait Admin: 'static {
     fn ready(&self) -> bool;
 }
 
-/// Binds the admin listener.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds the admin listener (before any runtime exists: the start-up checks it first).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
     socket.listen(64)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
-/// Serves admin requests until the task is dropped.
-pub async fn serve(listener: TcpListener, admin: Rc<dyn Admin>) {
+/// Serves admin requests on `listener` (from [`bind`]) until the task is dropped.
+pub async fn serve(listener: std::net::TcpListener, admin: Rc<dyn Admin>) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "admin listener: cannot register the socket; serving without it");
+            return;
+        }
+    };
     let open = Rc::new(Cell::new(0usize));
     loop {
         let (stream, peer) = match listener.accept().await {
