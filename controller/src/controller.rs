@@ -76,6 +76,8 @@ pub enum StartError {
     ObserverIsVoter { node_id: NodeId, voters: String },
 }
 
+/// How long a stopping controller waits for raft's own shutdown.
+const RAFT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most entries in one AppendEntries: with `COMMAND_BYTES_MAX` each (and JSON's overhead) a
 /// request stays far below `FRAME_BYTES_MAX`.
 pub const ENTRIES_PER_APPEND_MAX: u64 = 64;
@@ -580,8 +582,16 @@ impl Node {
         // Close the listener first, so that a restart can bind the address at once.
         me.stopping.notify(usize::MAX);
         let _ = acceptor.await;
-        if let Err(e) = me.raft.shutdown().await {
-            warn!(node = me.config.node_id, error = %e, "raft shutdown");
+        // Bounded: a stop that comes while raft is still electing itself must not hold the
+        // process (a start-up refusal right after the controller started once hung here).
+        match compio::time::timeout(RAFT_SHUTDOWN_TIMEOUT, me.raft.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(node = me.config.node_id, error = %e, "raft shutdown"),
+            Err(_) => warn!(
+                node = me.config.node_id,
+                timeout_s = RAFT_SHUTDOWN_TIMEOUT.as_secs(),
+                "raft did not shut down in time; closing the metadata log anyway"
+            ),
         }
         if let Err(e) = me.log_store.close().await {
             warn!(node = me.config.node_id, error = %e, "closing the metadata log");
