@@ -64,6 +64,14 @@ pub struct BrokerView {
     pub rack: Option<String>,
 }
 
+impl BrokerView {
+    /// From the fields Metadata and DescribeCluster both carry for a broker.
+    fn new(id: i32, host: &StrBytes, port: i32, rack: Option<&StrBytes>) -> Self {
+        let rack = rack.map(|r| r.as_str().to_owned());
+        BrokerView { id, host: host.as_str().to_owned(), port, rack }
+    }
+}
+
 /// One partition as Metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionView {
@@ -108,12 +116,7 @@ pub fn cluster_view(resp: &MetadataResponse) -> ClusterView {
     let mut brokers: Vec<BrokerView> = resp
         .brokers
         .iter()
-        .map(|b| BrokerView {
-            id: b.node_id.0,
-            host: b.host.as_str().to_owned(),
-            port: b.port,
-            rack: b.rack.as_ref().map(|r| r.as_str().to_owned()),
-        })
+        .map(|b| BrokerView::new(b.node_id.0, &b.host, b.port, b.rack.as_ref()))
         .collect();
     brokers.sort_by_key(|b| b.id);
     let mut topics: Vec<TopicView> = resp
@@ -631,12 +634,7 @@ pub fn described_cluster(resp: &DescribeClusterResponse) -> Result<DescribedClus
     let mut brokers: Vec<BrokerView> = resp
         .brokers
         .iter()
-        .map(|b| BrokerView {
-            id: b.broker_id.0,
-            host: b.host.as_str().to_owned(),
-            port: b.port,
-            rack: b.rack.as_ref().map(|r| r.as_str().to_owned()),
-        })
+        .map(|b| BrokerView::new(b.broker_id.0, &b.host, b.port, b.rack.as_ref()))
         .collect();
     brokers.sort_by_key(|b| b.id);
     Ok(DescribedCluster {

@@ -8,25 +8,29 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::Node;
-use common::process::{Out, run_bounded, signal_and_wait, stdout_lines};
+use common::process::{Out, run_bounded, run_ok, signal_and_wait, stdout_lines};
 use serde_json::Value;
 
 /// How long one CLI command may take (a group join waits 3 s for more members).
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// `odradek ARGS` against the broker at `addr`.
+fn odradek(addr: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
+    cmd.args(args).env("ODRADEK_BROKERS", addr).env_remove("ODRADEK_LOG");
+    cmd
+}
+
 /// Runs `odradek ARGS` against `node` with `input` on stdin.
 fn cli(node: &Node, args: &[&str], input: &str) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
-    cmd.args(args).env("ODRADEK_BROKERS", node.addr()).env_remove("ODRADEK_LOG");
+    let mut cmd = odradek(&node.addr(), args);
     run_bounded(&mut cmd, input.as_bytes(), LIMIT)
         .unwrap_or_else(|o| panic!("odradek {args:?} still running after {LIMIT:?}\n{}", o.text()))
 }
 
 /// Runs `odradek ARGS` and asserts it exited 0.
 fn ok(node: &Node, args: &[&str], input: &str) -> Out {
-    let out = cli(node, args, input);
-    assert!(out.status.success(), "odradek {args:?}: {}\n{}", out.status, out.text());
-    out
+    cli_at(&node.addr(), args, input)
 }
 
 /// Runs `odradek ARGS --output json` and parses its stdout.
@@ -49,12 +53,7 @@ fn group_offsets(node: &Node, group: &str, topic: &str, partition: i64) -> (Valu
 }
 
 fn kcat(node: &Node, args: &[&str], input: &str) -> Out {
-    let mut cmd = Command::new("kcat");
-    cmd.args(["-b", &node.addr()]).args(args);
-    let out = run_bounded(&mut cmd, input.as_bytes(), LIMIT)
-        .unwrap_or_else(|o| panic!("kcat {args:?} still running\n{}", o.text()));
-    assert!(out.status.success(), "kcat {args:?}: {}\n{}", out.status, out.text());
-    out
+    run_ok(Command::new("kcat").args(["-b", &node.addr()]).args(args), input.as_bytes(), LIMIT)
 }
 
 #[test]
@@ -320,14 +319,9 @@ impl Drop for Tansu {
     }
 }
 
-/// Runs `odradek ARGS` against `addr`.
+/// Runs `odradek ARGS` against `addr` and asserts it exited 0.
 fn cli_at(addr: &str, args: &[&str], input: &str) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
-    cmd.args(args).env("ODRADEK_BROKERS", addr);
-    let out = run_bounded(&mut cmd, input.as_bytes(), LIMIT)
-        .unwrap_or_else(|o| panic!("odradek {args:?} still running after {LIMIT:?}\n{}", o.text()));
-    assert!(out.status.success(), "odradek {args:?} on {addr}: {}\n{}", out.status, out.text());
-    out
+    run_ok(&mut odradek(addr, args), input.as_bytes(), LIMIT)
 }
 
 /// The CLI speaks only Kafka, so it works against another broker: Tansu, whose binary

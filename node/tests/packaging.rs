@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::{run_bounded, signal_and_wait, stdout_lines};
+use common::process::{run_bounded, run_ok, signal_and_wait, stdout_lines};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -25,12 +25,9 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
 }
 
-/// Runs `cmd` (bounded) and returns its stdout; panics with everything it printed if it fails.
-fn ok(cmd: &mut Command, what: &str) -> String {
-    let out = run_bounded(cmd, b"", Duration::from_secs(120))
-        .unwrap_or_else(|o| panic!("{what} did not finish: {}", o.text()));
-    assert!(out.status.success(), "{what} failed: {}", out.text());
-    out.stdout
+/// Runs `cmd` (bounded, it must exit 0) and returns its stdout.
+fn ok(cmd: &mut Command) -> String {
+    run_ok(cmd, b"", Duration::from_secs(120)).stdout
 }
 
 /// Builds the package around this build's binary; returns its path.
@@ -42,7 +39,7 @@ fn build_deb(out: &Path) -> PathBuf {
         .env("BIN", env!("CARGO_BIN_EXE_odradek"))
         .env("COMPRESS", "gzip")
         .env("LEVEL", "1");
-    let printed = ok(&mut cmd, "packaging/build-deb.sh");
+    let printed = ok(&mut cmd);
     PathBuf::from(printed.trim())
 }
 
@@ -52,11 +49,11 @@ fn the_deb_unpacks_to_a_node_that_serves_and_a_unit_systemd_accepts() {
     let deb = build_deb(&tmp.path().join("out"));
     assert!(deb.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("odradek_")));
 
-    let info = ok(Command::new("dpkg-deb").arg("--info").arg(&deb), "dpkg-deb --info");
+    let info = ok(Command::new("dpkg-deb").arg("--info").arg(&deb));
     for field in ["Package: odradek", "Architecture: ", "Depends: libc6", "conffiles", "postinst"] {
         assert!(info.contains(field), "no {field:?} in:\n{info}");
     }
-    let contents = ok(Command::new("dpkg-deb").arg("--contents").arg(&deb), "dpkg-deb --contents");
+    let contents = ok(Command::new("dpkg-deb").arg("--contents").arg(&deb));
     let root_line = contents.lines().find(|l| l.ends_with(" ./")).expect("the root entry");
     assert!(root_line.starts_with("drwxr-xr-x"), "the package must not change /: {root_line}");
     for path in [
@@ -68,13 +65,13 @@ fn the_deb_unpacks_to_a_node_that_serves_and_a_unit_systemd_accepts() {
         assert!(contents.lines().any(|l| l.ends_with(path)), "no {path} in:\n{contents}");
     }
     let control = tmp.path().join("control");
-    ok(Command::new("dpkg-deb").arg("--control").arg(&deb).arg(&control), "dpkg-deb --control");
+    ok(Command::new("dpkg-deb").arg("--control").arg(&deb).arg(&control));
     for script in ["postinst", "prerm", "postrm"] {
-        ok(Command::new("sh").arg("-n").arg(control.join(script)), script);
+        ok(Command::new("sh").arg("-n").arg(control.join(script)));
     }
 
     let root = tmp.path().join("root");
-    ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root), "dpkg-deb -x");
+    ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
 
     // The unit as systemd reads it, with its paths pointing into the unpacked tree (verify
     // checks that ExecStart's binary exists). It prints a line for every directive it does

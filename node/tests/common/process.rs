@@ -100,3 +100,13 @@ pub fn wait_bounded(child: &mut std::process::Child, limit: Duration) -> ExitSta
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Runs `cmd` as [`run_bounded`] does and asserts it finished in time and exited 0; panics
+/// with everything it printed otherwise.
+pub fn run_ok(cmd: &mut Command, input: &[u8], limit: Duration) -> Out {
+    let shown = format!("{cmd:?}");
+    let out = run_bounded(cmd, input, limit)
+        .unwrap_or_else(|o| panic!("{shown} still running after {limit:?}\n{}", o.text()));
+    assert!(out.status.success(), "{shown}: {}\n{}", out.status, out.text());
+    out
+}
