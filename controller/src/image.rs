@@ -11,6 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod security;
+
+pub use security::{AclBinding, AclFilter, ScramCredential};
+
 /// Most partitions one topic may have.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
 /// Most configs one topic may carry, and the longest key and value.
@@ -41,7 +45,23 @@ pub struct BrokerRecord {
     pub epoch: u64,
     /// A fenced broker leads nothing and is left out of Metadata.
     pub fenced: bool,
+    /// Every listener's advertised endpoint (Metadata answers with the one a client came in
+    /// on); `host`/`port` are the inter-broker listener's. Empty from a broker registered
+    /// before listeners existed.
+    #[serde(default)]
+    pub listeners: Vec<Endpoint>,
 }
+
+/// One named listener's advertised address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Most listeners one broker registers.
+pub const LISTENERS_MAX: usize = 16;
 
 /// One partition's replica assignment and leadership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +117,12 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicRecord>,
     /// The first producer id of the next block handed out.
     pub next_producer_id: i64,
+    /// ACL bindings (the ACL authorizer's source).
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
+    /// SCRAM credentials: user → mechanism (`SCRAM-SHA-256`) → credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
 }
 
 /// A change to the metadata, proposed to the controller quorum.
@@ -111,6 +137,8 @@ pub enum Command {
         host: String,
         port: u16,
         rack: Option<String>,
+        #[serde(default)]
+        listeners: Vec<Endpoint>,
     },
     /// Removes a fenced broker's registration so that its id can be registered by a replacement
     /// (the lost-disk procedure).
@@ -188,6 +216,20 @@ pub enum Command {
         partition: i32,
         target: Option<Vec<i32>>,
     },
+    /// Adds ACL bindings (Kafka's CreateAcls); all or none.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes every binding each filter matches (Kafka's DeleteAcls).
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
+    /// Sets and removes SCRAM credentials (Kafka's AlterUserScramCredentials): `upsert` is
+    /// (user, mechanism, credential), `delete` (user, mechanism); all or none.
+    AlterScram {
+        upsert: Vec<(String, String, ScramCredential)>,
+        delete: Vec<(String, String)>,
+    },
     /// Changes nothing; its reply carries the log index it was applied at, so that a node
     /// that waits until its own image reaches that index has seen every change committed
     /// before it (a read barrier).
@@ -224,6 +266,10 @@ pub enum CommandResult {
     /// The log index a [`Command::Barrier`] was applied at.
     Barrier {
         index: u64,
+    },
+    /// The bindings each filter of a [`Command::DeleteAcls`] removed, in filter order.
+    AclsDeleted {
+        matched: Vec<Vec<AclBinding>>,
     },
 }
 
@@ -281,6 +327,10 @@ pub enum CommandError {
     PreferredLeaderNotAvailable { replica: i32 },
     #[error("no live replica can be elected")]
     EligibleLeadersNotAvailable,
+    #[error("invalid ACL: {reason}")]
+    InvalidAcl { reason: String },
+    #[error("invalid SCRAM credential: {reason}")]
+    InvalidScram { reason: String },
     #[error("the command takes {bytes} bytes, more than {COMMAND_BYTES_MAX}")]
     TooLarge { bytes: usize },
 }
@@ -292,9 +342,14 @@ impl MetadataImage {
     /// Applies `command`, committed at log `index`. On `Err` nothing but `applied_index` moves.
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandReply {
         let reply = match command {
-            Command::RegisterBroker { broker_id, incarnation, host, port, rack } => {
-                self.register_broker(index, *broker_id, *incarnation, host, *port, rack)
-            }
+            Command::RegisterBroker { broker_id, incarnation, host, port, rack, listeners } => self
+                .register_broker(
+                    index,
+                    *broker_id,
+                    *incarnation,
+                    (host, *port, listeners),
+                    rack,
+                ),
             Command::UnregisterBroker { broker_id } => self.unregister_broker(*broker_id),
             Command::FenceBroker { broker_id } => self.fence_broker(*broker_id),
             Command::UnfenceBroker { broker_id, epoch } => self.unfence_broker(*broker_id, *epoch),
@@ -343,6 +398,9 @@ impl MetadataImage {
                 self.reassign(topic, *partition, target.as_deref())
             }
             Command::Barrier => Ok(CommandResult::Barrier { index }),
+            Command::CreateAcls { bindings } => self.create_acls(bindings),
+            Command::DeleteAcls { filters } => self.delete_acls(filters),
+            Command::AlterScram { upsert, delete } => self.alter_scram(upsert, delete),
         };
         self.applied_index = index;
         reply
@@ -358,8 +416,7 @@ impl MetadataImage {
         index: u64,
         broker_id: i32,
         incarnation: Uuid,
-        host: &str,
-        port: u16,
+        (host, port, listeners): (&str, u16, &[Endpoint]),
         rack: &Option<String>,
     ) -> CommandReply {
         if broker_id < 0 {
@@ -370,6 +427,17 @@ impl MetadataImage {
         }
         if rack.as_ref().is_some_and(|r| r.is_empty() || r.len() > RACK_BYTES_MAX) {
             return Err(CommandError::InvalidBroker { reason: "rack name length".into() });
+        }
+        if listeners.len() > LISTENERS_MAX
+            || listeners.iter().any(|l| {
+                l.name.is_empty()
+                    || l.name.len() > HOST_BYTES_MAX
+                    || l.host.is_empty()
+                    || l.host.len() > HOST_BYTES_MAX
+                    || l.port == 0
+            })
+        {
+            return Err(CommandError::InvalidBroker { reason: "listener endpoints".into() });
         }
         if let Some(old) = self.brokers.get(&broker_id)
             && old.incarnation != incarnation
@@ -392,6 +460,7 @@ impl MetadataImage {
                 rack: rack.clone(),
                 epoch: index,
                 fenced: true,
+                listeners: listeners.to_vec(),
             },
         );
         Ok(CommandResult::BrokerRegistered { broker_epoch: index })

@@ -28,6 +28,7 @@ fn heartbeats_unfence_and_silence_fences() {
         host: "127.0.0.2".into(),
         port: 9092,
         rack: None,
+        listeners: Vec::new(),
     };
     let Ok(CommandResult::BrokerRegistered { broker_epoch }) = propose(&c, register) else {
         panic!("registered")

@@ -36,6 +36,7 @@ fn observer_follows_the_image_and_proposes_through_the_leader() {
             host: "127.0.0.5".into(),
             port: 9092,
             rack: None,
+            listeners: Vec::new(),
         }))
         .ok()
     });

@@ -207,6 +207,23 @@ pub const CLUSTER_AUTHORIZATION_FAILED: ErrorCode =
     ErrorCode(ResponseError::ClusterAuthorizationFailed.code());
 /// AlterPartition: a replica added to the ISR is fenced or not a replica.
 pub const INELIGIBLE_REPLICA: ErrorCode = ErrorCode(ResponseError::IneligibleReplica.code());
+/// Security (KIP-43, KIP-140, KIP-554).
+pub const TOPIC_AUTHORIZATION_FAILED: ErrorCode =
+    ErrorCode(ResponseError::TopicAuthorizationFailed.code());
+pub const GROUP_AUTHORIZATION_FAILED: ErrorCode =
+    ErrorCode(ResponseError::GroupAuthorizationFailed.code());
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode =
+    ErrorCode(ResponseError::TransactionalIdAuthorizationFailed.code());
+pub const UNSUPPORTED_SASL_MECHANISM: ErrorCode =
+    ErrorCode(ResponseError::UnsupportedSaslMechanism.code());
+pub const ILLEGAL_SASL_STATE: ErrorCode = ErrorCode(ResponseError::IllegalSaslState.code());
+pub const SASL_AUTHENTICATION_FAILED: ErrorCode =
+    ErrorCode(ResponseError::SaslAuthenticationFailed.code());
+pub const SECURITY_DISABLED: ErrorCode = ErrorCode(ResponseError::SecurityDisabled.code());
+pub const RESOURCE_NOT_FOUND: ErrorCode = ErrorCode(ResponseError::ResourceNotFound.code());
+pub const DUPLICATE_RESOURCE: ErrorCode = ErrorCode(ResponseError::DuplicateResource.code());
+pub const UNACCEPTABLE_CREDENTIAL: ErrorCode =
+    ErrorCode(ResponseError::UnacceptableCredential.code());
 
 // Kafka's numbers (`Errors.java`); a kafka-protocol release that changed one would be a bug.
 const _: () = assert!(UNKNOWN_SERVER_ERROR.code() == -1);
@@ -272,6 +289,16 @@ const _: () = assert!(INVALID_PRODUCER_ID_MAPPING.code() == 49);
 const _: () = assert!(INVALID_TRANSACTION_TIMEOUT.code() == 50);
 const _: () = assert!(UNKNOWN_PRODUCER_ID.code() == 59);
 const _: () = assert!(PRODUCER_FENCED.code() == 90);
+const _: () = assert!(TOPIC_AUTHORIZATION_FAILED.code() == 29);
+const _: () = assert!(GROUP_AUTHORIZATION_FAILED.code() == 30);
+const _: () = assert!(TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code() == 53);
+const _: () = assert!(UNSUPPORTED_SASL_MECHANISM.code() == 33);
+const _: () = assert!(ILLEGAL_SASL_STATE.code() == 34);
+const _: () = assert!(SASL_AUTHENTICATION_FAILED.code() == 58);
+const _: () = assert!(SECURITY_DISABLED.code() == 54);
+const _: () = assert!(RESOURCE_NOT_FOUND.code() == 91);
+const _: () = assert!(DUPLICATE_RESOURCE.code() == 92);
+const _: () = assert!(UNACCEPTABLE_CREDENTIAL.code() == 93);
 
 #[cfg(test)]
 mod tests {

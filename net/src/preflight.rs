@@ -96,6 +96,38 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
         ApiKey::AlterPartitionReassignments => alter_partition_reassignments(&mut r, version)?,
         ApiKey::ListPartitionReassignments => list_partition_reassignments(&mut r, version)?,
         ApiKey::DescribeLogDirs => describe_log_dirs(&mut r, version)?,
+        ApiKey::SaslHandshake => r.string("SaslHandshake.mechanism")?,
+        ApiKey::SaslAuthenticate => {
+            r.bytes("SaslAuthenticate.auth_bytes")?;
+            r.tagged_fields("SaslAuthenticate")?
+        }
+        ApiKey::CreateAcls => {
+            let creations = r.array("CreateAcls.creations", acl_min(&r))?;
+            for _ in 0..creations {
+                acl(&mut r, "CreateAcls.creations")?;
+            }
+            r.tagged_fields("CreateAcls")?
+        }
+        ApiKey::DescribeAcls => {
+            acl(&mut r, "DescribeAcls")?;
+        }
+        ApiKey::DeleteAcls => {
+            let filters = r.array("DeleteAcls.filters", acl_min(&r))?;
+            for _ in 0..filters {
+                acl(&mut r, "DeleteAcls.filters")?;
+            }
+            r.tagged_fields("DeleteAcls")?
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let users =
+                r.array("DescribeUserScramCredentials.users", r.string_min() + r.tags_min())?;
+            for _ in 0..users {
+                r.string("DescribeUserScramCredentials.users.name")?;
+                r.tagged_fields("DescribeUserScramCredentials.users")?;
+            }
+            r.tagged_fields("DescribeUserScramCredentials")?
+        }
+        ApiKey::AlterUserScramCredentials => alter_user_scram_credentials(&mut r)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -1060,6 +1092,43 @@ fn describe_log_dirs(r: &mut Reader<'_>, _v: i16) -> Result<()> {
         r.tagged_fields("DescribeLogDirs.topics")?;
     }
     r.tagged_fields("DescribeLogDirs")
+}
+
+/// An ACL creation, or a DescribeAcls/DeleteAcls filter: the same layout (type, name,
+/// pattern type, principal, host, operation, permission, tags); names may be null in a filter.
+fn acl(r: &mut Reader<'_>, field: &'static str) -> Result<()> {
+    r.skip(field, I8)?;
+    r.string(field)?;
+    r.skip(field, I8)?;
+    r.string(field)?;
+    r.string(field)?;
+    r.skip(field, I8 + I8)?;
+    r.tagged_fields(field)
+}
+
+fn acl_min(r: &Reader<'_>) -> usize {
+    3 * I8 + 3 * r.string_min() + I8 + r.tags_min()
+}
+
+/// v0 only, always flexible.
+fn alter_user_scram_credentials(r: &mut Reader<'_>) -> Result<()> {
+    let deletions =
+        r.array("AlterUserScramCredentials.deletions", r.string_min() + I8 + r.tags_min())?;
+    for _ in 0..deletions {
+        r.string("AlterUserScramCredentials.deletions.name")?;
+        r.skip("AlterUserScramCredentials.deletions.mechanism", I8)?;
+        r.tagged_fields("AlterUserScramCredentials.deletions")?;
+    }
+    let upsertion_min = r.string_min() + I8 + I32 + 2 * r.bytes_min() + r.tags_min();
+    let upsertions = r.array("AlterUserScramCredentials.upsertions", upsertion_min)?;
+    for _ in 0..upsertions {
+        r.string("AlterUserScramCredentials.upsertions.name")?;
+        r.skip("AlterUserScramCredentials.upsertions.mechanism", I8 + I32)?;
+        r.bytes("AlterUserScramCredentials.upsertions.salt")?;
+        r.bytes("AlterUserScramCredentials.upsertions.salted_password")?;
+        r.tagged_fields("AlterUserScramCredentials.upsertions")?;
+    }
+    r.tagged_fields("AlterUserScramCredentials")
 }
 
 fn describe_log_dirs_topic_min(r: &Reader<'_>) -> usize {

@@ -148,6 +148,13 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::AlterPartitionReassignments(_) => Some(ApiKey::AlterPartitionReassignments),
         ResponseKind::ListPartitionReassignments(_) => Some(ApiKey::ListPartitionReassignments),
         ResponseKind::DescribeLogDirs(_) => Some(ApiKey::DescribeLogDirs),
+        ResponseKind::SaslHandshake(_) => Some(ApiKey::SaslHandshake),
+        ResponseKind::SaslAuthenticate(_) => Some(ApiKey::SaslAuthenticate),
+        ResponseKind::CreateAcls(_) => Some(ApiKey::CreateAcls),
+        ResponseKind::DescribeAcls(_) => Some(ApiKey::DescribeAcls),
+        ResponseKind::DeleteAcls(_) => Some(ApiKey::DeleteAcls),
+        ResponseKind::DescribeUserScramCredentials(_) => Some(ApiKey::DescribeUserScramCredentials),
+        ResponseKind::AlterUserScramCredentials(_) => Some(ApiKey::AlterUserScramCredentials),
         _ => None,
     }
 }

@@ -183,6 +183,67 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
             RequestKind::ListPartitionReassignments(sample_list_reassignments())
         }
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(sample_describe_log_dirs(v)),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeRequest::default().with_mechanism(text("PLAIN")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"\0user\0pass")),
+        ),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(
+            kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+                kafka_protocol::messages::create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(text("orders"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(text("User:bob"))
+                    .with_host(text("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]),
+        ),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_resource_name_filter(Some(text("orders")))
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+            kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_principal_filter(Some(text("User:bob")))
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]),
+        ),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            kafka_protocol::messages::DescribeUserScramCredentialsRequest::default().with_users(
+                Some(vec![
+                    kafka_protocol::messages::describe_user_scram_credentials_request::UserName::default()
+                        .with_name(text("bob")),
+                ]),
+            ),
+        ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![
+                    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                        .with_name(text("carol"))
+                        .with_mechanism(1),
+                ])
+                .with_upsertions(vec![
+                    kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(text("bob"))
+                        .with_mechanism(2)
+                        .with_iterations(8192)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from_static(b"salted")),
+                ]),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -995,6 +1056,10 @@ fn header_versions_follow_flexibility() {
         ApiKey::ElectLeaders => 2,
         ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => 0,
         ApiKey::DescribeLogDirs => 2,
+        ApiKey::SaslHandshake => i16::MAX, // never
+        ApiKey::SaslAuthenticate | ApiKey::CreateAcls | ApiKey::DescribeAcls => 2,
+        ApiKey::DeleteAcls => 2,
+        ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => 0,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1199,6 +1264,17 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
         ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
+        ApiKey::SaslHandshake => kafka_protocol::messages::SaslHandshakeRequest::VERSIONS,
+        ApiKey::SaslAuthenticate => kafka_protocol::messages::SaslAuthenticateRequest::VERSIONS,
+        ApiKey::CreateAcls => kafka_protocol::messages::CreateAclsRequest::VERSIONS,
+        ApiKey::DescribeAcls => kafka_protocol::messages::DescribeAclsRequest::VERSIONS,
+        ApiKey::DeleteAcls => kafka_protocol::messages::DeleteAclsRequest::VERSIONS,
+        ApiKey::DescribeUserScramCredentials => {
+            kafka_protocol::messages::DescribeUserScramCredentialsRequest::VERSIONS
+        }
+        ApiKey::AlterUserScramCredentials => {
+            kafka_protocol::messages::AlterUserScramCredentialsRequest::VERSIONS
+        }
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1329,6 +1405,14 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::DescribeLogDirs => {
                 &["DescribeLogDirs.topics", "DescribeLogDirs.topics.partitions"]
             }
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate | ApiKey::DescribeAcls => &[],
+            ApiKey::CreateAcls => &["CreateAcls.creations"],
+            ApiKey::DeleteAcls => &["DeleteAcls.filters"],
+            ApiKey::DescribeUserScramCredentials => &["DescribeUserScramCredentials.users"],
+            ApiKey::AlterUserScramCredentials => &[
+                "AlterUserScramCredentials.deletions",
+                "AlterUserScramCredentials.upsertions",
+            ],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1727,6 +1811,27 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::DescribeLogDirs => {
             ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default())
         }
+        ApiKey::SaslHandshake => {
+            ResponseKind::SaslHandshake(kafka_protocol::messages::SaslHandshakeResponse::default())
+        }
+        ApiKey::SaslAuthenticate => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default(),
+        ),
+        ApiKey::CreateAcls => {
+            ResponseKind::CreateAcls(kafka_protocol::messages::CreateAclsResponse::default())
+        }
+        ApiKey::DescribeAcls => {
+            ResponseKind::DescribeAcls(kafka_protocol::messages::DescribeAclsResponse::default())
+        }
+        ApiKey::DeleteAcls => {
+            ResponseKind::DeleteAcls(kafka_protocol::messages::DeleteAclsResponse::default())
+        }
+        ApiKey::DescribeUserScramCredentials => ResponseKind::DescribeUserScramCredentials(
+            kafka_protocol::messages::DescribeUserScramCredentialsResponse::default(),
+        ),
+        ApiKey::AlterUserScramCredentials => ResponseKind::AlterUserScramCredentials(
+            kafka_protocol::messages::AlterUserScramCredentialsResponse::default(),
+        ),
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -2242,6 +2347,7 @@ fn has_no_array(api: ApiKey, v: i16) -> bool {
     match api {
         ApiKey::ApiVersions | ApiKey::DescribeCluster | ApiKey::InitProducerId => true,
         ApiKey::Heartbeat | ApiKey::UnregisterBroker => true,
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate | ApiKey::DescribeAcls => true,
         ApiKey::FindCoordinator | ApiKey::ListGroups => v <= 3, // v4 added the key/state arrays
         ApiKey::LeaveGroup => v <= 2,                           // v3 added `members`
         _ => false,

@@ -196,6 +196,18 @@ use crate::request::DecodeError;
 /// - **DescribeLogDirs 1–4** (KIP-113; `kafka-log-dirs.sh`, rpk's disk usage). v0 is gone
 ///   from Kafka 4.0 (KIP-896); v1 only changes throttling, v2 is flexible, v3 adds the
 ///   top-level `error_code`, v4 (KIP-827) each directory's `total_bytes` and `usable_bytes`.
+///
+/// Security (KIP-43, KIP-152, KIP-368, KIP-140, KIP-554):
+///
+/// - **SaslHandshake 0–1.** v0 is followed by bare SASL tokens (length-prefixed, no Kafka
+///   header); v1 by SaslAuthenticate requests.
+/// - **SaslAuthenticate 0–2.** v1 adds `session_lifetime_ms` (KIP-368 re-authentication), v2
+///   is flexible.
+/// - **CreateAcls, DescribeAcls, DeleteAcls 1–3.** v0 (no pattern type) was removed in Kafka
+///   4.0 (KIP-896) and kafka-protocol 0.18 does not decode it; v1 adds `pattern_type`
+///   (KIP-290: LITERAL and PREFIXED), v2 is flexible, v3 adds the USER resource type.
+/// - **DescribeUserScramCredentials 0** and **AlterUserScramCredentials 0**: their only
+///   versions (KIP-554).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -229,6 +241,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 0),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -395,6 +414,13 @@ mod tests {
             (ApiKey::AlterPartitionReassignments, 0, 0),
             (ApiKey::ListPartitionReassignments, 0, 0),
             (ApiKey::DescribeLogDirs, 1, 4),
+            (ApiKey::SaslHandshake, 0, 1),
+            (ApiKey::SaslAuthenticate, 0, 2),
+            (ApiKey::CreateAcls, 1, 3),
+            (ApiKey::DescribeAcls, 1, 3),
+            (ApiKey::DeleteAcls, 1, 3),
+            (ApiKey::DescribeUserScramCredentials, 0, 0),
+            (ApiKey::AlterUserScramCredentials, 0, 0),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

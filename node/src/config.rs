@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 pub mod reference;
+pub mod security;
 
 use clap::Args;
 use odradek_controller::{Voters, VotersError};
@@ -116,6 +117,62 @@ pub struct ServeArgs {
     /// admin port; when that default is taken the node serves without it and says so].
     #[arg(long, env = "ODRADEK_ADMIN_LISTEN", value_name = "HOST:PORT")]
     pub admin_listen: Option<String>,
+    /// Kafka listeners, `NAME://HOST:PORT,...` (Kafka's `listeners`): each name is a security
+    /// protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or maps to one through
+    /// --listener-security-protocol-map [default: one PLAINTEXT listener, --listen].
+    #[arg(long, env = "ODRADEK_LISTENERS", value_name = "NAME://HOST:PORT,...")]
+    pub listeners: Option<String>,
+    /// Addresses given to clients per listener, `NAME://HOST:PORT,...` (Kafka's
+    /// `advertised.listeners`) [default: each listener's address, 127.0.0.1 for a wildcard].
+    #[arg(long, env = "ODRADEK_ADVERTISED_LISTENERS", value_name = "NAME://HOST:PORT,...")]
+    pub advertised_listeners: Option<String>,
+    /// Security protocol of each listener name that is not one itself, `NAME:PROTOCOL,...`
+    /// (Kafka's `listener.security.protocol.map`) [default: none].
+    #[arg(long, env = "ODRADEK_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "NAME:PROTOCOL,...")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener other brokers' replica fetchers connect to (Kafka's
+    /// `inter.broker.listener.name`; a PLAINTEXT or SSL one) [default: the first PLAINTEXT
+    /// listener, else the first].
+    #[arg(long, env = "ODRADEK_INTER_BROKER_LISTENER_NAME", value_name = "NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL); re-read when the file
+    /// changes [default: none].
+    #[arg(long, env = "ODRADEK_SSL_CERT", value_name = "FILE")]
+    pub ssl_cert: Option<PathBuf>,
+    /// PEM private key of --ssl-cert [default: none].
+    #[arg(long, env = "ODRADEK_SSL_KEY", value_name = "FILE")]
+    pub ssl_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to (mTLS) [default: none].
+    #[arg(long, env = "ODRADEK_SSL_CA", value_name = "FILE")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Whether TLS clients present a certificate: `required`, `requested` or `none` (Kafka's
+    /// `ssl.client.auth`); a certificate's subject becomes the principal [default: none].
+    #[arg(long, env = "ODRADEK_SSL_CLIENT_AUTH", value_name = "MODE")]
+    pub ssl_client_auth: Option<String>,
+    /// SASL mechanisms the SASL listeners offer (Kafka's `sasl.enabled.mechanisms`):
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
+    #[arg(long, env = "ODRADEK_SASL_ENABLED_MECHANISMS", value_name = "MECH,...")]
+    pub sasl_enabled_mechanisms: Option<String>,
+    /// PLAIN's users, one `name:password` per line (`#` comments); PLAIN also accepts a user's
+    /// SCRAM credentials from the cluster metadata [default: none].
+    #[arg(long, env = "ODRADEK_SASL_PLAIN_USERS", value_name = "FILE")]
+    pub sasl_plain_users: Option<PathBuf>,
+    /// An authenticated SASL session lasts this long; the client re-authenticates on the same
+    /// connection or it is closed (Kafka's `connections.max.reauth.ms`, KIP-368; 0 = forever)
+    /// [default: 0].
+    #[arg(long, env = "ODRADEK_CONNECTIONS_MAX_REAUTH_MS", value_name = "MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// `acl` checks every request against the cluster's ACLs; `none` allows everything (Kafka's
+    /// `authorizer.class.name`) [default: none].
+    #[arg(long, env = "ODRADEK_AUTHORIZER", value_name = "acl|none")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, `User:a;User:b` (Kafka's `super.users`) [default: none].
+    #[arg(long, env = "ODRADEK_SUPER_USERS", value_name = "PRINCIPAL;...")]
+    pub super_users: Option<String>,
+    /// With the ACL authorizer, allow a request on a resource no ACL names (Kafka's
+    /// `allow.everyone.if.no.acl.found`) [default: false].
+    #[arg(long, env = "ODRADEK_ALLOW_EVERYONE_IF_NO_ACL_FOUND", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Run the start-up host checks against /proc and /sys under DIR instead of / (tests).
     #[arg(long, env = "ODRADEK_HOST_ROOT", value_name = "DIR", hide = true)]
     pub host_root: Option<PathBuf>,
@@ -158,6 +215,20 @@ struct FileConfig {
     leader_imbalance_check_interval_seconds: Option<u64>,
     offsets_topic_replication_factor: Option<i16>,
     replica_selector: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    listener_security_protocol_map: Option<String>,
+    inter_broker_listener_name: Option<String>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    ssl_ca: Option<PathBuf>,
+    ssl_client_auth: Option<String>,
+    sasl_enabled_mechanisms: Option<String>,
+    sasl_plain_users: Option<PathBuf>,
+    connections_max_reauth_ms: Option<u64>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// A resolved node configuration.
@@ -232,6 +303,8 @@ pub struct NodeConfig {
     pub group_max_session_timeout_ms: i32,
     /// Roles, controller quorum and broker liveness settings.
     pub cluster: ClusterConfig,
+    /// Listeners, TLS, SASL and authorization.
+    pub security: security::SecurityConfig,
 }
 
 /// What a node runs (Kafka's `process.roles`).
@@ -336,6 +409,8 @@ pub enum ConfigError {
     Voters(#[from] VotersError),
     #[error("{0}")]
     Cluster(String),
+    #[error("{0}")]
+    Security(String),
 }
 
 /// Defaults that depend on the host (autotune, `odradek_tuning::autotune`): used where no flag,
@@ -385,23 +460,67 @@ impl NodeConfig {
         let listen_raw =
             args.listen.clone().or(file.listen.clone()).unwrap_or_else(|| "0.0.0.0:9092".into());
         let listen = parse_addr("--listen", &listen_raw)?;
-        let cluster = resolve_cluster(args, &file, node_id, listen)?;
         let (group_min_session_timeout_ms, group_max_session_timeout_ms) =
             group_session_bounds(&file)?;
         let data_dir = args
             .data_dir
             .clone()
-            .or(file.data_dir)
+            .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
         let configured_smp = args.smp.or(file.smp);
         let host = host_defaults(&data_dir, configured_smp);
-        let advertise = match args.advertise.clone().or(file.advertise) {
+        let advertise = match args.advertise.clone().or(file.advertise.clone()) {
             Some(raw) => split_host_port("--advertise", &raw)?,
             None if listen.ip().is_unspecified() => {
                 (IpAddr::V4(Ipv4Addr::LOCALHOST).to_string(), listen.port())
             }
             None => (listen.ip().to_string(), listen.port()),
         };
+        let listen_given = args.listen.is_some() || file.listen.is_some();
+        let security = security::resolve(
+            security::Raw {
+                listeners: args.listeners.clone().or(file.listeners.clone()),
+                advertised_listeners: args
+                    .advertised_listeners
+                    .clone()
+                    .or(file.advertised_listeners.clone()),
+                protocol_map: args
+                    .listener_security_protocol_map
+                    .clone()
+                    .or(file.listener_security_protocol_map.clone()),
+                inter_broker: args
+                    .inter_broker_listener_name
+                    .clone()
+                    .or(file.inter_broker_listener_name.clone()),
+                ssl_cert: args.ssl_cert.clone().or(file.ssl_cert.clone()),
+                ssl_key: args.ssl_key.clone().or(file.ssl_key.clone()),
+                ssl_ca: args.ssl_ca.clone().or(file.ssl_ca.clone()),
+                ssl_client_auth: args.ssl_client_auth.clone().or(file.ssl_client_auth.clone()),
+                sasl_enabled_mechanisms: args
+                    .sasl_enabled_mechanisms
+                    .clone()
+                    .or(file.sasl_enabled_mechanisms.clone()),
+                sasl_plain_users: args.sasl_plain_users.clone().or(file.sasl_plain_users.clone()),
+                connections_max_reauth_ms: args
+                    .connections_max_reauth_ms
+                    .or(file.connections_max_reauth_ms.clone()),
+                authorizer: args.authorizer.clone().or(file.authorizer.clone()),
+                super_users: args.super_users.clone().or(file.super_users.clone()),
+                allow_everyone_if_no_acl_found: args
+                    .allow_everyone_if_no_acl_found
+                    .or(file.allow_everyone_if_no_acl_found.clone()),
+            },
+            listen,
+            advertise.clone(),
+            listen_given,
+        )?;
+        // The node's own address (outgoing connections, the admin port's default host, what
+        // other brokers fetch from) is the inter-broker listener's.
+        let (listen, advertise) = {
+            let l = security.inter_broker();
+            (l.addr, l.advertised.clone())
+        };
+        let cluster = resolve_cluster(args, &file, node_id, listen)?;
         let smp = configured_smp.unwrap_or(host.smp.max(1));
         check_range("--smp", smp as i64, 1, SMP_MAX as i64)?;
         let default_partitions = args.default_partitions.or(file.default_partitions).unwrap_or(1);
@@ -460,6 +579,7 @@ impl NodeConfig {
             group_min_session_timeout_ms,
             group_max_session_timeout_ms,
             cluster,
+            security,
         })
     }
 }

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod partition;
 pub mod producers;
 pub mod runtime;
+pub mod security;
 pub mod serve;
 pub mod server;
 pub mod shard;

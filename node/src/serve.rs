@@ -31,6 +31,7 @@ use crate::metrics::http::Admin;
 use crate::metrics::{self, NodeSample, ShardStats};
 use crate::partition;
 use crate::producers::ProducerIds;
+use crate::security::Security;
 use crate::runtime::blocking::Blocking;
 use crate::runtime::{Mesh, ShardThreads};
 use crate::server;
@@ -63,17 +64,22 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let dir_identity = identity(&config)?;
     // The Kafka port is checked and held before the controller starts connecting out.
-    let reservation = if config.cluster.roles.broker {
-        server::probe_port_free(config.listen)?;
-        server::reserve(config.listen).map_err(|e| {
-            StartupError::new(
-                format!("cannot bind {}: {e}", config.listen),
-                "pass --listen HOST:PORT",
-            )
-        })?
-    } else {
-        None
-    };
+    let mut reservation = Vec::new();
+    if config.cluster.roles.broker {
+        for l in &config.security.listeners {
+            server::probe_port_free(l.addr)?;
+            reservation.extend(server::reserve(l.addr).map_err(|e| {
+                StartupError::new(
+                    format!("cannot bind {} ({}): {e}", l.addr, l.name),
+                    "pass --listen HOST:PORT or other --listeners",
+                )
+            })?);
+        }
+    }
+    // Certificates and the PLAIN users file: a bad file stops the start, saying which.
+    let security = Arc::new(Security::load(&config.security).map_err(|e| {
+        StartupError::new(e, "fix the file named, or the --ssl-*/--sasl-* flags")
+    })?);
     // The admin port too, before anything starts that a refusal would have to stop.
     let admin_listener = bind_admin(&config)?;
     let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
@@ -90,7 +96,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         dir_identity,
         legacy,
         pool,
-        reservation,
+        (reservation, security),
         admin_listener,
     ));
     store.shutdown();
@@ -105,7 +111,7 @@ async fn serve(
     dir_identity: DirIdentity,
     legacy: Option<legacy::Legacy>,
     pool: Blocking,
-    reservation: Option<socket2::Socket>,
+    (reservation, security): (Vec<socket2::Socket>, Arc<Security>),
     admin_listener: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     // Register the signal handlers before saying "ready", so a SIGTERM sent right after the
@@ -130,9 +136,19 @@ async fn serve(
     let _admin_task = admin_listener.map(|listener| {
         compio::runtime::spawn(metrics::http::serve(listener, admin.clone() as Rc<dyn Admin>))
     });
+    let _tls_reload = security.tls.is_some().then(|| {
+        let security = security.clone();
+        compio::runtime::spawn(async move { reload_tls(&security).await })
+    });
     let mut shards = None;
     if config.cluster.roles.broker {
-        let broker = Broker { store: store.clone(), dir_identity, stop: stop.clone(), fatal_tx };
+        let broker = Broker {
+            store: store.clone(),
+            dir_identity,
+            stop: stop.clone(),
+            fatal_tx,
+            security: security.clone(),
+        };
         shards = Some(broker.start(&config, legacy, pool, &fatal_rx, &admin).await?);
     }
     // The shards listen on the port now.
@@ -282,6 +298,7 @@ struct Broker {
     stop: Arc<broker::Stop>,
     /// Where the registration loop reports a refusal for good.
     fatal_tx: async_channel::Sender<String>,
+    security: Arc<Security>,
 }
 
 impl Broker {
@@ -296,7 +313,7 @@ impl Broker {
         fatal_rx: &async_channel::Receiver<String>,
         admin: &NodeAdmin,
     ) -> anyhow::Result<(ShardThreads, compio::runtime::JoinHandle<()>)> {
-        let Broker { store, dir_identity, stop, fatal_tx } = self;
+        let Broker { store, dir_identity, stop, fatal_tx, security } = self;
         let registered = Arc::new(Event::new());
         let listener = registered.listen();
         let lifecycle = broker::run(
@@ -321,9 +338,27 @@ impl Broker {
         let metadata: Arc<dyn MetadataStore> = store.clone();
         let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
         let stats = admin.stats.clone();
-        let (shards, mesh) = shard::start(config.clone(), metadata, producer_ids, pool, stats)?;
+        let (shards, mesh) = shard::start(config.clone(), metadata, producer_ids, pool, stats, security)?;
         *admin.mesh.borrow_mut() = Some(mesh);
         Ok((shards, lifecycle))
+    }
+}
+
+/// How often the TLS files are looked at for a change.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Re-reads the TLS certificate, key and CA when they change (on the main thread: the file
+/// reads block), so that a renewed certificate is served without a restart. New connections
+/// get it; open ones keep theirs.
+async fn reload_tls(security: &Security) {
+    let Some(tls) = &security.tls else { return };
+    loop {
+        compio::time::sleep(TLS_RELOAD_INTERVAL).await;
+        match tls.reload_if_changed() {
+            None => {}
+            Some(Ok(())) => info!("TLS certificate reloaded"),
+            Some(Err(e)) => warn!(error = %e, "TLS files changed but do not load; the old certificate stays"),
+        }
     }
 }
 
@@ -386,6 +421,16 @@ fn registration(config: &NodeConfig, dir: DirIdentity) -> broker::Registration {
         host: config.advertise.0.clone(),
         port: config.advertise.1,
         rack: config.rack.clone(),
+        listeners: config
+            .security
+            .listeners
+            .iter()
+            .map(|l| odradek_controller::Endpoint {
+                name: l.name.clone(),
+                host: l.advertised.0.clone(),
+                port: l.advertised.1,
+            })
+            .collect(),
     }
 }
 

@@ -57,6 +57,10 @@ pub struct Shard {
     pub groups: RefCell<Coordinated>,
     /// This shard's hot counters (the metrics room), read by the admin listener's scrapes.
     pub stats: Arc<ShardStats>,
+    /// Listeners' security: TLS, SASL users, super users.
+    pub security: Arc<crate::security::Security>,
+    /// Threads for work that would block the shard (PBKDF2 of a PLAIN login).
+    pub pool: Blocking,
     pub life: Life,
 }
 
@@ -133,6 +137,7 @@ pub fn start(
     producer_ids: Arc<ProducerIds>,
     pool: Blocking,
     stats: Vec<Arc<ShardStats>>,
+    security: Arc<crate::security::Security>,
 ) -> Result<(ShardThreads, Arc<Mesh<Shard>>), StartupError> {
     let (smp, pin) = (config.smp, config.pin_shards);
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
@@ -140,7 +145,8 @@ pub fn start(
         let (producer_ids, pool) = (producer_ids.clone(), pool.clone());
         let stats =
             stats.get(start.id).cloned().unwrap_or_else(|| Arc::new(ShardStats::new(start.id)));
-        Box::pin(run(start, config, metadata, producer_ids, pool, stats))
+        let security = security.clone();
+        Box::pin(run(start, config, metadata, producer_ids, (pool, security), stats))
     });
     ShardThreads::start(smp, pin, body)
 }
@@ -150,20 +156,26 @@ async fn run(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
-    pool: Blocking,
+    (pool, security): (Blocking, Arc<crate::security::Security>),
     stats: Arc<ShardStats>,
 ) {
     let ShardStart { id, mesh, inbox, stop, ready } = start;
-    let listener = match server::bind(config.listen) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send(Err(StartupError::new(
-                format!("shard {id}: cannot listen on {}: {e}", config.listen),
-                "pass --listen HOST:PORT",
-            )));
-            return;
+    let mut listeners = Vec::new();
+    for l in &config.security.listeners {
+        match server::bind(l.addr) {
+            Ok(bound) => {
+                let info = server::ListenerInfo { name: l.name.clone(), protocol: l.protocol };
+                listeners.push((bound, Rc::new(info)));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(StartupError::new(
+                    format!("shard {id}: cannot listen on {} ({}): {e}", l.addr, l.name),
+                    "pass other --listeners addresses",
+                )));
+                return;
+            }
         }
-    };
+    }
     let engine = LogConfig {
         direct_writes: config.direct_writes,
         writeback_bytes: (config.writeback_bytes > 0).then_some(config.writeback_bytes),
@@ -202,6 +214,8 @@ async fn run(
         fetch_sessions: RefCell::new(Sessions::new(id, smp)),
         groups: RefCell::new(Coordinated::default()),
         stats,
+        security,
+        pool,
         life: Life::default(),
     });
     compio::runtime::spawn(runtime::serve_inbox(ctx.clone(), inbox)).detach();
@@ -211,7 +225,7 @@ async fn run(
     }
     let _ = ready.send(Ok(()));
     let background = spawn_background(&ctx);
-    server::accept_loop(&ctx, listener, stop).await;
+    server::accept_loop(&ctx, listeners, stop).await;
     drain(&ctx).await;
     for task in background {
         let _ = task.await;

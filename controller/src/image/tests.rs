@@ -7,6 +7,7 @@ fn broker(image: &mut MetadataImage, index: u64, id: i32, rack: Option<&str>) {
         host: "127.0.0.1".into(),
         port: 9092,
         rack: rack.map(str::to_owned),
+        listeners: Vec::new(),
     };
     let epoch = match image.apply(index, &cmd) {
         Ok(CommandResult::BrokerRegistered { broker_epoch }) => broker_epoch,
@@ -65,6 +66,7 @@ fn refused_commands_change_nothing() {
                 host: "h".into(),
                 port: 1,
                 rack: None,
+                listeners: Vec::new(),
             },
             |e| matches!(e, CommandError::DuplicateBrokerId { broker_id: 1, .. }),
         ),
@@ -171,6 +173,7 @@ fn producer_id_blocks_never_overlap_and_lost_disk_procedure() {
         host: "h".into(),
         port: 1,
         rack: None,
+        listeners: Vec::new(),
     };
     assert_eq!(image.apply(22, &cmd), Ok(CommandResult::BrokerRegistered { broker_epoch: 22 }));
 }

@@ -103,6 +103,7 @@ pub fn register(c: &Controller, broker_id: i32) {
         host: format!("127.0.0.{}", broker_id + 1),
         port: 9092,
         rack: Some(format!("rack{}", broker_id % 2)),
+        listeners: Vec::new(),
     };
     let Ok(CommandResult::BrokerRegistered { broker_epoch }) = propose(c, cmd) else {
         panic!("broker {broker_id} registered")

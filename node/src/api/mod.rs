@@ -16,6 +16,7 @@
 //! or the storage engine (it never sees a `storage::Log`).
 
 mod admin;
+mod authz;
 mod configs;
 mod elections;
 mod fetch;
@@ -25,6 +26,7 @@ mod offsets;
 mod produce;
 mod producers;
 mod quorum;
+mod security;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -85,6 +87,13 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::Heartbeat,
     ApiKey::LeaveGroup,
     ApiKey::DescribeLogDirs,
+    ApiKey::SaslHandshake,
+    ApiKey::SaslAuthenticate,
+    ApiKey::CreateAcls,
+    ApiKey::DescribeAcls,
+    ApiKey::DeleteAcls,
+    ApiKey::DescribeUserScramCredentials,
+    ApiKey::AlterUserScramCredentials,
 ];
 
 /// What a handler answers.
@@ -148,7 +157,98 @@ pub fn reply_has_error(reply: &Reply) -> bool {
 /// Answers one decoded request. `Err` closes the connection with the reason logged: the
 /// decoder admits only the APIs in `versions::SUPPORTED`, so it means the table and this
 /// dispatcher disagree. Produce and Fetch fill in `timing` (the latency breakdown).
+///
+/// With the ACL authorizer on, what the principal may not do is refused here before any
+/// handler runs (`authz`); brokers in the answer are given at the addresses of the listener
+/// the client came in on.
 pub async fn handle(
+    ctx: &Rc<Shard>,
+    session: &Session,
+    mut request: Request,
+    timing: &mut crate::metrics::Timing,
+) -> Result<Reply, String> {
+    let version = request.header.request_api_version;
+    let listing =
+        matches!(&request.body, RequestKind::Metadata(m) if m.topics.as_ref().is_none_or(Vec::is_empty));
+    let denied = if ctx.security.config.authorizer && !session.superuser {
+        match authz::check(ctx, session, version, &mut request.body) {
+            authz::Verdict::Refuse(reply) => return Ok(reply),
+            authz::Verdict::Partly(denied) => Some(denied),
+            authz::Verdict::Allow => None,
+        }
+    } else {
+        None
+    };
+    let mut reply = dispatch(ctx, session, request, timing).await?;
+    if let Some(denied) = denied {
+        authz::merge(&mut reply, denied);
+    }
+    if ctx.security.config.authorizer && !session.superuser {
+        authz::filter(ctx, session, listing, &mut reply);
+    }
+    if session.listener.name != ctx.security.config.inter_broker().name {
+        advertise_for(ctx, &session.listener.name, &mut reply);
+    }
+    Ok(reply)
+}
+
+/// Rewrites the broker addresses in `reply` to those of `listener`.
+fn advertise_for(ctx: &Shard, listener: &str, reply: &mut Reply) {
+    let snapshot = ctx.metadata.snapshot();
+    let at = |id: i32| snapshot.brokers.get(&id).map(|b| b.endpoint(listener));
+    match reply {
+        Reply::Nothing => {}
+        Reply::Fetch(f) => {
+            for e in &mut f.response.node_endpoints {
+                if let Some((host, port)) = at(e.node_id) {
+                    e.host = host.to_owned();
+                    e.port = i32::from(port);
+                }
+            }
+        }
+        Reply::Body(body) => match &mut **body {
+            ResponseKind::Metadata(r) => {
+                for b in &mut r.brokers {
+                    if let Some((host, port)) = at(b.node_id.0) {
+                        b.host = str_bytes(host);
+                        b.port = i32::from(port);
+                    }
+                }
+            }
+            ResponseKind::DescribeCluster(r) => {
+                for b in &mut r.brokers {
+                    if let Some((host, port)) = at(b.broker_id.0) {
+                        b.host = str_bytes(host);
+                        b.port = i32::from(port);
+                    }
+                }
+            }
+            ResponseKind::FindCoordinator(r) => {
+                if let Some((host, port)) = at(r.node_id.0) {
+                    r.host = str_bytes(host);
+                    r.port = i32::from(port);
+                }
+                for c in &mut r.coordinators {
+                    if let Some((host, port)) = at(c.node_id.0) {
+                        c.host = str_bytes(host);
+                        c.port = i32::from(port);
+                    }
+                }
+            }
+            ResponseKind::Produce(r) => {
+                for e in &mut r.node_endpoints {
+                    if let Some((host, port)) = at(e.node_id.0) {
+                        e.host = str_bytes(host);
+                        e.port = i32::from(port);
+                    }
+                }
+            }
+            _ => {}
+        },
+    }
+}
+
+async fn dispatch(
     ctx: &Rc<Shard>,
     session: &Session,
     request: Request,
@@ -247,6 +347,21 @@ pub async fn handle(
         RequestKind::DescribeCluster(_) => ResponseKind::DescribeCluster(describe_cluster(ctx)),
         RequestKind::DescribeLogDirs(req) => {
             ResponseKind::DescribeLogDirs(logdirs::describe_log_dirs(ctx, version, &req).await)
+        }
+        RequestKind::CreateAcls(req) => {
+            ResponseKind::CreateAcls(security::create_acls(ctx, &req).await)
+        }
+        RequestKind::DescribeAcls(req) => {
+            ResponseKind::DescribeAcls(security::describe_acls(ctx, &req))
+        }
+        RequestKind::DeleteAcls(req) => {
+            ResponseKind::DeleteAcls(security::delete_acls(ctx, &req).await)
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(security::describe_scram(ctx, &req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            ResponseKind::AlterUserScramCredentials(security::alter_scram(ctx, &req).await)
         }
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
     })))

@@ -32,6 +32,8 @@ pub struct Registration {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every listener's advertised endpoint.
+    pub listeners: Vec<odradek_controller::Endpoint>,
 }
 
 /// A stop signal that a late listener cannot miss.
@@ -137,6 +139,7 @@ async fn register(
             host: me.host.clone(),
             port: me.port,
             rack: me.rack.clone(),
+            listeners: me.listeners.clone(),
         };
         match store.propose_raw(command).await {
             Ok(CommandResult::BrokerRegistered { broker_epoch }) => return Ok(Some(broker_epoch)),

@@ -143,9 +143,24 @@ pub enum Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broker {
     pub id: i32,
+    /// The inter-broker listener's advertised address.
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    /// Every listener's advertised address: (name, host, port).
+    pub listeners: Vec<(String, String, u16)>,
+}
+
+impl Broker {
+    /// The address to give a client that came in on `listener`: the broker's listener of
+    /// that name (as Kafka, which leaves out a broker without it; here the inter-broker
+    /// address stands in, so that a cluster whose brokers differ still answers).
+    pub fn endpoint(&self, listener: &str) -> (&str, u16) {
+        self.listeners
+            .iter()
+            .find(|(name, _, _)| name == listener)
+            .map_or((self.host.as_str(), self.port), |(_, h, p)| (h.as_str(), *p))
+    }
 }
 
 /// An immutable view of the cluster's metadata.
@@ -168,6 +183,8 @@ pub struct Catalogue {
     /// it leader) never does, so a stale image cannot make it take writes (KRaft's brokers
     /// likewise act only once caught up with their own registration).
     pub leadable: bool,
+    /// The ACLs and SCRAM credentials of this image.
+    pub security: Arc<crate::security::SecurityView>,
 }
 
 impl Catalogue {

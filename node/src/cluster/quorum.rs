@@ -237,8 +237,17 @@ fn build(image: &MetadataImage, prev: &Catalogue, me: i32, cluster_id: String) -
     let brokers = image
         .unfenced_brokers()
         .map(|b| {
-            let broker =
-                Broker { id: b.id, host: b.host.clone(), port: b.port, rack: b.rack.clone() };
+            let broker = Broker {
+                id: b.id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                listeners: b
+                    .listeners
+                    .iter()
+                    .map(|l| (l.name.clone(), l.host.clone(), l.port))
+                    .collect(),
+            };
             (b.id, broker)
         })
         .collect();
@@ -248,6 +257,7 @@ fn build(image: &MetadataImage, prev: &Catalogue, me: i32, cluster_id: String) -
         cluster_id,
         applied_index: image.applied_index,
         broker_epoch: image.brokers.get(&me).map_or(0, |b| b.epoch),
+        security: crate::security::SecurityView::of(image, &prev.security),
         ..Catalogue::default()
     };
     catalogue.reindex();

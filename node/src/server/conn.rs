@@ -10,9 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use compio::BufResult;
-use compio::buf::{IntoInner, IoBuf};
-use compio::io::AsyncReadExt;
+use compio::io::compat::AsyncStream;
 use compio::net::TcpStream;
 use futures_util::future::{Either, select};
 use odradek_net::fetch_response::encode_fetch_response;
@@ -20,21 +18,52 @@ use odradek_net::request::decode_request;
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
-use super::session::Session;
-use super::transport::{SplicePipe, write, write_vectored};
+use super::sasl;
+use super::session::{ListenerInfo, Principal, SaslState, Session};
+use super::stream::Stream;
+use super::transport::SplicePipe;
 use crate::api::{self, Reply};
 use crate::metrics::Timing;
-use crate::partition::Payload;
 use crate::shard::Shard;
 use kafka_protocol::messages::ApiKey;
 use odradek_client::stages::{Kind, Stage};
 
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
-pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Rc<ListenerInfo>) {
     let _ = stream.set_nodelay(true);
-    debug!(shard = ctx.id, %peer, "connection opened");
-    let mut session = Session::new(ctx.id, peer);
-    match serve_requests(ctx, &stream, &mut session).await {
+    debug!(shard = ctx.id, %peer, listener = %listener.name, "connection opened");
+    let mut session = Session::new(ctx.id, peer, listener.clone());
+    let mut stream = if listener.protocol.tls() {
+        let Some(tls) = ctx.security.tls.as_ref() else {
+            warn!(shard = ctx.id, %peer, "TLS listener without a TLS context; closing");
+            return;
+        };
+        let accept = tls.acceptor().accept(Box::pin(AsyncStream::new(stream)));
+        match compio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+            Ok(Ok(tls)) => {
+                let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                if let Some(p) = cert.and_then(crate::security::tls::principal_of) {
+                    session.principal = Principal::from_full(p);
+                }
+                Stream::Tls(Box::new(tls))
+            }
+            Ok(Err(e)) => {
+                info!(shard = ctx.id, %peer, listener = %listener.name, error = %e, "TLS handshake failed; closing");
+                return;
+            }
+            Err(_) => {
+                info!(shard = ctx.id, %peer, listener = %listener.name, "no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}; closing");
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(stream)
+    };
+    session.superuser = ctx.security.is_super(session.principal.as_str());
+    match serve_requests(ctx, &mut stream, &mut session).await {
         Ok(()) => debug!(shard = ctx.id, %peer, "connection closed"),
         Err(reason) => info!(shard = ctx.id, %peer, %reason, "closing connection"),
     }
@@ -42,7 +71,7 @@ pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
 async fn serve_requests(
     ctx: &Rc<Shard>,
-    stream: &TcpStream,
+    stream: &mut Stream,
     session: &mut Session,
 ) -> Result<(), String> {
     let peer = session.peer;
@@ -54,14 +83,17 @@ async fn serve_requests(
         let began = Instant::now();
         let len =
             frame::frame_len(prefix, ctx.config.request_max_bytes).map_err(|e| e.to_string())?;
-        let mut reader = stream;
-        let buf = IoBuf::slice(Vec::with_capacity(len), 0..len);
         let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
-        let BufResult(res, buf) = compio::time::timeout(idle, reader.read_exact(buf))
+        let buf = compio::time::timeout(idle, stream.read_exact_vec(len))
             .await
-            .map_err(|_| format!("no complete {len}-byte request within {idle:?}"))?;
-        res.map_err(|e| format!("reading a {len}-byte request: {e}"))?;
-        let request = match decode_request(Bytes::from(buf.into_inner())) {
+            .map_err(|_| format!("no complete {len}-byte request within {idle:?}"))?
+            .map_err(|e| format!("reading a {len}-byte request: {e}"))?;
+        if let SaslState::RawTokens(_) = session.sasl {
+            // After SaslHandshake v0 the frames are bare SASL tokens.
+            sasl::raw_token(ctx, session, stream, &buf).await?;
+            continue;
+        }
+        let request = match decode_request(Bytes::from(buf)) {
             Ok(r) => r,
             Err(e) => {
                 match api::answer_decode_error(&e) {
@@ -78,7 +110,7 @@ async fn serve_requests(
                             &mut out,
                         )
                         .map_err(|e| e.to_string())?;
-                        write(stream, &mut out).await?;
+                        stream.write_buf(&mut out).await?;
                         continue;
                     }
                     None => {
@@ -99,13 +131,20 @@ async fn serve_requests(
             client_id = request.header.client_id.as_deref().unwrap_or(""),
             "request"
         );
+        sasl::admit(session, request.api_key)?;
         session.client_id.clone_from(&request.header.client_id.as_ref().map(|c| c.to_string()));
         let mut timing = Timing::default();
         timing.add(Stage::Receive, began.elapsed());
         let api_key = request.api_key;
         let correlation_id = request.header.correlation_id;
         let version = request.header.request_api_version;
-        let handled = api::handle(ctx, session, request, &mut timing).await?;
+        let (handled, close) = match api_key {
+            ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
+                let (body, close) = sasl::handle(ctx, session, request).await;
+                (Reply::Body(Box::new(body)), close)
+            }
+            _ => (api::handle(ctx, session, request, &mut timing).await?, None),
+        };
         let error = api::reply_has_error(&handled);
         let sending = Instant::now();
         let sent =
@@ -125,6 +164,9 @@ async fn serve_requests(
             }
         }
         sent?;
+        if let Some(reason) = close {
+            return Err(reason);
+        }
     }
 }
 
@@ -155,7 +197,7 @@ fn trace_stages(
 
 /// Encodes `reply` to the request (`correlation_id`, `api_key`, `version`) and writes it.
 async fn respond(
-    stream: &TcpStream,
+    stream: &mut Stream,
     reply: Reply,
     (correlation_id, api_key, version): (i32, ApiKey, i16),
     out: &mut BytesMut,
@@ -167,7 +209,7 @@ async fn respond(
             out.clear();
             response::encode_response(correlation_id, api_key, version, &body, out)
                 .map_err(|e| e.to_string())?;
-            write(stream, out).await
+            stream.write_buf(out).await
         }
         Reply::Fetch(reply) => {
             let pieces = encode_fetch_response(correlation_id, version, &reply.response)
@@ -178,28 +220,17 @@ async fn respond(
             for piece in pieces {
                 mem.push(piece);
                 for payload in records.next().unwrap_or_default() {
-                    match payload {
-                        Payload::Mem(b) => mem.push(b),
-                        Payload::File { file, position, len } => {
-                            write_vectored(stream, std::mem::take(&mut mem)).await?;
-                            let pipe = match pipe {
-                                Some(p) => p,
-                                None => pipe.insert(SplicePipe::new().await?),
-                            };
-                            let file = compio::driver::SharedFd::new(file);
-                            pipe.send_file(stream, &file, position, len).await?;
-                        }
-                    }
+                    stream.send_payload(&mut mem, payload, pipe).await?;
                 }
             }
-            write_vectored(stream, mem).await
+            stream.write_all_bufs(mem).await
         }
     }
 }
 
 /// The next request's 4-byte length prefix; `None` when the client closed the connection
 /// between requests, or the shard is stopping and no request is under way.
-async fn next_prefix(ctx: &Shard, stream: &TcpStream) -> Result<Option<[u8; 4]>, String> {
+async fn next_prefix(ctx: &Shard, stream: &mut Stream) -> Result<Option<[u8; 4]>, String> {
     if ctx.life.stopping.get() {
         return Ok(None);
     }
@@ -207,18 +238,13 @@ async fn next_prefix(ctx: &Shard, stream: &TcpStream) -> Result<Option<[u8; 4]>,
     if ctx.life.stopping.get() {
         return Ok(None);
     }
-    let mut reader = stream;
     let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
-    let read = std::pin::pin!(compio::time::timeout(idle, reader.read_exact([0u8; 4])));
+    let read = std::pin::pin!(compio::time::timeout(idle, stream.read_prefix()));
     match select(read, stop).await {
         Either::Right(_) => Ok(None),
         Either::Left((Err(_), _)) => Err(format!("idle for {idle:?} (connections.max.idle.ms)")),
-        Either::Left((Ok(BufResult(Ok(()), prefix)), _)) => Ok(Some(prefix)),
-        Either::Left((Ok(BufResult(Err(e), _)), _))
-            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
-        {
-            Ok(None)
-        }
-        Either::Left((Ok(BufResult(Err(e), _)), _)) => Err(format!("reading a request: {e}")),
+        Either::Left((Ok(Ok(prefix)), _)) => Ok(Some(prefix)),
+        Either::Left((Ok(Err(e)), _)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Either::Left((Ok(Err(e)), _)) => Err(format!("reading a request: {e}")),
     }
 }

@@ -16,7 +16,9 @@
 //! (a Fetch answer names memory or file ranges; the transport sends them).
 
 pub mod conn;
+pub mod sasl;
 pub mod session;
+pub mod stream;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use futures_channel::oneshot;
 use futures_util::future::{Either, select};
 use tracing::warn;
 
-pub use session::{Principal, Session};
+pub use session::{ListenerInfo, Principal, Session};
 
 use crate::checks::StartupError;
 use crate::shard::Shard;
@@ -93,11 +95,46 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts connections until `stop` fires, each served by its own task on this shard.
-pub async fn accept_loop(ctx: &Rc<Shard>, listener: TcpListener, mut stop: oneshot::Receiver<()>) {
+/// Accepts connections on every listener until `stop` fires, each served by its own task on
+/// this shard.
+pub async fn accept_loop(
+    ctx: &Rc<Shard>,
+    listeners: Vec<(TcpListener, Rc<ListenerInfo>)>,
+    stop: oneshot::Receiver<()>,
+) {
+    let stopped = Rc::new(event_listener::Event::new());
+    let flag = Rc::new(std::cell::Cell::new(false));
+    let tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, info)| {
+            let (ctx, stopped, flag) = (ctx.clone(), stopped.clone(), flag.clone());
+            compio::runtime::spawn(async move {
+                accept_on(&ctx, listener, info, &flag, &stopped).await;
+            })
+        })
+        .collect();
+    let _ = stop.await;
+    flag.set(true);
+    stopped.notify(usize::MAX);
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn accept_on(
+    ctx: &Rc<Shard>,
+    listener: TcpListener,
+    info: Rc<ListenerInfo>,
+    flag: &std::cell::Cell<bool>,
+    stopped: &event_listener::Event,
+) {
     loop {
+        let stop = stopped.listen();
+        if flag.get() {
+            break;
+        }
         let accept = std::pin::pin!(listener.accept());
-        match select(accept, &mut stop).await {
+        match select(accept, stop).await {
             Either::Right(_) => break,
             Either::Left((Ok((stream, peer)), _)) => {
                 let limit = ctx.config.connections_per_shard_max;
@@ -114,8 +151,9 @@ pub async fn accept_loop(ctx: &Rc<Shard>, listener: TcpListener, mut stop: onesh
                 let stats = &ctx.stats;
                 crate::metrics::ShardStats::add(&stats.connections_accepted, 1);
                 stats.connections.store(life.connections.get() as u64, Ordering::Relaxed);
+                let info = info.clone();
                 compio::runtime::spawn(async move {
-                    conn::serve(&ctx, stream, peer).await;
+                    conn::serve(&ctx, stream, peer, info).await;
                     ctx.life.connections.set(ctx.life.connections.get() - 1);
                     ctx.stats
                         .connections

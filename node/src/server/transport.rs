@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use compio::BufResult;
+use compio::buf::IoBuf;
 use compio::io::{AsyncWrite, AsyncWriteExt};
 use compio::net::TcpStream;
 
@@ -69,6 +70,38 @@ impl SplicePipe {
             len -= n;
         }
         Ok(())
+    }
+}
+
+impl SplicePipe {
+    /// Reads `len` bytes of `file` at `position` into memory through the pipe (file → pipe by
+    /// splice, pipe → memory by read; both io_uring operations), for a stream that cannot
+    /// take a splice (TLS encrypts in user space).
+    pub async fn read_file(
+        &self,
+        file: &compio::driver::SharedFd<Arc<std::fs::File>>,
+        position: u64,
+        len: usize,
+    ) -> Result<Bytes, String> {
+        use compio::fs::pipe::splice;
+        use compio::io::AsyncReadExt;
+        let err = |e: std::io::Error| format!("reading records for a TLS fetch: {e}");
+        let mut out = BytesMut::with_capacity(len);
+        let mut at = position;
+        while out.len() < len {
+            let offset = i64::try_from(at).map_err(|_| "file position beyond i64".to_owned())?;
+            let want = (len - out.len()).min(self.capacity);
+            let n = splice(file, &self.tx, want).offset_in(offset).await.map_err(err)?;
+            if n == 0 {
+                return Err("reading records: the segment file ended early".to_owned());
+            }
+            let mut rx = &self.rx;
+            let BufResult(res, chunk) = rx.read_exact(Vec::with_capacity(n).slice(0..n)).await;
+            res.map_err(err)?;
+            out.extend_from_slice(&compio::buf::IntoInner::into_inner(chunk));
+            at += n as u64;
+        }
+        Ok(out.freeze())
     }
 }
 

@@ -1,0 +1,71 @@
+//! The security room: who a connection is (TLS client certificates, SASL), and what it may do
+//! (the ACL authorizer).
+//!
+//! - `tls`: rustls server configs for the SSL and SASL_SSL listeners, reloaded when the files
+//!   change.
+//! - `sasl`: rsasl's PLAIN and SCRAM mechanisms, fed from the cluster metadata's SCRAM
+//!   credentials and the PLAIN users file.
+//! - `acl`: the compiled ACLs and Kafka's verdict rules.
+//!
+//! **Invariants.**
+//! - The credentials and ACLs a shard checks against are those of its current metadata
+//!   snapshot ([`SecurityView`] inside the catalogue): one atomic load, no lock, and an
+//!   authorization check allocates nothing.
+//! - A connection's principal is fixed once authenticated; a re-authentication (KIP-368) must
+//!   name the same principal.
+//! - Nothing here blocks a shard thread: files are read on the main thread, PBKDF2 runs on
+//!   the blocking pool.
+//!
+//! **What it does not know.** Which API needs which permission (the `api` room's `authz`
+//! decides), or sockets (the `server` room runs the handshakes).
+
+pub mod acl;
+pub mod sasl;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use odradek_controller::{MetadataImage, ScramCredential};
+
+use crate::config::security::SecurityConfig;
+
+/// The security part of one metadata image, as shards read it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SecurityView {
+    pub acls: acl::Acls,
+    /// user → mechanism → credential.
+    pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+}
+
+impl SecurityView {
+    /// The view of `image`, reusing `prev` when neither ACLs nor credentials changed.
+    pub fn of(image: &MetadataImage, prev: &Arc<SecurityView>) -> Arc<SecurityView> {
+        if prev.acls.source == image.acls && prev.scram == image.scram {
+            return prev.clone();
+        }
+        Arc::new(SecurityView { acls: acl::Acls::compile(&image.acls), scram: image.scram.clone() })
+    }
+}
+
+/// What every shard shares about security: the settings, the TLS context and PLAIN's users.
+#[derive(Debug)]
+pub struct Security {
+    pub config: SecurityConfig,
+    pub tls: Option<tls::TlsContext>,
+    pub plain_users: sasl::PlainUsers,
+}
+
+impl Security {
+    /// Loads the TLS files and the PLAIN users file (start-up, main thread).
+    pub fn load(config: &SecurityConfig) -> Result<Self, String> {
+        let tls = config.tls.as_ref().map(tls::TlsContext::load).transpose()?;
+        let plain_users = sasl::PlainUsers::load(config.sasl_plain_users.as_deref())?;
+        Ok(Self { config: config.clone(), tls, plain_users })
+    }
+
+    /// Whether `principal` (`User:admin`) is a super user.
+    pub fn is_super(&self, principal: &str) -> bool {
+        self.config.super_users.iter().any(|s| s == principal)
+    }
+}

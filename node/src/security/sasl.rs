@@ -1,0 +1,271 @@
+//! SASL on the SASL_PLAINTEXT and SASL_SSL listeners: the mechanisms are rsasl's (PLAIN,
+//! SCRAM-SHA-256, SCRAM-SHA-512); this module supplies what they ask for — a user's stored
+//! SCRAM credential from the cluster metadata, and the verdict on a PLAIN password (from the
+//! `--sasl-plain-users` file, or checked against the user's SCRAM credential).
+//!
+//! A PLAIN password checked against a SCRAM credential costs a PBKDF2 derivation (thousands
+//! of HMACs): it runs on the blocking pool, never on a shard thread, so that a loop of wrong
+//! passwords cannot slow the shard's other clients.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use odradek_controller::ScramCredential;
+use rsasl::callback::{Context, Request, SessionCallback, SessionData};
+use rsasl::mechanisms::scram::properties::ScramStoredPassword;
+use rsasl::prelude::{Mechname, Registry, SASLConfig, SASLServer, Session, SessionError};
+use rsasl::property::{AuthId, AuthzId, Password};
+use rsasl::validate::{Validate, Validation, ValidationError};
+use sha2::Digest;
+
+use super::SecurityView;
+use crate::config::security::Mechanism;
+
+/// Longest user name or password in the users file.
+const FIELD_BYTES_MAX: usize = 1024;
+/// Most users in the users file.
+const USERS_MAX: usize = 100_000;
+
+/// PLAIN's users from `--sasl-plain-users`: `name:password` lines.
+#[derive(Debug, Default)]
+pub struct PlainUsers(HashMap<String, String>);
+
+impl PlainUsers {
+    /// Reads the file (at start-up, on the main thread).
+    pub fn load(path: Option<&Path>) -> Result<Self, String> {
+        let Some(path) = path else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--sasl-plain-users {}: {e}", path.display()))?;
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, password) = line.split_once(':').ok_or_else(|| {
+                format!("--sasl-plain-users {} line {}: not name:password", path.display(), i + 1)
+            })?;
+            if name.is_empty() || name.len() > FIELD_BYTES_MAX || password.len() > FIELD_BYTES_MAX
+            {
+                return Err(format!(
+                    "--sasl-plain-users {} line {}: empty name or a field over {FIELD_BYTES_MAX} bytes",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            users.insert(name.to_owned(), password.to_owned());
+            if users.len() > USERS_MAX {
+                return Err(format!("--sasl-plain-users: more than {USERS_MAX} users"));
+            }
+        }
+        Ok(Self(users))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What a finished exchange yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// SCRAM proved the user (the mechanism checked the proof against the stored key).
+    Authenticated(String),
+    /// PLAIN's credentials, to be checked ([`check_plain`]).
+    Plain { user: String, password: Vec<u8> },
+    /// The exchange failed (wrong proof, bad authzid).
+    Failed,
+}
+
+struct OutcomeOf;
+impl Validation for OutcomeOf {
+    type Value = Outcome;
+}
+
+struct Callback {
+    view: Arc<SecurityView>,
+    mechanism: Mechanism,
+}
+
+impl SessionCallback for Callback {
+    fn callback(
+        &self,
+        _session: &SessionData,
+        context: &Context<'_>,
+        request: &mut Request<'_>,
+    ) -> Result<(), SessionError> {
+        let Some(user) = context.get_ref::<AuthId>() else { return Ok(()) };
+        if let Some(c) = self.view.scram.get(user).and_then(|m| m.get(self.mechanism.name())) {
+            request.satisfy::<ScramStoredPassword<'static>>(&ScramStoredPassword::new(
+                c.iterations,
+                &c.salt,
+                &c.stored_key,
+                &c.server_key,
+            ))?;
+        }
+        Ok(())
+    }
+
+    fn validate(
+        &self,
+        _session: &SessionData,
+        context: &Context<'_>,
+        validate: &mut Validate<'_>,
+    ) -> Result<(), ValidationError> {
+        let user = context.get_ref::<AuthId>().unwrap_or("").to_owned();
+        let authzid = context.get_ref::<AuthzId>().unwrap_or("");
+        let outcome = if user.is_empty() || !(authzid.is_empty() || authzid == user) {
+            Outcome::Failed
+        } else if self.mechanism == Mechanism::Plain {
+            let password = context.get_ref::<Password>().unwrap_or(&[]).to_vec();
+            Outcome::Plain { user, password }
+        } else {
+            Outcome::Authenticated(user)
+        };
+        validate.with::<OutcomeOf, _>(|| Ok(outcome))?;
+        Ok(())
+    }
+}
+
+static PLAIN: &[rsasl::prelude::Mechanism] = &[rsasl::mechanisms::plain::PLAIN];
+static SCRAM_SHA256: &[rsasl::prelude::Mechanism] = &[rsasl::mechanisms::scram::SCRAM_SHA256];
+static SCRAM_SHA512: &[rsasl::prelude::Mechanism] = &[rsasl::mechanisms::scram::SCRAM_SHA512];
+
+/// One authentication exchange on a connection.
+pub struct Exchange {
+    pub mechanism: Mechanism,
+    session: Session<OutcomeOf>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange").field("mechanism", &self.mechanism).finish_non_exhaustive()
+    }
+}
+
+/// A step's result.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this challenge and wait for the client's next token.
+    Continue(Vec<u8>),
+    /// The exchange is over: the last server message (possibly empty) and the outcome.
+    Done(Vec<u8>, Outcome),
+}
+
+impl Exchange {
+    /// Starts `mechanism` with the credentials of `view`.
+    pub fn start(mechanism: Mechanism, view: Arc<SecurityView>) -> Result<Self, String> {
+        let mechanisms = match mechanism {
+            Mechanism::Plain => PLAIN,
+            Mechanism::ScramSha256 => SCRAM_SHA256,
+            Mechanism::ScramSha512 => SCRAM_SHA512,
+        };
+        let config = SASLConfig::builder()
+            .with_registry(Registry::with_mechanisms(mechanisms))
+            .with_callback(Callback { view, mechanism })
+            .map_err(|e| e.to_string())?;
+        let name = Mechname::parse(mechanism.name().as_bytes()).map_err(|e| e.to_string())?;
+        let session = SASLServer::<OutcomeOf>::new(config)
+            .start_suggested(name)
+            .map_err(|e| e.to_string())?;
+        Ok(Self { mechanism, session })
+    }
+
+    /// Feeds the client's token. `Err` is a malformed token (the exchange is over).
+    pub fn step(&mut self, token: &[u8]) -> Result<Step, String> {
+        let mut out = Cursor::new(Vec::new());
+        let state = self.session.step(Some(token), &mut out).map_err(|e| e.to_string())?;
+        let out = out.into_inner();
+        if state.is_running() {
+            return Ok(Step::Continue(out));
+        }
+        Ok(Step::Done(out, self.session.validation().unwrap_or(Outcome::Failed)))
+    }
+}
+
+/// PLAIN against the users file: `None` when the file does not name the user.
+pub fn check_plain_file(users: &PlainUsers, user: &str, password: &[u8]) -> Option<bool> {
+    users.0.get(user).map(|expected| same_bytes(expected.as_bytes(), password))
+}
+
+/// PLAIN against a user's SCRAM credentials (mechanism → credential), derived as the client
+/// would: call it off the shard threads.
+pub fn check_plain_scram(creds: &BTreeMap<String, ScramCredential>, password: &[u8]) -> bool {
+    creds.iter().any(|(mechanism, c)| match mechanism.as_str() {
+        "SCRAM-SHA-256" => same_bytes(&stored_key::<sha2::Sha256>(password, c), &c.stored_key),
+        "SCRAM-SHA-512" => same_bytes(&stored_key::<sha2::Sha512>(password, c), &c.stored_key),
+        _ => false,
+    })
+}
+
+fn stored_key<D>(password: &[u8], c: &ScramCredential) -> Vec<u8>
+where
+    D: Digest + digest_traits::BlockSizeUser + digest_traits::FixedOutputReset + Clone + Sync,
+{
+    let mut salted = digest_traits::Output::<D>::default();
+    rsasl::mechanisms::scram::tools::hash_password::<D>(password, c.iterations, &c.salt, &mut salted);
+    let (client_key, _) = rsasl::mechanisms::scram::tools::derive_keys::<D>(salted.as_slice());
+    D::digest(client_key).to_vec()
+}
+
+/// The SCRAM credential Kafka's AlterUserScramCredentials asks for: the client sends the salt
+/// and the salted password; the broker keeps StoredKey and ServerKey (RFC 5802).
+pub fn credential_from_salted(
+    mechanism: &str,
+    iterations: u32,
+    salt: &[u8],
+    salted_password: &[u8],
+) -> Option<ScramCredential> {
+    fn keys<D>(salted: &[u8]) -> (Vec<u8>, Vec<u8>)
+    where
+        D: Digest + digest_traits::BlockSizeUser + digest_traits::FixedOutputReset + Clone + Sync,
+    {
+        let (client_key, server_key) = rsasl::mechanisms::scram::tools::derive_keys::<D>(salted);
+        (D::digest(client_key).to_vec(), server_key.to_vec())
+    }
+    let (stored_key, server_key) = match mechanism {
+        "SCRAM-SHA-256" => keys::<sha2::Sha256>(salted_password),
+        "SCRAM-SHA-512" => keys::<sha2::Sha512>(salted_password),
+        _ => return None,
+    };
+    Some(ScramCredential { iterations, salt: salt.to_vec(), stored_key, server_key })
+}
+
+/// The digest traits rsasl's SCRAM tools are generic over.
+mod digest_traits {
+    pub use sha2::digest::core_api::BlockSizeUser;
+    pub use sha2::digest::{FixedOutputReset, Output};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_checks_the_file_then_scram_credentials() {
+        let mut users = PlainUsers::default();
+        users.0.insert("admin".into(), "s3cret".into());
+        assert_eq!(check_plain_file(&users, "admin", b"s3cret"), Some(true));
+        assert_eq!(check_plain_file(&users, "admin", b"s3cret!"), Some(false));
+        assert_eq!(check_plain_file(&users, "bob", b"pw"), None);
+        // A SCRAM credential made the way Kafka's admin client makes one.
+        let salt = b"0123456789abcdef";
+        let mut salted = digest_traits::Output::<sha2::Sha512>::default();
+        rsasl::mechanisms::scram::tools::hash_password::<sha2::Sha512>(b"pw", 4096, salt, &mut salted);
+        let cred = credential_from_salted("SCRAM-SHA-512", 4096, salt, &salted).expect("known");
+        let scram = BTreeMap::from([("SCRAM-SHA-512".to_owned(), cred)]);
+        assert!(check_plain_scram(&scram, b"pw"));
+        assert!(!check_plain_scram(&scram, b"wrong"));
+    }
+}
