@@ -343,13 +343,7 @@ impl MetadataImage {
     pub fn apply(&mut self, index: u64, command: &Command) -> CommandReply {
         let reply = match command {
             Command::RegisterBroker { broker_id, incarnation, host, port, rack, listeners } => self
-                .register_broker(
-                    index,
-                    *broker_id,
-                    *incarnation,
-                    (host, *port, listeners),
-                    rack,
-                ),
+                .register_broker(index, *broker_id, *incarnation, (host, *port, listeners), rack),
             Command::UnregisterBroker { broker_id } => self.unregister_broker(*broker_id),
             Command::FenceBroker { broker_id } => self.fence_broker(*broker_id),
             Command::UnfenceBroker { broker_id, epoch } => self.unfence_broker(*broker_id, *epoch),

@@ -57,8 +57,7 @@ pub use controller::{
     Controller, ControllerError, ImageWatch, QuorumStatus, StartError, VoterStatus,
 };
 pub use image::{
-    AclBinding, AclFilter, Endpoint, ScramCredential,
-    BrokerRecord, Command, CommandError, CommandReply, CommandResult, ElectionKind, MetadataImage,
-    PartitionRecord, TopicRecord,
+    AclBinding, AclFilter, BrokerRecord, Command, CommandError, CommandReply, CommandResult,
+    ElectionKind, Endpoint, MetadataImage, PartitionRecord, ScramCredential, TopicRecord,
 };
 pub use observer::{Observer, ObserverConfig};

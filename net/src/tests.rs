@@ -1409,10 +1409,9 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::CreateAcls => &["CreateAcls.creations"],
             ApiKey::DeleteAcls => &["DeleteAcls.filters"],
             ApiKey::DescribeUserScramCredentials => &["DescribeUserScramCredentials.users"],
-            ApiKey::AlterUserScramCredentials => &[
-                "AlterUserScramCredentials.deletions",
-                "AlterUserScramCredentials.upsertions",
-            ],
+            ApiKey::AlterUserScramCredentials => {
+                &["AlterUserScramCredentials.deletions", "AlterUserScramCredentials.upsertions"]
+            }
             other => panic!("no array list for {other:?}"),
         }
     };

@@ -503,12 +503,12 @@ impl NodeConfig {
                 sasl_plain_users: args.sasl_plain_users.clone().or(file.sasl_plain_users.clone()),
                 connections_max_reauth_ms: args
                     .connections_max_reauth_ms
-                    .or(file.connections_max_reauth_ms.clone()),
+                    .or(file.connections_max_reauth_ms),
                 authorizer: args.authorizer.clone().or(file.authorizer.clone()),
                 super_users: args.super_users.clone().or(file.super_users.clone()),
                 allow_everyone_if_no_acl_found: args
                     .allow_everyone_if_no_acl_found
-                    .or(file.allow_everyone_if_no_acl_found.clone()),
+                    .or(file.allow_everyone_if_no_acl_found),
             },
             listen,
             advertise.clone(),

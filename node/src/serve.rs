@@ -31,9 +31,9 @@ use crate::metrics::http::Admin;
 use crate::metrics::{self, NodeSample, ShardStats};
 use crate::partition;
 use crate::producers::ProducerIds;
-use crate::security::Security;
 use crate::runtime::blocking::Blocking;
 use crate::runtime::{Mesh, ShardThreads};
+use crate::security::Security;
 use crate::server;
 use crate::shard::{self, Shard};
 use odradek_controller::net::CLUSTER_ID_FILE;
@@ -77,9 +77,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     // Certificates and the PLAIN users file: a bad file stops the start, saying which.
-    let security = Arc::new(Security::load(&config.security).map_err(|e| {
-        StartupError::new(e, "fix the file named, or the --ssl-*/--sasl-* flags")
-    })?);
+    let security =
+        Arc::new(Security::load(&config.security).map_err(|e| {
+            StartupError::new(e, "fix the file named, or the --ssl-*/--sasl-* flags")
+        })?);
     // The admin port too, before anything starts that a refusal would have to stop.
     let admin_listener = bind_admin(&config)?;
     let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
@@ -338,7 +339,8 @@ impl Broker {
         let metadata: Arc<dyn MetadataStore> = store.clone();
         let producer_ids = Arc::new(ProducerIds::new(config.node_id, store.clone()));
         let stats = admin.stats.clone();
-        let (shards, mesh) = shard::start(config.clone(), metadata, producer_ids, pool, stats, security)?;
+        let (shards, mesh) =
+            shard::start(config.clone(), metadata, producer_ids, pool, stats, security)?;
         *admin.mesh.borrow_mut() = Some(mesh);
         Ok((shards, lifecycle))
     }
@@ -357,7 +359,9 @@ async fn reload_tls(security: &Security) {
         match tls.reload_if_changed() {
             None => {}
             Some(Ok(())) => info!("TLS certificate reloaded"),
-            Some(Err(e)) => warn!(error = %e, "TLS files changed but do not load; the old certificate stays"),
+            Some(Err(e)) => {
+                warn!(error = %e, "TLS files changed but do not load; the old certificate stays")
+            }
         }
     }
 }

@@ -2,8 +2,6 @@
 //! SCRAM credentials (`UserScramCredentialRecord`). Codes are Kafka's wire codes, so a binding
 //! round-trips through CreateAcls/DescribeAcls unchanged.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::{CommandError, CommandReply, CommandResult, MetadataImage};
@@ -188,7 +186,8 @@ impl MetadataImage {
     pub(super) fn delete_acls(&mut self, filters: &[AclFilter]) -> CommandReply {
         let mut matched = Vec::with_capacity(filters.len());
         for f in filters {
-            let hits: Vec<AclBinding> = self.acls.iter().filter(|b| f.matches(b)).cloned().collect();
+            let hits: Vec<AclBinding> =
+                self.acls.iter().filter(|b| f.matches(b)).cloned().collect();
             matched.push(hits);
         }
         for hits in &matched {
@@ -240,7 +239,7 @@ impl MetadataImage {
             }
         }
         for (user, mechanism, c) in upsert {
-            self.scram.entry(user.clone()).or_insert_with(BTreeMap::new).insert(mechanism.clone(), c.clone());
+            self.scram.entry(user.clone()).or_default().insert(mechanism.clone(), c.clone());
         }
         Ok(CommandResult::Done)
     }

@@ -96,7 +96,10 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             req.topic_data.retain(|t| {
                 let ok = c.topic(&t.name, op::WRITE);
                 if !ok {
-                    denied.push((t.name.to_string(), t.partition_data.iter().map(|p| p.index).collect()));
+                    denied.push((
+                        t.name.to_string(),
+                        t.partition_data.iter().map(|p| p.index).collect(),
+                    ));
                 }
                 ok
             });
@@ -146,9 +149,9 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             // topic is only reported missing.
             if req.allow_auto_topic_creation && !c.cluster(op::CREATE) {
                 let all_creatable = req.topics.iter().flatten().all(|t| {
-                    t.name.as_ref().is_none_or(|n| {
-                        c.acls.topic(n).is_some() || c.topic(n, op::CREATE)
-                    })
+                    t.name
+                        .as_ref()
+                        .is_none_or(|n| c.acls.topic(n).is_some() || c.topic(n, op::CREATE))
                 });
                 if !all_creatable {
                     req.allow_auto_topic_creation = false;
@@ -173,9 +176,10 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
         RequestKind::DeleteTopics(req) => {
             let mut denied = Vec::new();
             let named = |t: &kafka_protocol::messages::delete_topics_request::DeleteTopicState| {
-                t.name.as_ref().map(|n| n.to_string()).or_else(|| {
-                    c.acls.topic_by_id(t.topic_id).map(|t| t.name.clone())
-                })
+                t.name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .or_else(|| c.acls.topic_by_id(t.topic_id).map(|t| t.name.clone()))
             };
             req.topics.retain(|t| {
                 let ok = named(t).is_some_and(|n| c.topic(&n, op::DELETE));
@@ -200,16 +204,18 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                     .topics
                     .iter()
                     .map(|t| {
-                        OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                            t.partitions
-                                .iter()
-                                .map(|p| {
-                                    OffsetCommitResponsePartition::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_error_code(group_code)
-                                })
-                                .collect(),
-                        )
+                        OffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(group_code)
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect();
                 return body(ResponseKind::OffsetCommit(
@@ -229,20 +235,22 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             });
             partly(denied, Denied::OffsetCommit)
         }
-        RequestKind::JoinGroup(req) if !c.group(&req.group_id, op::READ) => body(
-            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(group_code)),
-        ),
-        RequestKind::SyncGroup(req) if !c.group(&req.group_id, op::READ) => body(
-            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(group_code)),
-        ),
-        RequestKind::Heartbeat(req) if !c.group(&req.group_id, op::READ) => body(
-            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(group_code)),
-        ),
+        RequestKind::JoinGroup(req) if !c.group(&req.group_id, op::READ) => {
+            body(ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(group_code)))
+        }
+        RequestKind::SyncGroup(req) if !c.group(&req.group_id, op::READ) => {
+            body(ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(group_code)))
+        }
+        RequestKind::Heartbeat(req) if !c.group(&req.group_id, op::READ) => {
+            body(ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(group_code)))
+        }
         RequestKind::LeaveGroup(req) if !c.group(&req.group_id, op::READ) => body(
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(group_code)),
         ),
         RequestKind::OffsetFetch(req) if version <= 7 && !c.group(&req.group_id, op::DESCRIBE) => {
-            body(ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_error_code(group_code)))
+            body(ResponseKind::OffsetFetch(
+                OffsetFetchResponse::default().with_error_code(group_code),
+            ))
         }
         RequestKind::OffsetFetch(req)
             if version >= 8 && req.groups.iter().any(|g| !c.group(&g.group_id, op::DESCRIBE)) =>
@@ -315,9 +323,10 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                 .iter()
                 .map(|g| {
                     let code = if c.group(g, op::DELETE) { 0 } else { group_code };
-                    kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
-                        .with_group_id(g.clone())
-                        .with_error_code(code)
+                    kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default(
+                    )
+                    .with_group_id(g.clone())
+                    .with_error_code(code)
                 })
                 .collect();
             // All or nothing: a request naming a group it may not delete deletes none.
@@ -349,7 +358,9 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             )),
         },
         // Topic-level admin: allowed only when every topic named is (all or nothing).
-        RequestKind::CreatePartitions(req) if req.topics.iter().any(|t| !c.topic(&t.name, op::ALTER)) => {
+        RequestKind::CreatePartitions(req)
+            if req.topics.iter().any(|t| !c.topic(&t.name, op::ALTER)) =>
+        {
             let results = req
                 .topics
                 .iter()
@@ -359,9 +370,13 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                         .with_error_code(topic_code(c.topic(&t.name, op::ALTER)))
                 })
                 .collect();
-            body(ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results)))
+            body(ResponseKind::CreatePartitions(
+                CreatePartitionsResponse::default().with_results(results),
+            ))
         }
-        RequestKind::DeleteRecords(req) if req.topics.iter().any(|t| !c.topic(&t.name, op::DELETE)) => {
+        RequestKind::DeleteRecords(req)
+            if req.topics.iter().any(|t| !c.topic(&t.name, op::DELETE)) =>
+        {
             let topics = req
                 .topics
                 .iter()
@@ -419,7 +434,9 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                         )
                 })
                 .collect();
-            body(ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default().with_topics(topics)))
+            body(ResponseKind::OffsetForLeaderEpoch(
+                OffsetForLeaderEpochResponse::default().with_topics(topics),
+            ))
         }
         RequestKind::DescribeConfigs(req) => {
             let allowed = |r: &kafka_protocol::messages::describe_configs_request::DescribeConfigsResource| match r.resource_type {
@@ -445,7 +462,9 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                         .with_error_message(Some(str_bytes("Authorization failed.")))
                 })
                 .collect();
-            body(ResponseKind::DescribeConfigs(DescribeConfigsResponse::default().with_results(results)))
+            body(ResponseKind::DescribeConfigs(
+                DescribeConfigsResponse::default().with_results(results),
+            ))
         }
         RequestKind::IncrementalAlterConfigs(req) => {
             let allowed = |t: i8, name: &str| match t {
@@ -465,7 +484,9 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                         .with_error_code(alter_code(allowed(r.resource_type, &r.resource_name), r.resource_type, cluster_code))
                 })
                 .collect();
-            body(ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default().with_responses(responses)))
+            body(ResponseKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsResponse::default().with_responses(responses),
+            ))
         }
         RequestKind::AlterConfigs(req) => {
             let allowed = |t: i8, name: &str| match t {
@@ -485,45 +506,51 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                         .with_error_code(alter_code(allowed(r.resource_type, &r.resource_name), r.resource_type, cluster_code))
                 })
                 .collect();
-            body(ResponseKind::AlterConfigs(AlterConfigsResponse::default().with_responses(responses)))
+            body(ResponseKind::AlterConfigs(
+                AlterConfigsResponse::default().with_responses(responses),
+            ))
         }
-        RequestKind::DescribeCluster(_) if !c.cluster(op::DESCRIBE) => body(
-            ResponseKind::DescribeCluster(
+        RequestKind::DescribeCluster(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::DescribeCluster(
                 DescribeClusterResponse::default()
                     .with_error_code(cluster_code)
                     .with_error_message(cluster_message),
-            ),
-        ),
-        RequestKind::DescribeLogDirs(_) if !c.cluster(op::DESCRIBE) => body(
-            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(cluster_code)),
-        ),
-        RequestKind::DescribeQuorum(_) if !c.cluster(op::DESCRIBE) => body(
-            ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_error_code(cluster_code)),
-        ),
-        RequestKind::ListPartitionReassignments(_) if !c.cluster(op::DESCRIBE) => body(
-            ResponseKind::ListPartitionReassignments(
+            ))
+        }
+        RequestKind::DescribeLogDirs(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default().with_error_code(cluster_code),
+            ))
+        }
+        RequestKind::DescribeQuorum(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::DescribeQuorum(
+                DescribeQuorumResponse::default().with_error_code(cluster_code),
+            ))
+        }
+        RequestKind::ListPartitionReassignments(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::ListPartitionReassignments(
                 ListPartitionReassignmentsResponse::default()
                     .with_error_code(cluster_code)
                     .with_error_message(cluster_message),
-            ),
-        ),
-        RequestKind::AlterPartitionReassignments(_) if !c.cluster(op::ALTER) => body(
-            ResponseKind::AlterPartitionReassignments(
+            ))
+        }
+        RequestKind::AlterPartitionReassignments(_) if !c.cluster(op::ALTER) => {
+            body(ResponseKind::AlterPartitionReassignments(
                 AlterPartitionReassignmentsResponse::default()
                     .with_error_code(cluster_code)
                     .with_error_message(cluster_message),
-            ),
-        ),
-        RequestKind::ElectLeaders(_) if !c.cluster(op::ALTER) => body(
-            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(cluster_code)),
-        ),
-        RequestKind::UnregisterBroker(_) if !c.cluster(op::ALTER) => body(
-            ResponseKind::UnregisterBroker(
+            ))
+        }
+        RequestKind::ElectLeaders(_) if !c.cluster(op::ALTER) => body(ResponseKind::ElectLeaders(
+            ElectLeadersResponse::default().with_error_code(cluster_code),
+        )),
+        RequestKind::UnregisterBroker(_) if !c.cluster(op::ALTER) => {
+            body(ResponseKind::UnregisterBroker(
                 UnregisterBrokerResponse::default()
                     .with_error_code(cluster_code)
                     .with_error_message(cluster_message),
-            ),
-        ),
+            ))
+        }
         RequestKind::CreateAcls(req) if !c.cluster(op::ALTER) => {
             let results = req
                 .creations
@@ -541,25 +568,30 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                 .filters
                 .iter()
                 .map(|_| {
-                    kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult::default()
-                        .with_error_code(cluster_code)
-                        .with_error_message(cluster_message.clone())
+                    kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult::default(
+                    )
+                    .with_error_code(cluster_code)
+                    .with_error_message(cluster_message.clone())
                 })
                 .collect();
-            body(ResponseKind::DeleteAcls(DeleteAclsResponse::default().with_filter_results(results)))
+            body(ResponseKind::DeleteAcls(
+                DeleteAclsResponse::default().with_filter_results(results),
+            ))
         }
-        RequestKind::DescribeAcls(_) if !c.cluster(op::DESCRIBE) => body(ResponseKind::DescribeAcls(
-            DescribeAclsResponse::default()
-                .with_error_code(cluster_code)
-                .with_error_message(cluster_message),
-        )),
-        RequestKind::DescribeUserScramCredentials(_) if !c.cluster(op::DESCRIBE) => body(
-            ResponseKind::DescribeUserScramCredentials(
+        RequestKind::DescribeAcls(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::DescribeAcls(
+                DescribeAclsResponse::default()
+                    .with_error_code(cluster_code)
+                    .with_error_message(cluster_message),
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(_) if !c.cluster(op::DESCRIBE) => {
+            body(ResponseKind::DescribeUserScramCredentials(
                 DescribeUserScramCredentialsResponse::default()
                     .with_error_code(cluster_code)
                     .with_error_message(cluster_message),
-            ),
-        ),
+            ))
+        }
         RequestKind::AlterUserScramCredentials(req) if !c.cluster(op::ALTER) => {
             let users: std::collections::BTreeSet<_> = req
                 .deletions

@@ -168,8 +168,7 @@ pub async fn handle(
     timing: &mut crate::metrics::Timing,
 ) -> Result<Reply, String> {
     let version = request.header.request_api_version;
-    let listing =
-        matches!(&request.body, RequestKind::Metadata(m) if m.topics.as_ref().is_none_or(Vec::is_empty));
+    let listing = matches!(&request.body, RequestKind::Metadata(m) if m.topics.as_ref().is_none_or(Vec::is_empty));
     let denied = if ctx.security.config.authorizer && !session.superuser {
         match authz::check(ctx, session, version, &mut request.body) {
             authz::Verdict::Refuse(reply) => return Ok(reply),

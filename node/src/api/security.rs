@@ -4,13 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::{DeleteAclsFilterResult, DeleteAclsMatchingAcl};
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
 };
-use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, CreateAclsRequest,
     CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
@@ -220,11 +222,11 @@ pub fn describe_scram(
                     })
                     .collect(),
             ),
-            None => result
-                .with_error_code(ec::RESOURCE_NOT_FOUND.code())
-                .with_error_message(Some(str_bytes(&format!(
+            None => result.with_error_code(ec::RESOURCE_NOT_FOUND.code()).with_error_message(Some(
+                str_bytes(&format!(
                     "Attempt to describe a user credential that does not exist: {user}"
-                )))),
+                )),
+            )),
         }
     };
     let results = match &req.users {
@@ -260,8 +262,8 @@ pub async fn alter_scram(
     let mut upsert = Vec::new();
     let mut delete = Vec::new();
     let note = |users: &mut BTreeMap<String, Option<(ec::ErrorCode, String)>>,
-                    user: &str,
-                    error: Option<(ec::ErrorCode, String)>| {
+                user: &str,
+                error: Option<(ec::ErrorCode, String)>| {
         let slot = users.entry(user.to_owned()).or_insert(None);
         if slot.is_none() {
             *slot = error;

@@ -211,6 +211,8 @@ pub fn kafka_error(e: ControllerError) -> KafkaError {
             CommandError::InvalidUpdateVersion { .. } => ec::INVALID_UPDATE_VERSION,
             CommandError::IneligibleReplica { .. } => ec::INELIGIBLE_REPLICA,
             CommandError::StaleBrokerEpoch { .. } => ec::STALE_BROKER_EPOCH,
+            CommandError::InvalidAcl { .. } => ec::INVALID_REQUEST,
+            CommandError::InvalidScram { .. } => ec::UNACCEPTABLE_CREDENTIAL,
             _ => ec::UNKNOWN_SERVER_ERROR,
         },
     };

@@ -91,7 +91,10 @@ mod tests {
         let mut c = Catalogue::default();
         c.topics.insert("t".into(), Arc::new(topic));
         for &id in live {
-            c.brokers.insert(id, Broker { id, host: "h".into(), port: 1, rack: None, listeners: Vec::new() });
+            c.brokers.insert(
+                id,
+                Broker { id, host: "h".into(), port: 1, rack: None, listeners: Vec::new() },
+            );
         }
         c
     }

@@ -180,9 +180,8 @@ fn parse_endpoints(what: &str, raw: &str) -> Result<Vec<(String, String, u16)>, 
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(bad(what, format!("`{name}` is not a listener name (A-Z, 0-9, _)")));
         }
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| bad(what, format!("`{item}` has no port")))?;
+        let (host, port) =
+            rest.rsplit_once(':').ok_or_else(|| bad(what, format!("`{item}` has no port")))?;
         let port: u16 =
             port.parse().map_err(|_| bad(what, format!("`{item}`: the port is not 0..=65535")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
@@ -277,7 +276,9 @@ pub fn resolve(
     }
     for (i, l) in config.listeners.iter().enumerate() {
         if l.addr.port() != 0
-            && config.listeners[..i].iter().any(|o| o.addr.port() == l.addr.port() && o.addr == l.addr)
+            && config.listeners[..i]
+                .iter()
+                .any(|o| o.addr.port() == l.addr.port() && o.addr == l.addr)
         {
             return Err(bad("--listeners", format!("{} is given to two listeners", l.addr)));
         }
@@ -413,8 +414,13 @@ mod tests {
         assert!(err(with("PLAINTEXT://127.0.0.1:1"), true).contains("not both"));
         assert!(err(with("FOO://127.0.0.1:1"), false).contains("--listener-security-protocol-map"));
         assert!(err(with("SSL://127.0.0.1:1"), false).contains("--ssl-cert"));
-        assert!(err(with("PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2"), false).contains("twice"));
-        let sasl_only = Raw { inter_broker: Some("SASL_PLAINTEXT".into()), ..with("SASL_PLAINTEXT://127.0.0.1:1") };
+        assert!(
+            err(with("PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2"), false).contains("twice")
+        );
+        let sasl_only = Raw {
+            inter_broker: Some("SASL_PLAINTEXT".into()),
+            ..with("SASL_PLAINTEXT://127.0.0.1:1")
+        };
         assert!(err(sasl_only, false).contains("replica fetchers"));
         let mech = Raw { sasl_enabled_mechanisms: Some("GSSAPI".into()), ..Raw::default() };
         assert!(err(mech, false).contains("GSSAPI"));

@@ -80,10 +80,12 @@ impl Acls {
                 pattern::LITERAL => {
                     by.literal.entry(b.resource_name.clone()).or_default().push(entry)
                 }
-                pattern::PREFIXED => match by.prefixed.iter_mut().find(|(p, _)| *p == b.resource_name) {
-                    Some((_, entries)) => entries.push(entry),
-                    None => by.prefixed.push((b.resource_name.clone(), vec![entry])),
-                },
+                pattern::PREFIXED => {
+                    match by.prefixed.iter_mut().find(|(p, _)| *p == b.resource_name) {
+                        Some((_, entries)) => entries.push(entry),
+                        None => by.prefixed.push((b.resource_name.clone(), vec![entry])),
+                    }
+                }
                 _ => {}
             }
         }
@@ -91,7 +93,8 @@ impl Acls {
     }
 
     fn entries<'a>(&'a self, resource_type: i8, name: &'a str) -> impl Iterator<Item = &'a Entry> {
-        let by = usize::try_from(resource_type - resource::TOPIC).ok().and_then(|i| self.types.get(i));
+        let by =
+            usize::try_from(resource_type - resource::TOPIC).ok().and_then(|i| self.types.get(i));
         by.into_iter().flat_map(move |by| {
             let literal = by.literal.get(name).into_iter().flatten();
             let prefixed = by

@@ -47,8 +47,7 @@ impl PlainUsers {
             let (name, password) = line.split_once(':').ok_or_else(|| {
                 format!("--sasl-plain-users {} line {}: not name:password", path.display(), i + 1)
             })?;
-            if name.is_empty() || name.len() > FIELD_BYTES_MAX || password.len() > FIELD_BYTES_MAX
-            {
+            if name.is_empty() || name.len() > FIELD_BYTES_MAX || password.len() > FIELD_BYTES_MAX {
                 return Err(format!(
                     "--sasl-plain-users {} line {}: empty name or a field over {FIELD_BYTES_MAX} bytes",
                     path.display(),
@@ -214,7 +213,12 @@ where
     D: Digest + digest_traits::BlockSizeUser + digest_traits::FixedOutputReset + Clone + Sync,
 {
     let mut salted = digest_traits::Output::<D>::default();
-    rsasl::mechanisms::scram::tools::hash_password::<D>(password, c.iterations, &c.salt, &mut salted);
+    rsasl::mechanisms::scram::tools::hash_password::<D>(
+        password,
+        c.iterations,
+        &c.salt,
+        &mut salted,
+    );
     let (client_key, _) = rsasl::mechanisms::scram::tools::derive_keys::<D>(salted.as_slice());
     D::digest(client_key).to_vec()
 }
@@ -262,7 +266,12 @@ mod tests {
         // A SCRAM credential made the way Kafka's admin client makes one.
         let salt = b"0123456789abcdef";
         let mut salted = digest_traits::Output::<sha2::Sha512>::default();
-        rsasl::mechanisms::scram::tools::hash_password::<sha2::Sha512>(b"pw", 4096, salt, &mut salted);
+        rsasl::mechanisms::scram::tools::hash_password::<sha2::Sha512>(
+            b"pw",
+            4096,
+            salt,
+            &mut salted,
+        );
         let cred = credential_from_salted("SCRAM-SHA-512", 4096, salt, &salted).expect("known");
         let scram = BTreeMap::from([("SCRAM-SHA-512".to_owned(), cred)]);
         assert!(check_plain_scram(&scram, b"pw"));

@@ -98,11 +98,13 @@ fn build(files: &TlsFiles) -> Result<ServerConfig, String> {
                 let cert = cert.map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
                 roots.add(cert).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
             }
-            let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if mode == ClientAuth::Requested {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier = verifier.build().map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+            let verifier =
+                verifier.build().map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

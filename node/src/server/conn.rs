@@ -32,7 +32,12 @@ use odradek_client::stages::{Kind, Stage};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
-pub async fn serve(ctx: &Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: Rc<ListenerInfo>) {
+pub async fn serve(
+    ctx: &Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Rc<ListenerInfo>,
+) {
     let _ = stream.set_nodelay(true);
     debug!(shard = ctx.id, %peer, listener = %listener.name, "connection opened");
     let mut session = Session::new(ctx.id, peer, listener.clone());

@@ -75,11 +75,9 @@ fn handshake(
     let enabled = &ctx.security.config.sasl_mechanisms;
     let answer = |code: ec::ErrorCode| {
         ResponseKind::SaslHandshake(
-            SaslHandshakeResponse::default()
-                .with_error_code(code.code())
-                .with_mechanisms(
-                    enabled.iter().map(|m| StrBytes::from_static_str(m.name())).collect(),
-                ),
+            SaslHandshakeResponse::default().with_error_code(code.code()).with_mechanisms(
+                enabled.iter().map(|m| StrBytes::from_static_str(m.name())).collect(),
+            ),
         )
     };
     let illegal = |why: &str| (answer(ec::ILLEGAL_SASL_STATE), Some(why.to_owned()));
@@ -141,7 +139,8 @@ async fn authenticate(
     match exchange.step(token) {
         Ok(Step::Continue(challenge)) => {
             session.sasl = SaslState::Authenticating(exchange);
-            let answer = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(challenge));
+            let answer =
+                SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(challenge));
             (ResponseKind::SaslAuthenticate(answer), None)
         }
         Ok(Step::Done(last, outcome)) => match finish(ctx, session, mechanism, outcome).await {
