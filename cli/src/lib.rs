@@ -1,4 +1,4 @@
-//! The Kafka command line of Odradek: `odradek topic|produce|consume|group|cluster`, in the
+//! The Kafka command line of Odradek: `odradek topic|produce|consume|group|cluster|quota`, in the
 //! spirit of Redpanda's `rpk` and Kafka's scripts.
 //!
 //! # What it is
@@ -28,6 +28,7 @@ pub mod format;
 pub mod group;
 mod output;
 pub mod produce;
+pub mod quota;
 mod session;
 pub mod topic;
 
@@ -76,6 +77,8 @@ pub enum Command {
     Group(group::GroupArgs),
     /// The cluster's brokers, controller and id; `health` checks every partition.
     Cluster(cluster::ClusterArgs),
+    /// Client quotas: bytes per second per user and client id, request time.
+    Quota(quota::QuotaArgs),
 }
 
 /// A flag that SIGINT and SIGTERM set, for a command to finish cleanly (flush, commit, leave);
@@ -99,6 +102,7 @@ pub fn run(cmd: Command) -> ExitCode {
         Command::Consume(a) => consume::run(&a),
         Command::Group(a) => group::run(&a),
         Command::Cluster(a) => cluster::run(&a),
+        Command::Quota(a) => quota::run(&a),
     };
     match result {
         Ok(exit) => exit.into(),

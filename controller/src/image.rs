@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 pub mod security;
 
-pub use security::{AclBinding, AclFilter, ScramCredential};
+pub use security::{AclBinding, AclFilter, QuotaChange, QuotaEntity, QuotaRecord, ScramCredential};
 
 /// Most partitions one topic may have.
 pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
@@ -123,6 +123,9 @@ pub struct MetadataImage {
     /// SCRAM credentials: user → mechanism (`SCRAM-SHA-256`) → credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Client quotas (KIP-546), sorted by entity.
+    #[serde(default)]
+    pub quotas: Vec<QuotaRecord>,
 }
 
 /// A change to the metadata, proposed to the controller quorum.
@@ -230,6 +233,11 @@ pub enum Command {
         upsert: Vec<(String, String, ScramCredential)>,
         delete: Vec<(String, String)>,
     },
+    /// Sets (`Some`) and removes (`None`) client quotas per entity (Kafka's
+    /// AlterClientQuotas); all or none.
+    AlterQuotas {
+        entries: Vec<security::QuotaChange>,
+    },
     /// Changes nothing; its reply carries the log index it was applied at, so that a node
     /// that waits until its own image reaches that index has seen every change committed
     /// before it (a read barrier).
@@ -331,6 +339,8 @@ pub enum CommandError {
     InvalidAcl { reason: String },
     #[error("invalid SCRAM credential: {reason}")]
     InvalidScram { reason: String },
+    #[error("invalid client quota: {reason}")]
+    InvalidQuota { reason: String },
     #[error("the command takes {bytes} bytes, more than {COMMAND_BYTES_MAX}")]
     TooLarge { bytes: usize },
 }
@@ -395,6 +405,7 @@ impl MetadataImage {
             Command::CreateAcls { bindings } => self.create_acls(bindings),
             Command::DeleteAcls { filters } => self.delete_acls(filters),
             Command::AlterScram { upsert, delete } => self.alter_scram(upsert, delete),
+            Command::AlterQuotas { entries } => self.alter_quotas(entries),
         };
         self.applied_index = index;
         reply

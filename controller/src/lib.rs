@@ -58,6 +58,7 @@ pub use controller::{
 };
 pub use image::{
     AclBinding, AclFilter, BrokerRecord, Command, CommandError, CommandReply, CommandResult,
-    ElectionKind, Endpoint, MetadataImage, PartitionRecord, ScramCredential, TopicRecord,
+    ElectionKind, Endpoint, MetadataImage, PartitionRecord, QuotaEntity, QuotaRecord,
+    ScramCredential, TopicRecord,
 };
 pub use observer::{Observer, ObserverConfig};

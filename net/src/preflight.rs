@@ -128,6 +128,19 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
             r.tagged_fields("DescribeUserScramCredentials")?
         }
         ApiKey::AlterUserScramCredentials => alter_user_scram_credentials(&mut r)?,
+        ApiKey::DescribeClientQuotas => {
+            let min = r.string_min() + I8 + r.string_min() + r.tags_min();
+            let components = r.array("DescribeClientQuotas.components", min)?;
+            for _ in 0..components {
+                r.string("DescribeClientQuotas.components.entity_type")?;
+                r.skip("DescribeClientQuotas.components.match_type", I8)?;
+                r.string("DescribeClientQuotas.components.match")?;
+                r.tagged_fields("DescribeClientQuotas.components")?;
+            }
+            r.skip("DescribeClientQuotas.strict", I8)?;
+            r.tagged_fields("DescribeClientQuotas")?
+        }
+        ApiKey::AlterClientQuotas => alter_client_quotas(&mut r)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -1129,6 +1142,30 @@ fn alter_user_scram_credentials(r: &mut Reader<'_>) -> Result<()> {
         r.tagged_fields("AlterUserScramCredentials.upsertions")?;
     }
     r.tagged_fields("AlterUserScramCredentials")
+}
+
+fn alter_client_quotas(r: &mut Reader<'_>) -> Result<()> {
+    let entity_min = 2 * r.string_min() + r.tags_min();
+    let op_min = r.string_min() + I64 + I8 + r.tags_min();
+    let entries =
+        r.array("AlterClientQuotas.entries", r.array_min() + r.array_min() + r.tags_min())?;
+    for _ in 0..entries {
+        let entity = r.array("AlterClientQuotas.entries.entity", entity_min)?;
+        for _ in 0..entity {
+            r.string("AlterClientQuotas.entries.entity.entity_type")?;
+            r.string("AlterClientQuotas.entries.entity.entity_name")?;
+            r.tagged_fields("AlterClientQuotas.entries.entity")?;
+        }
+        let ops = r.array("AlterClientQuotas.entries.ops", op_min)?;
+        for _ in 0..ops {
+            r.string("AlterClientQuotas.entries.ops.key")?;
+            r.skip("AlterClientQuotas.entries.ops.value", I64 + I8)?;
+            r.tagged_fields("AlterClientQuotas.entries.ops")?;
+        }
+        r.tagged_fields("AlterClientQuotas.entries")?;
+    }
+    r.skip("AlterClientQuotas.validate_only", I8)?;
+    r.tagged_fields("AlterClientQuotas")
 }
 
 fn describe_log_dirs_topic_min(r: &Reader<'_>) -> usize {

@@ -155,6 +155,8 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::DeleteAcls(_) => Some(ApiKey::DeleteAcls),
         ResponseKind::DescribeUserScramCredentials(_) => Some(ApiKey::DescribeUserScramCredentials),
         ResponseKind::AlterUserScramCredentials(_) => Some(ApiKey::AlterUserScramCredentials),
+        ResponseKind::DescribeClientQuotas(_) => Some(ApiKey::DescribeClientQuotas),
+        ResponseKind::AlterClientQuotas(_) => Some(ApiKey::AlterClientQuotas),
         _ => None,
     }
 }

@@ -228,6 +228,31 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
                 ]),
             ),
         ),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            kafka_protocol::messages::DescribeClientQuotasRequest::default()
+                .with_components(vec![
+                    kafka_protocol::messages::describe_client_quotas_request::ComponentData::default()
+                        .with_entity_type(text("user"))
+                        .with_match_type(0)
+                        .with_match(Some(text("bob"))),
+                ])
+                .with_strict(true),
+        ),
+        ApiKey::AlterClientQuotas => RequestKind::AlterClientQuotas(
+            kafka_protocol::messages::AlterClientQuotasRequest::default().with_entries(vec![
+                kafka_protocol::messages::alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![
+                        kafka_protocol::messages::alter_client_quotas_request::EntityData::default()
+                            .with_entity_type(text("user"))
+                            .with_entity_name(Some(text("bob"))),
+                    ])
+                    .with_ops(vec![
+                        kafka_protocol::messages::alter_client_quotas_request::OpData::default()
+                            .with_key(text("producer_byte_rate"))
+                            .with_value(1048576.0),
+                    ]),
+            ]),
+        ),
         ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
             kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
                 .with_deletions(vec![
@@ -1060,6 +1085,7 @@ fn header_versions_follow_flexibility() {
         ApiKey::SaslAuthenticate | ApiKey::CreateAcls | ApiKey::DescribeAcls => 2,
         ApiKey::DeleteAcls => 2,
         ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => 0,
+        ApiKey::DescribeClientQuotas | ApiKey::AlterClientQuotas => 1,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1275,6 +1301,10 @@ fn request_versions(api: ApiKey) -> VersionRange {
         ApiKey::AlterUserScramCredentials => {
             kafka_protocol::messages::AlterUserScramCredentialsRequest::VERSIONS
         }
+        ApiKey::DescribeClientQuotas => {
+            kafka_protocol::messages::DescribeClientQuotasRequest::VERSIONS
+        }
+        ApiKey::AlterClientQuotas => kafka_protocol::messages::AlterClientQuotasRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1412,6 +1442,12 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
             ApiKey::AlterUserScramCredentials => {
                 &["AlterUserScramCredentials.deletions", "AlterUserScramCredentials.upsertions"]
             }
+            ApiKey::DescribeClientQuotas => &["DescribeClientQuotas.components"],
+            ApiKey::AlterClientQuotas => &[
+                "AlterClientQuotas.entries",
+                "AlterClientQuotas.entries.entity",
+                "AlterClientQuotas.entries.ops",
+            ],
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1830,6 +1866,12 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ),
         ApiKey::AlterUserScramCredentials => ResponseKind::AlterUserScramCredentials(
             kafka_protocol::messages::AlterUserScramCredentialsResponse::default(),
+        ),
+        ApiKey::DescribeClientQuotas => ResponseKind::DescribeClientQuotas(
+            kafka_protocol::messages::DescribeClientQuotasResponse::default(),
+        ),
+        ApiKey::AlterClientQuotas => ResponseKind::AlterClientQuotas(
+            kafka_protocol::messages::AlterClientQuotasResponse::default(),
         ),
         other => panic!("no default response for {other:?}"),
     }

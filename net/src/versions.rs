@@ -208,6 +208,7 @@ use crate::request::DecodeError;
 ///   (KIP-290: LITERAL and PREFIXED), v2 is flexible, v3 adds the USER resource type.
 /// - **DescribeUserScramCredentials 0** and **AlterUserScramCredentials 0**: their only
 ///   versions (KIP-554).
+/// - **DescribeClientQuotas 0–1** and **AlterClientQuotas 0–1** (KIP-546): v1 is flexible.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -248,6 +249,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -421,6 +424,8 @@ mod tests {
             (ApiKey::DeleteAcls, 1, 3),
             (ApiKey::DescribeUserScramCredentials, 0, 0),
             (ApiKey::AlterUserScramCredentials, 0, 0),
+            (ApiKey::DescribeClientQuotas, 0, 1),
+            (ApiKey::AlterClientQuotas, 0, 1),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {

@@ -164,6 +164,33 @@ pub struct ScramCredential {
     pub server_key: Vec<u8>,
 }
 
+/// A client-quota entity (KIP-55/KIP-546): a user, a client id, or both; `Some(None)` is the
+/// default entity of that kind (`<default>`), `None` leaves the kind out.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QuotaEntity {
+    pub user: Option<Option<String>>,
+    pub client_id: Option<Option<String>>,
+}
+
+/// The quota keys Kafka's brokers enforce per client (the rest of KIP-546's keys, such as
+/// `controller_mutation_rate`, are refused).
+pub const QUOTA_KEYS: [&str; 3] =
+    ["producer_byte_rate", "consumer_byte_rate", "request_percentage"];
+
+/// One entity's quota changes: (key, `Some(value)` to set or `None` to remove).
+pub type QuotaChange = (QuotaEntity, Vec<(String, Option<String>)>);
+
+/// Most quota entities a cluster holds.
+pub const QUOTA_ENTITIES_MAX: usize = 100_000;
+
+/// One entity's quotas: key → value (a positive number, kept as its canonical text so that
+/// the image stays comparable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaRecord {
+    pub entity: QuotaEntity,
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
 /// A SCRAM mechanism's name as Kafka spells it.
 pub fn scram_mechanism_valid(name: &str) -> bool {
     matches!(name, "SCRAM-SHA-256" | "SCRAM-SHA-512")
@@ -245,9 +272,81 @@ impl MetadataImage {
     }
 }
 
+impl MetadataImage {
+    /// The quotas set for `entity`, if any.
+    pub fn quotas_of(&self, entity: &QuotaEntity) -> Option<&QuotaRecord> {
+        self.quotas.iter().find(|q| q.entity == *entity)
+    }
+
+    pub(super) fn alter_quotas(&mut self, entries: &[QuotaChange]) -> CommandReply {
+        for (entity, ops) in entries {
+            if entity.user.is_none() && entity.client_id.is_none() {
+                return Err(CommandError::InvalidQuota { reason: "an empty entity".into() });
+            }
+            for (key, value) in ops {
+                if !QUOTA_KEYS.contains(&key.as_str()) {
+                    return Err(CommandError::InvalidQuota {
+                        reason: format!("unknown key {key}"),
+                    });
+                }
+                if let Some(v) = value
+                    && !v.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0)
+                {
+                    return Err(CommandError::InvalidQuota {
+                        reason: format!("{key} = {v} is not a positive number"),
+                    });
+                }
+            }
+        }
+        let added = entries.iter().filter(|(e, _)| self.quotas_of(e).is_none()).count();
+        if self.quotas.len().saturating_add(added) > QUOTA_ENTITIES_MAX {
+            return Err(CommandError::InvalidQuota {
+                reason: format!("at most {QUOTA_ENTITIES_MAX} quota entities"),
+            });
+        }
+        for (entity, ops) in entries {
+            let at = match self.quotas.binary_search_by(|q| q.entity.cmp(entity)) {
+                Ok(i) => i,
+                Err(i) => {
+                    let values = Default::default();
+                    self.quotas.insert(i, QuotaRecord { entity: entity.clone(), values });
+                    i
+                }
+            };
+            for (key, value) in ops {
+                match value {
+                    Some(v) => self.quotas[at].values.insert(key.clone(), v.clone()),
+                    None => self.quotas[at].values.remove(key),
+                };
+            }
+            if self.quotas[at].values.is_empty() {
+                self.quotas.remove(at);
+            }
+        }
+        Ok(CommandResult::Done)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotas_are_set_removed_and_validated() {
+        let mut image = MetadataImage::default();
+        let bob = QuotaEntity { user: Some(Some("bob".into())), client_id: None };
+        let set = |k: &str, v: Option<&str>| vec![(k.to_owned(), v.map(str::to_owned))];
+        image
+            .alter_quotas(&[(bob.clone(), set("producer_byte_rate", Some("1048576")))])
+            .expect("valid");
+        assert_eq!(image.quotas_of(&bob).map(|q| q.values.len()), Some(1));
+        let bad = image.alter_quotas(&[(bob.clone(), set("producer_byte_rate", Some("-1")))]);
+        assert!(bad.is_err());
+        let unknown = image.alter_quotas(&[(bob.clone(), set("leader_rate", Some("1")))]);
+        assert!(unknown.is_err());
+        image.alter_quotas(&[(bob.clone(), set("producer_byte_rate", None))]).expect("removed");
+        assert!(image.quotas.is_empty(), "an entity without quotas is dropped");
+    }
 
     fn binding(name: &str, pattern_type: i8, principal: &str, op: i8) -> AclBinding {
         AclBinding {

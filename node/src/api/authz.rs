@@ -612,6 +612,38 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                 AlterUserScramCredentialsResponse::default().with_results(results),
             ))
         }
+        RequestKind::DescribeClientQuotas(_) if !c.cluster(op::DESCRIBE_CONFIGS) => {
+            body(ResponseKind::DescribeClientQuotas(
+                DescribeClientQuotasResponse::default()
+                    .with_error_code(cluster_code)
+                    .with_error_message(cluster_message),
+            ))
+        }
+        RequestKind::AlterClientQuotas(req) if !c.cluster(op::ALTER_CONFIGS) => {
+            let entries = req
+                .entries
+                .iter()
+                .map(|e| {
+                    use kafka_protocol::messages::alter_client_quotas_response as r;
+                    let entity = e
+                        .entity
+                        .iter()
+                        .map(|d| {
+                            r::EntityData::default()
+                                .with_entity_type(d.entity_type.clone())
+                                .with_entity_name(d.entity_name.clone())
+                        })
+                        .collect();
+                    r::EntryData::default()
+                        .with_entity(entity)
+                        .with_error_code(cluster_code)
+                        .with_error_message(cluster_message.clone())
+                })
+                .collect();
+            body(ResponseKind::AlterClientQuotas(
+                AlterClientQuotasResponse::default().with_entries(entries),
+            ))
+        }
         _ => Verdict::Allow,
     }
 }

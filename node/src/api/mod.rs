@@ -94,6 +94,8 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::DeleteAcls,
     ApiKey::DescribeUserScramCredentials,
     ApiKey::AlterUserScramCredentials,
+    ApiKey::DescribeClientQuotas,
+    ApiKey::AlterClientQuotas,
 ];
 
 /// What a handler answers.
@@ -361,6 +363,12 @@ async fn dispatch(
         }
         RequestKind::AlterUserScramCredentials(req) => {
             ResponseKind::AlterUserScramCredentials(security::alter_scram(ctx, &req).await)
+        }
+        RequestKind::DescribeClientQuotas(req) => {
+            ResponseKind::DescribeClientQuotas(security::describe_quotas(ctx, &req))
+        }
+        RequestKind::AlterClientQuotas(req) => {
+            ResponseKind::AlterClientQuotas(security::alter_quotas(ctx, &req).await)
         }
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
     })))

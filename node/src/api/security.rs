@@ -350,3 +350,178 @@ pub async fn alter_scram(
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
+
+/// A quota entity from the wire's (entity_type, entity_name) pairs: `user` and `client-id`,
+/// a null name being the default entity.
+fn entity_of(
+    parts: impl Iterator<Item = (String, Option<String>)>,
+) -> Result<odradek_controller::QuotaEntity, String> {
+    let mut entity = odradek_controller::QuotaEntity { user: None, client_id: None };
+    for (kind, name) in parts {
+        let slot = match kind.as_str() {
+            "user" => &mut entity.user,
+            "client-id" => &mut entity.client_id,
+            other => return Err(format!("entity type {other:?} is not user or client-id")),
+        };
+        if slot.is_some() {
+            return Err(format!("entity type {kind} named twice"));
+        }
+        *slot = Some(name);
+    }
+    if entity.user.is_none() && entity.client_id.is_none() {
+        return Err("an empty entity".into());
+    }
+    Ok(entity)
+}
+
+fn wire_entity(
+    e: &odradek_controller::QuotaEntity,
+) -> Vec<kafka_protocol::messages::describe_client_quotas_response::EntityData> {
+    use kafka_protocol::messages::describe_client_quotas_response::EntityData;
+    let mut out = Vec::new();
+    for (kind, part) in [("user", &e.user), ("client-id", &e.client_id)] {
+        if let Some(name) = part {
+            out.push(
+                EntityData::default()
+                    .with_entity_type(str_bytes(kind))
+                    .with_entity_name(name.as_deref().map(str_bytes)),
+            );
+        }
+    }
+    out
+}
+
+pub fn describe_quotas(
+    ctx: &Shard,
+    req: &kafka_protocol::messages::DescribeClientQuotasRequest,
+) -> kafka_protocol::messages::DescribeClientQuotasResponse {
+    use kafka_protocol::messages::DescribeClientQuotasResponse;
+    use kafka_protocol::messages::describe_client_quotas_response::{EntryData, ValueData};
+    let invalid = |message: &str| {
+        DescribeClientQuotasResponse::default()
+            .with_error_code(ec::INVALID_REQUEST.code())
+            .with_error_message(Some(str_bytes(message)))
+    };
+    // (kind, match): match None = the default entity, Some(None) = any, Some(Some(n)) = n.
+    let mut wanted: Vec<(&str, Option<Option<String>>)> = Vec::new();
+    for c in &req.components {
+        let kind = match c.entity_type.as_str() {
+            k @ ("user" | "client-id") => k,
+            other => return invalid(&format!("entity type {other:?} is not user or client-id")),
+        };
+        let matcher = match (c.match_type, &c._match) {
+            (0, Some(name)) => Some(Some(name.to_string())),
+            (1, _) => None,
+            (2, _) => Some(None),
+            _ => {
+                return invalid(
+                    "match type must be 0 (exact, with a name), 1 (default) or 2 (any)",
+                );
+            }
+        };
+        if wanted.iter().any(|(k, _)| *k == kind) {
+            return invalid(&format!("entity type {kind} given twice"));
+        }
+        wanted.push((kind, matcher));
+    }
+    let snapshot = ctx.metadata.snapshot();
+    let entries = snapshot
+        .security
+        .quotas
+        .iter()
+        .filter(|q| {
+            let part =
+                |kind: &str| if kind == "user" { &q.entity.user } else { &q.entity.client_id };
+            let matches = wanted.iter().all(|(kind, m)| match (part(kind), m) {
+                (None, _) => false,
+                (Some(name), Some(Some(want))) => name.as_deref() == Some(want.as_str()),
+                (Some(name), None) => name.is_none(),
+                (Some(_), Some(None)) => true,
+            });
+            let parts =
+                usize::from(q.entity.user.is_some()) + usize::from(q.entity.client_id.is_some());
+            matches && (!req.strict || parts == wanted.len())
+        })
+        .map(|q| {
+            let values = q
+                .values
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some(ValueData::default().with_key(str_bytes(k)).with_value(v.parse().ok()?))
+                })
+                .collect();
+            EntryData::default().with_entity(wire_entity(&q.entity)).with_values(values)
+        })
+        .collect();
+    DescribeClientQuotasResponse::default().with_entries(Some(entries))
+}
+
+pub async fn alter_quotas(
+    ctx: &Shard,
+    req: &kafka_protocol::messages::AlterClientQuotasRequest,
+) -> kafka_protocol::messages::AlterClientQuotasResponse {
+    use kafka_protocol::messages::AlterClientQuotasResponse;
+    use kafka_protocol::messages::alter_client_quotas_response::{EntityData, EntryData};
+    use odradek_controller::image::security::QUOTA_KEYS;
+    let mut results = Vec::with_capacity(req.entries.len());
+    let mut changes = Vec::new();
+    let mut slots = Vec::new();
+    for (i, e) in req.entries.iter().enumerate() {
+        let wire: Vec<EntityData> = e
+            .entity
+            .iter()
+            .map(|d| {
+                EntityData::default()
+                    .with_entity_type(d.entity_type.clone())
+                    .with_entity_name(d.entity_name.clone())
+            })
+            .collect();
+        results.push(EntryData::default().with_entity(wire));
+        let parts = e
+            .entity
+            .iter()
+            .map(|d| (d.entity_type.to_string(), d.entity_name.as_ref().map(|n| n.to_string())));
+        let checked = entity_of(parts).and_then(|entity| {
+            let mut ops = Vec::new();
+            for op in &e.ops {
+                if !QUOTA_KEYS.contains(&op.key.as_str()) {
+                    return Err(format!(
+                        "quota key {:?} is not one of {QUOTA_KEYS:?}",
+                        op.key.as_str()
+                    ));
+                }
+                if op.remove {
+                    ops.push((op.key.to_string(), None));
+                } else if op.value.is_finite() && op.value > 0.0 {
+                    ops.push((op.key.to_string(), Some(op.value.to_string())));
+                } else {
+                    return Err(format!(
+                        "{} = {} is not a positive number",
+                        op.key.as_str(),
+                        op.value
+                    ));
+                }
+            }
+            Ok((entity, ops))
+        });
+        match checked {
+            Ok(change) => {
+                changes.push(change);
+                slots.push(i);
+            }
+            Err(message) => {
+                results[i].error_code = ec::INVALID_REQUEST.code();
+                results[i].error_message = Some(str_bytes(&message));
+            }
+        }
+    }
+    if !req.validate_only
+        && !changes.is_empty()
+        && let Err(e) = ctx.metadata.propose(Command::AlterQuotas { entries: changes }).await
+    {
+        for i in slots {
+            (results[i].error_code, results[i].error_message) = error_of(&e);
+        }
+    }
+    AlterClientQuotasResponse::default().with_entries(results)
+}

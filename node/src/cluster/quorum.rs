@@ -213,6 +213,7 @@ pub fn kafka_error(e: ControllerError) -> KafkaError {
             CommandError::StaleBrokerEpoch { .. } => ec::STALE_BROKER_EPOCH,
             CommandError::InvalidAcl { .. } => ec::INVALID_REQUEST,
             CommandError::InvalidScram { .. } => ec::UNACCEPTABLE_CREDENTIAL,
+            CommandError::InvalidQuota { .. } => ec::INVALID_REQUEST,
             _ => ec::UNKNOWN_SERVER_ERROR,
         },
     };

@@ -20,13 +20,14 @@
 //! decides), or sockets (the `server` room runs the handshakes).
 
 pub mod acl;
+pub mod quota;
 pub mod sasl;
 pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use odradek_controller::{MetadataImage, ScramCredential};
+use odradek_controller::{MetadataImage, QuotaRecord, ScramCredential};
 
 use crate::config::security::SecurityConfig;
 
@@ -36,15 +37,30 @@ pub struct SecurityView {
     pub acls: acl::Acls,
     /// user → mechanism → credential.
     pub scram: BTreeMap<String, BTreeMap<String, ScramCredential>>,
+    /// Client quotas, sorted by entity.
+    pub quotas: Arc<Vec<QuotaRecord>>,
 }
 
 impl SecurityView {
     /// The view of `image`, reusing `prev` when neither ACLs nor credentials changed.
     pub fn of(image: &MetadataImage, prev: &Arc<SecurityView>) -> Arc<SecurityView> {
-        if prev.acls.source == image.acls && prev.scram == image.scram {
+        if prev.acls.source == image.acls
+            && prev.scram == image.scram
+            && *prev.quotas == image.quotas
+        {
             return prev.clone();
         }
-        Arc::new(SecurityView { acls: acl::Acls::compile(&image.acls), scram: image.scram.clone() })
+        let quotas = if *prev.quotas == image.quotas {
+            prev.quotas.clone()
+        } else {
+            Arc::new(image.quotas.clone())
+        };
+        let acls = if prev.acls.source == image.acls {
+            prev.acls.clone()
+        } else {
+            acl::Acls::compile(&image.acls)
+        };
+        Arc::new(SecurityView { acls, scram: image.scram.clone(), quotas })
     }
 }
 
@@ -54,6 +70,8 @@ pub struct Security {
     pub config: SecurityConfig,
     pub tls: Option<tls::TlsContext>,
     pub plain_users: sasl::PlainUsers,
+    /// The broker's quota sensors, shared by every shard.
+    pub quotas: quota::Registry,
 }
 
 impl Security {
@@ -61,7 +79,7 @@ impl Security {
     pub fn load(config: &SecurityConfig) -> Result<Self, String> {
         let tls = config.tls.as_ref().map(tls::TlsContext::load).transpose()?;
         let plain_users = sasl::PlainUsers::load(config.sasl_plain_users.as_deref())?;
-        Ok(Self { config: config.clone(), tls, plain_users })
+        Ok(Self { config: config.clone(), tls, plain_users, quotas: quota::Registry::default() })
     }
 
     /// Whether `principal` (`User:admin`) is a super user.

@@ -25,7 +25,7 @@ use super::transport::SplicePipe;
 use crate::api::{self, Reply};
 use crate::metrics::Timing;
 use crate::shard::Shard;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use odradek_client::stages::{Kind, Stage};
 
 /// How long a TLS handshake may take.
@@ -143,7 +143,10 @@ async fn serve_requests(
         let api_key = request.api_key;
         let correlation_id = request.header.correlation_id;
         let version = request.header.request_api_version;
-        let (handled, close) = match api_key {
+        // Replicas' fetches are not held to client quotas (as in Kafka).
+        let replica_fetch = matches!(&request.body, RequestKind::Fetch(f)
+            if f.replica_id.0 >= 0 || f.replica_state.replica_id.0 >= 0);
+        let (mut handled, close) = match api_key {
             ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
                 let (body, close) = sasl::handle(ctx, session, request).await;
                 (Reply::Body(Box::new(body)), close)
@@ -151,6 +154,11 @@ async fn serve_requests(
             _ => (api::handle(ctx, session, request, &mut timing).await?, None),
         };
         let error = api::reply_has_error(&handled);
+        let throttle = if replica_fetch {
+            Duration::ZERO
+        } else {
+            throttle_for(ctx, session, (api_key, len), &mut handled, began.elapsed())
+        };
         let sending = Instant::now();
         let sent =
             respond(stream, handled, (correlation_id, api_key, version), &mut out, &mut pipe).await;
@@ -172,7 +180,81 @@ async fn serve_requests(
         if let Some(reason) = close {
             return Err(reason);
         }
+        if !throttle.is_zero() {
+            mute(ctx, throttle).await;
+        }
     }
+}
+
+/// Records the request against the connection's client quotas and returns how long the
+/// connection is to be muted; a throttled Produce or Fetch answer carries it as
+/// `throttle_time_ms` (KIP-219).
+fn throttle_for(
+    ctx: &Shard,
+    session: &mut Session,
+    (api_key, request_bytes): (ApiKey, usize),
+    reply: &mut Reply,
+    handling: Duration,
+) -> Duration {
+    use crate::security::quota::Kind as Quota;
+    let view = ctx.metadata.snapshot().security.clone();
+    if view.quotas.is_empty() {
+        session.quota = None;
+        return Duration::ZERO;
+    }
+    let fresh = session
+        .quota
+        .as_ref()
+        .is_some_and(|b| b.is_for(&view.quotas, session.quota_user(), session.client_id()));
+    if !fresh {
+        let bound =
+            ctx.security.quotas.bind(&view.quotas, session.quota_user(), session.client_id());
+        session.quota = Some(bound);
+    }
+    let Some(bound) = session.quota.as_ref() else { return Duration::ZERO };
+    let registry = &ctx.security.quotas;
+    let mut throttle = registry.record(bound, Quota::Request, handling.as_secs_f64());
+    match (api_key, &mut *reply) {
+        (ApiKey::Produce, _) => {
+            throttle = throttle.max(registry.record(bound, Quota::Produce, request_bytes as f64));
+        }
+        (ApiKey::Fetch, Reply::Fetch(f)) => {
+            let bytes: usize = f
+                .records
+                .iter()
+                .flatten()
+                .map(|p| match p {
+                    crate::partition::Payload::Mem(b) => b.len(),
+                    crate::partition::Payload::File { len, .. } => *len,
+                })
+                .sum();
+            throttle = throttle.max(registry.record(bound, Quota::Fetch, bytes as f64));
+        }
+        _ => {}
+    }
+    if !throttle.is_zero() {
+        let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+        match reply {
+            Reply::Fetch(f) => f.response.throttle_time_ms = ms,
+            Reply::Body(b) => {
+                if let kafka_protocol::messages::ResponseKind::Produce(r) = &mut **b {
+                    r.throttle_time_ms = ms;
+                }
+            }
+            Reply::Nothing => {}
+        }
+        tracing::debug!(shard = ctx.id, peer = %session.peer, user = session.quota_user(), client = session.client_id(), throttle_ms = ms, "client over its quota: muted");
+    }
+    throttle
+}
+
+/// Reads nothing from the connection for `throttle` (KIP-219's mute), unless the shard stops.
+async fn mute(ctx: &Shard, throttle: Duration) {
+    let stop = ctx.life.stop_event.listen();
+    if ctx.life.stopping.get() {
+        return;
+    }
+    let _ = select(std::pin::pin!(compio::time::sleep(throttle)), stop).await;
 }
 
 /// The per-request trace line of a Produce or Fetch, with its stages in microseconds.

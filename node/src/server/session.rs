@@ -81,6 +81,8 @@ pub struct Session {
     pub client_id: Option<String>,
     pub listener: Rc<ListenerInfo>,
     pub sasl: SaslState,
+    /// The client quotas that apply, once resolved (re-resolved when they change).
+    pub quota: Option<crate::security::quota::Bound>,
 }
 
 impl Session {
@@ -97,7 +99,14 @@ impl Session {
             client_id: None,
             listener,
             sasl,
+            quota: None,
         }
+    }
+
+    /// The user name quotas are kept by (the principal without its `User:`).
+    pub fn quota_user(&self) -> &str {
+        let p = self.principal.as_str();
+        p.split_once(':').map_or(p, |(_, name)| name)
     }
 
     /// The client id, or "" when the request had none.
