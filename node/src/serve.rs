@@ -377,8 +377,16 @@ fn print_ready(config: &NodeConfig) {
         _ => "controller",
     };
     if c.roles.broker {
+        // The inter-broker listener first (what `--listen` gives), then any others.
+        let others: String = config
+            .security
+            .listeners
+            .iter()
+            .filter(|l| l.addr != config.listen)
+            .map(|l| format!(", {}://{}", l.name, l.addr))
+            .collect();
         println!(
-            "odradek ready: listening on {} (advertised as {}:{}), {} shard{}, data dir {}, node {} ({roles})",
+            "odradek ready: listening on {} (advertised as {}:{}){others}, {} shard{}, data dir {}, node {} ({roles})",
             config.listen,
             config.advertise.0,
             config.advertise.1,

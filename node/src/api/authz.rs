@@ -704,7 +704,7 @@ pub fn merge(reply: &mut Reply, denied: Denied) {
                         log_start_offset: -1,
                         aborted_transactions: None,
                         preferred_read_replica: -1,
-                        records_len: None,
+                        records_len: Some(0),
                         current_leader: None,
                         diverging_epoch: None,
                     })
@@ -821,6 +821,101 @@ pub fn filter(ctx: &Shard, session: &Session, listing: bool, reply: &mut Reply) 
                     g.protocol_type = str_bytes("");
                     g.protocol_data = str_bytes("");
                 }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Which `authorized_operations` a request asked for (KIP-430).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wants {
+    topics: bool,
+    cluster: bool,
+    groups: bool,
+}
+
+impl Wants {
+    pub fn of(request: &RequestKind) -> Self {
+        match request {
+            RequestKind::Metadata(m) => Wants {
+                topics: m.include_topic_authorized_operations,
+                cluster: m.include_cluster_authorized_operations,
+                groups: false,
+            },
+            RequestKind::DescribeCluster(d) => {
+                Wants { cluster: d.include_cluster_authorized_operations, ..Wants::default() }
+            }
+            RequestKind::DescribeGroups(d) => {
+                Wants { groups: d.include_authorized_operations, ..Wants::default() }
+            }
+            _ => Wants::default(),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.topics || self.cluster || self.groups
+    }
+}
+
+/// The operations Kafka reports per resource type.
+const TOPIC_OPS: [i8; 8] = [
+    op::READ,
+    op::WRITE,
+    op::CREATE,
+    op::DELETE,
+    op::ALTER,
+    op::DESCRIBE,
+    op::DESCRIBE_CONFIGS,
+    op::ALTER_CONFIGS,
+];
+const CLUSTER_OPS: [i8; 7] = [
+    op::CREATE,
+    op::CLUSTER_ACTION,
+    op::DESCRIBE_CONFIGS,
+    op::ALTER_CONFIGS,
+    op::IDEMPOTENT_WRITE,
+    op::ALTER,
+    op::DESCRIBE,
+];
+const GROUP_OPS: [i8; 3] = [op::READ, op::DESCRIBE, op::DELETE];
+
+/// Fills in the `authorized_operations` bit fields asked for: bit `n` set when the principal
+/// may do operation `n` (everything without an authorizer, or for a super user).
+pub fn authorized_operations(ctx: &Shard, session: &Session, wants: Wants, reply: &mut Reply) {
+    let Reply::Body(b) = reply else { return };
+    if !wants.any() {
+        return;
+    }
+    let c = Check {
+        ctx,
+        who: Subject { principal: session.principal.as_str(), host: &session.host },
+        acls: ctx.metadata.snapshot(),
+    };
+    let everything = !ctx.security.config.authorizer || session.superuser;
+    let bits = |resource_type: i8, name: &str, ops: &[i8]| -> i32 {
+        ops.iter()
+            .filter(|&&o| everything || c.allows(resource_type, name, o))
+            .fold(0i32, |acc, &o| acc | (1 << o))
+    };
+    match &mut **b {
+        ResponseKind::Metadata(r) => {
+            if wants.cluster {
+                r.cluster_authorized_operations = bits(resource::CLUSTER, CLUSTER, &CLUSTER_OPS);
+            }
+            if wants.topics {
+                for t in r.topics.iter_mut().filter(|t| t.error_code == 0) {
+                    let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                    t.topic_authorized_operations = bits(resource::TOPIC, &name, &TOPIC_OPS);
+                }
+            }
+        }
+        ResponseKind::DescribeCluster(r) if wants.cluster => {
+            r.cluster_authorized_operations = bits(resource::CLUSTER, CLUSTER, &CLUSTER_OPS);
+        }
+        ResponseKind::DescribeGroups(r) if wants.groups => {
+            for g in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+                g.authorized_operations = bits(resource::GROUP, &g.group_id, &GROUP_OPS);
             }
         }
         _ => {}

@@ -171,6 +171,7 @@ pub async fn handle(
 ) -> Result<Reply, String> {
     let version = request.header.request_api_version;
     let listing = matches!(&request.body, RequestKind::Metadata(m) if m.topics.as_ref().is_none_or(Vec::is_empty));
+    let wants = authz::Wants::of(&request.body);
     let denied = if ctx.security.config.authorizer && !session.superuser {
         match authz::check(ctx, session, version, &mut request.body) {
             authz::Verdict::Refuse(reply) => return Ok(reply),
@@ -187,6 +188,7 @@ pub async fn handle(
     if ctx.security.config.authorizer && !session.superuser {
         authz::filter(ctx, session, listing, &mut reply);
     }
+    authz::authorized_operations(ctx, session, wants, &mut reply);
     if session.listener.name != ctx.security.config.inter_broker().name {
         advertise_for(ctx, &session.listener.name, &mut reply);
     }

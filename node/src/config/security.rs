@@ -104,7 +104,8 @@ impl Mechanism {
 pub struct SecurityConfig {
     /// Every listener, in the order given; at least one.
     pub listeners: Vec<Listener>,
-    /// Index into `listeners` of the one other brokers connect to.
+    /// Index into `listeners` of the one other brokers connect to (PLAINTEXT: replica
+    /// fetchers have no TLS or SASL yet).
     pub inter_broker: usize,
     /// Set when any listener uses TLS.
     pub tls: Option<TlsFiles>,
@@ -296,10 +297,10 @@ pub fn resolve(
             .position(|l| l.protocol == SecurityProtocol::Plaintext)
             .unwrap_or(0),
     };
-    if config.inter_broker().protocol.sasl() {
+    if config.inter_broker().protocol != SecurityProtocol::Plaintext {
         return Err(bad(
             "--inter-broker-listener-name",
-            "replica fetchers do not authenticate with SASL yet; name a PLAINTEXT or SSL listener",
+            "replica fetchers speak neither TLS nor SASL yet; name a PLAINTEXT listener (list one in --listeners)",
         ));
     }
     let wants_tls = config.listeners.iter().any(|l| l.protocol.tls());
@@ -413,7 +414,10 @@ mod tests {
         };
         assert!(err(with("PLAINTEXT://127.0.0.1:1"), true).contains("not both"));
         assert!(err(with("FOO://127.0.0.1:1"), false).contains("--listener-security-protocol-map"));
-        assert!(err(with("SSL://127.0.0.1:1"), false).contains("--ssl-cert"));
+        assert!(
+            err(with("PLAINTEXT://127.0.0.1:2,SSL://127.0.0.1:1"), false).contains("--ssl-cert")
+        );
+        assert!(err(with("SSL://127.0.0.1:1"), false).contains("PLAINTEXT listener"));
         assert!(
             err(with("PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2"), false).contains("twice")
         );

@@ -104,6 +104,11 @@ pub struct ShardStats {
     pub connections: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// SASL authentications that failed, and TLS handshakes that failed.
+    pub auth_failures: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Time connections were muted for exceeding a client quota.
+    pub throttle_ms: AtomicU64,
     pub stalls: AtomicU64,
     pub stall_us: AtomicU64,
     /// CPU time of the shard's thread, as last sampled by its stall watch.
@@ -126,6 +131,9 @@ impl ShardStats {
             connections: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
+            throttle_ms: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             stall_us: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
@@ -440,7 +448,7 @@ fn storage(t: &mut Text, shards: &[Arc<ShardStats>]) {
 
 fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
     type Field = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, &str, Field); 8] = [
+    let families: [(&str, &str, &str, Field); 11] = [
         (
             "odradek_connections",
             "gauge",
@@ -458,6 +466,24 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
             "counter",
             "Client connections closed at once because the shard held connections_per_shard_max (Kafka: max.connections refusals).",
             |s| s.connections_refused.load(Relaxed),
+        ),
+        (
+            "odradek_sasl_authentication_failures_total",
+            "counter",
+            "SASL authentications refused (wrong credentials, malformed tokens), by shard (Kafka: failed-authentication-total).",
+            |s| s.auth_failures.load(Relaxed),
+        ),
+        (
+            "odradek_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out, by shard.",
+            |s| s.tls_handshake_failures.load(Relaxed),
+        ),
+        (
+            "odradek_quota_throttle_ms_total",
+            "counter",
+            "Milliseconds connections were muted for exceeding a client quota, by shard (Kafka: throttle-time).",
+            |s| s.throttle_ms.load(Relaxed),
         ),
         (
             "odradek_shard_stalls_total",

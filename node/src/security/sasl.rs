@@ -145,6 +145,10 @@ static SCRAM_SHA512: &[rsasl::prelude::Mechanism] = &[rsasl::mechanisms::scram::
 pub struct Exchange {
     pub mechanism: Mechanism,
     session: Session<OutcomeOf>,
+    view: Arc<SecurityView>,
+    /// SCRAM's first messages, kept for [`legacy_client_final`].
+    client_first: Option<Vec<u8>>,
+    server_first: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -172,25 +176,122 @@ impl Exchange {
         };
         let config = SASLConfig::builder()
             .with_registry(Registry::with_mechanisms(mechanisms))
-            .with_callback(Callback { view, mechanism })
+            .with_callback(Callback { view: view.clone(), mechanism })
             .map_err(|e| e.to_string())?;
         let name = Mechname::parse(mechanism.name().as_bytes()).map_err(|e| e.to_string())?;
         let session = SASLServer::<OutcomeOf>::new(config)
             .start_suggested(name)
             .map_err(|e| e.to_string())?;
-        Ok(Self { mechanism, session })
+        Ok(Self { mechanism, session, view, client_first: None, server_first: None })
     }
 
     /// Feeds the client's token. `Err` is a malformed token (the exchange is over).
     pub fn step(&mut self, token: &[u8]) -> Result<Step, String> {
-        let mut out = Cursor::new(Vec::new());
-        let state = self.session.step(Some(token), &mut out).map_err(|e| e.to_string())?;
-        let out = out.into_inner();
-        if state.is_running() {
-            return Ok(Step::Continue(out));
+        let scram = self.mechanism != Mechanism::Plain;
+        if scram && self.client_first.is_none() {
+            self.client_first = Some(token.to_vec());
         }
-        Ok(Step::Done(out, self.session.validation().unwrap_or(Outcome::Failed)))
+        let mut out = Cursor::new(Vec::new());
+        let stepped = self.session.step(Some(token), &mut out);
+        let out = out.into_inner();
+        let done = match stepped {
+            Ok(state) if state.is_running() => {
+                if scram && self.server_first.is_none() {
+                    self.server_first = Some(out.clone());
+                }
+                return Ok(Step::Continue(out));
+            }
+            Ok(_) => Ok(Step::Done(out, self.session.validation().unwrap_or(Outcome::Failed))),
+            Err(e) => Err(e.to_string()),
+        };
+        // A SCRAM final message rsasl refused may be librdkafka's (before 2.x) longer nonce,
+        // which Kafka accepts.
+        if scram
+            && !matches!(done, Ok(Step::Done(_, Outcome::Authenticated(_))))
+            && let (Some(cf), Some(sf)) = (&self.client_first, &self.server_first)
+            && let Some(step) = legacy_client_final(self.mechanism, &self.view, cf, sf, token)
+        {
+            return Ok(step);
+        }
+        done
     }
+}
+
+/// The value of attribute `name` in a SCRAM message (`r=...,s=...`).
+fn attr(message: &str, name: char) -> Option<&str> {
+    message.split(',').find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// librdkafka before 2.x (kcat 1.7.1 has 2.0.2) writes, in its client-final message, its own
+/// nonce followed by the *whole* server nonce (which already starts with its nonce), and
+/// signs that. Kafka's server accepts it (it only checks that the nonce ends with the
+/// server's: `ScramSaslServer`), rsasl does not. This checks such a message the way Kafka does:
+/// the proof over the AuthMessage as the client wrote it, against the stored credential.
+/// `None` unless the message has exactly that shape; otherwise the verdict, with the
+/// server-final message (`v=ServerSignature`, or `e=invalid-proof`).
+fn legacy_client_final(
+    mechanism: Mechanism,
+    view: &SecurityView,
+    client_first: &[u8],
+    server_first: &[u8],
+    client_final: &[u8],
+) -> Option<Step> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (client_first, server_first, client_final) = (
+        std::str::from_utf8(client_first).ok()?,
+        std::str::from_utf8(server_first).ok()?,
+        std::str::from_utf8(client_final).ok()?,
+    );
+    // client-first = gs2-header ("n,," or "n,a=...,") client-first-bare.
+    let mut header = client_first.splitn(3, ',');
+    let (_, _, bare) = (header.next()?, header.next()?, header.next()?);
+    let full_nonce = attr(server_first, 'r')?;
+    let client_nonce = attr(bare, 'r')?;
+    let sent_nonce = attr(client_final, 'r')?;
+    if sent_nonce != format!("{client_nonce}{full_nonce}") {
+        return None;
+    }
+    let (without_proof, proof) = client_final.rsplit_once(",p=")?;
+    let proof = b64.decode(proof).ok()?;
+    let user = attr(bare, 'n')?.replace("=2C", ",").replace("=3D", "=");
+    let cred = view.scram.get(&user)?.get(mechanism.name())?;
+    let auth_message = format!("{bare},{server_first},{without_proof}");
+    let verified = match mechanism {
+        Mechanism::ScramSha256 => verify::<sha2::Sha256>(cred, &auth_message, &proof),
+        Mechanism::ScramSha512 => verify::<sha2::Sha512>(cred, &auth_message, &proof),
+        Mechanism::Plain => return None,
+    };
+    Some(match verified {
+        Some(server_signature) => Step::Done(
+            format!("v={}", b64.encode(server_signature)).into_bytes(),
+            Outcome::Authenticated(user),
+        ),
+        None => Step::Done(b"e=invalid-proof".to_vec(), Outcome::Failed),
+    })
+}
+
+/// RFC 5802's check of a client proof: ClientKey = proof XOR HMAC(StoredKey, AuthMessage) must
+/// hash to StoredKey; then the ServerSignature, HMAC(ServerKey, AuthMessage).
+fn verify<D>(cred: &ScramCredential, auth_message: &str, proof: &[u8]) -> Option<Vec<u8>>
+where
+    D: Digest + digest_traits::BlockSizeUser + Clone,
+{
+    use hmac::{Mac, SimpleHmac};
+    let mut mac = <SimpleHmac<D> as Mac>::new_from_slice(&cred.stored_key).ok()?;
+    mac.update(auth_message.as_bytes());
+    let client_signature = mac.finalize().into_bytes();
+    if proof.len() != client_signature.len() {
+        return None;
+    }
+    let client_key: Vec<u8> =
+        proof.iter().zip(client_signature.iter()).map(|(p, s)| p ^ s).collect();
+    if !same_bytes(&D::digest(&client_key), &cred.stored_key) {
+        return None;
+    }
+    let mut mac = <SimpleHmac<D> as Mac>::new_from_slice(&cred.server_key).ok()?;
+    mac.update(auth_message.as_bytes());
+    Some(mac.finalize().into_bytes().to_vec())
 }
 
 /// PLAIN against the users file: `None` when the file does not name the user.
@@ -255,6 +356,66 @@ mod digest_traits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client-final message as librdkafka 2.0 writes it (its nonce, then the whole server
+    /// nonce), signed over that message, is accepted as Kafka accepts it; a wrong password
+    /// or a differently shaped nonce is not.
+    #[test]
+    fn librdkafka_2_0s_scram_nonce_is_accepted_as_kafka_does() {
+        use base64::Engine;
+        use hmac::{Mac, SimpleHmac};
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (salt, iterations) = (b"0123456789abcdef".to_vec(), 4096);
+        let salted_of = |password: &[u8]| {
+            let mut salted = digest_traits::Output::<sha2::Sha512>::default();
+            rsasl::mechanisms::scram::tools::hash_password::<sha2::Sha512>(
+                password,
+                iterations,
+                &salt,
+                &mut salted,
+            );
+            salted
+        };
+        let cred = credential_from_salted("SCRAM-SHA-512", iterations, &salt, &salted_of(b"pw"))
+            .expect("known mechanism");
+        let mut view = SecurityView::default();
+        view.scram.insert("bob".into(), BTreeMap::from([("SCRAM-SHA-512".into(), cred)]));
+        let view = Arc::new(view);
+
+        let run = |password: &[u8], doubled: bool| -> Outcome {
+            let mut ex = Exchange::start(Mechanism::ScramSha512, view.clone()).expect("starts");
+            let client_first = "n,,n=bob,r=cnonce123";
+            let Ok(Step::Continue(server_first)) = ex.step(client_first.as_bytes()) else {
+                panic!("no server-first")
+            };
+            let server_first = String::from_utf8(server_first).expect("utf8");
+            let full = attr(&server_first, 'r').expect("nonce").to_owned();
+            let nonce = if doubled { format!("cnonce123{full}") } else { full };
+            let without_proof = format!("c=biws,r={nonce}");
+            let auth = format!("n=bob,r=cnonce123,{server_first},{without_proof}");
+            // The client's side, as RFC 5802 (and librdkafka) compute it.
+            let salted = salted_of(password);
+            let mut mac = <SimpleHmac<sha2::Sha512> as Mac>::new_from_slice(&salted).expect("key");
+            mac.update(b"Client Key");
+            let client_key = mac.finalize().into_bytes();
+            let stored = <sha2::Sha512 as Digest>::digest(client_key);
+            let mut mac = <SimpleHmac<sha2::Sha512> as Mac>::new_from_slice(&stored).expect("key");
+            mac.update(auth.as_bytes());
+            let signature = mac.finalize().into_bytes();
+            let proof: Vec<u8> =
+                client_key.iter().zip(signature.iter()).map(|(a, b)| a ^ b).collect();
+            let client_final = format!("{without_proof},p={}", b64.encode(proof));
+            match ex.step(client_final.as_bytes()) {
+                Ok(Step::Done(_, outcome)) => outcome,
+                Ok(Step::Continue(_)) => panic!("still running"),
+                Err(_) => Outcome::Failed,
+            }
+        };
+        assert_eq!(run(b"pw", false), Outcome::Authenticated("bob".into()), "RFC 5802");
+        assert_eq!(run(b"pw", true), Outcome::Authenticated("bob".into()), "librdkafka 2.0");
+        assert_eq!(run(b"wrong", true), Outcome::Failed);
+        assert_eq!(run(b"wrong", false), Outcome::Failed);
+    }
 
     #[test]
     fn plain_checks_the_file_then_scram_credentials() {

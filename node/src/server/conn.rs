@@ -56,10 +56,12 @@ pub async fn serve(
                 Stream::Tls(Box::new(tls))
             }
             Ok(Err(e)) => {
+                crate::metrics::ShardStats::add(&ctx.stats.tls_handshake_failures, 1);
                 info!(shard = ctx.id, %peer, listener = %listener.name, error = %e, "TLS handshake failed; closing");
                 return;
             }
             Err(_) => {
+                crate::metrics::ShardStats::add(&ctx.stats.tls_handshake_failures, 1);
                 info!(shard = ctx.id, %peer, listener = %listener.name, "no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}; closing");
                 return;
             }
@@ -243,6 +245,7 @@ fn throttle_for(
             }
             Reply::Nothing => {}
         }
+        crate::metrics::ShardStats::add(&ctx.stats.throttle_ms, ms as u64);
         tracing::debug!(shard = ctx.id, peer = %session.peer, user = session.quota_user(), client = session.client_id(), throttle_ms = ms, "client over its quota: muted");
     }
     throttle

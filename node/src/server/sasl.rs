@@ -153,6 +153,7 @@ async fn authenticate(
             Err(message) => (fail(message.clone()), Some(message)),
         },
         Err(e) => {
+            crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
             info!(peer = %session.peer, mechanism = mechanism.name(), error = %e, "malformed SASL token; closing");
             compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             let message = format!("malformed SASL {} token", mechanism.name());
@@ -182,6 +183,7 @@ pub async fn raw_token(
             last
         }
         Err(e) => {
+            crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
             info!(peer = %session.peer, mechanism = mechanism.name(), error = %e, "malformed SASL token; closing");
             return Err(format!("malformed SASL {} token", mechanism.name()));
         }
@@ -224,6 +226,7 @@ async fn finish(
         }
     };
     let refused = |why: &str| {
+        crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
         info!(peer = %session.peer, mechanism = mechanism.name(), reason = why, "SASL authentication failed");
         format!(
             "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
