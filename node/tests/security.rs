@@ -274,8 +274,13 @@ fn tls_and_sasl_clients_round_trip() {
             .iter()
             .map(|s| (*s).to_owned()),
     );
-    let mut mtls =
-        Node::start(&setup.dir.path().join("data-mtls"), &["SSL", "SASL_PLAINTEXT"], "1", &flags);
+    // (PLAINTEXT too: the node wants a PLAINTEXT listener for its replica fetchers.)
+    let mut mtls = Node::start(
+        &setup.dir.path().join("data-mtls"),
+        &["PLAINTEXT", "SSL", "SASL_PLAINTEXT"],
+        "1",
+        &flags,
+    );
     let (ssl, admin) = (mtls.addr("SSL").to_owned(), mtls.addr("SASL_PLAINTEXT").to_owned());
     let out = security_check(
         &setup,

@@ -292,7 +292,19 @@ def consume(conf, topic, group, want, subscribe=False, stop_codes=(), limit=TIME
     `want` records or an error in `stop_codes`; returns (values, error codes seen)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer(dict(conf, **{
+    import logging
+
+    logged, count = collections.deque(maxlen=3), [0]
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            count[0] += 1
+            logged.append(record.getMessage()[:300])
+
+    log = logging.getLogger(f"security-check-consumer-{time.monotonic()}")
+    log.addHandler(Keep())
+    log.propagate = False
+    c = Consumer(dict(conf, logger=log, **{
         "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
     }))
@@ -317,6 +329,9 @@ def consume(conf, topic, group, want, subscribe=False, stop_codes=(), limit=TIME
             c.commit(asynchronous=False)
     finally:
         c.close()
+    if len(values) < want and count[0]:
+        # What librdkafka logged (kept out of the output otherwise: it can be thousands of lines).
+        codes.append(f"librdkafka logged {count[0]} lines, the last: {list(logged)}")
     return values, codes
 
 
