@@ -10,8 +10,9 @@ log() { printf '\n== %s\n' "$*"; }
 # Debian packages the test suite uses: kcat (librdkafka's CLI) drives a real node; iptables
 # makes queue_safety.py's partition-net fault (a real network partition between nodes);
 # prometheus (with promtool) scrapes a live node and checks its metrics and the dashboard;
-# systemd (systemd-analyze) and binutils (objcopy) check and build the .deb.
-APT_PACKAGES=(kcat iptables prometheus systemd binutils)
+# systemd (systemd-analyze) and binutils (objcopy) check and build the .deb; openssl makes the
+# security tests' CA and certificates (tests/clients/make_test_certs.sh).
+APT_PACKAGES=(kcat iptables prometheus systemd binutils openssl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
