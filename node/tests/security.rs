@@ -7,7 +7,8 @@
 //! SASL mechanisms, and runs one mode of `tests/clients/security_check.py`, which prints one line
 //! per check and `OK <mode>`, or `FAIL: <reason>` and exits 1. The TLS test starts a second node
 //! whose SSL listener requires a client certificate (`--ssl-client-auth` applies to every TLS
-//! listener of a node), with a SASL_PLAINTEXT listener for its admin.
+//! listener of a node), with a SASL_PLAINTEXT listener for its admin and
+//! `--allow-everyone-if-no-acl-found`.
 //!
 //! Every wait is bounded: the ready line, the script (its own waits too). The tests take a
 //! process-wide lock: each starts one or two nodes and several client processes, and the
@@ -270,9 +271,15 @@ fn tls_and_sasl_clients_round_trip() {
     let mut node = Node::four_listeners(&setup);
     let mut flags = setup.security_flags();
     flags.extend(
-        ["--ssl-ca", &setup.cert("ca.pem"), "--ssl-client-auth", "required"]
-            .iter()
-            .map(|s| (*s).to_owned()),
+        [
+            "--ssl-ca",
+            &setup.cert("ca.pem"),
+            "--ssl-client-auth",
+            "required",
+            "--allow-everyone-if-no-acl-found",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
     );
     // (PLAINTEXT too: the node wants a PLAINTEXT listener for its replica fetchers.)
     let mut mtls = Node::start(
@@ -290,4 +297,5 @@ fn tls_and_sasl_clients_round_trip() {
     );
     assert!(out.stdout.contains("kafka-python mTLS as User:CN=alice,O=test"), "{}", out.text());
     assert!(out.stdout.contains("kcat SASL_SSL SCRAM-SHA-512"), "{}", out.text());
+    assert!(out.stdout.contains("allow-everyone-if-no-acl-found: alice writes"), "{}", out.text());
 }

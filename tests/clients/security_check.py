@@ -52,6 +52,7 @@ GROUP_AUTHORIZATION_FAILED = 30
 CLUSTER_AUTHORIZATION_FAILED = 31
 UNSUPPORTED_SASL_MECHANISM = 33
 SASL_AUTHENTICATION_FAILED = 58
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
 ELECTION_NOT_NEEDED = 84
 
 
@@ -621,6 +622,8 @@ def deny_matrix(ctx):
 
     idempotent_producer(ctx, admin)
 
+    transactional_id(ctx, admin)
+
     # DENY wins over ALLOW (also over a wildcard principal's ALLOW).
     grant(admin, acl(T, "sec-deny", AclOperation.READ), acl(T, "sec-deny", AclOperation.WRITE,
                                                             principal="User:*"),
@@ -858,6 +861,50 @@ def idempotent_producer(ctx, admin):
     print("idempotent producer: erin, with WRITE on sec-idem only (no IDEMPOTENT_WRITE), writes")
 
 
+def transactional_id(ctx, admin):
+    """A transactional producer's transactional id: FindCoordinator (TRANSACTION) and
+    InitProducerId need DESCRIBE and WRITE on it; without, TRANSACTIONAL_ID_AUTHORIZATION_FAILED."""
+    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka.admin import AclOperation, ResourceType
+
+    p = Producer(ctx.conf(BOB, **{"transactional.id": "sec-tx"}))
+    try:
+        p.init_transactions(10)
+        fail("bob's init_transactions succeeded without an ACL on his transactional id")
+    except KafkaException as e:
+        code = e.args[0].code()
+    check(code == TRANSACTIONAL_ID_AUTHORIZATION_FAILED, f"init_transactions without ACL: {code}")
+    print("transactional producer: init_transactions refused with 53 without WRITE on sec-tx")
+
+    def raw():
+        r = Raw(ctx.a.sasl_plaintext)
+        try:
+            r.login_plain(*BOB)
+            body = r.call(10, 1, _str("sec-tx") + b"\x01")  # FindCoordinator v1, TRANSACTION
+            find = struct.unpack(">h", body[4:6])[0]
+            body = r.call(22, 1, _str("sec-tx") + struct.pack(">i", 60000))  # InitProducerId v1
+            init = struct.unpack(">h", body[4:6])[0]
+            return find, init
+        finally:
+            r.close()
+
+    got = raw()
+    check(got == (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,) * 2,
+          f"FindCoordinator, InitProducerId for sec-tx without ACL: errors {got}")
+    print("transactional id: FindCoordinator and InitProducerId refused with 53 without WRITE")
+    grant(admin, acl(ResourceType.TRANSACTIONAL_ID, "sec-tx", AclOperation.WRITE))
+
+    def allowed():
+        got = raw()
+        if TRANSACTIONAL_ID_AUTHORIZATION_FAILED in got:
+            raise RuntimeError(f"errors {got}")
+        return got
+
+    got = eventually("sec-tx allowed", allowed)
+    print(f"transactional id: after WRITE on sec-tx no longer refused (FindCoordinator, "
+          f"InitProducerId errors {got}: 0, or 15 where transactions are not served)")
+
+
 def delete_group_offsets(ctx, admin):
     """OffsetDelete with kafka-python as bob: the group's DELETE, then the topic's READ."""
     from confluent_kafka.admin import AclOperation, ResourceType
@@ -1083,7 +1130,8 @@ class Raw:
 
     def close(self):
         try:
-            self.s.close()
+            if getattr(self, "s", None) is not None:
+                self.s.close()
         except OSError:
             pass
 
@@ -1590,6 +1638,12 @@ def tls_clients(ctx):
     print("kafka-python mTLS: alice refused (29) on a topic only User:ANONYMOUS may write, so her "
           "principal is her certificate's")
 
+    # The mTLS node runs with --allow-everyone-if-no-acl-found: a topic no ACL names is open to
+    # every principal; one with ACLs (mtls-anon) is not.
+    create_topic(madmin, "mtls-open")
+    eventually("alice writes mtls-open", lambda: alice_produces("mtls-open"))
+    print("allow-everyone-if-no-acl-found: alice writes mtls-open, which no ACL names")
+
     for what, cert, key in [("no client certificate", None, None),
                             ("a certificate the CA did not sign", "rogue.pem", "rogue.key")]:
         try:
@@ -1603,6 +1657,36 @@ def tls_clients(ctx):
         except Errors.KafkaError as e:
             print(f"kafka-python mTLS with {what}: refused ({type(e).__name__})", flush=True)
     check(watermarks_on(ctx, madmin, "mtls-anon") == 0, "a record reached mtls-anon")
+    # The same by hand: the TLS session is refused, no Kafka request is answered on it.
+    host, port = ctx.a.mtls.rsplit(":", 1)
+    for what, cert in [("no client certificate", None), ("the rogue certificate", "rogue")]:
+        tls = ssl.create_default_context(cafile=ctx.ca)
+        if cert:
+            tls.load_cert_chain(os.path.join(ctx.a.certs, f"{cert}.pem"),
+                                os.path.join(ctx.a.certs, f"{cert}.key"))
+        r = Raw.__new__(Raw)
+        r.corr = 0
+        try:
+            r.s = tls.wrap_socket(socket.create_connection((host, int(port)), timeout=10),
+                                  server_hostname=host)
+            r.api_versions()
+            fail(f"mTLS with {what}: ApiVersions answered")
+        except (ssl.SSLError, EOFError, ConnectionError) as e:
+            print(f"mTLS by hand with {what}: refused ({type(e).__name__})", flush=True)
+        except socket.timeout:
+            fail(f"mTLS with {what}: neither answered nor refused within 10 s")
+        finally:
+            r.close()
+    r = Raw.__new__(Raw)
+    r.corr = 0
+    tls = ssl.create_default_context(cafile=ctx.ca)
+    tls.load_cert_chain(os.path.join(ctx.a.certs, "client.pem"), os.path.join(ctx.a.certs, "client.key"))
+    r.s = tls.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname=host)
+    try:
+        check(r.api_versions() == NONE, "mTLS with alice's certificate: ApiVersions failed")
+    finally:
+        r.close()
+    print("mTLS by hand with alice's certificate: ApiVersions answered")
 
     # librdkafka up to 2.x (kcat 1.7.1 has 2.0.2) sends in its client-final message the client
     # nonce followed by the whole server-first nonce (which already starts with the client
