@@ -5,56 +5,44 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::process::{run_bounded, run_ok, signal_and_wait, stdout_lines};
+use common::cluster::free_port;
+use common::process::{Served, run_bounded, run_ok};
 
-/// The node under test, stopped (SIGTERM, then SIGKILL) when dropped.
+/// The node under test: a PLAINTEXT listener for the CLI and a SASL_PLAINTEXT one (PLAIN,
+/// users `alice` and `bob`) for the producers.
 struct Node {
-    child: Child,
+    served: Served,
     plain: String,
     sasl: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal_and_wait(&mut self.child, "-TERM", Duration::from_secs(10));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
 }
 
 fn start() -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let users = dir.path().join("users");
-    std::fs::write(&users, "# PLAIN users\nalice:alice-secret\nbob:bob-secret\n").expect("users");
-    let (plain, sasl) =
-        (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
-        .args(["serve", "--smp", "2", "--admin-listen", "none"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--listeners")
-        .arg(format!("PLAINTEXT://{plain},SASL_PLAINTEXT://{sasl}"))
-        .arg("--sasl-enabled-mechanisms")
-        .arg("PLAIN")
-        .arg("--sasl-plain-users")
-        .arg(&users)
-        .env("ODRADEK_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start odradek");
-    let rx = stdout_lines(&mut child);
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("ready line");
-    assert!(line.starts_with("odradek ready"), "{line}");
-    Node { child, plain, sasl, _dir: dir }
+    let users = tempfile::NamedTempFile::new().expect("users file");
+    std::fs::write(users.path(), "# PLAIN users\nalice:alice-secret\nbob:bob-secret\n")
+        .expect("users");
+    let (plain, sasl) = (
+        format!("127.0.0.1:{}", free_port("127.0.0.1")),
+        format!("127.0.0.1:{}", free_port("127.0.0.1")),
+    );
+    let users_path = users.path().to_string_lossy().into_owned();
+    let served = Served::start(&[
+        "--smp".into(),
+        "2".into(),
+        "--admin-listen".into(),
+        "none".into(),
+        "--listeners".into(),
+        format!("PLAINTEXT://{plain},SASL_PLAINTEXT://{sasl}"),
+        "--sasl-enabled-mechanisms".into(),
+        "PLAIN".into(),
+        "--sasl-plain-users".into(),
+        users_path,
+    ]);
+    // The users file is read at start-up; the temp file may go now.
+    drop(users);
+    Node { served, plain, sasl }
 }
 
 fn odradek(node: &Node, args: &[&str]) -> String {
@@ -105,7 +93,7 @@ fn a_producer_over_its_quota_is_held_to_it_and_another_user_is_not() {
     let out = run_bounded(&mut cmd, b"", Duration::from_secs(120)).unwrap_or_else(|o| {
         panic!("quota_check.py did not finish\n{}", o.text());
     });
-    assert!(out.status.success(), "quota_check.py failed\n{}", out.text());
+    assert!(out.status.success(), "quota_check.py failed\n{}{}", out.text(), node.served.logs());
     eprintln!("{}", out.stdout);
 
     // Removing the quota frees alice again.

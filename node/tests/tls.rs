@@ -5,30 +5,17 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::process::{run_ok, signal_and_wait, stdout_lines};
+use common::cluster::free_port;
+use common::process::{Served, run_ok};
 
 struct Node {
-    child: Child,
+    served: Served,
     plain: String,
     ssl: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            signal_and_wait(&mut self.child, "-TERM", Duration::from_secs(10));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port()
 }
 
 fn make_certs(dir: &Path) {
@@ -49,29 +36,25 @@ fn pem_body(pem: &str) -> String {
 }
 
 fn start(certs: &Path) -> Node {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (plain, ssl) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-    let log = dir.path().join("node.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
-        .args(["serve", "--smp", "1", "--admin-listen", "none"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--listeners")
-        .arg(format!("PLAINTEXT://{plain},SSL://{ssl}"))
-        .arg("--ssl-cert")
-        .arg(certs.join("server.pem"))
-        .arg("--ssl-key")
-        .arg(certs.join("server.key"))
-        .env("ODRADEK_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start odradek");
-    let rx = stdout_lines(&mut child);
-    let line = rx.recv_timeout(Duration::from_secs(30)).expect("ready line");
-    assert!(line.starts_with("odradek ready"), "{line}");
-    assert!(line.contains(&format!("SSL://{ssl}")), "the ready line names the listeners: {line}");
-    Node { child, plain, ssl, log, _dir: dir }
+    let (plain, ssl) = (
+        format!("127.0.0.1:{}", free_port("127.0.0.1")),
+        format!("127.0.0.1:{}", free_port("127.0.0.1")),
+    );
+    let served = Served::start(&[
+        "--smp".into(),
+        "1".into(),
+        "--admin-listen".into(),
+        "none".into(),
+        "--listeners".into(),
+        format!("PLAINTEXT://{plain},SSL://{ssl}"),
+        "--ssl-cert".into(),
+        certs.join("server.pem").to_string_lossy().into_owned(),
+        "--ssl-key".into(),
+        certs.join("server.key").to_string_lossy().into_owned(),
+    ]);
+    let ready = &served.ready;
+    assert!(ready.contains(&format!("SSL://{ssl}")), "the ready line names the listeners: {ready}");
+    Node { served, plain, ssl }
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -103,7 +86,7 @@ fn a_changed_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
     // A certificate that does not load: logged, and the old one stays.
     std::fs::write(live.path().join("server.pem"), "not a certificate\n").expect("write");
     wait_for("the refused reload is logged", Duration::from_secs(30), || {
-        std::fs::read_to_string(&node.log).is_ok_and(|l| l.contains("do not load"))
+        node.served.logs().contains("do not load")
     });
     let served = served_cert(&node.ssl).map(|p| pem_body(&p));
     assert_eq!(served.as_deref(), Some(old.as_str()), "the old certificate stays");
@@ -141,6 +124,6 @@ fn a_changed_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
     cmd.args(["cluster", "info"]).env("ODRADEK_BROKERS", &node.plain);
     let info = run_ok(&mut cmd, b"", Duration::from_secs(30)).stdout;
     assert!(info.contains("CLUSTER"), "{info}");
-    let log = std::fs::read_to_string(&node.log).expect("log");
+    let log = node.served.logs();
     assert!(log.contains("TLS handshake failed"), "the refusals are logged:\n{log}");
 }

@@ -467,21 +467,16 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             ))
         }
         RequestKind::IncrementalAlterConfigs(req) => {
-            let allowed = |t: i8, name: &str| match t {
-                2 => c.topic(name, op::ALTER_CONFIGS),
-                _ => c.cluster(op::ALTER_CONFIGS),
-            };
-            if req.resources.iter().all(|r| allowed(r.resource_type, &r.resource_name)) {
-                return Verdict::Allow;
-            }
-            let responses = req
-                .resources
-                .iter()
-                .map(|r| {
-                    kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone())
-                        .with_error_code(alter_code(allowed(r.resource_type, &r.resource_name), r.resource_type, cluster_code))
+            let resources = req.resources.iter().map(|r| (r.resource_type, &r.resource_name));
+            let Some(codes) = alter_configs_refusal(&c, resources) else { return Verdict::Allow };
+            use kafka_protocol::messages::incremental_alter_configs_response as r;
+            let responses = codes
+                .into_iter()
+                .map(|(t, name, code)| {
+                    r::AlterConfigsResourceResponse::default()
+                        .with_resource_type(t)
+                        .with_resource_name(name)
+                        .with_error_code(code)
                 })
                 .collect();
             body(ResponseKind::IncrementalAlterConfigs(
@@ -489,21 +484,16 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
             ))
         }
         RequestKind::AlterConfigs(req) => {
-            let allowed = |t: i8, name: &str| match t {
-                2 => c.topic(name, op::ALTER_CONFIGS),
-                _ => c.cluster(op::ALTER_CONFIGS),
-            };
-            if req.resources.iter().all(|r| allowed(r.resource_type, &r.resource_name)) {
-                return Verdict::Allow;
-            }
-            let responses = req
-                .resources
-                .iter()
-                .map(|r| {
-                    kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default()
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name.clone())
-                        .with_error_code(alter_code(allowed(r.resource_type, &r.resource_name), r.resource_type, cluster_code))
+            let resources = req.resources.iter().map(|r| (r.resource_type, &r.resource_name));
+            let Some(codes) = alter_configs_refusal(&c, resources) else { return Verdict::Allow };
+            use kafka_protocol::messages::alter_configs_response as r;
+            let responses = codes
+                .into_iter()
+                .map(|(t, name, code)| {
+                    r::AlterConfigsResourceResponse::default()
+                        .with_resource_type(t)
+                        .with_resource_name(name)
+                        .with_error_code(code)
                 })
                 .collect();
             body(ResponseKind::AlterConfigs(
@@ -652,13 +642,31 @@ fn topic_code(allowed: bool) -> i16 {
     if allowed { ec::UNKNOWN_SERVER_ERROR.code() } else { ec::TOPIC_AUTHORIZATION_FAILED.code() }
 }
 
-fn alter_code(allowed: bool, resource_type: i8, cluster_code: i16) -> i16 {
-    match (allowed, resource_type) {
-        // Refused along with the others (all or nothing); not itself denied.
-        (true, _) => ec::UNKNOWN_SERVER_ERROR.code(),
-        (false, 2) => ec::TOPIC_AUTHORIZATION_FAILED.code(),
-        (false, _) => cluster_code,
+/// AlterConfigs and IncrementalAlterConfigs need ALTER_CONFIGS on each topic (type 2) or the
+/// cluster (a broker): `None` when every resource is allowed, else each resource's code (all
+/// or nothing: an allowed one refused along with the others gets UNKNOWN_SERVER_ERROR).
+fn alter_configs_refusal<'a>(
+    c: &Check<'_>,
+    resources: impl Iterator<Item = (i8, &'a kafka_protocol::protocol::StrBytes)> + Clone,
+) -> Option<Vec<(i8, kafka_protocol::protocol::StrBytes, i16)>> {
+    let allowed = |t: i8, name: &str| match t {
+        2 => c.topic(name, op::ALTER_CONFIGS),
+        _ => c.cluster(op::ALTER_CONFIGS),
+    };
+    if resources.clone().all(|(t, name)| allowed(t, name)) {
+        return None;
     }
+    let codes = resources
+        .map(|(t, name)| {
+            let code = match (allowed(t, name), t) {
+                (true, _) => ec::UNKNOWN_SERVER_ERROR.code(),
+                (false, 2) => ec::TOPIC_AUTHORIZATION_FAILED.code(),
+                (false, _) => ec::CLUSTER_AUTHORIZATION_FAILED.code(),
+            };
+            (t, name.clone(), code)
+        })
+        .collect();
+    Some(codes)
 }
 
 fn partly<T>(denied: Vec<T>, wrap: fn(Vec<T>) -> Denied) -> Verdict {

@@ -110,3 +110,49 @@ pub fn run_ok(cmd: &mut Command, input: &[u8], limit: Duration) -> Out {
     assert!(out.status.success(), "{shown}: {}\n{}", out.status, out.text());
     out
 }
+
+/// A node started with `odradek serve --data-dir <its temp dir>/data` and the given flags,
+/// after its ready line; stopped with SIGTERM (bounded) when dropped. Its log goes to
+/// `<dir>/node.log`.
+pub struct Served {
+    pub child: std::process::Child,
+    pub ready: String,
+    pub log: std::path::PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub fn start(flags: &[String]) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("node.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(flags)
+            .env("ODRADEK_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start odradek");
+        let rx = stdout_lines(&mut child);
+        let ready = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("no ready line\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        assert!(ready.starts_with("odradek ready"), "{ready}");
+        Served { child, ready, log, dir }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            signal_and_wait(&mut self.child, "-TERM", Duration::from_secs(10));
+        }
+    }
+}
