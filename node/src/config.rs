@@ -131,8 +131,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ODRADEK_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "NAME:PROTOCOL,...")]
     pub listener_security_protocol_map: Option<String>,
     /// The listener other brokers' replica fetchers connect to (Kafka's
-    /// `inter.broker.listener.name`; a PLAINTEXT one) [default: the first PLAINTEXT
-    /// listener].
+    /// `inter.broker.listener.name`; PLAINTEXT, or SSL with --ssl-ca) [default: the first
+    /// PLAINTEXT listener, else the first].
     #[arg(long, env = "ODRADEK_INTER_BROKER_LISTENER_NAME", value_name = "NAME")]
     pub inter_broker_listener_name: Option<String>,
     /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL); re-read when the file

@@ -200,6 +200,7 @@ async fn run(
             // Outgoing connections leave from the node's own address (several nodes may share
             // a host on different loopback addresses); a wildcard listen leaves it to routing.
             bind: Some(config.listen.ip()).filter(|ip| !ip.is_unspecified()),
+            tls: security.inter_broker_tls.clone(),
         },
         stats.clone(),
     );

@@ -49,6 +49,7 @@ pub enum Denied {
     CreateTopics(Vec<String>),
     DeleteTopics(Vec<(Option<String>, uuid::Uuid)>),
     OffsetCommit(Vec<(String, Vec<i32>)>),
+    OffsetDelete(Vec<(String, Vec<i32>)>),
 }
 
 struct Check<'a> {
@@ -335,6 +336,20 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
         RequestKind::OffsetDelete(req) if !c.group(&req.group_id, op::DELETE) => body(
             ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(group_code)),
         ),
+        RequestKind::OffsetDelete(req) => {
+            let mut denied = Vec::new();
+            req.topics.retain(|t| {
+                let ok = c.topic(&t.name, op::READ);
+                if !ok {
+                    denied.push((
+                        t.name.to_string(),
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    ));
+                }
+                ok
+            });
+            partly(denied, Denied::OffsetDelete)
+        }
         RequestKind::InitProducerId(req) => match &req.transactional_id {
             Some(id) if !c.allows(resource::TRANSACTIONAL_ID, id, op::WRITE) => {
                 body(ResponseKind::InitProducerId(
@@ -500,13 +515,6 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                 AlterConfigsResponse::default().with_responses(responses),
             ))
         }
-        RequestKind::DescribeCluster(_) if !c.cluster(op::DESCRIBE) => {
-            body(ResponseKind::DescribeCluster(
-                DescribeClusterResponse::default()
-                    .with_error_code(cluster_code)
-                    .with_error_message(cluster_message),
-            ))
-        }
         RequestKind::DescribeLogDirs(_) if !c.cluster(op::DESCRIBE) => {
             body(ResponseKind::DescribeLogDirs(
                 DescribeLogDirsResponse::default().with_error_code(cluster_code),
@@ -575,11 +583,24 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                     .with_error_message(cluster_message),
             ))
         }
-        RequestKind::DescribeUserScramCredentials(_) if !c.cluster(op::DESCRIBE) => {
+        RequestKind::DescribeUserScramCredentials(req) if !c.cluster(op::DESCRIBE) => {
+            // As Kafka: the error at the top and on each user named.
+            let results = req
+                .users
+                .iter()
+                .flatten()
+                .map(|u| {
+                    kafka_protocol::messages::describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
+                        .with_user(u.name.clone())
+                        .with_error_code(cluster_code)
+                        .with_error_message(cluster_message.clone())
+                })
+                .collect();
             body(ResponseKind::DescribeUserScramCredentials(
                 DescribeUserScramCredentialsResponse::default()
                     .with_error_code(cluster_code)
-                    .with_error_message(cluster_message),
+                    .with_error_message(cluster_message)
+                    .with_results(results),
             ))
         }
         RequestKind::AlterUserScramCredentials(req) if !c.cluster(op::ALTER) => {
@@ -768,6 +789,26 @@ pub fn merge(reply: &mut Reply, denied: Denied) {
                 }
             }
         }
+        (Reply::Body(b), Denied::OffsetDelete(topics)) => {
+            if let ResponseKind::OffsetDelete(r) = &mut **b {
+                use kafka_protocol::messages::offset_delete_response as od;
+                for (name, parts) in topics {
+                    let partitions = parts
+                        .into_iter()
+                        .map(|i| {
+                            od::OffsetDeleteResponsePartition::default()
+                                .with_partition_index(i)
+                                .with_error_code(code)
+                        })
+                        .collect();
+                    r.topics.push(
+                        od::OffsetDeleteResponseTopic::default()
+                            .with_name(super::topic_name(&name))
+                            .with_partitions(partitions),
+                    );
+                }
+            }
+        }
         (Reply::Body(b), Denied::OffsetCommit(topics)) => {
             if let ResponseKind::OffsetCommit(r) = &mut **b {
                 for (name, parts) in topics {
@@ -906,10 +947,18 @@ pub fn authorized_operations(ctx: &Shard, session: &Session, wants: Wants, reply
             .filter(|&&o| everything || c.allows(resource_type, name, o))
             .fold(0i32, |acc, &o| acc | (1 << o))
     };
+    // As Kafka: a principal that may not DESCRIBE the cluster is told of no cluster operation.
+    let cluster_bits = || {
+        if everything || c.cluster(op::DESCRIBE) {
+            bits(resource::CLUSTER, CLUSTER, &CLUSTER_OPS)
+        } else {
+            0
+        }
+    };
     match &mut **b {
         ResponseKind::Metadata(r) => {
             if wants.cluster {
-                r.cluster_authorized_operations = bits(resource::CLUSTER, CLUSTER, &CLUSTER_OPS);
+                r.cluster_authorized_operations = cluster_bits();
             }
             if wants.topics {
                 for t in r.topics.iter_mut().filter(|t| t.error_code == 0) {
@@ -919,7 +968,7 @@ pub fn authorized_operations(ctx: &Shard, session: &Session, wants: Wants, reply
             }
         }
         ResponseKind::DescribeCluster(r) if wants.cluster => {
-            r.cluster_authorized_operations = bits(resource::CLUSTER, CLUSTER, &CLUSTER_OPS);
+            r.cluster_authorized_operations = cluster_bits();
         }
         ResponseKind::DescribeGroups(r) if wants.groups => {
             for g in r.groups.iter_mut().filter(|g| g.error_code == 0) {

@@ -227,7 +227,9 @@ fn advertise_for(ctx: &Shard, listener: &str, reply: &mut Reply) {
                 }
             }
             ResponseKind::FindCoordinator(r) => {
-                if let Some((host, port)) = at(r.node_id.0) {
+                // Before v4 the coordinator is at the top (its host set); from v4 those must stay
+                // at their defaults (they do not exist) and `coordinators` has it.
+                if let Some((host, port)) = at(r.node_id.0).filter(|_| !r.host.is_empty()) {
                     r.host = str_bytes(host);
                     r.port = i32::from(port);
                 }

@@ -104,8 +104,8 @@ impl Mechanism {
 pub struct SecurityConfig {
     /// Every listener, in the order given; at least one.
     pub listeners: Vec<Listener>,
-    /// Index into `listeners` of the one other brokers connect to (PLAINTEXT: replica
-    /// fetchers have no TLS or SASL yet).
+    /// Index into `listeners` of the one other brokers connect to (PLAINTEXT or SSL: replica
+    /// fetchers have no SASL yet).
     pub inter_broker: usize,
     /// Set when any listener uses TLS.
     pub tls: Option<TlsFiles>,
@@ -297,10 +297,10 @@ pub fn resolve(
             .position(|l| l.protocol == SecurityProtocol::Plaintext)
             .unwrap_or(0),
     };
-    if config.inter_broker().protocol != SecurityProtocol::Plaintext {
+    if config.inter_broker().protocol.sasl() {
         return Err(bad(
             "--inter-broker-listener-name",
-            "replica fetchers speak neither TLS nor SASL yet; name a PLAINTEXT listener (list one in --listeners)",
+            "replica fetchers do not speak SASL yet; name a PLAINTEXT or SSL listener (list one in --listeners)",
         ));
     }
     let wants_tls = config.listeners.iter().any(|l| l.protocol.tls());
@@ -319,6 +319,12 @@ pub fn resolve(
             };
             if client_auth != ClientAuth::None && raw.ssl_ca.is_none() {
                 return Err(bad("--ssl-client-auth", "client certificates need --ssl-ca FILE"));
+            }
+            if config.listeners[config.inter_broker].protocol.tls() && raw.ssl_ca.is_none() {
+                return Err(bad(
+                    "--inter-broker-listener-name",
+                    "an SSL inter-broker listener needs --ssl-ca (the CA of the brokers' certificates)",
+                ));
             }
             Some(TlsFiles { cert, key, ca: raw.ssl_ca, client_auth })
         }
@@ -417,7 +423,16 @@ mod tests {
         assert!(
             err(with("PLAINTEXT://127.0.0.1:2,SSL://127.0.0.1:1"), false).contains("--ssl-cert")
         );
-        assert!(err(with("SSL://127.0.0.1:1"), false).contains("PLAINTEXT listener"));
+        assert!(err(with("SASL_SSL://127.0.0.1:1"), false).contains("PLAINTEXT or SSL listener"));
+        let ssl_only = Raw {
+            ssl_cert: Some("c".into()),
+            ssl_key: Some("k".into()),
+            ..with("SSL://127.0.0.1:1")
+        };
+        assert!(
+            err(ssl_only, false).contains("--ssl-ca"),
+            "an SSL inter-broker listener trusts a CA"
+        );
         assert!(
             err(with("PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2"), false).contains("twice")
         );
@@ -425,7 +440,7 @@ mod tests {
             inter_broker: Some("SASL_PLAINTEXT".into()),
             ..with("SASL_PLAINTEXT://127.0.0.1:1")
         };
-        assert!(err(sasl_only, false).contains("replica fetchers"));
+        assert!(err(sasl_only, false).contains("do not speak SASL"));
         let mech = Raw { sasl_enabled_mechanisms: Some("GSSAPI".into()), ..Raw::default() };
         assert!(err(mech, false).contains("GSSAPI"));
         let auth = Raw { authorizer: Some("opa".into()), ..Raw::default() };

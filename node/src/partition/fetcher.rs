@@ -75,12 +75,14 @@ struct Session {
 }
 
 /// Where this shard's fetchers fetch from and as whom.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetcherSettings {
     /// This broker's id (the fetch's replica id).
     pub me: i32,
     /// The local address outgoing connections leave from (the node's listen address).
     pub bind: Option<IpAddr>,
+    /// TLS to the leaders, when the inter-broker listener is SSL.
+    pub tls: Option<odradek_client::compio::Tls>,
 }
 
 /// Why one fetch round failed as a whole.
@@ -164,7 +166,9 @@ async fn round(
         let broker = snapshot.brokers.get(&leader).ok_or(RoundError::NoEndpoint(leader))?;
         let addr = resolve(&broker.host, broker.port).ok_or(RoundError::NoEndpoint(leader))?;
         let client_id = format!("odradek-replica-{}", settings.me);
-        *conn = Some(AsyncConn::connect(addr, settings.bind, &client_id, CONNECT_TIMEOUT).await?);
+        let tls = settings.tls.as_ref();
+        let c = AsyncConn::connect_with(addr, settings.bind, &client_id, CONNECT_TIMEOUT, tls);
+        *conn = Some(c.await?);
     }
     let Some(c) = conn.as_mut() else { return Ok(()) };
     // What each partition was asked at: its answer applies only if that still holds.

@@ -101,8 +101,8 @@ impl Partitions {
         &self.metadata
     }
 
-    pub fn fetcher_settings(&self) -> FetcherSettings {
-        self.fetcher
+    pub fn fetcher_settings(&self) -> &FetcherSettings {
+        &self.fetcher
     }
 
     /// The open partitions that follow `leader`.

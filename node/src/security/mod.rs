@@ -72,6 +72,8 @@ pub struct Security {
     pub plain_users: sasl::PlainUsers,
     /// The broker's quota sensors, shared by every shard.
     pub quotas: quota::Registry,
+    /// TLS for this broker's replica fetchers, when the inter-broker listener is SSL.
+    pub inter_broker_tls: Option<odradek_client::compio::Tls>,
 }
 
 impl Security {
@@ -79,7 +81,17 @@ impl Security {
     pub fn load(config: &SecurityConfig) -> Result<Self, String> {
         let tls = config.tls.as_ref().map(tls::TlsContext::load).transpose()?;
         let plain_users = sasl::PlainUsers::load(config.sasl_plain_users.as_deref())?;
-        Ok(Self { config: config.clone(), tls, plain_users, quotas: quota::Registry::default() })
+        let inter_broker_tls = match (&config.tls, config.inter_broker().protocol.tls()) {
+            (Some(files), true) => Some(tls::client_config(files)?),
+            _ => None,
+        };
+        Ok(Self {
+            config: config.clone(),
+            tls,
+            plain_users,
+            quotas: quota::Registry::default(),
+            inter_broker_tls,
+        })
     }
 
     /// Whether `principal` (`User:admin`) is a super user.

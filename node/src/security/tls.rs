@@ -113,6 +113,39 @@ fn build(files: &TlsFiles) -> Result<ServerConfig, String> {
         .map_err(|e| format!("--ssl-cert/--ssl-key do not make a pair: {e}"))
 }
 
+/// The TLS a broker's replica fetchers use on an SSL inter-broker listener: other brokers'
+/// certificates must chain to `--ssl-ca`; this broker presents its own certificate (so that
+/// an mTLS listener knows it by its subject, as Kafka brokers do with their keystore).
+pub fn client_config(files: &TlsFiles) -> Result<odradek_client::compio::Tls, String> {
+    let Some(ca) = &files.ca else {
+        return Err(
+            "an SSL inter-broker listener needs --ssl-ca (the CA of the brokers' certificates)"
+                .into(),
+        );
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?
+    {
+        let cert = cert.map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("--ssl-cert {}: {e}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("--ssl-key {}: {e}", files.key.display()))?;
+    #[allow(deprecated)] // see `build`
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("--ssl-cert/--ssl-key as a client certificate: {e}"))?;
+    Ok(odradek_client::compio::Tls { config: Arc::new(config) })
+}
+
 /// Kafka's principal for a client certificate: `User:` and the subject's distinguished name
 /// as RFC 2253 writes it (most specific first: `CN=alice,O=example`).
 pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
