@@ -131,10 +131,19 @@ pub struct ServeArgs {
     #[arg(long, env = "ODRADEK_LISTENER_SECURITY_PROTOCOL_MAP", value_name = "NAME:PROTOCOL,...")]
     pub listener_security_protocol_map: Option<String>,
     /// The listener other brokers' replica fetchers connect to (Kafka's
-    /// `inter.broker.listener.name`; PLAINTEXT, or SSL with --ssl-ca) [default: the first
-    /// PLAINTEXT listener, else the first].
+    /// `inter.broker.listener.name`; with SSL or SASL_SSL they trust --ssl-ca, with SASL they
+    /// log in as --inter-broker-sasl-user) [default: the first PLAINTEXT listener, else the
+    /// first].
     #[arg(long, env = "ODRADEK_INTER_BROKER_LISTENER_NAME", value_name = "NAME")]
     pub inter_broker_listener_name: Option<String>,
+    /// The SASL mechanism replica fetchers use on a SASL inter-broker listener (Kafka's
+    /// `sasl.mechanism.inter.broker.protocol`) [default: PLAIN].
+    #[arg(long, env = "ODRADEK_INTER_BROKER_SASL_MECHANISM", value_name = "MECH")]
+    pub inter_broker_sasl_mechanism: Option<String>,
+    /// The SASL user replica fetchers log in as on a SASL inter-broker listener; its password
+    /// is its line in --sasl-plain-users [default: none].
+    #[arg(long, env = "ODRADEK_INTER_BROKER_SASL_USER", value_name = "NAME")]
+    pub inter_broker_sasl_user: Option<String>,
     /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL); re-read when the file
     /// changes [default: none].
     #[arg(long, env = "ODRADEK_SSL_CERT", value_name = "FILE")]
@@ -219,6 +228,8 @@ struct FileConfig {
     advertised_listeners: Option<String>,
     listener_security_protocol_map: Option<String>,
     inter_broker_listener_name: Option<String>,
+    inter_broker_sasl_mechanism: Option<String>,
+    inter_broker_sasl_user: Option<String>,
     ssl_cert: Option<PathBuf>,
     ssl_key: Option<PathBuf>,
     ssl_ca: Option<PathBuf>,
@@ -492,6 +503,14 @@ impl NodeConfig {
                     .inter_broker_listener_name
                     .clone()
                     .or(file.inter_broker_listener_name.clone()),
+                inter_broker_sasl_mechanism: args
+                    .inter_broker_sasl_mechanism
+                    .clone()
+                    .or(file.inter_broker_sasl_mechanism.clone()),
+                inter_broker_sasl_user: args
+                    .inter_broker_sasl_user
+                    .clone()
+                    .or(file.inter_broker_sasl_user.clone()),
                 ssl_cert: args.ssl_cert.clone().or(file.ssl_cert.clone()),
                 ssl_key: args.ssl_key.clone().or(file.ssl_key.clone()),
                 ssl_ca: args.ssl_ca.clone().or(file.ssl_ca.clone()),

@@ -201,6 +201,7 @@ async fn run(
             // a host on different loopback addresses); a wildcard listen leaves it to routing.
             bind: Some(config.listen.ip()).filter(|ip| !ip.is_unspecified()),
             tls: security.inter_broker_tls.clone(),
+            sasl: security.inter_broker_login.clone(),
         },
         stats.clone(),
     );

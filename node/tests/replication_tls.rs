@@ -1,7 +1,7 @@
-//! Replication over TLS: two brokers whose inter-broker listener is SSL with client
-//! certificates required, so every follower fetch is a TLS connection authenticated by the
-//! broker's certificate. With `min.insync.replicas=2`, an acks=all produce succeeds only if
-//! the follower fetched over it.
+//! Replication over secured inter-broker listeners: SSL with client certificates required (a
+//! follower is known by its certificate), and SASL_SSL with PLAIN and the ACL authorizer (a
+//! follower logs in as the broker user). With `min.insync.replicas=2`, an acks=all produce
+//! succeeds only if the follower fetched over that listener.
 
 mod common;
 
@@ -32,50 +32,53 @@ fn odradek(addr: &str, args: &[&str]) -> String {
     run_ok(&mut cmd, b"", Duration::from_secs(60)).stdout
 }
 
-#[test]
-fn followers_replicate_over_an_ssl_inter_broker_listener_with_client_certificates() {
-    let certs = tempfile::tempdir().expect("tempdir");
-    make_certs(certs.path());
-    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+/// Two brokers with a PLAINTEXT listener for clients and `inter` (`SSL` or `SASL_SSL`) for
+/// each other, started and formed.
+fn cluster(certs: &Path, inter: &str, extra: Vec<String>) -> Cluster {
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
     let mut cluster = Cluster::configure_with(2, |_| {
-        vec![
+        let mut args = vec![
             "--ssl-cert".into(),
             file("broker.pem"),
             "--ssl-key".into(),
             file("broker.key"),
             "--ssl-ca".into(),
             file("ca.pem"),
-            "--ssl-client-auth".into(),
-            "required".into(),
             "--inter-broker-listener-name".into(),
-            "SSL".into(),
-        ]
+            inter.into(),
+        ];
+        args.extend(extra.iter().cloned());
+        args
     });
-    // Each node: the test's PLAINTEXT address for clients, an SSL one for the brokers.
+    // Each node: the test's PLAINTEXT address for clients, `inter` for the brokers.
     for node in &mut cluster.nodes {
         let at = node.args.iter().position(|a| a == "--listen").expect("--listen");
         let (host, port) = (node.host.clone(), node.port);
-        let ssl = free_port(&host);
+        let secured = free_port(&host);
         node.args[at] = "--listeners".into();
-        node.args[at + 1] = format!("PLAINTEXT://{host}:{port},SSL://{host}:{ssl}");
+        node.args[at + 1] = format!("PLAINTEXT://{host}:{port},{inter}://{host}:{secured}");
     }
     cluster.start_all();
     cluster.wait_formed();
+    cluster
+}
+
+/// acks=all with `min.insync.replicas=2`: each batch is acknowledged only once the follower
+/// has it; then both partitions' ISR holds both brokers and everything reads back.
+fn replicate(cluster: &Cluster) {
     let bootstrap = cluster.addr(1);
     odradek(
         &bootstrap,
-        &["topic", "create", "over-tls", "-p", "2", "-r", "2", "-c", "min.insync.replicas=2"],
+        &["topic", "create", "secured", "-p", "2", "-r", "2", "-c", "min.insync.replicas=2"],
     );
-    // acks=all with min.insync.replicas=2: each batch is acknowledged only once the follower
-    // has it, and the follower only fetches over TLS.
     let lines: String = (0..20).map(|i| format!("k{i}:v{i}\n")).collect();
     let mut kcat = Command::new("kcat");
-    kcat.args(["-b", &bootstrap, "-P", "-t", "over-tls", "-K:", "-X", "acks=all"])
+    kcat.args(["-b", &bootstrap, "-P", "-t", "secured", "-K:", "-X", "acks=all"])
         .args(["-X", "message.timeout.ms=30000"]);
     let out = run_ok(&mut kcat, lines.as_bytes(), Duration::from_secs(60));
     assert!(!out.stderr.contains("ERROR"), "kcat: {}", out.text());
-    let described = wait_until("both replicas in sync", Duration::from_secs(30), || {
-        let d = odradek(&bootstrap, &["topic", "describe", "over-tls", "--output", "json"]);
+    wait_until("both replicas in sync", Duration::from_secs(30), || {
+        let d = odradek(&bootstrap, &["topic", "describe", "secured", "--output", "json"]);
         let v: serde_json::Value = serde_json::from_str(&d).map_err(|e| format!("{e}: {d}"))?;
         let partitions = v["partitions"].as_array().cloned().unwrap_or_default();
         let in_sync = partitions
@@ -84,13 +87,49 @@ fn followers_replicate_over_an_ssl_inter_broker_listener_with_client_certificate
             .count();
         if in_sync == 2 { Ok(d) } else { Err(d) }
     });
-    assert!(described.contains("over-tls"), "{described}");
     let mut consume = Command::new("kcat");
-    consume.args(["-b", &bootstrap, "-C", "-t", "over-tls", "-o", "beginning", "-e", "-q"]);
+    consume.args(["-b", &bootstrap, "-C", "-t", "secured", "-o", "beginning", "-e", "-q"]);
     let read = run_ok(&mut consume, b"", Duration::from_secs(60)).stdout;
     assert_eq!(read.lines().count(), 20, "{read}");
     assert!(
         cluster.find_log(|l| l.contains("TLS handshake failed")).is_none(),
         "no broker refused another's TLS"
+    );
+}
+
+#[test]
+fn followers_replicate_over_an_ssl_inter_broker_listener_with_client_certificates() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let cluster = cluster(certs.path(), "SSL", vec!["--ssl-client-auth".into(), "required".into()]);
+    replicate(&cluster);
+}
+
+#[test]
+fn followers_log_in_with_sasl_on_a_sasl_ssl_inter_broker_listener() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let users = certs.path().join("users");
+    std::fs::write(&users, "broker:broker-secret\n").expect("users");
+    let extra = vec![
+        "--sasl-enabled-mechanisms".into(),
+        "PLAIN".into(),
+        "--sasl-plain-users".into(),
+        users.to_string_lossy().into_owned(),
+        "--inter-broker-sasl-user".into(),
+        "broker".into(),
+        // The authorizer on: the followers' fetches pass as the broker user (a super user:
+        // without it they are refused CLUSTER_ACTION and acks=all cannot complete), the test's
+        // clients as PLAINTEXT's User:ANONYMOUS.
+        "--authorizer".into(),
+        "acl".into(),
+        "--super-users".into(),
+        "User:broker;User:ANONYMOUS".into(),
+    ];
+    let cluster = cluster(certs.path(), "SASL_SSL", extra);
+    replicate(&cluster);
+    assert!(
+        cluster.find_log(|l| l.contains("SASL authentication failed")).is_none(),
+        "every login between brokers succeeded"
     );
 }

@@ -104,9 +104,11 @@ impl Mechanism {
 pub struct SecurityConfig {
     /// Every listener, in the order given; at least one.
     pub listeners: Vec<Listener>,
-    /// Index into `listeners` of the one other brokers connect to (PLAINTEXT or SSL: replica
-    /// fetchers have no SASL yet).
+    /// Index into `listeners` of the one other brokers connect to.
     pub inter_broker: usize,
+    /// How replica fetchers log in on a SASL inter-broker listener: mechanism and user (the
+    /// password is the user's line in the PLAIN users file).
+    pub inter_broker_sasl: Option<(Mechanism, String)>,
     /// Set when any listener uses TLS.
     pub tls: Option<TlsFiles>,
     pub sasl_mechanisms: Vec<Mechanism>,
@@ -132,6 +134,7 @@ impl SecurityConfig {
                 advertised: advertise,
             }],
             inter_broker: 0,
+            inter_broker_sasl: None,
             tls: None,
             sasl_mechanisms: Mechanism::ALL.to_vec(),
             sasl_plain_users: None,
@@ -154,6 +157,8 @@ pub struct Raw {
     pub advertised_listeners: Option<String>,
     pub protocol_map: Option<String>,
     pub inter_broker: Option<String>,
+    pub inter_broker_sasl_mechanism: Option<String>,
+    pub inter_broker_sasl_user: Option<String>,
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
     pub ssl_ca: Option<PathBuf>,
@@ -297,12 +302,6 @@ pub fn resolve(
             .position(|l| l.protocol == SecurityProtocol::Plaintext)
             .unwrap_or(0),
     };
-    if config.inter_broker().protocol.sasl() {
-        return Err(bad(
-            "--inter-broker-listener-name",
-            "replica fetchers do not speak SASL yet; name a PLAINTEXT or SSL listener (list one in --listeners)",
-        ));
-    }
     let wants_tls = config.listeners.iter().any(|l| l.protocol.tls());
     config.tls = match (raw.ssl_cert, raw.ssl_key) {
         (Some(cert), Some(key)) => {
@@ -354,6 +353,36 @@ pub fn resolve(
             return Err(bad("--sasl-enabled-mechanisms", "no mechanism"));
         }
         config.sasl_mechanisms = mechanisms;
+    }
+    if config.inter_broker().protocol.sasl() {
+        let mechanism = match raw.inter_broker_sasl_mechanism.as_deref() {
+            None => Mechanism::Plain,
+            Some(name) => Mechanism::parse(name).ok_or_else(|| {
+                bad(
+                    "--inter-broker-sasl-mechanism",
+                    format!("`{name}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                )
+            })?,
+        };
+        if !config.sasl_mechanisms.contains(&mechanism) {
+            return Err(bad(
+                "--inter-broker-sasl-mechanism",
+                format!("{} is not in --sasl-enabled-mechanisms", mechanism.name()),
+            ));
+        }
+        let user = raw.inter_broker_sasl_user.clone().ok_or_else(|| {
+            bad(
+                "--inter-broker-listener-name",
+                "a SASL inter-broker listener needs --inter-broker-sasl-user NAME (its password is its line in --sasl-plain-users)",
+            )
+        })?;
+        if raw.sasl_plain_users.is_none() {
+            return Err(bad(
+                "--inter-broker-sasl-user",
+                "its password comes from --sasl-plain-users FILE; give one",
+            ));
+        }
+        config.inter_broker_sasl = Some((mechanism, user));
     }
     config.sasl_plain_users = raw.sasl_plain_users;
     config.connections_max_reauth_ms = raw.connections_max_reauth_ms.unwrap_or(0);
@@ -423,7 +452,14 @@ mod tests {
         assert!(
             err(with("PLAINTEXT://127.0.0.1:2,SSL://127.0.0.1:1"), false).contains("--ssl-cert")
         );
-        assert!(err(with("SASL_SSL://127.0.0.1:1"), false).contains("PLAINTEXT or SSL listener"));
+        let sasl_ssl = Raw {
+            inter_broker_sasl_user: Some("broker".into()),
+            sasl_plain_users: Some("users".into()),
+            ssl_cert: Some("c".into()),
+            ssl_key: Some("k".into()),
+            ..with("SASL_SSL://127.0.0.1:1")
+        };
+        assert!(err(sasl_ssl, false).contains("--ssl-ca"), "SASL_SSL between brokers trusts a CA");
         let ssl_only = Raw {
             ssl_cert: Some("c".into()),
             ssl_key: Some("k".into()),
@@ -440,7 +476,7 @@ mod tests {
             inter_broker: Some("SASL_PLAINTEXT".into()),
             ..with("SASL_PLAINTEXT://127.0.0.1:1")
         };
-        assert!(err(sasl_only, false).contains("do not speak SASL"));
+        assert!(err(sasl_only, false).contains("--inter-broker-sasl-user"));
         let mech = Raw { sasl_enabled_mechanisms: Some("GSSAPI".into()), ..Raw::default() };
         assert!(err(mech, false).contains("GSSAPI"));
         let auth = Raw { authorizer: Some("opa".into()), ..Raw::default() };

@@ -81,8 +81,10 @@ pub struct FetcherSettings {
     pub me: i32,
     /// The local address outgoing connections leave from (the node's listen address).
     pub bind: Option<IpAddr>,
-    /// TLS to the leaders, when the inter-broker listener is SSL.
+    /// TLS to the leaders, when the inter-broker listener is SSL or SASL_SSL.
     pub tls: Option<odradek_client::compio::Tls>,
+    /// The SASL login, when the inter-broker listener is SASL_PLAINTEXT or SASL_SSL.
+    pub sasl: Option<std::sync::Arc<crate::security::sasl::Login>>,
 }
 
 /// Why one fetch round failed as a whole.
@@ -96,6 +98,8 @@ enum RoundError {
     Client(#[from] odradek_client::ClientError),
     #[error("fetch session: {0}")]
     Session(ErrorCode),
+    #[error("SASL login to leader {leader}: {reason}")]
+    Login { leader: i32, reason: String },
 }
 
 /// Fetches for every partition of `partitions` that follows `leader`, until none does or
@@ -168,7 +172,14 @@ async fn round(
         let client_id = format!("odradek-replica-{}", settings.me);
         let tls = settings.tls.as_ref();
         let c = AsyncConn::connect_with(addr, settings.bind, &client_id, CONNECT_TIMEOUT, tls);
-        *conn = Some(c.await?);
+        let mut c = c.await?;
+        if let Some(login) = &settings.sasl {
+            login
+                .log_in(&mut c, CONNECT_TIMEOUT)
+                .await
+                .map_err(|reason| RoundError::Login { leader, reason })?;
+        }
+        *conn = Some(c);
     }
     let Some(c) = conn.as_mut() else { return Ok(()) };
     // What each partition was asked at: its answer applies only if that still holds.

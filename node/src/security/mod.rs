@@ -72,8 +72,11 @@ pub struct Security {
     pub plain_users: sasl::PlainUsers,
     /// The broker's quota sensors, shared by every shard.
     pub quotas: quota::Registry,
-    /// TLS for this broker's replica fetchers, when the inter-broker listener is SSL.
+    /// TLS for this broker's replica fetchers, when the inter-broker listener is SSL or
+    /// SASL_SSL.
     pub inter_broker_tls: Option<odradek_client::compio::Tls>,
+    /// Their SASL login, when it is SASL_PLAINTEXT or SASL_SSL.
+    pub inter_broker_login: Option<Arc<sasl::Login>>,
 }
 
 impl Security {
@@ -85,12 +88,26 @@ impl Security {
             (Some(files), true) => Some(tls::client_config(files)?),
             _ => None,
         };
+        let inter_broker_login = match &config.inter_broker_sasl {
+            None => None,
+            Some((mechanism, user)) => {
+                let password = plain_users.password(user).ok_or_else(|| {
+                    format!("--inter-broker-sasl-user {user}: no line for it in --sasl-plain-users")
+                })?;
+                Some(Arc::new(sasl::Login {
+                    mechanism: *mechanism,
+                    user: user.clone(),
+                    password: password.to_owned(),
+                }))
+            }
+        };
         Ok(Self {
             config: config.clone(),
             tls,
             plain_users,
             quotas: quota::Registry::default(),
             inter_broker_tls,
+            inter_broker_login,
         })
     }
 

@@ -66,6 +66,11 @@ impl PlainUsers {
         self.0.len()
     }
 
+    /// The password of `user`, if the file has it (a broker's own login between brokers).
+    pub fn password(&self, user: &str) -> Option<&str> {
+        self.0.get(user).map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -292,6 +297,73 @@ where
     let mut mac = <SimpleHmac<D> as Mac>::new_from_slice(&cred.server_key).ok()?;
     mac.update(auth_message.as_bytes());
     Some(mac.finalize().into_bytes().to_vec())
+}
+
+/// How a replica fetcher logs in on a SASL inter-broker listener: the client side of the
+/// mechanism (rsasl's), over SaslHandshake v1 and SaslAuthenticate.
+pub struct Login {
+    pub mechanism: Mechanism,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most SaslAuthenticate round trips a login takes (SCRAM takes two).
+const LOGIN_STEPS_MAX: usize = 4;
+
+impl Login {
+    /// Authenticates `conn` (already past ApiVersions), each call bounded by `limit`.
+    pub async fn log_in(
+        &self,
+        conn: &mut odradek_client::compio::AsyncConn,
+        limit: std::time::Duration,
+    ) -> Result<(), String> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        use kafka_protocol::protocol::StrBytes;
+        let name = self.mechanism.name();
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(name));
+        let answer = conn.call_at(1, &handshake, limit).await.map_err(|e| e.to_string())?;
+        if answer.error_code != 0 {
+            return Err(format!("SaslHandshake {name}: error {}", answer.error_code));
+        }
+        let config = SASLConfig::with_credentials(None, self.user.clone(), self.password.clone())
+            .map_err(|e| e.to_string())?;
+        let mechname = Mechname::parse(name.as_bytes()).map_err(|e| e.to_string())?;
+        let mut session = rsasl::prelude::SASLClient::new(config)
+            .start_suggested(&[mechname])
+            .map_err(|e| e.to_string())?;
+        let mut input: Option<Vec<u8>> = None;
+        for _ in 0..LOGIN_STEPS_MAX {
+            let mut out = Cursor::new(Vec::new());
+            let state = session.step(input.as_deref(), &mut out).map_err(|e| e.to_string())?;
+            if state.has_sent_message() {
+                let req = SaslAuthenticateRequest::default()
+                    .with_auth_bytes(bytes::Bytes::from(out.into_inner()));
+                let answer = conn.call(&req, limit).await.map_err(|e| e.to_string())?;
+                if answer.error_code != 0 {
+                    return Err(format!(
+                        "SaslAuthenticate {name}: error {}: {}",
+                        answer.error_code,
+                        answer.error_message.as_deref().unwrap_or("")
+                    ));
+                }
+                input = Some(answer.auth_bytes.to_vec());
+            }
+            if state.is_finished() {
+                return Ok(());
+            }
+        }
+        Err(format!("{name} took more than {LOGIN_STEPS_MAX} steps"))
+    }
 }
 
 /// PLAIN against the users file: `None` when the file does not name the user.
