@@ -455,7 +455,7 @@ struct Node {
     /// Accepted connections being served.
     connections: std::cell::Cell<usize>,
     /// Idle connections for forwarded proposals: (leader, idle since, stream).
-    forward_idle: std::cell::RefCell<Vec<(NodeId, Instant, TcpStream)>>,
+    forward_idle: std::cell::RefCell<Vec<(NodeId, Instant, net::Conn)>>,
     forward_slots: async_lock::Semaphore,
     shared: Arc<Shared>,
     /// The last heartbeat of each broker, as this node saw it while it was the active
@@ -478,13 +478,16 @@ impl Node {
             .map_err(io_err("open metadata log"))?;
         let sm =
             StateMachine::open(&dir, shared.clone()).await.map_err(io_err("open snapshots"))?;
-        let ident = Rc::new(Identity::new(
-            config.node_id,
-            config.listen,
-            config.voters.clone(),
-            dir.clone(),
-            cluster_id,
-        ));
+        let ident = Rc::new(
+            Identity::new(
+                config.node_id,
+                config.listen,
+                config.voters.clone(),
+                dir.clone(),
+                cluster_id,
+            )
+            .with_tls(config.tls.clone()),
+        );
         if let Some(seed) = config.cluster_id {
             ident.adopt(seed).await.map_err(io_err("check the configured cluster id"))?;
         }
@@ -629,8 +632,15 @@ impl Node {
         }
     }
 
-    async fn serve_conn(self: Rc<Self>, mut stream: TcpStream, peer: SocketAddr) {
+    async fn serve_conn(self: Rc<Self>, stream: TcpStream, peer: SocketAddr) {
         stream.set_nodelay(true).ok();
+        let mut stream = match net::accept_tls(self.ident.tls.as_ref(), stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(node = self.config.node_id, %peer, error = %e, "controller connection closed: TLS handshake failed");
+                return;
+            }
+        };
         let Some((peer_id, observer)) = net::accept_handshake(&self.ident, &mut stream, peer).await
         else {
             return;

@@ -61,4 +61,5 @@ pub use image::{
     ElectionKind, Endpoint, MetadataImage, PartitionRecord, QuotaEntity, QuotaRecord,
     ScramCredential, TopicRecord,
 };
+pub use net::QuorumTls;
 pub use observer::{Observer, ObserverConfig};

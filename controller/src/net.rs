@@ -7,17 +7,25 @@
 //! voter list is refused with one `warn` line naming the reason, and the connection is closed.
 //! Garbage, an oversize length or a frame that does not decode closes the connection with a log
 //! line; nothing of it reaches raft. Outgoing sockets bind to the node's own controller address.
+//!
+//! With [`QuorumTls`] every connection is TLS first (both sides present a certificate that
+//! chains to the configured CA; a peer without one never reaches the handshake), then the
+//! same frames.
 
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use compio::BufResult;
 use compio::buf::{IntoInner, IoBuf};
+use compio::io::compat::AsyncStream;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::{TcpSocket, TcpStream};
+use futures_util::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
@@ -112,6 +120,92 @@ pub enum Response {
     Image(Option<std::sync::Arc<crate::image::MetadataImage>>),
 }
 
+/// TLS between quorum members: the server side for accepted connections (client certificates
+/// required) and the client side for outgoing ones (the peer's certificate must name its IP).
+#[derive(Clone)]
+pub struct QuorumTls {
+    pub server: Arc<futures_rustls::rustls::ServerConfig>,
+    pub client: Arc<futures_rustls::rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for QuorumTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QuorumTls")
+    }
+}
+
+type TlsStream = futures_rustls::TlsStream<Pin<Box<AsyncStream<TcpStream>>>>;
+
+/// A quorum connection: the socket, or TLS over it.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Plain(_) => "Conn::Plain",
+            Conn::Tls(_) => "Conn::Tls",
+        })
+    }
+}
+
+impl Conn {
+    async fn write_all(&mut self, buf: Vec<u8>) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => {
+                let BufResult(res, _) = s.write_all(buf).await;
+                res
+            }
+            Conn::Tls(s) => {
+                s.write_all(&buf).await?;
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read_prefix(&mut self) -> io::Result<[u8; 4]> {
+        match self {
+            Conn::Plain(s) => {
+                let BufResult(res, p) = s.read_exact([0u8; 4]).await;
+                res.map(|()| p)
+            }
+            Conn::Tls(s) => {
+                let mut p = [0u8; 4];
+                s.read_exact(&mut p).await.map(|()| p)
+            }
+        }
+    }
+
+    async fn read_vec(&mut self, len: usize) -> io::Result<Vec<u8>> {
+        match self {
+            Conn::Plain(s) => {
+                let BufResult(res, buf) =
+                    s.read_exact(IoBuf::slice(Vec::with_capacity(len), 0..len)).await;
+                res.map(|()| buf.into_inner())
+            }
+            Conn::Tls(s) => {
+                let mut buf = vec![0u8; len];
+                s.read_exact(&mut buf).await.map(|()| buf)
+            }
+        }
+    }
+}
+
+/// Accepts TLS on an accepted connection when `tls` is set, within the handshake timeout.
+pub async fn accept_tls(tls: Option<&QuorumTls>, stream: TcpStream) -> io::Result<Conn> {
+    let Some(tls) = tls else { return Ok(Conn::Plain(stream)) };
+    let acceptor = futures_rustls::TlsAcceptor::from(tls.server.clone());
+    let s = compio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        acceptor.accept(Box::pin(AsyncStream::new(stream))),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Conn::Tls(Box::new(futures_rustls::TlsStream::Server(s))))
+}
+
 /// Who this node is and which cluster it belongs to; shared by the server, the clients and
 /// the controller (one thread).
 #[derive(Debug)]
@@ -123,6 +217,8 @@ pub struct Identity {
     pub cluster_id: RefCell<Option<Uuid>>,
     /// Whether this node is an observer (see [`Handshake::observer`]).
     pub observer: bool,
+    /// TLS for every quorum connection, when configured.
+    pub tls: Option<QuorumTls>,
     adopt_lock: async_lock::Mutex<()>,
 }
 
@@ -141,8 +237,14 @@ impl Identity {
             data_dir,
             cluster_id: RefCell::new(cluster_id),
             observer: false,
+            tls: None,
             adopt_lock: async_lock::Mutex::new(()),
         }
+    }
+
+    /// With TLS for every quorum connection.
+    pub fn with_tls(self, tls: Option<QuorumTls>) -> Self {
+        Identity { tls, ..self }
     }
 
     /// The identity of an observer: `node_id` must not be a voter's id.
@@ -212,7 +314,7 @@ impl Identity {
 }
 
 /// Writes one frame.
-pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> io::Result<()> {
+pub async fn write_frame<T: Serialize>(stream: &mut Conn, msg: &T) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if body.len() > FRAME_BYTES_MAX {
         return Err(io::Error::other(format!(
@@ -224,24 +326,23 @@ pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> io::R
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&body);
-    let BufResult(res, _) = stream.write_all(buf).await;
-    res
+    stream.write_all(buf).await
 }
 
 /// Reads one frame of at most `max` bytes within `timeout`; `Ok(None)` on a clean close.
 pub async fn read_frame<T: DeserializeOwned>(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     max: usize,
     timeout: Duration,
 ) -> io::Result<Option<T>> {
-    let read = compio::time::timeout(timeout, stream.read_exact([0u8; 4]));
+    let read = compio::time::timeout(timeout, stream.read_prefix());
     let prefix = match read.await {
         Err(_) => {
             return Err(io::Error::new(io::ErrorKind::TimedOut, format!("silent for {timeout:?}")));
         }
-        Ok(BufResult(Ok(()), p)) => p,
-        Ok(BufResult(Err(e), _)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Ok(BufResult(Err(e), _)) => return Err(e),
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e),
     };
     let len = u32::from_be_bytes(prefix) as usize;
     if len == 0 || len > max {
@@ -250,33 +351,41 @@ pub async fn read_frame<T: DeserializeOwned>(
             format!("frame length {len} outside 1..={max}"),
         ));
     }
-    let buf = IoBuf::slice(Vec::with_capacity(len), 0..len);
-    let BufResult(res, buf) =
-        compio::time::timeout(timeout, stream.read_exact(buf)).await.map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no complete {len}-byte frame in {timeout:?}"),
-            )
-        })?;
-    res?;
-    let body = buf.into_inner();
+    let body = compio::time::timeout(timeout, stream.read_vec(len)).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete {len}-byte frame in {timeout:?}"),
+        )
+    })??;
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable frame: {e}")))
 }
 
 /// Opens a connection to `addr` from our own controller address and exchanges handshakes.
-pub async fn connect(ident: &Identity, addr: SocketAddr) -> io::Result<TcpStream> {
+pub async fn connect(ident: &Identity, addr: SocketAddr) -> io::Result<Conn> {
     let connect = async {
         let socket =
             if addr.is_ipv4() { TcpSocket::new_v4().await? } else { TcpSocket::new_v6().await? };
         socket.bind(SocketAddr::new(ident.listen.ip(), 0)).await?;
         socket.connect(addr).await
     };
-    let mut stream = compio::time::timeout(HANDSHAKE_TIMEOUT, connect)
+    let stream = compio::time::timeout(HANDSHAKE_TIMEOUT, connect)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true).ok();
+    let mut stream = match &ident.tls {
+        None => Conn::Plain(stream),
+        Some(tls) => {
+            let connector = futures_rustls::TlsConnector::from(tls.client.clone());
+            let name = futures_rustls::rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            let handshake = connector.connect(name, Box::pin(AsyncStream::new(stream)));
+            let s = compio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await.map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
+            Conn::Tls(Box::new(futures_rustls::TlsStream::Client(s)))
+        }
+    };
     write_frame(&mut stream, &ident.handshake()).await?;
     match read_frame::<HandshakeReply>(&mut stream, HANDSHAKE_BYTES_MAX, HANDSHAKE_TIMEOUT).await? {
         Some(HandshakeReply::Accepted { cluster_id }) => {
@@ -299,7 +408,7 @@ pub async fn connect(ident: &Identity, addr: SocketAddr) -> io::Result<TcpStream
 /// Handles the handshake of an accepted connection; `Ok(peer id)` if it may go on.
 pub async fn accept_handshake(
     ident: &Identity,
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     peer: SocketAddr,
 ) -> Option<(NodeId, bool)> {
     let hs = match read_frame::<Handshake>(stream, HANDSHAKE_BYTES_MAX, HANDSHAKE_TIMEOUT).await {
@@ -355,7 +464,7 @@ pub struct PeerClient {
     ident: Rc<Identity>,
     target: NodeId,
     addr: Option<SocketAddr>,
-    stream: Option<TcpStream>,
+    stream: Option<Conn>,
 }
 
 enum Fail {

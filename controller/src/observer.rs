@@ -52,6 +52,8 @@ pub struct ObserverConfig {
     pub propose_timeout: Duration,
     /// The cluster id the node already knows (see `ControllerConfig::cluster_id`).
     pub cluster_id: Option<Uuid>,
+    /// TLS to the voters (see `ControllerConfig::tls`).
+    pub tls: Option<crate::net::QuorumTls>,
 }
 
 impl ObserverConfig {
@@ -63,6 +65,7 @@ impl ObserverConfig {
             data_dir,
             propose_timeout: Duration::from_secs(5),
             cluster_id: None,
+            tls: None,
         }
     }
 }
@@ -94,7 +97,8 @@ impl Observer {
                         config.voters.clone(),
                         config.data_dir.clone(),
                         cluster_id,
-                    );
+                    )
+                    .with_tls(config.tls.clone());
                     let node = Rc::new(ObserverNode {
                         ident,
                         config,

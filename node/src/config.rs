@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// is its line in --sasl-plain-users [default: none].
     #[arg(long, env = "ODRADEK_INTER_BROKER_SASL_USER", value_name = "NAME")]
     pub inter_broker_sasl_user: Option<String>,
+    /// How controllers (and broker-only nodes following them) talk on the controller port:
+    /// `PLAINTEXT` or `SSL` (mutual TLS: every side presents --ssl-cert, which must chain to
+    /// --ssl-ca; the certificate must name the node's controller IP) [default: PLAINTEXT].
+    #[arg(long, env = "ODRADEK_CONTROLLER_SECURITY_PROTOCOL", value_name = "PROTOCOL")]
+    pub controller_security_protocol: Option<String>,
     /// PEM certificate chain of the TLS listeners (SSL, SASL_SSL); re-read when the file
     /// changes [default: none].
     #[arg(long, env = "ODRADEK_SSL_CERT", value_name = "FILE")]
@@ -230,6 +235,7 @@ struct FileConfig {
     inter_broker_listener_name: Option<String>,
     inter_broker_sasl_mechanism: Option<String>,
     inter_broker_sasl_user: Option<String>,
+    controller_security_protocol: Option<String>,
     ssl_cert: Option<PathBuf>,
     ssl_key: Option<PathBuf>,
     ssl_ca: Option<PathBuf>,
@@ -511,6 +517,10 @@ impl NodeConfig {
                     .inter_broker_sasl_user
                     .clone()
                     .or(file.inter_broker_sasl_user.clone()),
+                controller_security_protocol: args
+                    .controller_security_protocol
+                    .clone()
+                    .or(file.controller_security_protocol.clone()),
                 ssl_cert: args.ssl_cert.clone().or(file.ssl_cert.clone()),
                 ssl_key: args.ssl_key.clone().or(file.ssl_key.clone()),
                 ssl_ca: args.ssl_ca.clone().or(file.ssl_ca.clone()),

@@ -83,7 +83,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         })?);
     // The admin port too, before anything starts that a refusal would have to stop.
     let admin_listener = bind_admin(&config)?;
-    let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id).map_err(|e| {
+    let store = Arc::new(QuorumStore::start(&config, dir_identity.cluster_id, security.quorum_tls.clone()).map_err(|e| {
         StartupError::new(
             format!("cannot start the controller quorum member: {e}"),
             "check --controller-listen (free, this host's address) and the data directory; another cluster's data directory is refused",

@@ -1,7 +1,8 @@
-//! Replication over secured inter-broker listeners: SSL with client certificates required (a
-//! follower is known by its certificate), and SASL_SSL with PLAIN and the ACL authorizer (a
-//! follower logs in as the broker user). With `min.insync.replicas=2`, an acks=all produce
-//! succeeds only if the follower fetched over that listener.
+//! Brokers talking to each other over secured channels: replication over SSL with client
+//! certificates required (a follower is known by its certificate) and over SASL_SSL with PLAIN
+//! and the ACL authorizer (a follower logs in as the broker user) — with
+//! `min.insync.replicas=2`, an acks=all produce succeeds only if the follower fetched over that
+//! listener — and a controller quorum on mutual TLS.
 
 mod common;
 
@@ -12,13 +13,13 @@ use std::time::Duration;
 use common::cluster::{Cluster, free_port, wait_until};
 use common::process::run_ok;
 
-/// A CA and one certificate for both brokers (IP SANs 127.0.0.2 and 127.0.0.3), by openssl.
+/// A CA and one certificate for every broker (IP SANs 127.0.0.2 to .4), by openssl.
 fn make_certs(dir: &Path) {
     let script = r#"set -eu
 cd "$1"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=replication-ca
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout broker.key -out broker.csr -subj /O=odradek/CN=broker
-printf 'subjectAltName=IP:127.0.0.2,IP:127.0.0.3\n' > ext
+printf 'subjectAltName=IP:127.0.0.2,IP:127.0.0.3,IP:127.0.0.4\n' > ext
 openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.pem -days 2 -extfile ext
 "#;
     let mut cmd = Command::new("sh");
@@ -132,4 +133,53 @@ fn followers_log_in_with_sasl_on_a_sasl_ssl_inter_broker_listener() {
         cluster.find_log(|l| l.contains("SASL authentication failed")).is_none(),
         "every login between brokers succeeded"
     );
+}
+
+#[test]
+fn a_controller_quorum_on_mutual_tls_forms_and_refuses_plain_peers() {
+    use std::io::{Read, Write};
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
+    let mut cluster = Cluster::start_with(3, |_| {
+        vec![
+            "--ssl-cert".into(),
+            file("broker.pem"),
+            "--ssl-key".into(),
+            file("broker.key"),
+            "--ssl-ca".into(),
+            file("ca.pem"),
+            "--controller-security-protocol".into(),
+            "SSL".into(),
+        ]
+    });
+    cluster.wait_formed();
+    let bootstrap = cluster.addr(1);
+    odradek(&bootstrap, &["topic", "create", "quorum-tls", "-p", "3", "-r", "3"]);
+    let listed = odradek(&cluster.addr(3), &["topic", "list"]);
+    assert!(listed.contains("quorum-tls"), "every broker follows the metadata: {listed}");
+    // A peer without TLS (or with garbage) on the controller port never reaches raft.
+    let controller = cluster.node(2).controller_addr();
+    let mut s = std::net::TcpStream::connect(&controller).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+    let _ = s.write_all(b"\x00\x00\x00\x10{\"magic\":\"odradek\"}");
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        assert!(got.len() < 4096, "the controller port kept talking to a plain peer");
+    }
+    assert!(got.is_empty() || got[0] == 0x15, "only a TLS alert may come back: {got:?}");
+    wait_until("the refusal is logged", Duration::from_secs(15), || {
+        cluster
+            .find_log(|l| l.contains("TLS handshake failed"))
+            .map(|_| ())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_odradek"));
+    cmd.args(["cluster", "health"]).env("ODRADEK_BROKERS", &bootstrap);
+    run_ok(&mut cmd, b"", Duration::from_secs(60));
 }

@@ -53,7 +53,12 @@ pub struct JoinError(pub String);
 impl QuorumStore {
     /// Starts this node's voter or observer (their threads), with the cluster id the data
     /// directory already belongs to, if any.
-    pub fn start(config: &NodeConfig, cluster_id: Option<Uuid>) -> Result<Self, JoinError> {
+    /// `tls`: mutual TLS on the controller port, when configured.
+    pub fn start(
+        config: &NodeConfig,
+        cluster_id: Option<Uuid>,
+        tls: Option<odradek_controller::QuorumTls>,
+    ) -> Result<Self, JoinError> {
         let c = &config.cluster;
         let id = u64::try_from(config.node_id).map_err(|_| JoinError("negative node id".into()))?;
         let dir = config.data_dir.join(CONTROLLER_DIR);
@@ -61,10 +66,12 @@ impl QuorumStore {
             let mut cc = ControllerConfig::new(id, c.controller_listen, c.voters.clone(), dir);
             cc.broker_session_timeout = Duration::from_millis(c.broker_session_timeout_ms);
             cc.cluster_id = cluster_id;
+            cc.tls = tls;
             Member::Voter(Controller::start(cc).map_err(|e| JoinError(e.to_string()))?)
         } else {
             let mut oc = ObserverConfig::new(id, config.listen.ip(), c.voters.clone(), dir);
             oc.cluster_id = cluster_id;
+            oc.tls = tls;
             Member::Observer(Observer::start(oc).map_err(|e| JoinError(e.to_string()))?)
         };
         let store = QuorumStore {

@@ -109,6 +109,8 @@ pub struct SecurityConfig {
     /// How replica fetchers log in on a SASL inter-broker listener: mechanism and user (the
     /// password is the user's line in the PLAIN users file).
     pub inter_broker_sasl: Option<(Mechanism, String)>,
+    /// Whether the controller port speaks mutual TLS (`--controller-security-protocol SSL`).
+    pub controller_tls: bool,
     /// Set when any listener uses TLS.
     pub tls: Option<TlsFiles>,
     pub sasl_mechanisms: Vec<Mechanism>,
@@ -135,6 +137,7 @@ impl SecurityConfig {
             }],
             inter_broker: 0,
             inter_broker_sasl: None,
+            controller_tls: false,
             tls: None,
             sasl_mechanisms: Mechanism::ALL.to_vec(),
             sasl_plain_users: None,
@@ -159,6 +162,7 @@ pub struct Raw {
     pub inter_broker: Option<String>,
     pub inter_broker_sasl_mechanism: Option<String>,
     pub inter_broker_sasl_user: Option<String>,
+    pub controller_security_protocol: Option<String>,
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
     pub ssl_ca: Option<PathBuf>,
@@ -384,6 +388,23 @@ pub fn resolve(
         }
         config.inter_broker_sasl = Some((mechanism, user));
     }
+    config.controller_tls = match raw.controller_security_protocol.as_deref().map(str::trim) {
+        None => false,
+        Some(p) if p.eq_ignore_ascii_case("PLAINTEXT") => false,
+        Some(p) if p.eq_ignore_ascii_case("SSL") => true,
+        Some(other) => {
+            return Err(bad(
+                "--controller-security-protocol",
+                format!("`{other}` is not PLAINTEXT or SSL"),
+            ));
+        }
+    };
+    if config.controller_tls && config.tls.as_ref().is_none_or(|t| t.ca.is_none()) {
+        return Err(bad(
+            "--controller-security-protocol",
+            "SSL between controllers needs --ssl-cert, --ssl-key and --ssl-ca",
+        ));
+    }
     config.sasl_plain_users = raw.sasl_plain_users;
     config.connections_max_reauth_ms = raw.connections_max_reauth_ms.unwrap_or(0);
     config.authorizer = match raw.authorizer.as_deref().map(str::trim) {
@@ -479,6 +500,11 @@ mod tests {
         assert!(err(sasl_only, false).contains("--inter-broker-sasl-user"));
         let mech = Raw { sasl_enabled_mechanisms: Some("GSSAPI".into()), ..Raw::default() };
         assert!(err(mech, false).contains("GSSAPI"));
+        let quorum = Raw { controller_security_protocol: Some("SSL".into()), ..Raw::default() };
+        assert!(err(quorum, false).contains("--ssl-ca"));
+        let quorum =
+            Raw { controller_security_protocol: Some("SASL_SSL".into()), ..Raw::default() };
+        assert!(err(quorum, false).contains("PLAINTEXT or SSL"));
         let auth = Raw { authorizer: Some("opa".into()), ..Raw::default() };
         assert!(err(auth, false).contains("--authorizer"));
         let users = Raw { super_users: Some("admin".into()), ..Raw::default() };

@@ -77,6 +77,8 @@ pub struct Security {
     pub inter_broker_tls: Option<odradek_client::compio::Tls>,
     /// Their SASL login, when it is SASL_PLAINTEXT or SASL_SSL.
     pub inter_broker_login: Option<Arc<sasl::Login>>,
+    /// Mutual TLS on the controller port (`--controller-security-protocol SSL`).
+    pub quorum_tls: Option<odradek_controller::QuorumTls>,
 }
 
 impl Security {
@@ -101,6 +103,10 @@ impl Security {
                 }))
             }
         };
+        let quorum_tls = match (&config.tls, config.controller_tls) {
+            (Some(files), true) => Some(tls::quorum_tls(files)?),
+            _ => None,
+        };
         Ok(Self {
             config: config.clone(),
             tls,
@@ -108,6 +114,7 @@ impl Security {
             quotas: quota::Registry::default(),
             inter_broker_tls,
             inter_broker_login,
+            quorum_tls,
         })
     }
 

@@ -73,14 +73,7 @@ impl TlsContext {
 }
 
 fn build(files: &TlsFiles) -> Result<ServerConfig, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("--ssl-cert {}: {e}", files.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("--ssl-cert {}: no certificate in the file", files.cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| format!("--ssl-key {}: {e}", files.key.display()))?;
+    let (certs, key) = cert_and_key(files)?;
     // ring (no cmake or Go toolchain, unlike aws-lc-rs); rustls deprecates its provider only
     // for lacking post-quantum key exchange, which no Kafka client offers yet.
     #[allow(deprecated)]
@@ -91,13 +84,7 @@ fn build(files: &TlsFiles) -> Result<ServerConfig, String> {
     let builder = match (files.client_auth, &files.ca) {
         (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
         (mode, Some(ca)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
-                roots.add(cert).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
-            }
+            let roots = roots_of(ca)?;
             let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             if mode == ClientAuth::Requested {
@@ -144,6 +131,57 @@ pub fn client_config(files: &TlsFiles) -> Result<odradek_client::compio::Tls, St
         .with_client_auth_cert(certs, key)
         .map_err(|e| format!("--ssl-cert/--ssl-key as a client certificate: {e}"))?;
     Ok(odradek_client::compio::Tls { config: Arc::new(config) })
+}
+
+/// Mutual TLS for the controller port: accepted connections must present a certificate that
+/// chains to `--ssl-ca`, outgoing ones present this node's and check the peer's.
+pub fn quorum_tls(files: &TlsFiles) -> Result<odradek_controller::QuorumTls, String> {
+    let ca = files.ca.as_ref().ok_or("the controller's TLS needs --ssl-ca")?;
+    let roots = Arc::new(roots_of(ca)?);
+    #[allow(deprecated)] // see `build`
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+    let (certs, key) = cert_and_key(files)?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| format!("--ssl-cert/--ssl-key do not make a pair: {e}"))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| format!("--ssl-cert/--ssl-key as a client certificate: {e}"))?;
+    Ok(odradek_controller::QuorumTls { server: Arc::new(server), client: Arc::new(client) })
+}
+
+fn roots_of(ca: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?
+    {
+        let cert = cert.map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("--ssl-ca {}: {e}", ca.display()))?;
+    }
+    Ok(roots)
+}
+
+fn cert_and_key(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("--ssl-cert {}: {e}", files.cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("--ssl-cert {}: no certificate in the file", files.cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| format!("--ssl-key {}: {e}", files.key.display()))?;
+    Ok((certs, key))
 }
 
 /// Kafka's principal for a client certificate: `User:` and the subject's distinguished name
