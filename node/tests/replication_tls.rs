@@ -33,21 +33,25 @@ fn odradek(addr: &str, args: &[&str]) -> String {
     run_ok(&mut cmd, b"", Duration::from_secs(60)).stdout
 }
 
+/// Every broker's certificate flags.
+fn tls_flags(certs: &Path) -> Vec<String> {
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    vec![
+        "--ssl-cert".into(),
+        file("broker.pem"),
+        "--ssl-key".into(),
+        file("broker.key"),
+        "--ssl-ca".into(),
+        file("ca.pem"),
+    ]
+}
+
 /// Two brokers with a PLAINTEXT listener for clients and `inter` (`SSL` or `SASL_SSL`) for
 /// each other, started and formed.
 fn cluster(certs: &Path, inter: &str, extra: Vec<String>) -> Cluster {
-    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
     let mut cluster = Cluster::configure_with(2, |_| {
-        let mut args = vec![
-            "--ssl-cert".into(),
-            file("broker.pem"),
-            "--ssl-key".into(),
-            file("broker.key"),
-            "--ssl-ca".into(),
-            file("ca.pem"),
-            "--inter-broker-listener-name".into(),
-            inter.into(),
-        ];
+        let mut args = tls_flags(certs);
+        args.extend(["--inter-broker-listener-name".into(), inter.into()]);
         args.extend(extra.iter().cloned());
         args
     });
@@ -140,18 +144,10 @@ fn a_controller_quorum_on_mutual_tls_forms_and_refuses_plain_peers() {
     use std::io::{Read, Write};
     let certs = tempfile::tempdir().expect("tempdir");
     make_certs(certs.path());
-    let file = |name: &str| certs.path().join(name).to_string_lossy().into_owned();
     let mut cluster = Cluster::start_with(3, |_| {
-        vec![
-            "--ssl-cert".into(),
-            file("broker.pem"),
-            "--ssl-key".into(),
-            file("broker.key"),
-            "--ssl-ca".into(),
-            file("ca.pem"),
-            "--controller-security-protocol".into(),
-            "SSL".into(),
-        ]
+        let mut args = tls_flags(certs.path());
+        args.extend(["--controller-security-protocol".into(), "SSL".into()]);
+        args
     });
     cluster.wait_formed();
     let bootstrap = cluster.addr(1);
