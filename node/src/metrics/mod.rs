@@ -107,8 +107,8 @@ pub struct ShardStats {
     /// SASL authentications that failed, and TLS handshakes that failed.
     pub auth_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
-    /// Time connections were muted for exceeding a client quota.
-    pub throttle_ms: AtomicU64,
+    /// Time connections were muted for exceeding a client quota, in microseconds.
+    pub throttle_us: AtomicU64,
     pub stalls: AtomicU64,
     pub stall_us: AtomicU64,
     /// CPU time of the shard's thread, as last sampled by its stall watch.
@@ -133,7 +133,7 @@ impl ShardStats {
             connections_refused: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
-            throttle_ms: AtomicU64::new(0),
+            throttle_us: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             stall_us: AtomicU64::new(0),
             busy_us: AtomicU64::new(0),
@@ -480,10 +480,10 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
             |s| s.tls_handshake_failures.load(Relaxed),
         ),
         (
-            "odradek_quota_throttle_ms_total",
+            "odradek_quota_throttle_seconds_total",
             "counter",
-            "Milliseconds connections were muted for exceeding a client quota, by shard (Kafka: throttle-time).",
-            |s| s.throttle_ms.load(Relaxed),
+            "Time connections were muted for exceeding a client quota, by shard (Kafka: throttle-time).",
+            |s| s.throttle_us.load(Relaxed),
         ),
         (
             "odradek_shard_stalls_total",

@@ -245,7 +245,7 @@ fn throttle_for(
             }
             Reply::Nothing => {}
         }
-        crate::metrics::ShardStats::add(&ctx.stats.throttle_ms, ms as u64);
+        crate::metrics::ShardStats::add(&ctx.stats.throttle_us, throttle.as_micros() as u64);
         tracing::debug!(shard = ctx.id, peer = %session.peer, user = session.quota_user(), client = session.client_id(), throttle_ms = ms, "client over its quota: muted");
     }
     throttle
