@@ -17,21 +17,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::process::{Out, run_bounded};
+use common::process::{Out, Served, run_bounded};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one run of the script (each mode takes well under a minute on a quiet machine).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 /// Bound on making the certificates.
 const CERTS_TIMEOUT: Duration = Duration::from_secs(30);
-/// Node log lines kept for failure messages.
+/// Node log lines shown in failure messages.
 const LOG_LINES_KEPT: usize = 80;
 
 const SUPER_USERS: &str = "User:admin";
@@ -109,66 +107,32 @@ impl Setup {
     }
 }
 
-/// A running `odradek serve`; killed (by PID) when dropped.
+/// A running `odradek serve` (stopped when dropped) and its listeners.
 struct Node {
-    child: Child,
+    served: Served,
     /// listener name → `127.0.0.1:port`
     listeners: Vec<(String, String)>,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Node {
-    /// Starts a node with `names` listeners on free ports, its data in `data`, and `extra` flags.
-    fn start(data: &Path, names: &[&str], smp: &str, extra: &[String]) -> Node {
+    /// Starts a node with `names` listeners on free ports and `extra` flags.
+    fn start(names: &[&str], smp: &str, extra: &[String]) -> Node {
         let listeners: Vec<(String, String)> = names
             .iter()
             .zip(free_ports(names.len()))
             .map(|(n, p)| ((*n).to_owned(), format!("127.0.0.1:{p}")))
             .collect();
         let spec: Vec<String> = listeners.iter().map(|(n, a)| format!("{n}://{a}")).collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_odradek"))
-            .args(["serve", "--listeners", &spec.join(","), "--data-dir"])
-            .arg(data)
-            .args(["--smp", smp, "--admin-listen", "none"])
-            .args(extra)
-            .env("ODRADEK_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start odradek");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut lines = sink.lock().expect("log lock");
-                if lines.len() == LOG_LINES_KEPT {
-                    lines.remove(0);
-                }
-                lines.push(line);
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let node = Node { child, listeners, log };
-        match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) if line.starts_with("odradek ready") => node,
-            other => panic!("no ready line within {READY_TIMEOUT:?} ({other:?}){}", node.logs()),
-        }
+        let mut flags: Vec<String> =
+            vec!["--listeners".into(), spec.join(","), "--smp".into(), smp.into()];
+        flags.extend(["--admin-listen".into(), "none".into()]);
+        flags.extend(extra.iter().cloned());
+        Node { served: Served::start(&flags), listeners }
     }
 
     /// A node with all four listeners and the security flags.
     fn four_listeners(setup: &Setup) -> Node {
-        let data = setup.dir.path().join("data");
         Node::start(
-            &data,
             &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
             "2",
             &setup.security_flags(),
@@ -180,22 +144,15 @@ impl Node {
     }
 
     fn logs(&self) -> String {
-        let lines = self.log.lock().expect("log lock");
-        format!("\n--- node stderr (last {} lines) ---\n{}", lines.len(), lines.join("\n"))
+        let log = self.served.logs();
+        let lines: Vec<&str> = log.lines().collect();
+        let last = &lines[lines.len().saturating_sub(LOG_LINES_KEPT)..];
+        format!("\n--- node log (last {} lines) ---\n{}", last.len(), last.join("\n"))
     }
 
     fn assert_alive(&mut self) {
-        let status = self.child.try_wait().expect("poll the node");
+        let status = self.served.child.try_wait().expect("poll the node");
         assert!(status.is_none(), "the node exited ({status:?}){}", self.logs());
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").args(["-KILL", &self.child.id().to_string()]).status();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -282,12 +239,7 @@ fn tls_and_sasl_clients_round_trip() {
         .map(|s| (*s).to_owned()),
     );
     // (PLAINTEXT too: the node wants a PLAINTEXT listener for its replica fetchers.)
-    let mut mtls = Node::start(
-        &setup.dir.path().join("data-mtls"),
-        &["PLAINTEXT", "SSL", "SASL_PLAINTEXT"],
-        "1",
-        &flags,
-    );
+    let mut mtls = Node::start(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT"], "1", &flags);
     let (ssl, admin) = (mtls.addr("SSL").to_owned(), mtls.addr("SASL_PLAINTEXT").to_owned());
     let out = security_check(
         &setup,
