@@ -105,6 +105,7 @@ impl Observer {
                         shared,
                         leader_hint: Cell::new(None),
                         next_voter: Cell::new(0),
+                        stopped: Cell::new(false),
                         stopping: Event::new(),
                     });
                     Ok(Box::pin(async move { node.run(run.proposals, run.stop).await }) as RunBody)
@@ -150,6 +151,9 @@ struct ObserverNode {
     shared: Arc<Shared>,
     leader_hint: Cell<Option<NodeId>>,
     next_voter: Cell<usize>,
+    /// Set before `stopping` is notified: a listener made after the notification (which it
+    /// would miss) sees the flag instead.
+    stopped: Cell<bool>,
     stopping: Event,
 }
 
@@ -167,6 +171,7 @@ impl ObserverNode {
             async move { node.propose(command).await }
         })
         .await;
+        self.stopped.set(true);
         self.stopping.notify(usize::MAX);
         let _ = follower.await;
         info!(node = self.config.node_id, "observer stopped");
@@ -185,6 +190,9 @@ impl ObserverNode {
         loop {
             let (id, addr) = self.rotate();
             let stop = self.stopping.listen();
+            if self.stopped.get() {
+                return;
+            }
             let poll = std::pin::pin!(self.follow_one(addr));
             match select(poll, stop).await {
                 Either::Right(_) => return,
@@ -196,6 +204,9 @@ impl ObserverNode {
                 }
             }
             let stop = self.stopping.listen();
+            if self.stopped.get() {
+                return;
+            }
             if let Either::Right(_) =
                 select(std::pin::pin!(compio::time::sleep(RETRY_PAUSE)), stop).await
             {
