@@ -128,7 +128,7 @@ pub const INVALID_FETCH_SESSION_EPOCH: ErrorCode =
     ErrorCode(ResponseError::InvalidFetchSessionEpoch.code());
 /// A partition that exists is not ready to serve yet (retriable).
 pub const LEADER_NOT_AVAILABLE: ErrorCode = ErrorCode(ResponseError::LeaderNotAvailable.code());
-/// A transactional batch arrived, but this broker has no transaction coordinator.
+/// The transactional id has no state at its coordinator (DescribeTransactions, transactional APIs).
 pub const TRANSACTIONAL_ID_NOT_FOUND: ErrorCode =
     ErrorCode(ResponseError::TransactionalIdNotFound.code());
 /// A replica assignment names a broker that does not exist.
@@ -156,6 +156,24 @@ pub const INVALID_TRANSACTION_TIMEOUT: ErrorCode =
 pub const UNKNOWN_PRODUCER_ID: ErrorCode = ErrorCode(ResponseError::UnknownProducerId.code());
 /// A newer producer with the same transactional id exists (InitProducerId v4+, transactions).
 pub const PRODUCER_FENCED: ErrorCode = ErrorCode(ResponseError::ProducerFenced.code());
+/// The transaction coordinator is loading its state partition (retriable: the client retries).
+pub const COORDINATOR_LOAD_IN_PROGRESS: ErrorCode =
+    ErrorCode(ResponseError::CoordinatorLoadInProgress.code());
+/// A transactional request that the transaction's state does not allow (EndTxn with none open).
+pub const INVALID_TXN_STATE: ErrorCode = ErrorCode(ResponseError::InvalidTxnState.code());
+/// The transaction is still completing a previous commit or abort (the client retries it).
+pub const CONCURRENT_TRANSACTIONS: ErrorCode =
+    ErrorCode(ResponseError::ConcurrentTransactions.code());
+/// WriteTxnMarkers from a coordinator whose epoch is older than the partition has seen.
+pub const TRANSACTION_COORDINATOR_FENCED: ErrorCode =
+    ErrorCode(ResponseError::TransactionCoordinatorFenced.code());
+/// The transaction failed and must be aborted; only from the versions that allow it (KIP-890).
+pub const TRANSACTION_ABORTABLE: ErrorCode = ErrorCode(ResponseError::TransactionAbortable.code());
+/// Batched requests: not tried because another entry of the batch failed (all or nothing).
+pub const OPERATION_NOT_ATTEMPTED: ErrorCode =
+    ErrorCode(ResponseError::OperationNotAttempted.code());
+/// OffsetFetch `require_stable`: a transactional commit is still pending (retriable, KIP-447).
+pub const UNSTABLE_OFFSET_COMMIT: ErrorCode = ErrorCode(ResponseError::UnstableOffsetCommit.code());
 /// A commit's metadata is longer than `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_TOO_LARGE: ErrorCode =
     ErrorCode(ResponseError::OffsetMetadataTooLarge.code());
@@ -212,6 +230,7 @@ pub const TOPIC_AUTHORIZATION_FAILED: ErrorCode =
     ErrorCode(ResponseError::TopicAuthorizationFailed.code());
 pub const GROUP_AUTHORIZATION_FAILED: ErrorCode =
     ErrorCode(ResponseError::GroupAuthorizationFailed.code());
+/// The principal may not use (Write) or see (Describe) the transactional id.
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: ErrorCode =
     ErrorCode(ResponseError::TransactionalIdAuthorizationFailed.code());
 pub const UNSUPPORTED_SASL_MECHANISM: ErrorCode =
@@ -289,6 +308,13 @@ const _: () = assert!(INVALID_PRODUCER_ID_MAPPING.code() == 49);
 const _: () = assert!(INVALID_TRANSACTION_TIMEOUT.code() == 50);
 const _: () = assert!(UNKNOWN_PRODUCER_ID.code() == 59);
 const _: () = assert!(PRODUCER_FENCED.code() == 90);
+const _: () = assert!(COORDINATOR_LOAD_IN_PROGRESS.code() == 14);
+const _: () = assert!(INVALID_TXN_STATE.code() == 48);
+const _: () = assert!(CONCURRENT_TRANSACTIONS.code() == 51);
+const _: () = assert!(TRANSACTION_COORDINATOR_FENCED.code() == 52);
+const _: () = assert!(TRANSACTION_ABORTABLE.code() == 120);
+const _: () = assert!(OPERATION_NOT_ATTEMPTED.code() == 55);
+const _: () = assert!(UNSTABLE_OFFSET_COMMIT.code() == 88);
 const _: () = assert!(TOPIC_AUTHORIZATION_FAILED.code() == 29);
 const _: () = assert!(GROUP_AUTHORIZATION_FAILED.code() == 30);
 const _: () = assert!(TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code() == 53);
@@ -314,5 +340,13 @@ mod tests {
         assert!(!retriable(INVALID_RECORD));
         assert!(!retriable(MESSAGE_TOO_LARGE));
         assert!(!retriable(OFFSET_OUT_OF_RANGE));
+        // The transaction coordinator's: loading is transient; a fenced or aborted
+        // transaction is not fixed by resending the same request.
+        assert!(retriable(COORDINATOR_LOAD_IN_PROGRESS));
+        assert!(retriable(NOT_COORDINATOR));
+        assert!(retriable(UNSTABLE_OFFSET_COMMIT));
+        assert!(!retriable(TRANSACTION_ABORTABLE));
+        assert!(!retriable(PRODUCER_FENCED));
+        assert!(!retriable(INVALID_TXN_STATE));
     }
 }
