@@ -141,6 +141,13 @@ pub fn check_body(api: ApiKey, version: i16, body: &[u8]) -> Result<usize> {
             r.tagged_fields("DescribeClientQuotas")?
         }
         ApiKey::AlterClientQuotas => alter_client_quotas(&mut r)?,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn(&mut r, version)?,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn(&mut r, version)?,
+        ApiKey::EndTxn => end_txn(&mut r, version)?,
+        ApiKey::TxnOffsetCommit => txn_offset_commit(&mut r, version)?,
+        ApiKey::WriteTxnMarkers => write_txn_markers(&mut r, version)?,
+        ApiKey::DescribeTransactions => describe_transactions(&mut r, version)?,
+        ApiKey::ListTransactions => list_transactions(&mut r, version)?,
         _ => return Err(PreflightError::Uncovered { api }),
     }
     Ok(r.pos)
@@ -1172,6 +1179,168 @@ fn describe_log_dirs_topic_min(r: &Reader<'_>) -> usize {
     r.string_min() + r.array_min() + r.tags_min()
 }
 
+/// v0–v5, flexible from v3. v0–v3 carry one transaction (the `v3_and_below_*` fields); v4+ a
+/// `transactions` batch instead (KIP-890 part 1), each with `verify_only`. Both name topics the
+/// same way: a name and partition numbers.
+fn add_partitions_to_txn(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    if v >= 4 {
+        let transactions =
+            r.array("AddPartitionsToTxn.transactions", add_partitions_transaction_min(r))?;
+        for _ in 0..transactions {
+            r.string("AddPartitionsToTxn.transactions.transactional_id")?;
+            r.skip("AddPartitionsToTxn.transactions.producer_id", I64)?;
+            r.skip("AddPartitionsToTxn.transactions.producer_epoch", I16)?;
+            r.skip("AddPartitionsToTxn.transactions.verify_only", I8)?;
+            let topics =
+                r.array("AddPartitionsToTxn.transactions.topics", add_partitions_topic_min(r))?;
+            for _ in 0..topics {
+                add_partitions_topic(r)?;
+            }
+            r.tagged_fields("AddPartitionsToTxn.transactions")?;
+        }
+    } else {
+        r.string("AddPartitionsToTxn.v3_and_below_transactional_id")?;
+        r.skip("AddPartitionsToTxn.v3_and_below_producer_id", I64)?;
+        r.skip("AddPartitionsToTxn.v3_and_below_producer_epoch", I16)?;
+        let topics =
+            r.array("AddPartitionsToTxn.v3_and_below_topics", add_partitions_topic_min(r))?;
+        for _ in 0..topics {
+            add_partitions_topic(r)?;
+        }
+    }
+    r.tagged_fields("AddPartitionsToTxn")
+}
+
+/// An `AddPartitionsToTxnTopic`, in either layout.
+fn add_partitions_topic(r: &mut Reader<'_>) -> Result<()> {
+    r.string("AddPartitionsToTxn.topics.name")?;
+    let partitions = r.array("AddPartitionsToTxn.topics.partitions", I32)?;
+    r.skip("AddPartitionsToTxn.topics.partitions", partitions * I32)?;
+    r.tagged_fields("AddPartitionsToTxn.topics")
+}
+
+fn add_partitions_transaction_min(r: &Reader<'_>) -> usize {
+    r.string_min() + I64 + I16 + I8 + r.array_min() + r.tags_min()
+}
+
+fn add_partitions_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+/// v0–v4, flexible from v3, and no arrays (v4 has v3's layout).
+fn add_offsets_to_txn(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    r.string("AddOffsetsToTxn.transactional_id")?;
+    r.skip("AddOffsetsToTxn.producer_id", I64)?;
+    r.skip("AddOffsetsToTxn.producer_epoch", I16)?;
+    r.string("AddOffsetsToTxn.group_id")?;
+    r.tagged_fields("AddOffsetsToTxn")
+}
+
+/// v0–v5, flexible from v3, and no arrays (v4 and v5 have v3's layout).
+fn end_txn(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    r.string("EndTxn.transactional_id")?;
+    r.skip("EndTxn.producer_id", I64)?;
+    r.skip("EndTxn.producer_epoch", I16)?;
+    r.skip("EndTxn.committed", I8)?;
+    r.tagged_fields("EndTxn")
+}
+
+/// v0–v5, flexible from v3. `generation_id`/`member_id`/`group_instance_id` (nullable) from v3
+/// (KIP-447), each partition's `committed_leader_epoch` from v2; v4 and v5 have v3's layout.
+fn txn_offset_commit(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    r.string("TxnOffsetCommit.transactional_id")?;
+    r.string("TxnOffsetCommit.group_id")?;
+    r.skip("TxnOffsetCommit.producer_id", I64)?;
+    r.skip("TxnOffsetCommit.producer_epoch", I16)?;
+    if v >= 3 {
+        r.skip("TxnOffsetCommit.generation_id", I32)?;
+        r.string("TxnOffsetCommit.member_id")?;
+        r.string("TxnOffsetCommit.group_instance_id")?;
+    }
+    let topics = r.array("TxnOffsetCommit.topics", txn_offset_commit_topic_min(r))?;
+    for _ in 0..topics {
+        r.string("TxnOffsetCommit.topics.name")?;
+        let partitions =
+            r.array("TxnOffsetCommit.topics.partitions", txn_offset_commit_partition_min(r, v))?;
+        for _ in 0..partitions {
+            r.skip("TxnOffsetCommit.partitions.partition_index", I32)?;
+            r.skip("TxnOffsetCommit.partitions.committed_offset", I64)?;
+            if v >= 2 {
+                r.skip("TxnOffsetCommit.partitions.committed_leader_epoch", I32)?;
+            }
+            r.string("TxnOffsetCommit.partitions.committed_metadata")?;
+            r.tagged_fields("TxnOffsetCommit.partitions")?;
+        }
+        r.tagged_fields("TxnOffsetCommit.topics")?;
+    }
+    r.tagged_fields("TxnOffsetCommit")
+}
+
+fn txn_offset_commit_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+fn txn_offset_commit_partition_min(r: &Reader<'_>, v: i16) -> usize {
+    I32 + I64 + (if v >= 2 { I32 } else { 0 }) + r.string_min() + r.tags_min()
+}
+
+/// v1 only (what kafka-protocol decodes), flexible: markers, each a producer, a result, topics
+/// (a name and partition numbers) and the coordinator's epoch.
+fn write_txn_markers(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let markers = r.array("WriteTxnMarkers.markers", write_txn_marker_min(r))?;
+    for _ in 0..markers {
+        r.skip("WriteTxnMarkers.markers.producer_id", I64)?;
+        r.skip("WriteTxnMarkers.markers.producer_epoch", I16)?;
+        r.skip("WriteTxnMarkers.markers.transaction_result", I8)?;
+        let topics = r.array("WriteTxnMarkers.markers.topics", write_txn_marker_topic_min(r))?;
+        for _ in 0..topics {
+            r.string("WriteTxnMarkers.topics.name")?;
+            let partitions = r.array("WriteTxnMarkers.topics.partition_indexes", I32)?;
+            r.skip("WriteTxnMarkers.topics.partition_indexes", partitions * I32)?;
+            r.tagged_fields("WriteTxnMarkers.topics")?;
+        }
+        r.skip("WriteTxnMarkers.markers.coordinator_epoch", I32)?;
+        r.tagged_fields("WriteTxnMarkers.markers")?;
+    }
+    r.tagged_fields("WriteTxnMarkers")
+}
+
+fn write_txn_marker_min(r: &Reader<'_>) -> usize {
+    I64 + I16 + I8 + r.array_min() + I32 + r.tags_min()
+}
+
+fn write_txn_marker_topic_min(r: &Reader<'_>) -> usize {
+    r.string_min() + r.array_min() + r.tags_min()
+}
+
+/// v0, flexible: an array of transactional ids.
+fn describe_transactions(r: &mut Reader<'_>, _v: i16) -> Result<()> {
+    let ids = r.array("DescribeTransactions.transactional_ids", r.string_min())?;
+    for _ in 0..ids {
+        r.string("DescribeTransactions.transactional_ids")?;
+    }
+    r.tagged_fields("DescribeTransactions")
+}
+
+/// v0–v2, flexible from v0: state filters (strings), producer id filters (int64s), then
+/// `duration_filter` from v1 (KIP-994) and `transactional_id_pattern` (nullable) from v2
+/// (KIP-1152).
+fn list_transactions(r: &mut Reader<'_>, v: i16) -> Result<()> {
+    let states = r.array("ListTransactions.state_filters", r.string_min())?;
+    for _ in 0..states {
+        r.string("ListTransactions.state_filters")?;
+    }
+    let producers = r.array("ListTransactions.producer_id_filters", I64)?;
+    r.skip("ListTransactions.producer_id_filters", producers * I64)?;
+    if v >= 1 {
+        r.skip("ListTransactions.duration_filter", I64)?;
+    }
+    if v >= 2 {
+        r.string("ListTransactions.transactional_id_pattern")?;
+    }
+    r.tagged_fields("ListTransactions")
+}
+
 /// The smallest encoding of one element of each array, for the tests that compare it with
 /// kafka-protocol's encoding of a default element.
 #[cfg(test)]
@@ -1310,5 +1479,29 @@ pub(crate) mod element_min {
     }
     pub fn offset_delete_topic(v: i16) -> usize {
         offset_delete_topic_min(&reader(ApiKey::OffsetDelete, v))
+    }
+    pub fn add_partitions_transaction(v: i16) -> usize {
+        add_partitions_transaction_min(&reader(ApiKey::AddPartitionsToTxn, v))
+    }
+    pub fn add_partitions_topic(v: i16) -> usize {
+        add_partitions_topic_min(&reader(ApiKey::AddPartitionsToTxn, v))
+    }
+    pub fn txn_offset_commit_topic(v: i16) -> usize {
+        txn_offset_commit_topic_min(&reader(ApiKey::TxnOffsetCommit, v))
+    }
+    pub fn txn_offset_commit_partition(v: i16) -> usize {
+        txn_offset_commit_partition_min(&reader(ApiKey::TxnOffsetCommit, v), v)
+    }
+    pub fn write_txn_marker(v: i16) -> usize {
+        write_txn_marker_min(&reader(ApiKey::WriteTxnMarkers, v))
+    }
+    pub fn write_txn_marker_topic(v: i16) -> usize {
+        write_txn_marker_topic_min(&reader(ApiKey::WriteTxnMarkers, v))
+    }
+    pub fn describe_transactions_id(v: i16) -> usize {
+        reader(ApiKey::DescribeTransactions, v).string_min()
+    }
+    pub fn list_transactions_state(v: i16) -> usize {
+        reader(ApiKey::ListTransactions, v).string_min()
     }
 }

@@ -157,6 +157,13 @@ fn response_api(body: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::AlterUserScramCredentials(_) => Some(ApiKey::AlterUserScramCredentials),
         ResponseKind::DescribeClientQuotas(_) => Some(ApiKey::DescribeClientQuotas),
         ResponseKind::AlterClientQuotas(_) => Some(ApiKey::AlterClientQuotas),
+        ResponseKind::AddPartitionsToTxn(_) => Some(ApiKey::AddPartitionsToTxn),
+        ResponseKind::AddOffsetsToTxn(_) => Some(ApiKey::AddOffsetsToTxn),
+        ResponseKind::EndTxn(_) => Some(ApiKey::EndTxn),
+        ResponseKind::TxnOffsetCommit(_) => Some(ApiKey::TxnOffsetCommit),
+        ResponseKind::WriteTxnMarkers(_) => Some(ApiKey::WriteTxnMarkers),
+        ResponseKind::DescribeTransactions(_) => Some(ApiKey::DescribeTransactions),
+        ResponseKind::ListTransactions(_) => Some(ApiKey::ListTransactions),
         _ => None,
     }
 }

@@ -2,6 +2,12 @@
 //! responses we encode decode with its client side, and no input makes decoding panic.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -57,6 +63,19 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, AlterPartitionReassignmentsRequest,
     AlterPartitionReassignmentsResponse, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
@@ -82,7 +101,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes, VersionRange};
 use odradek_records::{BatchParams, Codec, Record, build_batch};
 
-use crate::error_code;
+use crate::error_code::{self, ErrorCode};
 use crate::frame::{self, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
 use crate::preflight::{self, PreflightError, element_min};
 use crate::request::{DecodeError, Request, decode_request};
@@ -269,6 +288,17 @@ fn sample_body(api: ApiKey, v: i16) -> RequestKind {
                         .with_salted_password(Bytes::from_static(b"salted")),
                 ]),
         ),
+        ApiKey::AddPartitionsToTxn => {
+            RequestKind::AddPartitionsToTxn(sample_add_partitions_to_txn(v))
+        }
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(sample_add_offsets_to_txn(v)),
+        ApiKey::EndTxn => RequestKind::EndTxn(sample_end_txn(v)),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(sample_txn_offset_commit(v)),
+        ApiKey::WriteTxnMarkers => RequestKind::WriteTxnMarkers(sample_write_txn_markers()),
+        ApiKey::DescribeTransactions => {
+            RequestKind::DescribeTransactions(sample_describe_transactions())
+        }
+        ApiKey::ListTransactions => RequestKind::ListTransactions(sample_list_transactions(v)),
         other => panic!("no sample for {other:?}"),
     }
 }
@@ -845,6 +875,133 @@ fn sample_list_reassignments() -> ListPartitionReassignmentsRequest {
         .with_unknown_tagged_field(5, Bytes::from_static(b"tag"))
 }
 
+// The transaction APIs' samples: each flexible version carries an unknown tagged field (tag 6),
+// to exercise the skip.
+
+fn txn_id(s: &'static str) -> TransactionalId {
+    TransactionalId(text(s))
+}
+
+fn sample_add_partitions_to_txn(v: i16) -> AddPartitionsToTxnRequest {
+    let topic = |n, partitions: Vec<i32>| {
+        AddPartitionsToTxnTopic::default().with_name(name(n)).with_partitions(partitions)
+    };
+    let r = AddPartitionsToTxnRequest::default();
+    let r = if v <= 3 {
+        // A producer adding its partitions (a topic without partitions included).
+        r.with_v3_and_below_transactional_id(txn_id("tx-1"))
+            .with_v3_and_below_producer_id(ProducerId(4_711))
+            .with_v3_and_below_producer_epoch(7)
+            .with_v3_and_below_topics(vec![topic("orders", vec![0, 1, 2]), topic("audit", vec![])])
+    } else {
+        // A leader verifying two transactions (KIP-890 part 1), one adding, one without topics.
+        r.with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(txn_id("tx-1"))
+                .with_producer_id(ProducerId(4_711))
+                .with_producer_epoch(7)
+                .with_verify_only(true)
+                .with_topics(vec![topic("orders", vec![0, 1]), topic("audit", vec![3])])
+                .with_unknown_tagged_field(6, Bytes::from_static(b"tag")),
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(txn_id("tx-2"))
+                .with_producer_id(ProducerId(4_712)),
+        ])
+    };
+    if v >= 3 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_add_offsets_to_txn(v: i16) -> AddOffsetsToTxnRequest {
+    let r = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(txn_id("tx-1"))
+        .with_producer_id(ProducerId(4_711))
+        .with_producer_epoch(7)
+        .with_group_id(group("orders-consumers"));
+    if v >= 3 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_end_txn(v: i16) -> EndTxnRequest {
+    // Even versions commit, odd ones abort.
+    let r = EndTxnRequest::default()
+        .with_transactional_id(txn_id("tx-1"))
+        .with_producer_id(ProducerId(4_711))
+        .with_producer_epoch(7)
+        .with_committed(v % 2 == 0);
+    if v >= 3 { r.with_unknown_tagged_field(6, Bytes::from_static(b"tag")) } else { r }
+}
+
+fn sample_txn_offset_commit(v: i16) -> TxnOffsetCommitRequest {
+    // An offset with metadata, one with null metadata, and a topic without partitions.
+    let partition = |p: i32, metadata: Option<StrBytes>| {
+        let tp = TxnOffsetCommitRequestPartition::default()
+            .with_partition_index(p)
+            .with_committed_offset(100 * i64::from(p) + 7)
+            .with_committed_metadata(metadata);
+        if v >= 2 { tp.with_committed_leader_epoch(4) } else { tp }
+    };
+    let mut r = TxnOffsetCommitRequest::default()
+        .with_transactional_id(txn_id("tx-1"))
+        .with_group_id(group("orders-consumers"))
+        .with_producer_id(ProducerId(4_711))
+        .with_producer_epoch(7)
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(name("orders"))
+                .with_partitions(vec![partition(0, Some(text("by-app"))), partition(1, None)]),
+            TxnOffsetCommitRequestTopic::default().with_name(name("audit")),
+        ]);
+    if v >= 3 {
+        // KIP-447: the consumer's generation; odd versions from a static member.
+        let instance = if v % 2 == 1 { Some(text("instance-1")) } else { None };
+        r = r
+            .with_generation_id(3)
+            .with_member_id(text("member-1"))
+            .with_group_instance_id(instance)
+            .with_unknown_tagged_field(6, Bytes::from_static(b"tag"));
+    }
+    r
+}
+
+fn sample_write_txn_markers() -> WriteTxnMarkersRequest {
+    let topic = |n, partitions: Vec<i32>| {
+        WritableTxnMarkerTopic::default().with_name(name(n)).with_partition_indexes(partitions)
+    };
+    WriteTxnMarkersRequest::default()
+        .with_markers(vec![
+            WritableTxnMarker::default()
+                .with_producer_id(ProducerId(4_711))
+                .with_producer_epoch(7)
+                .with_transaction_result(true)
+                .with_topics(vec![topic("orders", vec![0, 1]), topic("audit", vec![])])
+                .with_coordinator_epoch(2),
+            WritableTxnMarker::default()
+                .with_producer_id(ProducerId(4_712))
+                .with_transaction_result(false)
+                .with_coordinator_epoch(2),
+        ])
+        .with_unknown_tagged_field(6, Bytes::from_static(b"tag"))
+}
+
+fn sample_describe_transactions() -> DescribeTransactionsRequest {
+    DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![txn_id("tx-1"), txn_id(""), txn_id("tx-2")])
+        .with_unknown_tagged_field(6, Bytes::from_static(b"tag"))
+}
+
+fn sample_list_transactions(v: i16) -> ListTransactionsRequest {
+    let mut r = ListTransactionsRequest::default()
+        .with_state_filters(vec![text("Ongoing"), text("PrepareCommit")])
+        .with_producer_id_filters(vec![ProducerId(4_711), ProducerId(4_712)])
+        .with_unknown_tagged_field(6, Bytes::from_static(b"tag"));
+    if v >= 1 {
+        r = r.with_duration_filter(60_000);
+    }
+    if v >= 2 {
+        r = r.with_transactional_id_pattern(Some(text("tx-.*")));
+    }
+    r
+}
+
 /// A request as a client sends it, without the length prefix: header then body.
 fn encode_request(api: ApiKey, version: i16, correlation_id: i32, body: &RequestKind) -> Bytes {
     let mut header = RequestHeader::default()
@@ -1054,6 +1211,119 @@ fn decodes_the_named_versions_field_by_field() {
 }
 
 #[test]
+fn decodes_the_transaction_requests_field_by_field() {
+    // AddPartitionsToTxn v3 (a producer's one transaction) and v4 (a leader's batch, KIP-890).
+    let sample = |v| sample_body(ApiKey::AddPartitionsToTxn, v);
+    let req = decode_ok(encode_request(ApiKey::AddPartitionsToTxn, 3, 20, &sample(3)));
+    let RequestKind::AddPartitionsToTxn(a) = &req.body else { panic!("not AddPartitionsToTxn") };
+    assert_eq!(&**a.v3_and_below_transactional_id, "tx-1");
+    assert_eq!((a.v3_and_below_producer_id, a.v3_and_below_producer_epoch), (ProducerId(4_711), 7));
+    let topics = &a.v3_and_below_topics;
+    assert_eq!((&**topics[0].name, &topics[0].partitions[..]), ("orders", &[0, 1, 2][..]));
+    assert!(topics[1].partitions.is_empty() && a.transactions.is_empty());
+    let req = decode_ok(encode_request(ApiKey::AddPartitionsToTxn, 4, 21, &sample(4)));
+    let RequestKind::AddPartitionsToTxn(a) = &req.body else { panic!("not AddPartitionsToTxn") };
+    assert!(a.v3_and_below_transactional_id.is_empty() && a.v3_and_below_topics.is_empty());
+    let t = &a.transactions;
+    assert_eq!((&**t[0].transactional_id, t[0].verify_only, t[0].topics.len()), ("tx-1", true, 2));
+    assert_eq!((&**t[1].transactional_id, t[1].verify_only, t[1].topics.len()), ("tx-2", false, 0));
+    assert_eq!(t[0].unknown_tagged_fields.get(&6).map(|b| &b[..]), Some(&b"tag"[..]));
+
+    // EndTxn v0 commits, v3 aborts.
+    let req = decode_ok(encode_request(ApiKey::EndTxn, 0, 22, &sample_body(ApiKey::EndTxn, 0)));
+    let RequestKind::EndTxn(e) = &req.body else { panic!("not EndTxn") };
+    assert_eq!(
+        (&**e.transactional_id, e.producer_id, e.committed),
+        ("tx-1", ProducerId(4_711), true)
+    );
+    let req = decode_ok(encode_request(ApiKey::EndTxn, 3, 23, &sample_body(ApiKey::EndTxn, 3)));
+    let RequestKind::EndTxn(e) = &req.body else { panic!("not EndTxn") };
+    assert!(!e.committed);
+
+    // TxnOffsetCommit v0 (no generation on the wire: -1, "", null) and v3 (KIP-447).
+    let sample = |v| sample_body(ApiKey::TxnOffsetCommit, v);
+    let req = decode_ok(encode_request(ApiKey::TxnOffsetCommit, 0, 24, &sample(0)));
+    let RequestKind::TxnOffsetCommit(c) = &req.body else { panic!("not TxnOffsetCommit") };
+    assert_eq!((&**c.transactional_id, &**c.group_id), ("tx-1", "orders-consumers"));
+    assert_eq!((c.generation_id, &*c.member_id, c.group_instance_id.as_deref()), (-1, "", None));
+    let p = &c.topics[0].partitions;
+    assert_eq!((p[0].committed_offset, p[0].committed_leader_epoch), (7, -1));
+    assert_eq!(p[1].committed_metadata, None);
+    let req = decode_ok(encode_request(ApiKey::TxnOffsetCommit, 3, 25, &sample(3)));
+    let RequestKind::TxnOffsetCommit(c) = &req.body else { panic!("not TxnOffsetCommit") };
+    assert_eq!(
+        (c.generation_id, &*c.member_id, c.group_instance_id.as_deref()),
+        (3, "member-1", Some("instance-1"))
+    );
+    assert_eq!(c.topics[0].partitions[1].committed_leader_epoch, 4);
+
+    // WriteTxnMarkers v1: a commit and an abort marker.
+    let body = sample_body(ApiKey::WriteTxnMarkers, 1);
+    let req = decode_ok(encode_request(ApiKey::WriteTxnMarkers, 1, 26, &body));
+    let RequestKind::WriteTxnMarkers(w) = &req.body else { panic!("not WriteTxnMarkers") };
+    let m = &w.markers;
+    assert_eq!(
+        (m[0].producer_id, m[0].transaction_result, m[0].coordinator_epoch),
+        (ProducerId(4_711), true, 2)
+    );
+    assert_eq!(m[0].topics[0].partition_indexes, [0, 1]);
+    assert!(!m[1].transaction_result && m[1].topics.is_empty());
+
+    // ListTransactions v0 (no duration on the wire: -1, every transaction) and v1 (KIP-994).
+    let sample = |v| sample_body(ApiKey::ListTransactions, v);
+    let req = decode_ok(encode_request(ApiKey::ListTransactions, 0, 27, &sample(0)));
+    let RequestKind::ListTransactions(l) = &req.body else { panic!("not ListTransactions") };
+    assert_eq!(l.duration_filter, -1);
+    assert_eq!(l.producer_id_filters, [ProducerId(4_711), ProducerId(4_712)]);
+    let states: Vec<&str> = l.state_filters.iter().map(|s| &**s).collect();
+    assert_eq!(states, ["Ongoing", "PrepareCommit"]);
+    let req = decode_ok(encode_request(ApiKey::ListTransactions, 1, 28, &sample(1)));
+    let RequestKind::ListTransactions(l) = &req.body else { panic!("not ListTransactions") };
+    assert_eq!((l.duration_filter, l.transactional_id_pattern.as_deref()), (60_000, None));
+}
+
+#[test]
+fn find_coordinator_accepts_transaction_keys_in_every_version_with_a_key_type() {
+    // A transactional producer looks up its coordinator with key type 1 (TRANSACTION), from v1
+    // (v0 has no key type: always a group) to v6, one key or (v4+) a batch.
+    for v in 1..=6 {
+        let r = FindCoordinatorRequest::default().with_key_type(1);
+        let r = if v <= 3 {
+            r.with_key(text("tx-1"))
+        } else {
+            r.with_coordinator_keys(vec![text("tx-1"), text("tx-2")])
+        };
+        let body = RequestKind::FindCoordinator(r);
+        let req = decode_ok(encode_request(ApiKey::FindCoordinator, v, 29, &body));
+        let RequestKind::FindCoordinator(f) = &req.body else { panic!("not FindCoordinator") };
+        assert_eq!(f.key_type, 1, "v{v}");
+        let keys: Vec<&str> =
+            if v <= 3 { vec![&*f.key] } else { f.coordinator_keys.iter().map(|k| &**k).collect() };
+        assert_eq!(keys[0], "tx-1", "v{v}");
+        assert_eq!(req.body, body, "v{v}");
+    }
+}
+
+#[test]
+fn isolation_levels_are_decoded() {
+    // read_committed (1) consumers must be told apart: Fetch carries it in every served
+    // version, ListOffsets from v2 (v1 has none: read_uncommitted).
+    let (min, max) = versions::supported(ApiKey::Fetch).expect("Fetch is served");
+    for v in min..=max {
+        let req = decode_ok(encode_request(ApiKey::Fetch, v, 30, &sample_body(ApiKey::Fetch, v)));
+        let RequestKind::Fetch(f) = &req.body else { panic!("not Fetch") };
+        assert_eq!(f.isolation_level, 1, "Fetch v{v}");
+    }
+    let (min, max) = versions::supported(ApiKey::ListOffsets).expect("ListOffsets is served");
+    for v in min..=max {
+        let body = sample_body(ApiKey::ListOffsets, v);
+        let req = decode_ok(encode_request(ApiKey::ListOffsets, v, 31, &body));
+        let RequestKind::ListOffsets(l) = &req.body else { panic!("not ListOffsets") };
+        assert_eq!(l.isolation_level, if v >= 2 { 1 } else { 0 }, "ListOffsets v{v}");
+    }
+}
+
+#[test]
 fn header_versions_follow_flexibility() {
     // The first flexible version of each served API (KIP-482), from Kafka's message schemas.
     let first_flexible = |api| match api {
@@ -1086,6 +1356,10 @@ fn header_versions_follow_flexibility() {
         ApiKey::DeleteAcls => 2,
         ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => 0,
         ApiKey::DescribeClientQuotas | ApiKey::AlterClientQuotas => 1,
+        ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn => 3,
+        ApiKey::EndTxn | ApiKey::TxnOffsetCommit => 3,
+        ApiKey::WriteTxnMarkers => 1,
+        ApiKey::DescribeTransactions | ApiKey::ListTransactions => 0,
         other => panic!("{other:?}"),
     };
     for &(api, min, max) in SUPPORTED {
@@ -1305,6 +1579,13 @@ fn request_versions(api: ApiKey) -> VersionRange {
             kafka_protocol::messages::DescribeClientQuotasRequest::VERSIONS
         }
         ApiKey::AlterClientQuotas => kafka_protocol::messages::AlterClientQuotasRequest::VERSIONS,
+        ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
+        ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
+        ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
+        ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
         other => panic!("no request range for {other:?}"),
     }
 }
@@ -1448,6 +1729,25 @@ fn preflight_refuses_an_impossible_count_in_every_array() {
                 "AlterClientQuotas.entries.entity",
                 "AlterClientQuotas.entries.ops",
             ],
+            ApiKey::AddPartitionsToTxn => &[
+                "AddPartitionsToTxn.v3_and_below_topics",
+                "AddPartitionsToTxn.transactions",
+                "AddPartitionsToTxn.transactions.topics",
+                "AddPartitionsToTxn.topics.partitions",
+            ],
+            ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => &[],
+            ApiKey::TxnOffsetCommit => {
+                &["TxnOffsetCommit.topics", "TxnOffsetCommit.topics.partitions"]
+            }
+            ApiKey::WriteTxnMarkers => &[
+                "WriteTxnMarkers.markers",
+                "WriteTxnMarkers.markers.topics",
+                "WriteTxnMarkers.topics.partition_indexes",
+            ],
+            ApiKey::DescribeTransactions => &["DescribeTransactions.transactional_ids"],
+            ApiKey::ListTransactions => {
+                &["ListTransactions.state_filters", "ListTransactions.producer_id_filters"]
+            }
             other => panic!("no array list for {other:?}"),
         }
     };
@@ -1686,6 +1986,44 @@ fn element_minimums_are_the_smallest_encodings() {
         // The walk bounds partitions by one int32 each: the whole of a partition.
         assert_eq!(encoded_len(&OffsetDeleteRequestPartition::default(), v), 4, "v{v}");
     }
+    for v in versions(ApiKey::AddPartitionsToTxn) {
+        let t = AddPartitionsToTxnTopic::default();
+        assert_eq!(element_min::add_partitions_topic(v), encoded_len(&t, v), "v{v}");
+        if v >= 4 {
+            let x = AddPartitionsToTxnTransaction::default();
+            assert_eq!(element_min::add_partitions_transaction(v), encoded_len(&x, v), "v{v}");
+        }
+    }
+    for v in versions(ApiKey::TxnOffsetCommit) {
+        let t = TxnOffsetCommitRequestTopic::default();
+        assert_eq!(element_min::txn_offset_commit_topic(v), encoded_len(&t, v), "v{v}");
+        let p = TxnOffsetCommitRequestPartition::default();
+        assert_eq!(element_min::txn_offset_commit_partition(v), encoded_len(&p, v), "v{v}");
+        // The default metadata is empty (not null); both encode in the same bytes.
+        let null = TxnOffsetCommitRequestPartition::default().with_committed_metadata(None);
+        assert_eq!(encoded_len(&null, v), encoded_len(&p, v), "TxnOffsetCommit v{v}");
+    }
+    for v in versions(ApiKey::WriteTxnMarkers) {
+        let m = WritableTxnMarker::default();
+        assert_eq!(element_min::write_txn_marker(v), encoded_len(&m, v), "v{v}");
+        let t = WritableTxnMarkerTopic::default();
+        assert_eq!(element_min::write_txn_marker_topic(v), encoded_len(&t, v), "v{v}");
+    }
+    for v in versions(ApiKey::DescribeTransactions) {
+        let none = DescribeTransactionsRequest::default();
+        let one = DescribeTransactionsRequest::default().with_transactional_ids(vec![txn_id("")]);
+        let id = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::describe_transactions_id(v), id, "DescribeTransactions v{v}");
+    }
+    for v in versions(ApiKey::ListTransactions) {
+        let none = ListTransactionsRequest::default();
+        let one = ListTransactionsRequest::default().with_state_filters(vec![text("")]);
+        let f = encoded_len(&one, v) - encoded_len(&none, v);
+        assert_eq!(element_min::list_transactions_state(v), f, "ListTransactions v{v}");
+        // Producer id filters are int64s: the walk bounds them by 8 bytes each.
+        let id = ListTransactionsRequest::default().with_producer_id_filters(vec![ProducerId(0)]);
+        assert_eq!(encoded_len(&id, v) - encoded_len(&none, v), 8, "ListTransactions v{v}");
+    }
     // DescribeCluster, InitProducerId and Heartbeat have no arrays: nothing to bound (that the
     // walk finds none in them is checked by
     // `preflight_refuses_an_impossible_count_in_every_array`).
@@ -1873,6 +2211,25 @@ fn default_response(api: ApiKey) -> ResponseKind {
         ApiKey::AlterClientQuotas => ResponseKind::AlterClientQuotas(
             kafka_protocol::messages::AlterClientQuotasResponse::default(),
         ),
+        ApiKey::AddPartitionsToTxn => {
+            ResponseKind::AddPartitionsToTxn(AddPartitionsToTxnResponse::default())
+        }
+        ApiKey::AddOffsetsToTxn => {
+            ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default())
+        }
+        ApiKey::EndTxn => ResponseKind::EndTxn(EndTxnResponse::default()),
+        ApiKey::TxnOffsetCommit => {
+            ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default())
+        }
+        ApiKey::WriteTxnMarkers => {
+            ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default())
+        }
+        ApiKey::DescribeTransactions => {
+            ResponseKind::DescribeTransactions(DescribeTransactionsResponse::default())
+        }
+        ApiKey::ListTransactions => {
+            ResponseKind::ListTransactions(ListTransactionsResponse::default())
+        }
         other => panic!("no default response for {other:?}"),
     }
 }
@@ -2244,6 +2601,142 @@ fn leave_and_list_groups_responses_keep_to_their_versions() {
 }
 
 #[test]
+fn add_partitions_to_txn_response_keeps_to_its_layouts() {
+    // v0–v3 answer the producer's one transaction per topic; v4 answers a batch per
+    // transaction, with a top-level error code (KIP-890 part 1).
+    let api = ApiKey::AddPartitionsToTxn;
+    let topic = |n, codes: &[(i32, ErrorCode)]| {
+        AddPartitionsToTxnTopicResult::default().with_name(name(n)).with_results_by_partition(
+            codes
+                .iter()
+                .map(|&(p, code)| {
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_partition_error_code(code.code())
+                })
+                .collect(),
+        )
+    };
+    let by_topic = AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+        topic("orders", &[(0, error_code::NONE), (1, error_code::UNKNOWN_TOPIC_OR_PARTITION)]),
+        topic("audit", &[(3, error_code::OPERATION_NOT_ATTEMPTED)]),
+    ]);
+    let by_transaction = AddPartitionsToTxnResponse::default().with_results_by_transaction(vec![
+        AddPartitionsToTxnResult::default()
+            .with_transactional_id(txn_id("tx-1"))
+            .with_topic_results(vec![topic("orders", &[(0, error_code::NONE)])]),
+        AddPartitionsToTxnResult::default()
+            .with_transactional_id(txn_id("tx-2"))
+            .with_topic_results(vec![topic("audit", &[(3, error_code::INVALID_TXN_STATE)])]),
+    ]);
+    for v in 0..=4 {
+        let (right, wrong) =
+            if v <= 3 { (&by_topic, &by_transaction) } else { (&by_transaction, &by_topic) };
+        let body = ResponseKind::AddPartitionsToTxn(right.clone());
+        assert_eq!(response_round_trip(api, v, &body), body, "v{v}");
+        response_refused(api, v, &ResponseKind::AddPartitionsToTxn(wrong.clone()));
+    }
+    // The top-level error code is v4's: dropped silently below it (the per-partition codes are
+    // what a producer reads), carried at v4.
+    let failed = by_topic.clone().with_error_code(error_code::NOT_COORDINATOR.code());
+    let decoded = response_round_trip(api, 3, &ResponseKind::AddPartitionsToTxn(failed));
+    assert_eq!(decoded, ResponseKind::AddPartitionsToTxn(by_topic));
+    let failed = AddPartitionsToTxnResponse::default()
+        .with_error_code(error_code::CLUSTER_AUTHORIZATION_FAILED.code());
+    let body = ResponseKind::AddPartitionsToTxn(failed);
+    assert_eq!(response_round_trip(api, 4, &body), body);
+}
+
+#[test]
+fn transaction_responses_round_trip() {
+    let producer = |id| ProducerId(id);
+    for v in 0..=4 {
+        let body = ResponseKind::AddOffsetsToTxn(
+            AddOffsetsToTxnResponse::default()
+                .with_throttle_time_ms(5)
+                .with_error_code(error_code::CONCURRENT_TRANSACTIONS.code()),
+        );
+        assert_eq!(response_round_trip(ApiKey::AddOffsetsToTxn, v, &body), body, "v{v}");
+
+        let ended = EndTxnResponse::default().with_error_code(error_code::INVALID_TXN_STATE.code());
+        let body = ResponseKind::EndTxn(ended.clone());
+        assert_eq!(response_round_trip(ApiKey::EndTxn, v, &body), body, "v{v}");
+        // The new producer id and epoch are v5's (KIP-890 part 2): not written below it.
+        let bumped = ResponseKind::EndTxn(
+            ended.clone().with_producer_id(producer(4_711)).with_producer_epoch(8),
+        );
+        let decoded = response_round_trip(ApiKey::EndTxn, v, &bumped);
+        assert_eq!(decoded, ResponseKind::EndTxn(ended), "v{v}");
+
+        let body = ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default().with_topics(
+            vec![kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                .with_name(name("orders"))
+                .with_partitions(vec![
+                    kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(0),
+                    kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(1)
+                        .with_error_code(error_code::ILLEGAL_GENERATION.code()),
+                ])],
+        ));
+        assert_eq!(response_round_trip(ApiKey::TxnOffsetCommit, v, &body), body, "v{v}");
+    }
+
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let body =
+        ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(vec![
+            WritableTxnMarkerResult::default().with_producer_id(producer(4_711)).with_topics(vec![
+                WritableTxnMarkerTopicResult::default().with_name(name("orders")).with_partitions(
+                    vec![
+                WritableTxnMarkerPartitionResult::default().with_partition_index(0),
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(1)
+                    .with_error_code(error_code::NOT_LEADER_OR_FOLLOWER.code()),
+            ],
+                ),
+            ]),
+        ]));
+    assert_eq!(response_round_trip(ApiKey::WriteTxnMarkers, 1, &body), body);
+
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    let body = ResponseKind::DescribeTransactions(
+        DescribeTransactionsResponse::default().with_transaction_states(vec![
+            TransactionState::default()
+                .with_transactional_id(txn_id("tx-1"))
+                .with_transaction_state(text("Ongoing"))
+                .with_transaction_timeout_ms(60_000)
+                .with_transaction_start_time_ms(1_700_000_000_000)
+                .with_producer_id(producer(4_711))
+                .with_producer_epoch(7)
+                .with_topics(vec![
+                    TopicData::default().with_topic(name("orders")).with_partitions(vec![0, 1]),
+                ]),
+            TransactionState::default()
+                .with_error_code(error_code::TRANSACTIONAL_ID_NOT_FOUND.code())
+                .with_transactional_id(txn_id("tx-unknown")),
+        ]),
+    );
+    assert_eq!(response_round_trip(ApiKey::DescribeTransactions, 0, &body), body);
+
+    use kafka_protocol::messages::list_transactions_response::TransactionState as Listed;
+    for v in 0..=1 {
+        let body = ResponseKind::ListTransactions(
+            ListTransactionsResponse::default()
+                .with_unknown_state_filters(vec![text("Bogus")])
+                .with_transaction_states(vec![
+                    Listed::default()
+                        .with_transactional_id(txn_id("tx-1"))
+                        .with_producer_id(producer(4_711))
+                        .with_transaction_state(text("Ongoing")),
+                ]),
+        );
+        assert_eq!(response_round_trip(ApiKey::ListTransactions, v, &body), body, "v{v}");
+    }
+}
+
+#[test]
 fn encode_errors_leave_the_buffer_untouched() {
     let metadata = ResponseKind::Metadata(MetadataResponse::default());
     let before = Bytes::from_static(b"earlier response bytes");
@@ -2389,6 +2882,7 @@ fn has_no_array(api: ApiKey, v: i16) -> bool {
         ApiKey::ApiVersions | ApiKey::DescribeCluster | ApiKey::InitProducerId => true,
         ApiKey::Heartbeat | ApiKey::UnregisterBroker => true,
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate | ApiKey::DescribeAcls => true,
+        ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => true,
         ApiKey::FindCoordinator | ApiKey::ListGroups => v <= 3, // v4 added the key/state arrays
         ApiKey::LeaveGroup => v <= 2,                           // v3 added `members`
         _ => false,

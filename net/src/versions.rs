@@ -209,6 +209,47 @@ use crate::request::DecodeError;
 /// - **DescribeUserScramCredentials 0** and **AlterUserScramCredentials 0**: their only
 ///   versions (KIP-554).
 /// - **DescribeClientQuotas 0–1** and **AlterClientQuotas 0–1** (KIP-546): v1 is flexible.
+///
+/// Transactions (KIP-98: the transaction coordinator's APIs, and the leader side of its
+/// markers). Every range stops before KIP-890 part 2, "transaction version 2" (the coordinator
+/// bumps the producer epoch at every commit or abort, and partitions join a transaction when
+/// the leader first sees them), which this coordinator does not implement. In
+/// AddPartitionsToTxn, AddOffsetsToTxn and EndTxn v1 only changes throttling (KIP-219), v2
+/// only allows `PRODUCER_FENCED` (below v2 Kafka sends `INVALID_PRODUCER_EPOCH` in its place)
+/// and v3 is flexible.
+///
+/// - **AddPartitionsToTxn 0–4.** Clients send v0–v3: one transaction, in the `v3_and_below_*`
+///   fields, answered per topic in `results_by_topic_v3_and_below`. v4 (KIP-890 part 1) is the
+///   broker-to-coordinator form only (a leader verifying a transactional Produce): a
+///   `transactions` batch, each with `verify_only` (check the partitions are in the
+///   transaction, do not add them), answered per transaction in `results_by_transaction` with
+///   a top-level `error_code`. A v4 response must leave `results_by_topic_v3_and_below` empty
+///   and a v0–v3 one `results_by_transaction` empty, or it fails to encode; the top-level
+///   `error_code` is dropped silently below v4. v5 only allows `TRANSACTION_ABORTABLE`
+///   (KIP-890); only brokers send it, and it is left out with transaction version 2.
+/// - **AddOffsetsToTxn 0–4.** v4 has v3's layout and only allows `TRANSACTION_ABORTABLE`
+///   (KIP-890 part 1), an answer the coordinator may choose to send or not: so v4 is in.
+///   kafka-protocol knows nothing above v4.
+/// - **EndTxn 0–4.** v4 only allows `TRANSACTION_ABORTABLE`. v5 (KIP-890 part 2) bumps the
+///   epoch at every commit or abort and returns the new `producer_id`/`producer_epoch` in the
+///   response (which kafka-protocol drops silently below v5).
+/// - **TxnOffsetCommit 0–4.** v1 only changes throttling, v2 adds each partition's
+///   `committed_leader_epoch`, v3 is flexible and adds `generation_id`/`member_id`/
+///   `group_instance_id` (KIP-447: the group coordinator fences a zombie consumer's commit by
+///   its generation; -1/""/null from a producer that names none), v4 only allows
+///   `TRANSACTION_ABORTABLE`. v5 (KIP-890 part 2) has v4's layout, but its sender skips
+///   AddOffsetsToTxn and expects the broker to add the group's offsets partition itself.
+/// - **WriteTxnMarkers 1**: all kafka-protocol 0.18 knows. The coordinator asks each partition
+///   leader to write COMMIT or ABORT control batches (a cluster action: only brokers send it).
+///   v0 was removed in Kafka 4.0 (v1, flexible, is the baseline); v2 adds each marker's
+///   `transaction_version` (transaction version 2).
+/// - **DescribeTransactions 0** (KIP-664; `kafka-transactions.sh describe`): the only version,
+///   flexible.
+/// - **ListTransactions 0–1** (KIP-664; `kafka-transactions.sh list`), flexible. v1 (KIP-994)
+///   adds `duration_filter`: only transactions running longer than it (-1, the default: all),
+///   answered from each transaction's start time. v2 (KIP-1152) adds
+///   `transactional_id_pattern`, a regular expression the coordinator would have to match
+///   exactly as Kafka's does: not trivial, left out.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
@@ -251,6 +292,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The lowest Produce version advertised in ApiVersions, below the lowest accepted one.
@@ -426,15 +474,20 @@ mod tests {
             (ApiKey::AlterUserScramCredentials, 0, 0),
             (ApiKey::DescribeClientQuotas, 0, 1),
             (ApiKey::AlterClientQuotas, 0, 1),
+            (ApiKey::AddPartitionsToTxn, 0, 4),
+            (ApiKey::AddOffsetsToTxn, 0, 4),
+            (ApiKey::EndTxn, 0, 4),
+            (ApiKey::TxnOffsetCommit, 0, 4),
+            (ApiKey::WriteTxnMarkers, 1, 1),
+            (ApiKey::DescribeTransactions, 0, 0),
+            (ApiKey::ListTransactions, 0, 1),
         ];
         assert_eq!(SUPPORTED.len(), expected.len());
         for (api, min, max) in expected {
             assert_eq!(supported(api), Some((min, max)), "{api:?}");
         }
-        assert_eq!(supported(ApiKey::AddPartitionsToTxn), None);
         // KIP-848's own group API (the new consumer protocol) is a different API, not served.
         assert_eq!(supported(ApiKey::ConsumerGroupHeartbeat), None);
-        assert_eq!(supported(ApiKey::TxnOffsetCommit), None);
     }
 
     #[test]
@@ -445,7 +498,32 @@ mod tests {
         assert!(!is_supported(ApiKey::Produce, 12));
         assert!(!is_supported(ApiKey::ApiVersions, -1));
         assert!(!is_supported(ApiKey::InitProducerId, 6));
-        assert!(!is_supported(ApiKey::EndTxn, 0));
+        assert!(is_supported(ApiKey::EndTxn, 0));
+        assert!(!is_supported(ApiKey::EndTxn, 5));
+    }
+
+    #[test]
+    fn transaction_apis_stop_before_transaction_version_2() {
+        // kafka-protocol knows the KIP-890 part 2 versions (and AddPartitionsToTxn v5); the
+        // coordinator does not implement them. Widening one of these is a decision: see the
+        // reasons on `SUPPORTED`.
+        let stops = [
+            (ApiKey::AddPartitionsToTxn, 4, 5),
+            (ApiKey::AddOffsetsToTxn, 4, 4),
+            (ApiKey::EndTxn, 4, 5),
+            (ApiKey::TxnOffsetCommit, 4, 5),
+            (ApiKey::WriteTxnMarkers, 1, 1),
+            (ApiKey::DescribeTransactions, 0, 0),
+            (ApiKey::ListTransactions, 1, 2),
+        ];
+        for (api, served_max, known_max) in stops {
+            assert_eq!(api.valid_versions().max, known_max, "{api:?}");
+            assert!(is_supported(api, served_max), "{api:?}");
+            assert!(!is_supported(api, served_max + 1), "{api:?}");
+        }
+        // WriteTxnMarkers v0 was removed in Kafka 4.0, and kafka-protocol does not know it.
+        assert_eq!(ApiKey::WriteTxnMarkers.valid_versions().min, 1);
+        assert!(!is_supported(ApiKey::WriteTxnMarkers, 0));
     }
 
     #[test]
