@@ -16,8 +16,17 @@
 //!    new segment, never a mix; leftovers are removed when the log is opened.
 //!
 //! Readers holding the old segment's file keep reading it unchanged (Unix unlink semantics).
+//!
+//! Transactions: a pass cleans only segments that end at or below the first unstable offset
+//! (every transaction with records there is decided). The records of aborted transactions (per
+//! the aborted index: batches of that producer id with offsets in `[first_offset,
+//! last_offset]`) are removed and never count as the newest value of their key, so an aborted
+//! write never hides the committed value before it. Markers (control batches) are kept, so a
+//! replay of the log still ends every transaction it sees; the aborted index is left as it is
+//! (its entries still bound what remains of their transactions).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
@@ -142,11 +151,18 @@ impl<B: Backend> Log<B> {
         if !cfg.cleanup_policy.compact {
             return Ok(report);
         }
+        let unstable = self.first_unstable_offset();
         let closed: Vec<SegView<B::File>> = {
             let st = self.state.borrow();
             let n = st.segments.len();
-            st.segments.values().take(n.saturating_sub(1)).map(SegView::of).collect()
+            st.segments
+                .values()
+                .take(n.saturating_sub(1))
+                .take_while(|s| unstable.is_none_or(|first| s.next_offset <= first))
+                .map(SegView::of)
+                .collect()
         };
+        let aborted = self.aborted_ranges(&closed);
         // 1. Map: newest offset per key, over as many whole segments as fit.
         let mut newest: HashMap<u128, u64> = HashMap::new();
         let mut covered = 0usize;
@@ -154,7 +170,7 @@ impl<B: Backend> Log<B> {
             let mut segment_keys: Vec<(u128, u64)> = Vec::new();
             for_each_batch(seg, |b| {
                 let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
-                if h.is_control() {
+                if h.is_control() || aborted.holds(&h) {
                     return Ok(());
                 }
                 for r in recs {
@@ -177,7 +193,9 @@ impl<B: Backend> Log<B> {
         // 2 and 3. Copy, verify and swap each covered segment.
         let horizon = (self.clock)().saturating_sub(cfg.delete_retention_ms as i64);
         for seg in closed.iter().take(covered) {
-            if let Some((removed, after)) = self.clean_segment(seg, &newest, horizon).await? {
+            if let Some((removed, after)) =
+                self.clean_segment(seg, &newest, &aborted, horizon).await?
+            {
                 report.segments_cleaned += 1;
                 report.records_removed += removed;
                 report.bytes_before += seg.size;
@@ -197,14 +215,34 @@ impl<B: Backend> Log<B> {
         Ok(report)
     }
 
+    /// The aborted transactions whose records may lie in `segments` (all decided: they end at
+    /// or below the first unstable offset).
+    fn aborted_ranges(&self, segments: &[SegView<B::File>]) -> AbortedRanges {
+        let mut ranges = AbortedRanges::default();
+        let Some(from) = segments.first().map(|s| s.base_offset) else { return ranges };
+        let aborted = self.aborted.borrow();
+        // Only a transaction whose marker lies at or after the first cleaned segment can have
+        // records in them (its records lie below its marker).
+        for e in aborted.entries().filter(|e| e.last_offset >= from) {
+            match ranges.by_producer.entry(e.producer_id) {
+                Entry::Occupied(mut o) => o.get_mut().push((e.first_offset, e.last_offset)),
+                Entry::Vacant(v) => {
+                    v.insert(vec![(e.first_offset, e.last_offset)]);
+                }
+            }
+        }
+        ranges
+    }
+
     /// Rewrites one segment; `None` when it had nothing to remove.
     async fn clean_segment(
         &self,
         seg: &SegView<B::File>,
         newest: &HashMap<u128, u64>,
+        aborted: &AbortedRanges,
         horizon: i64,
     ) -> Result<Option<(u64, u64)>, LogError> {
-        let (out, removed) = thin_segment(seg, newest, horizon).await?;
+        let (out, removed) = thin_segment(seg, newest, aborted, horizon).await?;
         if removed == 0 {
             return Ok(None);
         }
@@ -288,11 +326,31 @@ impl<B: Backend> Log<B> {
     }
 }
 
-/// The batches of `seg` with superseded records and expired tombstones removed (see the module
-/// docs), and how many records were removed.
+/// Per producer id, the `[first_offset, last_offset]` ranges of its aborted transactions.
+#[derive(Debug, Default)]
+struct AbortedRanges {
+    by_producer: HashMap<i64, Vec<(u64, u64)>>,
+}
+
+impl AbortedRanges {
+    /// Whether `h` is a data batch of an aborted transaction.
+    fn holds(&self, h: &BatchHeader) -> bool {
+        if !h.is_transactional() || h.is_control() || h.base_offset < 0 {
+            return false;
+        }
+        let base = h.base_offset as u64;
+        self.by_producer
+            .get(&h.producer_id)
+            .is_some_and(|ranges| ranges.iter().any(|&(first, last)| first <= base && base <= last))
+    }
+}
+
+/// The batches of `seg` with superseded records, expired tombstones and aborted transactions'
+/// records removed (see the module docs), and how many records were removed.
 async fn thin_segment<F: StorageFile>(
     seg: &SegView<F>,
     newest: &HashMap<u128, u64>,
+    aborted: &AbortedRanges,
     horizon: i64,
 ) -> Result<(Vec<Bytes>, u64), LogError> {
     let mut out: Vec<Bytes> = Vec::new();
@@ -301,6 +359,10 @@ async fn thin_segment<F: StorageFile>(
         let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
         if h.is_control() {
             out.push(b);
+            return Ok(());
+        }
+        if aborted.holds(&h) {
+            removed += recs.len() as u64;
             return Ok(());
         }
         let before = recs.len();

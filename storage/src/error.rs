@@ -53,6 +53,13 @@ pub enum AppendError {
     /// ended. Nothing of the record set was written.
     #[error("replica batches start at offset {found}, expected {expected}")]
     OffsetMismatch { expected: u64, found: u64 },
+    /// A transaction marker ([`crate::Log::append_marker`]) whose producer epoch is older than
+    /// the producer's current epoch in this partition: a zombie coordinator's or producer's
+    /// (Kafka: `INVALID_PRODUCER_EPOCH`). Nothing was written.
+    #[error(
+        "marker of producer {producer_id} has epoch {got}, older than its current epoch {current}"
+    )]
+    FencedMarker { producer_id: i64, current: i16, got: i16 },
 }
 
 /// Why a read failed.

@@ -19,6 +19,10 @@
 //!   of each leader epoch, kept by every append (a leader's, which stamps its epoch with
 //!   [`Log::append_with_epoch`], and a follower's [`Log::append_replica`], which writes a
 //!   leader's batches as they are) and answering [`Log::end_offset_for_epoch`] for replication.
+//! - [`txn`] holds transactions' markers (control batches) and the aborted-transaction index
+//!   (Kafka's `.txnindex`); [`producers`] tracks each producer's ongoing transaction, so the
+//!   log answers [`Log::first_unstable_offset`] and [`Log::aborted_transactions`] for
+//!   read_committed fetches.
 //!
 //! # Guarantees
 //! - After [`Log::append`] returns `Ok`, the batches have offsets and are visible to readers;
@@ -48,6 +52,7 @@ pub mod log;
 pub mod producers;
 pub mod segment;
 pub mod sim;
+pub mod txn;
 pub mod wire;
 
 pub use backend::{Backend, CompioBackend, StorageFile};
@@ -55,3 +60,4 @@ pub use config::{IoObserver, LogConfig};
 pub use epochs::EpochEntry;
 pub use error::{AppendError, LogError, ReadError};
 pub use log::{AppendInfo, FileSlice, Log, PAGE_CACHE_WINDOW_BYTES, ReadResult, WRITEBACK_BYTES};
+pub use txn::{AbortedTxn, MarkerKind, TxnMarker, control_batch, parse_marker};

@@ -54,6 +54,7 @@ use crate::epochs::{CHECKPOINT_FILE, EpochCache, EpochEntry};
 use crate::error::{AppendError, IoFailure, LogError, ReadError};
 use crate::producers::{ProducerStates, SeqCheck};
 use crate::segment::{self, DirectState, SCAN_CHUNK_BYTES, ScanEnd, Segment};
+use crate::txn::{self, AbortedIndex, AbortedTxn, MarkerKind, TxnMarker};
 
 /// Name of the file whose presence says the log was closed cleanly.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
@@ -224,6 +225,12 @@ fn split_replica_set(records: &Bytes) -> Result<Vec<IncomingBatch>, AppendError>
         {
             return Err(AppendError::OffsetMismatch { expected, found: base });
         }
+        // The producer state learns a marker's kind from its bytes when it is written; a
+        // leader only stores well-formed markers, so anything else is refused before it is.
+        if header.is_control() && txn::parse_marker(&bytes).is_none() {
+            let reason = format!("control batch at offset {base} holds no transaction marker");
+            return Err(BatchError::InvalidRecords { reason }.into());
+        }
         next = Some(header.last_offset() as u64 + 1);
         out.push(IncomingBatch { header, bytes });
         pos += total;
@@ -252,7 +259,7 @@ async fn remove_leftovers<B: Backend>(
     }
     bases.sort_unstable();
     for name in names {
-        let orphan = [".index", ".timeindex"].iter().any(|ext| {
+        let orphan = [".index", ".timeindex", ".txnindex"].iter().any(|ext| {
             name.strip_suffix(ext)
                 .and_then(|s| s.parse::<u64>().ok())
                 .is_some_and(|b| bases.binary_search(&b).is_err())
@@ -447,6 +454,8 @@ impl PendingAppend {
 struct Staged {
     iov: Vec<Bytes>,
     headers: Vec<BatchHeader>,
+    /// For each of `headers`, the marker a control batch holds (`None` for data batches).
+    markers: Vec<Option<MarkerKind>>,
     infos: Vec<AppendInfo>,
     records: u64,
     bytes: usize,
@@ -465,6 +474,7 @@ fn stage(
 ) -> Staged {
     let mut iov: Vec<Bytes> = Vec::with_capacity(entries.len() * 4);
     let mut headers: Vec<BatchHeader> = Vec::new();
+    let mut markers: Vec<Option<MarkerKind>> = Vec::new();
     let mut infos = Vec::with_capacity(entries.len());
     let mut records = 0u64;
     let mut new_epochs: Option<EpochCache> = None;
@@ -527,6 +537,11 @@ fn stage(
                 );
             }
             next += header.offset_span();
+            // Checked when the batch was taken (`append_marker` builds it, a replica's is
+            // refused unless it parses, `append` refuses control batches).
+            let marker = header.is_control().then(|| txn::parse_marker(&b.bytes)).flatten();
+            assert!(!header.is_control() || marker.is_some(), "a control batch holds a marker");
+            markers.push(marker.map(|(kind, _)| kind));
             headers.push(header);
         }
         records += entry.records;
@@ -538,7 +553,7 @@ fn stage(
         });
     }
     let bytes: usize = iov.iter().map(Bytes::len).sum();
-    Staged { iov, headers, infos, records, bytes, end_offset: next, epochs: new_epochs }
+    Staged { iov, headers, markers, infos, records, bytes, end_offset: next, epochs: new_epochs }
 }
 
 /// How the leader-epoch checkpoint file stands against the cache in memory, from best to
@@ -663,8 +678,12 @@ pub struct Log<B: Backend> {
     writer: Mutex<()>,
     syncer: Mutex<()>,
     pub(crate) maintenance: Mutex<()>,
-    /// Idempotent producers' last batches, updated as batches are written.
+    /// Idempotent producers' last batches and ongoing transactions, updated as batches are
+    /// written.
     producers: RefCell<ProducerStates>,
+    /// Every aborted transaction whose marker is in the log (see [`crate::txn`]); sealed
+    /// segments also have theirs in `<base>.txnindex`.
+    pub(crate) aborted: RefCell<AbortedIndex>,
 }
 
 impl<B: Backend> std::fmt::Debug for Log<B> {
@@ -750,7 +769,7 @@ impl<B: Backend> Log<B> {
         );
         let state = State::recovered(segments, log_start);
         let log = Log::with_state(backend, dir, config, clock, state);
-        log.load_producers().await?;
+        log.load_txn_state().await?;
         log.load_epochs().await?;
         Ok((log, report))
     }
@@ -775,6 +794,7 @@ impl<B: Backend> Log<B> {
             syncer: Mutex::new(()),
             maintenance: Mutex::new(()),
             producers: RefCell::new(ProducerStates::default()),
+            aborted: RefCell::new(AbortedIndex::default()),
         }
     }
 
@@ -862,7 +882,77 @@ impl<B: Backend> Log<B> {
         self.state.borrow().check_writable()?;
         let max = self.config.borrow().max_message_bytes;
         let batches = batch::split_record_set(&records, max)?;
+        // Only a transaction coordinator writes markers (`append_marker`); Kafka refuses
+        // control batches from clients with INVALID_RECORD.
+        if let Some(b) = batches.iter().find(|b| b.header.is_control()) {
+            let reason = format!(
+                "control batch of producer {} in a client's records (markers come only from a transaction coordinator)",
+                b.header.producer_id
+            );
+            return Err(BatchError::InvalidRecords { reason }.into());
+        }
         self.enqueue(batches, records.len(), mode).await
+    }
+
+    /// Appends a transaction marker as a control batch stamped with `leader_epoch`, queued and
+    /// group-committed like any append. It ends the producer's ongoing transaction here and,
+    /// for ABORT, adds the aborted index's entry. Refused with [`AppendError::FencedMarker`]
+    /// when its producer epoch is older than the producer's current one here (a newer epoch
+    /// is taken: the coordinator bumps it when it fences a producer). As with
+    /// [`Log::check_producer`], the caller keeps other batches of the same producer out
+    /// between this call's check and the end of its write.
+    pub async fn append_marker(
+        &self,
+        marker: TxnMarker,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, AppendError> {
+        self.state.borrow().check_writable()?;
+        if let Some(current) =
+            self.producers.borrow().marker_fenced(marker.producer_id, marker.producer_epoch)
+        {
+            return Err(AppendError::FencedMarker {
+                producer_id: marker.producer_id,
+                current,
+                got: marker.producer_epoch,
+            });
+        }
+        let bytes = txn::control_batch(&marker);
+        let batches = batch::split_record_set(&bytes, usize::MAX)?;
+        let info = self.enqueue(batches, bytes.len(), StoreMode::Stamp(leader_epoch)).await?;
+        debug!(
+            dir = %self.dir.display(),
+            producer_id = marker.producer_id,
+            producer_epoch = marker.producer_epoch,
+            kind = ?marker.kind,
+            offset = info.base_offset,
+            "transaction marker written"
+        );
+        Ok(info)
+    }
+
+    /// The lowest first offset of the ongoing transactions, if any: read_committed readers
+    /// stop below it (the node's last stable offset is the lower of it and the high
+    /// watermark), and retention never moves the log start past it.
+    pub fn first_unstable_offset(&self) -> Option<u64> {
+        self.producers.borrow().first_unstable_offset()
+    }
+
+    /// The producer's ongoing transaction here: its epoch and the transaction's first offset.
+    pub fn ongoing_txn(&self, producer_id: i64) -> Option<(i16, u64)> {
+        self.producers.borrow().ongoing_txn(producer_id)
+    }
+
+    /// Every ongoing transaction here, `(producer id, epoch, first offset)`, oldest first (for
+    /// DescribeProducers).
+    pub fn ongoing_txns(&self) -> Vec<(i64, i16, u64)> {
+        self.producers.borrow().ongoing_txns()
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, upto)` must be told about:
+    /// marker at or after `from` and first offset below `upto`, ordered by first offset; in
+    /// memory, bounded by [`txn::ABORTED_PER_FETCH_MAX`].
+    pub fn aborted_transactions(&self, from: u64, upto: u64) -> Vec<AbortedTxn> {
+        self.aborted.borrow().overlapping(from, upto)
     }
 
     /// A follower's append of batches copied from its leader: they keep their offsets and
@@ -1011,7 +1101,8 @@ impl<B: Backend> Log<B> {
             let staged = stage(entries, seg.next_offset, log_append_time, &st.epochs);
             (seg.file.clone(), seg.path.clone(), seg.size, staged)
         };
-        let Staged { iov, headers, mut infos, records, bytes, end_offset, epochs } = staged;
+        let Staged { iov, headers, markers, mut infos, records, bytes, end_offset, epochs } =
+            staged;
         self.checkpoint_before_write(epochs.as_ref()).await?;
         let started = std::time::Instant::now();
         let written = self.write_data(&file, &path, start_pos, iov).await;
@@ -1046,8 +1137,17 @@ impl<B: Backend> Log<B> {
         assert_eq!(seg.next_offset, end_offset, "the log end follows the last batch written");
         {
             let mut producers = self.producers.borrow_mut();
-            for h in &headers {
-                producers.record(h, h.base_offset as u64, h.last_offset() as u64);
+            let mut aborted = self.aborted.borrow_mut();
+            for (h, marker) in headers.iter().zip(&markers) {
+                match marker {
+                    Some(kind) => {
+                        if let Some(entry) = producers.record_marker(h, h.base_offset as u64, *kind)
+                        {
+                            aborted.insert(entry);
+                        }
+                    }
+                    None => producers.record(h, h.base_offset as u64, h.last_offset() as u64),
+                }
             }
         }
         if let Some(cache) = epochs {
@@ -1261,7 +1361,19 @@ impl<B: Backend> Log<B> {
         segment::write_whole(&self.backend, &segment::index_path(&self.dir, base), index).await?;
         let tpath = segment::time_index_path(&self.dir, base);
         segment::write_whole(&self.backend, &tpath, tindex).await?;
+        self.write_txn_index(base, end).await?;
         Ok(end)
+    }
+
+    /// Durably writes `<base>.txnindex` with the aborted index's entries whose marker lies in
+    /// `[base, end)` (an empty file when there are none: a missing file means "lost, rebuild").
+    /// All or nothing (tmp and rename): unlike the sparse offset index, a shorter file would
+    /// be wrong, not merely less precise.
+    async fn write_txn_index(&self, base: u64, end: u64) -> Result<(), LogError> {
+        let entries = self.aborted.borrow().in_range(base, end);
+        let name = format!("{base:020}.txnindex");
+        replace_file(&self.backend, &self.dir, &name, AbortedIndex::encode(&entries)).await?;
+        Ok(())
     }
 
     /// Asks the kernel to drop the cached pages of segment `base` that are synced (below
@@ -1276,8 +1388,11 @@ impl<B: Backend> Log<B> {
 
     /// Removes a segment's index files, and its log file when `with_log` is set.
     async fn remove_segment_files(&self, base: u64, with_log: bool) -> Result<(), LogError> {
-        let mut paths =
-            vec![segment::index_path(&self.dir, base), segment::time_index_path(&self.dir, base)];
+        let mut paths = vec![
+            segment::index_path(&self.dir, base),
+            segment::time_index_path(&self.dir, base),
+            txn::txn_index_path(&self.dir, base),
+        ];
         if with_log {
             paths.insert(0, segment::log_path(&self.dir, base));
         }
@@ -1526,29 +1641,127 @@ impl<B: Backend> Log<B> {
         Ok(())
     }
 
-    /// Rebuilds the producer state at open: the newest readable snapshot at or below the log
-    /// end, then every batch after it (none after a clean shutdown; the segments written since
-    /// the last roll after a crash).
-    async fn load_producers(&self) -> Result<(), LogError> {
-        let end = self.log_end_offset();
+    /// Rebuilds the producer state (ongoing transactions included) and the aborted index at
+    /// open. Sealed segments' aborted entries come from their `.txnindex` files; a missing or
+    /// damaged one is rebuilt by a replay from the log start and written again (a log whose
+    /// newest snapshot predates transactions has no markers: its missing files are written
+    /// empty without a replay). The rest comes from [`Log::rebuild_txn_state`].
+    async fn load_txn_state(&self) -> Result<(), LogError> {
+        let (start, sealed) = {
+            let st = self.state.borrow();
+            let n = st.segments.len().saturating_sub(1);
+            let sealed: Vec<(u64, u64)> =
+                st.segments.values().take(n).map(|s| (s.base_offset, s.next_offset)).collect();
+            (st.log_start_offset, sealed)
+        };
+        let mut aborted = AbortedIndex::default();
+        let mut missing: Vec<(u64, u64)> = Vec::new();
+        for &(base, next) in &sealed {
+            let path = txn::txn_index_path(&self.dir, base);
+            let bytes = segment::read_whole(&self.backend, &path).await?;
+            match bytes.as_deref().map(|b| AbortedIndex::decode(b, base, next)) {
+                Some(Some(entries)) => entries.into_iter().for_each(|e| aborted.insert(e)),
+                Some(None) => {
+                    warn!(index = %path.display(), "damaged aborted-transaction index; rebuilding it");
+                    missing.push((base, next));
+                }
+                None => missing.push((base, next)),
+            }
+        }
+        if !missing.is_empty() {
+            let legacy = matches!(self.newest_snapshot(u64::MAX).await?, Some((_, _, 1)));
+            if legacy {
+                info!(dir = %self.dir.display(), segments = missing.len(), "log predates transactions; writing empty aborted-transaction indexes");
+            } else {
+                warn!(dir = %self.dir.display(), segments = missing.len(), "aborted-transaction indexes missing; replaying the log from its start");
+                let mut scratch = ProducerStates::default();
+                let mut rebuilt = AbortedIndex::default();
+                self.replay(start, &mut scratch, &mut rebuilt).await?;
+                for &(base, next) in &missing {
+                    rebuilt.in_range(base, next).into_iter().for_each(|e| aborted.insert(e));
+                }
+            }
+        }
+        self.rebuild_txn_state(aborted).await?;
+        for (base, next) in missing {
+            self.write_txn_index(base, next).await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the producer state and the active segment's aborted entries on top of
+    /// `aborted` (the sealed segments' entries): loads the active segment's `.txnindex` when it
+    /// is there and whole (written at a clean close: then any snapshot up to the log end will
+    /// do), takes the newest readable snapshot at or below the log end (else at or below the
+    /// active segment's base, so that the replay covers every marker the file would have
+    /// held), and replays every batch after it.
+    async fn rebuild_txn_state(&self, mut aborted: AbortedIndex) -> Result<(), LogError> {
+        let (start, end, active_base) = {
+            let st = self.state.borrow();
+            (st.log_start_offset, st.log_end_offset(), st.active().base_offset)
+        };
+        let path = txn::txn_index_path(&self.dir, active_base);
+        let active = segment::read_whole(&self.backend, &path)
+            .await?
+            .and_then(|b| AbortedIndex::decode(&b, active_base, end));
+        let bound = match active {
+            Some(entries) => {
+                entries.into_iter().for_each(|e| aborted.insert(e));
+                end
+            }
+            None => active_base,
+        };
+        let (mut state, from) = match self.newest_snapshot(bound).await? {
+            Some((offset, state, _)) => (state, offset.max(start)),
+            None => (ProducerStates::default(), start),
+        };
+        let scanned = self.replay(from, &mut state, &mut aborted).await?;
+        aborted.truncate_from(end);
+        debug!(
+            dir = %self.dir.display(),
+            snapshot_offset = from,
+            batches_scanned = scanned,
+            producers = state.producers.len(),
+            ongoing_txns = state.ongoing_txns().len(),
+            aborted_txns = aborted.len(),
+            "producer and transaction state loaded"
+        );
+        *self.producers.borrow_mut() = state;
+        *self.aborted.borrow_mut() = aborted;
+        Ok(())
+    }
+
+    /// The newest readable producer snapshot at or below `bound`: its offset, state and format
+    /// version. Damaged ones are skipped (logged).
+    async fn newest_snapshot(
+        &self,
+        bound: u64,
+    ) -> Result<Option<(u64, ProducerStates, u8)>, LogError> {
         let mut offsets = self.producer_snapshot_offsets().await?;
         offsets.sort_unstable_by(|a, b| b.cmp(a));
-        let mut from = self.log_start_offset();
-        let mut state = ProducerStates::default();
-        for offset in offsets.into_iter().filter(|o| *o <= end) {
+        for offset in offsets.into_iter().filter(|o| *o <= bound) {
             let path = self.dir.join(format!("{offset:020}.{PRODUCER_SNAPSHOT_SUFFIX}"));
             let bytes = segment::read_whole(&self.backend, &path).await?.unwrap_or_default();
-            match ProducerStates::decode(&bytes) {
-                Some(s) => {
-                    state = s;
-                    from = offset;
-                    break;
-                }
+            match ProducerStates::decode_versioned(&bytes) {
+                Some((state, version)) => return Ok(Some((offset, state, version))),
                 None => {
                     warn!(snapshot = %path.display(), "damaged producer snapshot; using an older one")
                 }
             }
         }
+        Ok(None)
+    }
+
+    /// Replays every batch from offset `from` on into `state` (sequences, ongoing
+    /// transactions) and `aborted` (the entries of ABORT markers), as the write path records
+    /// them. Reads batch headers, and the bytes of control batches only (they are small).
+    /// Returns the batches replayed.
+    async fn replay(
+        &self,
+        from: u64,
+        state: &mut ProducerStates,
+        aborted: &mut AbortedIndex,
+    ) -> Result<u64, LogError> {
         let views: Vec<(SegView<B::File>, u64)> = {
             let st = self.state.borrow();
             st.segments
@@ -1557,35 +1770,44 @@ impl<B: Backend> Log<B> {
                 .map(|s| (SegView::of(s), s.index_floor(from)))
                 .collect()
         };
-        let scanned = RefCell::new(0u64);
-        for (view, pos) in views {
-            let state_cell = RefCell::new(&mut state);
-            let record = |_, h: &BatchHeader| {
-                if h.base_offset as u64 >= from {
-                    state_cell.borrow_mut().record(h, h.base_offset as u64, h.last_offset() as u64);
-                    *scanned.borrow_mut() += 1;
+        let scanned = Cell::new(0u64);
+        for (view, mut pos) in views {
+            // Each round ends at a control batch (then steps past it) or at the segment's end.
+            while pos < view.size {
+                let found = {
+                    let cell = RefCell::new(&mut *state);
+                    let record = |_, h: &BatchHeader| {
+                        if (h.base_offset as u64) < from {
+                            return false;
+                        }
+                        scanned.set(scanned.get() + 1);
+                        if h.is_control() {
+                            return true;
+                        }
+                        cell.borrow_mut().record(h, h.base_offset as u64, h.last_offset() as u64);
+                        false
+                    };
+                    view.find(pos, record).await?
+                };
+                let Some((at, h)) = found else { break };
+                let bytes = view.read_batch(at).await?;
+                match txn::parse_marker(&bytes) {
+                    Some((kind, _)) => {
+                        if let Some(entry) = state.record_marker(&h, h.base_offset as u64, kind) {
+                            aborted.insert(entry);
+                        }
+                    }
+                    None => warn!(
+                        segment = %view.path.display(),
+                        position = at,
+                        offset = h.base_offset,
+                        "control batch holds no transaction marker; skipped"
+                    ),
                 }
-                false
-            };
-            view.find(pos, record).await.map_err(|e| match e {
-                ReadError::Io(f) => LogError::Io(f),
-                ReadError::Corrupt { path, position, reason } => {
-                    LogError::Corrupt { path, position, reason }
-                }
-                ReadError::OffsetOutOfRange { requested, log_start, log_end } => {
-                    LogError::OffsetOutOfRange { requested, log_start, log_end }
-                }
-            })?;
+                pos = at + h.total_len() as u64;
+            }
         }
-        debug!(
-            dir = %self.dir.display(),
-            snapshot_offset = from,
-            batches_scanned = *scanned.borrow(),
-            producers = state.producers.len(),
-            "producer state loaded"
-        );
-        *self.producers.borrow_mut() = state;
-        Ok(())
+        Ok(scanned.get())
     }
 
     /// Loads the leader-epoch cache at open: the checkpoint file, or, when it is missing (a log
@@ -1691,11 +1913,14 @@ impl<B: Backend> Log<B> {
     }
 
     /// Deletes closed segments by `retention.ms` and `retention.bytes` (never the active one)
-    /// and advances the log start offset past them.
+    /// and advances the log start offset past them. Never deletes a segment that ends past the
+    /// first unstable offset: an open transaction keeps its records (and everything after its
+    /// first one) until its marker is written.
     pub async fn enforce_retention(&self) -> Result<RetentionReport, LogError> {
         let _m = self.maintenance.lock().await;
         let cfg = self.config.borrow().clone();
         let now = (self.clock)();
+        let unstable = self.first_unstable_offset();
         let doomed: Vec<u64> = {
             let st = self.state.borrow();
             if !cfg.cleanup_policy.delete {
@@ -1715,6 +1940,10 @@ impl<B: Backend> Log<B> {
                     cfg.retention_bytes.is_some_and(|max| total.saturating_sub(seg.size) >= max);
                 let below_start = seg.next_offset <= st.log_start_offset;
                 if !(by_time || by_size || below_start) {
+                    break;
+                }
+                if unstable.is_some_and(|first| seg.next_offset > first) {
+                    debug!(dir = %self.dir.display(), segment = seg.base_offset, first_unstable_offset = ?unstable, "retention stops at an open transaction");
                     break;
                 }
                 total -= seg.size;
@@ -1745,6 +1974,8 @@ impl<B: Backend> Log<B> {
             let first = st.segments.keys().next().copied().unwrap_or(0);
             st.log_start_offset = st.log_start_offset.max(first);
             st.epochs_follow_start();
+            // The deleted segments' markers are gone, and so are their `.txnindex` files.
+            self.aborted.borrow_mut().remove_below(first);
             report.log_start_offset = st.log_start_offset;
             st.assert_invariants();
             out
@@ -1763,7 +1994,11 @@ impl<B: Backend> Log<B> {
 
     /// Kafka's DeleteRecords: moves the log start offset up to `offset` (persisted), deleting
     /// segments that fall wholly below it. Reads below the new start fail with
-    /// `OffsetOutOfRange`.
+    /// `OffsetOutOfRange`. Returns the log start offset after the call: `offset`, or the first
+    /// unstable offset when `offset` lies past it (the start never cuts through an open
+    /// transaction: its first records and marker must stay together for read_committed
+    /// readers and for a replay of the log; the caller reports the returned start as the new
+    /// low watermark, and may retry once the transaction is decided).
     pub async fn delete_records(&self, offset: u64) -> Result<u64, LogError> {
         let _m = self.maintenance.lock().await;
         let (start, end) = (self.log_start_offset(), self.log_end_offset());
@@ -1774,6 +2009,15 @@ impl<B: Backend> Log<B> {
                 log_end: end,
             });
         }
+        // A transaction that opens meanwhile starts at the log end, at or above `offset`, so
+        // reading the first unstable offset once is enough.
+        let offset = match self.first_unstable_offset() {
+            Some(first) if first < offset => {
+                info!(dir = %self.dir.display(), requested = offset, first_unstable_offset = first, "DeleteRecords held at an open transaction");
+                first
+            }
+            _ => offset,
+        };
         if offset <= start {
             return Ok(start);
         }
@@ -1850,7 +2094,6 @@ impl<B: Backend> Log<B> {
             // The cut went below a DeleteRecords start: the log now starts where it ends.
             self.persist_log_start(new_end).await?;
         }
-        self.producers.borrow_mut().truncate(new_end);
         self.remove_producer_snapshots(|offset| offset > new_end).await?;
         let epochs = {
             let mut st = self.state.borrow_mut();
@@ -1870,7 +2113,15 @@ impl<B: Backend> Log<B> {
         if let Some(cache) = epochs {
             self.rewrite_epoch_checkpoint(&cache).await?;
         }
-        info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, "log truncated");
+        // Producers, ongoing transactions and the active segment's aborted entries become what
+        // a replay of the remaining log gives (a cut marker reopens its transaction, an entry
+        // whose marker was cut goes): the sealed segments' entries stay, the rest is replayed
+        // from the newest snapshot at or below the active segment's base (its `.txnindex` was
+        // removed with its other indexes above).
+        let mut sealed = self.aborted.borrow().clone();
+        sealed.truncate_from(view.base_offset);
+        self.rebuild_txn_state(sealed).await?;
+        info!(dir = %self.dir.display(), requested = offset, log_end_offset = new_end, first_unstable_offset = ?self.first_unstable_offset(), "log truncated");
         Ok(new_end)
     }
 
@@ -1945,6 +2196,7 @@ impl<B: Backend> Log<B> {
             }
         };
         *self.producers.borrow_mut() = ProducerStates::default();
+        *self.aborted.borrow_mut() = AbortedIndex::default();
         let mut st = self.state.borrow_mut();
         // Readers holding the old segments' handles still read them (removed files stay
         // readable through open handles); new reads see the empty log.

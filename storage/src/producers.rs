@@ -12,12 +12,19 @@
 //! - a producer id the partition has never seen (new, or whose batches were all deleted by
 //!   retention) is accepted at any sequence.
 //!
+//! Transactions (see [`crate::txn`]): a producer's first transactional batch since its last
+//! marker opens its *ongoing transaction* here (its first offset is kept); a marker
+//! ([`ProducerStates::record_marker`]) ends it, and an ABORT marker that ended one yields the
+//! [`AbortedTxn`] entry of the aborted index. The lowest first offset of the ongoing
+//! transactions is the partition's first unstable offset.
+//!
 //! The state is rebuilt from the log at start-up; snapshots ([`ProducerStates::encode`]) taken
 //! at each segment roll and at clean shutdown bound how much of the log that scan reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
+use crate::txn::{AbortedTxn, MarkerKind};
 
 /// Batches remembered per producer: Kafka's `max.in.flight.requests.per.connection` bound for
 /// idempotence is 5, so a retry is always of one of the last five.
@@ -42,6 +49,8 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchSeq>,
     /// Offset of its last batch, for choosing whom to forget.
     pub last_offset: u64,
+    /// First offset of its ongoing transaction here, if one is open.
+    pub ongoing: Option<u64>,
 }
 
 /// What to do with an incoming batch.
@@ -75,10 +84,19 @@ fn next_seq(seq: i32) -> i32 {
     if seq == i32::MAX { 0 } else { seq + 1 }
 }
 
+/// First bytes of a snapshot in the current format (version 2, with ongoing transactions).
+/// A version-1 snapshot starts with its producer count, which never reaches this value
+/// ([`PRODUCERS_MAX`] is far below it), so the two cannot be mistaken for each other.
+const SNAPSHOT_V2_MAGIC: u32 = 0xFFFF_0002;
+const _: () = assert!((PRODUCERS_MAX as u64) < SNAPSHOT_V2_MAGIC as u64);
+
 /// The producers of one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     pub producers: HashMap<i64, ProducerEntry>,
+    /// `(first offset, producer id)` of every ongoing transaction: the same facts as the
+    /// entries' `ongoing`, ordered so that the first unstable offset is the first element.
+    txns: BTreeSet<(u64, i64)>,
 }
 
 impl ProducerStates {
@@ -124,9 +142,11 @@ impl ProducerStates {
         }
     }
 
-    /// Records a batch written at `base_offset..=last_offset` (no-op without a producer id).
+    /// Records a data batch written at `base_offset..=last_offset` (no-op without a producer
+    /// id or sequence). A transactional batch opens the producer's ongoing transaction at
+    /// `base_offset` when none is open. Control batches go to [`Self::record_marker`].
     pub fn record(&mut self, h: &BatchHeader, base_offset: u64, last_offset: u64) {
-        if h.producer_id < 0 || h.base_sequence < 0 {
+        if h.producer_id < 0 || h.base_sequence < 0 || h.is_control() {
             return;
         }
         let seq = BatchSeq {
@@ -139,6 +159,7 @@ impl ProducerStates {
             epoch: h.producer_epoch,
             batches: VecDeque::new(),
             last_offset,
+            ongoing: None,
         });
         if h.producer_epoch != entry.epoch {
             entry.epoch = h.producer_epoch;
@@ -149,27 +170,124 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.last_offset = last_offset;
-        if self.producers.len() > PRODUCERS_MAX
-            && let Some(&oldest) =
-                self.producers.iter().min_by_key(|(_, e)| e.last_offset).map(|(id, _)| id)
-        {
+        if h.is_transactional() && entry.ongoing.is_none() {
+            entry.ongoing = Some(base_offset);
+            self.txns.insert((base_offset, h.producer_id));
+        }
+        self.forget_one_if_full();
+    }
+
+    /// Records a control batch (a marker) of producer `h.producer_id` written at `offset`:
+    /// ends the producer's ongoing transaction, and takes the marker's epoch when it is newer
+    /// (the coordinator bumps the epoch when it fences a producer; the producer's batches of
+    /// the older epoch are then refused by [`Self::check`]). Returns the aborted index's entry
+    /// when an ABORT marker ended a transaction; a marker with no transaction open completes
+    /// nothing (Kafka writes it all the same). The epoch is not checked here: a leader checks
+    /// it before the write ([`Self::marker_fenced`]), a follower and recovery take what the
+    /// leader wrote.
+    pub fn record_marker(
+        &mut self,
+        h: &BatchHeader,
+        offset: u64,
+        kind: MarkerKind,
+    ) -> Option<AbortedTxn> {
+        if h.producer_id < 0 {
+            return None;
+        }
+        let entry = self.producers.entry(h.producer_id).or_insert_with(|| ProducerEntry {
+            epoch: h.producer_epoch,
+            batches: VecDeque::new(),
+            last_offset: offset,
+            ongoing: None,
+        });
+        if h.producer_epoch > entry.epoch {
+            entry.epoch = h.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.last_offset = offset;
+        let first = entry.ongoing.take();
+        if let Some(first) = first {
+            self.txns.remove(&(first, h.producer_id));
+        }
+        let completed = first.map(|first_offset| AbortedTxn {
+            producer_id: h.producer_id,
+            first_offset,
+            last_offset: offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(offset + 1),
+        });
+        self.forget_one_if_full();
+        match kind {
+            MarkerKind::Abort => completed,
+            MarkerKind::Commit => None,
+        }
+    }
+
+    /// Whether a marker of `producer_id` at `epoch` must be refused: the producer's current
+    /// epoch here is newer (a zombie coordinator's or producer's marker). Returns the current
+    /// epoch when it is.
+    pub fn marker_fenced(&self, producer_id: i64, epoch: i16) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch).filter(|current| *current > epoch)
+    }
+
+    /// Beyond [`PRODUCERS_MAX`], forgets the producer that wrote least recently, but never one
+    /// with a transaction open here (forgetting it would lose the first unstable offset and
+    /// let read_committed consumers read its records before its marker).
+    fn forget_one_if_full(&mut self) {
+        if self.producers.len() <= PRODUCERS_MAX {
+            return;
+        }
+        let oldest = self
+            .producers
+            .iter()
+            .filter(|(_, e)| e.ongoing.is_none())
+            .min_by_key(|(_, e)| e.last_offset)
+            .map(|(id, _)| *id);
+        if let Some(oldest) = oldest {
             self.producers.remove(&oldest);
         }
     }
 
-    /// Forgets every batch at or after `offset` (the log was cut back there).
+    /// The lowest first offset of the ongoing transactions (`None` when none is open).
+    pub fn first_unstable_offset(&self) -> Option<u64> {
+        self.txns.first().map(|(first, _)| *first)
+    }
+
+    /// The producer's ongoing transaction: its epoch and first offset.
+    pub fn ongoing_txn(&self, producer_id: i64) -> Option<(i16, u64)> {
+        let e = self.producers.get(&producer_id)?;
+        e.ongoing.map(|first| (e.epoch, first))
+    }
+
+    /// Every ongoing transaction, `(producer id, epoch, first offset)`, oldest first.
+    pub fn ongoing_txns(&self) -> Vec<(i64, i16, u64)> {
+        self.txns
+            .iter()
+            .filter_map(|&(first, id)| self.producers.get(&id).map(|e| (id, e.epoch, first)))
+            .collect()
+    }
+
+    /// Forgets every batch at or after `offset` (the log was cut back there), and the ongoing
+    /// transactions that start there. Approximate (a marker that was cut does not reopen its
+    /// transaction): the log rebuilds its state by replay instead; this is for callers that
+    /// only need sequences.
     pub fn truncate(&mut self, offset: u64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < offset);
+            if entry.ongoing.is_some_and(|first| first >= offset) {
+                entry.ongoing = None;
+            }
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.producers.retain(|_, e| !e.batches.is_empty() || e.ongoing.is_some());
+        self.txns.retain(|&(first, _)| first < offset);
     }
 
-    /// A snapshot: `[count u32]` then per producer `[id i64][epoch i16][last_offset u64][n u8]`
-    /// and `n × [first i32][last i32][base u64][last u64]`, big-endian, then a CRC-32C of
-    /// everything before it.
+    /// A snapshot (version 2): `[0xFFFF0002 u32][count u32]` then per producer
+    /// `[id i64][epoch i16][last_offset u64][ongoing i64, -1 for none][n u8]` and
+    /// `n × [first i32][last i32][base u64][last u64]`, big-endian, then a CRC-32C of
+    /// everything before it. [`Self::decode`] also reads version 1 (no magic, no `ongoing`).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.producers.len() * 64);
+        let mut out = Vec::with_capacity(12 + self.producers.len() * 72);
+        out.extend_from_slice(&SNAPSHOT_V2_MAGIC.to_be_bytes());
         out.extend_from_slice(&(self.producers.len() as u32).to_be_bytes());
         let mut ids: Vec<&i64> = self.producers.keys().collect();
         ids.sort_unstable();
@@ -178,8 +296,11 @@ impl ProducerStates {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_offset.to_be_bytes());
-            out.push(e.batches.len() as u8);
-            for b in &e.batches {
+            let ongoing = e.ongoing.and_then(|o| i64::try_from(o).ok()).unwrap_or(-1);
+            out.extend_from_slice(&ongoing.to_be_bytes());
+            // At most BATCHES_KEPT, so it fits the count byte.
+            out.push(e.batches.len().min(usize::from(u8::MAX)) as u8);
+            for b in e.batches.iter().take(usize::from(u8::MAX)) {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
                 out.extend_from_slice(&b.last_seq.to_be_bytes());
                 out.extend_from_slice(&b.base_offset.to_be_bytes());
@@ -191,19 +312,32 @@ impl ProducerStates {
         out
     }
 
-    /// Reads a snapshot written by [`ProducerStates::encode`]; `None` if it is damaged.
+    /// Reads a snapshot written by [`ProducerStates::encode`] (version 2) or by the version
+    /// before transactions (version 1: no ongoing transactions); `None` if it is damaged.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
+        Self::decode_versioned(bytes).map(|(s, _)| s)
+    }
+
+    /// [`Self::decode`], also telling the snapshot's format version (1 or 2).
+    pub fn decode_versioned(bytes: &[u8]) -> Option<(Self, u8)> {
         let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
         if crc32c::crc32c(body).to_be_bytes() != crc {
             return None;
         }
         let mut r = crate::wire::Reader::new(body);
-        let count = r.u32()?;
-        let mut producers = HashMap::new();
+        let mut count = r.u32()?;
+        let version = if count == SNAPSHOT_V2_MAGIC {
+            count = r.u32()?;
+            2
+        } else {
+            1
+        };
+        let mut state = Self::default();
         for _ in 0..count {
             let id = r.i64()?;
             let epoch = r.i16()?;
             let last_offset = r.u64()?;
+            let ongoing = if version == 2 { u64::try_from(r.i64()?).ok() } else { None };
             let n = r.u8()?;
             let mut batches = VecDeque::with_capacity(usize::from(n));
             for _ in 0..n {
@@ -214,9 +348,12 @@ impl ProducerStates {
                     last_offset: r.u64()?,
                 });
             }
-            producers.insert(id, ProducerEntry { epoch, batches, last_offset });
+            if let Some(first) = ongoing {
+                state.txns.insert((first, id));
+            }
+            state.producers.insert(id, ProducerEntry { epoch, batches, last_offset, ongoing });
         }
-        r.is_empty().then_some(Self { producers })
+        r.is_empty().then_some((state, version))
     }
 }
 
