@@ -107,6 +107,28 @@ pub struct ServeArgs {
     /// `offsets.topic.replication.factor`) [default: 3, or fewer when fewer brokers are live].
     #[arg(long, env = "ODRADEK_OFFSETS_TOPIC_REPLICATION_FACTOR", value_name = "N")]
     pub offsets_topic_replication_factor: Option<i16>,
+    /// Partitions of `__transaction_state`, created on first use (Kafka's
+    /// `transaction.state.log.num.partitions`) [default: 50].
+    #[arg(long, env = "ODRADEK_TRANSACTION_STATE_LOG_NUM_PARTITIONS", value_name = "N")]
+    pub transaction_state_log_num_partitions: Option<i32>,
+    /// Replicas of each `__transaction_state` partition (Kafka's
+    /// `transaction.state.log.replication.factor`) [default: 3, or fewer when fewer brokers
+    /// are live].
+    #[arg(long, env = "ODRADEK_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", value_name = "N")]
+    pub transaction_state_log_replication_factor: Option<i16>,
+    /// The longest `transaction.timeout.ms` a transactional producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`) [default: 900000].
+    #[arg(long, env = "ODRADEK_TRANSACTION_MAX_TIMEOUT_MS", value_name = "MS")]
+    pub transaction_max_timeout_ms: Option<i32>,
+    /// How often open transactions are checked against their timeout and aborted when past it
+    /// (Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms`)
+    /// [default: 10000].
+    #[arg(
+        long,
+        env = "ODRADEK_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     /// Which replica a consumer with `client.rack` is sent to read from (KIP-392; Kafka's
     /// `replica.selector.class`): `leader` (Kafka's default) or `rack-aware` (an in-sync
     /// replica in the consumer's rack) [default: leader].
@@ -228,6 +250,10 @@ struct FileConfig {
     auto_leader_rebalance_enable: Option<bool>,
     leader_imbalance_check_interval_seconds: Option<u64>,
     offsets_topic_replication_factor: Option<i16>,
+    transaction_state_log_num_partitions: Option<i32>,
+    transaction_state_log_replication_factor: Option<i16>,
+    transaction_max_timeout_ms: Option<i32>,
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     replica_selector: Option<String>,
     listeners: Option<String>,
     advertised_listeners: Option<String>,
@@ -322,6 +348,66 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     /// Listeners, TLS, SASL and authorization.
     pub security: security::SecurityConfig,
+    /// The transaction coordinator's settings.
+    pub transactions: TxnConfig,
+}
+
+/// The transaction coordinator's settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`.
+    pub state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (capped by the live brokers when the topic
+    /// is created).
+    pub state_log_replication_factor: i16,
+    /// `transaction.max.timeout.ms`.
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_check_interval_ms: u64,
+}
+
+impl TxnConfig {
+    fn resolve(args: &ServeArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let partitions = args
+            .transaction_state_log_num_partitions
+            .or(file.transaction_state_log_num_partitions)
+            .unwrap_or(50);
+        check_range("--transaction-state-log-num-partitions", i64::from(partitions), 1, 10_000)?;
+        let rf = args
+            .transaction_state_log_replication_factor
+            .or(file.transaction_state_log_replication_factor)
+            .unwrap_or(3);
+        check_range(
+            "--transaction-state-log-replication-factor",
+            i64::from(rf),
+            1,
+            i64::from(i16::MAX),
+        )?;
+        let max_timeout =
+            args.transaction_max_timeout_ms.or(file.transaction_max_timeout_ms).unwrap_or(900_000);
+        check_range(
+            "--transaction-max-timeout-ms",
+            i64::from(max_timeout),
+            1,
+            i64::from(i32::MAX),
+        )?;
+        let interval = args
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms
+            .or(file.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+            .unwrap_or(10_000);
+        check_range(
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+            i64::try_from(interval).unwrap_or(i64::MAX),
+            1,
+            86_400_000,
+        )?;
+        Ok(TxnConfig {
+            state_log_num_partitions: partitions,
+            state_log_replication_factor: rf,
+            max_timeout_ms: max_timeout,
+            abort_check_interval_ms: interval,
+        })
+    }
 }
 
 /// What a node runs (Kafka's `process.roles`).
@@ -570,6 +656,7 @@ impl NodeConfig {
                 explicit: false,
             }),
         };
+        let transactions = TxnConfig::resolve(args, &file)?;
         Ok(NodeConfig {
             data_dir,
             listen,
@@ -609,6 +696,7 @@ impl NodeConfig {
             group_max_session_timeout_ms,
             cluster,
             security,
+            transactions,
         })
     }
 }
@@ -806,6 +894,25 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
         (
             args.replica_selector.is_some() || file.replica_selector.is_some(),
             "replica.selector.class",
+        ),
+        (
+            args.transaction_state_log_num_partitions.is_some()
+                || file.transaction_state_log_num_partitions.is_some(),
+            "transaction.state.log.num.partitions",
+        ),
+        (
+            args.transaction_state_log_replication_factor.is_some()
+                || file.transaction_state_log_replication_factor.is_some(),
+            "transaction.state.log.replication.factor",
+        ),
+        (
+            args.transaction_max_timeout_ms.is_some() || file.transaction_max_timeout_ms.is_some(),
+            "transaction.max.timeout.ms",
+        ),
+        (
+            args.transaction_abort_timed_out_transaction_cleanup_interval_ms.is_some()
+                || file.transaction_abort_timed_out_transaction_cleanup_interval_ms.is_some(),
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
         ),
         (args.listen.is_some() || file.listen.is_some(), "listeners"),
         (args.advertise.is_some() || file.advertise.is_some(), "advertised.listeners"),

@@ -57,6 +57,9 @@ pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
         AppendFailure::NotEnoughReplicas { .. } => NOT_ENOUGH_REPLICAS,
         AppendFailure::NotEnoughReplicasAfterAppend { .. } => NOT_ENOUGH_REPLICAS_AFTER_APPEND,
         AppendFailure::Timeout(_) => REQUEST_TIMED_OUT,
+        // Kafka's `InvalidTxnStateException`: a transactional batch the coordinator did not
+        // verify (KIP-890), or a plain batch inside an open transaction.
+        AppendFailure::Transaction(_) => INVALID_TXN_STATE,
     }
 }
 
@@ -90,6 +93,9 @@ pub fn from_append_error(error: &AppendError) -> ErrorCode {
         // `UnexpectedAppendOffsetException` has no code of its own, so it answers as any
         // unexpected server-side failure.
         AppendError::OffsetMismatch { .. } => UNKNOWN_SERVER_ERROR,
+        // A transaction marker from an older producer epoch than the partition's (a zombie
+        // coordinator's): Kafka's `InvalidProducerEpochException`.
+        AppendError::FencedMarker { .. } => INVALID_PRODUCER_EPOCH,
     }
 }
 

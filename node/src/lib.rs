@@ -36,3 +36,4 @@ pub mod serve;
 pub mod server;
 pub mod shard;
 pub mod tune;
+pub mod txn;

@@ -33,6 +33,8 @@ use crate::producers::ProducerIds;
 use crate::runtime::blocking::Blocking;
 use crate::runtime::{self, Mesh, ShardStart, ShardThreads, Sharded};
 use crate::server;
+use crate::txn::records::TXN_TOPIC;
+use crate::txn::{Markers, Transactions, TxnHost, TxnSettings};
 use odradek_storage::LogConfig;
 
 /// How long a stopping shard waits for its connections to finish their requests.
@@ -55,6 +57,8 @@ pub struct Shard {
     pub fetch_sessions: RefCell<Sessions>,
     /// The groups this shard coordinates: committed offsets and membership.
     pub groups: RefCell<Coordinated>,
+    /// The transactions this shard coordinates.
+    pub txns: RefCell<Transactions>,
     /// This shard's hot counters (the metrics room), read by the admin listener's scrapes.
     pub stats: Arc<ShardStats>,
     /// Listeners' security: TLS, SASL users, super users.
@@ -125,6 +129,56 @@ impl GroupHost for Shard {
 
     fn offsets_partition_count(&self) -> Option<i32> {
         self.metadata.snapshot().topic(OFFSETS_TOPIC).map(|t| t.partitions())
+    }
+}
+
+impl TxnHost for Rc<Shard> {
+    fn txns(&self) -> &RefCell<Transactions> {
+        &self.txns
+    }
+
+    fn txn_settings(&self) -> TxnSettings {
+        let t = &self.config.transactions;
+        TxnSettings {
+            max_timeout_ms: t.max_timeout_ms,
+            abort_check_interval: Duration::from_millis(t.abort_check_interval_ms),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.life.stopping.get()
+    }
+
+    fn owned_txn_partitions(&self) -> Vec<i32> {
+        let Some(topic) = self.metadata.snapshot().topic(TXN_TOPIC).cloned() else {
+            return Vec::new();
+        };
+        let (me, smp) = (self.config.node_id, self.config.smp);
+        (0..topic.partitions())
+            .filter(|&p| topic.route(p, me, smp) == crate::cluster::Route::Local(self.id))
+            .filter(|&p| self.partitions.get_open(topic.id, p).is_some_and(|p| p.is_leader()))
+            .collect()
+    }
+
+    async fn txn_partition(&self, index: i32) -> Result<Rc<Partition>, ErrorCode> {
+        let topic = self.metadata.snapshot().topic(TXN_TOPIC).cloned();
+        let topic = topic.ok_or(odradek_net::error_code::COORDINATOR_NOT_AVAILABLE)?;
+        self.partitions.get(&topic, index).await.map_err(|e| e.code())
+    }
+
+    fn txn_partition_count(&self) -> Option<i32> {
+        self.metadata.snapshot().topic(TXN_TOPIC).map(|t| t.partitions())
+    }
+
+    async fn allocate_producer_id(&self) -> Result<i64, ErrorCode> {
+        self.producer_ids.allocate().await.map_err(|e| {
+            warn!(code = %e.code, error = %e.message, "cannot allocate a producer id");
+            odradek_net::error_code::COORDINATOR_NOT_AVAILABLE
+        })
+    }
+
+    async fn write_markers(&self, markers: Markers) -> Vec<(String, i32)> {
+        crate::api::txn::write_markers(self, markers).await
     }
 }
 
@@ -215,6 +269,7 @@ async fn run(
         partitions,
         fetch_sessions: RefCell::new(Sessions::new(id, smp)),
         groups: RefCell::new(Coordinated::default()),
+        txns: RefCell::new(Transactions::default()),
         stats,
         security,
         pool,
@@ -262,6 +317,10 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
         let ctx = ctx.clone();
         compio::runtime::spawn(async move { group::timers::tick_groups(&*ctx).await })
     };
+    let transactions = {
+        let ctx = ctx.clone();
+        compio::runtime::spawn(crate::txn::coordinator::tick(ctx))
+    };
     let replication = {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
         compio::runtime::spawn(async move { replicate(&ctx, stopping).await })
@@ -281,7 +340,7 @@ fn spawn_background(ctx: &Rc<Shard>) -> Vec<compio::runtime::JoinHandle<()>> {
         ShardStats::add(&stats.stall_us, u64::try_from(late.as_micros()).unwrap_or(u64::MAX));
         warn!(shard = id, late_ms = late.as_millis() as u64, "shard event loop stalled")
     }));
-    vec![watch, busy, expiry, ticker, maintenance, follow, replication]
+    vec![watch, busy, expiry, ticker, transactions, maintenance, follow, replication]
 }
 
 /// How often a shard samples its thread's CPU time for `odradek_shard_busy_seconds_total`.

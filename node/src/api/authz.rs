@@ -655,8 +655,149 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
                 AlterClientQuotasResponse::default().with_entries(entries),
             ))
         }
+        RequestKind::AddPartitionsToTxn(req) => txn_add_partitions(&c, version, req),
+        RequestKind::AddOffsetsToTxn(req) => {
+            let code = if !c.allows(resource::TRANSACTIONAL_ID, &req.transactional_id, op::WRITE) {
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code()
+            } else if !c.group(&req.group_id, op::READ) {
+                group_code
+            } else {
+                return Verdict::Allow;
+            };
+            body(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(code),
+            ))
+        }
+        RequestKind::EndTxn(req)
+            if !c.allows(resource::TRANSACTIONAL_ID, &req.transactional_id, op::WRITE) =>
+        {
+            body(ResponseKind::EndTxn(
+                EndTxnResponse::default()
+                    .with_error_code(ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code()),
+            ))
+        }
+        RequestKind::TxnOffsetCommit(req) => {
+            let whole = if !c.allows(resource::TRANSACTIONAL_ID, &req.transactional_id, op::WRITE) {
+                Some(ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code())
+            } else if !c.group(&req.group_id, op::READ) {
+                Some(group_code)
+            } else {
+                None
+            };
+            let denied = |t: &TopicName| !c.topic(t, op::READ);
+            if whole.is_none() && !req.topics.iter().any(|t| denied(&t.name)) {
+                return Verdict::Allow;
+            }
+            // All or nothing: nothing of the request is written.
+            let topics = req
+                .topics
+                .iter()
+                .map(|t| {
+                    let code = whole.unwrap_or(if denied(&t.name) {
+                        ec::TOPIC_AUTHORIZATION_FAILED.code()
+                    } else {
+                        ec::OPERATION_NOT_ATTEMPTED.code()
+                    });
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect();
+                    kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(partitions)
+                })
+                .collect();
+            body(ResponseKind::TxnOffsetCommit(
+                TxnOffsetCommitResponse::default().with_topics(topics),
+            ))
+        }
+        RequestKind::WriteTxnMarkers(req) if !c.cluster(op::CLUSTER_ACTION) => {
+            let markers = req
+                .markers
+                .iter()
+                .map(|m| {
+                    let topics = m
+                        .topics
+                        .iter()
+                        .map(|t| {
+                            let partitions = t
+                                .partition_indexes
+                                .iter()
+                                .map(|p| {
+                                    kafka_protocol::messages::write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                                        .with_partition_index(*p)
+                                        .with_error_code(cluster_code)
+                                })
+                                .collect();
+                            kafka_protocol::messages::write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(partitions)
+                        })
+                        .collect();
+                    kafka_protocol::messages::write_txn_markers_response::WritableTxnMarkerResult::default()
+                        .with_producer_id(m.producer_id)
+                        .with_topics(topics)
+                })
+                .collect();
+            body(ResponseKind::WriteTxnMarkers(
+                WriteTxnMarkersResponse::default().with_markers(markers),
+            ))
+        }
         _ => Verdict::Allow,
     }
+}
+
+/// AddPartitionsToTxn: v4 comes from brokers (CLUSTER_ACTION); v0–3 need WRITE on the
+/// transactional id and on every topic, all or nothing.
+fn txn_add_partitions(c: &Check<'_>, version: i16, req: &AddPartitionsToTxnRequest) -> Verdict {
+    if version >= 4 {
+        if c.cluster(op::CLUSTER_ACTION) {
+            return Verdict::Allow;
+        }
+        return body(ResponseKind::AddPartitionsToTxn(
+            AddPartitionsToTxnResponse::default()
+                .with_error_code(ec::CLUSTER_AUTHORIZATION_FAILED.code()),
+        ));
+    }
+    let id_denied =
+        !c.allows(resource::TRANSACTIONAL_ID, &req.v3_and_below_transactional_id, op::WRITE);
+    let denied = |t: &TopicName| !c.topic(t, op::WRITE);
+    if !id_denied && !req.v3_and_below_topics.iter().any(|t| denied(&t.name)) {
+        return Verdict::Allow;
+    }
+    let results = req
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            let code = if id_denied {
+                ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code()
+            } else if denied(&t.name) {
+                ec::TOPIC_AUTHORIZATION_FAILED.code()
+            } else {
+                ec::OPERATION_NOT_ATTEMPTED.code()
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code)
+                })
+                .collect();
+            kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(partitions)
+        })
+        .collect();
+    body(ResponseKind::AddPartitionsToTxn(
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+    ))
 }
 
 fn topic_code(allowed: bool) -> i16 {
@@ -857,6 +998,22 @@ pub fn filter(ctx: &Shard, session: &Session, listing: bool, reply: &mut Reply) 
             if listing {
                 r.topics.retain(|t| t.error_code != ec::TOPIC_AUTHORIZATION_FAILED.code());
             }
+        }
+        ResponseKind::DescribeTransactions(r) => {
+            for t in &mut r.transaction_states {
+                if !c.allows(resource::TRANSACTIONAL_ID, &t.transactional_id, op::DESCRIBE) {
+                    t.error_code = ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code();
+                    t.topics.clear();
+                    t.transaction_state = str_bytes("");
+                    t.producer_id = ProducerId(-1);
+                    t.producer_epoch = -1;
+                }
+            }
+        }
+        ResponseKind::ListTransactions(r) => {
+            r.transaction_states.retain(|t| {
+                c.allows(resource::TRANSACTIONAL_ID, &t.transactional_id, op::DESCRIBE)
+            });
         }
         ResponseKind::ListGroups(r) if !c.cluster(op::DESCRIBE) => {
             r.groups.retain(|g| c.group(&g.group_id, op::DESCRIBE));

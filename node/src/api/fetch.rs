@@ -58,6 +58,9 @@ struct Want {
     follower: Option<(i32, i32)>,
     /// KIP-392: the leader sends the consumer to this replica instead of reading.
     preferred: Option<i32>,
+    /// A read_committed consumer: nothing past the last stable offset, and the aborted
+    /// transactions in what is read.
+    committed: bool,
 }
 
 /// One partition's answer.
@@ -65,6 +68,10 @@ struct Want {
 struct Got {
     error: ErrorCode,
     high_watermark: i64,
+    last_stable_offset: i64,
+    /// For a read_committed fetch: (producer id, first offset) of each aborted transaction in
+    /// what is read.
+    aborted: Option<Vec<(i64, i64)>>,
     log_start_offset: i64,
     /// Whole stored batches, as pieces (cached batches, or one range of the log).
     records: Vec<Payload>,
@@ -85,6 +92,8 @@ impl Got {
         Self {
             error,
             high_watermark: -1,
+            last_stable_offset: -1,
+            aborted: None,
             log_start_offset: -1,
             records: Vec::new(),
             oversize: false,
@@ -308,10 +317,11 @@ fn lay_out(
             partition_index: part.key.partition,
             error_code: g.error.into(),
             high_watermark: g.high_watermark,
-            last_stable_offset: g.high_watermark,
+            last_stable_offset: g.last_stable_offset,
             log_start_offset: g.log_start_offset,
-            // No transactions: nothing is ever aborted (an empty list for read_committed).
-            aborted_transactions: (req.isolation_level == 1).then(Vec::new),
+            // Null for read_uncommitted, as Kafka answers; a list (maybe empty) otherwise.
+            aborted_transactions: (req.isolation_level == 1)
+                .then(|| g.aborted.clone().unwrap_or_default()),
             preferred_read_replica: g.preferred,
             records_len: Some(g.len()),
             current_leader: g.leader,
@@ -419,6 +429,7 @@ async fn read_parts(
                     current_leader_epoch: part.current_leader_epoch,
                     follower: replica.map(|r| (r, part.last_fetched_epoch)),
                     preferred,
+                    committed: replica.is_none() && req.isolation_level == 1,
                 },
             )),
             Some((_, Route::Missing)) | None => {
@@ -555,12 +566,14 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
         // KIP-392: no records; the consumer fetches from `preferred` from now on.
         return Got {
             high_watermark: p.high_watermark() as i64,
+            last_stable_offset: p.last_stable_offset() as i64,
             log_start_offset: p.log_start_offset() as i64,
             preferred,
             ..Got::error(ec::NONE)
         };
     }
     let read = match w.follower {
+        None if w.committed => p.read_committed(w.offset, w.max_bytes.min(budget), first).await,
         None => p.read(w.offset, w.max_bytes.min(budget), first).await,
         Some((replica, last_fetched_epoch)) => {
             let (check, expand) = p.follower_fetch(replica, w.offset, last_fetched_epoch);
@@ -570,6 +583,7 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
             }
             let offsets = |error| Got {
                 high_watermark: p.high_watermark() as i64,
+                last_stable_offset: p.last_stable_offset() as i64,
                 log_start_offset: p.log_start_offset() as i64,
                 ..Got::error(error)
             };
@@ -595,9 +609,24 @@ async fn read_one(ctx: &Rc<Shard>, w: &Want, budget: u64, first: bool) -> Got {
             (error::read_failure(&e), Vec::new())
         }
     };
+    // A read_committed consumer skips the records of the aborted transactions it is told of:
+    // those that overlap what it reads, from its offset up to the last stable offset.
+    let aborted = w.committed.then(|| {
+        let from = u64::try_from(w.offset).unwrap_or(0);
+        let upto = u64::try_from(read.last_stable_offset).unwrap_or(0);
+        if records.is_empty() {
+            return Vec::new();
+        }
+        p.aborted_transactions(from, upto)
+            .into_iter()
+            .map(|a| (a.producer_id, a.first_offset as i64))
+            .collect()
+    });
     Got {
         error,
         high_watermark: read.high_watermark,
+        last_stable_offset: read.last_stable_offset,
+        aborted,
         log_start_offset: read.log_start_offset,
         records,
         oversize: false,
@@ -622,15 +651,32 @@ fn count_read(ctx: &Shard, p: &Partition, records: &[Payload], follower: bool) {
     }
 }
 
+/// How far a waiting fetcher may read.
+#[derive(Debug, Clone, Copy)]
+enum Upto {
+    LogEnd,
+    HighWatermark,
+    LastStable,
+}
+
 /// Waits until a wanted partition on any owner grows past its fetch offset, or `deadline`.
 async fn wait_for_data(ctx: &Rc<Shard>, groups: &[(usize, Vec<Want>)], deadline: Instant) {
     let cancel = Arc::new((AtomicBool::new(false), Event::new()));
     let waits: Vec<_> = groups
         .iter()
         .map(|(owner, wants)| {
-            let watch: Vec<(Uuid, i32, i64, bool)> = wants
+            let watch: Vec<(Uuid, i32, i64, Upto)> = wants
                 .iter()
-                .map(|w| (w.topic.id, w.partition, w.offset, w.follower.is_some()))
+                .map(|w| {
+                    let upto = if w.follower.is_some() {
+                        Upto::LogEnd
+                    } else if w.committed {
+                        Upto::LastStable
+                    } else {
+                        Upto::HighWatermark
+                    };
+                    (w.topic.id, w.partition, w.offset, upto)
+                })
                 .collect();
             let cancel = cancel.clone();
             Box::pin(on_shard(ctx, *owner, move |there| async move {
@@ -648,15 +694,20 @@ async fn wait_for_data(ctx: &Rc<Shard>, groups: &[(usize, Vec<Want>)], deadline:
 /// passes, or the request stops waiting.
 async fn wait_on_owner(
     ctx: &Rc<Shard>,
-    watch: &[(Uuid, i32, i64, bool)],
+    watch: &[(Uuid, i32, i64, Upto)],
     deadline: Instant,
     cancel: &(AtomicBool, Event),
 ) {
-    // A consumer waits for the high watermark to pass its offset, a follower for the log end.
+    // A consumer waits for the high watermark (read_committed: the last stable offset) to
+    // pass its offset, a follower for the log end.
     let grown = || {
-        watch.iter().any(|&(id, p, offset, follower)| {
+        watch.iter().any(|&(id, p, offset, upto)| {
             ctx.partitions.get_open(id, p).is_some_and(|p| {
-                let end = if follower { p.log_end_offset() } else { p.high_watermark() };
+                let end = match upto {
+                    Upto::LogEnd => p.log_end_offset(),
+                    Upto::HighWatermark => p.high_watermark(),
+                    Upto::LastStable => p.last_stable_offset(),
+                };
                 end as i64 > offset
             })
         })

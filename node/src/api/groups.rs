@@ -58,6 +58,7 @@ use crate::shard::Shard;
 
 /// Kafka's coordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// `__consumer_offsets`, created on first use as Kafka does (compacted, 50 partitions), with
 /// `offsets.topic.replication.factor` replicas, or as many as there are live brokers if fewer
@@ -114,7 +115,7 @@ async fn group_home(ctx: &Rc<Shard>, group: &str) -> Result<(Arc<Topic>, i32, us
 /// Runs `work` on the shard coordinating `group`, with the offsets topic and the group's
 /// partition of it, once that partition is loaded there. Every group request goes through
 /// here (or [`on_group_owner`]), so none is answered from a half-known group after a start.
-async fn on_group_partition<T, F, Fut>(
+pub(crate) async fn on_group_partition<T, F, Fut>(
     ctx: &Rc<Shard>,
     group: &str,
     work: F,
@@ -133,8 +134,9 @@ where
     .map_err(|_| ec::COORDINATOR_NOT_AVAILABLE)?
 }
 
-/// FindCoordinator: this node for every group (creating `__consumer_offsets` on first use, as
-/// Kafka does); no coordinator for transactions yet. The API also matters without groups:
+/// FindCoordinator: the leader of the group's `__consumer_offsets` partition, or of the
+/// transactional id's `__transaction_state` partition (each topic created on first use, as
+/// Kafka does). The API also matters without groups:
 /// librdkafka turns lz4 on only for brokers that advertise it (`Feature LZ4: FindCoordinator
 /// (0..0)`), else kcat and confluent-kafka silently send lz4 batches uncompressed.
 pub async fn find_coordinator(
@@ -143,15 +145,28 @@ pub async fn find_coordinator(
     req: &FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     // Groups: the broker that leads the group's partition of the offsets topic. Transactions:
-    // none yet.
+    // the leader of the id's partition of the transaction state topic.
+    if req.key_type == KEY_TYPE_TRANSACTION {
+        let keys: Vec<String> = if version >= 4 {
+            req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+        } else {
+            vec![req.key.to_string()]
+        };
+        let mut found = Vec::with_capacity(keys.len());
+        for key in &keys {
+            found.push(super::txn::coordinator_of(ctx, key).await);
+        }
+        return coordinators(version, &keys, found);
+    }
+    if req.key_type != KEY_TYPE_GROUP {
+        let e = KafkaError::new(ec::INVALID_REQUEST, format!("unknown key type {}", req.key_type));
+        let keys: Vec<String> = req.coordinator_keys.iter().map(|k| k.to_string()).collect();
+        let keys = if version >= 4 { keys } else { vec![req.key.to_string()] };
+        let found = keys.iter().map(|_| Err(e.clone())).collect();
+        return coordinators(version, &keys, found);
+    }
     let ready = offsets_topic(ctx).await;
     let answer = |key: &str| -> Result<Broker, KafkaError> {
-        if req.key_type != KEY_TYPE_GROUP {
-            return Err(KafkaError::new(
-                ec::COORDINATOR_NOT_AVAILABLE,
-                "transactions are not supported yet".to_owned(),
-            ));
-        }
         let topic = ready.as_ref().map_err(Clone::clone)?;
         let leader = topic.leader(partition_for(key, topic.partitions())).unwrap_or(-1);
         ctx.metadata.snapshot().brokers.get(&leader).cloned().ok_or_else(|| {
@@ -161,13 +176,28 @@ pub async fn find_coordinator(
             )
         })
     };
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let found = keys.iter().map(|k| answer(k)).collect();
+    coordinators(version, &keys, found)
+}
+
+/// A FindCoordinator answer: one coordinator per key (v4+) or the one key's (v0–3).
+fn coordinators(
+    version: i16,
+    keys: &[String],
+    found: Vec<Result<Broker, KafkaError>>,
+) -> FindCoordinatorResponse {
     if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
+        let coordinators = keys
             .iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key.clone());
-                match answer(key) {
+            .zip(found)
+            .map(|(key, answer)| {
+                let c = Coordinator::default().with_key(str_bytes(key));
+                match answer {
                     Ok(b) => c
                         .with_node_id(BrokerId(b.id))
                         .with_host(str_bytes(&b.host))
@@ -183,7 +213,10 @@ pub async fn find_coordinator(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let resp = FindCoordinatorResponse::default();
-    match answer(&req.key) {
+    let answer = found.into_iter().next().unwrap_or_else(|| {
+        Err(KafkaError::new(ec::INVALID_REQUEST, "no coordinator key".to_owned()))
+    });
+    match answer {
         Ok(b) => resp
             .with_node_id(BrokerId(b.id))
             .with_host(str_bytes(&b.host))
@@ -287,8 +320,11 @@ pub async fn offset_fetch(
     req: OffsetFetchRequest,
 ) -> OffsetFetchResponse {
     let mut answers = Vec::new();
+    // KIP-447: a read_committed consumer asks for stable offsets only; a partition with a
+    // transactional commit still undecided is answered UNSTABLE_OFFSET_COMMIT (retried).
+    let stable = version >= 7 && req.require_stable;
     for (group, topics) in wanted_groups(version, &req) {
-        answers.push((group.clone(), fetch_group(ctx, &group, topics).await));
+        answers.push((group.clone(), fetch_group(ctx, &group, topics, stable).await));
     }
     if version >= 8 {
         return OffsetFetchResponse::default().with_groups(
@@ -302,9 +338,18 @@ pub async fn offset_fetch(
         // v1 has no top-level error: Kafka puts it on every partition asked for.
         Err(code) => OffsetFetchResponse::default()
             .with_topics(req.topics.iter().flatten().map(|t| failed_topic(t, code)).collect()),
-        Ok(topics) => OffsetFetchResponse::default().with_topics(
-            topics.into_iter().map(|(t, ps)| topic_offsets(version, &t, ps)).collect(),
-        ),
+        Ok(topics) => {
+            // Kafka (v2–v7) also puts a partition's UNSTABLE_OFFSET_COMMIT at the top level.
+            let unstable = topics.iter().flat_map(|(_, ps)| ps).any(|(_, _, e)| *e != ec::NONE);
+            let resp = OffsetFetchResponse::default().with_topics(
+                topics.into_iter().map(|(t, ps)| topic_offsets(version, &t, ps)).collect(),
+            );
+            if unstable && version >= 2 {
+                resp.with_error_code(ec::UNSTABLE_OFFSET_COMMIT.into())
+            } else {
+                resp
+            }
+        }
     }
 }
 
@@ -330,7 +375,9 @@ fn wanted_groups(version: i16, req: &OffsetFetchRequest) -> Vec<Wanted> {
     vec![(req.group_id.0.to_string(), topics)]
 }
 
-type GroupOffsets = Result<Vec<(String, Vec<(i32, Committed)>)>, ErrorCode>;
+/// Each topic's partitions: committed offset, and the partition's error (UNSTABLE_OFFSET_COMMIT).
+type TopicOffsets = Vec<(String, Vec<(i32, Committed, ErrorCode)>)>;
+type GroupOffsets = Result<TopicOffsets, ErrorCode>;
 
 /// One group's answer in OffsetFetch v8+.
 fn group_offsets(group: &str, result: GroupOffsets) -> OffsetFetchResponseGroup {
@@ -345,12 +392,13 @@ fn group_offsets(group: &str, result: GroupOffsets) -> OffsetFetchResponseGroup 
             .map(|(t, ps)| {
                 let partitions = ps
                     .into_iter()
-                    .map(|(p, c)| {
+                    .map(|(p, c, e)| {
                         OffsetFetchResponsePartitions::default()
                             .with_partition_index(p)
                             .with_committed_offset(c.offset)
                             .with_committed_leader_epoch(c.leader_epoch)
                             .with_metadata(Some(str_bytes(&c.metadata)))
+                            .with_error_code(e.into())
                     })
                     .collect();
                 OffsetFetchResponseTopics::default()
@@ -362,14 +410,19 @@ fn group_offsets(group: &str, result: GroupOffsets) -> OffsetFetchResponseGroup 
 }
 
 /// One topic's committed offsets in OffsetFetch v1–v7.
-fn topic_offsets(version: i16, topic: &str, ps: Vec<(i32, Committed)>) -> OffsetFetchResponseTopic {
+fn topic_offsets(
+    version: i16,
+    topic: &str,
+    ps: Vec<(i32, Committed, ErrorCode)>,
+) -> OffsetFetchResponseTopic {
     let partitions = ps
         .into_iter()
-        .map(|(p, c)| {
+        .map(|(p, c, e)| {
             let r = OffsetFetchResponsePartition::default()
                 .with_partition_index(p)
                 .with_committed_offset(c.offset)
-                .with_metadata(Some(str_bytes(&c.metadata)));
+                .with_metadata(Some(str_bytes(&c.metadata)))
+                .with_error_code(e.into());
             if version >= 5 { r.with_committed_leader_epoch(c.leader_epoch) } else { r }
         })
         .collect();
@@ -400,7 +453,8 @@ async fn fetch_group(
     ctx: &Rc<Shard>,
     group: &str,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<(String, Vec<(i32, Committed)>)>, ErrorCode> {
+    stable: bool,
+) -> GroupOffsets {
     if group.is_empty() {
         return Err(ec::INVALID_GROUP_ID);
     }
@@ -414,6 +468,13 @@ async fn fetch_group(
             metadata: String::new(),
             commit_timestamp: -1,
         };
+        let code = |t: &str, p: i32| {
+            if stable && groups.unstable(&group, t, p) {
+                ec::UNSTABLE_OFFSET_COMMIT
+            } else {
+                ec::NONE
+            }
+        };
         Ok(match topics {
             Some(ts) => ts
                 .into_iter()
@@ -421,25 +482,25 @@ async fn fetch_group(
                     let found = ps
                         .into_iter()
                         .map(|p| {
-                            (
-                                p,
-                                groups
-                                    .offsets
-                                    .get(&group, &t, p)
-                                    .cloned()
-                                    .unwrap_or_else(|| none.clone()),
-                            )
+                            let e = code(&t, p);
+                            let c = match groups.offsets.get(&group, &t, p) {
+                                Some(c) if e == ec::NONE => c.clone(),
+                                _ => none.clone(),
+                            };
+                            (p, c, e)
                         })
                         .collect();
                     (t, found)
                 })
                 .collect(),
             None => {
-                let mut by_topic: Vec<(String, Vec<(i32, Committed)>)> = Vec::new();
+                let mut by_topic: TopicOffsets = Vec::new();
                 for (t, p, c) in groups.offsets.all(&group) {
+                    let e = code(&t, p);
+                    let c = if e == ec::NONE { c } else { none.clone() };
                     match by_topic.last_mut() {
-                        Some((last, ps)) if *last == t => ps.push((p, c)),
-                        _ => by_topic.push((t, vec![(p, c)])),
+                        Some((last, ps)) if *last == t => ps.push((p, c, e)),
+                        _ => by_topic.push((t, vec![(p, c, e)])),
                     }
                 }
                 by_topic

@@ -27,6 +27,7 @@ mod produce;
 mod producers;
 mod quorum;
 mod security;
+pub mod txn;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -96,6 +97,13 @@ pub const SERVED: &[ApiKey] = &[
     ApiKey::AlterUserScramCredentials,
     ApiKey::DescribeClientQuotas,
     ApiKey::AlterClientQuotas,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
 ];
 
 /// What a handler answers.
@@ -374,6 +382,25 @@ async fn dispatch(
         RequestKind::AlterClientQuotas(req) => {
             ResponseKind::AlterClientQuotas(security::alter_quotas(ctx, &req).await)
         }
+        RequestKind::AddPartitionsToTxn(req) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions_to_txn(ctx, version, &req).await)
+        }
+        RequestKind::AddOffsetsToTxn(req) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets_to_txn(ctx, version, &req).await)
+        }
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(txn::end_txn(ctx, version, &req).await),
+        RequestKind::TxnOffsetCommit(req) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, version, req).await)
+        }
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(txn::write_txn_markers(ctx, &req).await)
+        }
+        RequestKind::DescribeTransactions(req) => {
+            ResponseKind::DescribeTransactions(txn::describe_transactions(ctx, &req).await)
+        }
+        RequestKind::ListTransactions(req) => {
+            ResponseKind::ListTransactions(txn::list_transactions(ctx, &req).await)
+        }
         _ => return Err(format!("{:?} v{version} is not served by this node", request.api_key)),
     })))
 }
@@ -472,7 +499,10 @@ fn metadata_topic(topic: &Topic, me: i32, leadable: bool) -> MetadataResponseTop
         .with_topic_id(topic.id)
         // Clients leave internal topics out of pattern subscriptions (kafka-python's
         // exclude_internal_topics, Java's exclude.internal.topics) by this flag.
-        .with_is_internal(topic.name == crate::group::records::OFFSETS_TOPIC)
+        .with_is_internal(
+            topic.name == crate::group::records::OFFSETS_TOPIC
+                || topic.name == crate::txn::records::TXN_TOPIC,
+        )
         .with_partitions(partitions)
 }
 

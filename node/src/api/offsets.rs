@@ -66,8 +66,10 @@ pub async fn list_offsets(
             }
         }
     }
-    let done = on_owners(ctx, work, |there, (topic, partition, timestamp)| async move {
-        lookup(&there, &topic, partition, timestamp).await
+    // read_committed (v2+): the latest offset is the last stable offset, as Kafka answers.
+    let committed = version >= 2 && req.isolation_level == 1;
+    let done = on_owners(ctx, work, move |there, (topic, partition, timestamp)| async move {
+        lookup(&there, &topic, partition, timestamp, committed).await
     });
     for ((ti, pi), a) in done.await {
         answers[ti][pi] = a;
@@ -105,7 +107,13 @@ pub async fn list_offsets(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-async fn lookup(ctx: &Rc<Shard>, topic: &Topic, partition: i32, timestamp: i64) -> Answer {
+async fn lookup(
+    ctx: &Rc<Shard>,
+    topic: &Topic,
+    partition: i32,
+    timestamp: i64,
+    committed: bool,
+) -> Answer {
     let p = match ctx.partitions.get(topic, partition).await {
         Ok(p) => p,
         Err(e) => {
@@ -114,6 +122,7 @@ async fn lookup(ctx: &Rc<Shard>, topic: &Topic, partition: i32, timestamp: i64) 
         }
     };
     match timestamp {
+        LATEST if committed => (ec::NONE, -1, p.last_stable_offset() as i64),
         LATEST => (ec::NONE, -1, p.high_watermark() as i64),
         EARLIEST | EARLIEST_LOCAL => (ec::NONE, -1, p.log_start_offset() as i64),
         t if t < 0 && t != MAX_TIMESTAMP => (ec::INVALID_REQUEST, -1, -1),

@@ -2,10 +2,13 @@
 //!
 //! What is checked before any byte reaches a log (each refusal answers that partition only):
 //! acks is -1, 0 or 1; the topic and partition exist; the record set is exactly one
-//! RecordBatch v2 (Produce v3+); zstd only from v7; no transactional batches (this node has no
-//! transaction coordinator); for a compacted topic, every record has a key (else INVALID_RECORD
+//! RecordBatch v2 (Produce v3+); zstd only from v7; no control batch (markers are written by
+//! transaction coordinators only); a transactional batch only in a request naming its
+//! transactional id; for a compacted topic, every record has a key (else INVALID_RECORD
 //! with per-record errors, KIP-467). The log then validates the batch itself (CRC, sizes,
-//! counts) and refuses it whole if it is bad.
+//! counts) and refuses it whole if it is bad. On the owner, the first transactional batch of a
+//! producer's transaction on a partition is appended only once the transaction's coordinator
+//! confirms the partition was added to it (KIP-890 part 1, `api::txn::verify`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -78,10 +81,12 @@ struct Item {
     topic: Arc<Topic>,
     partition: i32,
     records: Bytes,
+    /// The request's transactional id, for a transactional batch's verification.
+    txn_id: Option<Arc<str>>,
 }
 
 /// Checks a record set before it goes to the log.
-fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
+fn precheck(version: i16, records: &Bytes, txn_id: Option<&str>) -> Result<(), Outcome> {
     let header = BatchHeader::parse(records)
         .map_err(|e| Outcome::error(error::from_batch_error(&e), e.to_string()))?;
     if header.total_len() != records.len() {
@@ -90,10 +95,16 @@ fn precheck(version: i16, records: &Bytes) -> Result<(), Outcome> {
             "a produce request must carry exactly one record batch per partition",
         ));
     }
-    if header.is_transactional() {
+    if header.is_control() {
         return Err(Outcome::error(
-            ec::TRANSACTIONAL_ID_NOT_FOUND,
-            "transactions are not supported by this node",
+            ec::INVALID_RECORD,
+            "clients may not write control batches (transaction markers)",
+        ));
+    }
+    if header.is_transactional() && txn_id.is_none_or(str::is_empty) {
+        return Err(Outcome::error(
+            ec::INVALID_RECORD,
+            "a transactional batch needs the request's transactional_id",
         ));
     }
     if version < 7 && matches!(header.codec(), Ok(Codec::Zstd)) {
@@ -194,6 +205,7 @@ fn check_partitions(
     let mut outcomes: Outcomes =
         req.topic_data.iter().map(|t| vec![None; t.partition_data.len()]).collect();
     let mut work = Vec::new();
+    let txn_id: Option<Arc<str>> = req.transactional_id.as_ref().map(|t| Arc::from(t.0.as_str()));
     for (ti, t) in req.topic_data.iter().enumerate() {
         let topic = snapshot.topic(&t.name.0);
         for (pi, p) in t.partition_data.iter().enumerate() {
@@ -215,13 +227,14 @@ fn check_partitions(
                 }
             };
             let records = p.records.clone().unwrap_or_default();
-            if let Err(refused) =
-                precheck(version, &records).and_then(|()| check_keys(&topic, p.index, &records))
+            if let Err(refused) = precheck(version, &records, txn_id.as_deref())
+                .and_then(|()| check_keys(&topic, p.index, &records))
             {
                 *slot = Some(refused);
                 continue;
             }
-            work.push((owner, Item { slot: (ti, pi), topic, partition: p.index, records }));
+            let txn_id = txn_id.clone();
+            work.push((owner, Item { slot: (ti, pi), topic, partition: p.index, records, txn_id }));
         }
     }
     (outcomes, work)
@@ -350,7 +363,20 @@ async fn append(
         }
     };
     let durability = if acks == -1 { Durability::Committed(timeout) } else { Durability::Written };
-    let outcome = match partition.append(item.records, durability).await {
+    let verify = item.txn_id.clone().map(|id| {
+        let (ctx, topic, index) = (ctx.clone(), item.topic.name.clone(), item.partition);
+        let header = BatchHeader::parse(&item.records).ok();
+        // Boxed: the verification may call another broker, a large future to keep inline.
+        Box::pin(async move {
+            let producer = header.map_or((-1, -1), |h| (h.producer_id, h.producer_epoch));
+            super::txn::verify(&ctx, &id, producer, &topic, index).await.map_err(|code| {
+                format!(
+                    "the transaction coordinator did not confirm {topic}-{index} in the ongoing transaction of {id} ({code})"
+                )
+            })
+        })
+    });
+    let outcome = match partition.append_verified(item.records, durability, verify).await {
         Ok(a) => {
             return (
                 Outcome {
@@ -368,7 +394,7 @@ async fn append(
         Err(e) => {
             let code = error::append_failure(&e);
             match &e {
-                AppendFailure::Sequence(_) => {
+                AppendFailure::Sequence(_) | AppendFailure::Transaction(_) => {
                     info!(topic = %item.topic.name, partition = item.partition, error = %e, "batch refused")
                 }
                 _ if code == ec::KAFKA_STORAGE_ERROR => {

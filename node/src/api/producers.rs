@@ -1,8 +1,10 @@
-//! InitProducerId: producer ids for idempotent producers (the transaction coordinator's API,
-//! answered here without transactions).
+//! InitProducerId: producer ids for idempotent producers; transactional producers' go to
+//! their transaction coordinator (`api::txn`).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use odradek_net::error_code as ec;
+
+use std::rc::Rc;
 
 use crate::shard::Shard;
 
@@ -10,15 +12,18 @@ use crate::shard::Shard;
 /// handed out before, at epoch 0. As Kafka does for such producers, a `producer_id` and
 /// `producer_epoch` in the request (v3+) are ignored: a producer that hit a sequence error
 /// simply starts over with a new id. An empty transactional id is refused with
-/// `INVALID_REQUEST`, as Kafka refuses it; transactional producers are refused until
-/// transactions exist.
-pub async fn init_producer_id(ctx: &Shard, req: &InitProducerIdRequest) -> InitProducerIdResponse {
+/// `INVALID_REQUEST`, as Kafka refuses it; a transactional id goes to its transaction
+/// coordinator (`api::txn`).
+pub async fn init_producer_id(
+    ctx: &Rc<Shard>,
+    req: &InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let resp =
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
         None => {}
         Some("") => return resp.with_error_code(ec::INVALID_REQUEST.into()),
-        Some(_) => return resp.with_error_code(ec::COORDINATOR_NOT_AVAILABLE.into()),
+        Some(id) => return super::txn::init_producer_id(ctx, id, req).await,
     }
     match ctx.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -368,6 +368,9 @@ impl GroupOffsets {
     }
 }
 
+/// A record's key and value (`None`: a tombstone).
+pub type KeyValue = (Bytes, Option<Bytes>);
+
 /// What one shard holds of the groups it coordinates: their offsets, and which of its
 /// `__consumer_offsets` partitions have been read into them.
 #[derive(Debug, Default)]
@@ -376,6 +379,10 @@ pub struct Coordinated {
     pub loaded: std::collections::HashSet<i32>,
     /// Groups with members, or with stored metadata (then possibly `Empty`).
     pub membership: HashMap<String, crate::group::state::Group>,
+    /// Transactional offset commits not yet decided, per `__consumer_offsets` partition and
+    /// producer id: the records as written, applied when the transaction's COMMIT marker is
+    /// written to the partition, dropped at its ABORT (Kafka's pending transactional offsets).
+    pub pending_txn: HashMap<(i32, i64), Vec<KeyValue>>,
 }
 
 impl Coordinated {
@@ -396,9 +403,35 @@ impl Coordinated {
         }
         let mine = |g: &str| partition_for(g, partitions) == partition;
         self.offsets.groups.retain(|g, _| !mine(g));
+        self.pending_txn.retain(|(p, _), _| *p != partition);
         let before = self.membership.len();
         self.membership.retain(|g, _| !mine(g));
         before - self.membership.len()
+    }
+
+    /// Ends producer `producer_id`'s transaction on `__consumer_offsets` partition
+    /// `partition`: its offset commits become the groups' (`commit`) or are dropped. Returns
+    /// how many records it applied.
+    pub fn complete_txn(&mut self, partition: i32, producer_id: i64, commit: bool) -> usize {
+        let Some(records) = self.pending_txn.remove(&(partition, producer_id)) else { return 0 };
+        if !commit {
+            return 0;
+        }
+        let n = records.len();
+        for (key, value) in records {
+            if let Some(Key::Offset(group, topic, p)) = parse_key(&key) {
+                self.offsets.apply_record(group, topic, p, value.as_deref());
+            }
+        }
+        n
+    }
+
+    /// Whether an undecided transaction holds a commit of `group` for `topic`-`partition`
+    /// (OffsetFetch's `require_stable` answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn unstable(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.pending_txn.values().flatten().any(|(key, _)| {
+            matches!(parse_key(key), Some(Key::Offset(g, t, p)) if g == group && t == topic && p == partition)
+        })
     }
 
     /// Applies the records of one `__consumer_offsets` partition, in log order: the newest

@@ -2,6 +2,7 @@
 //! tombstones and group metadata, each write one batch fsynced before it is made visible or
 //! acknowledged. Runs on the shard that owns the partition.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use odradek_storage::records::Record;
 use tracing::{info, warn};
 
 use super::GroupHost;
+use super::records::KeyValue as Kv;
 use super::records::{
     Committed, RecordError, group_key, group_value, offset_key, offset_value, partition_for,
 };
@@ -23,6 +25,9 @@ use crate::partition::{Durability, Partition};
 /// How long a group's record waits to be committed on every in-sync replica of its
 /// `__consumer_offsets` partition (Kafka's `offsets.commit.timeout.ms`).
 pub const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// A batch's transactional attribute (bit 4).
+const TRANSACTIONAL: i16 = 0x10;
 
 /// Most bytes one read of a group partition returns while loading it.
 const LOAD_READ_BYTES: u64 = 1 << 20;
@@ -43,29 +48,69 @@ pub async fn ensure_loaded(host: &impl GroupHost, partition: i32) -> Result<(), 
         return Ok(());
     }
     let p = host.offsets_partition(partition).await.map_err(KafkaError::from)?;
-    let records = read_all(&p, partition).await?;
+    let (records, pending) = read_all(&p, partition).await?;
     let mut groups = host.groups().borrow_mut();
     if groups.loaded.insert(partition) {
         let n = records.len();
         let restored = groups.load(records, Instant::now());
-        info!(partition, records = n, groups_restored = restored, "group offsets loaded");
+        let undecided = pending.len();
+        for (producer_id, records) in pending {
+            groups.pending_txn.insert((partition, producer_id), records);
+        }
+        info!(
+            partition,
+            records = n,
+            groups_restored = restored,
+            undecided_transactions = undecided,
+            "group offsets loaded"
+        );
     }
     Ok(())
 }
 
-/// Every keyed record of a group partition, oldest first: up to its log end, as Kafka loads
-/// them, since a leader's log is what its followers will have (a new leader's high watermark
-/// may still be catching up).
+/// Every keyed record of a group partition, oldest first, up to its log end (as Kafka loads
+/// them, since a leader's log is what its followers will have: a new leader's high watermark
+/// may still be catching up). Transactional offset commits count once their transaction's
+/// COMMIT marker follows them, are dropped at its ABORT, and are returned apart, per producer
+/// id, while their transaction is undecided.
 async fn read_all(
     p: &Partition,
     partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, KafkaError> {
+) -> Result<(Vec<Kv>, HashMap<i64, Vec<Kv>>), KafkaError> {
+    let mut records = Vec::new();
+    let mut pending: HashMap<i64, Vec<Kv>> = HashMap::new();
+    read_batches(p, partition, |header, recs| {
+        if header.is_control() {
+            let txn = pending.remove(&header.producer_id).unwrap_or_default();
+            let commit = matches!(recs.first().and_then(|r| r.key.as_deref()), Some([_, _, 0, 1]));
+            if commit {
+                records.extend(txn);
+            }
+            return;
+        }
+        let kvs = recs.into_iter().filter_map(|r| Some((r.key?, r.value)));
+        if header.is_transactional() {
+            pending.entry(header.producer_id).or_default().extend(kvs);
+        } else {
+            records.extend(kvs);
+        }
+    })
+    .await?;
+    Ok((records, pending))
+}
+
+/// Reads partition `p` (of an internal topic, `partition` for the logs) from its log start to
+/// its log end, handing each batch's header and records to `visit`, oldest first.
+pub async fn read_batches(
+    p: &Partition,
+    partition: i32,
+    mut visit: impl FnMut(&odradek_storage::batch::BatchHeader, Vec<Record>),
+) -> Result<(), KafkaError> {
     let mut at = p.log_start_offset();
     let end = p.log_end_offset();
-    let mut records = Vec::new();
     while at < end {
         let bytes = p.read_bytes(at, LOAD_READ_BYTES).await.map_err(|e| {
-            warn!(partition, offset = at, error = %e, "cannot read group offsets");
+            warn!(topic = %p.topic, partition, offset = at, error = %e, "cannot read an internal partition back");
             KafkaError::new(ec::KAFKA_STORAGE_ERROR, e.to_string())
         })?;
         if bytes.is_empty() {
@@ -74,11 +119,8 @@ async fn read_all(
         let mut pos = 0;
         while pos < bytes.len() {
             let refuse = |e: String| {
-                warn!(partition, offset = at, error = %e, "cannot read group offsets");
-                KafkaError::new(
-                    ec::KAFKA_STORAGE_ERROR,
-                    format!("offsets partition {partition}: {e}"),
-                )
+                warn!(topic = %p.topic, partition, offset = at, error = %e, "cannot read an internal partition back");
+                KafkaError::new(ec::KAFKA_STORAGE_ERROR, format!("{}-{partition}: {e}", p.topic))
             };
             // One batch at a time: the read returns as many whole batches as fit.
             let len = odradek_storage::batch::BatchHeader::parse(&bytes[pos..])
@@ -88,12 +130,12 @@ async fn read_all(
                 return Err(refuse(format!("a batch of {len} bytes is cut short")));
             };
             let (header, recs) = odradek_storage::compact::batch_records(&batch).map_err(refuse)?;
-            records.extend(recs.into_iter().filter_map(|r| Some((r.key?, r.value))));
+            visit(&header, recs);
             pos += header.total_len();
             at = header.last_offset() as u64 + 1;
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Appends `records` (key, value or tombstone) to group partition `partition` as one batch
@@ -103,6 +145,18 @@ pub async fn append_synced(
     partition: i32,
     timestamp: i64,
     records: Vec<(Bytes, Option<Bytes>)>,
+) -> Result<(), ErrorCode> {
+    append_batch(host, partition, timestamp, records, None).await
+}
+
+/// As [`append_synced`]; with `txn` (producer id, epoch) the batch is transactional, written
+/// for that producer (its epoch checked by the log: a fenced producer's write is refused).
+async fn append_batch(
+    host: &impl GroupHost,
+    partition: i32,
+    timestamp: i64,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    txn: Option<(i64, i16)>,
 ) -> Result<(), ErrorCode> {
     let records: Vec<Record> = records
         .into_iter()
@@ -116,9 +170,13 @@ pub async fn append_synced(
             headers: Vec::new(),
         })
         .collect();
-    let batch: Bytes =
-        build_batch(&BatchParams::simple(Codec::None, timestamp, records.len()), &records)
-            .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
+    let mut params = BatchParams::simple(Codec::None, timestamp, records.len());
+    if let Some((producer_id, epoch)) = txn {
+        params.producer_id = producer_id;
+        params.producer_epoch = epoch;
+        params.attributes |= TRANSACTIONAL;
+    }
+    let batch: Bytes = build_batch(&params, &records).map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
     let p = host.offsets_partition(partition).await?;
     p.append(batch, Durability::Committed(OFFSETS_COMMIT_TIMEOUT))
         .await
@@ -177,6 +235,36 @@ pub async fn write_commits(
     for (t, p, c) in commits {
         groups.offsets.commit(group, &t, p, c);
     }
+    Ok(())
+}
+
+/// Writes `group`'s commits made in producer `producer_id`'s transaction (TxnOffsetCommit) as
+/// one transactional batch, committed like any; they stay pending, invisible to the group,
+/// until the transaction's marker decides them ([`Coordinated::complete_txn`]).
+pub async fn write_txn_commits(
+    host: &impl GroupHost,
+    partition: i32,
+    group: &str,
+    (producer_id, epoch): (i64, i16),
+    commits: Vec<Commit>,
+) -> Result<(), ErrorCode> {
+    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
+    let records = commits
+        .iter()
+        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
+        .collect::<Result<Vec<_>, RecordError>>()
+        .map_err(|e| e.error_code())?;
+    let txn = Some((producer_id, epoch));
+    if let Err(code) = append_batch(host, partition, now, records.clone(), txn).await {
+        warn!(group, partition, producer_id, %code, "cannot write transactional offsets");
+        return Err(code);
+    }
+    host.groups()
+        .borrow_mut()
+        .pending_txn
+        .entry((partition, producer_id))
+        .or_default()
+        .extend(records);
     Ok(())
 }
 

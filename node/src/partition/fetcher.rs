@@ -89,7 +89,7 @@ pub struct FetcherSettings {
 
 /// Why one fetch round failed as a whole.
 #[derive(Debug, thiserror::Error)]
-enum RoundError {
+pub enum RoundError {
     #[error("leader {leader} speaks Fetch up to v{version}; replication needs v15 (ReplicaState)")]
     OldLeader { leader: i32, version: i16 },
     #[error("leader {0} has no known endpoint")]
@@ -155,6 +155,27 @@ pub async fn run(partitions: &Partitions, leader: i32, stopping: impl Fn() -> bo
     debug!(leader, "replica fetcher stopped");
 }
 
+/// A connection to broker `broker`'s inter-broker listener, leaving from this node's address,
+/// over TLS and logged in with SASL when that listener asks for them; every step bounded. The
+/// replica fetchers' connections, and the transaction coordinator's to other brokers.
+pub async fn connect(partitions: &Partitions, broker: i32) -> Result<AsyncConn, RoundError> {
+    let settings = partitions.fetcher_settings();
+    let snapshot = partitions.metadata().snapshot();
+    let b = snapshot.brokers.get(&broker).ok_or(RoundError::NoEndpoint(broker))?;
+    let addr = resolve(&b.host, b.port).ok_or(RoundError::NoEndpoint(broker))?;
+    let client_id = format!("odradek-replica-{}", settings.me);
+    let tls = settings.tls.as_ref();
+    let c = AsyncConn::connect_with(addr, settings.bind, &client_id, CONNECT_TIMEOUT, tls);
+    let mut c = c.await?;
+    if let Some(login) = &settings.sasl {
+        login
+            .log_in(&mut c, CONNECT_TIMEOUT)
+            .await
+            .map_err(|reason| RoundError::Login { leader: broker, reason })?;
+    }
+    Ok(c)
+}
+
 /// One Fetch to `leader` for `ready`, and its answers applied.
 async fn round(
     partitions: &Partitions,
@@ -167,19 +188,7 @@ async fn round(
     let settings = partitions.fetcher_settings();
     let snapshot = partitions.metadata().snapshot();
     if conn.is_none() {
-        let broker = snapshot.brokers.get(&leader).ok_or(RoundError::NoEndpoint(leader))?;
-        let addr = resolve(&broker.host, broker.port).ok_or(RoundError::NoEndpoint(leader))?;
-        let client_id = format!("odradek-replica-{}", settings.me);
-        let tls = settings.tls.as_ref();
-        let c = AsyncConn::connect_with(addr, settings.bind, &client_id, CONNECT_TIMEOUT, tls);
-        let mut c = c.await?;
-        if let Some(login) = &settings.sasl {
-            login
-                .log_in(&mut c, CONNECT_TIMEOUT)
-                .await
-                .map_err(|reason| RoundError::Login { leader, reason })?;
-        }
-        *conn = Some(c);
+        *conn = Some(connect(partitions, leader).await?);
     }
     let Some(c) = conn.as_mut() else { return Ok(()) };
     // What each partition was asked at: its answer applies only if that still holds.

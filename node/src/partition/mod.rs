@@ -43,6 +43,7 @@ use bytes::Bytes;
 use event_listener::Event;
 use odradek_storage::batch::{BatchHeader, HEADER_BYTES, IncomingBatch, stored_header};
 use odradek_storage::producers::{SeqCheck, SeqError};
+use odradek_storage::txn::{AbortedTxn, TxnMarker};
 use odradek_storage::{
     AppendError, CompioBackend, Log, LogConfig, LogError, ReadError, ReadResult, StorageFile,
 };
@@ -173,6 +174,9 @@ pub enum AppendFailure {
     /// The producer's epoch or sequence does not follow what the partition has.
     #[error(transparent)]
     Sequence(#[from] SeqError),
+    /// A transactional batch outside its producer's transaction, or a plain batch inside one.
+    #[error("{0}")]
+    Transaction(String),
     /// The write happened but the fsync an `acks=all` waits for failed.
     #[error("fsync failed: {0}")]
     Sync(LogError),
@@ -219,6 +223,7 @@ pub enum FollowerCheck {
 #[derive(Debug)]
 pub struct Read {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub records: Result<Vec<Payload>, ReadFailure>,
 }
@@ -558,6 +563,26 @@ impl Partition {
         records: Bytes,
         durability: Durability,
     ) -> Result<Appended, AppendFailure> {
+        self.append_verified(records, durability, None::<std::future::Ready<Result<(), String>>>)
+            .await
+    }
+
+    /// As [`Partition::append`], for a producer's batch that may be transactional (KIP-890
+    /// part 1): the first transactional batch of a producer's transaction on this partition
+    /// is written only once `verify` (asking the transaction coordinator whether the partition
+    /// was added to the producer's ongoing transaction) agrees, under the producer's turn, so
+    /// no marker can slip in between; a non-transactional batch from a producer with an open
+    /// transaction here is refused. Without `verify`, transactional batches are the node's own
+    /// (offset commits of a transaction, checked by their writer).
+    pub async fn append_verified<F>(
+        &self,
+        records: Bytes,
+        durability: Durability,
+        verify: Option<F>,
+    ) -> Result<Appended, AppendFailure>
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
         if !self.is_leader() {
             return Err(AppendFailure::NotLeader);
         }
@@ -581,7 +606,10 @@ impl Partition {
             None => None,
         };
         let written = match self.log.check_producer(&header) {
-            SeqCheck::Append => self.write(header, records, epoch).await,
+            SeqCheck::Append => match self.transaction_check(&header, verify).await {
+                Ok(()) => self.write(header, records, epoch).await,
+                Err(e) => Err(e),
+            },
             SeqCheck::Duplicate { base_offset, last_offset } => {
                 debug!(topic = %self.topic, partition = self.index, producer_id = header.producer_id, base_offset, "duplicate batch acknowledged, not written again");
                 Ok((
@@ -606,6 +634,96 @@ impl Partition {
                 self.commit(end, epoch, rules, timeout).await?;
         }
         Ok(appended)
+    }
+
+    /// The transactional checks of a batch about to be written (see
+    /// [`Partition::append_verified`]).
+    async fn transaction_check<F>(
+        &self,
+        header: &BatchHeader,
+        verify: Option<F>,
+    ) -> Result<(), AppendFailure>
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        if header.producer_id < 0 {
+            return Ok(());
+        }
+        let open = self.log.ongoing_txn(header.producer_id);
+        if !header.is_transactional() {
+            return match open {
+                Some((epoch, first)) => Err(AppendFailure::Transaction(format!(
+                    "producer {} has a transaction open here since offset {first} (epoch {epoch}); a non-transactional batch cannot join it",
+                    header.producer_id
+                ))),
+                None => Ok(()),
+            };
+        }
+        if open.is_some_and(|(epoch, _)| epoch == header.producer_epoch) {
+            return Ok(());
+        }
+        match verify {
+            Some(verify) => verify.await.map_err(AppendFailure::Transaction),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a transaction marker (WriteTxnMarkers, from a transaction coordinator): a
+    /// control batch ending producer `marker.producer_id`'s transaction here, as durable as
+    /// `durability` asks. A marker from an older producer epoch is refused (a zombie
+    /// coordinator's or producer's).
+    pub async fn append_marker(
+        &self,
+        marker: TxnMarker,
+        durability: Durability,
+    ) -> Result<Appended, AppendFailure> {
+        if !self.is_leader() {
+            return Err(AppendFailure::NotLeader);
+        }
+        let rules = self.rules.get();
+        let epoch = self.leader_epoch.get();
+        let began = Instant::now();
+        let lock = self.producer_lock(marker.producer_id);
+        let guard = lock.lock().await;
+        let written = self.log.append_marker(marker, epoch).await;
+        drop(guard);
+        self.release_producer_lock(marker.producer_id, Some(lock));
+        let info = written?;
+        self.maybe_advance_high_watermark();
+        self.shared.appended.notify(usize::MAX);
+        let mut appended = Appended {
+            base_offset: info.base_offset as i64,
+            log_append_time: -1,
+            log_start_offset: info.log_start_offset as i64,
+            times: AppendTimes { write: began.elapsed(), ..AppendTimes::default() },
+        };
+        if let Durability::Committed(timeout) = durability {
+            (appended.times.fsync, appended.times.replicate) =
+                self.commit(info.last_offset + 1, epoch, rules, timeout).await?;
+        }
+        Ok(appended)
+    }
+
+    /// The last stable offset: below it every transaction is decided (the high watermark, or
+    /// the first offset of the oldest open transaction if lower).
+    pub fn last_stable_offset(&self) -> u64 {
+        let hw = self.high_watermark();
+        self.log.first_unstable_offset().map_or(hw, |first| first.min(hw))
+    }
+
+    /// Producer `producer_id`'s open transaction here: its epoch and first offset.
+    pub fn ongoing_txn(&self, producer_id: i64) -> Option<(i16, u64)> {
+        self.log.ongoing_txn(producer_id)
+    }
+
+    /// Every open transaction here: (producer id, epoch, first offset).
+    pub fn ongoing_txns(&self) -> Vec<(i64, i16, u64)> {
+        self.log.ongoing_txns()
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, upto)` must be told of.
+    pub fn aborted_transactions(&self, from: u64, upto: u64) -> Vec<AbortedTxn> {
+        self.log.aborted_transactions(from, upto)
     }
 
     /// Waits until everything below `end` is committed: the high watermark passed it (every
@@ -790,6 +908,14 @@ impl Partition {
         self.read_below(offset, max_bytes, first, self.high_watermark()).await
     }
 
+    /// As [`Partition::read`] for a read_committed consumer: never past the last stable
+    /// offset.
+    pub async fn read_committed(&self, offset: i64, max_bytes: u64, first: bool) -> Read {
+        let mut read = self.read_below(offset, max_bytes, first, self.last_stable_offset()).await;
+        read.high_watermark = self.high_watermark() as i64;
+        read
+    }
+
     /// As [`Partition::read`], for a follower: up to the log end, not the high watermark.
     pub async fn read_for_follower(&self, offset: i64, max_bytes: u64) -> Read {
         let mut read = self.read_below(offset, max_bytes, true, self.log_end_offset()).await;
@@ -800,8 +926,13 @@ impl Partition {
     async fn read_below(&self, offset: i64, max_bytes: u64, first: bool, hw: u64) -> Read {
         let start = self.log.log_start_offset();
         let end = self.log.log_end_offset();
-        let answer =
-            |records| Read { high_watermark: hw as i64, log_start_offset: start as i64, records };
+        let last_stable_offset = self.last_stable_offset() as i64;
+        let answer = |records| Read {
+            high_watermark: hw as i64,
+            last_stable_offset,
+            log_start_offset: start as i64,
+            records,
+        };
         // Out of range is judged against the log end, as Kafka does: an offset between the
         // high watermark and the log end (a restarted leader re-learning its high watermark)
         // reads nothing yet, without sending the consumer to its reset policy.
