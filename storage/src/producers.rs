@@ -448,4 +448,96 @@ mod tests {
         assert!(!s.producers.contains_key(&9));
         assert_eq!(s.producers[&1].batches.len(), 1);
     }
+
+    fn txn_header(pid: i64, epoch: i16, seq: i32, count: i32) -> BatchHeader {
+        BatchHeader { attributes: 0x10, ..header(pid, epoch, seq, count) }
+    }
+
+    fn marker_header(pid: i64, epoch: i16) -> BatchHeader {
+        BatchHeader { attributes: 0x30, base_sequence: -1, ..header(pid, epoch, -1, 1) }
+    }
+
+    #[test]
+    fn transactions_open_at_their_first_batch_and_end_at_a_marker() {
+        let mut s = ProducerStates::default();
+        s.record(&header(1, 0, 0, 2), 0, 1);
+        assert_eq!(s.first_unstable_offset(), None, "not transactional");
+        s.record(&txn_header(2, 0, 0, 2), 2, 3);
+        s.record(&txn_header(3, 0, 0, 1), 4, 4);
+        s.record(&txn_header(2, 0, 2, 1), 5, 5);
+        assert_eq!(s.ongoing_txn(2), Some((0, 2)), "the first batch's offset");
+        assert_eq!(s.first_unstable_offset(), Some(2));
+        assert_eq!(s.ongoing_txns(), vec![(2, 0, 2), (3, 0, 4)]);
+        assert_eq!(s.record_marker(&marker_header(2, 0), 6, MarkerKind::Commit), None);
+        assert_eq!(s.first_unstable_offset(), Some(4));
+        let entry = s.record_marker(&marker_header(3, 1), 7, MarkerKind::Abort);
+        assert_eq!(
+            entry,
+            Some(AbortedTxn {
+                producer_id: 3,
+                first_offset: 4,
+                last_offset: 7,
+                last_stable_offset: 8
+            })
+        );
+        assert_eq!(s.producers[&3].epoch, 1, "a newer epoch is taken from the marker");
+        assert_eq!(s.marker_fenced(3, 0), Some(1));
+        assert_eq!(s.marker_fenced(3, 1), None);
+        assert_eq!(s.marker_fenced(99, 0), None, "unknown producer");
+        assert_eq!(s.record_marker(&marker_header(9, 0), 8, MarkerKind::Abort), None, "no txn");
+        assert_eq!(s.first_unstable_offset(), None);
+        // A marker is no data batch: `record` ignores control batches.
+        s.record(&marker_header(4, 0), 9, 9);
+        assert!(!s.producers.contains_key(&4));
+    }
+
+    #[test]
+    fn a_full_table_never_forgets_a_producer_with_an_open_transaction() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(5, 0, 0, 1), 0, 0);
+        for i in 0..PRODUCERS_MAX as i64 {
+            s.record(&header(100 + i, 0, 0, 1), 1 + i as u64, 1 + i as u64);
+        }
+        assert_eq!(s.producers.len(), PRODUCERS_MAX);
+        assert_eq!(s.ongoing_txn(5), Some((0, 0)), "the oldest writer, but its txn is open");
+        assert!(!s.producers.contains_key(&100), "the oldest one without a transaction went");
+    }
+
+    #[test]
+    fn snapshots_keep_ongoing_transactions_and_read_the_old_format() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(1, 3, 0, 4), 0, 3);
+        s.record(&header(9, 0, 0, 1), 4, 4);
+        s.record(&txn_header(5, 0, 0, 1), 5, 5);
+        s.record_marker(&marker_header(5, 0), 6, MarkerKind::Commit);
+        let bytes = s.encode();
+        let (back, version) = ProducerStates::decode_versioned(&bytes).expect("decodes");
+        assert_eq!(version, 2);
+        assert_eq!(back, s);
+        assert_eq!(back.first_unstable_offset(), Some(0));
+        assert_eq!(back.ongoing_txns(), vec![(1, 3, 0)]);
+        // Version 1, as written before transactions: `[count]` then producers without
+        // `ongoing`, then the CRC.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&7i64.to_be_bytes());
+        v1.extend_from_slice(&2i16.to_be_bytes());
+        v1.extend_from_slice(&11u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&0i32.to_be_bytes());
+        v1.extend_from_slice(&1i32.to_be_bytes());
+        v1.extend_from_slice(&10u64.to_be_bytes());
+        v1.extend_from_slice(&11u64.to_be_bytes());
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let (old, version) = ProducerStates::decode_versioned(&v1).expect("old format");
+        assert_eq!(version, 1);
+        assert_eq!(old.producers[&7].epoch, 2);
+        assert_eq!(old.producers[&7].batches.len(), 1);
+        assert_eq!(old.first_unstable_offset(), None);
+        assert_eq!(
+            old.check(&header(7, 2, 0, 2)),
+            SeqCheck::Duplicate { base_offset: 10, last_offset: 11 }
+        );
+    }
 }

@@ -7,17 +7,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use bytes::Bytes;
 use common::*;
+use odradek_storage::Backend;
 use odradek_storage::batch::{self, BatchError, BatchHeader};
 use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compression::Codec;
-use odradek_storage::config::LogConfig;
+use odradek_storage::config::{CleanupPolicy, LogConfig};
 use odradek_storage::error::AppendError;
 use odradek_storage::log::Log;
 use odradek_storage::records::Record;
-use odradek_storage::sim::SimBackend;
+use odradek_storage::sim::{SimBackend, SimRng};
 use odradek_storage::txn::{AbortedTxn, MarkerKind, TxnMarker, control_batch, parse_marker};
 
 const DIR: &str = "/data/txn-0";
@@ -133,7 +135,6 @@ async fn assert_matches_replay(log: &Log<SimBackend>, what: &str) {
     assert_eq!(log.aborted_transactions(0, u64::MAX), want, "{what}: aborted");
 }
 
-#[allow(dead_code)]
 fn txn_index_files(sim: &SimBackend) -> Vec<PathBuf> {
     sim.paths()
         .into_iter()
@@ -341,5 +342,414 @@ fn a_follower_tracks_markers_it_copies_as_its_leader_does() {
             "{err:?}"
         );
         assert_eq!(follower.ongoing_txn(3), Some((1, 4)));
+    });
+}
+
+/// A random mix over three producers: transactional batches, commits, aborts (some with no
+/// transaction open), plain batches. With [`config`]'s 2 KiB segments it rolls often.
+struct Workload {
+    rng: SimRng,
+    seqs: [i32; 3],
+}
+
+impl Workload {
+    fn new(seed: u64) -> Self {
+        Self { rng: SimRng::new(seed), seqs: [0; 3] }
+    }
+
+    async fn step(&mut self, log: &Log<SimBackend>) -> Result<(), AppendError> {
+        let p = self.rng.upto(2);
+        let pid = 10 + p as i64;
+        match self.rng.upto(6) {
+            0..=2 => {
+                let n = 1 + self.rng.upto(4);
+                log.append_with_epoch(txn_batch(pid, 0, self.seqs[p], n), 1).await?;
+                self.seqs[p] += n as i32;
+            }
+            3 => {
+                log.append_marker(marker(pid, 0, MarkerKind::Commit), 1).await?;
+            }
+            4 | 5 => {
+                log.append_marker(marker(pid, 0, MarkerKind::Abort), 1).await?;
+            }
+            _ => {
+                let n = 1 + self.rng.upto(3) as u64;
+                let values: Vec<u64> = (0..n).collect();
+                log.append_with_epoch(batch_of(&values, Codec::None, 1_000, true), 1).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn state_survives_a_clean_close_and_reopen() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let log = open(&sim).await;
+        let mut w = Workload::new(7);
+        for _ in 0..300 {
+            w.step(&log).await.expect("step");
+        }
+        assert!(log.segment_count() > 5, "rolled: {}", log.segment_count());
+        assert!(log.aborted_transactions(0, u64::MAX).len() > 10, "aborts happened");
+        // One transaction surely open across the restart.
+        log.append_with_epoch(txn_batch(99, 2, 0, 2), 1).await.expect("open txn");
+        assert_matches_replay(&log, "live").await;
+        let before = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+        assert!(before.0.iter().any(|&(pid, epoch, _)| pid == 99 && epoch == 2));
+        log.close().await.expect("close");
+        drop(log);
+        // Every segment (the last one too, at close) has its index on disk.
+        assert_eq!(txn_index_files(&sim).len(), log_files(&sim));
+        let log = open(&sim).await;
+        assert_eq!((log.ongoing_txns(), log.aborted_transactions(0, u64::MAX)), before);
+        assert_matches_replay(&log, "reopened").await;
+        // And it goes on from there.
+        for _ in 0..100 {
+            w.step(&log).await.expect("step");
+        }
+        assert_matches_replay(&log, "after more").await;
+    });
+}
+
+fn log_files(sim: &SimBackend) -> usize {
+    sim.paths()
+        .iter()
+        .filter(|p| p.starts_with(dir()) && p.extension().is_some_and(|e| e == "log"))
+        .count()
+}
+
+/// Crashes at random instants of a random transactional workload (mid-write, mid-roll,
+/// mid-close of the earlier phase included): after recovery the ongoing transactions, the
+/// first unstable offset and the aborted list are exactly what a replay of the surviving log
+/// gives, and stay so across a further clean restart.
+#[test]
+fn crashes_leave_the_transaction_state_of_the_surviving_log() {
+    let rt = runtime();
+    for seed in 0..120u64 {
+        rt.block_on(async move {
+            let mut rng = SimRng::new(seed);
+            let sim = SimBackend::new();
+            // Half the runs start from a log closed cleanly (its active segment's index and a
+            // snapshot at its end on disk), the other half from scratch.
+            let mut w = Workload::new(seed ^ 0x7A11);
+            if seed % 2 == 0 {
+                let log = open(&sim).await;
+                for _ in 0..rng.upto(150) {
+                    w.step(&log).await.expect("step");
+                }
+                log.close().await.expect("close");
+            }
+            sim.set_yield_on_io(true);
+            let log = Rc::new(open(&sim).await);
+            let appender = {
+                let log = log.clone();
+                let mut sync_rng = SimRng::new(seed ^ 0x51);
+                compio::runtime::spawn(async move {
+                    for _ in 0..200 {
+                        if w.step(&log).await.is_err()
+                            || (sync_rng.upto(3) == 0 && log.sync().await.is_err())
+                        {
+                            return;
+                        }
+                    }
+                })
+            };
+            for _ in 0..1 + rng.upto(600) {
+                compio::runtime::spawn(async {}).await.ok();
+            }
+            let crashed = sim.crash(seed);
+            drop(appender);
+            let log = open(&crashed).await;
+            assert_matches_replay(&log, &format!("seed {seed}: after the crash")).await;
+            let state = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+            log.close().await.expect("close");
+            drop(log);
+            let log = open(&crashed).await;
+            assert_eq!(
+                (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX)),
+                state,
+                "seed {seed}: after a clean restart"
+            );
+        });
+    }
+}
+
+#[test]
+fn lost_or_damaged_txn_indexes_are_rebuilt_the_same() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let log = open(&sim).await;
+        let mut w = Workload::new(11);
+        for _ in 0..300 {
+            w.step(&log).await.expect("step");
+        }
+        let want = log.aborted_transactions(0, u64::MAX);
+        let ongoing = log.ongoing_txns();
+        assert!(want.len() > 10);
+        // Unclean stop (no close): sealed segments have their files, the active one not.
+        log.sync().await.expect("sync");
+        drop(log);
+        let files = txn_index_files(&sim);
+        assert_eq!(files.len(), log_files(&sim) - 1, "every sealed segment has one");
+        for f in &files {
+            sim.remove_file(f).await.expect("remove");
+        }
+        let log = open(&sim).await;
+        assert_eq!(log.aborted_transactions(0, u64::MAX), want, "rebuilt after deletion");
+        assert_eq!(log.ongoing_txns(), ongoing);
+        assert_eq!(txn_index_files(&sim), files, "written again");
+        // An abort inside the active segment, whose entry is on disk only once it is closed.
+        let first = log.append(txn_batch(50, 0, 0, 1)).await.expect("txn").base_offset;
+        let end = log.append_marker(marker(50, 0, MarkerKind::Abort), 0).await.expect("abort");
+        let mut want = want;
+        want.push(aborted(
+            50,
+            first,
+            end.base_offset,
+            ongoing.first().map_or(end.base_offset + 1, |o| o.2),
+        ));
+        want.sort_by_key(|e| (e.first_offset, e.last_offset));
+        assert_eq!(log.aborted_transactions(0, u64::MAX), want);
+        assert!(first >= *log.segment_bases().last().expect("active"), "in the active segment");
+        log.close().await.expect("close");
+        drop(log);
+        // Every file deleted after a clean close (the active segment's included), one damaged.
+        let files = txn_index_files(&sim);
+        for f in &files[1..] {
+            sim.remove_file(f).await.expect("remove");
+        }
+        let torn = sim.contents(&files[0]).map(|mut b| {
+            b.push(0);
+            b
+        });
+        assert!(sim.poke(&files[0], torn.expect("exists")));
+        let log = open(&sim).await;
+        assert_eq!(log.aborted_transactions(0, u64::MAX), want, "rebuilt after damage");
+        assert_eq!(log.ongoing_txns(), ongoing);
+        assert_matches_replay(&log, "rebuilt").await;
+    });
+}
+
+#[test]
+fn truncation_across_markers_gives_the_state_of_the_remaining_log() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let log = open(&sim).await;
+        log.append(txn_batch(1, 0, 0, 2)).await.expect("p1"); // 0..=1
+        log.append(txn_batch(2, 0, 0, 1)).await.expect("p2"); // 2
+        log.append_marker(marker(1, 0, MarkerKind::Abort), 0).await.expect("abort p1"); // 3
+        log.append_marker(marker(2, 0, MarkerKind::Commit), 0).await.expect("commit p2"); // 4
+        assert_eq!(log.first_unstable_offset(), None);
+        assert_eq!(log.aborted_transactions(0, 10), vec![aborted(1, 0, 3, 2)]);
+        // Cut the commit: p2's transaction is open again.
+        assert_eq!(log.truncate_to(4).await.expect("truncate"), 4);
+        assert_eq!(log.ongoing_txns(), vec![(2, 0, 2)]);
+        assert_eq!(log.aborted_transactions(0, 10), vec![aborted(1, 0, 3, 2)]);
+        // Cut the abort too: its entry goes and p1 is open again.
+        assert_eq!(log.truncate_to(3).await.expect("truncate"), 3);
+        assert_eq!(log.ongoing_txns(), vec![(1, 0, 0), (2, 0, 2)]);
+        assert_eq!(log.first_unstable_offset(), Some(0));
+        assert!(log.aborted_transactions(0, 10).is_empty());
+        assert_matches_replay(&log, "after the cuts").await;
+        // A follower gets the leader's new history: p1 commits this time.
+        log.append_marker(marker(1, 0, MarkerKind::Commit), 0).await.expect("commit p1");
+        assert_eq!(log.first_unstable_offset(), Some(2));
+
+        // Across segments, with snapshots and sealed indexes on disk, and a crash after.
+        let mut w = Workload::new(23);
+        for _ in 0..250 {
+            w.step(&log).await.expect("step");
+        }
+        let markers: Vec<u64> = stored_batches(&log)
+            .await
+            .iter()
+            .map(|b| BatchHeader::parse(b).expect("header"))
+            .filter(|h| h.is_control())
+            .map(|h| h.base_offset as u64)
+            .collect();
+        // A clean restart puts the active segment's index and a snapshot at its end on disk;
+        // a cut past them must still give the active segment's entries below the snapshot.
+        let first = log.append(txn_batch(60, 0, 0, 1)).await.expect("txn").base_offset;
+        log.append_marker(marker(60, 0, MarkerKind::Abort), 0).await.expect("abort");
+        assert!(first >= *log.segment_bases().last().expect("active"), "in the active segment");
+        log.close().await.expect("close");
+        drop(log);
+        let log = open(&sim).await;
+        let closed_end = log.log_end_offset();
+        log.append(txn_batch(61, 0, 0, 1)).await.expect("txn");
+        log.append_marker(marker(61, 0, MarkerKind::Abort), 0).await.expect("abort");
+        log.truncate_to(closed_end + 1).await.expect("truncate past the snapshot");
+        assert_eq!(log.ongoing_txn(61), Some((0, closed_end)), "its abort was cut");
+        assert!(log.aborted_transactions(0, u64::MAX).iter().any(|e| e.producer_id == 60));
+        assert_matches_replay(&log, "cut past a clean close").await;
+        let crashed = open(&sim.crash(99)).await;
+        assert_matches_replay(&crashed, "and crashed").await;
+        drop(crashed);
+
+        let mut rng = SimRng::new(5);
+        for round in 0..6 {
+            let segments = log.segment_count();
+            // Cut at a marker some way back (so earlier segments go), then at a random offset.
+            let candidates: Vec<u64> =
+                markers.iter().copied().filter(|m| *m < log.log_end_offset()).collect();
+            let at = if round % 2 == 0 {
+                candidates[candidates.len() - 1 - rng.upto(candidates.len().min(8) - 1)]
+            } else {
+                log.log_end_offset() - 1 - rng.upto(20) as u64
+            };
+            log.truncate_to(at).await.expect("truncate");
+            assert_matches_replay(&log, &format!("round {round}: cut at {at}")).await;
+            assert!(log.segment_count() <= segments);
+            for _ in 0..rng.upto(40) {
+                w.step(&log).await.expect("step");
+            }
+            log.sync().await.expect("sync");
+            let state = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+            let crashed = open(&sim.crash(round as u64)).await;
+            assert_eq!(
+                (crashed.ongoing_txns(), crashed.aborted_transactions(0, u64::MAX)),
+                state,
+                "round {round}: after a crash"
+            );
+        }
+    });
+}
+
+#[test]
+fn retention_and_delete_records_stop_at_the_first_unstable_offset() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let cfg = LogConfig { retention_bytes: Some(1), ..config() };
+        let log = open_with(&sim, cfg).await;
+        for i in 0..60u64 {
+            log.append(batch_of(&[i; 5], Codec::None, 1_000, true)).await.expect("plain");
+        }
+        let open_at = log.log_end_offset();
+        log.append(txn_batch(1, 0, 0, 2)).await.expect("txn");
+        for i in 0..60u64 {
+            log.append(batch_of(&[i; 5], Codec::None, 1_000, true)).await.expect("plain");
+        }
+        assert!(log.segment_count() > 6);
+        let report = log.enforce_retention().await.expect("retention");
+        assert!(report.segments_deleted > 0, "segments before the transaction go");
+        assert!(log.log_start_offset() <= open_at, "{} > {open_at}", log.log_start_offset());
+        let bases = log.segment_bases();
+        let holder = bases.iter().rev().find(|b| **b <= open_at).copied().expect("held");
+        assert_eq!(bases[0], holder, "stops at the segment holding the transaction's start");
+        assert_eq!(log.first_unstable_offset(), Some(open_at));
+        // DeleteRecords past it is held at it.
+        let end = log.log_end_offset();
+        assert_eq!(log.delete_records(end).await.expect("delete"), open_at);
+        assert_eq!(log.log_start_offset(), open_at);
+        assert!(log.delete_records(open_at - 1).await.expect("below") <= open_at);
+        // Once decided, both go on.
+        log.append_marker(marker(1, 0, MarkerKind::Abort), 0).await.expect("abort");
+        assert_eq!(log.aborted_transactions(0, u64::MAX).len(), 1);
+        for i in 0..30u64 {
+            log.append(batch_of(&[i; 5], Codec::None, 1_000, true)).await.expect("plain");
+        }
+        log.enforce_retention().await.expect("retention");
+        assert_eq!(log.segment_count(), 1, "only the active segment is left");
+        assert!(log.aborted_transactions(0, u64::MAX).is_empty(), "its segment went");
+        assert!(txn_index_files(&sim).is_empty(), "and its index file with it");
+        let end = log.log_end_offset();
+        assert_eq!(log.delete_records(end).await.expect("delete"), end);
+    });
+}
+
+fn keyed_txn(pid: i64, seq: i32, pairs: &[(&str, &str)]) -> Bytes {
+    let records: Vec<Record> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            attributes: 0,
+            timestamp_delta: 0,
+            offset_delta: i as i32,
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
+        })
+        .collect();
+    let mut params = BatchParams::simple(Codec::None, 1_000, pairs.len());
+    params.producer_id = pid;
+    params.producer_epoch = 0;
+    params.base_sequence = seq;
+    params.attributes |= 0x10;
+    build_batch(&params, &records).expect("build")
+}
+
+#[test]
+fn compaction_drops_aborted_records_keeps_markers_and_spares_open_transactions() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let cfg = LogConfig { cleanup_policy: CleanupPolicy::COMPACT, ..config() };
+        let log = open_with(&sim, cfg).await;
+        log.append(keyed_txn(1, 0, &[("a", "good"), ("b", "good")])).await.expect("txn 1");
+        log.append_marker(marker(1, 0, MarkerKind::Commit), 0).await.expect("commit"); // 2
+        log.append(keyed_txn(2, 0, &[("a", "bad"), ("c", "bad")])).await.expect("txn 2");
+        log.append_marker(marker(2, 0, MarkerKind::Abort), 0).await.expect("abort"); // 5
+        let filler = |i: u64| keyed_batch(&[(&format!("f{i}"), Some("x"))], Codec::None, 1_000);
+        for i in 0..40 {
+            log.append(filler(i)).await.expect("filler");
+        }
+        // An open transaction later on: what ends past it is not cleaned.
+        let open_at = log.log_end_offset();
+        log.append(keyed_txn(3, 0, &[("a", "pending")])).await.expect("txn 3");
+        for i in 0..40 {
+            log.append(filler(i)).await.expect("filler");
+        }
+        let before = stored_batches(&log).await;
+        let report = log.compact().await.expect("compact");
+        assert!(report.records_removed >= 2, "{report:?}");
+        let after = stored_batches(&log).await;
+        let records = records_in(&Bytes::from(after.concat()));
+        let value = |key: &str| -> Vec<(u64, Bytes)> {
+            records
+                .iter()
+                .filter(|(_, k, _)| k.as_deref() == Some(key.as_bytes()))
+                .map(|(o, _, v)| (*o, v.clone().expect("value")))
+                .collect()
+        };
+        // The aborted write is gone and did not hide the committed value before it.
+        let a = value("a");
+        assert!(a.contains(&(0, Bytes::from_static(b"good"))), "{a:?}");
+        assert!(!a.iter().any(|(_, v)| v == "bad"), "{a:?}");
+        assert!(a.iter().any(|(o, v)| *o == open_at && v == "pending"), "{a:?}");
+        assert!(value("c").is_empty(), "aborted-only key gone");
+        assert_eq!(value("b"), vec![(1, Bytes::from_static(b"good"))]);
+        // Markers stay; the aborted index is unchanged.
+        let markers = |batches: &[Bytes]| -> Vec<u64> {
+            batches
+                .iter()
+                .map(|b| BatchHeader::parse(b).expect("header"))
+                .filter(|h| h.is_control())
+                .map(|h| h.base_offset as u64)
+                .collect()
+        };
+        assert_eq!(markers(&after), markers(&before));
+        assert_eq!(markers(&after), vec![2, 5]);
+        assert_eq!(log.aborted_transactions(0, u64::MAX), vec![aborted(2, 3, 5, 6)]);
+        assert_eq!(log.first_unstable_offset(), Some(open_at));
+        // Nothing at or past the open transaction's segment was rewritten.
+        let tail = |batches: &[Bytes]| -> Vec<Bytes> {
+            batches
+                .iter()
+                .filter(|b| {
+                    let h = BatchHeader::parse(b).expect("header");
+                    h.last_offset() as u64 >= open_at
+                })
+                .cloned()
+                .collect()
+        };
+        assert_eq!(tail(&after), tail(&before));
+        // A restart sees the same.
+        log.close().await.expect("close");
+        drop(log);
+        let log =
+            open_with(&sim, LogConfig { cleanup_policy: CleanupPolicy::COMPACT, ..config() }).await;
+        assert_eq!(log.aborted_transactions(0, u64::MAX), vec![aborted(2, 3, 5, 6)]);
+        assert_eq!(log.first_unstable_offset(), Some(open_at));
     });
 }
