@@ -1643,7 +1643,7 @@ impl<B: Backend> Log<B> {
 
     /// Rebuilds the producer state (ongoing transactions included) and the aborted index at
     /// open. Sealed segments' aborted entries come from their `.txnindex` files; a missing or
-    /// damaged one is rebuilt by a replay from the log start and written again (a log whose
+    /// damaged one is rebuilt by a replay of every batch on disk and written again (a log whose
     /// newest snapshot predates transactions has no markers: its missing files are written
     /// empty without a replay). The rest comes from [`Log::rebuild_txn_state`].
     async fn load_txn_state(&self) -> Result<(), LogError> {
@@ -1652,7 +1652,7 @@ impl<B: Backend> Log<B> {
             let n = st.segments.len().saturating_sub(1);
             let sealed: Vec<(u64, u64)> =
                 st.segments.values().take(n).map(|s| (s.base_offset, s.next_offset)).collect();
-            (st.log_start_offset, sealed)
+            (st.segments.keys().next().copied().unwrap_or(st.log_start_offset), sealed)
         };
         let mut aborted = AbortedIndex::default();
         let mut missing: Vec<(u64, u64)> = Vec::new();
@@ -1696,9 +1696,12 @@ impl<B: Backend> Log<B> {
     /// active segment's base, so that the replay covers every marker the file would have
     /// held), and replays every batch after it.
     async fn rebuild_txn_state(&self, mut aborted: AbortedIndex) -> Result<(), LogError> {
+        // Replays start from the first batch on disk, not the log start: a DeleteRecords start
+        // may lie inside a transaction whose first records (and marker) are still there.
         let (start, end, active_base) = {
             let st = self.state.borrow();
-            (st.log_start_offset, st.log_end_offset(), st.active().base_offset)
+            let first = st.segments.keys().next().copied().unwrap_or(st.log_start_offset);
+            (first, st.log_end_offset(), st.active().base_offset)
         };
         let path = txn::txn_index_path(&self.dir, active_base);
         let active = segment::read_whole(&self.backend, &path)
@@ -1712,7 +1715,7 @@ impl<B: Backend> Log<B> {
             None => active_base,
         };
         let (mut state, from) = match self.newest_snapshot(bound).await? {
-            Some((offset, state, _)) => (state, offset.max(start)),
+            Some((offset, state, _)) => (state, offset),
             None => (ProducerStates::default(), start),
         };
         let scanned = self.replay(from, &mut state, &mut aborted).await?;
@@ -1752,9 +1755,9 @@ impl<B: Backend> Log<B> {
         Ok(None)
     }
 
-    /// Replays every batch from offset `from` on into `state` (sequences, ongoing
-    /// transactions) and `aborted` (the entries of ABORT markers), as the write path records
-    /// them. Reads batch headers, and the bytes of control batches only (they are small).
+    /// Replays every batch from offset `from` (a batch boundary: a snapshot's offset or a
+    /// segment's base) on into `state` (sequences, ongoing transactions) and `aborted` (the
+    /// entries of ABORT markers), as the write path records them. Reads batch headers, and the bytes of control batches only (they are small).
     /// Returns the batches replayed.
     async fn replay(
         &self,

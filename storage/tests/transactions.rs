@@ -753,3 +753,25 @@ fn compaction_drops_aborted_records_keeps_markers_and_spares_open_transactions()
         assert_eq!(log.first_unstable_offset(), Some(open_at));
     });
 }
+
+/// DeleteRecords may move the start into the middle of a decided transaction's batch; opening
+/// must still know it was aborted (the replay reads every batch on disk, not only those from
+/// the log start), or read_committed readers would get its remaining records.
+#[test]
+fn a_log_start_inside_an_aborted_transaction_keeps_its_entry_across_a_crash() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let log = open(&sim).await;
+        log.append(txn_batch(1, 0, 0, 5)).await.expect("txn"); // 0..=4
+        log.append(batch_of(&[1], Codec::None, 1_000, false)).await.expect("plain"); // 5
+        log.append_marker(marker(1, 0, MarkerKind::Abort), 0).await.expect("abort"); // 6
+        assert_eq!(log.delete_records(2).await.expect("delete"), 2);
+        log.sync().await.expect("sync");
+        let want = vec![aborted(1, 0, 6, 7)];
+        assert_eq!(log.aborted_transactions(2, 10), want);
+        drop(log);
+        let log = open(&sim.crash(3)).await;
+        assert_eq!(log.log_start_offset(), 2);
+        assert_eq!(log.aborted_transactions(2, 10), want, "after a crash");
+    });
+}
