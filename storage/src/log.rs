@@ -1673,7 +1673,7 @@ impl<B: Backend> Log<B> {
             if legacy {
                 info!(dir = %self.dir.display(), segments = missing.len(), "log predates transactions; writing empty aborted-transaction indexes");
             } else {
-                warn!(dir = %self.dir.display(), segments = missing.len(), "aborted-transaction indexes missing; replaying the log from its start");
+                warn!(dir = %self.dir.display(), segments = missing.len(), "aborted-transaction indexes missing or damaged; replaying every batch on disk");
                 let mut scratch = ProducerStates::default();
                 let mut rebuilt = AbortedIndex::default();
                 self.replay(start, &mut scratch, &mut rebuilt).await?;
@@ -1757,8 +1757,8 @@ impl<B: Backend> Log<B> {
 
     /// Replays every batch from offset `from` (a batch boundary: a snapshot's offset or a
     /// segment's base) on into `state` (sequences, ongoing transactions) and `aborted` (the
-    /// entries of ABORT markers), as the write path records them. Reads batch headers, and the bytes of control batches only (they are small).
-    /// Returns the batches replayed.
+    /// entries of ABORT markers), as the write path records them. Reads batch headers, and the
+    /// bytes of control batches only (they are small). Returns the batches replayed.
     async fn replay(
         &self,
         from: u64,
@@ -1773,44 +1773,52 @@ impl<B: Backend> Log<B> {
                 .map(|s| (SegView::of(s), s.index_floor(from)))
                 .collect()
         };
-        let scanned = Cell::new(0u64);
-        for (view, mut pos) in views {
-            // Each round ends at a control batch (then steps past it) or at the segment's end.
-            while pos < view.size {
-                let found = {
-                    let cell = RefCell::new(&mut *state);
-                    let record = |_, h: &BatchHeader| {
-                        if (h.base_offset as u64) < from {
-                            return false;
-                        }
-                        scanned.set(scanned.get() + 1);
-                        if h.is_control() {
-                            return true;
-                        }
-                        cell.borrow_mut().record(h, h.base_offset as u64, h.last_offset() as u64);
-                        false
-                    };
-                    view.find(pos, record).await?
-                };
-                let Some((at, h)) = found else { break };
-                let bytes = view.read_batch(at).await?;
-                match txn::parse_marker(&bytes) {
-                    Some((kind, _)) => {
-                        if let Some(entry) = state.record_marker(&h, h.base_offset as u64, kind) {
-                            aborted.insert(entry);
-                        }
+        let mut scanned = 0u64;
+        let mut apply = |h: &BatchHeader, bytes: Option<&[u8]>, view: &SegView<B::File>| {
+            if (h.base_offset as u64) < from {
+                return;
+            }
+            scanned += 1;
+            if !h.is_control() {
+                state.record(h, h.base_offset as u64, h.last_offset() as u64);
+                return;
+            }
+            match bytes.and_then(txn::parse_marker) {
+                Some((kind, _)) => {
+                    if let Some(entry) = state.record_marker(h, h.base_offset as u64, kind) {
+                        aborted.insert(entry);
                     }
-                    None => warn!(
-                        segment = %view.path.display(),
-                        position = at,
-                        offset = h.base_offset,
-                        "control batch holds no transaction marker; skipped"
-                    ),
                 }
-                pos = at + h.total_len() as u64;
+                None => warn!(
+                    segment = %view.path.display(),
+                    offset = h.base_offset,
+                    "control batch holds no transaction marker; skipped"
+                ),
+            }
+        };
+        for (view, mut pos) in views {
+            // One pass over the segment in chunks: a control batch is read from the chunk that
+            // holds it, so markers cost no extra reads.
+            while pos < view.size {
+                let chunk = view.read(pos, SCAN_CHUNK_BYTES).await?;
+                let covered = batch::scan_headers(&chunk, |b| {
+                    let len = b.header.total_len();
+                    apply(&b.header, chunk.get(b.position..b.position + len), &view);
+                    true
+                });
+                if covered == 0 {
+                    // A batch larger than the chunk (never a control batch when well-formed).
+                    let h = view.header_at(pos).await?;
+                    let bytes =
+                        if h.is_control() { Some(view.read_batch(pos).await?) } else { None };
+                    apply(&h, bytes.as_deref(), &view);
+                    pos += h.total_len() as u64;
+                } else {
+                    pos += covered as u64;
+                }
             }
         }
-        Ok(scanned.get())
+        Ok(scanned)
     }
 
     /// Loads the leader-epoch cache at open: the checkpoint file, or, when it is missing (a log

@@ -775,3 +775,24 @@ fn a_log_start_inside_an_aborted_transaction_keeps_its_entry_across_a_crash() {
         assert_eq!(log.aborted_transactions(2, 10), want, "after a crash");
     });
 }
+
+/// Batches larger than one scan chunk (64 KiB) are replayed from their header alone.
+#[test]
+fn transactions_of_batches_larger_than_a_scan_chunk_are_replayed() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let cfg = LogConfig { segment_bytes: 4 << 20, ..config() };
+        let log = open_with(&sim, cfg.clone()).await;
+        let big = "x".repeat(100 * 1024);
+        log.append(producer_batch(1, 0, 0, 2, true, &big)).await.expect("big txn"); // 0..=1
+        log.append(producer_batch(2, 0, 0, 1, true, &big)).await.expect("big txn"); // 2
+        log.append_marker(marker(1, 0, MarkerKind::Abort), 0).await.expect("abort"); // 3
+        log.append(producer_batch(3, 0, 0, 1, false, &big)).await.expect("big plain"); // 4
+        log.sync().await.expect("sync");
+        drop(log);
+        let log = open_with(&sim.crash(1), cfg).await;
+        assert_eq!(log.ongoing_txns(), vec![(2, 0, 2)]);
+        assert_eq!(log.aborted_transactions(0, 10), vec![aborted(1, 0, 3, 2)]);
+        assert_matches_replay(&log, "big batches").await;
+    });
+}
