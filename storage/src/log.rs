@@ -36,6 +36,19 @@
 //! - Truncation drops the entries at or past the new end (persisted before `truncate_to`
 //!   returns); a moved log start trims them from below (persisted lazily, at the next
 //!   checkpoint write or close); [`Log::truncate_fully_and_start_at`] clears them.
+//!
+//! # Transactions
+//! - [`Log::append_marker`] writes a COMMIT/ABORT marker as a control batch through the same
+//!   group-commit queue; [`Log::append_replica`] takes a leader's control batches byte for byte.
+//!   Either way the producer state ([`crate::producers`]) learns the marker from the batch's
+//!   bytes when it is written, so a follower's ongoing transactions and aborted index match its
+//!   leader's. [`Log::append`] refuses control batches.
+//! - The aborted index ([`crate::txn::AbortedIndex`]) is in memory; a sealed segment's entries
+//!   are also in `<base>.txnindex`, written all or nothing at roll and (for the active segment)
+//!   at clean close. Opening and truncation rebuild the producer state and the active
+//!   segment's entries from a snapshot plus a replay, and a lost sealed file from a replay of
+//!   every batch on disk.
+//! - Retention, DeleteRecords and compaction never go past the first unstable offset.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
