@@ -21,12 +21,16 @@
 //! (every transaction with records there is decided). The records of aborted transactions (per
 //! the aborted index: batches of that producer id with offsets in `[first_offset,
 //! last_offset]`) are removed and never count as the newest value of their key, so an aborted
-//! write never hides the committed value before it. Markers (control batches) are kept, so a
-//! replay of the log still ends every transaction it sees; the aborted index is left as it is
-//! (its entries still bound what remains of their transactions).
+//! write never hides the committed value before it. A marker (control batch) is kept while any
+//! record of its transaction remains, so a replay of the log still ends every transaction it
+//! sees; once none remains and the marker is older than `delete.retention.ms` (time for a
+//! consumer that read the records to read the marker too), it is removed, with its aborted
+//! index entry (rewritten after the swap: a crash before that leaves an entry covering no
+//! records, or one past the segment's end, which opening rebuilds). A pass always starts at the
+//! first segment, so every record of a transaction whose marker it sees passes before it.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 
@@ -41,6 +45,7 @@ use crate::error::{IoFailure, LogError};
 use crate::log::{Log, SegView};
 use crate::records::{self, Record};
 use crate::segment::{self, ScanEnd, Segment};
+use crate::txn::{MarkerKind, parse_marker};
 
 /// Bound on the decompressed size of one batch.
 pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
@@ -190,11 +195,13 @@ impl<B: Backend> Log<B> {
             newest.extend(segment_keys);
             covered += 1;
         }
-        // 2 and 3. Copy, verify and swap each covered segment.
+        // 2 and 3. Copy, verify and swap each covered segment, in order (markers follow the
+        // records of their transactions).
         let horizon = (self.clock)().saturating_sub(cfg.delete_retention_ms as i64);
+        let mut txns = TxnCleaning::default();
         for seg in closed.iter().take(covered) {
             if let Some((removed, after)) =
-                self.clean_segment(seg, &newest, &aborted, horizon).await?
+                self.clean_segment(seg, &newest, &aborted, &mut txns, horizon).await?
             {
                 report.segments_cleaned += 1;
                 report.records_removed += removed;
@@ -240,15 +247,29 @@ impl<B: Backend> Log<B> {
         seg: &SegView<B::File>,
         newest: &HashMap<u128, u64>,
         aborted: &AbortedRanges,
+        txns: &mut TxnCleaning,
         horizon: i64,
     ) -> Result<Option<(u64, u64)>, LogError> {
-        let (out, removed) = thin_segment(seg, newest, aborted, horizon).await?;
+        let (out, removed) = thin_segment(seg, newest, aborted, txns, horizon).await?;
         if removed == 0 {
             return Ok(None);
         }
         let cleaned = self.dir.join(format!("{:020}.log.cleaned", seg.base_offset));
         let (file, written) = self.write_cleaned(&cleaned, out).await?;
         let after = self.swap_cleaned(seg, &cleaned, file, written).await?;
+        if !txns.dropped_aborts.is_empty() {
+            // The removed ABORT markers' entries go, from memory and from the segment's
+            // `.txnindex` (after the swap: see the module docs).
+            let end = {
+                let mut index = self.aborted.borrow_mut();
+                for offset in txns.dropped_aborts.drain(..) {
+                    index.remove(offset);
+                }
+                let st = self.state.borrow();
+                st.segments.get(&seg.base_offset).map_or(seg.base_offset, |s| s.next_offset)
+            };
+            self.write_txn_index(seg.base_offset, end).await?;
+        }
         Ok(Some((removed, after)))
     }
 
@@ -345,19 +366,39 @@ impl AbortedRanges {
     }
 }
 
-/// The batches of `seg` with superseded records, expired tombstones and aborted transactions'
-/// records removed (see the module docs), and how many records were removed.
+/// What a pass knows of transactions as it walks the segments in order.
+#[derive(Debug, Default)]
+struct TxnCleaning {
+    /// Producers whose current transaction (since their last marker) kept a record so far.
+    kept_records: HashSet<i64>,
+    /// Offsets of the ABORT markers removed from the segment being cleaned.
+    dropped_aborts: Vec<u64>,
+}
+
+/// The batches of `seg` with superseded records, expired tombstones, aborted transactions'
+/// records and expired markers of transactions with no record left removed (see the module
+/// docs), and how many records were removed.
 async fn thin_segment<F: StorageFile>(
     seg: &SegView<F>,
     newest: &HashMap<u128, u64>,
     aborted: &AbortedRanges,
+    txns: &mut TxnCleaning,
     horizon: i64,
 ) -> Result<(Vec<Bytes>, u64), LogError> {
     let mut out: Vec<Bytes> = Vec::new();
     let mut removed = 0u64;
+    txns.dropped_aborts.clear();
     for_each_batch(seg, |b| {
         let (h, recs) = batch_records(&b).map_err(|reason| seg_corrupt(seg, &reason))?;
         if h.is_control() {
+            let kept_records = txns.kept_records.remove(&h.producer_id);
+            if !kept_records && h.max_timestamp < horizon {
+                removed += recs.len() as u64;
+                if matches!(parse_marker(&b), Some((MarkerKind::Abort, _))) {
+                    txns.dropped_aborts.push(h.base_offset as u64);
+                }
+                return Ok(());
+            }
             out.push(b);
             return Ok(());
         }
@@ -377,6 +418,9 @@ async fn thin_segment<F: StorageFile>(
             })
             .collect();
         removed += (before - kept.len()) as u64;
+        if h.is_transactional() && h.producer_id >= 0 && !kept.is_empty() {
+            txns.kept_records.insert(h.producer_id);
+        }
         if kept.len() == before {
             out.push(b);
         } else if !kept.is_empty() {

@@ -1382,7 +1382,7 @@ impl<B: Backend> Log<B> {
     /// `[base, end)` (an empty file when there are none: a missing file means "lost, rebuild").
     /// All or nothing (tmp and rename): unlike the sparse offset index, a shorter file would
     /// be wrong, not merely less precise.
-    async fn write_txn_index(&self, base: u64, end: u64) -> Result<(), LogError> {
+    pub(crate) async fn write_txn_index(&self, base: u64, end: u64) -> Result<(), LogError> {
         let entries = self.aborted.borrow().in_range(base, end);
         let name = format!("{base:020}.txnindex");
         replace_file(&self.backend, &self.dir, &name, AbortedIndex::encode(&entries)).await?;

@@ -182,6 +182,12 @@ impl AbortedIndex {
         self.by_marker.is_empty()
     }
 
+    /// Forgets the entry of the marker at `last_offset` (compaction removed the marker, and
+    /// no record of its transaction remained).
+    pub fn remove(&mut self, last_offset: u64) {
+        self.by_marker.remove(&last_offset);
+    }
+
     /// Forgets the entries whose marker is at or after `offset` (the log was cut back there:
     /// their markers are gone).
     pub fn truncate_from(&mut self, offset: u64) {

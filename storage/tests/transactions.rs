@@ -796,3 +796,55 @@ fn transactions_of_batches_larger_than_a_scan_chunk_are_replayed() {
         assert_matches_replay(&log, "big batches").await;
     });
 }
+
+/// Past `delete.retention.ms`, compaction removes a marker once no record of its transaction
+/// is left (and an ABORT marker's index entry with it); a marker whose transaction kept a
+/// record stays.
+#[test]
+fn compaction_removes_old_markers_of_transactions_with_nothing_left() {
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        // The clock stands at 5 000 ms; markers are stamped 2 000 ms: past a 1 s horizon.
+        let cfg = LogConfig {
+            cleanup_policy: CleanupPolicy::COMPACT,
+            delete_retention_ms: 1_000,
+            ..config()
+        };
+        let log = open_with(&sim, cfg.clone()).await;
+        log.append(keyed_txn(1, 0, &[("a", "good"), ("b", "good")])).await.expect("txn 1");
+        log.append_marker(marker(1, 0, MarkerKind::Commit), 0).await.expect("commit"); // 2
+        log.append(keyed_txn(2, 0, &[("a", "bad"), ("c", "bad")])).await.expect("txn 2");
+        log.append_marker(marker(2, 0, MarkerKind::Abort), 0).await.expect("abort"); // 5
+        log.append(keyed_txn(4, 0, &[("d", "old")])).await.expect("txn 4"); // 6
+        log.append_marker(marker(4, 0, MarkerKind::Commit), 0).await.expect("commit"); // 7
+        log.append(keyed_batch(&[("d", Some("new"))], Codec::None, 1_000)).await.expect("d"); // 8
+        for i in 0..40 {
+            let filler = keyed_batch(&[(&format!("f{i}"), Some("x"))], Codec::None, 1_000);
+            log.append(filler).await.expect("filler");
+        }
+        assert_eq!(log.aborted_transactions(0, u64::MAX), vec![aborted(2, 3, 5, 6)]);
+        log.compact().await.expect("compact");
+        let markers: Vec<u64> = stored_batches(&log)
+            .await
+            .iter()
+            .map(|b| BatchHeader::parse(b).expect("header"))
+            .filter(|h| h.is_control())
+            .map(|h| h.base_offset as u64)
+            .collect();
+        assert_eq!(markers, vec![2], "txn 1 kept records; txn 2 was aborted; txn 4's went");
+        assert!(log.aborted_transactions(0, u64::MAX).is_empty(), "its marker is gone");
+        assert_matches_replay(&log, "after removing markers").await;
+        // The rewritten index files agree: after a restart, and rebuilt from scratch.
+        log.close().await.expect("close");
+        drop(log);
+        let log = open_with(&sim, cfg.clone()).await;
+        assert!(log.aborted_transactions(0, u64::MAX).is_empty());
+        drop(log);
+        for f in txn_index_files(&sim) {
+            sim.remove_file(&f).await.expect("remove");
+        }
+        let log = open_with(&sim, cfg).await;
+        assert!(log.aborted_transactions(0, u64::MAX).is_empty());
+        assert_eq!(log.first_unstable_offset(), None);
+    });
+}
