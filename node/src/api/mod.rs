@@ -308,7 +308,7 @@ async fn dispatch(
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, req).await)
         }
         RequestKind::InitProducerId(req) => {
-            ResponseKind::InitProducerId(producers::init_producer_id(ctx, &req).await)
+            ResponseKind::InitProducerId(producers::init_producer_id(ctx, version, &req).await)
         }
         RequestKind::FindCoordinator(req) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, version, &req).await)

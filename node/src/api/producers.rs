@@ -16,6 +16,7 @@ use crate::shard::Shard;
 /// coordinator (`api::txn`).
 pub async fn init_producer_id(
     ctx: &Rc<Shard>,
+    version: i16,
     req: &InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let resp =
@@ -23,7 +24,7 @@ pub async fn init_producer_id(
     match req.transactional_id.as_ref().map(|t| t.0.as_str()) {
         None => {}
         Some("") => return resp.with_error_code(ec::INVALID_REQUEST.into()),
-        Some(id) => return super::txn::init_producer_id(ctx, id, req).await,
+        Some(id) => return super::txn::init_producer_id(ctx, version, id, req).await,
     }
     match ctx.producer_ids.allocate().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
@@ -133,6 +134,7 @@ where
 /// InitProducerId with a transactional id.
 pub async fn init_producer_id(
     ctx: &Rc<Shard>,
+    version: i16,
     id: &str,
     req: &InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -149,7 +151,7 @@ pub async fn init_producer_id(
     .await;
     match result {
         Ok((pid, epoch)) => resp.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
-        Err(code) => resp.with_error_code(fenced_for(code, 4, 3).into()),
+        Err(code) => resp.with_error_code(fenced_for(code, 4, version).into()),
     }
 }
 
@@ -534,16 +536,20 @@ async fn write_here(ctx: &Rc<Shard>, marker: &TxnMarker, parts: &Parts) -> Vec<E
             _ => codes[i] = ec::UNKNOWN_TOPIC_OR_PARTITION,
         }
     }
-    for (owner, items) in super::by_owner(work) {
+    // Every partition at once: their fsyncs are group-committed per partition, and the
+    // markers of one transaction need not wait for each other.
+    let owners = super::by_owner(work).into_iter().map(|(owner, items)| {
         let marker = *marker;
         let done = on_shard(ctx, owner, move |there| async move {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, topic, p) in items {
-                out.push((i, write_marker_on_owner(&there, &topic, p, marker).await));
-            }
-            out
-        })
-        .await;
+            let writes = items.into_iter().map(|(i, topic, p)| {
+                let there = there.clone();
+                async move { (i, write_marker_on_owner(&there, &topic, p, marker).await) }
+            });
+            join_all(writes).await
+        });
+        async move { (owner, done.await) }
+    });
+    for (owner, done) in join_all(owners).await {
         match done {
             Ok(done) => {
                 for (i, code) in done {
@@ -616,52 +622,63 @@ pub async fn write_markers(ctx: &Rc<Shard>, m: Markers) -> Vec<(String, i32)> {
             Some(_) => left.push((t, p)),
         }
     }
-    for (leader, parts) in by_leader {
-        if leader == ctx.config.node_id {
-            let codes = write_here(ctx, &marker, &parts).await;
-            left.extend(
-                parts.into_iter().zip(codes).filter(|(_, c)| !done_code(*c)).map(|(p, _)| p),
-            );
-            continue;
-        }
-        let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
-        for (t, p) in &parts {
-            match topics.last_mut() {
-                Some(last) if last.name.0.as_str() == t.as_str() => last.partition_indexes.push(*p),
-                _ => topics.push(
-                    WritableTxnMarkerTopic::default()
-                        .with_name(topic_name(t))
-                        .with_partition_indexes(vec![*p]),
-                ),
-            }
-        }
-        let req = WriteTxnMarkersRequest::default().with_markers(vec![
-            WritableTxnMarker::default()
-                .with_producer_id(ProducerId(marker.producer_id))
-                .with_producer_epoch(marker.producer_epoch)
-                .with_transaction_result(m.commit)
-                .with_topics(topics)
-                .with_coordinator_epoch(marker.coordinator_epoch),
-        ]);
-        match call_broker(ctx, leader, ApiKey::WriteTxnMarkers, 1, &req).await {
-            Ok(resp) => {
-                let ok: Vec<(String, i32)> = resp
-                    .markers
-                    .iter()
-                    .flat_map(|r| &r.topics)
-                    .flat_map(|t| {
-                        t.partitions
-                            .iter()
-                            .filter(|p| done_code(ErrorCode::new(p.error_code)))
-                            .map(move |p| (t.name.0.to_string(), p.partition_index))
-                    })
-                    .collect();
-                left.extend(parts.into_iter().filter(|p| !ok.contains(p)));
-            }
-            Err(_) => left.extend(parts),
-        }
+    let leaders =
+        by_leader.into_iter().map(|(leader, parts)| markers_to(ctx, leader, marker, parts));
+    for not_done in join_all(leaders).await {
+        left.extend(not_done);
     }
     left
+}
+
+/// Writes `marker` on `parts`, all led by `leader` (this broker or another); returns those
+/// not written.
+async fn markers_to(ctx: &Rc<Shard>, leader: i32, marker: TxnMarker, parts: Parts) -> Parts {
+    let commit = marker.kind == MarkerKind::Commit;
+    if leader == ctx.config.node_id {
+        let codes = write_here(ctx, &marker, &parts).await;
+        return parts
+            .into_iter()
+            .zip(codes)
+            .filter(|(_, c)| !done_code(*c))
+            .map(|(p, _)| p)
+            .collect();
+    }
+    let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+    for (t, p) in &parts {
+        match topics.last_mut() {
+            Some(last) if last.name.0.as_str() == t.as_str() => last.partition_indexes.push(*p),
+            _ => topics.push(
+                WritableTxnMarkerTopic::default()
+                    .with_name(topic_name(t))
+                    .with_partition_indexes(vec![*p]),
+            ),
+        }
+    }
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![
+        WritableTxnMarker::default()
+            .with_producer_id(ProducerId(marker.producer_id))
+            .with_producer_epoch(marker.producer_epoch)
+            .with_transaction_result(commit)
+            .with_topics(topics)
+            .with_coordinator_epoch(marker.coordinator_epoch),
+    ]);
+    match call_broker(ctx, leader, ApiKey::WriteTxnMarkers, 1, &req).await {
+        Ok(resp) => {
+            let ok: Vec<(String, i32)> = resp
+                .markers
+                .iter()
+                .flat_map(|r| &r.topics)
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .filter(|p| done_code(ErrorCode::new(p.error_code)))
+                        .map(move |p| (t.name.0.to_string(), p.partition_index))
+                })
+                .collect();
+            parts.into_iter().filter(|p| !ok.contains(p)).collect()
+        }
+        Err(_) => parts,
+    }
 }
 
 /// Whether a marker's answer means it need not be written again: written, or the partition

@@ -25,6 +25,9 @@ use crate::partition::Durability;
 /// finish (open transactions are checked against their timeout every
 /// [`super::TxnSettings::abort_check_interval`]).
 pub const TICK: Duration = Duration::from_millis(500);
+/// How long AddPartitionsToTxn waits for a transactional id busy with its previous
+/// transaction's markers before answering CONCURRENT_TRANSACTIONS.
+pub const CONCURRENT_WAIT: Duration = Duration::from_millis(500);
 /// Tries of one marker-writing task before it leaves the transaction to the ticker.
 const MARKER_TRIES: u32 = 20;
 const MARKER_BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -47,6 +50,8 @@ pub struct Transactions {
     /// Partitions read back, with the leader epoch they were read at (the coordinator epoch
     /// their markers carry).
     pub loaded: HashMap<i32, i32>,
+    /// Notified whenever an id stops being busy.
+    pub released: event_listener::Event,
 }
 
 impl Transactions {
@@ -74,7 +79,9 @@ struct Claim<'a, H: TxnHost> {
 
 impl<H: TxnHost> Drop for Claim<'_, H> {
     fn drop(&mut self) {
-        self.host.txns().borrow_mut().busy.remove(&self.id);
+        let mut txns = self.host.txns().borrow_mut();
+        txns.busy.remove(&self.id);
+        txns.released.notify(usize::MAX);
     }
 }
 
@@ -239,6 +246,11 @@ pub async fn init_producer_id<H: TxnHost + Clone + 'static>(
 }
 
 /// AddPartitionsToTxn and AddOffsetsToTxn: adds `partitions` to the ongoing transaction.
+///
+/// A producer's next transaction usually begins while the markers of its last are still being
+/// written (EndTxn is answered once the decision is durable). Instead of answering
+/// CONCURRENT_TRANSACTIONS at once, which clients retry only after a back-off, the request
+/// waits up to [`CONCURRENT_WAIT`] for the id to be free.
 pub async fn add_partitions(
     host: &impl TxnHost,
     id: &str,
@@ -248,6 +260,26 @@ pub async fn add_partitions(
 ) -> Result<(), ErrorCode> {
     let partition = home(host, id)?;
     ensure_loaded(host, partition).await?;
+    let deadline = Instant::now() + CONCURRENT_WAIT;
+    loop {
+        let released = host.txns().borrow().released.listen();
+        match try_add_partitions(host, partition, id, (producer_id, epoch), partitions).await {
+            Err(code) if code == ec::CONCURRENT_TRANSACTIONS && Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = compio::time::timeout(left, released).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn try_add_partitions(
+    host: &impl TxnHost,
+    partition: i32,
+    id: &str,
+    (producer_id, epoch): (i64, i16),
+    partitions: &[(String, i32)],
+) -> Result<(), ErrorCode> {
     let _held = claim(host, id)?;
     let m = meta_of(host, id).ok_or(ec::INVALID_PRODUCER_ID_MAPPING)?;
     match state::add_partitions(&m, producer_id, epoch, partitions, now_ms())? {
