@@ -115,6 +115,11 @@ impl ProducerStates {
                 got: h.producer_epoch,
             });
         }
+        // A batch without sequence numbers (a transaction's offset commits, written by the
+        // group coordinator for the producer) is checked for fencing only.
+        if h.base_sequence < 0 {
+            return SeqCheck::Append;
+        }
         if h.producer_epoch > entry.epoch {
             if first == 0 {
                 return SeqCheck::Append;
@@ -377,6 +382,18 @@ mod tests {
             base_sequence: seq,
             records_count: count,
         }
+    }
+
+    #[test]
+    fn batches_without_sequences_are_checked_for_fencing_only() {
+        let mut s = ProducerStates::default();
+        s.record(&header(7, 1, 0, 2), 0, 1);
+        assert_eq!(s.check(&header(7, 1, -1, 3)), SeqCheck::Append, "the same epoch");
+        assert_eq!(s.check(&header(7, 2, -1, 3)), SeqCheck::Append, "a newer epoch");
+        assert!(matches!(
+            s.check(&header(7, 0, -1, 3)),
+            SeqCheck::Refuse(SeqError::FencedEpoch { current: 1, got: 0, .. })
+        ));
     }
 
     #[test]
