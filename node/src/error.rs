@@ -13,7 +13,7 @@ use odradek_storage::batch::BatchError;
 use odradek_storage::producers::SeqError;
 use odradek_storage::{AppendError, ReadError};
 
-use crate::partition::{AppendFailure, FetchRefusal, ReadFailure};
+use crate::partition::{AppendFailure, FetchRefusal, ReadFailure, Unverified};
 
 /// A refusal or failure to answer a client with: Kafka's error code, and a message for the
 /// response's `error_message` (where the API has one) and the log.
@@ -59,7 +59,11 @@ pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
         AppendFailure::Timeout(_) => REQUEST_TIMED_OUT,
         // Kafka's `InvalidTxnStateException`: a transactional batch the coordinator did not
         // verify (KIP-890), or a plain batch inside an open transaction.
-        AppendFailure::Transaction(_) => INVALID_TXN_STATE,
+        AppendFailure::Transaction(Unverified::Refused(_)) => INVALID_TXN_STATE,
+        AppendFailure::Transaction(Unverified::Fenced(_)) => INVALID_PRODUCER_EPOCH,
+        // Kafka answers a verification that could not reach the coordinator with
+        // NOT_ENOUGH_REPLICAS, which producers retry (KIP-890).
+        AppendFailure::Transaction(Unverified::Unavailable(_)) => NOT_ENOUGH_REPLICAS,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Shard {
     pub groups: RefCell<Coordinated>,
     /// The transactions this shard coordinates.
     pub txns: RefCell<Transactions>,
+    /// Idle connections to other brokers for transaction markers and verifications.
+    pub broker_conns: RefCell<HashMap<i32, Vec<odradek_client::compio::AsyncConn>>>,
     /// This shard's hot counters (the metrics room), read by the admin listener's scrapes.
     pub stats: Arc<ShardStats>,
     /// Listeners' security: TLS, SASL users, super users.
@@ -270,6 +272,7 @@ async fn run(
         fetch_sessions: RefCell::new(Sessions::new(id, smp)),
         groups: RefCell::new(Coordinated::default()),
         txns: RefCell::new(Transactions::default()),
+        broker_conns: RefCell::new(HashMap::new()),
         stats,
         security,
         pool,

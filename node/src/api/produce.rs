@@ -32,7 +32,7 @@ use super::{by_owner, str_bytes};
 use crate::cluster::{Route, Topic, topic_config};
 use crate::error;
 use crate::metrics::Timing;
-use crate::partition::{AppendFailure, AppendTimes, Durability};
+use crate::partition::{AppendFailure, AppendTimes, Durability, Unverified};
 use crate::runtime::on_shard;
 use crate::shard::Shard;
 use odradek_client::stages::{Kind, STAGES_TAG, Stage};
@@ -370,9 +370,22 @@ async fn append(
         Box::pin(async move {
             let producer = header.map_or((-1, -1), |h| (h.producer_id, h.producer_epoch));
             super::txn::verify(&ctx, &id, producer, &topic, index).await.map_err(|code| {
-                format!(
+                let why = format!(
                     "the transaction coordinator did not confirm {topic}-{index} in the ongoing transaction of {id} ({code})"
-                )
+                );
+                match code {
+                    c if c == ec::INVALID_PRODUCER_EPOCH || c == ec::PRODUCER_FENCED => {
+                        Unverified::Fenced(why)
+                    }
+                    c if c == ec::COORDINATOR_NOT_AVAILABLE
+                        || c == ec::NOT_COORDINATOR
+                        || c == ec::COORDINATOR_LOAD_IN_PROGRESS
+                        || c == ec::CONCURRENT_TRANSACTIONS =>
+                    {
+                        Unverified::Unavailable(why)
+                    }
+                    _ => Unverified::Refused(why),
+                }
             })
         })
     });

@@ -38,6 +38,7 @@ use kafka_protocol::messages::{
     TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
     WriteTxnMarkersResponse,
 };
+use odradek_client::compio::AsyncConn;
 use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
 use odradek_storage::txn::{MarkerKind, TxnMarker};
@@ -56,6 +57,8 @@ use crate::txn::Markers;
 use crate::txn::coordinator::{self, Described};
 use crate::txn::records::{TXN_SEGMENT_BYTES, TXN_TOPIC, partition_for};
 
+/// Idle inter-broker connections a shard keeps per broker for markers and verifications.
+const IDLE_BROKER_CONNS: usize = 4;
 /// How long one inter-broker call (a marker write, a verification) may take.
 const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -343,8 +346,9 @@ pub async fn verify(
     }
 }
 
-/// One request to broker `broker` over a fresh inter-broker connection (TLS and SASL as the
-/// replica fetchers use them), within [`BROKER_CALL_TIMEOUT`].
+/// One request to broker `broker` over an inter-broker connection of this shard (TLS and SASL
+/// as the replica fetchers use them; at most [`IDLE_BROKER_CONNS`] kept idle per broker, one
+/// dropped after any error), within [`BROKER_CALL_TIMEOUT`].
 async fn call_broker<R>(
     ctx: &Rc<Shard>,
     broker: i32,
@@ -356,11 +360,48 @@ where
     R: kafka_protocol::protocol::Request,
     R::Response: kafka_protocol::protocol::HeaderVersion,
 {
-    let mut conn =
-        crate::partition::fetcher::connect(&ctx.partitions, broker).await.map_err(|e| {
-            debug!(broker, error = %e, "cannot reach a broker for a transaction");
-            ec::COORDINATOR_NOT_AVAILABLE
-        })?;
+    // An idle connection of this shard to the broker first; if that one fails (the broker
+    // may have closed it while idle), once more on a new one.
+    let idle = ctx.broker_conns.borrow_mut().get_mut(&broker).and_then(Vec::pop);
+    let pooled = idle.is_some();
+    let mut conn = match idle {
+        Some(c) => c,
+        None => connect_broker(ctx, broker).await?,
+    };
+    check_version(&conn, broker, api, version)?;
+    let resp = match conn.call_at(version, req, BROKER_CALL_TIMEOUT).await {
+        Ok(resp) => resp,
+        Err(e) if pooled => {
+            debug!(broker, ?api, error = %e, "an idle inter-broker connection failed; reconnecting");
+            conn = connect_broker(ctx, broker).await?;
+            check_version(&conn, broker, api, version)?;
+            conn.call_at(version, req, BROKER_CALL_TIMEOUT)
+                .await
+                .map_err(|e| call_failed(broker, api, &e))?
+        }
+        Err(e) => return Err(call_failed(broker, api, &e)),
+    };
+    let mut conns = ctx.broker_conns.borrow_mut();
+    let idle = conns.entry(broker).or_default();
+    if idle.len() < IDLE_BROKER_CONNS {
+        idle.push(conn);
+    }
+    Ok(resp)
+}
+
+async fn connect_broker(ctx: &Rc<Shard>, broker: i32) -> Result<AsyncConn, ErrorCode> {
+    crate::partition::fetcher::connect(&ctx.partitions, broker).await.map_err(|e| {
+        debug!(broker, error = %e, "cannot reach a broker for a transaction");
+        ec::COORDINATOR_NOT_AVAILABLE
+    })
+}
+
+fn check_version(
+    conn: &AsyncConn,
+    broker: i32,
+    api: ApiKey,
+    version: i16,
+) -> Result<(), ErrorCode> {
     let supported = conn.versions().broker_range(api as i16);
     if supported.is_none_or(|(lo, hi)| version < lo || version > hi) {
         warn!(
@@ -371,10 +412,13 @@ where
         );
         return Err(ec::COORDINATOR_NOT_AVAILABLE);
     }
-    conn.call_at(version, req, BROKER_CALL_TIMEOUT).await.map_err(|e| {
-        debug!(broker, ?api, error = %e, "inter-broker transaction call failed");
-        ec::COORDINATOR_NOT_AVAILABLE
-    })
+    Ok(())
+}
+
+/// A failed inter-broker call (the connection is dropped: its state is unknown).
+fn call_failed(broker: i32, api: ApiKey, e: &impl std::fmt::Display) -> ErrorCode {
+    debug!(broker, ?api, error = %e, "inter-broker transaction call failed");
+    ec::COORDINATOR_NOT_AVAILABLE
 }
 
 /// TxnOffsetCommit: the offsets are written to the group's partition as part of the

@@ -165,6 +165,20 @@ pub struct AppendTimes {
     pub replicate: Duration,
 }
 
+/// Why a transactional batch (or a plain one inside a transaction) was not appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unverified {
+    /// Not in the producer's transaction (or a plain batch inside one).
+    #[error("{0}")]
+    Refused(String),
+    /// The producer was fenced (its epoch is not the transaction's).
+    #[error("{0}")]
+    Fenced(String),
+    /// The coordinator could not be asked now; the producer may retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 /// Why an append was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendFailure {
@@ -176,7 +190,7 @@ pub enum AppendFailure {
     Sequence(#[from] SeqError),
     /// A transactional batch outside its producer's transaction, or a plain batch inside one.
     #[error("{0}")]
-    Transaction(String),
+    Transaction(Unverified),
     /// The write happened but the fsync an `acks=all` waits for failed.
     #[error("fsync failed: {0}")]
     Sync(LogError),
@@ -563,8 +577,12 @@ impl Partition {
         records: Bytes,
         durability: Durability,
     ) -> Result<Appended, AppendFailure> {
-        self.append_verified(records, durability, None::<std::future::Ready<Result<(), String>>>)
-            .await
+        self.append_verified(
+            records,
+            durability,
+            None::<std::future::Ready<Result<(), Unverified>>>,
+        )
+        .await
     }
 
     /// As [`Partition::append`], for a producer's batch that may be transactional (KIP-890
@@ -581,7 +599,7 @@ impl Partition {
         verify: Option<F>,
     ) -> Result<Appended, AppendFailure>
     where
-        F: std::future::Future<Output = Result<(), String>>,
+        F: std::future::Future<Output = Result<(), Unverified>>,
     {
         if !self.is_leader() {
             return Err(AppendFailure::NotLeader);
@@ -644,7 +662,7 @@ impl Partition {
         verify: Option<F>,
     ) -> Result<(), AppendFailure>
     where
-        F: std::future::Future<Output = Result<(), String>>,
+        F: std::future::Future<Output = Result<(), Unverified>>,
     {
         if header.producer_id < 0 {
             return Ok(());
@@ -652,10 +670,12 @@ impl Partition {
         let open = self.log.ongoing_txn(header.producer_id);
         if !header.is_transactional() {
             return match open {
-                Some((epoch, first)) => Err(AppendFailure::Transaction(format!(
-                    "producer {} has a transaction open here since offset {first} (epoch {epoch}); a non-transactional batch cannot join it",
-                    header.producer_id
-                ))),
+                Some((epoch, first)) => {
+                    Err(AppendFailure::Transaction(Unverified::Refused(format!(
+                        "producer {} has a transaction open here since offset {first} (epoch {epoch}); a non-transactional batch cannot join it",
+                        header.producer_id
+                    ))))
+                }
                 None => Ok(()),
             };
         }
