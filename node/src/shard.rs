@@ -179,6 +179,10 @@ impl TxnHost for Rc<Shard> {
         })
     }
 
+    fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+
     async fn write_markers(&self, markers: Markers) -> Vec<(String, i32)> {
         crate::api::txn::write_markers(self, markers).await
     }

@@ -117,6 +117,11 @@ pub struct ShardStats {
     pub cache_misses: AtomicU64,
     pub isr_shrinks: AtomicU64,
     pub isr_expands: AtomicU64,
+    /// Transactions this shard coordinated to completion, by outcome, and those aborted for
+    /// their timeout.
+    pub txn_commits: AtomicU64,
+    pub txn_aborts: AtomicU64,
+    pub txn_timeouts: AtomicU64,
     device_write: Histogram,
     device_write_bytes: AtomicU64,
     fsync: Histogram,
@@ -141,6 +146,9 @@ impl ShardStats {
             cache_misses: AtomicU64::new(0),
             isr_shrinks: AtomicU64::new(0),
             isr_expands: AtomicU64::new(0),
+            txn_commits: AtomicU64::new(0),
+            txn_aborts: AtomicU64::new(0),
+            txn_timeouts: AtomicU64::new(0),
             device_write: Histogram::default(),
             device_write_bytes: AtomicU64::new(0),
             fsync: Histogram::default(),
@@ -448,7 +456,7 @@ fn storage(t: &mut Text, shards: &[Arc<ShardStats>]) {
 
 fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
     type Field = fn(&ShardStats) -> u64;
-    let families: [(&str, &str, &str, Field); 11] = [
+    let families: [(&str, &str, &str, Field); 14] = [
         (
             "odradek_connections",
             "gauge",
@@ -502,6 +510,24 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
             "counter",
             "ISR expansions this node's leader partitions had accepted, by shard (Kafka: ReplicaManager IsrExpandsPerSec).",
             |s| s.isr_expands.load(Relaxed),
+        ),
+        (
+            "odradek_transactions_committed_total",
+            "counter",
+            "Transactions this node coordinated that completed committed, by shard (Kafka: the transaction coordinator's commit rate).",
+            |s| s.txn_commits.load(Relaxed),
+        ),
+        (
+            "odradek_transactions_aborted_total",
+            "counter",
+            "Transactions this node coordinated that completed aborted (by their producer, a fencing producer or their timeout), by shard (Kafka: the transaction coordinator's abort rate).",
+            |s| s.txn_aborts.load(Relaxed),
+        ),
+        (
+            "odradek_transactions_timed_out_total",
+            "counter",
+            "Open transactions this node aborted because they outlived their transaction.timeout.ms, by shard.",
+            |s| s.txn_timeouts.load(Relaxed),
         ),
         (
             "odradek_shard_stall_seconds_total",

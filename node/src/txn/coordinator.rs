@@ -371,7 +371,7 @@ async fn complete(host: &impl TxnHost, id: &str) {
         let markers = Markers {
             producer_id: m.producer_id,
             epoch: m.epoch,
-            commit: m.state == TxnState::PrepareCommit,
+            commit: markers_commit(&m),
             coordinator_epoch,
             partitions: todo,
         };
@@ -385,6 +385,10 @@ async fn complete(host: &impl TxnHost, id: &str) {
             match store(host, partition, id, done).await {
                 Ok(()) => {
                     debug!(id, state = m.state.name(), "transaction completed");
+                    let stats = host.stats();
+                    let counter =
+                        if markers_commit(&m) { &stats.txn_commits } else { &stats.txn_aborts };
+                    crate::metrics::ShardStats::add(counter, 1);
                     return;
                 }
                 Err(code) if code == ec::NOT_COORDINATOR => return,
@@ -455,7 +459,10 @@ pub async fn tick<H: TxnHost + Clone + 'static>(host: H) {
             let stored = store(&host, partition, &id, aborted).await;
             drop(held);
             match stored {
-                Ok(()) => spawn_completion(&host, &id),
+                Ok(()) => {
+                    crate::metrics::ShardStats::add(&host.stats().txn_timeouts, 1);
+                    spawn_completion(&host, &id)
+                }
                 Err(code) => warn!(id, %code, "cannot abort a timed-out transaction"),
             }
         }
@@ -477,4 +484,9 @@ pub fn all(host: &impl TxnHost) -> Vec<Described> {
         .iter()
         .map(|(id, e)| Described { id: id.clone(), meta: e.meta.clone() })
         .collect()
+}
+
+/// Whether a decided transaction's markers commit it.
+fn markers_commit(m: &TxnMeta) -> bool {
+    m.state == TxnState::PrepareCommit
 }

@@ -79,6 +79,8 @@ pub trait TxnHost {
     fn txn_partition_count(&self) -> Option<i32>;
     /// A producer id never handed out before.
     fn allocate_producer_id(&self) -> impl Future<Output = Result<i64, ErrorCode>>;
+    /// This shard's counters (transactions completed, timed out).
+    fn stats(&self) -> &crate::metrics::ShardStats;
     /// Writes `markers` on each partition's leader, once; returns the partitions whose marker
     /// is not written yet (to try again). A partition that no longer exists counts as written.
     fn write_markers(&self, markers: Markers) -> impl Future<Output = Vec<(String, i32)>>;
