@@ -159,17 +159,34 @@ async fn store(
     id: &str,
     meta: TxnMeta,
 ) -> Result<(), ErrorCode> {
-    let key = txn_key(id).map_err(|e| e.error_code())?;
     let value = txn_value(&meta).map_err(|e| e.error_code())?;
+    write(host, partition, id, meta.update_ms, Some(value)).await?;
+    let mut txns = host.txns().borrow_mut();
+    if txns.loaded.contains_key(&partition) {
+        txns.txns.insert(id.to_owned(), Entry { meta, partition });
+    }
+    Ok(())
+}
+
+/// Appends `id`'s record (`None`: its tombstone) to its partition, committed (acks=all), as
+/// long as this shard still coordinates the partition at the epoch it read it at.
+async fn write(
+    host: &impl TxnHost,
+    partition: i32,
+    id: &str,
+    timestamp: i64,
+    value: Option<Bytes>,
+) -> Result<(), ErrorCode> {
+    let key = txn_key(id).map_err(|e| e.error_code())?;
     let record = Record {
         attributes: 0,
         timestamp_delta: 0,
         offset_delta: 0,
         key: Some(key),
-        value: Some(value),
+        value,
         headers: Vec::new(),
     };
-    let batch: Bytes = build_batch(&BatchParams::simple(Codec::None, meta.update_ms, 1), &[record])
+    let batch: Bytes = build_batch(&BatchParams::simple(Codec::None, timestamp, 1), &[record])
         .map_err(|_| ec::UNKNOWN_SERVER_ERROR)?;
     let p = host.txn_partition(partition).await?;
     let loaded_epoch = host.txns().borrow().loaded.get(&partition).copied();
@@ -186,10 +203,6 @@ async fn store(
             }
             c => c,
         });
-    }
-    let mut txns = host.txns().borrow_mut();
-    if txns.loaded.contains_key(&partition) {
-        txns.txns.insert(id.to_owned(), Entry { meta, partition });
     }
     Ok(())
 }
@@ -443,6 +456,9 @@ pub async fn tick<H: TxnHost + Clone + 'static>(host: H) {
                 .map(|(id, e)| (id.clone(), e.meta.clone(), e.partition))
                 .collect()
         };
+        if check_timeouts {
+            expire_ids(&host, now).await;
+        }
         for (id, m, partition) in todo {
             if m.state.is_preparing() {
                 spawn_completion(&host, &id);
@@ -468,6 +484,46 @@ pub async fn tick<H: TxnHost + Clone + 'static>(host: H) {
         }
     }
 }
+
+/// Forgets transactional ids idle (no transaction open or being decided) for longer than
+/// [`TRANSACTIONAL_ID_EXPIRATION_MS`], as Kafka's `transactional.id.expiration.ms` does: a
+/// tombstone in their partition, then out of memory. Bounds the ids a coordinator holds.
+async fn expire_ids<H: TxnHost>(host: &H, now: i64) {
+    let idle: Vec<(String, i32, i64)> = {
+        let txns = host.txns().borrow();
+        txns.txns
+            .iter()
+            .filter(|(id, e)| {
+                let open = e.meta.state == TxnState::Ongoing || e.meta.state.is_preparing();
+                !open
+                    && !txns.busy.contains(*id)
+                    && now.saturating_sub(e.meta.update_ms) > TRANSACTIONAL_ID_EXPIRATION_MS
+            })
+            .take(EXPIRE_PER_TICK)
+            .map(|(id, e)| (id.clone(), e.partition, e.meta.update_ms))
+            .collect()
+    };
+    for (id, partition, updated) in idle {
+        let Ok(_held) = claim(host, &id) else { continue };
+        // Still idle since it was picked (a request may have come in between).
+        let same = host.txns().borrow().txns.get(&id).is_some_and(|e| e.meta.update_ms == updated);
+        if !same {
+            continue;
+        }
+        match write(host, partition, &id, now, None).await {
+            Ok(()) => {
+                host.txns().borrow_mut().txns.remove(&id);
+                debug!(id, "transactional id expired");
+            }
+            Err(code) => debug!(id, %code, "cannot expire a transactional id yet"),
+        }
+    }
+}
+
+/// Kafka's `transactional.id.expiration.ms` default: 7 days.
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Most ids expired per check, so that one check stays short.
+const EXPIRE_PER_TICK: usize = 1000;
 
 /// One transaction as DescribeTransactions and ListTransactions show it.
 #[derive(Debug, Clone)]
