@@ -901,8 +901,8 @@ def transactional_id(ctx, admin):
         return got
 
     got = eventually("sec-tx allowed", allowed)
-    print(f"transactional id: after WRITE on sec-tx no longer refused (FindCoordinator, "
-          f"InitProducerId errors {got}: 0, or 15 where transactions are not served)")
+    check(got == (0, 0), f"FindCoordinator, InitProducerId for sec-tx with WRITE: errors {got}")
+    print("transactional id: after WRITE on sec-tx, FindCoordinator and InitProducerId answer 0")
 
 
 def delete_group_offsets(ctx, admin):

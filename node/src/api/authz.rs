@@ -92,6 +92,41 @@ pub fn check(ctx: &Shard, session: &Session, version: i16, request: &mut Request
     let (cluster_code, cluster_message) = cluster_denied();
     let group_code = ec::GROUP_AUTHORIZATION_FAILED.code();
     match request {
+        RequestKind::Produce(req)
+            if req
+                .transactional_id
+                .as_ref()
+                .is_some_and(|id| !c.allows(resource::TRANSACTIONAL_ID, id, op::WRITE)) =>
+        {
+            // A transactional produce needs WRITE on its transactional id: nothing is written.
+            if req.acks == 0 {
+                req.topic_data.clear();
+                return Verdict::Allow;
+            }
+            let code = ec::TRANSACTIONAL_ID_AUTHORIZATION_FAILED.code();
+            let responses = req
+                .topic_data
+                .iter()
+                .map(|t| {
+                    let partitions = t
+                        .partition_data
+                        .iter()
+                        .map(|p| {
+                            PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_error_code(code)
+                                .with_base_offset(-1)
+                                .with_log_append_time_ms(-1)
+                                .with_log_start_offset(-1)
+                        })
+                        .collect();
+                    TopicProduceResponse::default()
+                        .with_name(t.name.clone())
+                        .with_partition_responses(partitions)
+                })
+                .collect();
+            body(ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
+        }
         RequestKind::Produce(req) => {
             let mut denied = Vec::new();
             req.topic_data.retain(|t| {
