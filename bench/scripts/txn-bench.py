@@ -183,11 +183,15 @@ def main():
                 node.wait()
             shutil.rmtree(root, ignore_errors=True)
 
+    import confluent_kafka
+
     base = rows[0][2]
+    cv = confluent_kafka.version()
+    cv = cv[0] if isinstance(cv, tuple) else cv
+    node = f"node {args.binary} (started by the script)" if args.binary else f"node at {bootstrap}"
     print(f"Transactional vs idempotent producer, 1 KiB values, acks=all, {args.partitions} "
-          f"partitions, {args.duration:g} s per variant, confluent-kafka "
-          f"{__import__('confluent_kafka').version()[0]} (librdkafka "
-          f"{__import__('confluent_kafka').libversion()[0]})\n")
+          f"partitions, {args.duration:g} s per variant, one Python producer each, confluent-kafka "
+          f"{cv} (librdkafka {confluent_kafka.libversion()[0]}), {node}\n")
     print("| producer | records | records/s | MB/s | vs idempotent | commits | "
           "commit p50 ms | commit p99 ms | commit max ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
