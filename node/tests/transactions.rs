@@ -3,7 +3,8 @@
 //! - confluent-kafka and kafka-python transactional producers (`tests/clients/txn_check.py`):
 //!   commit and abort seen exactly by read_committed and read_uncommitted consumers, the last
 //!   stable offset while a transaction is open, fencing by a second producer with the same
-//!   transactional id, and the coordinator aborting a transaction past its timeout.
+//!   transactional id, the coordinator aborting a transaction past its timeout, and two
+//!   producers' transactions interleaved on one partition, one committing, one aborting.
 //! - Consume-transform-produce (`tests/clients/txn_eos.py`): a confluent-kafka processor
 //!   SIGKILLed at seeded random moments and the node SIGKILLed under it; every input's result is
 //!   in the output exactly once for read_committed readers, and a live read_committed watcher
@@ -147,6 +148,16 @@ fn confluent_abandoned_transaction_is_aborted_on_timeout() {
 #[test]
 fn kafka_python_abandoned_transaction_is_aborted_on_timeout() {
     txn_check("kafka-python", "timeout");
+}
+
+#[test]
+fn confluent_interleaved_transactions_of_two_producers_are_told_apart() {
+    txn_check("confluent", "interleaved");
+}
+
+#[test]
+fn kafka_python_interleaved_transactions_of_two_producers_are_told_apart() {
+    txn_check("kafka-python", "interleaved");
 }
 
 // --- txn_eos.py: consume-transform-produce under SIGKILLs -----------------------------------
@@ -655,6 +666,11 @@ fn coordinator_busy(code: i16) -> bool {
 /// FindCoordinator(TRANSACTION) until it answers, then InitProducerId with `id` until it
 /// answers: (producer id, epoch).
 fn init_txn(s: &mut std::net::TcpStream, id: &str) -> (i64, i16) {
+    init_txn_timeout(s, id, 60_000)
+}
+
+/// [`init_txn`] with a transaction timeout of `timeout_ms`.
+fn init_txn_timeout(s: &mut std::net::TcpStream, id: &str, timeout_ms: i32) -> (i64, i16) {
     let deadline = Instant::now() + WAIT;
     loop {
         let req = FindCoordinatorRequest::default().with_key(sb(id)).with_key_type(1);
@@ -673,7 +689,7 @@ fn init_txn(s: &mut std::net::TcpStream, id: &str) -> (i64, i16) {
     loop {
         let req = InitProducerIdRequest::default()
             .with_transactional_id(Some(txn_id(id)))
-            .with_transaction_timeout_ms(60_000);
+            .with_transaction_timeout_ms(timeout_ms);
         let resp: InitProducerIdResponse = call(s, 4, &req);
         if resp.error_code == 0 {
             return (resp.producer_id.0, resp.producer_epoch);
@@ -1209,4 +1225,87 @@ fn transactional_offset_commits_go_on_after_an_epoch_bump() {
             });
         }
     }
+}
+
+/// Two producers' transactions overlapping on one partition (x0 y0 x1 y1): y aborts first, and
+/// the last stable offset stays at x's first offset until x commits; Fetch lists y's aborted
+/// transaction (from its first offset, also for a fetch from the middle of it), and all of it
+/// survives a SIGKILL (the aborted index rebuilt on recovery).
+#[test]
+fn overlapping_transactions_keep_their_aborted_list_across_a_sigkill() {
+    let mut node = Node::start();
+    let mut s = node.connect();
+    create_topic(&mut s, "o", &[]);
+    let (px, ex) = init_txn(&mut s, "tx-x");
+    let (py, ey) = init_txn(&mut s, "tx-y");
+    assert_eq!(add_partitions(&mut s, "tx-x", px, ex, "o", &[0]), vec![0]);
+    assert_eq!(add_partitions(&mut s, "tx-y", py, ey, "o", &[0]), vec![0]);
+    assert_eq!(produce_txn(&mut s, Some("tx-x"), "o", 0, txn_batch(px, ex, 0, &[b"x0"])), (0, 0));
+    assert_eq!(produce_txn(&mut s, Some("tx-y"), "o", 0, txn_batch(py, ey, 0, &[b"y0"])), (0, 1));
+    assert_eq!(produce_txn(&mut s, Some("tx-x"), "o", 0, txn_batch(px, ex, 1, &[b"x1"])), (0, 2));
+    assert_eq!(produce_txn(&mut s, Some("tx-y"), "o", 0, txn_batch(py, ey, 1, &[b"y1"])), (0, 3));
+
+    assert_eq!(end_txn(&mut s, "tx-y", py, ey, false), 0, "EndTxn(abort) of y");
+    let f = wait_until("y's abort marker", WAIT, || {
+        let f = fetch_at(&mut s, "o", 0, 0, 1);
+        if f.high_watermark == 5 { Ok(f) } else { Err(format!("{f:?}")) }
+    });
+    assert_eq!(f.last_stable_offset, 0, "x is still open from offset 0: {f:?}");
+    assert_eq!(f.bytes, 0, "read_committed gets nothing below the LSO: {f:?}");
+
+    assert_eq!(end_txn(&mut s, "tx-x", px, ex, true), 0, "EndTxn(commit) of x");
+    let check = |s: &mut std::net::TcpStream, when: &str| {
+        let f = wait_until(&format!("x's commit marker ({when})"), Duration::from_secs(60), || {
+            let f = fetch_at(s, "o", 0, 0, 1);
+            if f.high_watermark == 6 && f.last_stable_offset == 6 {
+                Ok(f)
+            } else {
+                Err(format!("{f:?}"))
+            }
+        });
+        assert_eq!(f.aborted, vec![(py, 1)], "{when}: only y's transaction is aborted: {f:?}");
+        let mid = fetch_at(s, "o", 0, 2, 1);
+        assert!(mid.aborted.contains(&(py, 1)), "{when}: a fetch from offset 2 lists y: {mid:?}");
+        assert!(fetch_at(s, "o", 0, 0, 0).aborted.is_empty(), "{when}: read_uncommitted");
+    };
+    check(&mut s, "before the SIGKILL");
+    node.kill_and_restart();
+    let mut s = node.connect();
+    check(&mut s, "after the SIGKILL");
+    node.assert_alive();
+}
+
+/// A transaction past its timeout is aborted by the coordinator (its marker lands, Fetch lists
+/// it as aborted), and the abandoned producer's late write and late commit with its old epoch
+/// are refused: nothing written after the abort. The node checks timeouts every 500 ms here.
+#[test]
+fn a_timed_out_transaction_is_aborted_and_its_late_writes_refused() {
+    let node =
+        Node::start_args(&["--transaction-abort-timed-out-transaction-cleanup-interval-ms", "500"]);
+    let mut s = node.connect();
+    create_topic(&mut s, "tt", &[]);
+    let (pid, epoch) = init_txn_timeout(&mut s, "tx-t", 1000);
+    assert_eq!(add_partitions(&mut s, "tx-t", pid, epoch, "tt", &[0]), vec![0]);
+    assert_eq!(
+        produce_txn(&mut s, Some("tx-t"), "tt", 0, txn_batch(pid, epoch, 0, &[b"t0", b"t1"])),
+        (0, 0)
+    );
+    let started = Instant::now();
+    let f = wait_until("the timeout abort", WAIT, || {
+        let f = fetch_at(&mut s, "tt", 0, 0, 1);
+        if f.high_watermark == 3 && f.last_stable_offset == 3 {
+            Ok(f)
+        } else {
+            Err(format!("{f:?}"))
+        }
+    });
+    println!("aborted {:?} after the 1 s timeout", started.elapsed());
+    assert_eq!(f.aborted, vec![(pid, 0)], "the timed-out transaction is aborted: {f:?}");
+    let (code, _) =
+        produce_txn(&mut s, Some("tx-t"), "tt", 0, txn_batch(pid, epoch, 2, &[b"late"]));
+    assert_ne!(code, 0, "a late write of the timed-out transaction's epoch was accepted");
+    let code = end_txn(&mut s, "tx-t", pid, epoch, true);
+    assert_code("a late commit", code, &[PRODUCER_FENCED, INVALID_PRODUCER_EPOCH]);
+    let f = fetch_at(&mut s, "tt", 0, 0, 1);
+    assert_eq!((f.high_watermark, f.last_stable_offset), (3, 3), "nothing written late: {f:?}");
 }

@@ -16,6 +16,10 @@ Modes (each on its own fresh topics, one partition):
   timeout       a producer with transaction.timeout.ms=2000 opens a transaction and goes
                 silent: the coordinator aborts it, so a read_committed consumer reads past it
                 (within TIMEOUT_ABORT_S) and never sees its records
+  interleaved   two transactional producers whose batches interleave on one partition, one
+                committing while the other aborts, four rounds with the roles swapped: the
+                aborted transactions overlap committed ones, and read_committed must still see
+                exactly the committed records in offset order
   all           every mode above, one after the other
 
 Prints `OK <mode>` per passing mode; on any mismatch one `FAIL: <reason>` line and exit 1.
@@ -40,7 +44,7 @@ BLOCKED_S = 3.0
 # Kafka's default abort check runs every 10 s (transaction.abort.timed.out.transaction
 # .cleanup.interval.ms); a 2 s transaction is aborted within about 12 s of its start. Bound:
 TIMEOUT_ABORT_S = 30.0
-MODES = ["commit-abort", "lso", "fence", "timeout"]
+MODES = ["commit-abort", "lso", "fence", "timeout", "interleaved"]
 
 
 def bounded(what, fn, seconds=READ_S):
@@ -508,6 +512,46 @@ def mode_timeout(client):
           f"late commit failed with {late!r}"[:300], flush=True)
 
 
+def mode_interleaved(client):
+    topic, tid = fresh(client, "il")
+    a, b = client.txn_producer(tid + "-a"), client.txn_producer(tid + "-b")
+    a.init()
+    b.init()
+    committed, everything = [], []
+    for rnd in range(4):
+        a.begin()
+        b.begin()
+        sent = []
+        for i in range(6):
+            # One flushed batch each, alternately: the two transactions overlap in the log.
+            for name, p in (("a", a), ("b", b)):
+                batch = values(f"r{rnd}-{name}{i}", 3)
+                p.send(topic, batch)
+                p.flush()
+                sent += batch
+        everything += sent
+        (winner, wname), (loser, _) = ((a, "a"), (b, "b"))[::1 if rnd % 2 == 0 else -1]
+        committed += [v for v in sent if v.startswith(f"r{rnd}-{wname}".encode())]
+        loser.abort()
+        winner.commit()
+    a.close()
+    b.close()
+    r = client.consumer(topic, "read_committed")
+    expect_exactly("read_committed over interleaved transactions", r.read_until(len(committed)),
+                   committed)
+    r.close()
+    r = client.consumer(topic, "read_uncommitted")
+    expect_exactly("read_uncommitted over interleaved transactions",
+                   r.read_until(len(everything)), everything)
+    r.close()
+    ends = (client.end_offset(topic, "read_committed"),
+            client.end_offset(topic, "read_uncommitted"))
+    want = len(everything) + 8  # a marker per transaction
+    check(ends == (want, want), f"end offsets {ends}, expected {want} for both")
+    print(f"OK interleaved ({client.name}): {len(committed)} of {len(everything)} records "
+          "committed across 8 overlapping transactions", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bootstrap", required=True)
@@ -518,7 +562,7 @@ def main():
     client = kind(args.bootstrap)
     for mode in MODES if args.mode == "all" else [args.mode]:
         {"commit-abort": mode_commit_abort, "lso": mode_lso, "fence": mode_fence,
-         "timeout": mode_timeout}[mode](client)
+         "timeout": mode_timeout, "interleaved": mode_interleaved}[mode](client)
 
 
 if __name__ == "__main__":

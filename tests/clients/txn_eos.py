@@ -196,15 +196,22 @@ def mode_seed(args):
     say(f"OK seeded {args.count}")
 
 
-def input_ends(args, consumer):
-    from confluent_kafka import TopicPartition
+def input_ends(args):
+    """The input's end offsets, through a consumer of its own: one made just after a node's
+    restart may keep a stale "unknown partition" in its metadata cache, so each attempt starts
+    afresh."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    ends = {}
-    for p in range(args.partitions):
-        _, high = consumer.get_watermark_offsets(TopicPartition(args.input, p), timeout=10,
-                                                 cached=False)
-        ends[p] = high
-    return ends
+    c = Consumer(conf(args, **{"group.id": f"{args.group}-ends"}))
+    try:
+        ends = {}
+        for p in range(args.partitions):
+            _, high = c.get_watermark_offsets(TopicPartition(args.input, p), timeout=5,
+                                              cached=False)
+            ends[p] = high
+        return ends
+    finally:
+        c.close()
 
 
 def mode_process(args):
@@ -229,7 +236,7 @@ def mode_process(args):
         "linger.ms": 5,
         **({"debug": args.debug} if args.debug else {}),
     }))
-    ends = wait_for("input end offsets", lambda: input_ends(args, consumer), 30, every=0.5)
+    ends = wait_for("input end offsets", lambda: input_ends(args), 60, every=0.5)
     check(sum(ends.values()) == args.count,
           f"input holds {sum(ends.values())} records, expected {args.count}")
 
