@@ -600,13 +600,19 @@ fn consume_transform_produce_is_exactly_once_across_leader_kills_on_three_nodes(
     let mut three =
         Three { cluster, transactional_id: "eos-processor".into(), output: "eos-out".into() };
 
-    // Markers for a partition at a node that is not its leader: refused, nothing written.
+    // Markers for a partition at a follower (a replica that is not the leader): refused,
+    // nothing written.
     let boot = three.cluster.addr(1);
-    cluster::create_topic_retrying(&boot, "markers", 1, &[], WAIT);
-    let meta = wait_until("the markers topic's leader", WAIT, || {
+    wait_until("CreateTopics markers", WAIT, || {
+        match cluster::create_topic_rf_at(&boot, "markers", 1, 3, &[])? {
+            (0, _) | (36, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let meta = wait_until("the markers topic's leader and in-sync followers", WAIT, || {
         let m = cluster::topic_metadata_at(&boot, "markers")?;
         match m.topics.get("markers").and_then(|t| t.partitions.first()) {
-            Some(p) if p.leader >= 0 => Ok(p.clone()),
+            Some(p) if p.leader >= 0 && p.isr.len() == 3 => Ok(p.clone()),
             other => Err(format!("{other:?}")),
         }
     });
@@ -1308,4 +1314,118 @@ fn a_timed_out_transaction_is_aborted_and_its_late_writes_refused() {
     assert_code("a late commit", code, &[PRODUCER_FENCED, INVALID_PRODUCER_EPOCH]);
     let f = fetch_at(&mut s, "tt", 0, 0, 1);
     assert_eq!((f.high_watermark, f.last_stable_offset), (3, 3), "nothing written late: {f:?}");
+}
+
+/// Where `topic`-0's leader is, as Metadata at any of `askers` says (a live leader only).
+fn leader_of(cluster: &Cluster, askers: &[i32], topic: &str, not: i32) -> i32 {
+    wait_until(&format!("a leader of {topic}-0 other than {not}"), Duration::from_secs(60), || {
+        let mut seen = Vec::new();
+        for &a in askers {
+            let m = cluster::topic_metadata_at(&cluster.addr(a), topic)?;
+            match m.topics.get(topic).and_then(|t| t.partitions.first()) {
+                Some(p) if p.leader >= 0 && p.leader != not && p.isr.len() >= 2 => {
+                    return Ok(p.leader);
+                }
+                other => seen.push(format!("{a}: {other:?}")),
+            }
+        }
+        Err(seen.join("; "))
+    })
+}
+
+/// The node coordinating `id`, as FindCoordinator at any of `askers` answers.
+fn txn_coordinator(cluster: &Cluster, askers: &[i32], id: &str) -> i32 {
+    wait_until(&format!("the coordinator of {id}"), Duration::from_secs(60), || {
+        let req = FindCoordinatorRequest::default().with_key(sb(id)).with_key_type(1);
+        let mut seen = Vec::new();
+        for &a in askers {
+            match call_addr::<_, FindCoordinatorResponse>(&cluster.addr(a), 3, &req) {
+                Ok(r) if r.error_code == 0 && askers.contains(&r.node_id.0) => {
+                    return Ok(r.node_id.0);
+                }
+                Ok(r) => seen.push(format!("{a}: error {} node {}", r.error_code, r.node_id.0)),
+                Err(e) => seen.push(e),
+            }
+        }
+        Err(seen.join("; "))
+    })
+}
+
+/// A transaction open on a replicated partition when its leader is SIGKILLed: the new leader
+/// (a follower that only replicated the transaction's batch) still holds the last stable offset
+/// at the transaction's first offset, a later non-transactional record stays invisible to
+/// read_committed, and the abort sent afterwards (to whichever node coordinates then) lands
+/// on the new leader as an aborted transaction that Fetch lists.
+#[test]
+fn an_open_transaction_survives_its_partition_leaders_sigkill_on_three_nodes() {
+    let mut cluster = Cluster::start(3, &[]);
+    cluster.wait_formed();
+    let all = cluster.ids();
+    wait_until("CreateTopics lt", WAIT, || {
+        match cluster::create_topic_rf_at(&cluster.addr(1), "lt", 1, 3, &[])? {
+            (0, _) | (36, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let leader = leader_of(&cluster, &all, "lt", -1);
+    let coord = txn_coordinator(&cluster, &all, "tx-l");
+    let addrs: Vec<String> = all.iter().map(|&i| cluster.addr(i)).collect();
+    let connect = |id: i32| {
+        odradek_client::blocking::connect_tcp(&addrs[(id - 1) as usize]).expect("connect")
+    };
+    let mut c = connect(coord);
+    let (pid, epoch) = init_txn(&mut c, "tx-l");
+    let codes = wait_until("AddPartitionsToTxn", WAIT, || {
+        match add_partitions(&mut c, "tx-l", pid, epoch, "lt", &[0]) {
+            v if v.iter().any(|&e| coordinator_busy(e)) => Err(format!("{v:?}")),
+            v => Ok(v),
+        }
+    });
+    assert_eq!(codes, vec![0]);
+    let mut l = connect(leader);
+    assert_eq!(
+        produce_txn(&mut l, Some("tx-l"), "lt", 0, txn_batch(pid, epoch, 0, &[b"o0", b"o1"])),
+        (0, 0)
+    );
+    let plain = common::batch(Codec::None, &[b"plain"]);
+    assert_eq!(common::produce(&mut l, 9, "lt", plain), (0, 2), "acks=all: on every replica");
+    let f = fetch_at(&mut l, "lt", 0, 0, 1);
+    assert_eq!((f.high_watermark, f.last_stable_offset), (3, 0), "before the kill: {f:?}");
+
+    println!("leader {leader}, coordinator {coord}: SIGKILL of the leader");
+    cluster.kill(leader);
+    let others: Vec<i32> = all.iter().copied().filter(|&i| i != leader).collect();
+    let new_leader = leader_of(&cluster, &others, "lt", leader);
+    let mut l = connect(new_leader);
+    let f = wait_until("the new leader's fetch", WAIT, || {
+        let f = fetch_at(&mut l, "lt", 0, 0, 1);
+        if f.error_code == 0 && f.high_watermark == 3 { Ok(f) } else { Err(format!("{f:?}")) }
+    });
+    assert_eq!(
+        f.last_stable_offset, 0,
+        "new leader {new_leader} forgot the open transaction: {f:?}"
+    );
+    assert_eq!(f.bytes, 0, "read_committed got records past the open transaction: {f:?}");
+
+    let coord = txn_coordinator(&cluster, &others, "tx-l");
+    let code = wait_until("EndTxn(abort) after the failover", Duration::from_secs(60), || {
+        let mut c = odradek_client::blocking::connect_tcp(&cluster.addr(coord))
+            .map_err(|e| e.to_string())?;
+        match end_txn(&mut c, "tx-l", pid, epoch, false) {
+            e if coordinator_busy(e) => Err(format!("{e}")),
+            e => Ok(e),
+        }
+    });
+    assert_eq!(code, 0, "EndTxn(abort) at coordinator {coord}");
+    let f = wait_until("the abort marker on the new leader", Duration::from_secs(60), || {
+        let f = fetch_at(&mut l, "lt", 0, 0, 1);
+        if f.high_watermark == 4 && f.last_stable_offset == 4 {
+            Ok(f)
+        } else {
+            Err(format!("{f:?}"))
+        }
+    });
+    assert_eq!(f.aborted, vec![(pid, 0)], "the new leader lists the aborted transaction: {f:?}");
+    assert!(f.bytes > 0, "read_committed now gets the batches to filter and the plain record");
+    cluster.restart(leader);
 }
