@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::cluster::{self, Cluster, call_addr, wait_until};
 use common::process::{Out, run_bounded};
-use common::{Node, call, create_topic, create_topic_with, init_producer_id};
+use common::{Node, call, create_topic, create_topic_with, init_producer_id, records_of};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
@@ -827,25 +827,9 @@ fn write_markers(
         .collect()
 }
 
-/// Records with `values`, no keys or headers.
-fn records(values: &[&[u8]]) -> Vec<Record> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: None,
-            value: Some(Bytes::copy_from_slice(v)),
-            headers: Vec::new(),
-        })
-        .collect()
-}
-
 /// A transactional batch (attributes bit 4) of `values` from sequence `seq`.
 fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Bytes {
-    let recs = records(values);
+    let recs = records_of(values);
     let params = BatchParams {
         attributes: 0x10,
         producer_id: pid,

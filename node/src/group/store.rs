@@ -208,6 +208,27 @@ pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), Error
     stored
 }
 
+/// The records of `group`'s commits, and the time they carry; refused (nothing written) when
+/// a field does not fit its record.
+fn commit_records(
+    partition: i32,
+    group: &str,
+    commits: &[Commit],
+) -> Result<(i64, Vec<Kv>), ErrorCode> {
+    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
+    let records = commits
+        .iter()
+        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
+        .collect::<Result<Vec<_>, RecordError>>();
+    match records {
+        Ok(records) => Ok((now, records)),
+        Err(e) => {
+            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
+            Err(e.error_code())
+        }
+    }
+}
+
 /// Appends `group`'s commits to its partition as one batch, fsyncs, then makes them visible.
 pub async fn write_commits(
     host: &impl GroupHost,
@@ -215,18 +236,7 @@ pub async fn write_commits(
     group: &str,
     commits: Vec<Commit>,
 ) -> Result<(), ErrorCode> {
-    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let records = commits
-        .iter()
-        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
-        .collect::<Result<Vec<_>, RecordError>>();
-    let records = match records {
-        Ok(records) => records,
-        Err(e) => {
-            warn!(group_bytes = group.len(), partition, error = %e, "commit not storable");
-            return Err(e.error_code());
-        }
-    };
+    let (now, records) = commit_records(partition, group, &commits)?;
     if let Err(code) = append_synced(host, partition, now, records).await {
         warn!(group, partition, %code, "cannot write committed offsets");
         return Err(code);
@@ -248,12 +258,7 @@ pub async fn write_txn_commits(
     (producer_id, epoch): (i64, i16),
     commits: Vec<Commit>,
 ) -> Result<(), ErrorCode> {
-    let now = commits.first().map_or(0, |(_, _, c)| c.commit_timestamp);
-    let records = commits
-        .iter()
-        .map(|(t, p, c)| Ok((offset_key(group, t, *p)?, Some(offset_value(c)?))))
-        .collect::<Result<Vec<_>, RecordError>>()
-        .map_err(|e| e.error_code())?;
+    let (now, records) = commit_records(partition, group, &commits)?;
     let txn = Some((producer_id, epoch));
     if let Err(code) = append_batch(host, partition, now, records.clone(), txn).await {
         warn!(group, partition, producer_id, %code, "cannot write transactional offsets");

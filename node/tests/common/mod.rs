@@ -170,7 +170,7 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, seq: i32, values: &[&[u8]]
 }
 
 /// Records with `values`, no keys or headers.
-fn records_of(values: &[&[u8]]) -> Vec<Record> {
+pub fn records_of(values: &[&[u8]]) -> Vec<Record> {
     values
         .iter()
         .enumerate()
