@@ -19,10 +19,10 @@ fn retries_are_stored_once_even_across_a_sigkill() {
     assert_eq!((err, epoch), (0, 0));
     let (_, other, _) = init_producer_id(&mut s);
     assert_ne!(pid, other, "every InitProducerId gets a new id");
-    // As Kafka: an empty transactional id is an invalid request (not "no transactions"), and
-    // transactional producers are told no coordinator is available.
+    // As Kafka: an empty transactional id is an invalid request (not "no transactions"); a
+    // transactional id gets its producer id from its coordinator (`transactions.rs`).
     assert_eq!(init_producer_id_for(&mut s, Some("")).0, 42, "INVALID_REQUEST");
-    assert_eq!(init_producer_id_for(&mut s, Some("tx")).0, 15, "COORDINATOR_NOT_AVAILABLE");
+    assert_eq!(init_producer_id_for(&mut s, Some("tx")).0, 0, "a transactional producer");
 
     let first = idempotent_batch(pid, 0, 0, &[b"a", b"b", b"c"]);
     let second = idempotent_batch(pid, 0, 3, &[b"d", b"e"]);

@@ -276,13 +276,15 @@ fn api_versions_beyond_what_is_served_gets_the_v0_fallback() {
     // IncrementalAlterConfigs, ElectLeaders, AlterPartitionReassignments,
     // ListPartitionReassignments, DescribeQuorum, DescribeCluster, UnregisterBroker,
     // DescribeLogDirs, SaslHandshake, SaslAuthenticate, Describe/Create/DeleteAcls,
-    // Describe/AlterClientQuotas, Describe/AlterUserScramCredentials: what is served, nothing
-    // else.
+    // Describe/AlterClientQuotas, Describe/AlterUserScramCredentials, AddPartitionsToTxn,
+    // AddOffsetsToTxn, EndTxn, WriteTxnMarkers, TxnOffsetCommit, DescribeTransactions,
+    // ListTransactions: what is served, nothing else.
     assert_eq!(
         keys,
         vec![
-            0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 29, 30, 31,
-            32, 33, 35, 36, 37, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 55, 60, 64
+            0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26,
+            27, 28, 29, 30, 31, 32, 33, 35, 36, 37, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 55, 60,
+            64, 65, 66
         ]
     );
 }
