@@ -67,13 +67,27 @@ pub async fn create_acls(ctx: &Shard, req: &CreateAclsRequest) -> CreateAclsResp
         }
     }
     if !valid.is_empty()
-        && let Err(e) = ctx.metadata.propose(Command::CreateAcls { bindings: valid }).await
+        && let Err(e) = propose_visible(ctx, Command::CreateAcls { bindings: valid }).await
     {
         for i in slots {
             (results[i].error_code, results[i].error_message) = error_of(&e);
         }
     }
     CreateAclsResponse::default().with_results(results)
+}
+
+/// Proposes `command` and, once committed, waits (bounded) until this broker's catalogue has
+/// applied it, so that the client's next request here sees its change: a Describe right after
+/// a Create or Delete, or the very next authorization check.
+async fn propose_visible(ctx: &Shard, command: Command) -> Result<CommandResult, KafkaError> {
+    let result = ctx.metadata.propose(command).await?;
+    if let Ok(CommandResult::Barrier { index }) = ctx.metadata.propose(Command::Barrier).await {
+        crate::cluster::wait_for(&*ctx.metadata, super::admin::VISIBLE_WAIT, |c| {
+            c.applied_index >= index
+        })
+        .await;
+    }
+    Ok(result)
 }
 
 fn filter_of(
@@ -158,7 +172,7 @@ pub async fn delete_acls(ctx: &Shard, req: &DeleteAclsRequest) -> DeleteAclsResp
             )
         })
         .collect();
-    match ctx.metadata.propose(Command::DeleteAcls { filters }).await {
+    match propose_visible(ctx, Command::DeleteAcls { filters }).await {
         Ok(CommandResult::AclsDeleted { matched }) => {
             let results = matched
                 .into_iter()
@@ -330,7 +344,7 @@ pub async fn alter_scram(
     upsert.retain(|(u, _, _)| users.get(u).is_some_and(Option::is_none));
     delete.retain(|(u, _)| users.get(u).is_some_and(Option::is_none));
     if !(upsert.is_empty() && delete.is_empty())
-        && let Err(e) = ctx.metadata.propose(Command::AlterScram { upsert, delete }).await
+        && let Err(e) = propose_visible(ctx, Command::AlterScram { upsert, delete }).await
     {
         for slot in users.values_mut().filter(|s| s.is_none()) {
             *slot = Some((e.code, e.message.clone()));
@@ -517,7 +531,7 @@ pub async fn alter_quotas(
     }
     if !req.validate_only
         && !changes.is_empty()
-        && let Err(e) = ctx.metadata.propose(Command::AlterQuotas { entries: changes }).await
+        && let Err(e) = propose_visible(ctx, Command::AlterQuotas { entries: changes }).await
     {
         for i in slots {
             (results[i].error_code, results[i].error_message) = error_of(&e);
