@@ -24,6 +24,11 @@ use odradek_storage::txn::{AbortedTxn, MarkerKind, TxnMarker, control_batch, par
 
 const DIR: &str = "/data/txn-0";
 
+/// What a log knows of transactions: its ongoing ones and every aborted one.
+fn txn_state(log: &Log<SimBackend>) -> (Vec<(i64, i16, u64)>, Vec<AbortedTxn>) {
+    (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX))
+}
+
 fn dir() -> &'static Path {
     Path::new(DIR)
 }
@@ -396,14 +401,14 @@ fn state_survives_a_clean_close_and_reopen() {
         // One transaction surely open across the restart.
         log.append_with_epoch(txn_batch(99, 2, 0, 2), 1).await.expect("open txn");
         assert_matches_replay(&log, "live").await;
-        let before = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+        let before = txn_state(&log);
         assert!(before.0.iter().any(|&(pid, epoch, _)| pid == 99 && epoch == 2));
         log.close().await.expect("close");
         drop(log);
         // Every segment (the last one too, at close) has its index on disk.
         assert_eq!(txn_index_files(&sim).len(), log_files(&sim));
         let log = open(&sim).await;
-        assert_eq!((log.ongoing_txns(), log.aborted_transactions(0, u64::MAX)), before);
+        assert_eq!(txn_state(&log), before);
         assert_matches_replay(&log, "reopened").await;
         // And it goes on from there.
         for _ in 0..100 {
@@ -463,15 +468,11 @@ fn crashes_leave_the_transaction_state_of_the_surviving_log() {
             drop(appender);
             let log = open(&crashed).await;
             assert_matches_replay(&log, &format!("seed {seed}: after the crash")).await;
-            let state = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+            let state = txn_state(&log);
             log.close().await.expect("close");
             drop(log);
             let log = open(&crashed).await;
-            assert_eq!(
-                (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX)),
-                state,
-                "seed {seed}: after a clean restart"
-            );
+            assert_eq!(txn_state(&log), state, "seed {seed}: after a clean restart");
         });
     }
 }
@@ -606,13 +607,9 @@ fn truncation_across_markers_gives_the_state_of_the_remaining_log() {
                 w.step(&log).await.expect("step");
             }
             log.sync().await.expect("sync");
-            let state = (log.ongoing_txns(), log.aborted_transactions(0, u64::MAX));
+            let state = txn_state(&log);
             let crashed = open(&sim.crash(round as u64)).await;
-            assert_eq!(
-                (crashed.ongoing_txns(), crashed.aborted_transactions(0, u64::MAX)),
-                state,
-                "round {round}: after a crash"
-            );
+            assert_eq!(txn_state(&crashed), state, "round {round}: after a crash");
         }
     });
 }
@@ -660,18 +657,8 @@ fn retention_and_delete_records_stop_at_the_first_unstable_offset() {
 }
 
 fn keyed_txn(pid: i64, seq: i32, pairs: &[(&str, &str)]) -> Bytes {
-    let records: Vec<Record> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: i as i32,
-            key: Some(Bytes::copy_from_slice(k.as_bytes())),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Vec::new(),
-        })
-        .collect();
+    let pairs: Vec<(&str, Option<&str>)> = pairs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    let records = keyed_records(&pairs);
     let mut params = BatchParams::simple(Codec::None, 1_000, pairs.len());
     params.producer_id = pid;
     params.producer_epoch = 0;

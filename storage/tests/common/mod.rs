@@ -31,7 +31,13 @@ pub fn batch_of(values: &[u64], codec: Codec, timestamp: i64, keyed: bool) -> By
 
 /// A batch of `(key, value)` records; `None` value is a tombstone.
 pub fn keyed_batch(pairs: &[(&str, Option<&str>)], codec: Codec, timestamp: i64) -> Bytes {
-    let records: Vec<Record> = pairs
+    let records = keyed_records(pairs);
+    build_batch(&BatchParams::simple(codec, timestamp, pairs.len()), &records).expect("build batch")
+}
+
+/// The records of `(key, value)` pairs, offset deltas from 0; `None` value is a tombstone.
+pub fn keyed_records(pairs: &[(&str, Option<&str>)]) -> Vec<Record> {
+    pairs
         .iter()
         .enumerate()
         .map(|(i, (k, v))| Record {
@@ -42,8 +48,7 @@ pub fn keyed_batch(pairs: &[(&str, Option<&str>)], codec: Codec, timestamp: i64)
             value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
             headers: vec![],
         })
-        .collect();
-    build_batch(&BatchParams::simple(codec, timestamp, pairs.len()), &records).expect("build batch")
+        .collect()
 }
 
 /// Every record in a byte range of whole stored batches: `(offset, key, value)`. Panics on a
