@@ -269,6 +269,48 @@ pub struct CompioBackend;
 #[derive(Debug, Clone)]
 pub struct CompioFile {
     file: File,
+    /// The injected fault covering this file (`faults` feature, tests only).
+    #[cfg(feature = "faults")]
+    fault: Option<std::sync::Arc<crate::faults::FaultRule>>,
+}
+
+impl CompioFile {
+    fn new(file: File, path: &Path) -> Self {
+        #[cfg(not(feature = "faults"))]
+        let _ = path;
+        Self {
+            file,
+            #[cfg(feature = "faults")]
+            fault: crate::faults::rule_for(path),
+        }
+    }
+
+    /// Writes all `bufs` at `pos` with `pwritev`, retrying short writes.
+    async fn write_all_at(&self, mut pos: u64, bufs: Vec<Bytes>) -> io::Result<()> {
+        let mut pending: std::collections::VecDeque<Bytes> =
+            bufs.into_iter().filter(|b| !b.is_empty()).collect();
+        while !pending.is_empty() {
+            let take = pending.len().min(IOVECS_PER_WRITE_MAX);
+            let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
+            let BufResult(res, _) = (&self.file).write_vectored_at(chunk, pos).await;
+            let written = res?;
+            if written == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote 0 bytes"));
+            }
+            pos += written as u64;
+            advance(&mut pending, written);
+        }
+        Ok(())
+    }
+
+    /// With the `faults` feature: fails once the injected fault has tripped. A no-op without.
+    fn check_fault(&self) -> io::Result<()> {
+        #[cfg(feature = "faults")]
+        if let Some(rule) = &self.fault {
+            rule.check()?;
+        }
+        Ok(())
+    }
 }
 
 impl CompioFile {
@@ -295,28 +337,37 @@ impl StorageFile for CompioFile {
         Ok(Bytes::from(buf))
     }
 
-    async fn write_at(&self, mut pos: u64, bufs: Vec<Bytes>) -> io::Result<()> {
-        let mut pending: std::collections::VecDeque<Bytes> =
-            bufs.into_iter().filter(|b| !b.is_empty()).collect();
-        while !pending.is_empty() {
-            let take = pending.len().min(IOVECS_PER_WRITE_MAX);
-            let chunk: Vec<Bytes> = pending.iter().take(take).cloned().collect();
-            let BufResult(res, _) = (&self.file).write_vectored_at(chunk, pos).await;
-            let written = res?;
-            if written == 0 {
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "pwritev wrote 0 bytes"));
+    async fn write_at(&self, pos: u64, bufs: Vec<Bytes>) -> io::Result<()> {
+        #[cfg(feature = "faults")]
+        if let Some(rule) = &self.fault {
+            let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+            let admitted = rule.admit_write(total)?;
+            if admitted < total {
+                // A device failing mid-write: the bytes up to the budget land, then the error.
+                let mut kept = Vec::new();
+                let mut left = admitted as usize;
+                for b in bufs {
+                    if left == 0 {
+                        break;
+                    }
+                    let n = b.len().min(left);
+                    kept.push(Bytes::slice(&b, ..n));
+                    left -= n;
+                }
+                self.write_all_at(pos, kept).await?;
+                return Err(rule.trip());
             }
-            pos += written as u64;
-            advance(&mut pending, written);
         }
-        Ok(())
+        self.write_all_at(pos, bufs).await
     }
 
     async fn sync_data(&self) -> io::Result<()> {
+        self.check_fault()?;
         self.file.sync_data().await
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check_fault()?;
         self.file.set_len(len).await
     }
 
@@ -327,6 +378,20 @@ impl StorageFile for CompioFile {
     async fn write_direct(&self, pos: u64, buf: AlignedBuf) -> (io::Result<()>, AlignedBuf) {
         assert_eq!(pos % DIRECT_ALIGN as u64, 0, "direct write position must be aligned");
         assert_eq!(buf.len() % DIRECT_ALIGN, 0, "direct write length must be aligned");
+        #[cfg(feature = "faults")]
+        if let Some(rule) = &self.fault {
+            let len = buf.len() as u64;
+            let failed = match rule.admit_write(len) {
+                Ok(admitted) if admitted == len => None,
+                Ok(_) => Some(rule.trip()),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                let mut buf = buf;
+                buf.clear();
+                return (Err(e), buf);
+            }
+        }
         let start = buf.start;
         let (mut slice, len) = buf.into_io();
         let mut done = 0usize;
@@ -388,13 +453,13 @@ impl Backend for CompioBackend {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<CompioFile> {
         let file = OpenOptions::new().read(true).write(true).create(create).open(path).await?;
-        Ok(CompioFile { file })
+        Ok(CompioFile::new(file, path))
     }
 
     async fn open_direct(&self, path: &Path) -> io::Result<CompioFile> {
         let direct = rustix::fs::OFlags::DIRECT.bits() as i32;
         let file = OpenOptions::new().write(true).custom_flags(direct).open(path).await?;
-        Ok(CompioFile { file })
+        Ok(CompioFile::new(file, path))
     }
 
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {

@@ -47,6 +47,8 @@ pub mod config;
 mod direct;
 pub mod epochs;
 pub mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod index;
 pub mod log;
 pub mod producers;

@@ -177,7 +177,14 @@ async fn replace_file<B: Backend>(
     bytes: Vec<u8>,
 ) -> Result<(), IoFailure> {
     let tmp = dir.join(format!("{name}.tmp"));
-    segment::write_whole(backend, &tmp, bytes).await?;
+    if let Err(failure) = segment::write_whole(backend, &tmp, bytes).await {
+        // A full disk leaves a partial file: give its blocks back now rather than at the next
+        // open (a failure to remove it changes nothing: open removes leftovers).
+        if let Err(e) = remove_if_exists(backend, &tmp).await {
+            debug!(file = %tmp.display(), error = %e, "cannot remove a failed temporary file");
+        }
+        return Err(failure);
+    }
     let dst = dir.join(name);
     backend.rename(&tmp, &dst).await.map_err(io("rename", &dst))?;
     backend.sync_dir(dir).await.map_err(io("fsync dir", dir))?;
@@ -697,6 +704,10 @@ pub struct Log<B: Backend> {
     /// Every aborted transaction whose marker is in the log (see [`crate::txn`]); sealed
     /// segments also have theirs in `<base>.txnindex`.
     pub(crate) aborted: RefCell<AbortedIndex>,
+    /// Appends are failing with I/O errors (a full disk, most often): set by the first failed
+    /// group write, which is logged once, cleared (and logged) by the next one that succeeds.
+    /// The failures in between are logged at debug level only.
+    write_failing: Cell<bool>,
 }
 
 impl<B: Backend> std::fmt::Debug for Log<B> {
@@ -808,6 +819,31 @@ impl<B: Backend> Log<B> {
             maintenance: Mutex::new(()),
             producers: RefCell::new(ProducerStates::default()),
             aborted: RefCell::new(AbortedIndex::default()),
+            write_failing: Cell::new(false),
+        }
+    }
+
+    /// Whether appends are failing with I/O errors now (the last group write failed).
+    pub fn write_failing(&self) -> bool {
+        self.write_failing.get()
+    }
+
+    /// Logs a failed group write (`step`: the write, the roll, the epoch checkpoint) once per
+    /// run of failures: a full disk fails every produce until space is freed, and a line per
+    /// request would flood the log.
+    fn note_write_failed(&self, step: &'static str, failure: &AppendError) {
+        if self.write_failing.replace(true) {
+            debug!(dir = %self.dir.display(), step, error = %failure, "append failed again");
+            return;
+        }
+        let disk_full = matches!(failure, AppendError::Io(f) if f.is_disk_full());
+        warn!(dir = %self.dir.display(), step, disk_full, error = %failure, "appends failing; the log is unchanged and takes writes again once the cause is fixed");
+    }
+
+    /// Logs the first group write that succeeds after failures.
+    fn note_write_ok(&self) {
+        if self.write_failing.replace(false) {
+            info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "appends succeed again");
         }
     }
 
@@ -1051,6 +1087,9 @@ impl<B: Backend> Log<B> {
             // `segment.ms`, so that one record set always lands in one segment.
             let span = entries[i].span();
             if let Err(e) = self.maybe_roll(entries[i].bytes as u64, span).await {
+                if matches!(e, AppendError::Io(_)) {
+                    self.note_write_failed("roll", &e);
+                }
                 for entry in &entries[i..] {
                     *entry.slot.borrow_mut() = Some(Err(e.clone()));
                 }
@@ -1060,11 +1099,15 @@ impl<B: Backend> Log<B> {
             let result = self.write_chunk(&entries[i..end]).await;
             match result {
                 Ok(infos) => {
+                    self.note_write_ok();
                     for (entry, info) in entries[i..end].iter().zip(infos) {
                         *entry.slot.borrow_mut() = Some(Ok(info));
                     }
                 }
                 Err(e) => {
+                    if matches!(e, AppendError::Io(_)) {
+                        self.note_write_failed("write", &e);
+                    }
                     for entry in &entries[i..] {
                         *entry.slot.borrow_mut() = Some(Err(e.clone()));
                     }
@@ -1129,7 +1172,7 @@ impl<B: Backend> Log<B> {
         }
         if let Err(e) = written {
             let failure = IoFailure::new("write", &path, e);
-            warn!(segment = %path.display(), position = start_pos, error = %failure, "append write failed");
+            debug!(segment = %path.display(), position = start_pos, error = %failure, "append write failed; cutting it back");
             if let Err(e2) = file.set_len(start_pos).await {
                 let reason = format!("write failed ({failure}) and cutting it back failed ({e2})");
                 warn!(segment = %path.display(), %reason, "log fenced");
@@ -1228,7 +1271,7 @@ impl<B: Backend> Log<B> {
         };
         self.state.borrow_mut().epoch_file = EpochFile::Unsafe;
         if let Err(failure) = write_epoch_checkpoint(&self.backend, &self.dir, &cache).await {
-            warn!(dir = %self.dir.display(), error = %failure, "leader-epoch checkpoint write failed; append refused");
+            debug!(dir = %self.dir.display(), error = %failure, "leader-epoch checkpoint write failed; append refused");
             return Err(AppendError::Io(failure));
         }
         if let Some(latest) = new_epochs.and_then(EpochCache::latest) {
@@ -2045,7 +2088,9 @@ impl<B: Backend> Log<B> {
         if offset <= start {
             return Ok(start);
         }
-        self.persist_log_start(offset).await?;
+        if let Err(e) = self.persist_log_start(offset).await {
+            self.free_space_for_log_start(offset, e).await?;
+        }
         let doomed: Vec<u64> = {
             let mut st = self.state.borrow_mut();
             assert!(offset <= st.log_end_offset(), "the maintenance lock keeps truncation out");
@@ -2065,6 +2110,38 @@ impl<B: Backend> Log<B> {
 
     async fn persist_log_start(&self, offset: u64) -> Result<(), LogError> {
         persist_log_start(&self.backend, &self.dir, offset).await
+    }
+
+    /// DeleteRecords on a full disk: persisting the new start (a small file) failed with
+    /// `failure`. If that was `ENOSPC`, deletes the segments wholly below `offset` first — safe
+    /// without the file, since the first remaining segment's base (≤ `offset`) is then the log
+    /// start that recovery finds — and persists again in the space they freed. Otherwise, or
+    /// when no segment can go, returns `failure`. Caller holds the maintenance lock.
+    async fn free_space_for_log_start(
+        &self,
+        offset: u64,
+        failure: LogError,
+    ) -> Result<(), LogError> {
+        let LogError::Io(io_failure) = &failure else { return Err(failure) };
+        if !io_failure.is_disk_full() {
+            return Err(failure);
+        }
+        let below: Vec<u64> = {
+            let st = self.state.borrow();
+            let keys: Vec<(u64, u64)> =
+                st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
+            keys[..keys.len() - 1]
+                .iter()
+                .filter(|(_, next)| *next <= offset)
+                .map(|(b, _)| *b)
+                .collect()
+        };
+        if below.is_empty() {
+            return Err(failure);
+        }
+        info!(dir = %self.dir.display(), requested = offset, segments = below.len(), "disk full: DeleteRecords frees whole segments before persisting the new log start");
+        self.delete_segments(&below).await?;
+        self.persist_log_start(offset).await
     }
 
     /// Removes every batch whose last offset is at or after `offset`; the log then ends at the

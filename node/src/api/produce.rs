@@ -23,10 +23,11 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use odradek_net::ErrorCode;
 use odradek_net::error_code as ec;
+use odradek_storage::AppendError;
 use odradek_storage::batch::BatchHeader;
 use odradek_storage::compact::batch_records;
 use odradek_storage::compression::Codec;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{by_owner, str_bytes};
 use crate::cluster::{Route, Topic, topic_config};
@@ -409,6 +410,13 @@ async fn append(
             match &e {
                 AppendFailure::Sequence(_) | AppendFailure::Transaction(_) => {
                     info!(topic = %item.topic.name, partition = item.partition, error = %e, "batch refused")
+                }
+                // The log itself logs when appends start failing and when they succeed again
+                // (and when it fences): a full disk fails every produce until space is freed,
+                // and a line per request would flood the log.
+                AppendFailure::Log(AppendError::Io(_) | AppendError::Fenced { .. })
+                | AppendFailure::Sync(_) => {
+                    debug!(topic = %item.topic.name, partition = item.partition, error = %e, "append failed")
                 }
                 _ if code == ec::KAFKA_STORAGE_ERROR => {
                     warn!(topic = %item.topic.name, partition = item.partition, error = %e, "append failed")
