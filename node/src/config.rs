@@ -23,6 +23,9 @@ pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 pub const FETCH_PREFETCH_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
 /// Bound on the connections one shard holds; more are closed as they arrive.
 pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 10_000;
+/// `queued.max.request.bytes`: request bytes the node's connections may hold at once (Kafka's
+/// default is unbounded; a broker that states its memory bound needs one).
+pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 512 * 1024 * 1024;
 
 /// The admin HTTP listener's default port: Redpanda's admin API port.
 pub const ADMIN_PORT_DEFAULT: u16 = 9644;
@@ -229,6 +232,7 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     connections_max_idle_ms: Option<u64>,
     connections_per_shard_max: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
     fetch_cache_bytes: Option<usize>,
     fetch_disk_reads: Option<DiskReads>,
     direct_writes: Option<bool>,
@@ -300,6 +304,10 @@ pub struct NodeConfig {
     pub connections_max_idle_ms: u64,
     /// Connections one shard accepts at most (config file key `connections_per_shard_max`).
     pub connections_per_shard_max: usize,
+    /// `queued.max.request.bytes`: request bytes the node's connections hold at most while
+    /// reading and handling requests larger than 64 KiB, split evenly over the shards (config
+    /// file key `queued_max_request_bytes`).
+    pub queued_max_request_bytes: usize,
     /// Memory each shard keeps of recently appended batches for tailing consumers (config file
     /// key `fetch_cache_bytes`; 0 turns the cache off).
     pub fetch_cache_bytes: usize,
@@ -677,6 +685,10 @@ impl NodeConfig {
                 .connections_per_shard_max
                 .unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT)
                 .max(1),
+            queued_max_request_bytes: file
+                .queued_max_request_bytes
+                .unwrap_or(QUEUED_MAX_REQUEST_BYTES_DEFAULT)
+                .max(1),
             fetch_cache_bytes: file.fetch_cache_bytes.unwrap_or(host.fetch_cache_bytes),
             fetch_disk_reads: file.fetch_disk_reads.unwrap_or_default(),
             direct_writes: file.direct_writes.unwrap_or(host.direct_writes),
@@ -922,6 +934,7 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
             "auto.create.topics.enable",
         ),
         (file.connections_max_idle_ms.is_some(), "connections.max.idle.ms"),
+        (file.queued_max_request_bytes.is_some(), "queued.max.request.bytes"),
         (file.offsets_retention_ms.is_some(), "offsets.retention.minutes"),
         (file.offsets_retention_check_interval_ms.is_some(), "offsets.retention.check.interval.ms"),
         (file.group_initial_rebalance_delay_ms.is_some(), "group.initial.rebalance.delay.ms"),

@@ -33,6 +33,8 @@ use crate::producers::ProducerIds;
 use crate::runtime::blocking::Blocking;
 use crate::runtime::{self, Mesh, ShardStart, ShardThreads, Sharded};
 use crate::server;
+use crate::server::abuse::AbuseLog;
+use crate::server::budget::RequestBudget;
 use crate::txn::records::TXN_TOPIC;
 use crate::txn::{Markers, Transactions, TxnHost, TxnSettings};
 use odradek_storage::LogConfig;
@@ -65,6 +67,8 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// Listeners' security: TLS, SASL users, super users.
     pub security: Arc<crate::security::Security>,
+    /// Connections closed for misbehaving, logged once per class for the whole node.
+    pub abuse: Arc<crate::server::abuse::AbuseLog>,
     /// Threads for work that would block the shard (PBKDF2 of a PLAIN login).
     pub pool: Blocking,
     pub life: Life,
@@ -77,6 +81,8 @@ pub struct Life {
     pub stopping: Cell<bool>,
     pub stop_event: Event,
     pub connections: Cell<usize>,
+    /// Request bytes this shard's connections hold: its share of `queued.max.request.bytes`.
+    pub requests: crate::server::budget::RequestBudget,
 }
 
 impl Sharded for Shard {
@@ -200,13 +206,14 @@ pub fn start(
     security: Arc<crate::security::Security>,
 ) -> Result<(ShardThreads, Arc<Mesh<Shard>>), StartupError> {
     let (smp, pin) = (config.smp, config.pin_shards);
+    let abuse = Arc::new(crate::server::abuse::AbuseLog::default());
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
         let (config, metadata) = (config.clone(), metadata.clone());
         let (producer_ids, pool) = (producer_ids.clone(), pool.clone());
         let stats =
             stats.get(start.id).cloned().unwrap_or_else(|| Arc::new(ShardStats::new(start.id)));
-        let security = security.clone();
-        Box::pin(run(start, config, metadata, producer_ids, (pool, security), stats))
+        let node = (pool, security.clone(), abuse.clone());
+        Box::pin(run(start, config, metadata, producer_ids, node, stats))
     });
     ShardThreads::start(smp, pin, body)
 }
@@ -216,7 +223,7 @@ async fn run(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
-    (pool, security): (Blocking, Arc<crate::security::Security>),
+    (pool, security, abuse): (Blocking, Arc<crate::security::Security>, Arc<AbuseLog>),
     stats: Arc<ShardStats>,
 ) {
     let ShardStart { id, mesh, inbox, stop, ready } = start;
@@ -266,6 +273,8 @@ async fn run(
         stats.clone(),
     );
     let smp = config.smp;
+    // Each shard gets an even share of the node's request budget.
+    let config_requests = config.queued_max_request_bytes / smp.max(1);
     let ctx = Rc::new(Shard {
         id,
         config,
@@ -279,8 +288,9 @@ async fn run(
         broker_conns: RefCell::new(HashMap::new()),
         stats,
         security,
+        abuse,
         pool,
-        life: Life::default(),
+        life: Life { requests: RequestBudget::new(config_requests), ..Life::default() },
     });
     compio::runtime::spawn(runtime::serve_inbox(ctx.clone(), inbox)).detach();
     if let Err(e) = open_owned(&ctx).await {

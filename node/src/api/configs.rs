@@ -144,6 +144,12 @@ fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> 
             "idle connections are closed after this",
         ),
         (
+            "queued.max.request.bytes",
+            c.queued_max_request_bytes.to_string(),
+            TYPE_INT,
+            "request bytes held at once while reading and handling requests",
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             c.group_initial_rebalance_delay_ms.to_string(),
             TYPE_INT,

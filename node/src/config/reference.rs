@@ -23,6 +23,11 @@ pub const FILE_ONLY: &[(&str, &str, &str)] = &[
         "Connections one shard holds; a new one beyond it is closed at once.",
     ),
     (
+        "queued_max_request_bytes",
+        "536870912",
+        "Request bytes the node's connections hold at once while reading and handling requests larger than 64 KiB, split evenly over the shards (Kafka's `queued.max.request.bytes`); a large request waits while its shard's share is taken, and one is always admitted alone.",
+    ),
+    (
         "fetch_cache_bytes",
         "1/256 of RAM over the shards, within 16–128 MiB (autotune)",
         "Memory per shard for the recent-batch cache: the batches appended last, served to tailing consumers without a disk read.",

@@ -104,6 +104,8 @@ pub struct ShardStats {
     pub connections: AtomicU64,
     pub connections_accepted: AtomicU64,
     pub connections_refused: AtomicU64,
+    /// Connections the node closed for misbehaving, by [`crate::server::abuse::Abuse`] class.
+    pub connections_closed: [AtomicU64; crate::server::abuse::Abuse::ALL.len()],
     /// SASL authentications that failed, and TLS handshakes that failed.
     pub auth_failures: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
@@ -136,6 +138,7 @@ impl ShardStats {
             connections: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            connections_closed: Default::default(),
             auth_failures: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             throttle_us: AtomicU64::new(0),
@@ -553,6 +556,15 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
             } else {
                 t.sample(name, &[("shard", &shard)], v);
             }
+        }
+    }
+    let closed = "odradek_connections_closed_total";
+    t.family(closed, "counter", "Client connections the node closed for misbehaving, by reason (idle, slow_request, slow_reader, oversize_frame, undecodable, tls_handshake, connection_limit) and shard (Kafka: socket-server-metrics connection-close-total).");
+    for s in shards {
+        let shard = s.shard.to_string();
+        for class in crate::server::abuse::Abuse::ALL {
+            let v = s.connections_closed[class as usize].load(Relaxed);
+            t.sample(closed, &[("reason", class.label()), ("shard", &shard)], v);
         }
     }
 }

@@ -4,6 +4,14 @@
 //! loop answers one request at a time, so order holds by construction. A frame whose length is
 //! out of bounds, an unknown API key or an undecodable request closes the connection with a log
 //! line saying why (what Kafka does); nothing of such a request is acted on.
+//!
+//! What one connection can cost the node is bounded: a request's body is read into a buffer
+//! of at most [`FIRST_READ_BYTES`] until that much has arrived, and only then into one of its
+//! announced size, which is first charged to the shard's share of `queued.max.request.bytes`
+//! (a slow client announcing 100 MiB holds 64 KiB, not 100 MiB); the request's bytes are given
+//! back before its response is written, so a client that never reads holds only its response.
+//! Every read and every write is bounded in time by `connections.max.idle.ms`. Connections
+//! closed for misbehaving are logged once per class ([`super::abuse`]), not once each.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -18,6 +26,7 @@ use odradek_net::request::decode_request;
 use odradek_net::{frame, response};
 use tracing::{debug, info, warn};
 
+use super::abuse::Abuse;
 use super::sasl;
 use super::session::{ListenerInfo, Principal, SaslState, Session};
 use super::stream::Stream;
@@ -30,6 +39,28 @@ use odradek_client::stages::{Kind, Stage};
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request body is read into a buffer of at most this size first; a larger one is allocated
+/// (and charged to `queued.max.request.bytes`) only once this much of it has arrived.
+pub const FIRST_READ_BYTES: usize = 64 * 1024;
+
+/// Why the node ended a connection.
+#[derive(Debug)]
+enum Close {
+    /// The client misbehaved (logged by class, see [`super::abuse`]).
+    Abuse(Abuse, String),
+    /// The client went away: a reset or broken pipe while reading or writing (logged at debug,
+    /// as Kafka does).
+    Gone(String),
+    /// Anything else: a refused SASL exchange, a request the node could not answer.
+    Error(String),
+}
+
+impl From<String> for Close {
+    fn from(reason: String) -> Self {
+        Close::Error(reason)
+    }
+}
 
 /// Serves one connection until the client closes it, it misbehaves, or the shard stops.
 pub async fn serve(
@@ -57,12 +88,17 @@ pub async fn serve(
             }
             Ok(Err(e)) => {
                 crate::metrics::ShardStats::add(&ctx.stats.tls_handshake_failures, 1);
-                info!(shard = ctx.id, %peer, listener = %listener.name, error = %e, "TLS handshake failed; closing");
+                let detail = format!("listener {}: {e}", listener.name);
+                ctx.abuse.closed(&ctx.stats, Abuse::TlsHandshake, peer, &detail);
                 return;
             }
             Err(_) => {
                 crate::metrics::ShardStats::add(&ctx.stats.tls_handshake_failures, 1);
-                info!(shard = ctx.id, %peer, listener = %listener.name, "no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}; closing");
+                let detail = format!(
+                    "listener {}: no TLS handshake within {TLS_HANDSHAKE_TIMEOUT:?}",
+                    listener.name
+                );
+                ctx.abuse.closed(&ctx.stats, Abuse::TlsHandshake, peer, &detail);
                 return;
             }
         }
@@ -72,7 +108,11 @@ pub async fn serve(
     session.superuser = ctx.security.is_super(session.principal.as_str());
     match serve_requests(ctx, &mut stream, &mut session).await {
         Ok(()) => debug!(shard = ctx.id, %peer, "connection closed"),
-        Err(reason) => info!(shard = ctx.id, %peer, %reason, "closing connection"),
+        Err(Close::Abuse(class, detail)) => {
+            ctx.abuse.closed(&ctx.stats, class, peer, &detail);
+        }
+        Err(Close::Gone(reason)) => debug!(shard = ctx.id, %peer, %reason, "connection lost"),
+        Err(Close::Error(reason)) => info!(shard = ctx.id, %peer, %reason, "closing connection"),
     }
 }
 
@@ -80,21 +120,19 @@ async fn serve_requests(
     ctx: &Rc<Shard>,
     stream: &mut Stream,
     session: &mut Session,
-) -> Result<(), String> {
+) -> Result<(), Close> {
     let peer = session.peer;
-    let mut out = BytesMut::with_capacity(64 * 1024);
+    // Grown by the first response that needs it: an idle connection holds no buffer.
+    let mut out = BytesMut::new();
     let mut pipe: Option<SplicePipe> = None;
+    let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
     loop {
         let Some(prefix) = next_prefix(ctx, stream).await? else { return Ok(()) };
         // The request's clock starts with its first bytes: time before that is the client's.
         let began = Instant::now();
-        let len =
-            frame::frame_len(prefix, ctx.config.request_max_bytes).map_err(|e| e.to_string())?;
-        let idle = Duration::from_millis(ctx.config.connections_max_idle_ms);
-        let buf = compio::time::timeout(idle, stream.read_exact_vec(len))
-            .await
-            .map_err(|_| format!("no complete {len}-byte request within {idle:?}"))?
-            .map_err(|e| format!("reading a {len}-byte request: {e}"))?;
+        let len = frame::frame_len(prefix, ctx.config.request_max_bytes)
+            .map_err(|e| Close::Abuse(Abuse::OversizeFrame, e.to_string()))?;
+        let (buf, queued) = read_body(ctx, stream, len, began + idle).await?;
         if let SaslState::RawTokens(_) = session.sasl {
             // After SaslHandshake v0 the frames are bare SASL tokens.
             sasl::raw_token(ctx, session, stream, &buf).await?;
@@ -117,13 +155,10 @@ async fn serve_requests(
                             &mut out,
                         )
                         .map_err(|e| e.to_string())?;
-                        stream.write_buf(&mut out).await?;
+                        stream.write_buf(&mut out).await.map_err(Close::Gone)?;
                         continue;
                     }
-                    None => {
-                        warn!(shard = ctx.id, %peer, error = %e, "undecodable request");
-                        return Err(format!("{e}"));
-                    }
+                    None => return Err(Close::Abuse(Abuse::Undecodable, e.to_string())),
                 }
             }
         };
@@ -161,9 +196,19 @@ async fn serve_requests(
         } else {
             throttle_for(ctx, session, (api_key, len), &mut handled, began.elapsed())
         };
+        // The request's bytes are given back before the response is written: a client that is
+        // slow to read holds its response, not the node's request budget.
+        drop(queued);
         let sending = Instant::now();
-        let sent =
-            respond(stream, handled, (correlation_id, api_key, version), &mut out, &mut pipe).await;
+        let sent = compio::time::timeout(
+            idle,
+            respond(stream, handled, (correlation_id, api_key, version), &mut out, &mut pipe),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            let detail = format!("{api_key:?} response not read within {idle:?}");
+            Err(Close::Abuse(Abuse::SlowReader, detail))
+        });
         timing.add(Stage::Send, sending.elapsed());
         let took = began.elapsed();
         ctx.stats.request(api_key as i16, took, error || sent.is_err());
@@ -180,7 +225,7 @@ async fn serve_requests(
         }
         sent?;
         if let Some(reason) = close {
-            return Err(reason);
+            return Err(Close::Error(reason));
         }
         if !throttle.is_zero() {
             mute(ctx, throttle).await;
@@ -292,35 +337,74 @@ async fn respond(
     (correlation_id, api_key, version): (i32, ApiKey, i16),
     out: &mut BytesMut,
     pipe: &mut Option<SplicePipe>,
-) -> Result<(), String> {
+) -> Result<(), Close> {
     match reply {
         Reply::Nothing => Ok(()),
         Reply::Body(body) => {
             out.clear();
             response::encode_response(correlation_id, api_key, version, &body, out)
-                .map_err(|e| e.to_string())?;
-            stream.write_buf(out).await
+                .map_err(|e| Close::Error(e.to_string()))?;
+            stream.write_buf(out).await.map_err(Close::Gone)
         }
         Reply::Fetch(reply) => {
             let pieces = encode_fetch_response(correlation_id, version, &reply.response)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Close::Error(e.to_string()))?;
             // Piece i, then partition i's records: the payload is never copied into a buffer.
             let mut mem: Vec<Bytes> = Vec::with_capacity(pieces.len() + reply.records.len());
             let mut records = reply.records.into_iter();
             for piece in pieces {
                 mem.push(piece);
                 for payload in records.next().unwrap_or_default() {
-                    stream.send_payload(&mut mem, payload, pipe).await?;
+                    stream.send_payload(&mut mem, payload, pipe).await.map_err(Close::Gone)?;
                 }
             }
-            stream.write_all_bufs(mem).await
+            stream.write_all_bufs(mem).await.map_err(Close::Gone)
         }
     }
 }
 
+/// Reads a `len`-byte request body, all of it before `deadline` (else the client is a slow
+/// one): first into a buffer of at most [`FIRST_READ_BYTES`], then, once that much arrived,
+/// into one of the full size, charged to the shard's request budget (waiting for it if other
+/// requests hold it). Returns the body and the charge, which gives the bytes back when dropped.
+async fn read_body<'a>(
+    ctx: &'a Shard,
+    stream: &mut Stream,
+    len: usize,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Option<super::budget::Charge<'a>>), Close> {
+    let slow =
+        || Close::Abuse(Abuse::SlowRequest, format!("no complete {len}-byte request in time"));
+    let failed = |e: std::io::Error| Close::Gone(format!("reading a {len}-byte request: {e}"));
+    let left = |d: Instant| d.saturating_duration_since(Instant::now());
+    let first = len.min(FIRST_READ_BYTES);
+    let buf = Vec::with_capacity(first);
+    let mut buf = compio::time::timeout(left(deadline), stream.read_to(buf, first))
+        .await
+        .map_err(|_| slow())?
+        .map_err(failed)?;
+    if first == len {
+        return Ok((buf, None));
+    }
+    let charge = compio::time::timeout(left(deadline), ctx.life.requests.charge(len))
+        .await
+        .map_err(|_| {
+            let held = ctx.life.requests.held();
+            Close::Error(format!(
+                "no room for a {len}-byte request in time (the shard's requests hold {held} bytes of queued.max.request.bytes)"
+            ))
+        })?;
+    buf.reserve_exact(len - first);
+    let buf = compio::time::timeout(left(deadline), stream.read_to(buf, len))
+        .await
+        .map_err(|_| slow())?
+        .map_err(failed)?;
+    Ok((buf, Some(charge)))
+}
+
 /// The next request's 4-byte length prefix; `None` when the client closed the connection
 /// between requests, or the shard is stopping and no request is under way.
-async fn next_prefix(ctx: &Shard, stream: &mut Stream) -> Result<Option<[u8; 4]>, String> {
+async fn next_prefix(ctx: &Shard, stream: &mut Stream) -> Result<Option<[u8; 4]>, Close> {
     if ctx.life.stopping.get() {
         return Ok(None);
     }
@@ -332,9 +416,9 @@ async fn next_prefix(ctx: &Shard, stream: &mut Stream) -> Result<Option<[u8; 4]>
     let read = std::pin::pin!(compio::time::timeout(idle, stream.read_prefix()));
     match select(read, stop).await {
         Either::Right(_) => Ok(None),
-        Either::Left((Err(_), _)) => Err(format!("idle for {idle:?} (connections.max.idle.ms)")),
+        Either::Left((Err(_), _)) => Err(Close::Abuse(Abuse::Idle, format!("idle for {idle:?}"))),
         Either::Left((Ok(Ok(prefix)), _)) => Ok(Some(prefix)),
         Either::Left((Ok(Err(e)), _)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Either::Left((Ok(Err(e)), _)) => Err(format!("reading a request: {e}")),
+        Either::Left((Ok(Err(e)), _)) => Err(Close::Gone(format!("reading a request: {e}"))),
     }
 }

@@ -7,14 +7,24 @@
 //! **Invariants.**
 //! - Responses leave in request order: a connection answers one request at a time.
 //! - Every read from a client is bounded in size (`socket.request.max.bytes`, checked before
-//!   the body is read) and in time (`connections.max.idle.ms`).
+//!   the body is read) and in time (`connections.max.idle.ms`), and so is every write of a
+//!   response (a client that does not read is closed).
+//! - A connection holds at most one request: its body is buffered 64 KiB at a time until it
+//!   proves larger, and a larger body is charged to the shard's share of
+//!   `queued.max.request.bytes` ([`budget`]) until it is handled. An idle connection holds no
+//!   buffer. So the node's memory for clients is bounded by connections × 64 KiB plus the
+//!   budget plus the responses being written.
 //! - A shard holds at most `connections_per_shard_max` connections; more are closed at once.
 //! - A frame that cannot be decoded, or an API this node does not serve, closes the
-//!   connection with one log line saying why; nothing of it is acted on.
+//!   connection; nothing of it is acted on.
+//! - Connections closed for misbehaving are logged once per class, then summarised at most
+//!   once a minute ([`abuse`]), and counted in `odradek_connections_closed_total{reason}`.
 //!
 //! **What it does not know.** What a request means (that is `api`), or where records live
 //! (a Fetch answer names memory or file ranges; the transport sends them).
 
+pub mod abuse;
+pub mod budget;
 pub mod conn;
 pub mod sasl;
 pub mod session;
@@ -141,7 +151,8 @@ async fn accept_on(
                 let life = &ctx.life;
                 if life.connections.get() >= limit {
                     // Closing at once is all a client can be told before it sent a request.
-                    warn!(shard = ctx.id, %peer, limit, "connection limit reached; closing the new connection");
+                    let detail = format!("{limit} connections on shard {}", ctx.id);
+                    ctx.abuse.closed(&ctx.stats, abuse::Abuse::ConnectionLimit, peer, &detail);
                     crate::metrics::ShardStats::add(&ctx.stats.connections_refused, 1);
                     drop(stream);
                     continue;

@@ -37,18 +37,20 @@ impl std::fmt::Debug for Stream {
 const TLS_FILE_CHUNK: usize = 1 << 20;
 
 impl Stream {
-    /// Reads exactly `len` bytes.
-    pub async fn read_exact_vec(&mut self, len: usize) -> std::io::Result<Vec<u8>> {
+    /// Reads bytes onto the end of `buf` until it holds `upto` bytes (growing it if need be).
+    pub async fn read_to(&mut self, mut buf: Vec<u8>, upto: usize) -> std::io::Result<Vec<u8>> {
+        let from = buf.len();
+        let upto = upto.max(from);
+        buf.reserve_exact(upto - from);
         match self {
             Self::Plain(s) => {
                 let mut reader = &*s;
-                let BufResult(res, buf) =
-                    reader.read_exact(IoBuf::slice(Vec::with_capacity(len), 0..len)).await;
+                let BufResult(res, buf) = reader.read_exact(IoBuf::slice(buf, from..upto)).await;
                 res.map(|()| buf.into_inner())
             }
             Self::Tls(s) => {
-                let mut buf = vec![0u8; len];
-                s.read_exact(&mut buf).await.map(|()| buf)
+                buf.resize(upto, 0);
+                s.read_exact(&mut buf[from..]).await.map(|()| buf)
             }
         }
     }
