@@ -705,10 +705,18 @@ pub struct Log<B: Backend> {
     /// segments also have theirs in `<base>.txnindex`.
     pub(crate) aborted: RefCell<AbortedIndex>,
     /// Appends are failing with I/O errors (a full disk, most often): set by the first failed
-    /// group write, which is logged once, cleared (and logged) by the next one that succeeds.
-    /// The failures in between are logged at debug level only.
+    /// group write, which is logged once; cleared (and logged) by a write that succeeds once
+    /// none failed for [`WRITES_OK_QUIET`]. The failures in between are logged at debug level.
     write_failing: Cell<bool>,
+    /// When the last group write failed, and how many failed since the first was logged.
+    last_write_failure: Cell<Option<std::time::Instant>>,
+    write_failures: Cell<u64>,
 }
+
+/// Appends that failed count as succeeding again once none failed for this long. Without it a
+/// nearly full disk, which refuses large batches and takes small ones, would log a pair of
+/// lines per flap.
+pub const WRITES_OK_QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<B: Backend> std::fmt::Debug for Log<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -820,10 +828,13 @@ impl<B: Backend> Log<B> {
             producers: RefCell::new(ProducerStates::default()),
             aborted: RefCell::new(AbortedIndex::default()),
             write_failing: Cell::new(false),
+            last_write_failure: Cell::new(None),
+            write_failures: Cell::new(0),
         }
     }
 
-    /// Whether appends are failing with I/O errors now (the last group write failed).
+    /// Whether appends have been failing with I/O errors: from the first failed group write
+    /// until one succeeds after [`WRITES_OK_QUIET`] without failures.
     pub fn write_failing(&self) -> bool {
         self.write_failing.get()
     }
@@ -832,18 +843,27 @@ impl<B: Backend> Log<B> {
     /// run of failures: a full disk fails every produce until space is freed, and a line per
     /// request would flood the log.
     fn note_write_failed(&self, step: &'static str, failure: &AppendError) {
+        self.last_write_failure.set(Some(std::time::Instant::now()));
         if self.write_failing.replace(true) {
+            self.write_failures.set(self.write_failures.get() + 1);
             debug!(dir = %self.dir.display(), step, error = %failure, "append failed again");
             return;
         }
+        self.write_failures.set(1);
         let disk_full = matches!(failure, AppendError::Io(f) if f.is_disk_full());
-        warn!(dir = %self.dir.display(), step, disk_full, error = %failure, "appends failing; the log is unchanged and takes writes again once the cause is fixed");
+        // Unless fenced (logged on its own), the log is unchanged: it takes writes again once
+        // the cause is gone (space freed).
+        let fenced = self.state.borrow().fenced.is_some();
+        warn!(dir = %self.dir.display(), step, disk_full, fenced, error = %failure, "appends failing");
     }
 
-    /// Logs the first group write that succeeds after failures.
+    /// After a group write succeeded: logs that appends succeed again, once none failed for
+    /// [`WRITES_OK_QUIET`].
     fn note_write_ok(&self) {
-        if self.write_failing.replace(false) {
-            info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), "appends succeed again");
+        let quiet = self.last_write_failure.get().is_none_or(|t| t.elapsed() >= WRITES_OK_QUIET);
+        if quiet && self.write_failing.replace(false) {
+            let failed_writes = self.write_failures.replace(0);
+            info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), failed_writes, "appends succeed again");
         }
     }
 
