@@ -193,6 +193,9 @@ impl Exchange {
     /// Feeds the client's token. `Err` is a malformed token (the exchange is over).
     pub fn step(&mut self, token: &[u8]) -> Result<Step, String> {
         let scram = self.mechanism != Mechanism::Plain;
+        if scram && !scram_parts_sliceable(token, self.client_first.is_none()) {
+            return Err("malformed SCRAM message: an attribute shorter than `x=`".to_owned());
+        }
         if scram && self.client_first.is_none() {
             self.client_first = Some(token.to_vec());
         }
@@ -220,6 +223,24 @@ impl Exchange {
         }
         done
     }
+}
+
+/// Whether rsasl (2.3.1) can parse a SCRAM client message without panicking. Its parsers take
+/// `&part[0..2]` of every attribute and `&authzid[2..]` of a non-empty authzid without checking
+/// their length, so a client-first `n,,` or `y,x,n=u` or a client-final `c=biws,r` panicked
+/// the shard thread (found by the `sasl` fuzz target). A well-formed message never has an
+/// attribute shorter than `x=`, so refusing such a message changes nothing for real clients.
+/// `first`: the client-first message (gs2 header: channel-binding flag and authzid first).
+fn scram_parts_sliceable(token: &[u8], first: bool) -> bool {
+    let mut parts = token.split(|b| *b == b',');
+    if first {
+        // The channel-binding flag is checked by rsasl with its length.
+        let _flag = parts.next();
+        if parts.next().is_some_and(|authzid| authzid.len() == 1) {
+            return false;
+        }
+    }
+    parts.all(|attribute| attribute.len() >= 2)
 }
 
 /// The value of attribute `name` in a SCRAM message (`r=...,s=...`).
@@ -428,6 +449,36 @@ mod digest_traits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SCRAM messages with an attribute shorter than `x=` (the `sasl` fuzz target's findings and
+    /// their neighbours) end the exchange with an error instead of panicking inside rsasl;
+    /// well-formed ones still get a server-first message.
+    #[test]
+    fn scram_messages_with_short_attributes_are_refused_not_panicked_on() {
+        let cred = credential_from_salted("SCRAM-SHA-256", 4096, b"salt", &[7u8; 32])
+            .expect("known mechanism");
+        let mut view = SecurityView::default();
+        view.scram.insert("bob".into(), BTreeMap::from([("SCRAM-SHA-256".into(), cred)]));
+        let view = Arc::new(view);
+        // The fuzz target's first crash (`y,\xCAy,`), then each sliced part too short.
+        let firsts: [&[u8]; 7] =
+            [b"y,\xCAy,", b"n,,", b"n,,n", b"n,,n=bob,r", b"n,a,n=bob,r=x", b"y,,,", b"n,,n=bob,"];
+        for first in firsts {
+            let mut ex = Exchange::start(Mechanism::ScramSha256, view.clone()).expect("starts");
+            assert!(ex.step(first).is_err(), "{:?} refused", String::from_utf8_lossy(first));
+        }
+        let finals: [&[u8]; 5] = [b"", b"c", b"c=biws,r", b"c=biws,r=x,", b"c=biws,r=x,p"];
+        for last in finals {
+            let mut ex = Exchange::start(Mechanism::ScramSha256, view.clone()).expect("starts");
+            let first = ex.step(b"n,,n=bob,r=cnonce");
+            assert!(matches!(first, Ok(Step::Continue(_))), "a good client-first continues");
+            assert!(
+                !matches!(ex.step(last), Ok(Step::Done(_, Outcome::Authenticated(_)))),
+                "{:?} does not authenticate",
+                String::from_utf8_lossy(last)
+            );
+        }
+    }
 
     /// A client-final message as librdkafka 2.0 writes it (its nonce, then the whole server
     /// nonce), signed over that message, is accepted as Kafka accepts it; a wrong password
