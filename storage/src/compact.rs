@@ -35,7 +35,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::backend::{Backend, StorageFile, remove_if_exists};
 use crate::batch::{self, BatchHeader, HEADER_BYTES, TimestampType};
@@ -255,7 +255,17 @@ impl<B: Backend> Log<B> {
             return Ok(None);
         }
         let cleaned = self.dir.join(format!("{:020}.log.cleaned", seg.base_offset));
-        let (file, written) = self.write_cleaned(&cleaned, out).await?;
+        let (file, written) = match self.write_cleaned(&cleaned, out).await {
+            Ok(done) => done,
+            Err(e) => {
+                // A full disk, most often: the partial copy's blocks go back now, not at the
+                // next open (which removes leftovers anyway).
+                if let Err(r) = remove_if_exists(&self.backend, &cleaned).await {
+                    debug!(file = %cleaned.display(), error = %r, "cannot remove a failed compaction copy");
+                }
+                return Err(e);
+            }
+        };
         let after = self.swap_cleaned(seg, &cleaned, file, written).await?;
         if !txns.dropped_aborts.is_empty() {
             // The removed ABORT markers' entries go, from memory and from the segment's
@@ -335,14 +345,20 @@ impl<B: Backend> Log<B> {
             .await
             .map_err(|e| IoFailure::new("rename", &seg.path, e))?;
         self.backend.sync_dir(dir).await.map_err(|e| IoFailure::new("fsync dir", dir, e))?;
-        segment::write_whole(&self.backend, &index, fresh.offset_index.encode()).await?;
-        segment::write_whole(&self.backend, &tindex, fresh.time_index.encode()).await?;
+        // The cleaned file is the segment now: the log follows it before the index writes, so
+        // that a failed one (a full disk) leaves the log agreeing with the disk; a missing
+        // index is rebuilt at the next open.
+        let (ix, tx) = (fresh.offset_index.encode(), fresh.time_index.encode());
         let after = fresh.size;
-        let mut st = self.state.borrow_mut();
-        // Offsets never move: the cleaned segment ends where the old one did, or before.
-        let old = st.segments.get(&seg.base_offset).map(|s| s.next_offset);
-        assert!(old.is_none_or(|end| fresh.next_offset <= end), "compaction renumbered");
-        st.segments.insert(seg.base_offset, fresh);
+        {
+            let mut st = self.state.borrow_mut();
+            // Offsets never move: the cleaned segment ends where the old one did, or before.
+            let old = st.segments.get(&seg.base_offset).map(|s| s.next_offset);
+            assert!(old.is_none_or(|end| fresh.next_offset <= end), "compaction renumbered");
+            st.segments.insert(seg.base_offset, fresh);
+        }
+        segment::write_whole(&self.backend, &index, ix).await?;
+        segment::write_whole(&self.backend, &tindex, tx).await?;
         Ok(after)
     }
 }

@@ -61,5 +61,8 @@ pub use backend::{Backend, CompioBackend, StorageFile};
 pub use config::{IoObserver, LogConfig};
 pub use epochs::EpochEntry;
 pub use error::{AppendError, LogError, ReadError};
-pub use log::{AppendInfo, FileSlice, Log, PAGE_CACHE_WINDOW_BYTES, ReadResult, WRITEBACK_BYTES};
+pub use log::{
+    AppendInfo, FileSlice, Log, PAGE_CACHE_WINDOW_BYTES, ReadResult, WRITEBACK_BYTES,
+    WRITES_OK_QUIET_MS,
+};
 pub use txn::{AbortedTxn, MarkerKind, TxnMarker, control_batch, parse_marker};

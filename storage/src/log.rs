@@ -706,17 +706,18 @@ pub struct Log<B: Backend> {
     pub(crate) aborted: RefCell<AbortedIndex>,
     /// Appends are failing with I/O errors (a full disk, most often): set by the first failed
     /// group write, which is logged once; cleared (and logged) by a write that succeeds once
-    /// none failed for [`WRITES_OK_QUIET`]. The failures in between are logged at debug level.
+    /// none failed for [`WRITES_OK_QUIET_MS`]. The failures in between are logged at debug level.
     write_failing: Cell<bool>,
-    /// When the last group write failed, and how many failed since the first was logged.
-    last_write_failure: Cell<Option<std::time::Instant>>,
+    /// When the last group write failed (the log's clock, ms), and how many failed since the
+    /// first was logged.
+    last_write_failure: Cell<Option<i64>>,
     write_failures: Cell<u64>,
 }
 
-/// Appends that failed count as succeeding again once none failed for this long. Without it a
-/// nearly full disk, which refuses large batches and takes small ones, would log a pair of
-/// lines per flap.
-pub const WRITES_OK_QUIET: std::time::Duration = std::time::Duration::from_secs(5);
+/// Appends that failed count as succeeding again once none failed for this long (ms of the
+/// log's clock). Without it a nearly full disk, which refuses large batches and takes small
+/// ones, would log a pair of lines per flap.
+pub const WRITES_OK_QUIET_MS: i64 = 5_000;
 
 impl<B: Backend> std::fmt::Debug for Log<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -834,7 +835,7 @@ impl<B: Backend> Log<B> {
     }
 
     /// Whether appends have been failing with I/O errors: from the first failed group write
-    /// until one succeeds after [`WRITES_OK_QUIET`] without failures.
+    /// until one succeeds after [`WRITES_OK_QUIET_MS`] without failures.
     pub fn write_failing(&self) -> bool {
         self.write_failing.get()
     }
@@ -843,7 +844,7 @@ impl<B: Backend> Log<B> {
     /// run of failures: a full disk fails every produce until space is freed, and a line per
     /// request would flood the log.
     fn note_write_failed(&self, step: &'static str, failure: &AppendError) {
-        self.last_write_failure.set(Some(std::time::Instant::now()));
+        self.last_write_failure.set(Some((self.clock)()));
         if self.write_failing.replace(true) {
             self.write_failures.set(self.write_failures.get() + 1);
             debug!(dir = %self.dir.display(), step, error = %failure, "append failed again");
@@ -858,9 +859,10 @@ impl<B: Backend> Log<B> {
     }
 
     /// After a group write succeeded: logs that appends succeed again, once none failed for
-    /// [`WRITES_OK_QUIET`].
+    /// [`WRITES_OK_QUIET_MS`].
     fn note_write_ok(&self) {
-        let quiet = self.last_write_failure.get().is_none_or(|t| t.elapsed() >= WRITES_OK_QUIET);
+        let now = (self.clock)();
+        let quiet = self.last_write_failure.get().is_none_or(|t| now - t >= WRITES_OK_QUIET_MS);
         if quiet && self.write_failing.replace(false) {
             let failed_writes = self.write_failures.replace(0);
             info!(dir = %self.dir.display(), log_end_offset = self.log_end_offset(), failed_writes, "appends succeed again");

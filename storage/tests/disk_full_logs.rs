@@ -1,0 +1,78 @@
+//! A run of append failures on a full disk is logged once, and its end once (after a quiet
+//! period, so that a nearly full disk that flaps is not logged per flap).
+//!
+//! Alone in its test binary: tracing's per-callsite interest cache, computed when a callsite is
+//! first hit, races with tests on other threads that run without a subscriber.
+
+mod common;
+use std::cell::Cell;
+use std::path::Path;
+use std::rc::Rc;
+
+use common::*;
+use odradek_storage::compression::Codec;
+use odradek_storage::log::Log;
+use odradek_storage::sim::SimBackend;
+
+const DIR: &str = "/data/topic-0";
+
+fn used(sim: &SimBackend) -> u64 {
+    sim.paths().iter().filter_map(|p| sim.contents(p)).map(|c| c.len() as u64).sum()
+}
+
+#[test]
+fn a_run_of_failures_is_logged_once_and_its_end_once() {
+    let now = Rc::new(Cell::new(5_000i64));
+    let clock_now = now.clone();
+    let logs = logs_of(|| {
+        runtime().block_on(async {
+            let sim = SimBackend::new();
+            let clock: odradek_storage::log::Clock = Rc::new(move || clock_now.get());
+            let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock)
+                .await
+                .expect("open");
+            log.append(batch_of(&[0], Codec::None, 5_000, false)).await.expect("append");
+            sim.set_capacity(Some(used(&sim)));
+            for _ in 0..50 {
+                assert!(log.append(batch_of(&[1; 600], Codec::None, 5_000, false)).await.is_err());
+            }
+            sim.set_capacity(None);
+            // Succeeding at once after a failure is not yet "succeeding again" (a nearly full
+            // disk flaps); after the quiet period it is.
+            log.append(batch_of(&[2], Codec::None, 5_000, false)).await.expect("room");
+            assert!(log.write_failing());
+            now.set(now.get() + odradek_storage::WRITES_OK_QUIET_MS);
+            log.append(batch_of(&[3], Codec::None, 5_000, false)).await.expect("room");
+            assert!(!log.write_failing());
+        });
+    });
+    assert_eq!(logs.matches("appends failing").count(), 1, "{logs}");
+    assert_eq!(logs.matches("appends succeed again").count(), 1, "{logs}");
+    assert!(logs.contains("disk_full=true"), "{logs}");
+    assert!(logs.contains("failed_writes=50"), "{logs}");
+}
+
+/// Log lines (info and above) written while `work` runs on this thread.
+fn logs_of(work: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let bytes = buf.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
