@@ -344,6 +344,20 @@ pub async fn read_frame<T: DeserializeOwned>(
         Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Ok(Err(e)) => return Err(e),
     };
+    let len = frame_body_len(prefix, max)?;
+    let body = compio::time::timeout(timeout, stream.read_vec(len)).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no complete {len}-byte frame in {timeout:?}"),
+        )
+    })??;
+    decode_frame_body(&body).map(Some)
+}
+
+/// The body length a frame's 4-byte prefix announces, refused (`InvalidData`) outside
+/// `1..=max`, before any of the body is read. [`read_frame`]'s first step; public for the
+/// fuzz target `controller_frame`.
+pub fn frame_body_len(prefix: [u8; 4], max: usize) -> io::Result<usize> {
     let len = u32::from_be_bytes(prefix) as usize;
     if len == 0 || len > max {
         return Err(io::Error::new(
@@ -351,14 +365,13 @@ pub async fn read_frame<T: DeserializeOwned>(
             format!("frame length {len} outside 1..={max}"),
         ));
     }
-    let body = compio::time::timeout(timeout, stream.read_vec(len)).await.map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("no complete {len}-byte frame in {timeout:?}"),
-        )
-    })??;
-    serde_json::from_slice(&body)
-        .map(Some)
+    Ok(len)
+}
+
+/// Decodes a frame's body (JSON) as a `T`; `InvalidData` if it does not decode. [`read_frame`]'s
+/// last step; public for the fuzz target `controller_frame`.
+pub fn decode_frame_body<T: DeserializeOwned>(body: &[u8]) -> io::Result<T> {
+    serde_json::from_slice(body)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("undecodable frame: {e}")))
 }
 
