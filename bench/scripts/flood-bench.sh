@@ -5,11 +5,14 @@
 #
 #   bench/scripts/flood-bench.sh [ODRADEK] [ODRADEK_BENCH] [SECONDS]
 #
-# Defaults: target/release/odradek, target/release/odradek-bench, 20 s per phase. For each
-# phase (quiet first, then one flood class at a time, each from tests/clients/flood.py), an
-# open-loop `odradek-bench e2e` at 2,000 records/s of 1 KiB, acks=all, runs beside the flood;
-# the node's RSS is sampled every 200 ms. Prints one Markdown table: the class, connections,
-# the node's peak RSS, produce and end-to-end p50/p99 and the p99 ratio to quiet. The node
+# Defaults: target/release/odradek, target/release/odradek-bench, 20 s per phase. Each flood
+# class (from tests/clients/flood.py) gets a quiet phase and then a flood phase, so that its
+# ratio compares two neighbouring runs on a noisy machine. In each phase an open-loop
+# `odradek-bench e2e` at 2,000 records/s of 1 KiB, acks=all, measures a well-behaved client;
+# the node's RSS is read before the phase and sampled every 200 ms during it. Prints one
+# Markdown table: the class, connections, the node's RSS before and at its peak, produce and
+# end-to-end p50/p99, and the e2e p99 ratio to the quiet phase before it. The recent-batch
+# cache is 8 MiB per shard so that its filling does not hide what the floods cost. The node
 # keeps Kafka's default connections.max.idle.ms (10 min), so the floods are held all along.
 # Everything it starts it stops, by PID.
 set -euo pipefail
@@ -40,7 +43,9 @@ trap cleanup EXIT
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 addr="127.0.0.1:$(port)"
+printf 'fetch_cache_bytes = 8388608\n' > "$work/node.toml"
 "$BIN" serve --listen "$addr" --admin-listen none --smp 2 --data-dir "$work/data" \
+    --config "$work/node.toml" \
     > "$work/node.out" 2> "$work/node.err" &
 node_pid=$!
 for _ in $(seq 100); do grep -q "odradek ready" "$work/node.out" 2>/dev/null && break; sleep 0.2; done
@@ -61,6 +66,7 @@ rss_peak() { # samples the node's RSS until the file $1 exists; prints the peak 
 
 phase() { # NAME FLOOD-ARGS...
     local name="$1"; shift
+    awk '/^VmRSS:/ {print $2}' "/proc/$node_pid/status" > "$work/$name.rss0"
     if [ "$#" -gt 0 ]; then
         python3 tests/clients/flood.py "$addr" "$@" > "$work/$name.flood" 2>&1 &
         flood_pid=$!
@@ -80,10 +86,13 @@ phase() { # NAME FLOOD-ARGS...
     fi
 }
 
-phase quiet
+phase quiet-idle
 phase idle idle 10000 600
+phase quiet-loris
 phase loris loris 1000 600
+phase quiet-nonreader
 phase nonreader nonreader 100 600 flood-data
+phase quiet-pipeline
 phase pipeline pipeline 4 600
 
 python3 - "$work" <<'EOF'
@@ -92,15 +101,17 @@ work = sys.argv[1]
 def lat(name):
     l = json.load(open(os.path.join(work, name + ".json")))["latency"]
     return l["produce"]["percentiles_us"], l["e2e"]["percentiles_us"]
-qp, qe = lat("quiet")
-print("| phase | connections | node peak RSS | produce p50 / p99 | e2e p50 / p99 | e2e p99 vs quiet |")
+print("| phase | connections | node RSS before → peak | produce p50 / p99 | e2e p50 / p99 | e2e p99 vs quiet |")
 print("|---|---|---|---|---|---|")
-for name, conns in [("quiet", 0), ("idle", 10000), ("loris", 1000), ("nonreader", 100), ("pipeline", 4)]:
-    p, e = lat(name)
-    rss = int(open(os.path.join(work, name + ".rss")).read()) / 1024
-    ms = lambda us: us / 1000
-    print(f"| {name} | {conns} | {rss:.0f} MiB | {ms(p['p50']):.2f} / {ms(p['p99']):.2f} ms | "
-          f"{ms(e['p50']):.2f} / {ms(e['p99']):.2f} ms | {e['p99'] / qe['p99']:.2f}x |")
+ms = lambda us: us / 1000
+mib = lambda f: int(open(os.path.join(work, f)).read()) / 1024
+for name, conns in [("idle", 10000), ("loris", 1000), ("nonreader", 100), ("pipeline", 4)]:
+    qp, qe = lat("quiet-" + name)
+    for phase, n in [("quiet-" + name, 0), (name, conns)]:
+        p, e = lat(phase)
+        print(f"| {phase} | {n} | {mib(phase + '.rss0'):.0f} → {mib(phase + '.rss'):.0f} MiB | "
+              f"{ms(p['p50']):.2f} / {ms(p['p99']):.2f} ms | {ms(e['p50']):.2f} / {ms(e['p99']):.2f} ms | "
+              f"{e['p99'] / qe['p99']:.2f}x |")
 EOF
 grep -c "" "$work/node.err" | xargs printf 'node log: %s lines in all\n'
 grep -E "connections closed|closing (idle )?connections|connection limit" "$work/node.err" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200 || true

@@ -48,6 +48,8 @@ use crate::shard::Shard;
 
 /// Pending connections the kernel queues per shard listener.
 const LISTEN_BACKLOG: i32 = 1024;
+/// At most one "accept failed" line per shard this often.
+const ACCEPT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long start-up waits for a port still held by a node that just died.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(5);
 
@@ -138,6 +140,9 @@ async fn accept_on(
     flag: &std::cell::Cell<bool>,
     stopped: &event_listener::Event,
 ) {
+    // Accept failures (out of descriptors, mostly) repeat every few milliseconds while they
+    // last: one line when they start, then one per ACCEPT_FAILURE_LOG_EVERY with the count.
+    let mut failures: (u64, Option<Instant>) = (0, None);
     loop {
         let stop = stopped.listen();
         if flag.get() {
@@ -174,7 +179,13 @@ async fn accept_on(
             }
             Either::Left((Err(e), _)) => {
                 // Out of descriptors and the like: say so, back off a little, keep serving.
-                warn!(shard = ctx.id, error = %e, "accept failed");
+                failures.0 += 1;
+                let due = failures.1.is_none_or(|t| t.elapsed() >= ACCEPT_FAILURE_LOG_EVERY);
+                if due {
+                    let count = std::mem::take(&mut failures.0);
+                    warn!(shard = ctx.id, error = %e, count, "accept failed (count: failures since the last such line; the file descriptor limit is `ulimit -n`)");
+                    failures.1 = Some(Instant::now());
+                }
                 compio::time::sleep(Duration::from_millis(10)).await;
             }
         }
