@@ -484,12 +484,69 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
 }
 
 #[test]
+fn on_a_full_disk_retention_runs_early_and_writes_come_back_without_an_operator() {
+    let test = "retention_on_a_full_disk";
+    let Some(disk) = loop_disk(test) else { return };
+    let data = disk.mount_point().join("data");
+    let node = node_on(Some(&data), &[]);
+    let rig = Rig { node, disk };
+    let mut s = connect(&rig.node);
+    // `ret` keeps 4 MiB, but retention has not run yet (it runs every few minutes): it holds
+    // 12 MiB when the disk fills.
+    let segment = ("segment.bytes", "1048576");
+    common::create_topic(&mut s, "ret", &[segment, ("retention.bytes", "4194304")]);
+    common::create_topic(&mut s, "fill", &[segment]);
+    let (ret, tp) = (("ret", 0), ("fill", 0));
+    let mut kept = Acked::default();
+    for _ in 0..(12 << 20) / (16 * 4096) {
+        assert_eq!(kept.produce(&mut s, ret, "ret", (16, 4096)), NONE, "filling ret");
+    }
+    let mut acked = Acked::default();
+    assert_eq!(fill(&mut s, &mut acked, tp), 4, "the disk is full");
+    let full_at = Instant::now();
+    // No DeleteRecords, no config change: the node's own retention frees the space.
+    let mut tries = 0;
+    let accepted = loop {
+        tries += 1;
+        match acked.produce(&mut s, tp, "again", (16, 4096)) {
+            NONE => break full_at.elapsed(),
+            KAFKA_STORAGE_ERROR if full_at.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("produce on a full disk answered {other} after {tries} tries"),
+        }
+    };
+    println!("{test}: first produce accepted {accepted:?} after the disk filled ({tries} tries)");
+    let start =
+        rig.node.find_log(|l| l.contains("deleted segment") && l.contains("ret-0")).map(|_| ());
+    assert!(start.is_some(), "retention deleted ret's old segments{}", rig.node.logs(40));
+    assert_holds(&mut s, tp, &acked.records, "fill after retention");
+    // `ret` kept its newest records, at least retention.bytes of them, all acknowledged ones.
+    let (code, _, ret_start) = common::list_offset(&mut s, "ret", -2);
+    assert_eq!(code, NONE);
+    assert!(ret_start > 0, "ret's start moved");
+    let kept_now = kept.from(ret_start);
+    let bytes: usize = kept_now.iter().map(|(_, v)| v.len()).sum();
+    assert!(bytes >= 4 << 20, "retention keeps retention.bytes: {bytes}");
+    assert_holds(&mut s, ret, &kept_now, "ret after retention");
+    print_storage_lines(test, &rig.node);
+}
+
+#[test]
 fn a_failing_device_fences_its_partition_and_the_rest_of_the_node_keeps_serving() {
     let test = "a_failing_device";
     // Partition doomed-0's files accept 256 KiB, then fail like a device gone bad.
     let budget = 256 * 1024;
     let faults = format!("doomed-0/,after={budget}");
     let mut node = node_on(None, &[("ODRADEK_STORAGE_FAULTS", &faults)]);
+    // `cargo test` builds `odradek` with the storage crate's `faults` feature; a `cargo build`
+    // run meanwhile in the same target directory re-links target/debug/odradek without it.
+    let on = node.find_log(|l| l.contains("storage fault injection is on"));
+    assert!(
+        on.is_some(),
+        "{} runs without the `faults` feature (did a concurrent `cargo build` replace it?)",
+        env!("CARGO_BIN_EXE_odradek")
+    );
     let mut s = connect(&node);
     common::create_topic(&mut s, "doomed", &[]);
     common::create_topic(&mut s, "healthy", &[]);

@@ -27,6 +27,15 @@ pub const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 pub const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How often compaction looks at compacted topics.
 pub const COMPACTION_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+/// While appends of some partition fail (a full disk, most often), every shard runs retention
+/// this often instead of every [`RETENTION_CHECK_INTERVAL`], so that space retention can free
+/// comes back in seconds, not minutes.
+pub const RETENTION_KICK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Bumped (at most once per [`RETENTION_KICK_INTERVAL`] by each shard) while a shard has a
+/// partition whose appends fail: the data directory is shared, so every shard's retention may
+/// free the space one shard's partition needs.
+static RETENTION_KICKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// How often a shard following the metadata looks whether it should stop.
 const FOLLOW_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// A maintenance step that takes longer than this is logged.
@@ -356,15 +365,30 @@ impl Partitions {
     /// Runs `flush.ms`, retention and compaction for this shard's partitions until `stop`
     /// reports true. Each step yields between partitions; a slow step is logged.
     pub async fn maintain(&self, stopping: impl Fn() -> bool) {
+        use std::sync::atomic::Ordering;
         let mut last_retention = Instant::now();
         let mut last_compaction = Instant::now();
+        let mut last_kick: Option<Instant> = None;
+        let mut kicks_seen = RETENTION_KICKS.load(Ordering::Acquire);
+        let mut failing = false;
         while !stopping() {
             compio::time::sleep(FLUSH_CHECK_INTERVAL).await;
-            let retention = last_retention.elapsed() >= RETENTION_CHECK_INTERVAL;
+            if failing && last_kick.is_none_or(|t| t.elapsed() >= RETENTION_KICK_INTERVAL) {
+                RETENTION_KICKS.fetch_add(1, Ordering::AcqRel);
+                last_kick = Some(Instant::now());
+            }
+            let kicks = RETENTION_KICKS.load(Ordering::Acquire);
+            let kicked = kicks != kicks_seen && last_retention.elapsed() >= RETENTION_KICK_INTERVAL;
+            let retention = last_retention.elapsed() >= RETENTION_CHECK_INTERVAL || kicked;
             let compaction = last_compaction.elapsed() >= COMPACTION_CHECK_INTERVAL;
             if retention {
                 last_retention = Instant::now();
+                kicks_seen = kicks;
             }
+            if kicked {
+                debug!("appends failing: retention runs early");
+            }
+            failing = false;
             if compaction {
                 last_compaction = Instant::now();
             }
@@ -373,6 +397,7 @@ impl Partitions {
                     return;
                 }
                 step(&p, "flush", p.log().flush_if_due()).await;
+                failing |= p.log().write_failing();
                 let policy = p.log().config().cleanup_policy;
                 if retention && policy.delete {
                     step(&p, "retention", p.log().enforce_retention()).await;
