@@ -25,11 +25,12 @@ use common::{batch, create_topic, fetch, produce};
 use odradek_records::Codec;
 
 /// Resident memory the flood classes together may add to a quiet node: 10,000 idle
-/// connections cost about 9 KiB each in a debug build (a task and its socket), and a
-/// connection buffers at most 64 KiB of a request before it is charged to the request budget.
-/// 200 MiB is far above the first and far below 10,000 × 64 KiB (625 MiB), which an eager
-/// per-connection buffer would cost.
-const RSS_GROWTH_MAX_KIB: u64 = 200 * 1024;
+/// connections cost about 3.5 KiB each in a debug build (a task, its pending read and timer),
+/// and a connection buffers at most 64 KiB of a request before it is charged to the request
+/// budget. 128 MiB is well above the first and far below 10,000 × 64 KiB (625 MiB), which an
+/// eager per-connection buffer would cost, or 10,000 × 9 KiB, which the request handlers'
+/// futures cost when they were part of every connection's task.
+const RSS_GROWTH_MAX_KIB: u64 = 128 * 1024;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
