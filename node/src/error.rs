@@ -67,6 +67,22 @@ pub fn append_failure(failure: &AppendFailure) -> ErrorCode {
     }
 }
 
+/// The error code for a group coordinator's failed write to `__consumer_offsets` (an
+/// OffsetCommit, TxnOffsetCommit or a group's stored metadata).
+///
+/// Kafka's `GroupMetadataManager` (`storeOffsets`, `storeGroup`) answers a failed log append
+/// of its own partition with a *coordinator* error, since the client talks to the coordinator,
+/// not to the partition: `KAFKA_STORAGE_ERROR` (a full disk) and `NOT_LEADER_OR_FOLLOWER`
+/// become `NOT_COORDINATOR`, which a consumer retries after finding the coordinator again. A
+/// Java consumer fails a commit that gets an unexpected code such as `KAFKA_STORAGE_ERROR`
+/// ("Unexpected error in commit") instead of retrying it. Other codes are kept.
+pub fn coordinator_append_failure(failure: &AppendFailure) -> ErrorCode {
+    match append_failure(failure) {
+        c if c == KAFKA_STORAGE_ERROR || c == NOT_LEADER_OR_FOLLOWER => NOT_COORDINATOR,
+        c => c,
+    }
+}
+
 /// The error code for a partition's failed read.
 pub fn read_failure(failure: &ReadFailure) -> ErrorCode {
     match failure {
@@ -216,6 +232,28 @@ mod tests {
             assert_eq!(name(from_append_error(error)), *expected, "{error:?}");
         }
         assert!(io_failure(28).is_disk_full(), "the ENOSPC case above is a full disk");
+    }
+
+    #[test]
+    fn coordinator_append_errors() {
+        use odradek_storage::LogError;
+        let cases: Vec<(AppendFailure, &str)> = vec![
+            (AppendFailure::Log(AppendError::Io(io_failure(28))), "NotCoordinator"),
+            (AppendFailure::Log(AppendError::Fenced { reason: "x".into() }), "NotCoordinator"),
+            (AppendFailure::Sync(LogError::Io(io_failure(5))), "NotCoordinator"),
+            (AppendFailure::NotLeader, "NotCoordinator"),
+            (AppendFailure::NotEnoughReplicas { isr: 1, min: 2 }, "NotEnoughReplicas"),
+            (
+                AppendFailure::Log(AppendError::InvalidBatch(BatchError::TooLarge {
+                    size: 2,
+                    max: 1,
+                })),
+                "MessageTooLarge",
+            ),
+        ];
+        for (failure, expected) in &cases {
+            assert_eq!(name(coordinator_append_failure(failure)), *expected, "{failure:?}");
+        }
     }
 
     #[test]

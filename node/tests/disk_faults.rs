@@ -351,6 +351,13 @@ fn committed(s: &mut TcpStream, group: &str, topic: &str) -> i64 {
     p.committed_offset
 }
 
+/// CreateTopics of `name` (one partition): the topic's error code.
+fn create_topic_code(s: &mut TcpStream, name: &str) -> i16 {
+    let req = requests::create_topic(name, 1).with_timeout_ms(10_000);
+    let resp: kafka_protocol::messages::CreateTopicsResponse = common::call(s, 7, &req);
+    resp.topics[0].error_code
+}
+
 /// DeleteRecords below `offset` of `topic`-0: (error code, low watermark).
 fn delete_records(s: &mut TcpStream, topic: &str, offset: i64) -> (i16, i64) {
     let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![
@@ -423,6 +430,12 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         "OffsetCommit on a full disk answered {on_full}"
     );
     println!("{test}: OffsetCommit on the full disk answered {on_full}");
+    // The controller's metadata log is on the same disk: a topic created now is either
+    // committed or refused, never half made (checked after the restart below).
+    let late = create_topic_code(&mut s, "late");
+    println!("{test}: CreateTopics on the full disk answered {late}");
+    assert!(rig.node.is_running(), "the node lives after a metadata write on a full disk");
+    metadata_ok(&mut s);
 
     // One line when appends start failing, not one per refused request (nor per flap of a
     // nearly full disk that refuses large batches and takes small ones).
@@ -457,6 +470,10 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
         assert_eq!(acked.produce(&mut s, tp, "again", (16, 4096)), NONE, "writes after freeing");
     }
     assert_eq!(commit(&mut s, "g", "fill", 3), NONE, "a commit once space is free");
+    // The controller's Raft core stops at a failed log write (openraft treats storage errors
+    // as fatal) and answers NOT_CONTROLLER until the node restarts; see disk-results.md.
+    let after = create_topic_code(&mut s, "after");
+    println!("{test}: CreateTopics once space is free, before a restart, answered {after}");
     assert_eq!(committed(&mut s, "g", "fill"), 3);
     // One line once writes succeed again (after a quiet period without failures).
     let logged_back = (0..100).any(|_| {
@@ -481,6 +498,13 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
     let mut s = connect(&rig.node);
     assert_holds(&mut s, tp, &acked.from(cut), "after a restart");
     assert_eq!(committed(&mut s, "g", "fill"), 3, "the group's commit after a restart");
+    // The metadata survived the full disk: `late` exists exactly when it was acknowledged.
+    let meta: MetadataResponse = common::call(&mut s, 12, &requests::metadata("late", 12));
+    let late_exists = meta.topics.iter().any(|t| t.error_code == NONE);
+    assert_eq!(late_exists, late == NONE, "topic `late` after a restart: {meta:?}");
+    if late != NONE {
+        assert_eq!(create_topic_code(&mut s, "late"), NONE, "CreateTopics once space is free");
+    }
 }
 
 #[test]

@@ -1197,8 +1197,11 @@ impl<B: Backend> Log<B> {
             debug!(segment = %path.display(), position = start_pos, error = %failure, "append write failed; cutting it back");
             if let Err(e2) = file.set_len(start_pos).await {
                 let reason = format!("write failed ({failure}) and cutting it back failed ({e2})");
-                warn!(segment = %path.display(), %reason, "log fenced");
-                self.state.borrow_mut().fenced = Some(reason);
+                let mut st = self.state.borrow_mut();
+                if st.fenced.is_none() {
+                    warn!(segment = %path.display(), %reason, "log fenced");
+                    st.fenced = Some(reason);
+                }
             }
             return Err(AppendError::Io(failure));
         }
@@ -1535,8 +1538,13 @@ impl<B: Backend> Log<B> {
             // After a failed fsync the kernel may have dropped the dirty pages: what we wrote
             // can no longer be trusted to reach the disk. Refuse writes until recovery.
             let reason = format!("sync failed: {failure}");
-            warn!(dir = %self.dir.display(), %reason, "log fenced");
-            st.fenced = Some(reason);
+            if st.fenced.is_none() {
+                warn!(dir = %self.dir.display(), %reason, "log fenced");
+                st.fenced = Some(reason);
+            } else {
+                // Fenced meanwhile (a failed write of a failing device): logged then.
+                debug!(dir = %self.dir.display(), %reason, "sync of a fenced log failed");
+            }
             return Err(LogError::Io(failure));
         }
         st.synced_offset = st.synced_offset.max(upto);

@@ -11,7 +11,7 @@ use odradek_net::error_code as ec;
 use odradek_storage::builder::{BatchParams, build_batch};
 use odradek_storage::compression::Codec;
 use odradek_storage::records::Record;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::GroupHost;
 use super::records::KeyValue as Kv;
@@ -180,7 +180,7 @@ async fn append_batch(
     let p = host.offsets_partition(partition).await?;
     p.append(batch, Durability::Committed(OFFSETS_COMMIT_TIMEOUT))
         .await
-        .map_err(|e| error::append_failure(&e))?;
+        .map_err(|e| error::coordinator_append_failure(&e))?;
     Ok(())
 }
 
@@ -203,7 +203,12 @@ pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), Error
     };
     let stored = append_synced(host, partition, now, vec![record]).await;
     if let Err(code) = stored {
-        warn!(group, partition, %code, "cannot store group metadata");
+        if code == ec::NOT_COORDINATOR {
+            // A full disk or a lost leadership: logged once by the log or the partition.
+            debug!(group, partition, %code, "cannot store group metadata");
+        } else {
+            warn!(group, partition, %code, "cannot store group metadata");
+        }
     }
     stored
 }
@@ -238,7 +243,13 @@ pub async fn write_commits(
 ) -> Result<(), ErrorCode> {
     let (now, records) = commit_records(partition, group, &commits)?;
     if let Err(code) = append_synced(host, partition, now, records).await {
-        warn!(group, partition, %code, "cannot write committed offsets");
+        if code == ec::NOT_COORDINATOR {
+            // A full disk or a lost leadership: logged once by the log or the partition, not
+            // per commit (consumers retry).
+            debug!(group, partition, %code, "cannot write committed offsets");
+        } else {
+            warn!(group, partition, %code, "cannot write committed offsets");
+        }
         return Err(code);
     }
     let mut groups = host.groups().borrow_mut();
