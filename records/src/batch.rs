@@ -159,8 +159,12 @@ impl BatchHeader {
         self.batch_length as usize + LOG_OVERHEAD_BYTES
     }
     /// Offset of the last record the batch covers (compaction may have removed it).
+    ///
+    /// Saturates at `i64::MAX` (`MIN`): a damaged or hostile header can put the base offset so near
+    /// it that adding the delta overflows (the `batch` fuzz target found the consumer's decoder
+    /// panicking on one); no real batch comes near.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
     /// The number of offsets the batch spans.
     pub fn offset_span(&self) -> u64 {
