@@ -11,7 +11,9 @@
 //!   `odradek-records`, the one RecordBatch codec, re-exported here at their old paths.
 //! - [`backend`] is the narrow file-I/O trait. [`backend::CompioBackend`] drives io_uring through
 //!   compio; [`sim::SimBackend`] keeps files in memory, injects I/O errors and simulates crashes
-//!   that keep only what was fsynced.
+//!   that keep only what was fsynced. With the `faults` cargo feature (tests only), `faults`
+//!   makes the real backend fail writes to chosen files after a byte budget, as a failing
+//!   device would (`ODRADEK_STORAGE_FAULTS`).
 //! - [`index`] and [`segment`] hold the per-segment state; [`log::Log`] ties segments into a
 //!   partition: group-committed appends, zero-copy reads, recovery, retention, truncation and
 //!   ([`compact`]) log compaction.
@@ -30,6 +32,9 @@
 //!   and survives a crash of the process or the machine.
 //! - Recovery after an unclean stop never serves a torn or corrupt batch: the tail is truncated
 //!   at the first batch that fails its checks, and the truncation is logged.
+//! - A failed append changes nothing and, unless the failure left the log unknowable (a write
+//!   that cannot be cut back, a failed `fdatasync`: the log is then *fenced* until reopened),
+//!   the next append that finds room succeeds: a full disk costs refused appends, never data.
 //! - Every batch on disk whose leader epoch is ≥ 0 is covered by the epoch cache after any
 //!   crash: a new epoch's entry is durable before its first batch is written, and entries past
 //!   the recovered log end are dropped at open.

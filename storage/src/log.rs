@@ -20,6 +20,15 @@
 //! - A failed write is cut off again (`ftruncate` back to the last whole batch); if even that
 //!   fails, or an `fdatasync` fails (its dirty pages may be gone), the log is *fenced*: it
 //!   refuses writes until it is reopened, and reopening runs recovery.
+//! - Every other failed write of an append (a full disk, most often) returns
+//!   [`AppendError::Io`] and leaves the log as it was, unfenced: a roll that fails part-way
+//!   keeps the old segment active and is retried by the next append; a failed epoch checkpoint
+//!   is rewritten before the next write; an all-or-nothing file's failed `.tmp` is removed.
+//!   The next append that finds room succeeds. A run of failures is logged once
+//!   (`appends failing`) and its end once ([`WRITES_OK_QUIET_MS`] after the last failure).
+//! - Retention, DeleteRecords and compaction free space on a full disk: DeleteRecords deletes
+//!   the whole segments below the new start before persisting it when there is no room for
+//!   that small file, and a failed compaction copy is removed at once.
 //! - `read` only ever returns whole batches below the log end offset.
 //!
 //! # Leader epochs (KIP-101/279)
