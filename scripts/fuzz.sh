@@ -9,7 +9,8 @@
 #                                          input printed in hex
 #   scripts/fuzz.sh run TARGET [EXECS]     a long run (default 10 000 000 executions), niced, on
 #                                          the working corpus fuzz/work/TARGET (seeded from
-#                                          fuzz/corpus/TARGET); crashes go to fuzz/artifacts/TARGET
+#                                          fuzz/corpus/TARGET); crashes go to fuzz/artifacts/TARGET;
+#                                          FUZZ_MAX_SECONDS=N stops it after N seconds
 #   scripts/fuzz.sh merge TARGET           minimizes fuzz/corpus/TARGET plus fuzz/work/TARGET into
 #                                          fuzz/corpus/TARGET (libFuzzer -merge=1)
 #   scripts/fuzz.sh list                   the target names
@@ -17,7 +18,8 @@
 # Toolchain: nightly (cargo-fuzz needs -Z flags), installed with rustup when missing; cargo-fuzz
 # is installed into target/tools when it is not on PATH. Sanitizer: none by default (safe Rust:
 # libFuzzer's coverage and Rust's own checks find the panics; ASan costs about 2x exec/s here);
-# FUZZ_SANITIZER=address for ASan. Builds keep debug assertions and overflow checks on.
+# FUZZ_SANITIZER=address for ASan. cargo fuzz builds release with debug assertions and overflow
+# checks on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -56,11 +58,13 @@ tools() {
 
 build() {
     tools
-    # cargo fuzz has no --locked: check first that fuzz/Cargo.lock needs no change.
-    cargo "+$TOOLCHAIN" metadata --locked --format-version 1 \
-        --manifest-path fuzz/Cargo.toml >/dev/null
     log "building the fuzz targets (sanitizer: $SANITIZER)"
-    (cd fuzz && cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER" --debug-assertions)
+    (cd fuzz && cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER")
+    # cargo fuzz has no --locked: the build must not have changed the committed lock file.
+    if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- fuzz/Cargo.lock; then
+        git diff --stat -- fuzz/Cargo.lock
+        die "fuzz/Cargo.lock changed in the build: commit the update"
+    fi
 }
 
 # Prints a failing input: its path and bytes in hex (at most the first 4 KiB).
@@ -92,7 +96,7 @@ ci() {
             cp "$tmp/artifacts/$t"/* "fuzz/artifacts/$t/" 2>/dev/null || true
             failed+=("$t")
         else
-            grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
+            grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec)' \
                 "$tmp/$t.log" || tail -n 3 "$tmp/$t.log"
         fi
     done
@@ -107,7 +111,9 @@ run() {
     known "$t" || die "unknown target $t (scripts/fuzz.sh list)"
     [ -x "$BIN_DIR/$t" ] || build
     mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t" "fuzz/corpus/$t"
+    # FUZZ_MAX_SECONDS stops a run that is too slow to reach EXECS in the time there is.
     nice -n 15 "$BIN_DIR/$t" "${FLAGS[@]}" -runs="$execs" \
+        -max_total_time="${FUZZ_MAX_SECONDS:-0}" \
         -artifact_prefix="fuzz/artifacts/$t/" "fuzz/work/$t" "fuzz/corpus/$t"
 }
 

@@ -71,5 +71,11 @@ cargo test --workspace --locked 2>&1 | tee "$out"
 log "cargo test -p odradek-bench --features storage"
 cargo test -p odradek-bench --features storage --locked 2>&1 | tee -a "$out"
 
+# Coverage-guided fuzzing (fuzz/, scripts/fuzz.sh; nightly and cargo-fuzz are installed when
+# missing): each target runs about 20 s on a temporary copy of its committed corpus. A crash,
+# leak, timeout or out-of-memory input fails the suite, its bytes printed in hex.
+log "fuzz targets (scripts/fuzz.sh ci)"
+bash scripts/fuzz.sh ci
+
 # One closing line for the whole suite (cargo prints one summary per test binary).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\nall tests: %d passed, %d failed\n", p, f }' "$out"
