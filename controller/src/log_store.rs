@@ -13,6 +13,11 @@
 //!   directory fsync, all through io_uring: the thread never blocks on an fsync).
 //! - `truncate_after` cuts the conflicting suffix with `Log::truncate_to` (synced before it
 //!   returns); `purge` persists the purged log id first, then `Log::delete_records`.
+//! - A full disk is waited out, not reported: an append or a quorum-state write refused for
+//!   want of space (which leaves the log unchanged and unfenced) is retried with a back-off for
+//!   up to [`DISK_FULL_WAIT_MAX`], logged once when it starts and once when it succeeds. Handing
+//!   the error to openraft would stop raft for good, and every metadata write would answer
+//!   NOT_CONTROLLER until a restart, even after space was freed.
 
 use std::cell::RefCell;
 use std::fmt::Debug;
@@ -20,6 +25,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use odradek_storage::batch::{BatchHeader, HEADER_BYTES};
@@ -43,6 +49,10 @@ pub const QUORUM_STATE_FILE: &str = "quorum-state.json";
 pub const COMMITTED_FILE: &str = "committed.json";
 /// Most bytes read from the log per read call when serving entries.
 const READ_BYTES_MAX: u64 = 1 << 20;
+/// How long a metadata write waits for space on a full disk before the error goes to raft.
+pub const DISK_FULL_WAIT_MAX: Duration = Duration::from_secs(300);
+/// The first and the longest pause between tries on a full disk.
+const DISK_FULL_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
 
 /// What the log store persists besides entries.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +66,7 @@ pub struct QuorumState {
 pub async fn write_durably(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
     let backend = CompioBackend;
     let tmp = dir.join(format!("{name}.tmp"));
+    // The failure itself (not its text) is kept, so that a full disk can be told apart.
     write_whole(&backend, &tmp, bytes).await.map_err(io::Error::other)?;
     backend.rename(&tmp, &dir.join(name)).await?;
     backend.sync_dir(dir).await
@@ -100,6 +111,53 @@ fn other(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
+/// Whether `e` says the device is out of space: the OS error itself, or a storage failure
+/// (an [`IoFailure`] or an append's) carried inside it.
+fn is_disk_full(e: &io::Error) -> bool {
+    use odradek_storage::AppendError;
+    use odradek_storage::error::IoFailure;
+    if matches!(e.raw_os_error(), Some(28) | Some(122)) {
+        return true;
+    }
+    let Some(inner) = e.get_ref() else { return false };
+    if let Some(f) = inner.downcast_ref::<IoFailure>() {
+        return f.is_disk_full();
+    }
+    matches!(inner.downcast_ref::<AppendError>(), Some(AppendError::Io(f)) if f.is_disk_full())
+}
+
+/// Runs `op` until it succeeds, fails otherwise than for want of space, or the disk has been
+/// full for [`DISK_FULL_WAIT_MAX`]; pauses between tries grow from 100 ms to 2 s. `what` names
+/// the write in the two lines logged (when the disk is first found full, and when it succeeds).
+async fn waiting_for_space<T>(
+    what: &'static str,
+    mut op: impl AsyncFnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let started = Instant::now();
+    let mut pause = DISK_FULL_PAUSE.0;
+    let mut full = false;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if full {
+                    let waited_ms = started.elapsed().as_millis() as u64;
+                    info!(what, waited_ms, "metadata write succeeded again: the disk has room");
+                }
+                return Ok(v);
+            }
+            Err(e) if is_disk_full(&e) && started.elapsed() < DISK_FULL_WAIT_MAX => {
+                if !full {
+                    warn!(what, error = %e, wait_max_s = DISK_FULL_WAIT_MAX.as_secs(), "the disk is full: the controller's metadata writes wait for space (free some: delete records or topics, or grow the volume)");
+                    full = true;
+                }
+                compio::time::sleep(pause).await;
+                pause = (pause * 2).min(DISK_FULL_PAUSE.1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl LogStore {
     /// Opens (recovering if needed) the log in `data_dir` and reads the quorum state.
     pub async fn open(data_dir: &Path, segment_bytes: u64) -> io::Result<Self> {
@@ -140,7 +198,11 @@ impl LogStore {
 
     async fn persist(&self) -> io::Result<()> {
         let bytes = serde_json::to_vec(&*self.inner.state.borrow()).map_err(other)?;
-        write_durably(&self.inner.dir, QUORUM_STATE_FILE, bytes).await
+        let dir = &self.inner.dir;
+        waiting_for_space("quorum state", async || {
+            write_durably(dir, QUORUM_STATE_FILE, bytes.clone()).await
+        })
+        .await
     }
 
     /// Completes a purge interrupted between persisting the purged id and deleting records.
@@ -340,7 +402,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 "metadata log continues at a new index"
             );
         }
-        log.append(Bytes::from(batches)).await.map_err(other)?;
+        let batches = Bytes::from(batches);
+        waiting_for_space("metadata log append", async || {
+            log.append(batches.clone()).await.map_err(io::Error::other)
+        })
+        .await?;
         let synced = log.sync().await.map_err(other);
         callback.io_completed(synced);
         Ok(())
@@ -377,5 +443,49 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         debug!(index, log_start_offset = log.log_start_offset(), "metadata log purged");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use odradek_storage::AppendError;
+    use odradek_storage::error::IoFailure;
+
+    fn full() -> IoFailure {
+        IoFailure::new("write", "/x", io::Error::from_raw_os_error(28))
+    }
+
+    #[test]
+    fn a_full_disk_is_recognised_through_every_wrapping() {
+        assert!(is_disk_full(&io::Error::from_raw_os_error(28)));
+        assert!(is_disk_full(&io::Error::other(full())));
+        assert!(is_disk_full(&io::Error::other(AppendError::Io(full()))));
+        let eio = IoFailure::new("write", "/x", io::Error::from_raw_os_error(5));
+        assert!(!is_disk_full(&io::Error::other(eio.clone())));
+        assert!(!is_disk_full(&io::Error::other(AppendError::Io(eio))));
+        assert!(!is_disk_full(&other(full())), "text alone is not a full disk");
+    }
+
+    #[test]
+    fn writes_wait_out_a_full_disk_but_not_other_errors() {
+        let rt = compio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let mut tries = 0;
+            let got = waiting_for_space("test", async || {
+                tries += 1;
+                if tries < 3 { Err(io::Error::other(full())) } else { Ok(tries) }
+            })
+            .await;
+            assert_eq!(got.expect("succeeds once there is room"), 3);
+            let mut tries = 0;
+            let got: io::Result<()> = waiting_for_space("test", async || {
+                tries += 1;
+                Err(io::Error::from_raw_os_error(5))
+            })
+            .await;
+            assert!(got.is_err(), "an I/O error is not waited out");
+            assert_eq!(tries, 1);
+        });
     }
 }
