@@ -195,9 +195,14 @@ async fn write(
         return Err(ec::NOT_COORDINATOR);
     }
     if let Err(e) = p.append(batch, Durability::Committed(OFFSETS_COMMIT_TIMEOUT)).await {
-        warn!(id, partition, error = %e, "cannot store transaction state");
+        // The log itself logs a failing disk once; a line per refused request would flood.
+        debug!(id, partition, error = %e, "cannot store transaction state");
+        // As Kafka's TransactionStateManager: a storage error or a lost leadership sends the
+        // producer to find the coordinator again.
         return Err(match error::append_failure(&e) {
-            c if c == ec::NOT_LEADER_OR_FOLLOWER => ec::NOT_COORDINATOR,
+            c if c == ec::NOT_LEADER_OR_FOLLOWER || c == ec::KAFKA_STORAGE_ERROR => {
+                ec::NOT_COORDINATOR
+            }
             c if c == ec::NOT_ENOUGH_REPLICAS || c == ec::REQUEST_TIMED_OUT => {
                 ec::COORDINATOR_NOT_AVAILABLE
             }
