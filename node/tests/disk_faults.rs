@@ -400,6 +400,10 @@ fn fill(s: &mut TcpStream, acked: &mut Acked, tp: (&str, i32)) -> usize {
 fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is_freed() {
     let test = "a_full_disk";
     let Some(disk) = loop_disk(test) else { return };
+    // Ballast next to the data dir: what an operator deletes to let a node start on a full
+    // disk (see the crash below).
+    let ballast = disk.mount_point().join("ballast");
+    std::fs::write(&ballast, vec![0xba; 2 << 20]).expect("ballast");
     let data = disk.mount_point().join("data");
     let node = node_on(Some(&data), &[]);
     let mut rig = Rig { node, disk };
@@ -459,12 +463,34 @@ fn a_full_disk_refuses_writes_keeps_serving_and_takes_writes_again_once_space_is
     metadata_ok(&mut s);
 
     // One line when appends start failing, not one per refused request (nor per flap of a
-    // nearly full disk that refuses large batches and takes small ones).
+    // nearly full disk that refuses large batches and takes small ones). Counted in the
+    // current incarnation of the node.
     let lines = |node: &ClusterNode, what: &str| {
-        node.log_lines().iter().filter(|l| l.contains(what) && l.contains("fill-0")).count()
+        let all = node.log_lines();
+        let from = all.iter().rposition(|l| l.starts_with("=== start")).map_or(0, |i| i + 1);
+        all[from..].iter().filter(|l| l.contains(what) && l.contains("fill-0")).count()
     };
     let failing = lines(&rig.node, "appends failing");
     assert_eq!(failing, 1, "lines for one full disk{}", rig.node.logs(40));
+
+    // A crash on the full disk. The node does not start on a disk without a free block (its
+    // start-up probe and its controller must write): it exits at once, saying so. The way out
+    // is to free some space by hand — here the ballast — after which it starts, serves every
+    // acknowledged record and, once the disk is full again, refuses writes as before.
+    drop(s);
+    rig.node.kill();
+    rig.node.spawn();
+    let status = rig.node.wait_exit(Duration::from_secs(30));
+    assert!(!status.success(), "a start on a full disk fails");
+    let said = rig.node.find_log(|l| l.contains("not writable") && l.contains("No space left"));
+    assert!(said.is_some(), "the failed start names the full disk{}", rig.node.logs(20));
+    std::fs::remove_file(&ballast).expect("remove the ballast");
+    rig.node.start();
+    let mut s = connect(&rig.node);
+    assert_holds(&mut s, tp, &acked.records, "after a crash on the full disk");
+    assert_eq!(fill(&mut s, &mut acked, tp), 4, "the disk is full again");
+    metadata_ok(&mut s);
+    assert_eq!(lines(&rig.node, "appends failing"), 1, "{}", rig.node.logs(40));
 
     // Free space: delete the first half of the records. Then produce works again without a
     // restart.
