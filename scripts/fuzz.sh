@@ -80,9 +80,11 @@ show() {
 
 ci() {
     build
-    local tmp failed=()
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
+    local failed=()
+    # Global, so that the EXIT trap still sees it after this function returns.
+    FUZZ_TMP="$(mktemp -d)"
+    trap 'rm -rf "$FUZZ_TMP"' EXIT
+    local tmp="$FUZZ_TMP"
     for t in "${TARGETS[@]}"; do
         log "fuzz $t for ${CI_SECONDS}s"
         mkdir -p "$tmp/corpus/$t" "$tmp/artifacts/$t"
