@@ -331,11 +331,25 @@ async fn recover_segment<B: Backend>(
     // file now ends where they do.
     assert!(seg.size <= len, "a segment never counts bytes its file lacks");
     if !is_last {
-        // Save the repaired indexes so the next open does not scan again.
+        // Save the repaired indexes so the next open does not scan again. Only an optimisation:
+        // on a full disk the log opens with them in memory, and the files (a partial one
+        // removed) are rebuilt at the next open.
         seg.push_time_entry();
         let (ix, tx) = (seg.offset_index.encode(), seg.time_index.encode());
-        segment::write_whole(backend, &segment::index_path(dir, base), ix).await?;
-        segment::write_whole(backend, &segment::time_index_path(dir, base), tx).await?;
+        let (ipath, tpath) = (segment::index_path(dir, base), segment::time_index_path(dir, base));
+        let saved = async {
+            segment::write_whole(backend, &ipath, ix).await?;
+            segment::write_whole(backend, &tpath, tx).await
+        };
+        if let Err(failure) = saved.await {
+            if !failure.is_disk_full() {
+                return Err(failure.into());
+            }
+            warn!(segment = %seg.path.display(), error = %failure, "cannot save the rebuilt indexes on a full disk; they are rebuilt again at the next open");
+            for p in [&ipath, &tpath] {
+                remove_if_exists(backend, p).await.map_err(io("remove", p))?;
+            }
+        }
     }
     Ok(seg)
 }
@@ -1943,12 +1957,27 @@ impl<B: Backend> Log<B> {
             write = true;
         }
         let behind = cache.truncate_from_start(start);
-        if write {
-            write_epoch_checkpoint(&self.backend, &self.dir, &cache).await?;
+        let mut unsaved = false;
+        if write
+            && let Err(failure) = write_epoch_checkpoint(&self.backend, &self.dir, &cache).await
+        {
+            if !failure.is_disk_full() {
+                return Err(failure.into());
+            }
+            // A full disk must not keep the log from opening (its reads and DeleteRecords free
+            // space): the file stays unsafe and is rewritten before the next append.
+            warn!(dir = %self.dir.display(), error = %failure, "cannot rewrite the leader-epoch checkpoint on a full disk; it is rewritten before the next append");
+            unsaved = true;
         }
         let mut st = self.state.borrow_mut();
         st.epochs = cache;
-        st.epoch_file = if behind && !write { EpochFile::Behind } else { EpochFile::Current };
+        st.epoch_file = if unsaved {
+            EpochFile::Unsafe
+        } else if behind && !write {
+            EpochFile::Behind
+        } else {
+            EpochFile::Current
+        };
         st.assert_invariants();
         Ok(())
     }

@@ -214,3 +214,81 @@ async fn read_all_keyed<B: odradek_storage::Backend>(log: &Log<B>) -> Vec<u64> {
     }
     out
 }
+
+#[test]
+fn recovery_on_a_full_disk_keeps_rebuilt_indexes_in_memory() {
+    use odradek_storage::Backend;
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+            .await
+            .expect("open");
+        for s in 0..200 {
+            log.append(batch_of(&[s], Codec::None, 5_000, false)).await.expect("append");
+        }
+        log.sync().await.expect("sync");
+        drop(log);
+        // Lost indexes (an operator's mistake, a crash while they were written): recovery
+        // rebuilds them, and cannot save them on a full disk.
+        let indexes: Vec<_> =
+            sim.paths().into_iter().filter(|p| p.to_string_lossy().ends_with(".index")).collect();
+        assert!(indexes.len() > 2, "several sealed segments");
+        for p in &indexes {
+            sim.remove_file(p).await.expect("remove");
+        }
+        sim.set_capacity(Some(used(&sim)));
+        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+            .await
+            .expect("a full disk does not keep the log from opening");
+        let values: Vec<u64> = read_all(&log).await.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(values, (0..200).collect::<Vec<_>>());
+        let offset = log.offset_for_timestamp(5_000).await.expect("lookup");
+        assert!(offset.is_some(), "the time index works from memory");
+        drop(log);
+        // With room, the next open saves them.
+        sim.set_capacity(None);
+        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+            .await
+            .expect("reopen");
+        assert_eq!(read_all(&log).await.len(), 200);
+        let saved =
+            sim.paths().into_iter().filter(|p| p.to_string_lossy().ends_with(".index")).count();
+        assert!(saved >= indexes.len() - 1, "rebuilt indexes saved once there is room");
+    });
+}
+
+#[test]
+fn a_lost_epoch_checkpoint_on_a_full_disk_is_rebuilt_in_memory_and_written_before_the_next_append()
+{
+    use odradek_storage::Backend;
+    runtime().block_on(async {
+        let sim = SimBackend::new();
+        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+            .await
+            .expect("open");
+        for (s, epoch) in [(0, 0), (1, 0), (2, 3), (3, 3)] {
+            let batch = batch_of(&[s], Codec::None, 5_000, false);
+            log.append_with_epoch(batch, epoch).await.expect("append");
+        }
+        log.sync().await.expect("sync");
+        let entries = log.epoch_entries();
+        drop(log);
+        let checkpoint = Path::new(DIR).join("leader-epoch-checkpoint");
+        sim.remove_file(&checkpoint).await.expect("remove");
+        // No room at all (recovery may first free the active segment's direct-write padding).
+        sim.set_capacity(Some(0));
+        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
+            .await
+            .expect("a full disk does not keep the log from opening");
+        assert_eq!(log.epoch_entries(), entries, "rebuilt from the batches");
+        assert_eq!(sim.contents(&checkpoint), None, "not written on the full disk");
+        sim.set_capacity(None);
+        log.append_with_epoch(batch_of(&[4], Codec::None, 5_000, false), 3).await.expect("room");
+        assert!(sim.contents(&checkpoint).is_some(), "written before the next append");
+        drop(log);
+        let (log, _) = Log::open_with_clock(sim.crash(3), Path::new(DIR), config(), clock())
+            .await
+            .expect("reopen");
+        assert_eq!(log.epoch_entries(), entries);
+    });
+}
