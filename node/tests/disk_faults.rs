@@ -5,15 +5,18 @@
 //!   tmpfs: it is what a broker's data directory really is (block allocation, journal, direct
 //!   I/O, `ENOSPC` from `write`), while tmpfs has no direct I/O and fills page by page.
 //!   Producers fill it; the node answers KAFKA_STORAGE_ERROR, stays up, serves reads, group
-//!   commits and metadata, and takes writes again once DeleteRecords freed space, without a
-//!   restart; every acknowledged record is there, in order, exactly once, before and after a
-//!   restart.
+//!   commits while they fit (then NOT_COORDINATOR) and metadata, and takes writes again once
+//!   DeleteRecords freed space, without a restart; every acknowledged record is there, in
+//!   order, exactly once, before and after a restart. A crash on the full disk: the node
+//!   refuses to start, saying why, until space is freed by hand (a ballast file).
+//! - Retention on a full disk runs early: a topic over its `retention.bytes` frees the space
+//!   within seconds, with no operator action.
 //! - A failing device: the storage crate's `faults` feature (compiled into this test's binary
 //!   only) fails every write to `doomed-0` after a budget of bytes; the partition is fenced,
 //!   the client gets KAFKA_STORAGE_ERROR, the rest of the node keeps serving, and a restart
 //!   without faults brings back every acknowledged record.
 //!
-//! Making a loop device needs root. Without it the full-disk test prints one line and passes,
+//! Making a loop device needs root. Without it the full-disk tests print one line and pass,
 //! unless `ODRADEK_DISK_TESTS=require`, which makes it fail instead (for CI, where it must run).
 
 mod common;
