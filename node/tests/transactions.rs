@@ -619,11 +619,16 @@ fn consume_transform_produce_is_exactly_once_across_leader_kills_on_three_nodes(
     let follower = three.cluster.ids().into_iter().find(|&i| i != meta.leader).expect("another");
     let mut s =
         odradek_client::blocking::connect_tcp(&three.cluster.addr(follower)).expect("connect");
-    let codes = write_markers(&mut s, 4242, 0, false, "markers", &[0]);
-    assert!(
-        !codes.is_empty() && codes.iter().all(|&c| c == NOT_LEADER_OR_FOLLOWER),
-        "WriteTxnMarkers at node {follower}, not the leader: {codes:?}"
-    );
+    // A new topic's ISR is all its replicas from the start, so the follower may not have
+    // applied the topic yet: UNKNOWN_TOPIC_OR_PARTITION until it has (seen under load).
+    wait_until("WriteTxnMarkers at a follower refused", WAIT, || {
+        let codes = write_markers(&mut s, 4242, 0, false, "markers", &[0]);
+        match codes.as_slice() {
+            [c] if *c == NOT_LEADER_OR_FOLLOWER => Ok(()),
+            [c] if *c == UNKNOWN_TOPIC_OR_PARTITION => Err(format!("{codes:?}")),
+            _ => panic!("WriteTxnMarkers at node {follower}, not the leader: {codes:?}"),
+        }
+    });
     let mut s =
         odradek_client::blocking::connect_tcp(&three.cluster.addr(meta.leader)).expect("connect");
     assert_eq!(
