@@ -12,7 +12,7 @@
 #                                          fuzz/corpus/TARGET); crashes go to fuzz/artifacts/TARGET;
 #                                          FUZZ_MAX_SECONDS=N stops it after N seconds
 #   scripts/fuzz.sh merge TARGET           minimizes fuzz/corpus/TARGET plus fuzz/work/TARGET into
-#                                          fuzz/corpus/TARGET (libFuzzer -merge=1)
+#                                          fuzz/corpus/TARGET (libFuzzer -merge=1, edges only)
 #   scripts/fuzz.sh list                   the target names
 #
 # Toolchain: nightly (cargo-fuzz needs -Z flags), installed with rustup when missing; cargo-fuzz
@@ -125,8 +125,10 @@ merge() {
     [ -x "$BIN_DIR/$t" ] || build
     out="$(mktemp -d)"
     mkdir -p "fuzz/work/$t"
-    nice -n 15 "$BIN_DIR/$t" -merge=1 -rss_limit_mb=512 -malloc_limit_mb=256 -timeout=10 \
-        "$out" "fuzz/corpus/$t" "fuzz/work/$t"
+    # Edges only (-use_counters=0): a corpus that keeps every edge but not every hit count is
+    # about a tenth of the size (request: 1 302 files and 91 KB instead of 3 631 and 1.3 MB).
+    nice -n 15 "$BIN_DIR/$t" -merge=1 -use_counters=0 -rss_limit_mb=512 -malloc_limit_mb=256 \
+        -timeout=10 "$out" "fuzz/corpus/$t" "fuzz/work/$t"
     rm -rf "fuzz/corpus/$t"
     mv "$out" "fuzz/corpus/$t"
     chmod 755 "fuzz/corpus/$t"
