@@ -1688,10 +1688,15 @@ impl<B: Backend> Log<B> {
         offset: u64,
     ) -> Result<Option<(SegView<B::File>, u64, BatchHeader)>, ReadError> {
         let mut probe = Some(offset);
+        // Only the first probe may look at the segment below `offset`; later ones look past
+        // the segment just searched. (Keyed on `at == offset`, a segment based at `offset - 1`
+        // that does not hold `offset` was searched again forever: the segment_recovery fuzz
+        // target hung there.) Segment bases grow, so this ends after every segment at most.
+        let mut first = true;
         while let Some(at) = probe {
             let (seg, from) = {
                 let st = self.state.borrow();
-                let found = if at == offset {
+                let found = if first {
                     st.segments.range(..=at).next_back().or_else(|| st.segments.range(at..).next())
                 } else {
                     st.segments.range(at..).next()
@@ -1699,6 +1704,7 @@ impl<B: Backend> Log<B> {
                 let Some((_, s)) = found else { return Ok(None) };
                 (SegView::of(s), s.index_floor(offset))
             };
+            first = false;
             let holds = |_, h: &BatchHeader| h.last_offset() as u64 >= offset;
             if let Some((pos, header)) = seg.find(from, holds).await? {
                 return Ok(Some((seg, pos, header)));
