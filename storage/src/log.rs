@@ -698,6 +698,17 @@ impl<F: StorageFile> State<F> {
     pub(crate) fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
     }
+    /// Base offsets of the sealed segments that end at or below `offset` (the active segment
+    /// never goes: DeleteRecords' candidates).
+    fn sealed_below(&self, offset: u64) -> Vec<u64> {
+        let sealed = self.segments.len() - 1;
+        self.segments
+            .values()
+            .take(sealed)
+            .filter(|s| s.next_offset <= offset)
+            .map(|s| s.base_offset)
+            .collect()
+    }
     fn check_writable(&self) -> Result<(), AppendError> {
         if self.closed {
             return Err(AppendError::Closed);
@@ -2170,13 +2181,7 @@ impl<B: Backend> Log<B> {
             assert!(offset <= st.log_end_offset(), "the maintenance lock keeps truncation out");
             st.log_start_offset = offset;
             st.epochs_follow_start();
-            let keys: Vec<(u64, u64)> =
-                st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
-            keys[..keys.len() - 1]
-                .iter()
-                .filter(|(_, next)| *next <= offset)
-                .map(|(b, _)| *b)
-                .collect()
+            st.sealed_below(offset)
         };
         self.delete_segments(&doomed).await?;
         Ok(offset)
@@ -2200,16 +2205,7 @@ impl<B: Backend> Log<B> {
         if !io_failure.is_disk_full() {
             return Err(failure);
         }
-        let below: Vec<u64> = {
-            let st = self.state.borrow();
-            let keys: Vec<(u64, u64)> =
-                st.segments.values().map(|s| (s.base_offset, s.next_offset)).collect();
-            keys[..keys.len() - 1]
-                .iter()
-                .filter(|(_, next)| *next <= offset)
-                .map(|(b, _)| *b)
-                .collect()
-        };
+        let below = self.state.borrow().sealed_below(offset);
         if below.is_empty() {
             return Err(failure);
         }

@@ -23,22 +23,6 @@ use odradek_storage::sim::SimBackend;
 
 const DIR: &str = "/data/topic-0";
 
-fn used(sim: &SimBackend) -> u64 {
-    sim.paths().iter().filter_map(|p| sim.contents(p)).map(|c| c.len() as u64).sum()
-}
-
-async fn read_all<B: odradek_storage::Backend>(log: &Log<B>) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut at = log.log_start_offset();
-    while at < log.log_end_offset() {
-        let bytes = log.read_bytes(at, 4096).await.expect("read");
-        let recs = values_in(&bytes);
-        at = recs.last().expect("progress").0 + 1;
-        out.extend(recs);
-    }
-    out
-}
-
 /// The kind of file a failed write was for: its extension, or its name without the `.tmp`.
 fn kind(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -133,17 +117,22 @@ fn every_write_path_on_a_full_disk_fails_cleanly_and_works_once_space_returns() 
     }
 }
 
+/// A log on a new simulated disk holding 200 one-record batches, synced (several segments).
+async fn two_hundred_synced_records() -> (SimBackend, Log<SimBackend>) {
+    let sim = SimBackend::new();
+    let (log, _) =
+        Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock()).await.expect("open");
+    for s in 0..200 {
+        log.append(batch_of(&[s], Codec::None, 5_000, false)).await.expect("append");
+    }
+    log.sync().await.expect("sync");
+    (sim, log)
+}
+
 #[test]
 fn delete_records_on_a_full_disk_frees_segments_then_persists_the_start() {
     runtime().block_on(async {
-        let sim = SimBackend::new();
-        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
-            .await
-            .expect("open");
-        for s in 0..200 {
-            log.append(batch_of(&[s], Codec::None, 5_000, false)).await.expect("append");
-        }
-        log.sync().await.expect("sync");
+        let (sim, log) = two_hundred_synced_records().await;
         assert!(log.segment_count() > 4, "several segments");
         // Not a byte to spare: even the small log-start file cannot be written.
         sim.set_capacity(Some(used(&sim)));
@@ -219,14 +208,7 @@ async fn read_all_keyed<B: odradek_storage::Backend>(log: &Log<B>) -> Vec<u64> {
 fn recovery_on_a_full_disk_keeps_rebuilt_indexes_in_memory() {
     use odradek_storage::Backend;
     runtime().block_on(async {
-        let sim = SimBackend::new();
-        let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())
-            .await
-            .expect("open");
-        for s in 0..200 {
-            log.append(batch_of(&[s], Codec::None, 5_000, false)).await.expect("append");
-        }
-        log.sync().await.expect("sync");
+        let (sim, log) = two_hundred_synced_records().await;
         drop(log);
         // Lost indexes (an operator's mistake, a crash while they were written): recovery
         // rebuilds them, and cannot save them on a full disk.

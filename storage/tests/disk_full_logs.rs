@@ -17,15 +17,11 @@ use odradek_storage::sim::SimBackend;
 
 const DIR: &str = "/data/topic-0";
 
-fn used(sim: &SimBackend) -> u64 {
-    sim.paths().iter().filter_map(|p| sim.contents(p)).map(|c| c.len() as u64).sum()
-}
-
 #[test]
 fn a_run_of_failures_is_logged_once_and_its_end_once() {
     let now = Rc::new(Cell::new(5_000i64));
     let clock_now = now.clone();
-    let logs = logs_of(|| {
+    let logs = logs_at(tracing::Level::INFO, || {
         runtime().block_on(async {
             let sim = SimBackend::new();
             let clock: odradek_storage::log::Clock = Rc::new(move || clock_now.get());
@@ -61,29 +57,4 @@ fn a_run_of_failures_is_logged_once_and_its_end_once() {
     assert_eq!(logs.matches("appends succeed again").count(), 1, "{logs}");
     assert!(logs.contains("disk_full=true"), "{logs}");
     assert!(logs.contains("failed_writes=50"), "{logs}");
-}
-
-/// Log lines (info and above) written while `work` runs on this thread.
-fn logs_of(work: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("log buffer").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, work);
-    let bytes = buf.0.lock().expect("log buffer").clone();
-    String::from_utf8_lossy(&bytes).into_owned()
 }

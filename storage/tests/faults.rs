@@ -31,18 +31,6 @@ fn value(producer: u64, seq: u64) -> u64 {
     (producer << 56) | seq
 }
 
-async fn read_all<B: odradek_storage::Backend>(log: &Log<B>) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut at = log.log_start_offset();
-    while at < log.log_end_offset() {
-        let bytes = log.read_bytes(at, 4096).await.expect("read");
-        let recs = values_in(&bytes);
-        at = recs.last().expect("progress").0 + 1;
-        out.extend(recs);
-    }
-    out
-}
-
 /// Checks a recovered log against what producers had acknowledged.
 fn verify(records: &[(u64, u64)], acked: &BTreeMap<u64, u64>) {
     let mut per_producer: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
@@ -372,35 +360,10 @@ fn without_direct_io_the_log_writes_through_the_page_cache() {
     });
 }
 
-/// Log lines written while `work` runs on this thread.
-fn logs_of(work: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("log buffer").extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    tracing::subscriber::with_default(subscriber, work);
-    let bytes = buf.0.lock().expect("log buffer").clone();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 #[test]
 fn a_slow_device_is_named_in_the_log_and_a_fast_one_is_not() {
     let run = |delay: Option<std::time::Duration>| {
-        logs_of(|| {
+        logs_at(tracing::Level::WARN, || {
             runtime().block_on(async {
                 let sim = SimBackend::new();
                 let (log, _) = Log::open_with_clock(sim.clone(), Path::new(DIR), config(), clock())

@@ -101,3 +101,48 @@ pub fn config() -> LogConfig {
 pub fn clock() -> Clock {
     std::rc::Rc::new(|| 5_000)
 }
+
+/// Every record of `log`, start to end, as (offset, value) pairs (see [`values_in`]).
+pub async fn read_all<B: odradek_storage::Backend>(
+    log: &odradek_storage::log::Log<B>,
+) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.log_end_offset() {
+        let bytes = log.read_bytes(at, 4096).await.expect("read");
+        let recs = values_in(&bytes);
+        at = recs.last().expect("progress").0 + 1;
+        out.extend(recs);
+    }
+    out
+}
+
+/// Bytes all files of `sim` hold.
+pub fn used(sim: &odradek_storage::sim::SimBackend) -> u64 {
+    sim.paths().iter().filter_map(|p| sim.contents(p)).map(|c| c.len() as u64).sum()
+}
+
+/// Log lines at `level` and above written while `work` runs on this thread.
+pub fn logs_at(level: tracing::Level, work: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .with_max_level(level)
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    let bytes = buf.0.lock().expect("log buffer").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
