@@ -388,7 +388,7 @@ async fn read_body<'a>(
     let left = |d: Instant| d.saturating_duration_since(Instant::now());
     let first = len.min(FIRST_READ_BYTES);
     let buf = Vec::with_capacity(first);
-    let mut buf = compio::time::timeout(left(deadline), stream.read_to(buf, first))
+    let buf = compio::time::timeout(left(deadline), stream.read_to(buf, first))
         .await
         .map_err(|_| slow())?
         .map_err(failed)?;
@@ -403,7 +403,7 @@ async fn read_body<'a>(
                 "no room for a {len}-byte request in time (the shard's requests hold {held} bytes of queued.max.request.bytes)"
             ))
         })?;
-    buf.reserve_exact(len - first);
+    // `read_to` grows the buffer to the whole body at once.
     let buf = compio::time::timeout(left(deadline), stream.read_to(buf, len))
         .await
         .map_err(|_| slow())?
