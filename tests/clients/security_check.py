@@ -1301,11 +1301,18 @@ def auth_failures(ctx):
         try:
             check(r.handshake(mech)[0] == NONE, "SaslHandshake PLAIN refused")
             code = r.authenticate(token)
+            answered = time.monotonic()
             check(code == SASL_AUTHENTICATION_FAILED, f"raw PLAIN wrong password: error {code}")
             check(r.closed_by_peer(), "connection not closed after a failed authentication")
+            # Kafka's delayed close (connection.failed.authentication.delay.ms, 100 ms): the
+            # close comes well after the answer, so a client that reads both in one go (as
+            # kafka-python does) still sees error 58.
+            held = time.monotonic() - answered
+            check(held >= 0.08, f"connection closed {held * 1000:.0f} ms after the answer")
         finally:
             r.close()
-    print("raw SaslAuthenticate PLAIN wrong password: error 58, then the connection is closed")
+    print(f"raw SaslAuthenticate PLAIN wrong password: error 58, then the connection is closed "
+          f"{held * 1000:.0f} ms later")
 
     # A deleted user.
     all_results(admin.alter_user_scram_credentials(

@@ -234,6 +234,12 @@ async fn serve_requests(
         }
         sent?;
         if let Some(reason) = close {
+            // Kafka's delayed close: the answer first, the end of the connection later.
+            let stop = ctx.life.stop_event.listen();
+            if !ctx.life.stopping.get() {
+                let delay = compio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY);
+                let _ = select(std::pin::pin!(delay), stop).await;
+            }
             return Err(Close::Error(reason));
         }
         if !throttle.is_zero() {

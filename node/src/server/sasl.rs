@@ -1,9 +1,11 @@
 //! SASL on a connection (KIP-43, KIP-152, KIP-368): SaslHandshake picks the mechanism,
 //! SaslAuthenticate (or, after a v0 handshake, bare length-prefixed tokens) carries its
 //! exchange. Until it succeeds only ApiVersions and SaslHandshake are answered; a failure is
-//! answered with SASL_AUTHENTICATION_FAILED, logged once with the peer, and closes the
-//! connection after Kafka's `connection.failed.authentication.delay.ms` (100 ms: a loop of
-//! wrong passwords is slowed without using the shard).
+//! answered at once with SASL_AUTHENTICATION_FAILED, logged once with the peer, and the
+//! connection is closed [`FAILED_AUTHENTICATION_DELAY`] after the answer, as Kafka's
+//! `connection.failed.authentication.delay.ms` does: a loop of wrong passwords is slowed without
+//! using the shard, and the client reads the answer before it sees the connection end (a client
+//! that reads both in one go, as kafka-python does, drops the answer and reports only the close).
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,9 @@ use crate::config::security::Mechanism;
 use crate::security::sasl::{self as mech, Exchange, Outcome, Step};
 use crate::shard::Shard;
 
-/// Kafka's `connection.failed.authentication.delay.ms` default.
-const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
+/// Kafka's `connection.failed.authentication.delay.ms` default: how long a connection stays
+/// open after a failed authentication's answer (or, after SaslHandshake v0, instead of one).
+pub const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
 /// Refuses (closing the connection) a request the session may not make yet: anything but
 /// ApiVersions and the SASL APIs before authentication, or anything once the session expired
@@ -43,7 +46,7 @@ pub fn admit(session: &Session, api: ApiKey) -> Result<(), String> {
 }
 
 /// Answers SaslHandshake or SaslAuthenticate; the second value, if set, closes the connection
-/// (after the answer is sent) with that reason.
+/// with that reason, [`FAILED_AUTHENTICATION_DELAY`] after the answer is sent.
 pub async fn handle(
     ctx: &Shard,
     session: &mut Session,
@@ -155,7 +158,6 @@ async fn authenticate(
         Err(e) => {
             crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
             info!(peer = %session.peer, mechanism = mechanism.name(), error = %e, "malformed SASL token; closing");
-            compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             let message = format!("malformed SASL {} token", mechanism.name());
             (fail(message.clone()), Some(message))
         }
@@ -178,13 +180,18 @@ pub async fn raw_token(
             session.sasl = SaslState::RawTokens(exchange);
             challenge
         }
-        Ok(Step::Done(last, outcome)) => {
-            finish(ctx, session, mechanism, outcome).await?;
-            last
-        }
+        Ok(Step::Done(last, outcome)) => match finish(ctx, session, mechanism, outcome).await {
+            Ok(_) => last,
+            Err(message) => {
+                // No error frame in this framing: the close, after the delay, is the answer.
+                compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+                return Err(message);
+            }
+        },
         Err(e) => {
             crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
             info!(peer = %session.peer, mechanism = mechanism.name(), error = %e, "malformed SASL token; closing");
+            compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             return Err(format!("malformed SASL {} token", mechanism.name()));
         }
     };
@@ -195,7 +202,7 @@ pub async fn raw_token(
 }
 
 /// Settles an exchange: the session's principal and expiry on success (its lifetime in ms, 0
-/// for none), the message for the client on failure (after the failed-authentication delay).
+/// for none), the message for the client on failure.
 async fn finish(
     ctx: &Shard,
     session: &mut Session,
@@ -234,15 +241,11 @@ async fn finish(
         )
     };
     let Some(user) = user else {
-        let message = refused("invalid credentials");
-        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
-        return Err(message);
+        return Err(refused("invalid credentials"));
     };
     let principal = Principal::user(&user);
     if session.principal != Principal::anonymous() && session.principal != principal {
-        let message = refused("a re-authentication named another principal");
-        compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
-        return Err(message);
+        return Err(refused("a re-authentication named another principal"));
     }
     let lifetime_ms = ctx.security.config.connections_max_reauth_ms;
     let expires = (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis(lifetime_ms));
