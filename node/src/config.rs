@@ -23,6 +23,8 @@ pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 pub const FETCH_PREFETCH_BYTES_DEFAULT: u64 = 4 * 1024 * 1024;
 /// Bound on the connections one shard holds; more are closed as they arrive.
 pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 10_000;
+/// Kafka's `max.connections.per.ip` default (`Int.MaxValue`): no limit.
+pub const MAX_CONNECTIONS_PER_IP_DEFAULT: u32 = i32::MAX as u32;
 /// `queued.max.request.bytes`: request bytes the node's connections may hold at once (Kafka's
 /// default is unbounded; a broker that states its memory bound needs one).
 pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 512 * 1024 * 1024;
@@ -232,6 +234,8 @@ struct FileConfig {
     auto_create_topics: Option<bool>,
     connections_max_idle_ms: Option<u64>,
     connections_per_shard_max: Option<usize>,
+    max_connections_per_ip: Option<u32>,
+    max_connections_per_ip_overrides: Option<String>,
     queued_max_request_bytes: Option<usize>,
     fetch_cache_bytes: Option<usize>,
     fetch_disk_reads: Option<DiskReads>,
@@ -304,6 +308,9 @@ pub struct NodeConfig {
     pub connections_max_idle_ms: u64,
     /// Connections one shard accepts at most (config file key `connections_per_shard_max`).
     pub connections_per_shard_max: usize,
+    /// `max.connections.per.ip` and its overrides: connections one client address may hold on
+    /// the node (config file keys `max_connections_per_ip`, `max_connections_per_ip_overrides`).
+    pub connections_per_ip: crate::server::per_ip::Limits,
     /// `queued.max.request.bytes`: request bytes the node's connections hold at most while
     /// reading and handling requests larger than 64 KiB, split evenly over the shards (config
     /// file key `queued_max_request_bytes`).
@@ -522,6 +529,8 @@ pub enum ConfigError {
     Cluster(String),
     #[error("{0}")]
     Security(String),
+    #[error("{0}")]
+    Connections(String),
 }
 
 /// Defaults that depend on the host (autotune, `odradek_tuning::autotune`): used where no flag,
@@ -685,6 +694,7 @@ impl NodeConfig {
                 .connections_per_shard_max
                 .unwrap_or(CONNECTIONS_PER_SHARD_MAX_DEFAULT)
                 .max(1),
+            connections_per_ip: connections_per_ip(&file)?,
             queued_max_request_bytes: file
                 .queued_max_request_bytes
                 .unwrap_or(QUEUED_MAX_REQUEST_BYTES_DEFAULT)
@@ -935,6 +945,8 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
         ),
         (file.connections_max_idle_ms.is_some(), "connections.max.idle.ms"),
         (file.queued_max_request_bytes.is_some(), "queued.max.request.bytes"),
+        (file.max_connections_per_ip.is_some(), "max.connections.per.ip"),
+        (file.max_connections_per_ip_overrides.is_some(), "max.connections.per.ip.overrides"),
         (file.offsets_retention_ms.is_some(), "offsets.retention.minutes"),
         (file.offsets_retention_check_interval_ms.is_some(), "offsets.retention.check.interval.ms"),
         (file.group_initial_rebalance_delay_ms.is_some(), "group.initial.rebalance.delay.ms"),
@@ -942,6 +954,21 @@ fn given_broker_keys(args: &ServeArgs, file: &FileConfig) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(given, name)| given.then_some(name))
     .collect()
+}
+
+/// `max_connections_per_ip` (Kafka's default, 2147483647, is no limit) and its overrides. As in
+/// Kafka, 0 refuses every address without an override, so it needs overrides.
+fn connections_per_ip(file: &FileConfig) -> Result<crate::server::per_ip::Limits, ConfigError> {
+    let raw = file.max_connections_per_ip_overrides.as_deref().unwrap_or("");
+    let overrides =
+        crate::server::per_ip::parse_overrides(raw).map_err(ConfigError::Connections)?;
+    let default = file.max_connections_per_ip.filter(|&n| n < MAX_CONNECTIONS_PER_IP_DEFAULT);
+    if default == Some(0) && overrides.is_empty() {
+        return Err(ConfigError::Connections(
+            "max_connections_per_ip = 0 refuses every client; it needs max_connections_per_ip_overrides naming the addresses that may connect".into(),
+        ));
+    }
+    Ok(crate::server::per_ip::Limits { default, overrides })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -1181,6 +1208,38 @@ mod tests {
             std::fs::write(&path, text).expect("write");
             let err = NodeConfig::resolve(&args, 2).expect_err("out of range").to_string();
             assert!(err.contains(&format!("group_{names}_session_timeout_ms")), "{err}");
+        }
+    }
+
+    #[test]
+    fn connections_per_ip_follow_kafkas_keys_and_refuse_a_limit_of_zero_alone() {
+        let c = NodeConfig::resolve(&ServeArgs::default(), 2).expect("defaults");
+        assert_eq!(c.connections_per_ip, crate::server::per_ip::Limits::default());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("odradek.toml");
+        let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        std::fs::write(
+            &path,
+            "max_connections_per_ip = 0\nmax_connections_per_ip_overrides = \"10.1.1.1:20\"\n",
+        )
+        .expect("write");
+        let c = NodeConfig::resolve(&args, 2).expect("resolve");
+        assert_eq!(c.connections_per_ip.of(ip("10.1.1.1")), Some(20));
+        assert_eq!(c.connections_per_ip.of(ip("10.1.1.2")), Some(0));
+        assert!(c.given.contains(&"max.connections.per.ip"));
+        // Kafka's default is no limit, whether left out or written.
+        std::fs::write(&path, "max_connections_per_ip = 2147483647\n").expect("write");
+        let c = NodeConfig::resolve(&args, 2).expect("resolve");
+        assert_eq!(c.connections_per_ip.of(ip("10.1.1.2")), None);
+        for text in [
+            "max_connections_per_ip = 0\n",
+            "max_connections_per_ip_overrides = \"10.1.1.1\"\n",
+            "max_connections_per_ip = -1\n",
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let err = NodeConfig::resolve(&args, 2).expect_err(text).to_string();
+            assert!(err.contains("max_connections_per_ip"), "{text}: {err}");
         }
     }
 }

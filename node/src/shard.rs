@@ -35,6 +35,7 @@ use crate::runtime::{self, Mesh, ShardStart, ShardThreads, Sharded};
 use crate::server;
 use crate::server::abuse::AbuseLog;
 use crate::server::budget::RequestBudget;
+use crate::server::per_ip::ConnectionsPerIp;
 use crate::txn::records::TXN_TOPIC;
 use crate::txn::{Markers, Transactions, TxnHost, TxnSettings};
 use odradek_storage::LogConfig;
@@ -69,6 +70,8 @@ pub struct Shard {
     pub security: Arc<crate::security::Security>,
     /// Connections closed for misbehaving, logged once per class for the whole node.
     pub abuse: Arc<crate::server::abuse::AbuseLog>,
+    /// Client connections per address, counted for the whole node (`max_connections_per_ip`).
+    pub per_ip: Arc<ConnectionsPerIp>,
     /// Threads for work that would block the shard (PBKDF2 of a PLAIN login).
     pub pool: Blocking,
     pub life: Life,
@@ -207,12 +210,13 @@ pub fn start(
 ) -> Result<(ShardThreads, Arc<Mesh<Shard>>), StartupError> {
     let (smp, pin) = (config.smp, config.pin_shards);
     let abuse = Arc::new(crate::server::abuse::AbuseLog::default());
+    let per_ip = Arc::new(ConnectionsPerIp::new(config.connections_per_ip.clone()));
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
         let (config, metadata) = (config.clone(), metadata.clone());
         let (producer_ids, pool) = (producer_ids.clone(), pool.clone());
         let stats =
             stats.get(start.id).cloned().unwrap_or_else(|| Arc::new(ShardStats::new(start.id)));
-        let node = (pool, security.clone(), abuse.clone());
+        let node = (pool, security.clone(), (abuse.clone(), per_ip.clone()));
         Box::pin(run(start, config, metadata, producer_ids, node, stats))
     });
     ShardThreads::start(smp, pin, body)
@@ -223,7 +227,11 @@ async fn run(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
-    (pool, security, abuse): (Blocking, Arc<crate::security::Security>, Arc<AbuseLog>),
+    (pool, security, (abuse, per_ip)): (
+        Blocking,
+        Arc<crate::security::Security>,
+        (Arc<AbuseLog>, Arc<ConnectionsPerIp>),
+    ),
     stats: Arc<ShardStats>,
 ) {
     let ShardStart { id, mesh, inbox, stop, ready } = start;
@@ -289,6 +297,7 @@ async fn run(
         stats,
         security,
         abuse,
+        per_ip,
         pool,
         life: Life { requests: RequestBudget::new(config_requests), ..Life::default() },
     });

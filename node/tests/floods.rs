@@ -204,3 +204,82 @@ fn floods_leave_other_clients_served_memory_bounded_and_one_log_line_per_class()
     let per_connection = log.lines().filter(|l| l.contains("closing connection")).count();
     assert!(per_connection < 5, "{per_connection} per-connection close lines:\n{log}");
 }
+
+/// Connects from `source` (any 127/8 address is this host's) to `addr`.
+fn connect_from(source: &str, addr: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let local: std::net::SocketAddr = format!("{source}:0").parse().expect("source address");
+    let target: std::net::SocketAddr = addr.parse().expect("node address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.bind(&local.into()).expect("bind the source address");
+    socket.connect_timeout(&target.into(), Duration::from_secs(5)).expect("connect");
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s
+}
+
+/// Whether the node answers an ApiVersions request on `s` (false: it closed the connection).
+fn answered(s: &mut TcpStream) -> bool {
+    use kafka_protocol::messages::ApiVersionsRequest;
+    odradek_client::blocking::call_on(s, "per-ip-test", 1, 0, &ApiVersionsRequest::default())
+        .is_ok_and(|r| r.error_code == 0)
+}
+
+#[test]
+fn max_connections_per_ip_closes_an_address_beyond_its_limit_across_shards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("odradek.toml");
+    std::fs::write(
+        &config,
+        "max_connections_per_ip = 4\nmax_connections_per_ip_overrides = \"127.0.0.2:1\"\n",
+    )
+    .expect("config");
+    let (port, admin_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let (addr, admin) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{admin_port}"));
+    let flags: Vec<String> =
+        ["--listen", &addr, "--admin-listen", &admin, "--smp", "2", "--config"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([config.to_str().expect("utf8 path").to_owned()])
+            .collect();
+    let mut node = Served::start(&flags);
+
+    // Four from 127.0.0.1 are served, spread over both shards by the kernel; the count is the
+    // node's, so the fifth is closed whichever shard takes it.
+    let mut held: Vec<TcpStream> = (0..4).map(|_| connect_from("127.0.0.1", &addr)).collect();
+    for (i, s) in held.iter_mut().enumerate() {
+        assert!(answered(s), "connection {i} of 4 from 127.0.0.1 refused");
+    }
+    for i in 0..6 {
+        let mut extra = connect_from("127.0.0.1", &addr);
+        assert!(!answered(&mut extra), "connection {} from 127.0.0.1 served", 5 + i);
+    }
+    // Another address has a count of its own, here its override of 1.
+    let mut other = connect_from("127.0.0.2", &addr);
+    assert!(answered(&mut other), "127.0.0.2's first connection refused");
+    assert!(!answered(&mut connect_from("127.0.0.2", &addr)), "127.0.0.2's second served");
+    assert!(answered(&mut connect_from("127.0.0.3", &addr)), "127.0.0.3 (its own count) refused");
+
+    // A closed connection gives its place back (the node notices the close a moment later).
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if answered(&mut connect_from("127.0.0.1", &addr)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed connection's place was never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for s in held.iter_mut().chain([&mut other]) {
+        assert!(answered(s), "an admitted connection stopped being served");
+    }
+
+    let metrics = scrape(&admin);
+    let refused = closed_total(&metrics, "connections_per_ip");
+    assert!(refused >= 7, "{refused} closes counted as connections_per_ip:\n{metrics}");
+    let exited = node.child.try_wait().expect("poll the node");
+    assert!(exited.is_none(), "the node exited: {exited:?}");
+    let log = node.logs();
+    let lines = log.lines().filter(|l| l.contains("max_connections_per_ip")).count();
+    assert_eq!(lines, 1, "one log line for the class, not one per connection:\n{log}");
+}

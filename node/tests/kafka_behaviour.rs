@@ -387,7 +387,8 @@ fn the_broker_configs_are_described_under_kafkas_names_with_their_source() {
     let file = dir.path().join("odradek.toml");
     std::fs::write(
         &file,
-        "connections_max_idle_ms = 120000\ngroup_initial_rebalance_delay_ms = 0\n",
+        "connections_max_idle_ms = 120000\ngroup_initial_rebalance_delay_ms = 0\n\
+         max_connections_per_ip_overrides = \"127.0.0.9:5,[::1]:7\"\n",
     )
     .expect("write config");
     let file_arg = file.display().to_string();
@@ -405,6 +406,8 @@ fn the_broker_configs_are_described_under_kafkas_names_with_their_source() {
         ("num.partitions", "3", static_),
         ("connections.max.idle.ms", "120000", static_),
         ("group.initial.rebalance.delay.ms", "0", static_),
+        ("max.connections.per.ip.overrides", "127.0.0.9:5,[::1]:7", static_),
+        ("max.connections.per.ip", "2147483647", default),
         ("advertised.listeners", &format!("PLAINTEXT://{}", node.addr()), default),
         ("broker.id", "0", default),
         ("node.id", "0", default),

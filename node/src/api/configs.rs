@@ -109,6 +109,20 @@ const TOPIC_DEFAULT_SYNONYMS: &[(&str, &str, i8)] = &[
     ("log.roll.ms", "segment.ms", TYPE_LONG),
 ];
 
+/// `max.connections.per.ip.overrides` as Kafka writes it: `HOST:COUNT` pairs, sorted.
+fn overrides_text(overrides: &std::collections::HashMap<std::net::IpAddr, u32>) -> String {
+    let mut pairs: Vec<_> = overrides.iter().collect();
+    pairs.sort();
+    let text: Vec<String> = pairs
+        .into_iter()
+        .map(|(ip, n)| match ip {
+            std::net::IpAddr::V4(a) => format!("{a}:{n}"),
+            std::net::IpAddr::V6(a) => format!("[{a}]:{n}"),
+        })
+        .collect();
+    text.join(",")
+}
+
 /// The node's settings under Kafka's broker config names: (name, value, type, doc).
 fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> {
     let (host, port) = &c.advertise;
@@ -142,6 +156,21 @@ fn broker_rows(c: &NodeConfig) -> Vec<(&'static str, String, i8, &'static str)> 
             c.connections_max_idle_ms.to_string(),
             TYPE_LONG,
             "idle connections are closed after this",
+        ),
+        (
+            "max.connections.per.ip",
+            c.connections_per_ip
+                .default
+                .unwrap_or(crate::config::MAX_CONNECTIONS_PER_IP_DEFAULT)
+                .to_string(),
+            TYPE_INT,
+            "connections one client address may hold",
+        ),
+        (
+            "max.connections.per.ip.overrides",
+            overrides_text(&c.connections_per_ip.overrides),
+            TYPE_STRING,
+            "per-address connection limits",
         ),
         (
             "queued.max.request.bytes",

@@ -23,6 +23,16 @@ pub const FILE_ONLY: &[(&str, &str, &str)] = &[
         "Connections one shard holds; a new one beyond it is closed at once.",
     ),
     (
+        "max_connections_per_ip",
+        "2147483647",
+        "Connections one client address may hold on the node (Kafka's `max.connections.per.ip`; the default is no limit); a new one beyond it is closed at once. 0 refuses every address that has no override.",
+    ),
+    (
+        "max_connections_per_ip_overrides",
+        "\"\"",
+        "Per-address limits in Kafka's `max.connections.per.ip.overrides` form, `\"HOST:COUNT,HOST:COUNT\"` (e.g. `\"10.0.0.5:200,[::1]:50\"`); a host name is resolved once at start-up.",
+    ),
+    (
         "queued_max_request_bytes",
         "536870912",
         "Request bytes the node's connections hold at once while reading and handling requests larger than 64 KiB, split evenly over the shards (Kafka's `queued.max.request.bytes`); a large request waits while its shard's share is taken, and one is always admitted alone.",

@@ -559,7 +559,7 @@ fn per_shard(t: &mut Text, shards: &[Arc<ShardStats>]) {
         }
     }
     let closed = "odradek_connections_closed_total";
-    t.family(closed, "counter", "Client connections the node closed for misbehaving, by reason (idle, slow_request, slow_reader, oversize_frame, undecodable, tls_handshake, connection_limit) and shard (Kafka: socket-server-metrics connection-close-total).");
+    t.family(closed, "counter", "Client connections the node closed for misbehaving, by reason (idle, slow_request, slow_reader, oversize_frame, undecodable, tls_handshake, connection_limit, connections_per_ip) and shard (Kafka: socket-server-metrics connection-close-total).");
     for s in shards {
         let shard = s.shard.to_string();
         for class in crate::server::abuse::Abuse::ALL {

@@ -27,6 +27,8 @@ pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
 pub enum Abuse {
     /// Accepted while the shard held `connections_per_shard_max` connections.
     ConnectionLimit,
+    /// Accepted from an address that held its `max_connections_per_ip` (or override).
+    ConnectionsPerIp,
     /// No request for `connections.max.idle.ms`.
     Idle,
     /// A request whose bytes did not all arrive within `connections.max.idle.ms` of its first
@@ -44,8 +46,9 @@ pub enum Abuse {
 }
 
 impl Abuse {
-    pub const ALL: [Abuse; 7] = [
+    pub const ALL: [Abuse; 8] = [
         Abuse::ConnectionLimit,
+        Abuse::ConnectionsPerIp,
         Abuse::Idle,
         Abuse::SlowRequest,
         Abuse::SlowReader,
@@ -58,6 +61,7 @@ impl Abuse {
     pub fn label(self) -> &'static str {
         match self {
             Abuse::ConnectionLimit => "connection_limit",
+            Abuse::ConnectionsPerIp => "connections_per_ip",
             Abuse::Idle => "idle",
             Abuse::SlowRequest => "slow_request",
             Abuse::SlowReader => "slow_reader",
@@ -72,6 +76,9 @@ impl Abuse {
         match self {
             Abuse::ConnectionLimit => {
                 "connection limit reached; closing new connections at once (connections_per_shard_max)"
+            }
+            Abuse::ConnectionsPerIp => {
+                "an address holds its connection limit; closing its new connections at once (max_connections_per_ip)"
             }
             Abuse::Idle => "closing idle connections (connections.max.idle.ms)",
             Abuse::SlowRequest => {

@@ -14,7 +14,8 @@
 //!   `queued.max.request.bytes` ([`budget`]) until it is handled. An idle connection holds no
 //!   buffer. So the node's memory for clients is bounded by connections × 64 KiB plus the
 //!   budget plus the responses being written.
-//! - A shard holds at most `connections_per_shard_max` connections; more are closed at once.
+//! - A shard holds at most `connections_per_shard_max` connections, and one client address at
+//!   most its `max_connections_per_ip` on the whole node ([`per_ip`]); more are closed at once.
 //! - A frame that cannot be decoded, or an API this node does not serve, closes the
 //!   connection; nothing of it is acted on.
 //! - Connections closed for misbehaving are logged once per class, then summarised at most
@@ -26,6 +27,7 @@
 pub mod abuse;
 pub mod budget;
 pub mod conn;
+pub mod per_ip;
 pub mod sasl;
 pub mod session;
 pub mod stream;
@@ -162,6 +164,15 @@ async fn accept_on(
                     drop(stream);
                     continue;
                 }
+                let slot = match ctx.per_ip.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refused) => {
+                        let detail = format!("{} connections from {}", refused.limit, peer.ip());
+                        ctx.abuse.closed(&ctx.stats, abuse::Abuse::ConnectionsPerIp, peer, &detail);
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let ctx = ctx.clone();
                 life.connections.set(life.connections.get() + 1);
                 let stats = &ctx.stats;
@@ -170,6 +181,7 @@ async fn accept_on(
                 let info = info.clone();
                 compio::runtime::spawn(async move {
                     conn::serve(&ctx, stream, peer, info).await;
+                    drop(slot);
                     ctx.life.connections.set(ctx.life.connections.get() - 1);
                     ctx.stats
                         .connections
