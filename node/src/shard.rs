@@ -69,7 +69,7 @@ pub struct Shard {
     /// Listeners' security: TLS, SASL users, super users.
     pub security: Arc<crate::security::Security>,
     /// Connections closed for misbehaving, logged once per class for the whole node.
-    pub abuse: Arc<crate::server::abuse::AbuseLog>,
+    pub abuse: Arc<AbuseLog>,
     /// Client connections per address, counted for the whole node (`max_connections_per_ip`).
     pub per_ip: Arc<ConnectionsPerIp>,
     /// Threads for work that would block the shard (PBKDF2 of a PLAIN login).
@@ -85,7 +85,7 @@ pub struct Life {
     pub stop_event: Event,
     pub connections: Cell<usize>,
     /// Request bytes this shard's connections hold: its share of `queued.max.request.bytes`.
-    pub requests: crate::server::budget::RequestBudget,
+    pub requests: RequestBudget,
 }
 
 impl Sharded for Shard {
@@ -209,14 +209,14 @@ pub fn start(
     security: Arc<crate::security::Security>,
 ) -> Result<(ShardThreads, Arc<Mesh<Shard>>), StartupError> {
     let (smp, pin) = (config.smp, config.pin_shards);
-    let abuse = Arc::new(crate::server::abuse::AbuseLog::default());
+    let abuse = Arc::new(AbuseLog::default());
     let per_ip = Arc::new(ConnectionsPerIp::new(config.connections_per_ip.clone()));
     let body: runtime::ShardBody<Shard> = Arc::new(move |start| {
         let (config, metadata) = (config.clone(), metadata.clone());
         let (producer_ids, pool) = (producer_ids.clone(), pool.clone());
         let stats =
             stats.get(start.id).cloned().unwrap_or_else(|| Arc::new(ShardStats::new(start.id)));
-        let node = (pool, security.clone(), (abuse.clone(), per_ip.clone()));
+        let node = (pool, security.clone(), abuse.clone(), per_ip.clone());
         Box::pin(run(start, config, metadata, producer_ids, node, stats))
     });
     ShardThreads::start(smp, pin, body)
@@ -227,10 +227,11 @@ async fn run(
     config: Arc<NodeConfig>,
     metadata: Arc<dyn MetadataStore>,
     producer_ids: Arc<ProducerIds>,
-    (pool, security, (abuse, per_ip)): (
+    (pool, security, abuse, per_ip): (
         Blocking,
         Arc<crate::security::Security>,
-        (Arc<AbuseLog>, Arc<ConnectionsPerIp>),
+        Arc<AbuseLog>,
+        Arc<ConnectionsPerIp>,
     ),
     stats: Arc<ShardStats>,
 ) {

@@ -874,10 +874,13 @@ impl<B: Backend> Log<B> {
         self.write_failing.get()
     }
 
-    /// Logs a failed group write (`step`: the write, the roll, the epoch checkpoint) once per
-    /// run of failures: a full disk fails every produce until space is freed, and a line per
-    /// request would flood the log.
+    /// Logs a group write that failed with an I/O error (`step`: the write, the roll, the epoch
+    /// checkpoint) once per run of failures: a full disk fails every produce until space is
+    /// freed, and a line per request would flood the log. Other refusals are not write failures.
     fn note_write_failed(&self, step: &'static str, failure: &AppendError) {
+        if !matches!(failure, AppendError::Io(_)) {
+            return;
+        }
         self.last_write_failure.set(Some((self.clock)()));
         if self.write_failing.replace(true) {
             self.write_failures.set(self.write_failures.get() + 1);
@@ -1143,9 +1146,7 @@ impl<B: Backend> Log<B> {
             // `segment.ms`, so that one record set always lands in one segment.
             let span = entries[i].span();
             if let Err(e) = self.maybe_roll(entries[i].bytes as u64, span).await {
-                if matches!(e, AppendError::Io(_)) {
-                    self.note_write_failed("roll", &e);
-                }
+                self.note_write_failed("roll", &e);
                 for entry in &entries[i..] {
                     *entry.slot.borrow_mut() = Some(Err(e.clone()));
                 }
@@ -1161,9 +1162,7 @@ impl<B: Backend> Log<B> {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, AppendError::Io(_)) {
-                        self.note_write_failed("write", &e);
-                    }
+                    self.note_write_failed("write", &e);
                     for entry in &entries[i..] {
                         *entry.slot.borrow_mut() = Some(Err(e.clone()));
                     }

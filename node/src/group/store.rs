@@ -203,14 +203,20 @@ pub async fn store_group(host: &impl GroupHost, group: &str) -> Result<(), Error
     };
     let stored = append_synced(host, partition, now, vec![record]).await;
     if let Err(code) = stored {
-        if code == ec::NOT_COORDINATOR {
-            // A full disk or a lost leadership: logged once by the log or the partition.
-            debug!(group, partition, %code, "cannot store group metadata");
-        } else {
-            warn!(group, partition, %code, "cannot store group metadata");
-        }
+        write_failed(group, partition, code, "cannot store group metadata");
     }
     stored
+}
+
+/// Logs a failed write to `__consumer_offsets`. NOT_COORDINATOR (a full disk or a lost
+/// leadership) is logged once by the log or the partition, so here only at debug: clients
+/// retry, and a line per commit would flood the log.
+fn write_failed(group: &str, partition: i32, code: ErrorCode, what: &str) {
+    if code == ec::NOT_COORDINATOR {
+        debug!(group, partition, %code, "{what}");
+    } else {
+        warn!(group, partition, %code, "{what}");
+    }
 }
 
 /// The records of `group`'s commits, and the time they carry; refused (nothing written) when
@@ -243,13 +249,7 @@ pub async fn write_commits(
 ) -> Result<(), ErrorCode> {
     let (now, records) = commit_records(partition, group, &commits)?;
     if let Err(code) = append_synced(host, partition, now, records).await {
-        if code == ec::NOT_COORDINATOR {
-            // A full disk or a lost leadership: logged once by the log or the partition, not
-            // per commit (consumers retry).
-            debug!(group, partition, %code, "cannot write committed offsets");
-        } else {
-            warn!(group, partition, %code, "cannot write committed offsets");
-        }
+        write_failed(group, partition, code, "cannot write committed offsets");
         return Err(code);
     }
     let mut groups = host.groups().borrow_mut();

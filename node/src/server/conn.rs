@@ -135,7 +135,11 @@ async fn serve_requests(
         let (buf, queued) = read_body(ctx, stream, len, began + idle).await?;
         if let SaslState::RawTokens(_) = session.sasl {
             // After SaslHandshake v0 the frames are bare SASL tokens.
-            Box::pin(sasl::raw_token(ctx, session, stream, &buf)).await?;
+            if let Err(reason) = Box::pin(sasl::raw_token(ctx, session, stream, &buf)).await {
+                // No error frame in this framing: the close, after the delay, is the answer.
+                mute(ctx, sasl::FAILED_AUTHENTICATION_DELAY).await;
+                return Err(Close::Error(reason));
+            }
             continue;
         }
         let request = match decode_request(Bytes::from(buf)) {
@@ -235,11 +239,7 @@ async fn serve_requests(
         sent?;
         if let Some(reason) = close {
             // Kafka's delayed close: the answer first, the end of the connection later.
-            let stop = ctx.life.stop_event.listen();
-            if !ctx.life.stopping.get() {
-                let delay = compio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY);
-                let _ = select(std::pin::pin!(delay), stop).await;
-            }
+            mute(ctx, sasl::FAILED_AUTHENTICATION_DELAY).await;
             return Err(Close::Error(reason));
         }
         if !throttle.is_zero() {
@@ -311,13 +311,14 @@ fn throttle_for(
     throttle
 }
 
-/// Reads nothing from the connection for `throttle` (KIP-219's mute), unless the shard stops.
-async fn mute(ctx: &Shard, throttle: Duration) {
+/// Reads nothing from the connection for `pause`, unless the shard stops: KIP-219's mute of a
+/// throttled client, and the delayed close after a failed authentication.
+async fn mute(ctx: &Shard, pause: Duration) {
     let stop = ctx.life.stop_event.listen();
     if ctx.life.stopping.get() {
         return;
     }
-    let _ = select(std::pin::pin!(compio::time::sleep(throttle)), stop).await;
+    let _ = select(std::pin::pin!(compio::time::sleep(pause)), stop).await;
 }
 
 /// The per-request trace line of a Produce or Fetch, with its stages in microseconds.

@@ -29,10 +29,6 @@ impl Limits {
     pub fn of(&self, ip: IpAddr) -> Option<u32> {
         self.overrides.get(&ip).copied().or(self.default)
     }
-
-    fn any(&self) -> bool {
-        self.default.is_some() || !self.overrides.is_empty()
-    }
 }
 
 /// The node's open connections per address, shared by its shards.
@@ -75,21 +71,15 @@ impl ConnectionsPerIp {
 
     /// Counts a new connection from `ip`, or refuses it when the address holds its limit.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refused> {
-        if !self.limits.any() {
-            return Ok(Slot { counted: None });
-        }
         let Some(limit) = self.limits.of(ip) else {
             return Ok(Slot { counted: None });
         };
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = open.entry(ip).or_insert(0);
-        if *n >= limit {
-            if *n == 0 {
-                open.remove(&ip);
-            }
+        let n = open.get(&ip).copied().unwrap_or(0);
+        if n >= limit {
             return Err(Refused { limit });
         }
-        *n += 1;
+        open.insert(ip, n + 1);
         Ok(Slot { counted: Some((self.clone(), ip)) })
     }
 

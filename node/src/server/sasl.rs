@@ -164,7 +164,8 @@ async fn authenticate(
     }
 }
 
-/// After SaslHandshake v0: one bare token in, one bare token out.
+/// After SaslHandshake v0: one bare token in, one bare token out. `Err` ends the exchange: the
+/// connection closes, [`FAILED_AUTHENTICATION_DELAY`] later.
 pub async fn raw_token(
     ctx: &Shard,
     session: &mut Session,
@@ -180,18 +181,13 @@ pub async fn raw_token(
             session.sasl = SaslState::RawTokens(exchange);
             challenge
         }
-        Ok(Step::Done(last, outcome)) => match finish(ctx, session, mechanism, outcome).await {
-            Ok(_) => last,
-            Err(message) => {
-                // No error frame in this framing: the close, after the delay, is the answer.
-                compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
-                return Err(message);
-            }
-        },
+        Ok(Step::Done(last, outcome)) => {
+            finish(ctx, session, mechanism, outcome).await?;
+            last
+        }
         Err(e) => {
             crate::metrics::ShardStats::add(&ctx.stats.auth_failures, 1);
             info!(peer = %session.peer, mechanism = mechanism.name(), error = %e, "malformed SASL token; closing");
-            compio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             return Err(format!("malformed SASL {} token", mechanism.name()));
         }
     };

@@ -198,11 +198,8 @@ async fn write(
         // The log itself logs a failing disk once; a line per refused request would flood.
         debug!(id, partition, error = %e, "cannot store transaction state");
         // As Kafka's TransactionStateManager: a storage error or a lost leadership sends the
-        // producer to find the coordinator again.
-        return Err(match error::append_failure(&e) {
-            c if c == ec::NOT_LEADER_OR_FOLLOWER || c == ec::KAFKA_STORAGE_ERROR => {
-                ec::NOT_COORDINATOR
-            }
+        // producer to find the coordinator again (NOT_COORDINATOR).
+        return Err(match error::coordinator_append_failure(&e) {
             c if c == ec::NOT_ENOUGH_REPLICAS || c == ec::REQUEST_TIMED_OUT => {
                 ec::COORDINATOR_NOT_AVAILABLE
             }
